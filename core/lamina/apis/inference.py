@@ -1,0 +1,388 @@
+"""Inference: chat and text completion, embeddings, in the Llama Stack and OpenAI shapes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lamina.apis.common import InterleavedContent, InterleavedContentItem
+from lamina.apis.models import Model
+from lamina.apis.webmethod import webmethod
+
+StopReason = Literal["end_of_turn", "end_of_message", "out_of_tokens"]
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+class ToolCall(BaseModel):
+    call_id: str
+    tool_name: str
+    arguments: str | dict[str, Any]
+    arguments_json: str | None = None
+
+
+class UserMessage(BaseModel):
+    role: Literal["user"] = "user"
+    content: InterleavedContent
+    context: InterleavedContent | None = None
+
+
+class SystemMessage(BaseModel):
+    role: Literal["system"] = "system"
+    content: InterleavedContent
+
+
+class ToolResponseMessage(BaseModel):
+    role: Literal["tool"] = "tool"
+    call_id: str
+    content: InterleavedContent
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: InterleavedContent
+    stop_reason: StopReason = "end_of_turn"
+    tool_calls: list[ToolCall] | None = Field(default_factory=list)
+
+
+Message = Annotated[
+    UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")
+]
+
+# -- sampling, tools, formats ------------------------------------------------------------------
+
+
+class GreedySamplingStrategy(BaseModel):
+    type: Literal["greedy"] = "greedy"
+
+
+class TopPSamplingStrategy(BaseModel):
+    type: Literal["top_p"] = "top_p"
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=0.95, gt=0.0, le=1.0)
+
+
+class TopKSamplingStrategy(BaseModel):
+    type: Literal["top_k"] = "top_k"
+    top_k: int = Field(ge=1)
+
+
+SamplingStrategy = Annotated[
+    GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy, Field(discriminator="type")
+]
+
+
+class SamplingParams(BaseModel):
+    strategy: SamplingStrategy = Field(default_factory=GreedySamplingStrategy)
+    max_tokens: int | None = Field(default=0, ge=0, description="0 or null: the provider's default.")
+    repetition_penalty: float | None = Field(default=1.0, gt=0.0)
+    stop: list[str] | None = None
+
+
+class ToolParamDefinition(BaseModel):
+    param_type: str
+    description: str | None = None
+    required: bool | None = True
+    default: Any = None
+
+
+class ToolDefinition(BaseModel):
+    tool_name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, ToolParamDefinition] | None = None
+
+
+ToolPromptFormat = Literal["json", "function_tag", "python_list"]
+
+
+class ToolConfig(BaseModel):
+    tool_choice: str | None = Field(default="auto", description="auto | required | none | a tool name")
+    tool_prompt_format: ToolPromptFormat | None = None
+    system_message_behavior: Literal["append", "replace"] | None = "append"
+
+
+class JsonSchemaResponseFormat(BaseModel):
+    type: Literal["json_schema"] = "json_schema"
+    json_schema: dict[str, Any]
+
+
+class GrammarResponseFormat(BaseModel):
+    type: Literal["grammar"] = "grammar"
+    bnf: dict[str, Any]
+
+
+ResponseFormat = Annotated[JsonSchemaResponseFormat | GrammarResponseFormat, Field(discriminator="type")]
+
+
+class LogProbConfig(BaseModel):
+    top_k: int | None = Field(default=0, ge=0, le=20)
+
+
+class TokenLogProbs(BaseModel):
+    logprobs_by_token: dict[str, float]
+
+
+class Metric(BaseModel):
+    metric: str
+    value: float
+    unit: str | None = None
+
+
+# -- native requests and responses -------------------------------------------------------------
+
+
+class ChatCompletionRequest(BaseModel):
+    model_id: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    sampling_params: SamplingParams | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["auto", "required", "none"] | None = None
+    tool_prompt_format: ToolPromptFormat | None = None
+    response_format: ResponseFormat | None = None
+    stream: bool | None = False
+    logprobs: LogProbConfig | None = None
+    tool_config: ToolConfig | None = None
+
+    def effective_tool_config(self) -> ToolConfig:
+        """tool_config, with the deprecated top-level tool_choice/tool_prompt_format folded in."""
+        cfg = self.tool_config or ToolConfig()
+        if self.tool_config is None or self.tool_config.tool_choice is None:
+            cfg = cfg.model_copy(update={"tool_choice": self.tool_choice or "auto"})
+        if cfg.tool_prompt_format is None and self.tool_prompt_format is not None:
+            cfg = cfg.model_copy(update={"tool_prompt_format": self.tool_prompt_format})
+        return cfg
+
+
+class ChatCompletionResponse(BaseModel):
+    completion_message: CompletionMessage
+    logprobs: list[TokenLogProbs] | None = None
+    metrics: list[Metric] | None = None
+
+
+class TextDelta(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageDelta(BaseModel):
+    type: Literal["image"] = "image"
+    image: str
+
+
+class ToolCallDelta(BaseModel):
+    type: Literal["tool_call"] = "tool_call"
+    tool_call: ToolCall | str
+    parse_status: Literal["started", "in_progress", "failed", "succeeded"]
+
+
+ContentDelta = Annotated[TextDelta | ImageDelta | ToolCallDelta, Field(discriminator="type")]
+
+
+class ChatCompletionResponseEvent(BaseModel):
+    event_type: Literal["start", "complete", "progress"]
+    delta: ContentDelta
+    logprobs: list[TokenLogProbs] | None = None
+    stop_reason: StopReason | None = None
+
+
+class ChatCompletionResponseStreamChunk(BaseModel):
+    event: ChatCompletionResponseEvent
+    metrics: list[Metric] | None = None
+
+
+class CompletionRequest(BaseModel):
+    model_id: str = Field(min_length=1)
+    content: InterleavedContent
+    sampling_params: SamplingParams | None = None
+    response_format: ResponseFormat | None = None
+    stream: bool | None = False
+    logprobs: LogProbConfig | None = None
+
+
+class CompletionResponse(BaseModel):
+    content: str
+    stop_reason: StopReason
+    logprobs: list[TokenLogProbs] | None = None
+    metrics: list[Metric] | None = None
+
+
+class CompletionResponseStreamChunk(BaseModel):
+    delta: str
+    stop_reason: StopReason | None = None
+    logprobs: list[TokenLogProbs] | None = None
+    metrics: list[Metric] | None = None
+
+
+class EmbeddingsRequest(BaseModel):
+    model_id: str = Field(min_length=1)
+    contents: list[str] | list[InterleavedContentItem] = Field(min_length=1)
+    text_truncation: Literal["none", "start", "end"] | None = "none"
+    output_dimension: int | None = Field(default=None, ge=1)
+    task_type: Literal["query", "document"] | None = None
+
+
+class EmbeddingsResponse(BaseModel):
+    embeddings: list[list[float]]
+
+
+# -- OpenAI requests (validated where it matters, everything else passed through) --------------
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _OpenAIRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    n: int | None = Field(default=None, ge=1, le=128)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+
+    def upstream_body(self, provider_model_id: str) -> dict[str, Any]:
+        """The request as the upstream should see it: the provider's model id, nothing unset."""
+        body = self.model_dump(exclude_unset=True)
+        body["model"] = provider_model_id
+        return body
+
+
+class OpenAIChatCompletionRequest(_OpenAIRequest):
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
+            raise ValueError("response_format.type must be 'text', 'json_object' or 'json_schema'")
+        if value is not None and value.get("type") == "json_schema" and "json_schema" not in value:
+            raise ValueError("response_format of type 'json_schema' needs a 'json_schema' object "
+                             "({\"name\": ..., \"schema\": {...}})")
+        return value
+
+
+class OpenAICompletionRequest(_OpenAIRequest):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool | None = None
+    best_of: int | None = Field(default=None, ge=1)
+    suffix: str | None = None
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if value == "" or value == []:
+            raise ValueError("input must be a non-empty string or a non-empty list")
+        return value
+
+    def upstream_body(self, provider_model_id: str) -> dict[str, Any]:
+        body = self.model_dump(exclude_unset=True)
+        body["model"] = provider_model_id
+        return body
+
+
+class OpenAIResponse(BaseModel):
+    """An OpenAI response object, passed through as the upstream produced it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    object: str | None = None
+    created: int | None = None
+    model: str | None = None
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+class Inference(Protocol):
+    """What the server routes to (the inference router implements it)."""
+
+    @webmethod("POST", "/v1/inference/chat-completion", request=ChatCompletionRequest,
+               response=ChatCompletionResponse, stream_item=ChatCompletionResponseStreamChunk)
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
+        """Generate a chat completion for the given messages."""
+        ...
+
+    @webmethod("POST", "/v1/inference/completion", request=CompletionRequest,
+               response=CompletionResponse, stream_item=CompletionResponseStreamChunk)
+    async def completion(
+        self, request: CompletionRequest
+    ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
+        """Generate a text completion for the given content."""
+        ...
+
+    @webmethod("POST", "/v1/inference/embeddings", request=EmbeddingsRequest, response=EmbeddingsResponse)
+    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        """Generate embeddings for the given contents."""
+        ...
+
+    @webmethod("POST", "/v1/openai/v1/chat/completions", aliases=("/v1/chat/completions",),
+               request=OpenAIChatCompletionRequest, response=OpenAIResponse, stream_item=OpenAIResponse,
+               openai=True)
+    async def openai_chat_completion(
+        self, request: OpenAIChatCompletionRequest
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """Create a chat completion (OpenAI-compatible)."""
+        ...
+
+    @webmethod("POST", "/v1/openai/v1/completions", aliases=("/v1/completions",),
+               request=OpenAICompletionRequest, response=OpenAIResponse, stream_item=OpenAIResponse,
+               openai=True)
+    async def openai_completion(
+        self, request: OpenAICompletionRequest
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """Create a text completion (OpenAI-compatible)."""
+        ...
+
+    @webmethod("POST", "/v1/openai/v1/embeddings", aliases=("/v1/embeddings",),
+               request=OpenAIEmbeddingsRequest, response=OpenAIResponse, openai=True)
+    async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
+        """Create embeddings (OpenAI-compatible)."""
+        ...
+
+
+class InferenceProvider(Protocol):
+    """What an inference provider implements. ``model`` is the registered resource being served."""
+
+    async def register_model(self, model: Model) -> Model: ...
+    async def unregister_model(self, model: Model) -> None: ...
+    async def chat_completion(self, model: Model, request: ChatCompletionRequest) -> Any: ...
+    async def completion(self, model: Model, request: CompletionRequest) -> Any: ...
+    async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse: ...
+    async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any: ...
+    async def openai_completion(self, model: Model, request: OpenAICompletionRequest) -> Any: ...
+    async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]: ...

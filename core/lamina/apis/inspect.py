@@ -1,0 +1,73 @@
+"""Inspect and Providers: health, version, the served routes, the configured providers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from lamina.apis.common import Empty
+from lamina.apis.webmethod import webmethod
+
+
+class HealthInfo(BaseModel):
+    status: Literal["OK", "Error", "Not Implemented"]
+
+
+class VersionInfo(BaseModel):
+    version: str
+
+
+class RouteInfo(BaseModel):
+    route: str
+    method: str
+    provider_types: list[str]
+
+
+class ListRoutesResponse(BaseModel):
+    data: list[RouteInfo]
+
+
+class ProviderInfo(BaseModel):
+    api: str
+    provider_id: str
+    provider_type: str
+    config: dict[str, Any]
+    health: dict[str, Any]
+
+
+class ListProvidersResponse(BaseModel):
+    data: list[ProviderInfo]
+
+
+class GetProviderRequest(BaseModel):
+    provider_id: str = Field(min_length=1)
+
+
+class Inspect(Protocol):
+    @webmethod("GET", "/v1/health", request=Empty, response=HealthInfo)
+    async def health(self, request: Empty) -> HealthInfo:
+        """Report whether the server is up."""
+        ...
+
+    @webmethod("GET", "/v1/version", request=Empty, response=VersionInfo)
+    async def version(self, request: Empty) -> VersionInfo:
+        """Report the server's version."""
+        ...
+
+    @webmethod("GET", "/v1/inspect/routes", request=Empty, response=ListRoutesResponse)
+    async def list_routes(self, request: Empty) -> ListRoutesResponse:
+        """List every served route with the provider types behind it."""
+        ...
+
+
+class Providers(Protocol):
+    @webmethod("GET", "/v1/providers", request=Empty, response=ListProvidersResponse)
+    async def list_providers(self, request: Empty) -> ListProvidersResponse:
+        """List configured providers with their (redacted) config and health."""
+        ...
+
+    @webmethod("GET", "/v1/providers/{provider_id}", request=GetProviderRequest, response=ProviderInfo)
+    async def inspect_provider(self, request: GetProviderRequest) -> ProviderInfo:
+        """Get one configured provider."""
+        ...

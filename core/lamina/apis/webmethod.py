@@ -1,0 +1,84 @@
+"""Route declarations: one per API method, the single source of handler, validation and OpenAPI.
+
+An API is a Protocol whose methods carry ``@webmethod(...)``. The method takes one argument, the
+request model (path, query and body fields merged), and returns the response model, or, when the
+request asks to stream, an async iterator of stream items.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HttpMethod = Literal["GET", "POST", "DELETE", "PUT", "PATCH"]
+
+
+@dataclass(frozen=True)
+class RouteDecl:
+    """Everything the server needs to serve one API method."""
+
+    method: HttpMethod
+    path: str
+    request: type[BaseModel] | None
+    response: type[BaseModel] | None
+    stream_item: type[BaseModel] | None = None
+    openai: bool = False  # OpenAI stream framing: ends with `data: [DONE]`
+    aliases: tuple[str, ...] = ()
+    summary: str = ""
+    status: int = 200
+    name: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.aliases)
+
+    def path_params(self) -> list[str]:
+        import re
+
+        return re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}", self.path)
+
+    def openapi_path(self, path: str | None = None) -> str:
+        import re
+
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[^}]*\}", r"{\1}", path or self.path)
+
+
+def webmethod(
+    method: HttpMethod,
+    path: str,
+    *,
+    request: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    stream_item: type[BaseModel] | None = None,
+    openai: bool = False,
+    aliases: tuple[str, ...] = (),
+    status: int = 200,
+) -> Callable[[F], F]:
+    """Declare the HTTP route of an API method."""
+
+    def deco(fn: F) -> F:
+        doc = inspect.getdoc(fn) or ""
+        fn.__lamina_route__ = RouteDecl(  # type: ignore[attr-defined]
+            method=method, path=path, request=request, response=response, stream_item=stream_item,
+            openai=openai, aliases=aliases, summary=doc.split("\n")[0], status=status, name=fn.__name__,
+        )
+        return fn
+
+    return deco
+
+
+def routes_of(protocol: type) -> list[RouteDecl]:
+    """The route declarations of an API Protocol, in declaration order."""
+    out = []
+    for name, member in vars(protocol).items():
+        decl = getattr(member, "__lamina_route__", None)
+        if decl is not None:
+            out.append(decl if decl.name else RouteDecl(**{**decl.__dict__, "name": name}))
+    return out

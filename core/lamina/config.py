@@ -1,0 +1,193 @@
+"""The run config: Llama Stack's run.yaml (version 2), read unchanged.
+
+Loading does all validation up front, before any provider starts: YAML syntax, env substitution,
+the shape of every section, and (in ``lamina.stack``) each provider's own config. Every error names
+the file, the key path and what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lamina.envsubst import format_path, substitute_env
+from lamina.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PORT = 8321
+
+
+def lamina_home() -> Path:
+    """Where state lives by default: ``$LAMINA_HOME`` or ``~/.lamina``."""
+    return Path(os.environ.get("LAMINA_HOME", "~/.lamina")).expanduser()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ProviderEntry(_Section):
+    provider_id: str | None
+    provider_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    module: str | None = None
+
+
+class ModelInput(_Section):
+    model_id: str | None
+    provider_id: str | None = None
+    provider_model_id: str | None = None
+    model_type: Literal["llm", "embedding"] = "llm"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ShieldInput(_Section):
+    shield_id: str | None
+    provider_id: str | None = None
+    provider_shield_id: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class VectorDBInput(_Section):
+    vector_db_id: str | None
+    embedding_model: str
+    embedding_dimension: int | None = None
+    provider_id: str | None = None
+    provider_vector_db_id: str | None = None
+
+
+class DatasetInput(_Section):
+    dataset_id: str | None
+    purpose: str | None = None
+    source: dict[str, Any] | None = None
+    provider_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoringFnInput(_Section):
+    scoring_fn_id: str | None
+    provider_id: str | None = None
+    provider_scoring_fn_id: str | None = None
+    description: str | None = None
+    return_type: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+
+class BenchmarkInput(_Section):
+    benchmark_id: str | None
+    dataset_id: str
+    scoring_functions: list[str]
+    provider_id: str | None = None
+    provider_benchmark_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolGroupInput(_Section):
+    toolgroup_id: str | None
+    provider_id: str | None = None
+    args: dict[str, Any] | None = None
+    mcp_endpoint: dict[str, Any] | None = None
+
+
+class ServerConfig(_Section):
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    host: str | None = Field(default=None, description="Bind address; default all interfaces.")
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_cafile: str | None = None
+    disable_ipv6: bool = False
+    auth: dict[str, Any] | None = None
+    quota: dict[str, Any] | None = None
+    max_request_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    shutdown_timeout: float = Field(default=5.0, ge=0)
+
+
+class RunConfig(_Section):
+    version: int | str = 2
+    image_name: str = "lamina"
+    container_image: str | None = None
+    apis: list[str] = Field(default_factory=list)
+    providers: dict[str, list[ProviderEntry]] = Field(default_factory=dict)
+    metadata_store: dict[str, Any] | None = None
+    inference_store: dict[str, Any] | None = None
+    models: list[ModelInput] = Field(default_factory=list)
+    shields: list[ShieldInput] = Field(default_factory=list)
+    vector_dbs: list[VectorDBInput] = Field(default_factory=list)
+    datasets: list[DatasetInput] = Field(default_factory=list)
+    scoring_fns: list[ScoringFnInput] = Field(default_factory=list)
+    benchmarks: list[BenchmarkInput] = Field(default_factory=list)
+    tool_groups: list[ToolGroupInput] = Field(default_factory=list)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: dict[str, Any] | None = None
+    external_providers_dir: str | None = None
+
+    source: str = Field(default="<run config>", exclude=True, description="Where this config came from.")
+
+    def state_dir(self) -> Path:
+        return lamina_home() / self.image_name
+
+
+KNOWN_TOP_LEVEL = set(RunConfig.model_fields) - {"source"}
+
+
+def validation_message(source: str, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> str:
+    """One line per problem: ``file: key.path: what is wrong (got X)``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        got = err.get("input")
+        got_text = "" if err["type"] == "missing" else f" (got {got!r})"
+        if len(got_text) > 120:
+            got_text = got_text[:117] + "...)"
+        lines.append(f"{source}: {format_path((*prefix, *loc))}: {err['msg']}{got_text}")
+    return "\n".join(lines)
+
+
+def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = None) -> RunConfig:
+    """Validate a parsed run.yaml tree (after env substitution) into a RunConfig."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level (keys like 'providers'), "
+                          f"got {type(doc).__name__}")
+    doc = substitute_env(doc, os.environ if env is None else env, source)
+    try:
+        config = RunConfig.model_validate({**doc, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(validation_message(source, exc)) from None
+    if str(config.version) not in ("2",):
+        raise ConfigError(f"{source}: version: Lamina reads run configs of version 2, got {config.version!r}")
+    for key in sorted(set(doc) - KNOWN_TOP_LEVEL):
+        log.warning("config_key_ignored", source=source, key=key)
+    for api, entries in config.providers.items():
+        for i, entry in enumerate(entries):
+            if entry.module:
+                log.warning("config_key_ignored", source=source, key=f"providers.{api}[{i}].module",
+                            reason="external provider modules are installed as plugins in Lamina")
+    return config
+
+
+def load_run_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> RunConfig:
+    """Read, substitute and validate a run.yaml file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the run config: {exc.strerror}") from None
+    return load_run_config_text(text, source=str(path), env=env)
+
+
+def load_run_config_text(text: str, *, source: str, env: Mapping[str, str] | None = None) -> RunConfig:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    return parse_run_config(doc, source=source, env=env)

@@ -1,0 +1,206 @@
+"""A pooled HTTP client for remote providers that turns upstream failures into 502/504.
+
+One client per provider, opened in ``initialize`` and closed in ``shutdown``. Every error names
+the provider and the upstream URL, so a user knows which backend failed and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from lamina.errors import BadRequestError, RateLimitError, UpstreamError, UpstreamTimeoutError
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 300.0  # between bytes: bounds a stalled stream, not a long generation
+
+
+class UpstreamClient:
+    def __init__(
+        self,
+        provider_id: str,
+        base_url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeouts: Timeouts = Timeouts(),
+        max_connections: int = 256,
+        verify_tls: bool | str = True,
+    ) -> None:
+        self.provider_id = provider_id
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers or {}
+        self.timeouts = timeouts
+        self.max_connections = max_connections
+        self.verify_tls = verify_tls
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        ssl: Any = None
+        if self.verify_tls is False:
+            ssl = False
+        elif isinstance(self.verify_tls, str):
+            import ssl as ssl_mod
+
+            ssl = ssl_mod.create_default_context(cafile=self.verify_tls)
+        connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=ssl, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect,
+                                          sock_read=self.timeouts.read),
+            raise_for_status=False,
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamError(self.provider_id, "the provider is not started (initialize() was not awaited)")
+        return self._session
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def request_json(self, method: str, path: str, body: Any = None,
+                           headers: dict[str, str] | None = None) -> Any:
+        url = self.url(path)
+        try:
+            async with self.session.request(method, url, json=body, headers=headers) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise self._status_error(resp.status, raw, url, resp.headers)
+        except (UpstreamError, BadRequestError, RateLimitError):
+            raise
+        except Exception as exc:
+            raise self._transport_error(exc, url) from exc
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise UpstreamError(self.provider_id, f"{url} answered with invalid JSON: {_snippet(raw)}") from None
+
+    async def stream_sse(self, path: str, body: Any, headers: dict[str, str] | None = None,
+                         *, expect_done: bool = True) -> AsyncIterator[Any]:
+        """POST and yield each server-sent event's JSON payload, as it arrives, until ``[DONE]``."""
+        url = self.url(path)
+        try:
+            resp = await self.session.post(url, json=body, headers=headers)
+        except Exception as exc:
+            raise self._transport_error(exc, url) from exc
+        async with resp:
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                except Exception:
+                    raw = b""
+                raise self._status_error(resp.status, raw, url, resp.headers)
+            data_lines: list[bytes] = []
+            done = False
+            try:
+                async for line in resp.content:
+                    line = line.rstrip(b"\r\n")
+                    if line.startswith(b"data:"):
+                        data_lines.append(line[5:].lstrip())
+                        continue
+                    if line or not data_lines:
+                        continue  # comments, event:/id: fields, keep-alives
+                    payload = b"\n".join(data_lines)
+                    data_lines = []
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    yield self._parse_event(payload, url)
+                if data_lines and not done:
+                    payload = b"\n".join(data_lines)
+                    if payload == b"[DONE]":
+                        done = True
+                    else:
+                        yield self._parse_event(payload, url)
+            except (UpstreamError, BadRequestError):
+                raise
+            except Exception as exc:
+                raise self._transport_error(exc, url, streaming=True) from exc
+            if expect_done and not done:
+                raise UpstreamError(self.provider_id, f"the stream from {url} ended before [DONE]")
+
+    def _parse_event(self, payload: bytes, url: str) -> Any:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            raise UpstreamError(self.provider_id,
+                                f"{url} sent a stream event that is not JSON: {_snippet(payload)}") from None
+        if isinstance(event, dict) and "error" in event and not event.get("choices"):
+            err = event["error"]
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamError(self.provider_id, f"{url} reported an error mid-stream: {msg}")
+        return event
+
+    # -- error mapping -------------------------------------------------------------------------
+
+    def _transport_error(self, exc: BaseException, url: str, streaming: bool = False) -> UpstreamError:
+        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            what = "stopped sending" if streaming else "did not answer"
+            return UpstreamTimeoutError(
+                self.provider_id,
+                f"{url} {what} within the timeout (connect {self.timeouts.connect}s, read "
+                f"{self.timeouts.read}s; raise the provider's `timeout` in the run config if it is slow)",
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamError(self.provider_id, f"cannot connect to {url}: {exc.os_error or exc}. "
+                                                   f"Is the server running? Check the provider's `url`.")
+        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+            return UpstreamError(self.provider_id, f"{url} closed the connection mid-response ({exc})")
+        return UpstreamError(self.provider_id, f"request to {url} failed: {type(exc).__name__}: {exc}")
+
+    def _status_error(self, status: int, raw: bytes, url: str, headers: Any) -> Exception:
+        message = _error_message(raw)
+        if status in (400, 422):
+            err = BadRequestError(f"provider '{self.provider_id}' rejected the request: {message}",
+                                  provider_id=self.provider_id)
+            return err
+        if status == 429:
+            err = RateLimitError(f"provider '{self.provider_id}' is rate limiting: {message}",
+                                 provider_id=self.provider_id)
+            if "Retry-After" in headers:
+                err.headers["Retry-After"] = headers["Retry-After"]
+            return err
+        if status in (401, 403):
+            return UpstreamError(self.provider_id, f"{url} refused our credentials (HTTP {status}): {message}. "
+                                                   f"Check the provider's api key.", upstream_status=status)
+        if status in (408, 504):
+            return UpstreamTimeoutError(self.provider_id, f"{url} timed out (HTTP {status}): {message}",
+                                        upstream_status=status)
+        return UpstreamError(self.provider_id, f"{url} answered HTTP {status}: {message}", upstream_status=status)
+
+
+def _snippet(raw: bytes, limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return _snippet(raw) if raw else "(empty body)"
+    if isinstance(doc, dict):
+        err = doc.get("error", doc.get("detail", doc.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return str(err)
+    return _snippet(raw)

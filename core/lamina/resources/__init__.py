@@ -1,0 +1,1 @@
+"""Resources: the persisted registry and the routing tables that map identifiers to providers."""

@@ -1,0 +1,75 @@
+"""The resource registry: every registered resource, persisted in the metadata store.
+
+Reads are served from memory; a miss falls back to the store so that replicas sharing one
+database see each other's registrations. Lists always read the store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lamina.storage import KVStore
+
+_PREFIX = "resource:"
+
+
+def _key(resource_type: str, identifier: str) -> str:
+    return f"{_PREFIX}{resource_type}:{identifier}"
+
+
+class ResourceRegistry:
+    def __init__(self) -> None:
+        self._store: KVStore | None = None
+        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @property
+    def store(self) -> KVStore:
+        if self._store is None:
+            raise RuntimeError("the registry is used before the stack started (no store attached)")
+        return self._store
+
+    async def attach(self, store: KVStore) -> None:
+        """Use ``store`` from now on and load everything it holds."""
+        self._store = store
+        self._cache.clear()
+        for key, value in await self.store.items_with_prefix(_PREFIX):
+            rtype, _, identifier = key[len(_PREFIX):].partition(":")
+            self._cache[(rtype, identifier)] = json.loads(value)
+
+    def cached(self, resource_type: str, identifier: str) -> dict[str, Any] | None:
+        return self._cache.get((resource_type, identifier))
+
+    async def get(self, resource_type: str, identifier: str) -> dict[str, Any] | None:
+        found = self._cache.get((resource_type, identifier))
+        if found is not None:
+            return found
+        raw = await self.store.get(_key(resource_type, identifier))
+        if raw is None:
+            return None
+        found = json.loads(raw)
+        self._cache[(resource_type, identifier)] = found
+        return found
+
+    async def list(self, resource_type: str) -> list[dict[str, Any]]:
+        prefix = f"{_PREFIX}{resource_type}:"
+        out = []
+        seen = set()
+        for key, value in await self.store.items_with_prefix(prefix):
+            identifier = key[len(prefix):]
+            doc = json.loads(value)
+            self._cache[(resource_type, identifier)] = doc
+            seen.add(identifier)
+            out.append(doc)
+        for (rtype, identifier) in list(self._cache):
+            if rtype == resource_type and identifier not in seen:
+                del self._cache[(rtype, identifier)]
+        return out
+
+    async def put(self, resource_type: str, identifier: str, doc: dict[str, Any]) -> None:
+        await self.store.set(_key(resource_type, identifier), json.dumps(doc))
+        self._cache[(resource_type, identifier)] = doc
+
+    async def delete(self, resource_type: str, identifier: str) -> None:
+        await self.store.delete(_key(resource_type, identifier))
+        self._cache.pop((resource_type, identifier), None)

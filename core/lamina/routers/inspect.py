@@ -1,0 +1,90 @@
+"""Inspect and Providers: the core answers these itself."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from lamina.apis.common import Empty
+from lamina.apis.inspect import (
+    GetProviderRequest,
+    HealthInfo,
+    ListProvidersResponse,
+    ListRoutesResponse,
+    ProviderInfo,
+    RouteInfo,
+    VersionInfo,
+)
+from lamina.apis.webmethod import routes_of
+from lamina.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from lamina.stack import ProviderRecord, Stack
+
+_SECRET_KEY = re.compile(r"(api_?key|api_?token|password|secret|token|credential)", re.IGNORECASE)
+REDACTED = "********"
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Config as shown to clients: secrets replaced, everything else JSON-safe."""
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+class InspectImpl:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    async def health(self, request: Empty) -> HealthInfo:
+        return HealthInfo(status="OK")
+
+    async def version(self, request: Empty) -> VersionInfo:
+        return VersionInfo(version=self.stack.version)
+
+    async def list_routes(self, request: Empty) -> ListRoutesResponse:
+        data = []
+        for protocol, _impl, provider_types in self.stack.api_impls():
+            for decl in routes_of(protocol):
+                for path in decl.paths:
+                    data.append(RouteInfo(route=decl.openapi_path(path), method=decl.method,
+                                          provider_types=provider_types))
+        return ListRoutesResponse(data=sorted(data, key=lambda r: (r.route, r.method)))
+
+
+class ProvidersImpl:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def _records(self) -> list[ProviderRecord]:
+        return sorted(self.stack.order, key=lambda r: (r.api.value, r.provider_id))
+
+    async def _info(self, record: ProviderRecord) -> ProviderInfo:
+        from lamina.stack import provider_health
+
+        return ProviderInfo(api=record.api.value, provider_id=record.provider_id,
+                            provider_type=record.spec.provider_type,
+                            config=redact(record.config.model_dump(mode="python")),
+                            health=await provider_health(record.impl))
+
+    async def list_providers(self, request: Empty) -> ListProvidersResponse:
+        infos = await asyncio.gather(*(self._info(r) for r in self._records()))
+        return ListProvidersResponse(data=list(infos))
+
+    async def inspect_provider(self, request: GetProviderRequest) -> ProviderInfo:
+        for record in self._records():
+            if record.provider_id == request.provider_id:
+                return await self._info(record)
+        known = ", ".join(r.provider_id for r in self._records()) or "none"
+        raise NotFoundError(f"provider '{request.provider_id}' is not configured. Configured providers: {known}.")

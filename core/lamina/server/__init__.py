@@ -1,0 +1,1 @@
+"""The aiohttp server: routes generated from the API declarations."""

@@ -1,0 +1,16 @@
+"""Typed application state: everything the app holds lives under one of these keys."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from lamina.stack import Stack
+
+STACK: web.AppKey[Stack] = web.AppKey("stack")
+ACTIVE_STREAMS: web.AppKey[set[asyncio.Task]] = web.AppKey("active_streams")
+SHUTTING_DOWN: web.AppKey[asyncio.Event] = web.AppKey("shutting_down")
+REQUEST_ID_KEY = "lamina_request_id"

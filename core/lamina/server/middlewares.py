@@ -1,0 +1,84 @@
+"""The core middleware: request id and log context, provider data, error rendering, access log."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+
+from lamina.errors import LaminaError
+from lamina.request_context import PROVIDER_DATA, REQUEST_ID
+from lamina.server.errors import error_response, plain_error
+from lamina.server.keys import REQUEST_ID_KEY
+
+log = structlog.get_logger("lamina.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler):
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = request_id
+    REQUEST_ID.set(request_id)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        raw = request.headers.get(PROVIDER_DATA_HEADER)
+        if raw:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise _bad_provider_data()
+            PROVIDER_DATA.set(data)
+        else:
+            PROVIDER_DATA.set(None)
+        response = await handler(request)
+        status = response.status
+        return response
+    except LaminaError as exc:
+        status = exc.status
+        if exc.status >= 500:
+            log.warning("request_failed", status=exc.status, error=exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        status = exc.status
+        if exc.status == 404:
+            return plain_error(404, f"no route {request.method} {request.path}; GET /v1/inspect/routes lists "
+                                    f"the routes this server serves", "not_found_error")
+        if exc.status == 405:
+            return plain_error(405, f"{request.method} is not allowed on {request.path}")
+        if exc.status == 413:
+            return plain_error(413, f"request body too large (limit {request.app._client_max_size} bytes, "
+                                    f"server.max_request_body_bytes)")
+        return plain_error(exc.status, exc.reason or exc.text or "error")
+    except Exception:
+        log.exception("request_crashed", method=request.method, path=request.path)
+        return plain_error(500, f"internal server error (request id {request_id}); see the server log",
+                           "server_error")
+    finally:
+        log.info("request", method=request.method, path=request.path, status=status,
+                 ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def _bad_provider_data() -> LaminaError:
+    from lamina.errors import BadRequestError
+
+    return BadRequestError(f"the {PROVIDER_DATA_HEADER} header must be a JSON object, for example "
+                           '{"together_api_key": "..."}', param=PROVIDER_DATA_HEADER)
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, streaming or not, carries its request id."""
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        response.headers["X-Request-ID"] = request_id

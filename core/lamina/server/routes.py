@@ -1,0 +1,96 @@
+"""Generate aiohttp handlers from route declarations: parse, validate, call, render."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from lamina.apis.webmethod import RouteDecl, routes_of
+from lamina.errors import BadRequestError, PayloadTooLargeError
+from lamina.server.errors import validation_error
+from lamina.server.sse import stream_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+async def read_json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLargeError(
+            f"request body is larger than the server's limit of {request.app._client_max_size} bytes "
+            f"(server.max_request_body_bytes in the run config); send a smaller body",
+            actual_size=getattr(exc, "actual_size", None)) from None
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError(f"the request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def make_handler(decl: RouteDecl, method: Callable[..., Awaitable[Any]]) -> Handler:
+    path_params = decl.path_params()
+    has_body = decl.method in _BODY_METHODS
+    model = decl.request
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data: dict[str, Any] = await read_json_body(request) if has_body else _query(request)
+        for name in path_params:
+            data[name] = request.match_info[name]
+        if model is None:
+            result = await method()
+        else:
+            try:
+                parsed = model.model_validate(data)
+            except ValidationError as exc:
+                raise validation_error(exc, "request body" if has_body else "request") from None
+            result = await method(parsed)
+        if hasattr(result, "__anext__"):
+            return await stream_response(request, result, openai=decl.openai)
+        return json_response(result, decl.status)
+
+    handler.__name__ = decl.name
+    return handler
+
+
+def json_response(result: Any, status: int = 200) -> web.Response:
+    if isinstance(result, BaseModel):
+        body = result.model_dump_json().encode()
+    else:
+        body = json.dumps(result, separators=(",", ":")).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _query(request: web.Request) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        out[key] = values if len(values) > 1 else values[0]
+    return out
+
+
+def add_api_routes(app: web.Application, apis: list[tuple[type, Any, list[str]]]) -> list[RouteDecl]:
+    """Register every declared route of every served API; returns the declarations."""
+    seen: dict[tuple[str, str], str] = {}
+    decls = []
+    for protocol, impl, _types in apis:
+        for decl in routes_of(protocol):
+            method = getattr(impl, decl.name)
+            handler = make_handler(decl, method)
+            for path in decl.paths:
+                key = (decl.method, path)
+                if key in seen:
+                    raise RuntimeError(f"route {decl.method} {path} declared twice ({seen[key]} and {decl.name})")
+                seen[key] = decl.name
+                app.router.add_route(decl.method, path, handler)
+            decls.append(decl)
+    return decls

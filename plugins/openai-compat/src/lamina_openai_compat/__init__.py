@@ -1,0 +1,1 @@
+"""Lamina inference providers for OpenAI-compatible services."""

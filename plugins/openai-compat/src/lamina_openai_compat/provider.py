@@ -1,0 +1,200 @@
+"""Inference through an OpenAI-compatible upstream: OpenAI routes passed through, native ones translated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from lamina.apis.inference import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    OpenAIChatCompletionRequest,
+    OpenAICompletionRequest,
+    OpenAIEmbeddingsRequest,
+)
+from lamina.apis.models import Model
+from lamina.errors import BadRequestError, LaminaError, UpstreamError
+from lamina.providers import ProviderBase, ProviderContext
+from lamina.providers import openai_bridge as bridge
+from lamina.providers.http_upstream import Timeouts, UpstreamClient
+from lamina.request_context import provider_data
+
+from lamina_openai_compat.config import _NetworkConfig
+
+log = structlog.get_logger(__name__)
+
+# What each upstream accepts beyond standard OpenAI fields, and which provider-data key holds its key.
+DIALECTS: dict[str, bridge.Dialect] = {
+    "remote::vllm": bridge.Dialect(grammar_field="guided_grammar"),
+    "remote::tgi": bridge.Dialect(repetition_penalty=False),
+    "remote::together": bridge.Dialect(),
+    "remote::fireworks": bridge.Dialect(repetition_penalty=False),
+    "remote::groq": bridge.OPENAI_STRICT,
+    "remote::openai": bridge.OPENAI_STRICT,
+    "remote::nvidia": bridge.OPENAI_STRICT,
+}
+PROVIDER_DATA_KEYS = {
+    "remote::openai": "openai_api_key", "remote::together": "together_api_key",
+    "remote::fireworks": "fireworks_api_key", "remote::groq": "groq_api_key",
+    "remote::nvidia": "nvidia_api_key", "remote::vllm": "vllm_api_token", "remote::tgi": "tgi_api_token",
+}
+
+
+class ProviderData(BaseModel):
+    """Per-request credentials accepted in X-LlamaStack-Provider-Data."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openai_api_key: str | None = None
+    together_api_key: str | None = None
+    fireworks_api_key: str | None = None
+    groq_api_key: str | None = None
+    nvidia_api_key: str | None = None
+
+
+async def create_provider(config: _NetworkConfig, deps: dict, context: ProviderContext) -> OpenAICompatProvider:
+    return OpenAICompatProvider(config, context)
+
+
+class OpenAICompatProvider(ProviderBase):
+    def __init__(self, config: _NetworkConfig, context: ProviderContext) -> None:
+        super().__init__(context)
+        self.config = config
+        self.dialect = DIALECTS.get(context.provider_type, bridge.OPENAI_STRICT)
+        self.data_key = PROVIDER_DATA_KEYS.get(context.provider_type)
+        headers = {}
+        if config.secret():
+            headers["Authorization"] = f"Bearer {config.secret()}"
+        verify = getattr(config, "tls_verify", True)
+        self.client = UpstreamClient(
+            context.provider_id, config.base_url(), headers=headers,
+            timeouts=Timeouts(connect=config.connect_timeout, read=config.timeout),
+            max_connections=config.max_connections, verify_tls=verify,
+        )
+
+    async def initialize(self) -> None:
+        await self.client.start()
+
+    async def shutdown(self) -> None:
+        await self.client.close()
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await self.client.request_json("GET", "models")
+        except LaminaError as exc:
+            return {"status": "Error", "message": exc.message}
+        return {"status": "OK"}
+
+    def _headers(self) -> dict[str, str] | None:
+        """A caller's own key (X-LlamaStack-Provider-Data) overrides the configured one."""
+        if self.data_key is None:
+            return None
+        key = provider_data().get(self.data_key)
+        return {"Authorization": f"Bearer {key}"} if key else None
+
+    # -- models --------------------------------------------------------------------------------
+
+    async def list_upstream_models(self) -> list[str]:
+        doc = await self.client.request_json("GET", "models", headers=self._headers())
+        return [m.get("id") for m in (doc.get("data") or []) if isinstance(m, dict)]
+
+    async def register_model(self, model: Model) -> Model:
+        """Refuse a model the upstream says it does not serve; accept it if the upstream is unreachable."""
+        try:
+            served = await asyncio.wait_for(self.list_upstream_models(), timeout=5.0)
+        except (LaminaError, TimeoutError) as exc:
+            log.warning("model_not_checked", provider_id=self.provider_id, model=model.identifier,
+                        reason=getattr(exc, "message", "timed out"))
+            return model
+        if served and model.provider_model_id not in served:
+            shown = ", ".join(served[:20]) + (" ..." if len(served) > 20 else "")
+            raise BadRequestError(
+                f"provider '{self.provider_id}' does not serve model '{model.provider_model_id}'; it serves: "
+                f"{shown}. Set provider_model_id to one of these.", param="provider_model_id")
+        return model
+
+    async def unregister_model(self, model: Model) -> None:
+        return None
+
+    # -- OpenAI routes: pass through ------------------------------------------------------------
+
+    async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any:
+        body = request.upstream_body(model.provider_model_id)
+        if request.stream:
+            return self._relay_stream("chat/completions", body, model.identifier)
+        return self._relabel(await self._post("chat/completions", body), model.identifier)
+
+    async def openai_completion(self, model: Model, request: OpenAICompletionRequest) -> Any:
+        body = request.upstream_body(model.provider_model_id)
+        if request.stream:
+            return self._relay_stream("completions", body, model.identifier)
+        return self._relabel(await self._post("completions", body), model.identifier)
+
+    async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
+        doc = await self._post("embeddings", request.upstream_body(model.provider_model_id))
+        if not isinstance(doc.get("data"), list):
+            raise UpstreamError(self.provider_id, f"the embeddings answer has no data list: {str(doc)[:200]}")
+        return self._relabel(doc, model.identifier)
+
+    # -- native routes: translate ---------------------------------------------------------------
+
+    async def chat_completion(self, model: Model, request: ChatCompletionRequest) -> Any:
+        body = bridge.chat_request_to_openai(request, model.provider_model_id, self.dialect)
+        self._default_max_tokens(body)
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            return bridge.chat_stream_from_openai(self._stream("chat/completions", body))
+        return bridge.chat_response_from_openai(await self._post("chat/completions", body), self.provider_id)
+
+    async def completion(self, model: Model, request: CompletionRequest) -> Any:
+        body = bridge.completion_request_to_openai(request, model.provider_model_id, self.dialect)
+        self._default_max_tokens(body)
+        if request.stream:
+            body["stream"] = True
+            return bridge.completion_stream_from_openai(self._stream("completions", body))
+        return bridge.completion_response_from_openai(await self._post("completions", body), self.provider_id)
+
+    async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        body = bridge.embeddings_request_to_openai(request, model.provider_model_id, self.provider_id)
+        doc = await self._post("embeddings", body)
+        data = doc.get("data")
+        if not isinstance(data, list) or len(data) != len(request.contents):
+            raise UpstreamError(self.provider_id, f"expected {len(request.contents)} embeddings, got "
+                                                  f"{len(data) if isinstance(data, list) else 'none'}")
+        data = sorted(data, key=lambda d: d.get("index", 0))
+        return EmbeddingsResponse(embeddings=[d["embedding"] for d in data])
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _default_max_tokens(self, body: dict[str, Any]) -> None:
+        default = getattr(self.config, "max_tokens", None)
+        if default and "max_tokens" not in body:
+            body["max_tokens"] = default
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        doc = await self.client.request_json("POST", path, body, headers=self._headers())
+        if not isinstance(doc, dict):
+            raise UpstreamError(self.provider_id, f"expected a JSON object from {path}, got {type(doc).__name__}")
+        return doc
+
+    def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self.client.stream_sse(path, body, headers=self._headers())
+
+    async def _relay_stream(self, path: str, body: dict[str, Any], model_id: str) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in self._stream(path, body):
+            if isinstance(chunk, dict) and "model" in chunk:
+                chunk["model"] = model_id
+            yield chunk
+
+    @staticmethod
+    def _relabel(doc: dict[str, Any], model_id: str) -> dict[str, Any]:
+        if "model" in doc:
+            doc["model"] = model_id
+        return doc
