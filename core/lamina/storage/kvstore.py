@@ -1,0 +1,85 @@
+"""The key-value store interface every backend implements, and ``open_kvstore``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+
+from lamina.errors import LaminaError
+from lamina.storage.config import KVStoreConfig, PostgresKVStoreConfig, SqliteKVStoreConfig
+
+
+class StorageError(LaminaError):
+    """The metadata store failed (unreachable, locked, ...): 503, the request can be retried."""
+
+    status = 503
+    error_type = "storage_error"
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with ``prefix`` (code point order)."""
+    return prefix + "\U0010ffff"
+
+
+class KVStore(ABC):
+    """String keys to string values, ordered by key (code point order), with optional expiry.
+
+    A ``namespace`` in the config is prepended to every key (``namespace:key``) and stripped from
+    keys returned, so several components can share one database.
+    """
+
+    def __init__(self, namespace: str | None) -> None:
+        self._ns = f"{namespace}:" if namespace else ""
+
+    def _k(self, key: str) -> str:
+        return self._ns + key
+
+    def _strip(self, key: str) -> str:
+        return key[len(self._ns):]
+
+    @abstractmethod
+    async def initialize(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def get(self, key: str) -> str | None:
+        """The value, or None if missing or expired."""
+
+    @abstractmethod
+    async def set(self, key: str, value: str, expiration: datetime | None = None) -> None:
+        """Insert or replace; ``expiration`` (aware datetime) makes the key vanish after it."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove the key; missing keys are not an error."""
+
+    @abstractmethod
+    async def items_in_range(self, start_key: str, end_key: str) -> list[tuple[str, str]]:
+        """(key, value) for start_key <= key <= end_key, ordered by key."""
+
+    async def values_in_range(self, start_key: str, end_key: str) -> list[str]:
+        return [value for _, value in await self.items_in_range(start_key, end_key)]
+
+    async def keys_in_range(self, start_key: str, end_key: str) -> list[str]:
+        return [key for key, _ in await self.items_in_range(start_key, end_key)]
+
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        return await self.items_in_range(prefix, prefix_end(prefix))
+
+
+async def open_kvstore(config: KVStoreConfig) -> KVStore:
+    """Create and initialise the backend ``config.type`` names."""
+    if isinstance(config, SqliteKVStoreConfig):
+        from lamina.storage.sqlite import SqliteKVStore
+
+        store: KVStore = SqliteKVStore(config)
+    elif isinstance(config, PostgresKVStoreConfig):
+        from lamina.storage.postgres import PostgresKVStore
+
+        store = PostgresKVStore(config)
+    else:  # pragma: no cover - the discriminated union admits nothing else
+        raise TypeError(f"unknown kvstore config {type(config).__name__}")
+    await store.initialize()
+    return store

@@ -1,0 +1,93 @@
+"""PostgreSQL key-value store (asyncpg pool).
+
+Keys use the "C" collation so that range and prefix scans follow code point order whatever the
+database's locale, matching the SQLite backend.
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import datetime
+
+import asyncpg
+
+from lamina.storage.config import PostgresKVStoreConfig
+from lamina.storage.kvstore import KVStore, StorageError
+
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class PostgresKVStore(KVStore):
+    def __init__(self, config: PostgresKVStoreConfig) -> None:
+        super().__init__(config.namespace)
+        self.config = config
+        self.table = config.table_name  # validated as a plain identifier
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def where(self) -> str:
+        c = self.config
+        return f"postgres store {c.user}@{c.host}:{c.port}/{c.db} table {self.table}"
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError(f"{self.where} is not open")
+        return self._pool
+
+    def _ssl(self) -> ssl.SSLContext | str | None:
+        c = self.config
+        if c.ca_cert_path:
+            return ssl.create_default_context(cafile=c.ca_cert_path)
+        return c.ssl_mode
+
+    async def initialize(self) -> None:
+        c = self.config
+        try:
+            self._pool = await asyncpg.create_pool(
+                host=c.host, port=c.port, database=c.db, user=c.user, password=c.password, ssl=self._ssl(),
+                min_size=c.pool_min_size, max_size=c.pool_max_size, command_timeout=30)
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    f'CREATE TABLE IF NOT EXISTS {self.table} ('
+                    f'key TEXT COLLATE "C" PRIMARY KEY, value TEXT, expiration TIMESTAMPTZ)')
+        except _ERRORS as exc:
+            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def get(self, key: str) -> str | None:
+        try:
+            return await self.pool.fetchval(
+                f"SELECT value FROM {self.table} WHERE key = $1 AND (expiration IS NULL OR expiration > now())",
+                self._k(key))
+        except _ERRORS as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+    async def set(self, key: str, value: str, expiration: datetime | None = None) -> None:
+        try:
+            await self.pool.execute(
+                f"INSERT INTO {self.table} (key, value, expiration) VALUES ($1, $2, $3) "
+                f"ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expiration = EXCLUDED.expiration",
+                self._k(key), value, expiration)
+        except _ERRORS as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.pool.execute(f"DELETE FROM {self.table} WHERE key = $1", self._k(key))
+        except _ERRORS as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+    async def items_in_range(self, start_key: str, end_key: str) -> list[tuple[str, str]]:
+        try:
+            rows = await self.pool.fetch(
+                f'SELECT key, value FROM {self.table} WHERE key >= $1 COLLATE "C" AND key <= $2 COLLATE "C" '
+                f"AND (expiration IS NULL OR expiration > now()) ORDER BY key COLLATE \"C\"",
+                self._k(start_key), self._k(end_key))
+        except _ERRORS as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+        return [(self._strip(r["key"]), r["value"]) for r in rows]

@@ -1,0 +1,91 @@
+"""SQLite key-value store (aiosqlite): one connection, WAL journal, busy timeout.
+
+WAL lets readers proceed while one writer commits, and the busy timeout makes a second process on
+the same file wait for the lock instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+
+from lamina.storage.config import SqliteKVStoreConfig
+from lamina.storage.kvstore import KVStore, StorageError
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class SqliteKVStore(KVStore):
+    def __init__(self, config: SqliteKVStoreConfig) -> None:
+        super().__init__(config.namespace)
+        self.path = Path(config.db_path).expanduser()
+        self._conn: aiosqlite.Connection | None = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StorageError(f"sqlite store {self.path} is not open")
+        return self._conn
+
+    async def initialize(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await self._conn.execute("PRAGMA synchronous=NORMAL")
+            await self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT, expiration REAL)")
+            await self._conn.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the sqlite store {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def get(self, key: str) -> str | None:
+        try:
+            async with self.conn.execute(
+                "SELECT value FROM kvstore WHERE key = ? AND (expiration IS NULL OR expiration > ?)",
+                (self._k(key), time.time()),
+            ) as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+        return row[0] if row else None
+
+    async def set(self, key: str, value: str, expiration: datetime | None = None) -> None:
+        try:
+            await self.conn.execute(
+                "INSERT INTO kvstore (key, value, expiration) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = excluded.expiration",
+                (self._k(key), value, expiration.timestamp() if expiration else None),
+            )
+            await self.conn.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.conn.execute("DELETE FROM kvstore WHERE key = ?", (self._k(key),))
+            await self.conn.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+
+    async def items_in_range(self, start_key: str, end_key: str) -> list[tuple[str, str]]:
+        try:
+            async with self.conn.execute(
+                "SELECT key, value FROM kvstore WHERE key >= ? AND key <= ? "
+                "AND (expiration IS NULL OR expiration > ?) ORDER BY key",
+                (self._k(start_key), self._k(end_key), time.time()),
+            ) as cur:
+                rows = await cur.fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+        return [(self._strip(k), v) for k, v in rows]
