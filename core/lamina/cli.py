@@ -47,10 +47,11 @@ def load_config_or_distribution(target: str | None, env: dict[str, str], pm):
     if target is None:
         defaults = [d for d in distributions.values() if d.default]
         if not defaults:
-            names = ", ".join(distributions) or "none installed"
+            names = ", ".join(distributions)
+            installed = f"installed distributions: {names}" if names else "no distribution is installed"
             raise click.UsageError(
                 "no default distribution is installed, so `lamina run` needs a run config: "
-                f"`lamina run path/to/run.yaml` or `lamina run DISTRIBUTION` (installed: {names}).")
+                f"`lamina run path/to/run.yaml` or `lamina run DISTRIBUTION` ({installed}).")
         dist = defaults[0]
         return load_run_config_text(dist.run_config, source=f"distribution {dist.name}", env=env)
     path = Path(target)

@@ -167,7 +167,7 @@ class Stack:
                 request = RegisterModelRequest(model_id=model.model_id, provider_id=model.provider_id,
                                                provider_model_id=model.provider_model_id,
                                                model_type=model.model_type, metadata=model.metadata)
-                await self.models.register_model(request)
+                await self.models.register_model(request, replace=True)
             except ValidationError as exc:
                 raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
             except LaminaError as exc:

@@ -12,7 +12,7 @@ from lamina.apis.models import (
     OpenAIModel,
     RegisterModelRequest,
 )
-from lamina.errors import BadRequestError
+from lamina.errors import BadRequestError, ConflictError
 from lamina.resources.routing_table import RoutingTable
 
 
@@ -46,7 +46,11 @@ class ModelsRoutingTable(RoutingTable[Model]):
     async def get_model(self, request: GetModelRequest) -> ModelEntry:
         return ModelEntry.of(await self.get(request.model_id))
 
-    async def register_model(self, request: RegisterModelRequest) -> ModelEntry:
+    async def register_model(self, request: RegisterModelRequest, *, replace: bool = False) -> ModelEntry:
+        """Register (idempotent for an identical definition); a different one is a 409 unless ``replace``.
+
+        ``replace`` is for start-up: the run config is the source of truth for its own models.
+        """
         provider_id = self.pick_provider(request.provider_id, request.model_id)
         existing = await self.registry.get(self.resource_type, request.model_id)
         model = Model(
@@ -58,6 +62,12 @@ class ModelsRoutingTable(RoutingTable[Model]):
         )
         if existing is not None:
             model = model.model_copy(update={"created": existing.get("created", model.created)})
+            if not replace and existing != model.model_dump(mode="json"):
+                raise ConflictError(
+                    f"model '{request.model_id}' is already registered differently (provider "
+                    f"'{existing.get('provider_id')}', provider_model_id '{existing.get('provider_resource_id')}', "
+                    f"model_type '{existing.get('model_type')}'); DELETE /v1/models/{request.model_id} first "
+                    f"to change it", param="model_id")
         return ModelEntry.of(await self.add(model))
 
     async def unregister_model(self, request: GetModelRequest) -> None:

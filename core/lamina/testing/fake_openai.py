@@ -8,7 +8,8 @@ Not a model: it answers instantly with canned text. The requested model name pic
 - ``badjson``: HTTP 200 with a body that is not JSON
 - ``cut``: streams two chunks, then drops the connection without ``[DONE]``
 - ``stall``: streams one chunk, then goes silent (read timeouts mid-stream)
-- ``echo``: answers with the request body it received, as JSON text (to check pass-through)
+- ``echo``: answers with the request body it received, as JSON text (to check pass-through), plus
+  the ``Authorization`` header it got under ``"_authorization"``
 
 Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``.
@@ -86,7 +87,10 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         if model == "badjson":
             return web.Response(text="this is { not json", content_type="application/json")
         tool = _forced_tool(body)
-        text = json.dumps(body) if model == "echo" else "Hello from the fake upstream."
+        if model == "echo":
+            text = json.dumps({**body, "_authorization": request.headers.get("Authorization")})
+        else:
+            text = "Hello from the fake upstream."
         if not body.get("stream"):
             if tool:
                 return web.json_response(_tool_completion(model, tool))
