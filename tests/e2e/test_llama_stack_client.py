@@ -66,97 +66,11 @@ def test_embedding_model_without_dimension_is_400(ls_client: LlamaStackClient) -
                                   model_type="embedding")
 
 
-def test_chat_completion(ls_client: LlamaStackClient) -> None:
-    answer = ls_client.inference.chat_completion(
-        model_id="smollm2", messages=SAY, sampling_params={"strategy": {"type": "greedy"}, "max_tokens": 8})
-    message = answer.completion_message
-    assert message.role == "assistant"
-    assert isinstance(message.content, str) and message.content.strip()
-    assert message.stop_reason in ("end_of_turn", "out_of_tokens")
-    metrics = {m.metric: m.value for m in answer.metrics}
-    assert metrics["completion_tokens"] >= 1
-    assert metrics["total_tokens"] == metrics["prompt_tokens"] + metrics["completion_tokens"]
-
-
 def test_chat_completion_greedy_is_deterministic(ls_client: LlamaStackClient) -> None:
     params = {"strategy": {"type": "greedy"}, "max_tokens": 12}
     first = ls_client.inference.chat_completion(model_id="smollm2", messages=SAY, sampling_params=params)
     second = ls_client.inference.chat_completion(model_id="smollm2", messages=SAY, sampling_params=params)
     assert first.completion_message.content == second.completion_message.content
-
-
-def test_chat_completion_stream(ls_client: LlamaStackClient) -> None:
-    chunks = list(ls_client.inference.chat_completion(
-        model_id="smollm2", messages=SAY, stream=True, sampling_params={"max_tokens": 8}))
-    kinds = [c.event.event_type for c in chunks]
-    assert kinds[0] == "start" and kinds[-1] == "complete"
-    assert set(kinds[1:-1]) == {"progress"}
-    text = "".join(c.event.delta.text for c in chunks if c.event.delta.type == "text")
-    assert text.strip()
-    assert chunks[-1].event.stop_reason in ("end_of_turn", "out_of_tokens")
-
-
-def test_chat_completion_json_schema(ls_client: LlamaStackClient) -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-              "required": ["name", "age"]}
-    answer = ls_client.inference.chat_completion(
-        model_id="smollm2", messages=[{"role": "user", "content": "Invent a person."}],
-        response_format={"type": "json_schema", "json_schema": schema},
-        sampling_params={"max_tokens": 60})
-    doc = json.loads(answer.completion_message.content)
-    assert isinstance(doc["name"], str) and isinstance(doc["age"], int)
-
-
-def test_chat_completion_logprobs(ls_client: LlamaStackClient) -> None:
-    answer = ls_client.inference.chat_completion(model_id="smollm2", messages=SAY, logprobs={"top_k": 2},
-                                                 sampling_params={"max_tokens": 3})
-    assert answer.logprobs and len(answer.logprobs) >= 1
-    first = answer.logprobs[0].logprobs_by_token
-    assert 1 <= len(first) <= 2 and all(v <= 0 for v in first.values())
-
-
-def test_chat_completion_stop_sequence(ls_client: LlamaStackClient) -> None:
-    answer = ls_client.inference.chat_completion(
-        model_id="smollm2", messages=[{"role": "user", "content": "Count from 1 to 10 with commas."}],
-        sampling_params={"max_tokens": 40, "stop": ["5"], "strategy": {"type": "greedy"}})
-    assert "5" not in answer.completion_message.content
-    assert "6" not in answer.completion_message.content
-
-
-def test_completion(ls_client: LlamaStackClient) -> None:
-    answer = ls_client.inference.completion(model_id="smollm2", content="The capital of France is",
-                                            sampling_params={"max_tokens": 5})
-    assert answer.content
-    assert answer.stop_reason in ("end_of_turn", "out_of_tokens")
-
-
-def test_completion_stream(ls_client: LlamaStackClient) -> None:
-    chunks = list(ls_client.inference.completion(model_id="smollm2", content="Once upon a time",
-                                                 stream=True, sampling_params={"max_tokens": 6}))
-    assert "".join(c.delta for c in chunks).strip()
-    assert chunks[-1].stop_reason in ("end_of_turn", "out_of_tokens")
-
-
-def test_embeddings(ls_client: LlamaStackClient) -> None:
-    answer = ls_client.inference.embeddings(model_id="smollm2-embed", contents=["a cat", "a dog", "an invoice"])
-    vectors = answer.embeddings
-    assert len(vectors) == 3 and all(len(v) == 576 for v in vectors)
-
-    def cos(a: list[float], b: list[float]) -> float:
-        dot = sum(x * y for x, y in zip(a, b, strict=True))
-        return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
-
-    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
-
-
-def test_embeddings_on_an_llm_is_400(ls_client: LlamaStackClient) -> None:
-    with pytest.raises(BadRequestError, match="embedding"):
-        ls_client.inference.embeddings(model_id="smollm2", contents=["x"])
-
-
-def test_chat_on_an_embedding_model_is_400(ls_client: LlamaStackClient) -> None:
-    with pytest.raises(BadRequestError, match="embedding"):
-        ls_client.inference.chat_completion(model_id="smollm2-embed", messages=SAY)
 
 
 def test_tools_pass_through_as_native_tool_calls(ls_client: LlamaStackClient) -> None:

@@ -1,0 +1,42 @@
+"""Repository conventions: the README's two commands, CI running the same test command, module size."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lamina.config import load_run_config
+from lamina.plugins import load_plugin_manager
+from lamina.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
+    commands = quick_start_commands()
+    assert len(commands) >= 2
+    serve, test = commands[0], commands[1]
+    assert "hatch run serve" in serve and "hatch run test" in test
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in ci, ".ci/run must run the README's test command verbatim"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_run_configs_build(path: Path) -> None:
+    config = load_run_config(path, env={"INFERENCE_MODEL": "my-model"})
+    stack = Stack.build(config, load_plugin_manager())
+    assert stack.order, "the example configures at least one provider"
+
+
+def test_modules_stay_small() -> None:
+    sources = [*ROOT.glob("core/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py"), *ROOT.glob("bench/**/*.py")]
+    too_long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 800}
+    assert not too_long, f"split these modules (over 800 lines): {too_long}"
