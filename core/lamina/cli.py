@@ -51,16 +51,21 @@ def load_config_or_distribution(target: str | None, env: dict[str, str], pm):
             installed = f"installed distributions: {names}" if names else "no distribution is installed"
             raise click.UsageError(
                 "no default distribution is installed, so `lamina run` needs a run config: "
-                f"`lamina run path/to/run.yaml` or `lamina run DISTRIBUTION` ({installed}).")
+                f"`lamina run path/to/run.yaml` or `lamina run DISTRIBUTION` ({installed})."
+            )
         dist = defaults[0]
         return load_run_config_text(dist.run_config, source=f"distribution {dist.name}", env=env)
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_run_config(path, env=env)
     if target in distributions:
-        return load_run_config_text(distributions[target].run_config, source=f"distribution {target}", env=env)
-    raise click.UsageError(f"{target!r} is neither a run config file nor an installed distribution "
-                           f"(installed: {', '.join(distributions) or 'none'})")
+        return load_run_config_text(
+            distributions[target].run_config, source=f"distribution {target}", env=env
+        )
+    raise click.UsageError(
+        f"{target!r} is neither a run config file nor an installed distribution "
+        f"(installed: {', '.join(distributions) or 'none'})"
+    )
 
 
 @cli.command()
@@ -98,8 +103,11 @@ def plugins(as_json: bool) -> None:
     rows = []
     for name, info in sorted(pm.plugins.items()):
         row = info.to_dict()
-        row.update(pm.contributions(name) if info.status == "loaded" else
-                   {"providers": {}, "resources": {}, "distributions": []})
+        row.update(
+            pm.contributions(name)
+            if info.status == "loaded"
+            else {"providers": {}, "resources": {}, "distributions": []}
+        )
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -137,8 +145,15 @@ def routes(config: str | None, as_json: bool) -> None:
     for protocol, _impl, types in stack.api_impls():
         for decl in routes_of(protocol):
             for path in decl.paths:
-                rows.append({"method": decl.method, "route": decl.openapi_path(path),
-                             "api": protocol.__name__, "provider_types": types, "summary": decl.summary})
+                rows.append(
+                    {
+                        "method": decl.method,
+                        "route": decl.openapi_path(path),
+                        "api": protocol.__name__,
+                        "provider_types": types,
+                        "summary": decl.summary,
+                    }
+                )
     rows.sort(key=lambda r: (r["route"], r["method"]))
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -14,8 +14,11 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     level_name = (level or os.environ.get("LAMINA_LOG_LEVEL") or "info").upper()
     numeric = logging.getLevelNamesMapping().get(level_name, logging.INFO)
     fmt = fmt or os.environ.get("LAMINA_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
-    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
-                else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -28,5 +31,6 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )

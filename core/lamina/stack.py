@@ -73,8 +73,10 @@ class Stack:
             try:
                 api = Api(api_name)
             except ValueError:
-                raise ConfigError(f"{source}: providers.{api_name}: unknown API; expected one of "
-                                  f"{', '.join(a.value for a in Api)}") from None
+                raise ConfigError(
+                    f"{source}: providers.{api_name}: unknown API; expected one of "
+                    f"{', '.join(a.value for a in Api)}"
+                ) from None
             specs = pm.provider_specs(api)
             for i, entry in enumerate(entries):
                 where = f"providers.{api_name}[{i}]"
@@ -84,27 +86,36 @@ class Stack:
                 spec = specs.get(entry.provider_type)
                 if spec is None:
                     raise ConfigError(
-                        f"{source}: {where}.provider_type: no installed plugin offers {entry.provider_type!r}. "
+                        f"{source}: {where}.provider_type: no installed plugin offers "
+                        f"{entry.provider_type!r}. "
                         f"Installed {api_name} provider types: {', '.join(specs) or 'none'}. "
-                        f"Install the plugin that provides it, or pick one of these.")
+                        f"Install the plugin that provides it, or pick one of these."
+                    )
                 if entry.provider_id in seen_ids:
-                    raise ConfigError(f"{source}: {where}.provider_id: {entry.provider_id!r} is already used by "
-                                      f"{seen_ids[entry.provider_id]}; provider ids must be unique")
+                    raise ConfigError(
+                        f"{source}: {where}.provider_id: {entry.provider_id!r} is already used by "
+                        f"{seen_ids[entry.provider_id]}; provider ids must be unique"
+                    )
                 seen_ids[entry.provider_id] = where
                 if spec.deprecation_warning:
-                    log.warning("provider_deprecated", provider_type=spec.provider_type,
-                                warning=spec.deprecation_warning)
+                    log.warning(
+                        "provider_deprecated",
+                        provider_type=spec.provider_type,
+                        warning=spec.deprecation_warning,
+                    )
                 try:
                     config_class = import_object(spec.config_class)
                     provider_config = config_class.model_validate(entry.config or {})
                 except ValidationError as exc:
                     raise ConfigError(validation_message(source, exc, (*_path(where), "config"))) from None
                 except (ImportError, AttributeError) as exc:
-                    raise ConfigError(f"{source}: {where}: the plugin offering {entry.provider_type!r} is "
-                                      f"broken: {exc}") from None
+                    raise ConfigError(
+                        f"{source}: {where}: the plugin offering {entry.provider_type!r} is broken: {exc}"
+                    ) from None
                 _warn_unknown_keys(source, where, entry.config or {}, config_class)
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
-                    api, entry.provider_id, spec, provider_config, where)
+                    api, entry.provider_id, spec, provider_config, where
+                )
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 
@@ -112,7 +123,10 @@ class Stack:
 
     async def start(self) -> None:
         state_dir = self.config.state_dir()
-        store_cfg = self.config.metadata_store or {"type": "sqlite", "db_path": str(state_dir / "registry.db")}
+        store_cfg = self.config.metadata_store or {
+            "type": "sqlite",
+            "db_path": str(state_dir / "registry.db"),
+        }
         try:
             kv_config = TypeAdapter(KVStoreConfig).validate_python(store_cfg)
         except ValidationError as exc:
@@ -122,20 +136,32 @@ class Stack:
 
         for record in self.order:
             deps = {dep: self.routers.get(dep) for dep in record.spec.api_dependencies}
-            deps.update({dep: self.routers.get(dep) for dep in record.spec.optional_api_dependencies
-                         if dep in self.providers})
-            context = ProviderContext(api=record.api, provider_id=record.provider_id,
-                                      provider_type=record.spec.provider_type,
-                                      state_dir=state_dir / "providers" / record.provider_id,
-                                      metadata_store=store_cfg)
+            deps.update(
+                {
+                    dep: self.routers.get(dep)
+                    for dep in record.spec.optional_api_dependencies
+                    if dep in self.providers
+                }
+            )
+            context = ProviderContext(
+                api=record.api,
+                provider_id=record.provider_id,
+                provider_type=record.spec.provider_type,
+                state_dir=state_dir / "providers" / record.provider_id,
+                metadata_store=store_cfg,
+            )
             factory = import_object(record.spec.factory)
             impl = await factory(record.config, deps, context)
             if hasattr(impl, "initialize"):
                 await impl.initialize()
             record.impl = impl
             self.impls[record.api][record.provider_id] = impl
-            log.info("provider_started", api=record.api.value, provider_id=record.provider_id,
-                     provider_type=record.spec.provider_type)
+            log.info(
+                "provider_started",
+                api=record.api.value,
+                provider_id=record.provider_id,
+                provider_type=record.spec.provider_type,
+            )
         await self._register_resources()
 
     async def shutdown(self) -> None:
@@ -156,17 +182,25 @@ class Stack:
                     continue
                 if await self.registry.get("model", res.identifier) is not None:
                     continue
-                request = RegisterModelRequest(model_id=res.identifier, provider_id=record.provider_id,
-                                               provider_model_id=res.provider_resource_id, **res.params)
+                request = RegisterModelRequest(
+                    model_id=res.identifier,
+                    provider_id=record.provider_id,
+                    provider_model_id=res.provider_resource_id,
+                    **res.params,
+                )
                 await self.models.register_model(request)
         for i, model in enumerate(self.config.models):
             if not model.model_id:
                 continue
             where = f"models[{i}]"
             try:
-                request = RegisterModelRequest(model_id=model.model_id, provider_id=model.provider_id,
-                                               provider_model_id=model.provider_model_id,
-                                               model_type=model.model_type, metadata=model.metadata)
+                request = RegisterModelRequest(
+                    model_id=model.model_id,
+                    provider_id=model.provider_id,
+                    provider_model_id=model.provider_model_id,
+                    model_type=model.model_type,
+                    metadata=model.metadata,
+                )
                 await self.models.register_model(request, replace=True)
             except ValidationError as exc:
                 raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
@@ -204,8 +238,9 @@ def _warn_unknown_keys(source: str, where: str, raw: dict[str, Any], config_clas
     known = set(config_class.model_fields)
     known |= {f.alias for f in config_class.model_fields.values() if f.alias}
     for key in sorted(set(raw) - known):
-        log.warning("config_key_ignored", source=source, key=f"{where}.config.{key}",
-                    known=", ".join(sorted(known)))
+        log.warning(
+            "config_key_ignored", source=source, key=f"{where}.config.{key}", known=", ".join(sorted(known))
+        )
 
 
 def _dependency_order(providers: dict[Api, dict[str, ProviderRecord]], source: str) -> list[ProviderRecord]:
@@ -216,8 +251,10 @@ def _dependency_order(providers: dict[Api, dict[str, ProviderRecord]], source: s
         for record in records.values():
             for dep in record.spec.api_dependencies:
                 if dep not in providers:
-                    raise ConfigError(f"{source}: {record.where}: {record.spec.provider_type} needs the {dep.value} "
-                                      f"API; add a provider under providers.{dep.value}")
+                    raise ConfigError(
+                        f"{source}: {record.where}: {record.spec.provider_type} needs the {dep.value} "
+                        f"API; add a provider under providers.{dep.value}"
+                    )
                 needed.add(dep)
             needed |= {d for d in record.spec.optional_api_dependencies if d in providers}
         deps[api] = needed - {api}
@@ -240,12 +277,12 @@ def _dependency_order(providers: dict[Api, dict[str, ProviderRecord]], source: s
     return [providers[api][pid] for api in order for pid in sorted(providers[api])]
 
 
-async def provider_health(impl: Any, timeout: float = 2.0) -> dict[str, Any]:
+async def provider_health(impl: Any, limit: float = 2.0) -> dict[str, Any]:
     if not hasattr(impl, "health"):
         return {"status": "Not Implemented"}
     try:
-        return await asyncio.wait_for(impl.health(), timeout)
+        return await asyncio.wait_for(impl.health(), limit)
     except TimeoutError:
-        return {"status": "Error", "message": f"health check did not answer within {timeout}s"}
+        return {"status": "Error", "message": f"health check did not answer within {limit}s"}
     except Exception as exc:
         return {"status": "Error", "message": f"{type(exc).__name__}: {exc}"}

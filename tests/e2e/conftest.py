@@ -24,30 +24,62 @@ def e2e_run_config(chat: ServerProcess, embed: ServerProcess, fake: ServerProces
         "version": 2,
         "image_name": "e2e",
         "apis": ["inference"],
-        "providers": {"inference": [
-            {"provider_id": "llamacpp", "provider_type": "remote::vllm",
-             "config": {"url": f"{chat.url}/v1", "max_tokens": 64}},
-            {"provider_id": "llamacpp-embed", "provider_type": "remote::vllm",
-             "config": {"url": f"{embed.url}/v1"}},
-            {"provider_id": "faulty", "provider_type": "remote::vllm",
-             "config": {"url": f"{fake.url}/v1", "timeout": 1.0, "max_tokens": 16}},
-        ]},
+        "providers": {
+            "inference": [
+                {
+                    "provider_id": "llamacpp",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{chat.url}/v1", "max_tokens": 64},
+                },
+                {
+                    "provider_id": "llamacpp-embed",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{embed.url}/v1"},
+                },
+                {
+                    "provider_id": "faulty",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{fake.url}/v1", "timeout": 1.0, "max_tokens": 16},
+                },
+            ]
+        },
         "models": [
             {"model_id": "smollm2", "provider_id": "llamacpp", "model_type": "llm"},
-            {"model_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "provider_id": "llamacpp",
-             "provider_model_id": "smollm2"},
-            {"model_id": "smollm2-embed", "provider_id": "llamacpp-embed", "model_type": "embedding",
-             "metadata": {"embedding_dimension": 576}},
-            *({"model_id": f"fault/{m}", "provider_id": "faulty", "provider_model_id": m,
-               **({"model_type": "embedding", "metadata": {"embedding_dimension": 4}} if m == "embed" else {})}
-              for m in FAULT_MODELS),
+            {
+                "model_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "provider_id": "llamacpp",
+                "provider_model_id": "smollm2",
+            },
+            {
+                "model_id": "smollm2-embed",
+                "provider_id": "llamacpp-embed",
+                "model_type": "embedding",
+                "metadata": {"embedding_dimension": 576},
+            },
+            *(
+                {
+                    "model_id": f"fault/{m}",
+                    "provider_id": "faulty",
+                    "provider_model_id": m,
+                    **(
+                        {"model_type": "embedding", "metadata": {"embedding_dimension": 4}}
+                        if m == "embed"
+                        else {}
+                    ),
+                }
+                for m in FAULT_MODELS
+            ),
         ],
     }
 
 
 @pytest.fixture(scope="session")
-def lamina(llamacpp_chat: ServerProcess, llamacpp_embed: ServerProcess, fake_upstream: ServerProcess,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def lamina(
+    llamacpp_chat: ServerProcess,
+    llamacpp_embed: ServerProcess,
+    fake_upstream: ServerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
     work: Path = tmp_path_factory.mktemp("e2e")
     with lamina_server(e2e_run_config(llamacpp_chat, llamacpp_embed, fake_upstream), work) as server:
         yield server

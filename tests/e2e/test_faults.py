@@ -25,18 +25,23 @@ SAY = [{"role": "user", "content": "hi"}]
 
 def _still_serving(lamina: ServerProcess) -> None:
     assert httpx.get(f"{lamina.url}/v1/health").json()["status"] == "OK"
-    answer = httpx.post(f"{lamina.url}/v1/chat/completions", timeout=30,
-                        json={"model": "fault/ok", "messages": SAY})
+    answer = httpx.post(
+        f"{lamina.url}/v1/chat/completions", timeout=30, json={"model": "fault/ok", "messages": SAY}
+    )
     assert answer.status_code == 200, answer.text
 
 
-@pytest.mark.parametrize(("model", "status", "words"), [
-    ("fault/slow", 504, "read 1.0s"),
-    ("fault/error500", 502, "upstream exploded"),
-    ("fault/badjson", 502, "invalid JSON"),
-])
-def test_non_streaming_faults(lamina: ServerProcess, ls_client: LlamaStackClient, oa_client: OpenAI,
-                              model: str, status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "status", "words"),
+    [
+        ("fault/slow", 504, "read 1.0s"),
+        ("fault/error500", 502, "upstream exploded"),
+        ("fault/badjson", 502, "invalid JSON"),
+    ],
+)
+def test_non_streaming_faults(
+    lamina: ServerProcess, ls_client: LlamaStackClient, oa_client: OpenAI, model: str, status: int, words: str
+) -> None:
     with pytest.raises(APIStatusError) as native:
         ls_client.inference.chat_completion(model_id=model, messages=SAY)
     assert native.value.status_code == status
@@ -50,10 +55,14 @@ def test_non_streaming_faults(lamina: ServerProcess, ls_client: LlamaStackClient
 
 
 @pytest.mark.parametrize(("model", "words"), [("fault/cut", "mid-response"), ("fault/stall", "read 1.0s")])
-def test_stream_failing_midway_ends_with_an_error_event(lamina: ServerProcess, model: str, words: str) -> None:
+def test_stream_failing_midway_ends_with_an_error_event(
+    lamina: ServerProcess, model: str, words: str
+) -> None:
     """Once a stream has started the status is 200, so the failure is a last SSE event."""
-    for path, body in [("/v1/chat/completions", {"model": model, "messages": SAY, "stream": True}),
-                       ("/v1/inference/chat-completion", {"model_id": model, "messages": SAY, "stream": True})]:
+    for path, body in [
+        ("/v1/chat/completions", {"model": model, "messages": SAY, "stream": True}),
+        ("/v1/inference/chat-completion", {"model_id": model, "messages": SAY, "stream": True}),
+    ]:
         with httpx.stream("POST", lamina.url + path, json=body, timeout=30) as resp:
             assert resp.status_code == 200
             events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
@@ -71,20 +80,33 @@ def test_openai_sdk_sees_the_midstream_error(oa_client: OpenAI) -> None:
 
 
 def test_stream_fault_before_first_chunk_keeps_its_status(lamina: ServerProcess) -> None:
-    resp = httpx.post(f"{lamina.url}/v1/chat/completions", timeout=30,
-                      json={"model": "fault/error500", "messages": SAY, "stream": True})
+    resp = httpx.post(
+        f"{lamina.url}/v1/chat/completions",
+        timeout=30,
+        json={"model": "fault/error500", "messages": SAY, "stream": True},
+    )
     assert resp.status_code == 502
     assert "faulty" in resp.json()["detail"]
 
 
 def test_provider_down(start_lamina, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    server = start_lamina({
-        "version": 2, "image_name": "down",
-        "providers": {"inference": [{"provider_id": "gone", "provider_type": "remote::vllm",
-                                     "config": {"url": dead, "connect_timeout": 2}}]},
-        "models": [{"model_id": "m", "provider_id": "gone"}],
-    })
+    server = start_lamina(
+        {
+            "version": 2,
+            "image_name": "down",
+            "providers": {
+                "inference": [
+                    {
+                        "provider_id": "gone",
+                        "provider_type": "remote::vllm",
+                        "config": {"url": dead, "connect_timeout": 2},
+                    }
+                ]
+            },
+            "models": [{"model_id": "m", "provider_id": "gone"}],
+        }
+    )
     client = LlamaStackClient(base_url=server.url, max_retries=0)
     with pytest.raises(APIStatusError) as info:
         client.inference.chat_completion(model_id="m", messages=SAY)

@@ -30,12 +30,17 @@ def test_model_ids_with_slashes_round_trip(ls_client: LlamaStackClient) -> None:
 
 
 def test_register_and_unregister_a_model(ls_client: LlamaStackClient) -> None:
-    model = ls_client.models.register(model_id="team/chat-v1", provider_id="llamacpp",
-                                      provider_model_id="smollm2", metadata={"owner": "team"})
+    model = ls_client.models.register(
+        model_id="team/chat-v1",
+        provider_id="llamacpp",
+        provider_model_id="smollm2",
+        metadata={"owner": "team"},
+    )
     assert model.identifier == "team/chat-v1"
     try:
-        answer = ls_client.inference.chat_completion(model_id="team/chat-v1", messages=SAY,
-                                                     sampling_params={"max_tokens": 4})
+        answer = ls_client.inference.chat_completion(
+            model_id="team/chat-v1", messages=SAY, sampling_params={"max_tokens": 4}
+        )
         assert answer.completion_message.content
     finally:
         ls_client.models.unregister("team/chat-v1")
@@ -62,8 +67,12 @@ def test_registering_a_model_the_upstream_does_not_serve_is_400(ls_client: Llama
 
 def test_embedding_model_without_dimension_is_400(ls_client: LlamaStackClient) -> None:
     with pytest.raises(BadRequestError, match="embedding_dimension"):
-        ls_client.models.register(model_id="e2", provider_id="llamacpp-embed", provider_model_id="smollm2-embed",
-                                  model_type="embedding")
+        ls_client.models.register(
+            model_id="e2",
+            provider_id="llamacpp-embed",
+            provider_model_id="smollm2-embed",
+            model_type="embedding",
+        )
 
 
 def test_chat_completion_greedy_is_deterministic(ls_client: LlamaStackClient) -> None:
@@ -75,19 +84,34 @@ def test_chat_completion_greedy_is_deterministic(ls_client: LlamaStackClient) ->
 
 def test_tools_pass_through_as_native_tool_calls(ls_client: LlamaStackClient) -> None:
     """SmolLM2 does not emit tool calls, so the tool path is checked against the fake upstream."""
-    tool = {"tool_name": "get_weather", "description": "Weather for a city",
-            "parameters": {"city": {"param_type": "string", "description": "City", "required": True}}}
+    tool = {
+        "tool_name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"city": {"param_type": "string", "description": "City", "required": True}},
+    }
     answer = ls_client.inference.chat_completion(
-        model_id="fault/ok", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[tool],
-        tool_config={"tool_choice": "required"})
+        model_id="fault/ok",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[tool],
+        tool_config={"tool_choice": "required"},
+    )
     calls = answer.completion_message.tool_calls
     assert len(calls) == 1 and calls[0].tool_name == "get_weather"
     assert calls[0].arguments == {"city": "Paris"}
-    chunks = list(ls_client.inference.chat_completion(
-        model_id="fault/ok", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[tool],
-        tool_config={"tool_choice": "required"}, stream=True))
-    done = [c.event.delta for c in chunks if c.event.delta.type == "tool_call"
-            and c.event.delta.parse_status == "succeeded"]
+    chunks = list(
+        ls_client.inference.chat_completion(
+            model_id="fault/ok",
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[tool],
+            tool_config={"tool_choice": "required"},
+            stream=True,
+        )
+    )
+    done = [
+        c.event.delta
+        for c in chunks
+        if c.event.delta.type == "tool_call" and c.event.delta.parse_status == "succeeded"
+    ]
     assert len(done) == 1 and done[0].tool_call.tool_name == "get_weather"
     assert chunks[-1].event.stop_reason == "end_of_message"
 
@@ -95,9 +119,15 @@ def test_tools_pass_through_as_native_tool_calls(ls_client: LlamaStackClient) ->
 def test_native_request_reaches_the_upstream_translated(ls_client: LlamaStackClient) -> None:
     """The echo model returns the body the upstream received, so the translation is visible."""
     answer = ls_client.inference.chat_completion(
-        model_id="fault/echo", messages=[{"role": "system", "content": "Be brief."}, *SAY],
-        sampling_params={"strategy": {"type": "top_p", "temperature": 0.5, "top_p": 0.9}, "max_tokens": 7,
-                         "stop": ["\n\n"], "repetition_penalty": 1.1})
+        model_id="fault/echo",
+        messages=[{"role": "system", "content": "Be brief."}, *SAY],
+        sampling_params={
+            "strategy": {"type": "top_p", "temperature": 0.5, "top_p": 0.9},
+            "max_tokens": 7,
+            "stop": ["\n\n"],
+            "repetition_penalty": 1.1,
+        },
+    )
     sent = json.loads(answer.completion_message.content)
     assert sent["model"] == "echo"
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}

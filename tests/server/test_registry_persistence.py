@@ -18,9 +18,13 @@ pytestmark = pytest.mark.e2e
 
 def _config(fake: ServerProcess, metadata_store: dict | None) -> dict:
     config = {
-        "version": 2, "image_name": "persist",
-        "providers": {"inference": [{"provider_id": "fake", "provider_type": "remote::vllm",
-                                     "config": {"url": f"{fake.url}/v1"}}]},
+        "version": 2,
+        "image_name": "persist",
+        "providers": {
+            "inference": [
+                {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{fake.url}/v1"}}
+            ]
+        },
         "models": [{"model_id": "from-config", "provider_id": "fake", "provider_model_id": "ok"}],
     }
     if metadata_store:
@@ -40,14 +44,21 @@ def _models(server: ServerProcess) -> dict[str, dict]:
     return {m["identifier"]: m for m in httpx.get(f"{server.url}/v1/models").json()["data"]}
 
 
-def test_registrations_survive_a_restart(tmp_path: Path, fake_upstream: ServerProcess,
-                                         metadata_store: dict | None) -> None:
+def test_registrations_survive_a_restart(
+    tmp_path: Path, fake_upstream: ServerProcess, metadata_store: dict | None
+) -> None:
     config = _config(fake_upstream, metadata_store)
     port = free_port()
     with lamina_server(config, tmp_path, port=port) as server:
-        created = httpx.post(f"{server.url}/v1/models", json={
-            "model_id": "team/ok-model", "provider_id": "fake", "provider_model_id": "ok",
-            "metadata": {"owner": "team"}})
+        created = httpx.post(
+            f"{server.url}/v1/models",
+            json={
+                "model_id": "team/ok-model",
+                "provider_id": "fake",
+                "provider_model_id": "ok",
+                "metadata": {"owner": "team"},
+            },
+        )
         assert created.status_code == 200, created.text
         first = _models(server)
     assert set(first) == {"from-config", "team/ok-model"}
@@ -74,17 +85,22 @@ def test_a_config_change_updates_the_config_model(tmp_path: Path, fake_upstream:
 
 def test_registering_an_existing_id_differently_is_409(tmp_path: Path, fake_upstream: ServerProcess) -> None:
     with lamina_server(_config(fake_upstream, None), tmp_path) as server:
-        clash = httpx.post(f"{server.url}/v1/models", json={
-            "model_id": "from-config", "provider_id": "fake", "provider_model_id": "echo"})
+        clash = httpx.post(
+            f"{server.url}/v1/models",
+            json={"model_id": "from-config", "provider_id": "fake", "provider_model_id": "echo"},
+        )
         assert clash.status_code == 409, clash.text
         assert "from-config" in clash.json()["detail"]
-        same = httpx.post(f"{server.url}/v1/models", json={
-            "model_id": "from-config", "provider_id": "fake", "provider_model_id": "ok"})
+        same = httpx.post(
+            f"{server.url}/v1/models",
+            json={"model_id": "from-config", "provider_id": "fake", "provider_model_id": "ok"},
+        )
         assert same.status_code == 200, same.text
 
 
-def test_killed_mid_write_the_registry_stays_readable(tmp_path: Path, fake_upstream: ServerProcess,
-                                                      metadata_store: dict | None) -> None:
+def test_killed_mid_write_the_registry_stays_readable(
+    tmp_path: Path, fake_upstream: ServerProcess, metadata_store: dict | None
+) -> None:
     """SIGKILL while registrations stream in: on restart every acknowledged model is there."""
     config = _config(fake_upstream, metadata_store)
     port = free_port()
@@ -98,8 +114,10 @@ def test_killed_mid_write_the_registry_stays_readable(tmp_path: Path, fake_upstr
                 if stop.is_set():
                     return
                 try:
-                    resp = client.post("/v1/models", json={"model_id": f"m{i}", "provider_id": "fake",
-                                                            "provider_model_id": "ok"})
+                    resp = client.post(
+                        "/v1/models",
+                        json={"model_id": f"m{i}", "provider_id": "fake", "provider_model_id": "ok"},
+                    )
                 except httpx.HTTPError:
                     return
                 if resp.status_code == 200:

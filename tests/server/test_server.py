@@ -22,16 +22,28 @@ pytestmark = pytest.mark.e2e
 
 def fake_config(fake: ServerProcess, **server: object) -> dict:
     return {
-        "version": 2, "image_name": "server-test",
-        "providers": {"inference": [
-            {"provider_id": "fake", "provider_type": "remote::vllm",
-             "config": {"url": f"{fake.url}/v1", "api_token": "sk-configured-secret", "timeout": 30}},
-            {"provider_id": "oai", "provider_type": "remote::openai",
-             "config": {"api_key": "sk-openai-secret", "base_url": f"{fake.url}/v1"}},
-        ]},
-        "models": [{"model_id": "ok", "provider_id": "fake"}, {"model_id": "echo", "provider_id": "fake"},
-                   {"model_id": "stall", "provider_id": "fake"},
-                   {"model_id": "oai-echo", "provider_id": "oai", "provider_model_id": "echo"}],
+        "version": 2,
+        "image_name": "server-test",
+        "providers": {
+            "inference": [
+                {
+                    "provider_id": "fake",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{fake.url}/v1", "api_token": "sk-configured-secret", "timeout": 30},
+                },
+                {
+                    "provider_id": "oai",
+                    "provider_type": "remote::openai",
+                    "config": {"api_key": "sk-openai-secret", "base_url": f"{fake.url}/v1"},
+                },
+            ]
+        },
+        "models": [
+            {"model_id": "ok", "provider_id": "fake"},
+            {"model_id": "echo", "provider_id": "fake"},
+            {"model_id": "stall", "provider_id": "fake"},
+            {"model_id": "oai-echo", "provider_id": "oai", "provider_model_id": "echo"},
+        ],
         "server": server,
     }
 
@@ -51,8 +63,12 @@ def test_inspect_routes_lists_every_route_with_its_provider_types(server: Server
     by_key = {(r["method"], r["route"]): r for r in routes}
     chat = by_key[("POST", "/v1/inference/chat-completion")]
     assert chat["provider_types"] == ["remote::openai", "remote::vllm"]
-    for key in [("GET", "/v1/models/{model_id}"), ("POST", "/v1/chat/completions"),
-                ("POST", "/v1/openai/v1/embeddings"), ("GET", "/v1/providers/{provider_id}")]:
+    for key in [
+        ("GET", "/v1/models/{model_id}"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/openai/v1/embeddings"),
+        ("GET", "/v1/providers/{provider_id}"),
+    ]:
         assert key in by_key, key
 
 
@@ -69,7 +85,9 @@ def test_openapi_is_generated_from_the_same_declarations(server: ServerProcess) 
 def test_providers_are_listed_with_secrets_redacted(server: ServerProcess) -> None:
     providers = httpx.get(f"{server.url}/v1/providers").json()["data"]
     assert [(p["api"], p["provider_id"], p["provider_type"]) for p in providers] == [
-        ("inference", "fake", "remote::vllm"), ("inference", "oai", "remote::openai")]
+        ("inference", "fake", "remote::vllm"),
+        ("inference", "oai", "remote::openai"),
+    ]
     text = json.dumps(providers)
     assert "sk-configured-secret" not in text and "sk-openai-secret" not in text
     assert providers[0]["config"]["api_token"] == "********"
@@ -87,8 +105,12 @@ def test_request_id_is_returned_and_logged(server: ServerProcess) -> None:
     assert len(generated) == 32
     unsafe = httpx.get(f"{server.url}/v1/models", headers={"X-Request-ID": "bad id\twith spaces"})
     assert unsafe.headers["X-Request-ID"] != "bad id\twith spaces"
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", headers={"X-Request-ID": "stream-9"},
-                      json={"model": "ok", "messages": [{"role": "user", "content": "hi"}], "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        headers={"X-Request-ID": "stream-9"},
+        json={"model": "ok", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    ) as r:
         assert r.headers["X-Request-ID"] == "stream-9"
         r.read()
     time.sleep(0.2)
@@ -96,18 +118,32 @@ def test_request_id_is_returned_and_logged(server: ServerProcess) -> None:
     assert any(e.get("request_id") == "trace-123" and e.get("path") == "/v1/models" for e in logged)
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    (b"{not json", 400, "not valid JSON"),
-    (b"[1, 2]", 400, "JSON object"),
-    (b'{"model_id": "ok", "messages": "hello"}', 400, "messages"),
-    (b'{"model_id": "ok", "messages": [{"role": "wizard", "content": "x"}]}', 400, "messages[0]: Input tag 'wizard'"),
-    (b'{"model_id": "ok", "messages": [], "sampling_params": {"max_tokens": "many"}}', 400,
-     "sampling_params.max_tokens"),
-])
-def test_bad_requests_are_400_naming_the_problem(server: ServerProcess, body: bytes, status: int,
-                                                 words: str) -> None:
-    resp = httpx.post(f"{server.url}/v1/inference/chat-completion", content=body,
-                      headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"model_id": "ok", "messages": "hello"}', 400, "messages"),
+        (
+            b'{"model_id": "ok", "messages": [{"role": "wizard", "content": "x"}]}',
+            400,
+            "messages[0]: Input tag 'wizard'",
+        ),
+        (
+            b'{"model_id": "ok", "messages": [], "sampling_params": {"max_tokens": "many"}}',
+            400,
+            "sampling_params.max_tokens",
+        ),
+    ],
+)
+def test_bad_requests_are_400_naming_the_problem(
+    server: ServerProcess, body: bytes, status: int, words: str
+) -> None:
+    resp = httpx.post(
+        f"{server.url}/v1/inference/chat-completion",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
     assert resp.status_code == status, resp.text
     assert words in resp.json()["detail"]
     assert resp.json()["error"]["message"] == resp.json()["detail"]
@@ -139,8 +175,9 @@ def test_provider_data_header_overrides_the_configured_key(server: ServerProcess
     assert sent_auth({}) == "Bearer sk-openai-secret"
     data = json.dumps({"openai_api_key": "sk-caller"})
     assert sent_auth({"X-LlamaStack-Provider-Data": data}) == "Bearer sk-caller"
-    bad = httpx.post(f"{server.url}/v1/chat/completions", json=body,
-                     headers={"X-LlamaStack-Provider-Data": "not json"})
+    bad = httpx.post(
+        f"{server.url}/v1/chat/completions", json=body, headers={"X-LlamaStack-Provider-Data": "not json"}
+    )
     assert bad.status_code == 400 and "X-LlamaStack-Provider-Data" in bad.json()["detail"]
 
 
@@ -160,8 +197,13 @@ def test_graceful_shutdown_closes_open_streams(start_lamina, fake_upstream: Serv
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lamina.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lamina.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 def test_cli_routes(tmp_path: Path, fake_upstream: ServerProcess) -> None:
@@ -170,7 +212,10 @@ def test_cli_routes(tmp_path: Path, fake_upstream: ServerProcess) -> None:
     result = _cli("routes", str(config), "--json")
     assert result.returncode == 0, result.stderr
     routes = {(r["method"], r["route"]): r for r in json.loads(result.stdout)}
-    assert routes[("POST", "/v1/inference/completion")]["provider_types"] == ["remote::openai", "remote::vllm"]
+    assert routes[("POST", "/v1/inference/completion")]["provider_types"] == [
+        "remote::openai",
+        "remote::vllm",
+    ]
     assert ("DELETE", "/v1/models/{model_id}") in routes
     table = _cli("routes", str(config)).stdout
     assert "POST    /v1/inference/chat-completion" in table
@@ -184,8 +229,10 @@ def test_cli_run_without_a_config_says_what_to_pass() -> None:
 
 def test_cli_run_with_an_unknown_provider_type_names_it_and_the_installed_ones(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("version: 2\nproviders:\n  inference:\n  - provider_id: x\n"
-                      "    provider_type: remote::nonesuch\n    config: {}\n")
+    config.write_text(
+        "version: 2\nproviders:\n  inference:\n  - provider_id: x\n"
+        "    provider_type: remote::nonesuch\n    config: {}\n"
+    )
     result = _cli("run", str(config), env={"LAMINA_HOME": str(tmp_path)})
     assert result.returncode != 0
     assert f"{config}: providers.inference[0].provider_type" in result.stderr
@@ -194,8 +241,10 @@ def test_cli_run_with_an_unknown_provider_type_names_it_and_the_installed_ones(t
 
 def test_cli_run_with_a_bad_config_names_file_key_and_expectation(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("version: 2\nproviders:\n  inference:\n  - provider_id: x\n"
-                      "    provider_type: remote::vllm\n    config: {url: 'localhost:8000'}\n")
+    config.write_text(
+        "version: 2\nproviders:\n  inference:\n  - provider_id: x\n"
+        "    provider_type: remote::vllm\n    config: {url: 'localhost:8000'}\n"
+    )
     result = _cli("run", str(config), env={"LAMINA_HOME": str(tmp_path)})
     assert result.returncode != 0
     assert f"{config}: providers.inference[0].config.url" in result.stderr

@@ -97,7 +97,9 @@ async def test_data_survives_reopening(store_config: dict) -> None:
 async def test_concurrent_writers(store_config: dict) -> None:
     stores = [await _open(store_config) for _ in range(3)]
     try:
-        await asyncio.gather(*(s.set(f"k{i:03d}-{j}", str(i)) for i in range(50) for j, s in enumerate(stores)))
+        await asyncio.gather(
+            *(s.set(f"k{i:03d}-{j}", str(i)) for i in range(50) for j, s in enumerate(stores))
+        )
         assert len(await stores[0].items_with_prefix("k")) == 150
     finally:
         for s in stores:

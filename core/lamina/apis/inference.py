@@ -277,8 +277,10 @@ class OpenAIChatCompletionRequest(_OpenAIRequest):
         if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
             raise ValueError("response_format.type must be 'text', 'json_object' or 'json_schema'")
         if value is not None and value.get("type") == "json_schema" and "json_schema" not in value:
-            raise ValueError("response_format of type 'json_schema' needs a 'json_schema' object "
-                             "({\"name\": ..., \"schema\": {...}})")
+            raise ValueError(
+                "response_format of type 'json_schema' needs a 'json_schema' object "
+                '({"name": ..., "schema": {...}})'
+            )
         return value
 
 
@@ -329,16 +331,26 @@ class OpenAIResponse(BaseModel):
 class Inference(Protocol):
     """What the server routes to (the inference router implements it)."""
 
-    @webmethod("POST", "/v1/inference/chat-completion", request=ChatCompletionRequest,
-               response=ChatCompletionResponse, stream_item=ChatCompletionResponseStreamChunk)
+    @webmethod(
+        "POST",
+        "/v1/inference/chat-completion",
+        request=ChatCompletionRequest,
+        response=ChatCompletionResponse,
+        stream_item=ChatCompletionResponseStreamChunk,
+    )
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
         """Generate a chat completion for the given messages."""
         ...
 
-    @webmethod("POST", "/v1/inference/completion", request=CompletionRequest,
-               response=CompletionResponse, stream_item=CompletionResponseStreamChunk)
+    @webmethod(
+        "POST",
+        "/v1/inference/completion",
+        request=CompletionRequest,
+        response=CompletionResponse,
+        stream_item=CompletionResponseStreamChunk,
+    )
     async def completion(
         self, request: CompletionRequest
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
@@ -350,26 +362,44 @@ class Inference(Protocol):
         """Generate embeddings for the given contents."""
         ...
 
-    @webmethod("POST", "/v1/openai/v1/chat/completions", aliases=("/v1/chat/completions",),
-               request=OpenAIChatCompletionRequest, response=OpenAIResponse, stream_item=OpenAIResponse,
-               openai=True)
+    @webmethod(
+        "POST",
+        "/v1/openai/v1/chat/completions",
+        aliases=("/v1/chat/completions",),
+        request=OpenAIChatCompletionRequest,
+        response=OpenAIResponse,
+        stream_item=OpenAIResponse,
+        openai=True,
+    )
     async def openai_chat_completion(
         self, request: OpenAIChatCompletionRequest
     ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
         """Create a chat completion (OpenAI-compatible)."""
         ...
 
-    @webmethod("POST", "/v1/openai/v1/completions", aliases=("/v1/completions",),
-               request=OpenAICompletionRequest, response=OpenAIResponse, stream_item=OpenAIResponse,
-               openai=True)
+    @webmethod(
+        "POST",
+        "/v1/openai/v1/completions",
+        aliases=("/v1/completions",),
+        request=OpenAICompletionRequest,
+        response=OpenAIResponse,
+        stream_item=OpenAIResponse,
+        openai=True,
+    )
     async def openai_completion(
         self, request: OpenAICompletionRequest
     ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
         """Create a text completion (OpenAI-compatible)."""
         ...
 
-    @webmethod("POST", "/v1/openai/v1/embeddings", aliases=("/v1/embeddings",),
-               request=OpenAIEmbeddingsRequest, response=OpenAIResponse, openai=True)
+    @webmethod(
+        "POST",
+        "/v1/openai/v1/embeddings",
+        aliases=("/v1/embeddings",),
+        request=OpenAIEmbeddingsRequest,
+        response=OpenAIResponse,
+        openai=True,
+    )
     async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
         """Create embeddings (OpenAI-compatible)."""
         ...

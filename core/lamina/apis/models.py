@@ -74,8 +74,10 @@ class RegisterModelRequest(BaseModel):
         if self.model_type == "embedding":
             dim = (self.metadata or {}).get("embedding_dimension")
             if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
-                raise ValueError("an embedding model needs metadata.embedding_dimension, a positive integer "
-                                 "(for example {\"embedding_dimension\": 384})")
+                raise ValueError(
+                    "an embedding model needs metadata.embedding_dimension, a positive integer "
+                    '(for example {"embedding_dimension": 384})'
+                )
         return self
 
 

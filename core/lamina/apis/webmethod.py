@@ -66,8 +66,16 @@ def webmethod(
     def deco(fn: F) -> F:
         doc = inspect.getdoc(fn) or ""
         fn.__lamina_route__ = RouteDecl(  # type: ignore[attr-defined]
-            method=method, path=path, request=request, response=response, stream_item=stream_item,
-            openai=openai, aliases=aliases, summary=doc.split("\n")[0], status=status, name=fn.__name__,
+            method=method,
+            path=path,
+            request=request,
+            response=response,
+            stream_item=stream_item,
+            openai=openai,
+            aliases=aliases,
+            summary=doc.split("\n")[0],
+            status=status,
+            name=fn.__name__,
         )
         return fn
 

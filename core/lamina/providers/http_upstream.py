@@ -54,8 +54,9 @@ class UpstreamClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=self.headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect,
-                                          sock_read=self.timeouts.read),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read
+            ),
             raise_for_status=False,
             auto_decompress=True,
         )
@@ -68,7 +69,9 @@ class UpstreamClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            raise UpstreamError(self.provider_id, "the provider is not started (initialize() was not awaited)")
+            raise UpstreamError(
+                self.provider_id, "the provider is not started (initialize() was not awaited)"
+            )
         return self._session
 
     def url(self, path: str) -> str:
@@ -76,8 +79,9 @@ class UpstreamClient:
 
     # -- requests ------------------------------------------------------------------------------
 
-    async def request_json(self, method: str, path: str, body: Any = None,
-                           headers: dict[str, str] | None = None) -> Any:
+    async def request_json(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
         url = self.url(path)
         try:
             async with self.session.request(method, url, json=body, headers=headers) as resp:
@@ -91,10 +95,13 @@ class UpstreamClient:
         try:
             return json.loads(raw)
         except ValueError:
-            raise UpstreamError(self.provider_id, f"{url} answered with invalid JSON: {_snippet(raw)}") from None
+            raise UpstreamError(
+                self.provider_id, f"{url} answered with invalid JSON: {_snippet(raw)}"
+            ) from None
 
-    async def stream_sse(self, path: str, body: Any, headers: dict[str, str] | None = None,
-                         *, expect_done: bool = True) -> AsyncIterator[Any]:
+    async def stream_sse(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, *, expect_done: bool = True
+    ) -> AsyncIterator[Any]:
         """POST and yield each server-sent event's JSON payload, as it arrives, until ``[DONE]``."""
         url = self.url(path)
         try:
@@ -141,8 +148,9 @@ class UpstreamClient:
         try:
             event = json.loads(payload)
         except ValueError:
-            raise UpstreamError(self.provider_id,
-                                f"{url} sent a stream event that is not JSON: {_snippet(payload)}") from None
+            raise UpstreamError(
+                self.provider_id, f"{url} sent a stream event that is not JSON: {_snippet(payload)}"
+            ) from None
         if isinstance(event, dict) and "error" in event and not event.get("choices"):
             err = event["error"]
             msg = err.get("message") if isinstance(err, dict) else str(err)
@@ -160,8 +168,11 @@ class UpstreamClient:
                 f"{self.timeouts.read}s; raise the provider's `timeout` in the run config if it is slow)",
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return UpstreamError(self.provider_id, f"cannot connect to {url}: {exc.os_error or exc}. "
-                                                   f"Is the server running? Check the provider's `url`.")
+            return UpstreamError(
+                self.provider_id,
+                f"cannot connect to {url}: {exc.os_error or exc}. "
+                f"Is the server running? Check the provider's `url`.",
+            )
         if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
             return UpstreamError(self.provider_id, f"{url} closed the connection mid-response ({exc})")
         return UpstreamError(self.provider_id, f"request to {url} failed: {type(exc).__name__}: {exc}")
@@ -169,22 +180,30 @@ class UpstreamClient:
     def _status_error(self, status: int, raw: bytes, url: str, headers: Any) -> Exception:
         message = _error_message(raw)
         if status in (400, 422):
-            err = BadRequestError(f"provider '{self.provider_id}' rejected the request: {message}",
-                                  provider_id=self.provider_id)
+            err = BadRequestError(
+                f"provider '{self.provider_id}' rejected the request: {message}", provider_id=self.provider_id
+            )
             return err
         if status == 429:
-            err = RateLimitError(f"provider '{self.provider_id}' is rate limiting: {message}",
-                                 provider_id=self.provider_id)
+            err = RateLimitError(
+                f"provider '{self.provider_id}' is rate limiting: {message}", provider_id=self.provider_id
+            )
             if "Retry-After" in headers:
                 err.headers["Retry-After"] = headers["Retry-After"]
             return err
         if status in (401, 403):
-            return UpstreamError(self.provider_id, f"{url} refused our credentials (HTTP {status}): {message}. "
-                                                   f"Check the provider's api key.", upstream_status=status)
+            return UpstreamError(
+                self.provider_id,
+                f"{url} refused our credentials (HTTP {status}): {message}. Check the provider's api key.",
+                upstream_status=status,
+            )
         if status in (408, 504):
-            return UpstreamTimeoutError(self.provider_id, f"{url} timed out (HTTP {status}): {message}",
-                                        upstream_status=status)
-        return UpstreamError(self.provider_id, f"{url} answered HTTP {status}: {message}", upstream_status=status)
+            return UpstreamTimeoutError(
+                self.provider_id, f"{url} timed out (HTTP {status}): {message}", upstream_status=status
+            )
+        return UpstreamError(
+            self.provider_id, f"{url} answered HTTP {status}: {message}", upstream_status=status
+        )
 
 
 def _snippet(raw: bytes, limit: int = 200) -> str:

@@ -42,14 +42,27 @@ from lamina.apis.inference import (
 from lamina.errors import BadRequestError, UpstreamError
 
 _PARAM_TYPES = {
-    "str": "string", "string": "string", "int": "integer", "integer": "integer", "float": "number",
-    "number": "number", "bool": "boolean", "boolean": "boolean", "list": "array", "array": "array",
-    "dict": "object", "object": "object",
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
 }
 
 FINISH_TO_STOP: dict[str | None, StopReason] = {
-    "stop": "end_of_turn", "eos": "end_of_turn", "tool_calls": "end_of_message",
-    "function_call": "end_of_message", "length": "out_of_tokens", None: "end_of_turn",
+    "stop": "end_of_turn",
+    "eos": "end_of_turn",
+    "tool_calls": "end_of_message",
+    "function_call": "end_of_message",
+    "length": "out_of_tokens",
+    None: "end_of_turn",
 }
 
 
@@ -113,8 +126,11 @@ def messages_to_openai(messages: list[Any]) -> list[dict[str, Any]]:
             entry: dict[str, Any] = {"role": "assistant", "content": content_to_text(msg.content)}
             if msg.tool_calls:
                 entry["tool_calls"] = [
-                    {"id": c.call_id, "type": "function",
-                     "function": {"name": c.tool_name, "arguments": _arguments_json(c)}}
+                    {
+                        "id": c.call_id,
+                        "type": "function",
+                        "function": {"name": c.tool_name, "arguments": _arguments_json(c)},
+                    }
                     for c in msg.tool_calls
                 ]
             out.append(entry)
@@ -154,8 +170,10 @@ def sampling_to_openai(params: SamplingParams | None, dialect: Dialect) -> dict[
             out["top_p"] = strategy.top_p
     elif isinstance(strategy, TopKSamplingStrategy):
         if not dialect.top_k:
-            raise BadRequestError("this provider does not support top_k sampling; use the top_p or greedy "
-                                  "strategy", param="sampling_params.strategy")
+            raise BadRequestError(
+                "this provider does not support top_k sampling; use the top_p or greedy strategy",
+                param="sampling_params.strategy",
+            )
         out["top_k"] = strategy.top_k
     else:
         out["temperature"] = 0.0
@@ -176,14 +194,21 @@ def _response_format_to_openai(fmt: Any, dialect: Dialect) -> dict[str, Any]:
         return {}
     if isinstance(fmt, JsonSchemaResponseFormat):
         schema = fmt.json_schema
-        return {"response_format": {"type": "json_schema",
-                                    "json_schema": {"name": str(schema.get("title") or "response"),
-                                                    "schema": schema}}}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": str(schema.get("title") or "response"), "schema": schema},
+            }
+        }
     if isinstance(fmt, GrammarResponseFormat):
         if dialect.grammar_field is None:
-            raise BadRequestError("this provider does not support grammar response formats; use json_schema",
-                                  param="response_format")
-        return {dialect.grammar_field: fmt.bnf.get("grammar", fmt.bnf) if isinstance(fmt.bnf, dict) else fmt.bnf}
+            raise BadRequestError(
+                "this provider does not support grammar response formats; use json_schema",
+                param="response_format",
+            )
+        return {
+            dialect.grammar_field: fmt.bnf.get("grammar", fmt.bnf) if isinstance(fmt.bnf, dict) else fmt.bnf
+        }
     return {}
 
 
@@ -199,8 +224,10 @@ def chat_request_to_openai(request: ChatCompletionRequest, model: str, dialect: 
             body["tool_choice"] = choice
         else:
             if choice not in {t.tool_name for t in request.tools}:
-                raise BadRequestError(f"tool_choice names {choice!r}, which is not among the request's tools",
-                                      param="tool_config.tool_choice")
+                raise BadRequestError(
+                    f"tool_choice names {choice!r}, which is not among the request's tools",
+                    param="tool_config.tool_choice",
+                )
             body["tool_choice"] = {"type": "function", "function": {"name": choice}}
     if request.logprobs is not None:
         body["logprobs"] = True
@@ -221,12 +248,17 @@ def embeddings_request_to_openai(request: EmbeddingsRequest, model: str, provide
     texts: list[str] = []
     for item in request.contents:
         if isinstance(item, ImageContentItem):
-            raise BadRequestError(f"provider '{provider_id}' embeds text only; remove image items from contents",
-                                  param="contents")
+            raise BadRequestError(
+                f"provider '{provider_id}' embeds text only; remove image items from contents",
+                param="contents",
+            )
         texts.append(item if isinstance(item, str) else item.text)
     if request.text_truncation not in (None, "none"):
-        raise BadRequestError(f"provider '{provider_id}' cannot truncate server-side; send "
-                              f"text_truncation 'none' and shorter texts", param="text_truncation")
+        raise BadRequestError(
+            f"provider '{provider_id}' cannot truncate server-side; send "
+            f"text_truncation 'none' and shorter texts",
+            param="text_truncation",
+        )
     body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
     if request.output_dimension:
         body["dimensions"] = request.output_dimension
@@ -251,9 +283,14 @@ def _tool_calls_from_openai(calls: list[dict[str, Any]] | None) -> list[ToolCall
     for call in calls or []:
         fn = call.get("function") or {}
         raw = fn.get("arguments")
-        out.append(ToolCall(call_id=call.get("id") or f"call_{uuid.uuid4().hex[:12]}",
-                            tool_name=fn.get("name") or "", arguments=_parse_arguments(raw),
-                            arguments_json=raw if isinstance(raw, str) else None))
+        out.append(
+            ToolCall(
+                call_id=call.get("id") or f"call_{uuid.uuid4().hex[:12]}",
+                tool_name=fn.get("name") or "",
+                arguments=_parse_arguments(raw),
+                arguments_json=raw if isinstance(raw, str) else None,
+            )
+        )
     return out
 
 
@@ -271,9 +308,14 @@ def _chat_logprobs(choice: dict[str, Any]) -> list[TokenLogProbs] | None:
 def _usage_metrics(usage: dict[str, Any] | None) -> list[Metric] | None:
     if not usage:
         return None
-    names = (("prompt_tokens", "prompt_tokens"), ("completion_tokens", "completion_tokens"),
-             ("total_tokens", "total_tokens"))
-    return [Metric(metric=m, value=float(usage[k]), unit="tokens") for m, k in names if usage.get(k) is not None]
+    names = (
+        ("prompt_tokens", "prompt_tokens"),
+        ("completion_tokens", "completion_tokens"),
+        ("total_tokens", "total_tokens"),
+    )
+    return [
+        Metric(metric=m, value=float(usage[k]), unit="tokens") for m, k in names if usage.get(k) is not None
+    ]
 
 
 def _first_choice(resp: Any, provider_id: str) -> dict[str, Any]:
@@ -310,9 +352,12 @@ def _completion_logprobs(choice: dict[str, Any]) -> list[TokenLogProbs] | None:
 
 def completion_response_from_openai(resp: dict[str, Any], provider_id: str) -> CompletionResponse:
     choice = _first_choice(resp, provider_id)
-    return CompletionResponse(content=choice.get("text") or "",
-                              stop_reason=FINISH_TO_STOP.get(choice.get("finish_reason"), "end_of_turn"),
-                              logprobs=_completion_logprobs(choice), metrics=_usage_metrics(resp.get("usage")))
+    return CompletionResponse(
+        content=choice.get("text") or "",
+        stop_reason=FINISH_TO_STOP.get(choice.get("finish_reason"), "end_of_turn"),
+        logprobs=_completion_logprobs(choice),
+        metrics=_usage_metrics(resp.get("usage")),
+    )
 
 
 async def chat_stream_from_openai(
@@ -322,7 +367,8 @@ async def chat_stream_from_openai(
     chunks = _pulled_first(chunks)
     await anext(chunks)  # reach the upstream before "start", so its failures keep their HTTP status
     yield ChatCompletionResponseStreamChunk(
-        event=ChatCompletionResponseEvent(event_type="start", delta=TextDelta(text="")))
+        event=ChatCompletionResponseEvent(event_type="start", delta=TextDelta(text=""))
+    )
     calls: dict[int, dict[str, Any]] = {}
     finish: str | None = None
     usage = None
@@ -334,35 +380,52 @@ async def chat_stream_from_openai(
             delta = choice.get("delta") or {}
             finish = choice.get("finish_reason") or finish
             for tc in delta.get("tool_calls") or []:
-                slot = calls.setdefault(tc.get("index", len(calls)), {"id": None, "name": "", "arguments": ""})
+                slot = calls.setdefault(
+                    tc.get("index", len(calls)), {"id": None, "name": "", "arguments": ""}
+                )
                 slot["id"] = tc.get("id") or slot["id"]
                 fn = tc.get("function") or {}
                 slot["name"] += fn.get("name") or ""
                 slot["arguments"] += fn.get("arguments") or ""
                 if fn.get("arguments"):
-                    yield ChatCompletionResponseStreamChunk(event=ChatCompletionResponseEvent(
-                        event_type="progress",
-                        delta=ToolCallDelta(tool_call=fn["arguments"], parse_status="in_progress")))
+                    yield ChatCompletionResponseStreamChunk(
+                        event=ChatCompletionResponseEvent(
+                            event_type="progress",
+                            delta=ToolCallDelta(tool_call=fn["arguments"], parse_status="in_progress"),
+                        )
+                    )
             text = delta.get("content")
             if text:
-                yield ChatCompletionResponseStreamChunk(event=ChatCompletionResponseEvent(
-                    event_type="progress", delta=TextDelta(text=text), logprobs=_chat_logprobs(choice)))
+                yield ChatCompletionResponseStreamChunk(
+                    event=ChatCompletionResponseEvent(
+                        event_type="progress", delta=TextDelta(text=text), logprobs=_chat_logprobs(choice)
+                    )
+                )
     for index in sorted(calls):
         slot = calls[index]
         args = _parse_arguments(slot["arguments"])
         ok = isinstance(args, dict)
-        call = ToolCall(call_id=slot["id"] or f"call_{uuid.uuid4().hex[:12]}", tool_name=slot["name"],
-                        arguments=args, arguments_json=slot["arguments"] or "{}")
-        yield ChatCompletionResponseStreamChunk(event=ChatCompletionResponseEvent(
-            event_type="progress",
-            delta=ToolCallDelta(tool_call=call if ok else slot["arguments"],
-                                parse_status="succeeded" if ok else "failed")))
+        call = ToolCall(
+            call_id=slot["id"] or f"call_{uuid.uuid4().hex[:12]}",
+            tool_name=slot["name"],
+            arguments=args,
+            arguments_json=slot["arguments"] or "{}",
+        )
+        yield ChatCompletionResponseStreamChunk(
+            event=ChatCompletionResponseEvent(
+                event_type="progress",
+                delta=ToolCallDelta(
+                    tool_call=call if ok else slot["arguments"], parse_status="succeeded" if ok else "failed"
+                ),
+            )
+        )
     stop = FINISH_TO_STOP.get(finish, "end_of_turn")
     if calls and stop == "end_of_turn":
         stop = "end_of_message"
     yield ChatCompletionResponseStreamChunk(
         event=ChatCompletionResponseEvent(event_type="complete", delta=TextDelta(text=""), stop_reason=stop),
-        metrics=_usage_metrics(usage))
+        metrics=_usage_metrics(usage),
+    )
 
 
 async def _pulled_first(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

@@ -34,8 +34,11 @@ class ModelsRoutingTable(RoutingTable[Model]):
         if model.model_type != model_type:
             wanted = [m.identifier for m in await self.list() if m.model_type == model_type]
             raise BadRequestError(
-                f"model '{model_id}' is an {model.model_type} model, but this call needs an {model_type} model. "
-                f"Registered {model_type} models: {', '.join(wanted) or 'none'}.", param="model")
+                f"model '{model_id}' is an {model.model_type} model, but this call needs an {model_type} "
+                f"model. "
+                f"Registered {model_type} models: {', '.join(wanted) or 'none'}.",
+                param="model",
+            )
         return model, provider
 
     # -- the Models API ------------------------------------------------------------------------
@@ -65,9 +68,12 @@ class ModelsRoutingTable(RoutingTable[Model]):
             if not replace and existing != model.model_dump(mode="json"):
                 raise ConflictError(
                     f"model '{request.model_id}' is already registered differently (provider "
-                    f"'{existing.get('provider_id')}', provider_model_id '{existing.get('provider_resource_id')}', "
+                    f"'{existing.get('provider_id')}', provider_model_id "
+                    f"'{existing.get('provider_resource_id')}', "
                     f"model_type '{existing.get('model_type')}'); DELETE /v1/models/{request.model_id} first "
-                    f"to change it", param="model_id")
+                    f"to change it",
+                    param="model_id",
+                )
         return ModelEntry.of(await self.add(model))
 
     async def unregister_model(self, request: GetModelRequest) -> None:

@@ -34,7 +34,7 @@ class ResourceRegistry:
         self._store = store
         self._cache.clear()
         for key, value in await self.store.items_with_prefix(_PREFIX):
-            rtype, _, identifier = key[len(_PREFIX):].partition(":")
+            rtype, _, identifier = key[len(_PREFIX) :].partition(":")
             self._cache[(rtype, identifier)] = json.loads(value)
 
     def cached(self, resource_type: str, identifier: str) -> dict[str, Any] | None:
@@ -56,12 +56,12 @@ class ResourceRegistry:
         out = []
         seen = set()
         for key, value in await self.store.items_with_prefix(prefix):
-            identifier = key[len(prefix):]
+            identifier = key[len(prefix) :]
             doc = json.loads(value)
             self._cache[(resource_type, identifier)] = doc
             seen.add(identifier)
             out.append(doc)
-        for (rtype, identifier) in list(self._cache):
+        for rtype, identifier in list(self._cache):
             if rtype == resource_type and identifier not in seen:
                 del self._cache[(rtype, identifier)]
         return out

@@ -35,7 +35,8 @@ class RoutingTable(Generic[R]):
 
     async def get(self, identifier: str) -> R:
         doc = self.registry.cached(self.resource_type, identifier) or await self.registry.get(
-            self.resource_type, identifier)
+            self.resource_type, identifier
+        )
         if doc is None:
             raise NotFoundError(await self._unknown_message(identifier), param=identifier)
         return self.resource_class.model_validate(doc)
@@ -54,10 +55,13 @@ class RoutingTable(Generic[R]):
 
     async def _unknown_message(self, identifier: str) -> str:
         known = [r.identifier for r in await self.list()]
-        listed = ", ".join(known[:_MAX_LISTED]) + (f" and {len(known) - _MAX_LISTED} more"
-                                                    if len(known) > _MAX_LISTED else "")
-        return (f"{self.resource_type} '{identifier}' is not registered. Registered: {listed or 'none'}. "
-                f"Register it with POST {self.route}.")
+        listed = ", ".join(known[:_MAX_LISTED]) + (
+            f" and {len(known) - _MAX_LISTED} more" if len(known) > _MAX_LISTED else ""
+        )
+        return (
+            f"{self.resource_type} '{identifier}' is not registered. Registered: {listed or 'none'}. "
+            f"Register it with POST {self.route}."
+        )
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -66,16 +70,22 @@ class RoutingTable(Generic[R]):
             if len(self.providers) == 1:
                 return next(iter(self.providers))
             if not self.providers:
-                raise BadRequestError(f"no {self.api_name} provider is configured, so no {self.resource_type} "
-                                      f"can be served; add one under providers.{self.api_name} in the run config")
+                raise BadRequestError(
+                    f"no {self.api_name} provider is configured, so no {self.resource_type} "
+                    f"can be served; add one under providers.{self.api_name} in the run config"
+                )
             raise BadRequestError(
                 f"several {self.api_name} providers are configured ({', '.join(sorted(self.providers))}); "
-                f"name one in provider_id to register '{identifier}'", param="provider_id")
+                f"name one in provider_id to register '{identifier}'",
+                param="provider_id",
+            )
         if provider_id not in self.providers:
             raise BadRequestError(
                 f"provider '{provider_id}' is not a configured {self.api_name} provider, so it cannot serve "
-                f"{self.resource_type} '{identifier}'. Configured: {', '.join(sorted(self.providers)) or 'none'}.",
-                param="provider_id")
+                f"{self.resource_type} '{identifier}'. "
+                f"Configured: {', '.join(sorted(self.providers)) or 'none'}.",
+                param="provider_id",
+            )
         return provider_id
 
     async def add(self, resource: R) -> R:
@@ -84,7 +94,9 @@ class RoutingTable(Generic[R]):
         vetoes = self.pm.resource_vetoes(self.resource_type, doc)
         if vetoes:
             reasons = "; ".join(f"{v.plugin}: {v.reason}" for v in vetoes)
-            raise BadRequestError(f"registration of {self.resource_type} '{resource.identifier}' refused: {reasons}")
+            raise BadRequestError(
+                f"registration of {self.resource_type} '{resource.identifier}' refused: {reasons}"
+            )
         provider = self.providers[resource.provider_id]
         resource = await self.provider_register(provider, resource)
         await self.registry.put(self.resource_type, resource.identifier, resource.model_dump(mode="json"))

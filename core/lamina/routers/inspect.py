@@ -58,8 +58,11 @@ class InspectImpl:
         for protocol, _impl, provider_types in self.stack.api_impls():
             for decl in routes_of(protocol):
                 for path in decl.paths:
-                    data.append(RouteInfo(route=decl.openapi_path(path), method=decl.method,
-                                          provider_types=provider_types))
+                    data.append(
+                        RouteInfo(
+                            route=decl.openapi_path(path), method=decl.method, provider_types=provider_types
+                        )
+                    )
         return ListRoutesResponse(data=sorted(data, key=lambda r: (r.route, r.method)))
 
 
@@ -73,10 +76,13 @@ class ProvidersImpl:
     async def _info(self, record: ProviderRecord) -> ProviderInfo:
         from lamina.stack import provider_health
 
-        return ProviderInfo(api=record.api.value, provider_id=record.provider_id,
-                            provider_type=record.spec.provider_type,
-                            config=redact(record.config.model_dump(mode="python")),
-                            health=await provider_health(record.impl))
+        return ProviderInfo(
+            api=record.api.value,
+            provider_id=record.provider_id,
+            provider_type=record.spec.provider_type,
+            config=redact(record.config.model_dump(mode="python")),
+            health=await provider_health(record.impl),
+        )
 
     async def list_providers(self, request: Empty) -> ListProvidersResponse:
         infos = await asyncio.gather(*(self._info(r) for r in self._records()))
@@ -87,4 +93,6 @@ class ProvidersImpl:
             if record.provider_id == request.provider_id:
                 return await self._info(record)
         known = ", ".join(r.provider_id for r in self._records()) or "none"
-        raise NotFoundError(f"provider '{request.provider_id}' is not configured. Configured providers: {known}.")
+        raise NotFoundError(
+            f"provider '{request.provider_id}' is not configured. Configured providers: {known}."
+        )

@@ -69,8 +69,19 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
     shown = host or "0.0.0.0"
 
     def announce(message: str) -> None:
-        log.info("serving", url=f"http{'s' if ssl_context else ''}://{shown}:{port}",
-                 distribution=stack.config.image_name)
+        log.info(
+            "serving",
+            url=f"http{'s' if ssl_context else ''}://{shown}:{port}",
+            distribution=stack.config.image_name,
+        )
 
-    web.run_app(app, host=host, port=port, ssl_context=ssl_context, access_log=None,
-                shutdown_timeout=server.shutdown_timeout, print=announce, handle_signals=True)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        access_log=None,
+        shutdown_timeout=server.shutdown_timeout,
+        print=announce,
+        handle_signals=True,
+    )

@@ -13,8 +13,12 @@ from lamina.errors import BadRequestError, LaminaError
 
 
 def error_response(err: LaminaError) -> web.Response:
-    return web.Response(status=err.status, body=json.dumps(err.to_body()).encode(),
-                        content_type="application/json", headers=err.headers)
+    return web.Response(
+        status=err.status,
+        body=json.dumps(err.to_body()).encode(),
+        content_type="application/json",
+        headers=err.headers,
+    )
 
 
 def plain_error(status: int, message: str, error_type: str = "invalid_request_error") -> web.Response:

@@ -53,28 +53,43 @@ async def request_middleware(request: web.Request, handler):
     except web.HTTPException as exc:
         status = exc.status
         if exc.status == 404:
-            return plain_error(404, f"no route {request.method} {request.path}; GET /v1/inspect/routes lists "
-                                    f"the routes this server serves", "not_found_error")
+            return plain_error(
+                404,
+                f"no route {request.method} {request.path}; GET /v1/inspect/routes lists "
+                f"the routes this server serves",
+                "not_found_error",
+            )
         if exc.status == 405:
             return plain_error(405, f"{request.method} is not allowed on {request.path}")
         if exc.status == 413:
-            return plain_error(413, f"request body too large (limit {request.app._client_max_size} bytes, "
-                                    f"server.max_request_body_bytes)")
+            return plain_error(
+                413,
+                f"request body too large (limit {request.app._client_max_size} bytes, "
+                f"server.max_request_body_bytes)",
+            )
         return plain_error(exc.status, exc.reason or exc.text or "error")
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
-        return plain_error(500, f"internal server error (request id {request_id}); see the server log",
-                           "server_error")
+        return plain_error(
+            500, f"internal server error (request id {request_id}); see the server log", "server_error"
+        )
     finally:
-        log.info("request", method=request.method, path=request.path, status=status,
-                 ms=round((time.perf_counter() - started) * 1000, 2))
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
 
 
 def _bad_provider_data() -> LaminaError:
     from lamina.errors import BadRequestError
 
-    return BadRequestError(f"the {PROVIDER_DATA_HEADER} header must be a JSON object, for example "
-                           '{"together_api_key": "..."}', param=PROVIDER_DATA_HEADER)
+    return BadRequestError(
+        f'the {PROVIDER_DATA_HEADER} header must be a JSON object, for example {{"together_api_key": "..."}}',
+        param=PROVIDER_DATA_HEADER,
+    )
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:

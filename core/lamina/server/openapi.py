@@ -34,18 +34,34 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
     for tag, d in decls:
         path_params = d.path_params()
         for path in d.paths:
-            op: dict[str, Any] = {"operationId": d.name if path == d.path else f"{d.name}_{_slug(path)}",
-                                  "summary": d.summary, "tags": [tag], "parameters": []}
+            op: dict[str, Any] = {
+                "operationId": d.name if path == d.path else f"{d.name}_{_slug(path)}",
+                "summary": d.summary,
+                "tags": [tag],
+                "parameters": [],
+            }
             for p in path_params:
-                op["parameters"].append({"name": p, "in": "path", "required": True, "schema": {"type": "string"}})
+                op["parameters"].append(
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                )
             if d.request is not None and d.method not in ("POST", "PUT", "PATCH"):
                 for name, field in d.request.model_fields.items():
                     if name in path_params:
                         continue
-                    op["parameters"].append({"name": name, "in": "query", "required": field.is_required(),
-                                             "schema": {}, "description": field.description or ""})
+                    op["parameters"].append(
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": field.is_required(),
+                            "schema": {},
+                            "description": field.description or "",
+                        }
+                    )
             elif d.request is not None:
-                op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(d.request)}}}
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(d.request)}},
+                }
             content: dict[str, Any] = {}
             if d.response is not None:
                 content["application/json"] = {"schema": ref(d.response)}
@@ -58,18 +74,30 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                 "502": {"$ref": "#/components/responses/UpstreamError"},
             }
             paths.setdefault(d.openapi_path(path), {})[d.method.lower()] = op
-    error_schema = {"type": "object", "required": ["detail"], "properties": {
-        "detail": {"type": "string"}, "error": {"type": "object"}}}
+    error_schema = {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string"}, "error": {"type": "object"}},
+    }
     components["Error"] = error_schema
-    responses = {name: {"description": desc, "content": {"application/json": {"schema": {
-        "$ref": "#/components/schemas/Error"}}}} for name, desc in (
-        ("BadRequest", "The request is invalid; `detail` names the field."),
-        ("NotFound", "Unknown resource or route."),
-        ("UpstreamError", "The provider's upstream failed (502) or timed out (504)."))}
+    responses = {
+        name: {
+            "description": desc,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for name, desc in (
+            ("BadRequest", "The request is invalid; `detail` names the field."),
+            ("NotFound", "Unknown resource or route."),
+            ("UpstreamError", "The provider's upstream failed (502) or timed out (504)."),
+        )
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Lamina", "version": __version__,
-                 "description": "Llama Stack and OpenAI compatible LLM application server."},
+        "info": {
+            "title": "Lamina",
+            "version": __version__,
+            "description": "Llama Stack and OpenAI compatible LLM application server.",
+        },
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(components.items())), "responses": responses},
     }

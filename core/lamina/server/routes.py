@@ -25,7 +25,8 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
         raise PayloadTooLargeError(
             f"request body is larger than the server's limit of {request.app._client_max_size} bytes "
             f"(server.max_request_body_bytes in the run config); send a smaller body",
-            actual_size=getattr(exc, "actual_size", None)) from None
+            actual_size=getattr(exc, "actual_size", None),
+        ) from None
     if not raw.strip():
         return {}
     try:
@@ -89,7 +90,9 @@ def add_api_routes(app: web.Application, apis: list[tuple[type, Any, list[str]]]
             for path in decl.paths:
                 key = (decl.method, path)
                 if key in seen:
-                    raise RuntimeError(f"route {decl.method} {path} declared twice ({seen[key]} and {decl.name})")
+                    raise RuntimeError(
+                        f"route {decl.method} {path} declared twice ({seen[key]} and {decl.name})"
+                    )
                 seen[key] = decl.name
                 app.router.add_route(decl.method, path, handler)
             decls.append(decl)

@@ -39,7 +39,9 @@ def _error_event(message: str, error_type: str, status: int | None = None) -> by
     return b"data: " + json.dumps({"error": err}).encode() + b"\n\n"
 
 
-async def stream_response(request: web.Request, items: AsyncIterator[Any], *, openai: bool) -> web.StreamResponse:
+async def stream_response(
+    request: web.Request, items: AsyncIterator[Any], *, openai: bool
+) -> web.StreamResponse:
     first = await anext(items, _END)  # errors here propagate as ordinary HTTP errors
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
     await response.prepare(request)
@@ -57,8 +59,10 @@ async def stream_response(request: web.Request, items: AsyncIterator[Any], *, op
     except asyncio.CancelledError:
         if not request.app[SHUTTING_DOWN].is_set():
             raise
-        await _try_write(response, _error_event("the server is shutting down; retry the request",
-                                                "service_unavailable", 503))
+        await _try_write(
+            response,
+            _error_event("the server is shutting down; retry the request", "service_unavailable", 503),
+        )
     except (ConnectionResetError, ConnectionError) as exc:
         log.info("stream_client_gone", reason=str(exc))
         return response
@@ -67,7 +71,9 @@ async def stream_response(request: web.Request, items: AsyncIterator[Any], *, op
         await _try_write(response, _error_event(exc.message, exc.error_type, exc.status))
     except Exception as exc:
         log.exception("stream_crashed")
-        await _try_write(response, _error_event(f"internal error: {type(exc).__name__}: {exc}", "server_error", 500))
+        await _try_write(
+            response, _error_event(f"internal error: {type(exc).__name__}: {exc}", "server_error", 500)
+        )
     finally:
         if task is not None:
             active.discard(task)

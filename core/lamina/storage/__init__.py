@@ -7,5 +7,11 @@ Backends are picked by a run config section such as ``metadata_store: {type: sql
 from lamina.storage.config import KVStoreConfig, PostgresKVStoreConfig, SqliteKVStoreConfig
 from lamina.storage.kvstore import KVStore, StorageError, open_kvstore
 
-__all__ = ["KVStore", "KVStoreConfig", "PostgresKVStoreConfig", "SqliteKVStoreConfig", "StorageError",
-           "open_kvstore"]
+__all__ = [
+    "KVStore",
+    "KVStoreConfig",
+    "PostgresKVStoreConfig",
+    "SqliteKVStoreConfig",
+    "StorageError",
+    "open_kvstore",
+]

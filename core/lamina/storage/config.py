@@ -29,7 +29,9 @@ class PostgresKVStoreConfig(_StoreConfig):
     user: str
     password: str | None = None
     table_name: str = "llamastack_kvstore"
-    ssl_mode: str | None = Field(default=None, description="libpq sslmode: disable, require, verify-full, ...")
+    ssl_mode: str | None = Field(
+        default=None, description="libpq sslmode: disable, require, verify-full, ..."
+    )
     ca_cert_path: str | None = None
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)

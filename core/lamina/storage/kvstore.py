@@ -35,7 +35,7 @@ class KVStore(ABC):
         return self._ns + key
 
     def _strip(self, key: str) -> str:
-        return key[len(self._ns):]
+        return key[len(self._ns) :]
 
     @abstractmethod
     async def initialize(self) -> None: ...

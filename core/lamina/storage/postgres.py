@@ -45,12 +45,21 @@ class PostgresKVStore(KVStore):
         c = self.config
         try:
             self._pool = await asyncpg.create_pool(
-                host=c.host, port=c.port, database=c.db, user=c.user, password=c.password, ssl=self._ssl(),
-                min_size=c.pool_min_size, max_size=c.pool_max_size, command_timeout=30)
+                host=c.host,
+                port=c.port,
+                database=c.db,
+                user=c.user,
+                password=c.password,
+                ssl=self._ssl(),
+                min_size=c.pool_min_size,
+                max_size=c.pool_max_size,
+                command_timeout=30,
+            )
             async with self._pool.acquire() as conn:
                 await conn.execute(
-                    f'CREATE TABLE IF NOT EXISTS {self.table} ('
-                    f'key TEXT COLLATE "C" PRIMARY KEY, value TEXT, expiration TIMESTAMPTZ)')
+                    f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                    f'key TEXT COLLATE "C" PRIMARY KEY, value TEXT, expiration TIMESTAMPTZ)'
+                )
         except _ERRORS as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 
@@ -62,8 +71,10 @@ class PostgresKVStore(KVStore):
     async def get(self, key: str) -> str | None:
         try:
             return await self.pool.fetchval(
-                f"SELECT value FROM {self.table} WHERE key = $1 AND (expiration IS NULL OR expiration > now())",
-                self._k(key))
+                f"SELECT value FROM {self.table} "
+                f"WHERE key = $1 AND (expiration IS NULL OR expiration > now())",
+                self._k(key),
+            )
         except _ERRORS as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
@@ -72,7 +83,10 @@ class PostgresKVStore(KVStore):
             await self.pool.execute(
                 f"INSERT INTO {self.table} (key, value, expiration) VALUES ($1, $2, $3) "
                 f"ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expiration = EXCLUDED.expiration",
-                self._k(key), value, expiration)
+                self._k(key),
+                value,
+                expiration,
+            )
         except _ERRORS as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
@@ -86,8 +100,10 @@ class PostgresKVStore(KVStore):
         try:
             rows = await self.pool.fetch(
                 f'SELECT key, value FROM {self.table} WHERE key >= $1 COLLATE "C" AND key <= $2 COLLATE "C" '
-                f"AND (expiration IS NULL OR expiration > now()) ORDER BY key COLLATE \"C\"",
-                self._k(start_key), self._k(end_key))
+                f'AND (expiration IS NULL OR expiration > now()) ORDER BY key COLLATE "C"',
+                self._k(start_key),
+                self._k(end_key),
+            )
         except _ERRORS as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
         return [(self._strip(r["key"]), r["value"]) for r in rows]

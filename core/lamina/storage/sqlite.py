@@ -39,7 +39,8 @@ class SqliteKVStore(KVStore):
             await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await self._conn.execute("PRAGMA synchronous=NORMAL")
             await self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT, expiration REAL)")
+                "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT, expiration REAL)"
+            )
             await self._conn.commit()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the sqlite store {self.path}: {exc}") from exc

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from lamina.testing.processes import free_port
 
-INSTALL_HINT = "install PostgreSQL (Debian: apt-get install -y postgresql postgresql-15-pgvector; see .ci/run)"
+INSTALL_HINT = (
+    "install PostgreSQL (Debian: apt-get install -y postgresql postgresql-15-pgvector; see .ci/run)"
+)
 
 
 def find_pg_bin() -> Path | None:
@@ -60,17 +62,40 @@ class PostgresServer:
             pw = pwd.getpwnam("postgres")
             for path in (self.data_dir.parent, self.data_dir):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
-        result = self._run("initdb", "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
-                           "--encoding=UTF8", "--locale=C.UTF-8")
+        result = self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-        opts = (f"-p {self.port} -k {self.data_dir} -h {self.host} -c fsync=off -c synchronous_commit=off "
-                f"-c full_page_writes=off -c max_connections=200")
-        result = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
-                           "-o", opts, "-w", "-t", "60", "start")
+        opts = (
+            f"-p {self.port} -k {self.data_dir} -h {self.host} -c fsync=off -c synchronous_commit=off "
+            f"-c full_page_writes=off -c max_connections=200"
+        )
+        result = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if result.returncode != 0:
-            log = (self.data_dir / "server.log")
-            raise RuntimeError(f"pg_ctl start failed:\n{result.stderr}\n{log.read_text() if log.exists() else ''}")
+            log = self.data_dir / "server.log"
+            raise RuntimeError(
+                f"pg_ctl start failed:\n{result.stderr}\n{log.read_text() if log.exists() else ''}"
+            )
         return self
 
     def stop(self) -> None:
@@ -81,8 +106,14 @@ class PostgresServer:
 
     def kvstore_config(self, **overrides: object) -> dict[str, object]:
         """A run config ``metadata_store`` section pointing at this server."""
-        return {"type": "postgres", "host": self.host, "port": self.port, "db": self.db, "user": self.user,
-                **overrides}
+        return {
+            "type": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "db": self.db,
+            "user": self.user,
+            **overrides,
+        }
 
 
 def start_postgres(base_dir: Path) -> PostgresServer:

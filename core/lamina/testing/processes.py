@@ -25,8 +25,16 @@ def free_port() -> int:
 class ServerProcess:
     """A child process serving HTTP on loopback; stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, argv: list[str], port: int, *, log_path: Path, env: dict[str, str] | None = None,
-                 ready_path: str = "/v1/health", ready_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        *,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/v1/health",
+        ready_timeout: float = 60.0,
+    ) -> None:
         self.argv = argv
         self.port = port
         self.log_path = log_path
@@ -41,9 +49,10 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         self.wait_ready()
         return self
 
@@ -93,16 +102,33 @@ def llamacpp_server(log_dir: Path, *, embedding: bool = False, alias: str = "smo
     return ServerProcess(argv, port, log_path=log_dir / f"llamacpp-{alias}.log", ready_path="/health")
 
 
-def fake_openai_server(log_dir: Path, *, slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> ServerProcess:
+def fake_openai_server(
+    log_dir: Path, *, slow_seconds: float = 5.0, chunk_interval: float = 0.0
+) -> ServerProcess:
     port = free_port()
-    argv = [sys.executable, "-m", "lamina.testing.fake_openai", "--port", str(port),
-            "--slow-seconds", str(slow_seconds), "--chunk-interval", str(chunk_interval)]
+    argv = [
+        sys.executable,
+        "-m",
+        "lamina.testing.fake_openai",
+        "--port",
+        str(port),
+        "--slow-seconds",
+        str(slow_seconds),
+        "--chunk-interval",
+        str(chunk_interval),
+    ]
     return ServerProcess(argv, port, log_path=log_dir / "fake-openai.log", ready_path="/v1/models")
 
 
-def lamina_server(run_config: dict[str, Any] | str | Path, work_dir: Path, *, port: int | None = None,
-                  env: dict[str, str] | None = None, extra_args: list[str] | None = None,
-                  name: str = "lamina") -> ServerProcess:
+def lamina_server(
+    run_config: dict[str, Any] | str | Path,
+    work_dir: Path,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    name: str = "lamina",
+) -> ServerProcess:
     """``lamina run`` on a run config (a dict is written to ``work_dir/run.yaml``)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(run_config, dict):

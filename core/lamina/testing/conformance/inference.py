@@ -26,8 +26,8 @@ from typing import ClassVar
 
 import pytest
 from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
-from openai import OpenAI
 from openai import NotFoundError as OpenAINotFound
+from openai import OpenAI
 
 from lamina.testing.processes import ServerProcess
 
@@ -60,8 +60,9 @@ class InferenceConformance:
 
     @pytest.fixture(params=["/v1/openai/v1", "/v1"])
     def oa(self, request: pytest.FixtureRequest, conformance_lamina: ServerProcess) -> OpenAI:
-        return OpenAI(base_url=conformance_lamina.url + request.param, api_key="none", max_retries=0,
-                      timeout=120)
+        return OpenAI(
+            base_url=conformance_lamina.url + request.param, api_key="none", max_retries=0, timeout=120
+        )
 
     def _need(self, flag: bool, what: str) -> None:
         if not flag:
@@ -86,22 +87,29 @@ class InferenceConformance:
     # -- native --------------------------------------------------------------------------------
 
     def test_chat_completion(self, ls: LlamaStackClient) -> None:
-        answer = ls.inference.chat_completion(model_id=self.chat_model, messages=SAY,
-                                              sampling_params={"max_tokens": 16})
+        answer = ls.inference.chat_completion(
+            model_id=self.chat_model, messages=SAY, sampling_params={"max_tokens": 16}
+        )
         assert answer.completion_message.role == "assistant"
-        assert isinstance(answer.completion_message.content, str) and answer.completion_message.content.strip()
+        assert (
+            isinstance(answer.completion_message.content, str) and answer.completion_message.content.strip()
+        )
         assert answer.completion_message.stop_reason in STOP_REASONS
 
     def test_chat_completion_max_tokens_is_honoured(self, ls: LlamaStackClient) -> None:
-        answer = ls.inference.chat_completion(model_id=self.chat_model, messages=COUNT,
-                                              sampling_params={"max_tokens": 3})
+        answer = ls.inference.chat_completion(
+            model_id=self.chat_model, messages=COUNT, sampling_params={"max_tokens": 3}
+        )
         assert answer.completion_message.stop_reason == "out_of_tokens"
         tokens = {m.metric: m.value for m in answer.metrics or []}.get("completion_tokens")
         assert tokens is None or tokens <= 3
 
     def test_chat_completion_stream(self, ls: LlamaStackClient) -> None:
-        chunks = list(ls.inference.chat_completion(model_id=self.chat_model, messages=SAY, stream=True,
-                                                   sampling_params={"max_tokens": 16}))
+        chunks = list(
+            ls.inference.chat_completion(
+                model_id=self.chat_model, messages=SAY, stream=True, sampling_params={"max_tokens": 16}
+            )
+        )
         kinds = [c.event.event_type for c in chunks]
         assert kinds[0] == "start" and kinds[-1] == "complete" and set(kinds[1:-1]) <= {"progress"}
         assert "".join(c.event.delta.text for c in chunks if c.event.delta.type == "text").strip()
@@ -109,19 +117,25 @@ class InferenceConformance:
 
     def test_chat_completion_json_schema(self, ls: LlamaStackClient) -> None:
         self._need(self.supports_json_schema, "json_schema response_format")
-        schema = {"type": "object", "required": ["name", "age"],
-                  "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}}}
+        schema = {
+            "type": "object",
+            "required": ["name", "age"],
+            "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+        }
         answer = ls.inference.chat_completion(
-            model_id=self.chat_model, messages=[{"role": "user", "content": "Invent a person."}],
+            model_id=self.chat_model,
+            messages=[{"role": "user", "content": "Invent a person."}],
             response_format={"type": "json_schema", "json_schema": schema},
-            sampling_params={"max_tokens": 120, "strategy": {"type": "greedy"}})
+            sampling_params={"max_tokens": 120, "strategy": {"type": "greedy"}},
+        )
         doc = json.loads(answer.completion_message.content)
         assert isinstance(doc["name"], str) and isinstance(doc["age"], int)
 
     def test_chat_completion_logprobs(self, ls: LlamaStackClient) -> None:
         self._need(self.supports_logprobs, "logprobs")
-        answer = ls.inference.chat_completion(model_id=self.chat_model, messages=SAY, logprobs={"top_k": 2},
-                                              sampling_params={"max_tokens": 3})
+        answer = ls.inference.chat_completion(
+            model_id=self.chat_model, messages=SAY, logprobs={"top_k": 2}, sampling_params={"max_tokens": 3}
+        )
         assert answer.logprobs
         for token in answer.logprobs:
             assert 1 <= len(token.logprobs_by_token) <= 2
@@ -130,24 +144,34 @@ class InferenceConformance:
     def test_chat_completion_stop(self, ls: LlamaStackClient) -> None:
         self._need(self.supports_stop, "stop sequences")
         answer = ls.inference.chat_completion(
-            model_id=self.chat_model, messages=COUNT,
-            sampling_params={"max_tokens": 40, "stop": ["5"], "strategy": {"type": "greedy"}})
+            model_id=self.chat_model,
+            messages=COUNT,
+            sampling_params={"max_tokens": 40, "stop": ["5"], "strategy": {"type": "greedy"}},
+        )
         assert "5" not in answer.completion_message.content and "6" not in answer.completion_message.content
 
     def test_completion(self, ls: LlamaStackClient) -> None:
         self._need(self.supports_completion, "text completion")
-        answer = ls.inference.completion(model_id=self.chat_model, content="The capital of France is",
-                                         sampling_params={"max_tokens": 6})
+        answer = ls.inference.completion(
+            model_id=self.chat_model, content="The capital of France is", sampling_params={"max_tokens": 6}
+        )
         assert answer.content and answer.stop_reason in STOP_REASONS
-        chunks = list(ls.inference.completion(model_id=self.chat_model, content="Once upon a time", stream=True,
-                                              sampling_params={"max_tokens": 6}))
+        chunks = list(
+            ls.inference.completion(
+                model_id=self.chat_model,
+                content="Once upon a time",
+                stream=True,
+                sampling_params={"max_tokens": 6},
+            )
+        )
         assert "".join(c.delta for c in chunks).strip()
         assert chunks[-1].stop_reason in STOP_REASONS
 
     def test_embeddings(self, ls: LlamaStackClient) -> None:
         self._need(self.embedding_model is not None, "embeddings")
-        vectors = ls.inference.embeddings(model_id=self.embedding_model,
-                                          contents=["a cat", "a kitten", "a tax invoice"]).embeddings
+        vectors = ls.inference.embeddings(
+            model_id=self.embedding_model, contents=["a cat", "a kitten", "a tax invoice"]
+        ).embeddings
         assert len(vectors) == 3 and all(len(v) == self.embedding_dimension for v in vectors)
         assert _cosine(vectors[0], vectors[1]) > _cosine(vectors[0], vectors[2])
 
@@ -167,8 +191,15 @@ class InferenceConformance:
         assert answer.usage is None or answer.usage.completion_tokens >= 1
 
     def test_openai_chat_stream(self, oa: OpenAI) -> None:
-        chunks = list(oa.chat.completions.create(model=self.chat_model, messages=SAY, max_tokens=16, stream=True,
-                                                 stream_options={"include_usage": True}))
+        chunks = list(
+            oa.chat.completions.create(
+                model=self.chat_model,
+                messages=SAY,
+                max_tokens=16,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
         assert all(c.model == self.chat_model for c in chunks)
         assert any(c.choices and c.choices[0].finish_reason for c in chunks)
@@ -181,18 +212,27 @@ class InferenceConformance:
 
     def test_openai_logprobs(self, oa: OpenAI) -> None:
         self._need(self.supports_logprobs, "logprobs")
-        answer = oa.chat.completions.create(model=self.chat_model, messages=SAY, max_tokens=3, logprobs=True,
-                                            top_logprobs=2)
+        answer = oa.chat.completions.create(
+            model=self.chat_model, messages=SAY, max_tokens=3, logprobs=True, top_logprobs=2
+        )
         content = answer.choices[0].logprobs.content
         assert content and all(len(t.top_logprobs) == 2 for t in content)
 
     def test_openai_json_schema(self, oa: OpenAI) -> None:
         self._need(self.supports_json_schema, "json_schema response_format")
-        schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
-                  "required": ["city"], "additionalProperties": False}
+        schema = {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        }
         answer = oa.chat.completions.create(
-            model=self.chat_model, messages=[{"role": "user", "content": "Name a city."}], max_tokens=80, temperature=0,
-            response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}})
+            model=self.chat_model,
+            messages=[{"role": "user", "content": "Name a city."}],
+            max_tokens=80,
+            temperature=0,
+            response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        )
         assert isinstance(json.loads(answer.choices[0].message.content)["city"], str)
 
     def test_openai_completions(self, oa: OpenAI) -> None:

@@ -9,7 +9,10 @@ _PKG = "lamina_openai_compat"
 
 # provider type -> (config class, description)
 _PROVIDERS = {
-    "remote::vllm": ("VLLMInferenceAdapterConfig", "A vLLM server (or any OpenAI-compatible server such as llama.cpp)."),
+    "remote::vllm": (
+        "VLLMInferenceAdapterConfig",
+        "A vLLM server (or any OpenAI-compatible server such as llama.cpp).",
+    ),
     "remote::openai": ("OpenAIConfig", "OpenAI's API."),
     "remote::together": ("TogetherImplConfig", "Together AI."),
     "remote::fireworks": ("FireworksImplConfig", "Fireworks AI."),

@@ -24,7 +24,6 @@ from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers import openai_bridge as bridge
 from lamina.providers.http_upstream import Timeouts, UpstreamClient
 from lamina.request_context import provider_data
-
 from lamina_openai_compat.config import _NetworkConfig
 
 log = structlog.get_logger(__name__)
@@ -40,9 +39,13 @@ DIALECTS: dict[str, bridge.Dialect] = {
     "remote::nvidia": bridge.OPENAI_STRICT,
 }
 PROVIDER_DATA_KEYS = {
-    "remote::openai": "openai_api_key", "remote::together": "together_api_key",
-    "remote::fireworks": "fireworks_api_key", "remote::groq": "groq_api_key",
-    "remote::nvidia": "nvidia_api_key", "remote::vllm": "vllm_api_token", "remote::tgi": "tgi_api_token",
+    "remote::openai": "openai_api_key",
+    "remote::together": "together_api_key",
+    "remote::fireworks": "fireworks_api_key",
+    "remote::groq": "groq_api_key",
+    "remote::nvidia": "nvidia_api_key",
+    "remote::vllm": "vllm_api_token",
+    "remote::tgi": "tgi_api_token",
 }
 
 
@@ -58,7 +61,9 @@ class ProviderData(BaseModel):
     nvidia_api_key: str | None = None
 
 
-async def create_provider(config: _NetworkConfig, deps: dict, context: ProviderContext) -> OpenAICompatProvider:
+async def create_provider(
+    config: _NetworkConfig, deps: dict, context: ProviderContext
+) -> OpenAICompatProvider:
     return OpenAICompatProvider(config, context)
 
 
@@ -73,9 +78,12 @@ class OpenAICompatProvider(ProviderBase):
             headers["Authorization"] = f"Bearer {config.secret()}"
         verify = getattr(config, "tls_verify", True)
         self.client = UpstreamClient(
-            context.provider_id, config.base_url(), headers=headers,
+            context.provider_id,
+            config.base_url(),
+            headers=headers,
             timeouts=Timeouts(connect=config.connect_timeout, read=config.timeout),
-            max_connections=config.max_connections, verify_tls=verify,
+            max_connections=config.max_connections,
+            verify_tls=verify,
         )
 
     async def initialize(self) -> None:
@@ -109,14 +117,20 @@ class OpenAICompatProvider(ProviderBase):
         try:
             served = await asyncio.wait_for(self.list_upstream_models(), timeout=5.0)
         except (LaminaError, TimeoutError) as exc:
-            log.warning("model_not_checked", provider_id=self.provider_id, model=model.identifier,
-                        reason=getattr(exc, "message", "timed out"))
+            log.warning(
+                "model_not_checked",
+                provider_id=self.provider_id,
+                model=model.identifier,
+                reason=getattr(exc, "message", "timed out"),
+            )
             return model
         if served and model.provider_model_id not in served:
             shown = ", ".join(served[:20]) + (" ..." if len(served) > 20 else "")
             raise BadRequestError(
                 f"provider '{self.provider_id}' does not serve model '{model.provider_model_id}'; it serves: "
-                f"{shown}. Set provider_model_id to one of these.", param="provider_model_id")
+                f"{shown}. Set provider_model_id to one of these.",
+                param="provider_model_id",
+            )
         return model
 
     async def unregister_model(self, model: Model) -> None:
@@ -166,8 +180,11 @@ class OpenAICompatProvider(ProviderBase):
         doc = await self._post("embeddings", body)
         data = doc.get("data")
         if not isinstance(data, list) or len(data) != len(request.contents):
-            raise UpstreamError(self.provider_id, f"expected {len(request.contents)} embeddings, got "
-                                                  f"{len(data) if isinstance(data, list) else 'none'}")
+            raise UpstreamError(
+                self.provider_id,
+                f"expected {len(request.contents)} embeddings, got "
+                f"{len(data) if isinstance(data, list) else 'none'}",
+            )
         data = sorted(data, key=lambda d: d.get("index", 0))
         return EmbeddingsResponse(embeddings=[d["embedding"] for d in data])
 
@@ -181,13 +198,17 @@ class OpenAICompatProvider(ProviderBase):
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         doc = await self.client.request_json("POST", path, body, headers=self._headers())
         if not isinstance(doc, dict):
-            raise UpstreamError(self.provider_id, f"expected a JSON object from {path}, got {type(doc).__name__}")
+            raise UpstreamError(
+                self.provider_id, f"expected a JSON object from {path}, got {type(doc).__name__}"
+            )
         return doc
 
     def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         return self.client.stream_sse(path, body, headers=self._headers())
 
-    async def _relay_stream(self, path: str, body: dict[str, Any], model_id: str) -> AsyncIterator[dict[str, Any]]:
+    async def _relay_stream(
+        self, path: str, body: dict[str, Any], model_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
         async for chunk in self._stream(path, body):
             if isinstance(chunk, dict) and "model" in chunk:
                 chunk["model"] = model_id
