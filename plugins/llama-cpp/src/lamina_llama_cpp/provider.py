@@ -1,0 +1,351 @@
+"""``inline::llama-cpp``: the Inference API on GGUF models loaded in-process.
+
+Requests are OpenAI-shaped inside (that is what llama.cpp's engine takes); the native Llama Stack
+routes are translated by the shared bridge, exactly as for a remote OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from lamina.apis.inference import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    OpenAIChatCompletionRequest,
+    OpenAICompletionRequest,
+    OpenAIEmbeddingsRequest,
+)
+from lamina.apis.models import Model
+from lamina.errors import BadRequestError
+from lamina.providers import ProviderBase, ProviderContext
+from lamina.providers import openai_bridge as bridge
+from lamina_llama_cpp import tools
+from lamina_llama_cpp.config import LlamaCppConfig
+from lamina_llama_cpp.embeddings import embed, openai_embeddings_doc
+from lamina_llama_cpp.runtime import Runtime, resolve_gguf
+
+log = structlog.get_logger(__name__)
+
+DIALECT = bridge.Dialect(top_k=True, repetition_penalty=True, grammar_field="grammar")
+
+
+async def create_provider(config: LlamaCppConfig, deps: dict, context: ProviderContext) -> LlamaCppProvider:
+    return LlamaCppProvider(config, context)
+
+
+def _llama_body(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI (and Llama Stack) sampling names as llama.cpp spells them."""
+    if "repetition_penalty" in body:
+        body["repeat_penalty"] = body.pop("repetition_penalty")
+    if "max_completion_tokens" in body:
+        body.setdefault("max_tokens", body.pop("max_completion_tokens"))
+    if body.get("stream"):
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return body
+
+
+class LlamaCppProvider(ProviderBase):
+    def __init__(self, config: LlamaCppConfig, context: ProviderContext) -> None:
+        super().__init__(context)
+        self.config = config
+        self.runtimes: dict[tuple[Path, bool], Runtime] = {}
+        self.model_files: dict[str, tuple[Path, bool]] = {}
+        self._warmups: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        for task in self._warmups:
+            task.cancel()
+        for runtime in list(self.runtimes.values()):
+            await runtime.close()
+        self.runtimes.clear()
+
+    async def health(self) -> dict[str, Any]:
+        loaded = sorted(
+            str(path.name) for (path, _), rt in self.runtimes.items() if rt.load_seconds is not None
+        )
+        return {"status": "OK", "loaded": loaded}
+
+    # -- models --------------------------------------------------------------------------------
+
+    async def register_model(self, model: Model) -> Model:
+        embedding = model.model_type == "embedding"
+        path = await asyncio.to_thread(resolve_gguf, model.provider_model_id)
+        runtime = self._runtime_for(path, embedding)
+        self.model_files[model.identifier] = (path, embedding)
+        if self.config.warmup and runtime.load_seconds is None:
+            task = asyncio.create_task(self._warm(runtime))
+            self._warmups.add(task)
+            task.add_done_callback(self._warmups.discard)
+        return model
+
+    async def unregister_model(self, model: Model) -> None:
+        key = self.model_files.pop(model.identifier, None)
+        if key is not None and key not in self.model_files.values():
+            runtime = self.runtimes.pop(key, None)
+            if runtime is not None:
+                await runtime.close()
+
+    async def _warm(self, runtime: Runtime) -> None:
+        try:
+            await runtime.ensure_loaded()
+        except Exception as exc:  # the first request reports it to its caller
+            log.warning("gguf_warmup_failed", path=str(runtime.path), error=str(exc))
+
+    def _runtime_for(self, path: Path, embedding: bool) -> Runtime:
+        key = (path, embedding)
+        if key not in self.runtimes:
+            self.runtimes[key] = Runtime(path, self.config, self.provider_id, embedding=embedding)
+        return self.runtimes[key]
+
+    async def _runtime(self, model: Model) -> Runtime:
+        key = self.model_files.get(model.identifier)
+        if key is None:  # registered in an earlier run: the registry remembers it, we do not
+            await self.register_model(model)
+            key = self.model_files[model.identifier]
+        runtime = self._runtime_for(*key)
+        await runtime.ensure_loaded()
+        return runtime
+
+    def _use_lamina_tools(self, runtime: Runtime) -> bool:
+        if self.config.tool_format == "auto":
+            return not runtime.info.template_knows_tools
+        return self.config.tool_format == "lamina"
+
+    # -- OpenAI routes -------------------------------------------------------------------------
+
+    async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any:
+        runtime = await self._runtime(model)
+        body = _llama_body(request.upstream_body(model.provider_model_id))
+        self._default_max_tokens(body)
+        plan = None
+        if self._use_lamina_tools(runtime):
+            body, plan = tools.prepare(body)
+        n = body.pop("n", None) or 1
+        if request.stream:
+            if n > 1:
+                raise BadRequestError(
+                    "inline::llama-cpp streams one choice; send n=1 or stream=false", param="n"
+                )
+            return self._chat_stream(runtime, body, plan, model.identifier)
+        if n == 1:
+            doc = await self._chat_once(runtime, body, plan)
+        else:
+            doc = self._merge(
+                await asyncio.gather(*(self._chat_once(runtime, _seeded(body, i), plan) for i in range(n)))
+            )
+        doc["model"] = model.identifier
+        return doc
+
+    async def openai_completion(self, model: Model, request: OpenAICompletionRequest) -> Any:
+        runtime = await self._runtime(model)
+        body = _llama_body(request.upstream_body(model.provider_model_id))
+        self._default_max_tokens(body)
+        if isinstance(body.get("logprobs"), int) and body["logprobs"] > 0:
+            body["n_probs"] = body["logprobs"]
+        n = body.pop("n", None) or 1
+        if request.stream:
+            if n > 1:
+                raise BadRequestError(
+                    "inline::llama-cpp streams one choice; send n=1 or stream=false", param="n"
+                )
+            return self._relabel_stream(runtime.stream("handle_completions", body), model.identifier)
+        docs = await asyncio.gather(*(runtime.call("handle_completions", _seeded(body, i)) for i in range(n)))
+        doc = self._merge(list(docs))
+        doc["model"] = model.identifier
+        return doc
+
+    async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
+        runtime = await self._runtime(model)
+        inputs = request.input if isinstance(request.input, list) else [request.input]
+        if inputs and not all(isinstance(i, str) for i in inputs):
+            raise BadRequestError("inline::llama-cpp embeds text; send input as strings", param="input")
+        vectors, tokens = await embed(runtime, list(inputs), dimensions=request.dimensions)
+        return openai_embeddings_doc(vectors, tokens, model.identifier, request.encoding_format or "float")
+
+    # -- native routes ---------------------------------------------------------------------------
+
+    async def chat_completion(self, model: Model, request: ChatCompletionRequest) -> Any:
+        body = bridge.chat_request_to_openai(request, model.provider_model_id, DIALECT)
+        body["stream"] = bool(request.stream)
+        oai = OpenAIChatCompletionRequest.model_validate({**body, "model": model.identifier})
+        result = await self.openai_chat_completion(model, oai)
+        if request.stream:
+            return bridge.chat_stream_from_openai(result)
+        return bridge.chat_response_from_openai(result, self.provider_id)
+
+    async def completion(self, model: Model, request: CompletionRequest) -> Any:
+        body = bridge.completion_request_to_openai(request, model.provider_model_id, DIALECT)
+        body["stream"] = bool(request.stream)
+        oai = OpenAICompletionRequest.model_validate({**body, "model": model.identifier})
+        result = await self.openai_completion(model, oai)
+        if request.stream:
+            return bridge.completion_stream_from_openai(result)
+        return bridge.completion_response_from_openai(result, self.provider_id)
+
+    async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        runtime = await self._runtime(model)
+        texts = []
+        for i, item in enumerate(request.contents):
+            text = item if isinstance(item, str) else getattr(item, "text", None)
+            if text is None:
+                raise BadRequestError(
+                    f"contents[{i}] is not text; this model embeds text", param=f"contents[{i}]"
+                )
+            texts.append(text)
+        vectors, _tokens = await embed(
+            runtime, texts, dimensions=request.output_dimension, truncation=request.text_truncation or "none"
+        )
+        return EmbeddingsResponse(embeddings=vectors)
+
+    # -- chat plumbing ---------------------------------------------------------------------------
+
+    def _default_max_tokens(self, body: dict[str, Any]) -> None:
+        if self.config.default_max_tokens and "max_tokens" not in body:
+            body["max_tokens"] = self.config.default_max_tokens
+
+    async def _chat_once(
+        self, runtime: Runtime, body: dict[str, Any], plan: tools.ToolPlan | None
+    ) -> dict[str, Any]:
+        doc = await runtime.call("handle_chat_completions", body)
+        if plan is None:
+            return doc
+        for choice in doc.get("choices") or []:
+            message = choice.get("message") or {}
+            text = message.get("content") or ""
+            if plan.mode == "required":
+                calls = tools.parse_forced(text, plan)
+                content = None if calls else text
+            else:
+                content, calls = tools.parse_answer(text, plan)
+            if calls:
+                choice["message"] = {"role": "assistant", "content": content or None, "tool_calls": calls}
+                if choice.get("finish_reason") == "stop":
+                    choice["finish_reason"] = "tool_calls"
+        return doc
+
+    def _chat_stream(
+        self, runtime: Runtime, body: dict[str, Any], plan: tools.ToolPlan | None, model_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        chunks = runtime.stream("handle_chat_completions", body)
+        if plan is None:
+            return self._relabel_stream(chunks, model_id)
+        return self._tool_stream(chunks, plan, model_id)
+
+    async def _tool_stream(
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        plan: tools.ToolPlan,
+        model_id: str,
+    ) -> AsyncIterator[dict[str, Any]]:
+        splitter = tools.StreamSplitter(plan)
+        forced: list[str] = []
+        calls = 0
+        meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+            return {
+                **meta,
+                "object": "chat.completion.chunk",
+                "model": model_id,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, **extra}],
+            }
+
+        def events(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+            nonlocal calls
+            out = []
+            for kind, value in items:
+                if kind == "text":
+                    out.append(chunk({"content": value}))
+                else:
+                    out.append(chunk({"tool_calls": [{"index": calls, **value}]}))
+                    calls += 1
+            return out
+
+        finish = "stop"
+        usage = None
+        try:
+            async for raw in chunks:
+                meta["id"] = raw.get("id", meta["id"])
+                usage = raw.get("usage") or usage
+                for choice in raw.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    finish = choice.get("finish_reason") or finish
+                    text = delta.get("content")
+                    if delta.get("role"):
+                        yield chunk({"role": "assistant", "content": ""})
+                    if not text:
+                        continue
+                    if plan.mode == "required":
+                        forced.append(text)
+                    else:
+                        for out in events(splitter.feed(text)):
+                            yield out
+        finally:
+            await chunks.aclose()
+        if plan.mode == "required":
+            found = tools.parse_forced("".join(forced), plan)
+            tail = [("call", c) for c in found] if found else [("text", "".join(forced))]
+        else:
+            tail = splitter.finish()
+        for out in events(tail):
+            yield out
+        yield chunk({}, "tool_calls" if calls and finish == "stop" else finish)
+        if usage:
+            yield {
+                **meta,
+                "object": "chat.completion.chunk",
+                "model": model_id,
+                "choices": [],
+                "usage": usage,
+            }
+
+    @staticmethod
+    async def _relabel_stream(
+        chunks: AsyncIterator[dict[str, Any]], model_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for chunk in chunks:
+                chunk["model"] = model_id
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    @staticmethod
+    def _merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        """n answers as one, with choices indexed 0..n-1 and usage summed."""
+        doc = docs[0]
+        if len(docs) == 1:
+            return doc
+        choices = []
+        usage: dict[str, int] = {}
+        for i, other in enumerate(docs):
+            for choice in other.get("choices") or []:
+                choices.append({**choice, "index": i})
+            for key, value in (other.get("usage") or {}).items():
+                if isinstance(value, int):
+                    usage[key] = usage.get(key, 0) + value
+        doc["choices"] = choices
+        if usage:
+            doc["usage"] = usage
+        return doc
+
+
+def _seeded(body: dict[str, Any], i: int) -> dict[str, Any]:
+    """The i-th of n samples: its own seed, so n choices differ yet stay reproducible."""
+    if i == 0:
+        return body
+    out = dict(body)
+    if out.get("seed") is not None:
+        out["seed"] = int(out["seed"]) + i
+    return out
