@@ -12,14 +12,26 @@ import click
 from lamina import __version__
 from lamina.errors import ConfigError, PluginError
 
+_PLUGIN_ENV = (
+    "LAMINA_LOAD_PLUGINS",
+    "LAMINA_DISABLE_PLUGINS",
+    "LAMINA_STRICT_PLUGINS",
+    "LAMINA_TRACE_PLUGINS",
+)
+_loaded: dict[tuple[str | None, ...], object] = {}
+
 
 def _pm():
+    """The plugin manager, loaded once per process (each load reports broken plugins again)."""
     from lamina.plugins import load_plugin_manager
 
-    try:
-        return load_plugin_manager()
-    except PluginError as exc:
-        raise click.ClickException(str(exc)) from None
+    key = tuple(os.environ.get(var) for var in _PLUGIN_ENV)  # `--env` may change these
+    if key not in _loaded:
+        try:
+            _loaded[key] = load_plugin_manager()
+        except PluginError as exc:
+            raise click.ClickException(str(exc)) from None
+    return _loaded[key]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,11 +112,13 @@ def run(config: str | None, port: int | None, host: str | None, env_pairs: tuple
 def plugins(as_json: bool) -> None:
     """List installed plugins, their versions, and what each contributes."""
     pm = _pm()
+    # Asking for contributions calls every hook, which may drop a plugin whose hook fails: ask first.
+    contributions = {name: pm.contributions(name) for name in list(pm.plugins)}
     rows = []
     for name, info in sorted(pm.plugins.items()):
         row = info.to_dict()
         row.update(
-            pm.contributions(name)
+            contributions.get(name, {})
             if info.status == "loaded"
             else {"providers": {}, "resources": {}, "distributions": []}
         )
@@ -189,6 +203,9 @@ def distributions_show(name: str) -> None:
 
 
 def main() -> None:
+    from lamina.logging import configure_logging
+
+    configure_logging()  # to stderr: stdout is for output such as `lamina plugins --json`
     pm = None
     try:
         pm = _pm()

@@ -1,0 +1,1 @@
+"""lamina-test-badhook: a test plugin implementing a misspelled hook."""

@@ -1,0 +1,1 @@
+"""lamina-test-broken: a test plugin whose hook module fails to import."""

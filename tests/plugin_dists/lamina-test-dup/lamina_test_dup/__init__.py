@@ -1,0 +1,1 @@
+"""lamina-test-dup: a test plugin offering remote::vllm, which lamina-openai-compat already offers."""
