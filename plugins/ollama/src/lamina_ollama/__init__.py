@@ -1,0 +1,1 @@
+"""Lamina inference provider for Ollama's native API."""
