@@ -18,7 +18,7 @@ from pathlib import Path
 from lamina.testing.processes import free_port
 
 INSTALL_HINT = (
-    "install PostgreSQL (Debian: apt-get install -y postgresql postgresql-15-pgvector; see .ci/run)"
+    "install PostgreSQL (Debian: apt-get install -y postgresql; .ci/run does it)"
 )
 
 
