@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lamina.envsubst import format_path, substitute_env
 from lamina.errors import ConfigError
@@ -30,7 +30,8 @@ def lamina_home() -> Path:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # Substitution turns "123" into 123 (as newer Llama Stack does); string fields take it back.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
 
 class ProviderEntry(_Section):
@@ -38,6 +39,11 @@ class ProviderEntry(_Section):
     provider_type: str
     config: dict[str, Any] = Field(default_factory=dict)
     module: str | None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _empty_config(cls, value: Any) -> Any:
+        return {} if value is None else value  # `config:` with nothing under it
 
 
 class ModelInput(_Section):
@@ -114,7 +120,7 @@ class RunConfig(_Section):
     image_name: str = "lamina"
     container_image: str | None = None
     apis: list[str] = Field(default_factory=list)
-    providers: dict[str, list[ProviderEntry]] = Field(default_factory=dict)
+    providers: dict[str, list[ProviderEntry]]
     metadata_store: dict[str, Any] | None = None
     inference_store: dict[str, Any] | None = None
     models: list[ModelInput] = Field(default_factory=list)
@@ -141,20 +147,51 @@ def validation_message(source: str, exc: ValidationError, prefix: tuple[Any, ...
     """One line per problem: ``file: key.path: what is wrong (got X)``."""
     lines = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         got = err.get("input")
-        got_text = "" if err["type"] == "missing" else f" (got {got!r})"
-        if len(got_text) > 120:
-            got_text = got_text[:117] + "...)"
-        lines.append(f"{source}: {format_path((*prefix, *loc))}: {err['msg']}{got_text}")
+        if err["type"] == "missing":
+            msg, got_text = "required, but missing", ""
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got_text = f" (got {_show(got)})"
+        line = f"{source}: {format_path((*prefix, *loc))}: {msg}{got_text}"
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic puts the union member or validator that failed in an error's location; drop those."""
+    if not isinstance(part, str):
+        return False
+    return part in ("str", "bool", "int", "float", "none") or part.startswith(
+        ("function-", "list[", "dict[", "nullable[", "union[", "constrained-", "lax-", "json-or-python[")
+    )
+
+
+def _show(value: Any) -> str:
+    text = f"{type(value).__name__} {value!r}" if isinstance(value, (dict, list)) else repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = None) -> RunConfig:
     """Validate a parsed run.yaml tree (after env substitution) into a RunConfig."""
+    if doc is None:
+        raise ConfigError(
+            f"{source}: the run config is empty; expected a mapping with at least "
+            "'version: 2' and 'providers'"
+        )
     if not isinstance(doc, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level (keys like 'providers'), "
-                          f"got {type(doc).__name__}")
+        raise ConfigError(
+            f"{source}: <top level>: expected a mapping (keys like 'version' and "
+            f"'providers'), got {_show(doc)}"
+        )
+    if "providers" not in doc:
+        raise ConfigError(
+            f"{source}: providers: required, but missing; expected a mapping from API name to a list "
+            "of providers, e.g. providers: {inference: [{provider_id: vllm, provider_type: "
+            "remote::vllm, config: {url: 'http://localhost:8000/v1'}}]}"
+        )
     doc = substitute_env(doc, os.environ if env is None else env, source)
     try:
         config = RunConfig.model_validate({**doc, "source": source})
@@ -167,8 +204,12 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
     for api, entries in config.providers.items():
         for i, entry in enumerate(entries):
             if entry.module:
-                log.warning("config_key_ignored", source=source, key=f"providers.{api}[{i}].module",
-                            reason="external provider modules are installed as plugins in Lamina")
+                log.warning(
+                    "config_key_ignored",
+                    source=source,
+                    key=f"providers.{api}[{i}].module",
+                    reason="external provider modules are installed as plugins in Lamina",
+                )
     return config
 
 
@@ -187,7 +228,39 @@ def load_run_config_text(text: str, *, source: str, env: Mapping[str, str] | Non
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        if mark is not None and (path := _yaml_key_path(text, mark.line)):
+            where = f"{format_path(path)} ({where})"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+        context = getattr(exc, "context", None)
+        context = f" {context}" if context else ""
+        raise ConfigError(
+            f"{source}: {where}: invalid YAML: {problem}{context}; expected valid YAML "
+            "(check indentation, quoting and brackets there)"
+        ) from None
     return parse_run_config(doc, source=source, env=env)
+
+
+def _yaml_key_path(text: str, line_index: int) -> tuple[Any, ...]:
+    """Best-effort key path of a line in block-style YAML, for messages about unparsable files."""
+    stack: list[tuple[int, Any]] = []  # (indent, key or list index)
+    for raw in text.splitlines()[: line_index + 1]:
+        content = raw.lstrip(" ")
+        if not content or content.startswith("#"):
+            continue
+        indent = len(raw) - len(content)
+        while content.startswith("- ") or content == "-":
+            while stack and stack[-1][0] > indent:
+                stack.pop()
+            index = 0
+            if stack and stack[-1][0] == indent and isinstance(stack[-1][1], int):
+                index = stack.pop()[1] + 1
+            stack.append((indent, index))
+            content = content[2:].lstrip(" ")
+            indent = len(raw) - len(content)
+        key, sep, _ = content.partition(":")
+        if sep and key and not key.startswith(("{", "[", "'", '"')):
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, key.strip()))
+    return tuple(part for _, part in stack)

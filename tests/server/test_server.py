@@ -221,8 +221,9 @@ def test_cli_routes(tmp_path: Path, fake_upstream: ServerProcess) -> None:
     assert "POST    /v1/inference/chat-completion" in table
 
 
-def test_cli_run_without_a_config_says_what_to_pass() -> None:
-    result = _cli("run")
+def test_cli_run_without_a_config_or_default_distribution_says_what_to_pass() -> None:
+    """With no default distribution installed (here: disabled), `lamina run` says what to pass."""
+    result = _cli("run", env={"LAMINA_DISABLE_PLUGINS": "lamina-distribution-local"})
     assert result.returncode == 2
     assert "lamina run path/to/run.yaml" in result.stderr
 

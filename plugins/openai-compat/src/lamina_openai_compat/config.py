@@ -1,19 +1,24 @@
 """Provider configs, with Llama Stack 0.2.x's field names so existing run.yaml files work unchanged.
 
-Each config also takes Lamina's network settings: ``timeout`` (seconds without a byte from the
-upstream), ``connect_timeout`` and ``max_connections`` (the pool size).
+Field names, types and defaults follow Llama Stack 0.2.12 through 0.2.22 (``remote::nvidia`` reads
+``NVIDIA_BASE_URL``, ``NVIDIA_API_KEY`` and ``NVIDIA_APPEND_API_VERSION`` for its defaults, as
+there). Each config also takes Lamina's network settings: ``timeout`` (seconds without a byte from
+the upstream), ``connect_timeout`` and ``max_connections`` (the pool size).
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _NetworkConfig(BaseModel, ABC):
-    model_config = ConfigDict(extra="allow")
+    # Env substitution turns "12345" into 12345 (as newer Llama Stack does); string fields take it back.
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
     timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the upstream's next byte.")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
@@ -35,7 +40,9 @@ def _reveal(value: SecretStr | str | None) -> str | None:
 
 
 class VLLMInferenceAdapterConfig(_NetworkConfig):
-    url: str | None = Field(default=None, description="The vLLM server's OpenAI base URL, e.g. http://host:8000/v1")
+    url: str | None = Field(
+        default=None, description="The vLLM server's OpenAI base URL, e.g. http://host:8000/v1"
+    )
     max_tokens: int = Field(default=4096, ge=1, description="max_tokens when a native request sets none.")
     api_token: str | None = Field(default="fake", description="The API token.")
     tls_verify: bool | str = Field(default=True, description="Verify TLS: true/false or a CA bundle path.")
@@ -50,9 +57,18 @@ class VLLMInferenceAdapterConfig(_NetworkConfig):
 
     @field_validator("tls_verify")
     @classmethod
-    def _ca_exists(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and not Path(value).expanduser().exists():
-            raise ValueError(f"tls_verify is a path, but {value!r} does not exist; give true, false or a CA file")
+    def _bool_or_ca_file(cls, value: bool | str) -> bool | str:
+        # Llama Stack 0.2.12 reads "true"/"false" (any case) as booleans, anything else as a CA path.
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        path = Path(value).expanduser()
+        if not path.is_file():
+            state = "is not a file" if path.exists() else "does not exist"
+            raise ValueError(
+                f"tls_verify is a CA bundle path, but {value!r} {state}; give true, false or a CA file"
+            )
         return value
 
     @model_validator(mode="after")
@@ -60,6 +76,15 @@ class VLLMInferenceAdapterConfig(_NetworkConfig):
         if not self.url:
             raise ValueError("url is required (for example url: ${env.VLLM_URL:=http://localhost:8000/v1})")
         return self
+
+    @classmethod
+    def sample_run_config(cls, url: str = "${env.VLLM_URL:=http://localhost:8000/v1}", **kwargs: Any) -> dict:
+        return {
+            "url": url,
+            "max_tokens": "${env.VLLM_MAX_TOKENS:=4096}",
+            "api_token": "${env.VLLM_API_TOKEN:=fake}",
+            "tls_verify": "${env.VLLM_TLS_VERIFY:=true}",
+        }
 
     def base_url(self) -> str:
         return str(self.url)
@@ -72,7 +97,16 @@ class OpenAIConfig(_NetworkConfig):
     api_key: SecretStr | None = Field(default=None, description="OpenAI API key.")
     base_url_: str = Field(default="https://api.openai.com/v1", alias="base_url")
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
+
+    @classmethod
+    def sample_run_config(
+        cls,
+        api_key: str = "${env.OPENAI_API_KEY:=}",
+        base_url: str = "${env.OPENAI_BASE_URL:=https://api.openai.com/v1}",
+        **kwargs: Any,
+    ) -> dict:
+        return {"api_key": api_key, "base_url": base_url}
 
     def base_url(self) -> str:
         return self.base_url_
@@ -85,6 +119,10 @@ class TogetherImplConfig(_NetworkConfig):
     url: str = Field(default="https://api.together.xyz/v1")
     api_key: SecretStr | None = None
 
+    @classmethod
+    def sample_run_config(cls, **kwargs: Any) -> dict:
+        return {"url": "https://api.together.xyz/v1", "api_key": "${env.TOGETHER_API_KEY:=}"}
+
     def base_url(self) -> str:
         return self.url
 
@@ -95,6 +133,10 @@ class TogetherImplConfig(_NetworkConfig):
 class FireworksImplConfig(_NetworkConfig):
     url: str = Field(default="https://api.fireworks.ai/inference/v1")
     api_key: SecretStr | None = None
+
+    @classmethod
+    def sample_run_config(cls, api_key: str = "${env.FIREWORKS_API_KEY:=}", **kwargs: Any) -> dict:
+        return {"url": "https://api.fireworks.ai/inference/v1", "api_key": api_key}
 
     def base_url(self) -> str:
         return self.url
@@ -107,6 +149,10 @@ class GroqConfig(_NetworkConfig):
     api_key: str | None = None
     url: str = Field(default="https://api.groq.com")
 
+    @classmethod
+    def sample_run_config(cls, api_key: str = "${env.GROQ_API_KEY:=}", **kwargs: Any) -> dict:
+        return {"url": "https://api.groq.com", "api_key": api_key}
+
     def base_url(self) -> str:
         return self.url.rstrip("/") + "/openai/v1"
 
@@ -114,11 +160,35 @@ class GroqConfig(_NetworkConfig):
         return _reveal(self.api_key)
 
 
+def _env_secret(name: str) -> SecretStr | None:
+    value = os.environ.get(name)
+    return SecretStr(value) if value else None
+
+
 class NVIDIAConfig(_NetworkConfig):
-    url: str = Field(default="https://integrate.api.nvidia.com")
-    api_key: SecretStr | None = None
+    url: str = Field(
+        default_factory=lambda: os.environ.get("NVIDIA_BASE_URL", "https://integrate.api.nvidia.com"),
+        description="NIM base URL; default $NVIDIA_BASE_URL or the hosted API catalog.",
+    )
+    api_key: SecretStr | None = Field(
+        default_factory=lambda: _env_secret("NVIDIA_API_KEY"),
+        description="API key for the hosted service; default $NVIDIA_API_KEY.",
+    )
     timeout: float = Field(default=60.0, gt=0)
-    append_api_version: bool = True
+    append_api_version: bool = Field(
+        default_factory=lambda: os.environ.get("NVIDIA_APPEND_API_VERSION", "True").lower() != "false",
+        description="Append /v1 to url; default true unless $NVIDIA_APPEND_API_VERSION is false.",
+    )
+
+    @classmethod
+    def sample_run_config(
+        cls,
+        url: str = "${env.NVIDIA_BASE_URL:=https://integrate.api.nvidia.com}",
+        api_key: str = "${env.NVIDIA_API_KEY:=}",
+        append_api_version: str = "${env.NVIDIA_APPEND_API_VERSION:=True}",
+        **kwargs: Any,
+    ) -> dict:
+        return {"url": url, "api_key": api_key, "append_api_version": append_api_version}
 
     def base_url(self) -> str:
         base = self.url.rstrip("/")
@@ -131,6 +201,17 @@ class NVIDIAConfig(_NetworkConfig):
 class TGIImplConfig(_NetworkConfig):
     url: str = Field(description="The TGI endpoint, e.g. http://localhost:8080")
     api_token: SecretStr | None = None
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_given(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("url is required (for example url: ${env.TGI_URL:=http://localhost:8080})")
+        return value
+
+    @classmethod
+    def sample_run_config(cls, url: str = "${env.TGI_URL}", **kwargs: Any) -> dict:
+        return {"url": url}
 
     def base_url(self) -> str:
         base = self.url.rstrip("/")

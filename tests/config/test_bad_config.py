@@ -1,0 +1,180 @@
+"""Bad run configs fail ``lamina run`` before anything starts, with file, key path and expectation.
+
+Each case runs the real CLI (``python -m lamina.cli run FILE``) and checks the exit status, that the
+message names the file and the key path and says what is expected, and that no traceback shows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lamina.testing.processes import ServerProcess, lamina_server
+
+VLLM = "  inference:\n  - provider_id: vllm\n    provider_type: remote::vllm\n    config:\n      url: http://127.0.0.1:9/v1\n"
+
+# name -> (run.yaml text, key path the message must name, what it must say is expected)
+CASES: dict[str, tuple[str, str, list[str]]] = {
+    "yaml-syntax": (
+        "version: 2\nproviders:\n  inference:\n  - provider_id: vllm\n    provider_type: remote::vllm\n"
+        "     config: {}\n",
+        "providers.inference[0]",
+        ["line 6", "invalid YAML", "mapping values are not allowed here"],
+    ),
+    "yaml-unclosed-bracket": (
+        "version: 2\nproviders:\n  inference: [\n",
+        "",
+        ["invalid YAML", "line 4"],
+    ),
+    "empty-file": ("", "", ["empty", "providers"]),
+    "top-level-list": ("- version: 2\n", "<top level>", ["expected a mapping"]),
+    "missing-providers": (
+        "version: 2\nimage_name: x\n",
+        "providers",
+        ["required, but missing", "provider_type"],
+    ),
+    "providers-not-a-mapping": ("version: 2\nproviders: [vllm]\n", "providers", ["valid dictionary"]),
+    "provider-list-not-a-list": (
+        "version: 2\nproviders:\n  inference:\n    provider_id: vllm\n",
+        "providers.inference",
+        ["valid list"],
+    ),
+    "provider-type-missing": (
+        "version: 2\nproviders:\n  inference:\n  - provider_id: vllm\n    config: {}\n",
+        "providers.inference[0].provider_type",
+        ["required, but missing"],
+    ),
+    "wrong-type-nested": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  port: eighty\n",
+        "server.port",
+        ["valid integer", "'eighty'"],
+    ),
+    "wrong-enum-in-a-list": (
+        f"version: 2\nproviders:\n{VLLM}models:\n- model_id: m\n  provider_id: vllm\n  model_type: chat\n",
+        "models[0].model_type",
+        ["'llm' or 'embedding'", "'chat'"],
+    ),
+    "unknown-api": (
+        "version: 2\nproviders:\n  memory:\n  - provider_id: faiss\n"
+        "    provider_type: inline::faiss\n    config: {}\n",
+        "providers.memory",
+        ["unknown API", "inference"],
+    ),
+    "unknown-provider-type": (
+        f"version: 2\nproviders:\n{VLLM}  - provider_id: x\n    provider_type: remote::no-such-provider\n"
+        "    config: {}\n",
+        "providers.inference[1].provider_type",
+        ["'remote::no-such-provider'", "Installed inference provider types:", "remote::vllm", "remote::tgi"],
+    ),
+    "unknown-provider-type-other-api": (
+        f"version: 2\nproviders:\n{VLLM}  safety:\n  - provider_id: guard\n"
+        "    provider_type: inline::no-such-guard\n"
+        "    config: {}\n",
+        "providers.safety[0].provider_type",
+        ["'inline::no-such-guard'", "Installed safety provider types:"],
+    ),
+    "bad-provider-config-field": (
+        "version: 2\nproviders:\n  inference:\n  - provider_id: vllm\n    provider_type: remote::vllm\n"
+        "    config:\n      url: localhost:8000\n",
+        "providers.inference[0].config.url",
+        ["http://", "'localhost:8000'"],
+    ),
+    "bad-provider-config-type": (
+        f"version: 2\nproviders:\n{VLLM}      max_tokens: lots\n",
+        "providers.inference[0].config.max_tokens",
+        ["valid integer", "'lots'"],
+    ),
+    "missing-ca-file": (
+        f"version: 2\nproviders:\n{VLLM}      tls_verify: /nonexistent/ca.pem\n",
+        "providers.inference[0].config.tls_verify",
+        ["does not exist", "true, false or a CA file"],
+    ),
+    "required-provider-config-missing": (
+        "version: 2\nproviders:\n  inference:\n  - provider_id: tgi\n"
+        "    provider_type: remote::tgi\n    config: {}\n",
+        "providers.inference[0].config.url",
+        ["required, but missing"],
+    ),
+    "required-env-var-unset": (
+        "version: 2\nproviders:\n  inference:\n  - provider_id: tgi\n    provider_type: remote::tgi\n"
+        "    config:\n      url: ${env.LAMINA_TEST_UNSET_TGI_URL}\n",
+        "providers.inference[0].config.url",
+        [
+            "environment variable LAMINA_TEST_UNSET_TGI_URL is not set",
+            "${env.LAMINA_TEST_UNSET_TGI_URL:=default}",
+        ],
+    ),
+    "duplicate-provider-id": (
+        f"version: 2\nproviders:\n{VLLM}  - provider_id: vllm\n    provider_type: remote::vllm\n"
+        "    config: {url: 'http://127.0.0.1:9/v1'}\n",
+        "providers.inference[1].provider_id",
+        ["already used by providers.inference[0]", "unique"],
+    ),
+    "unsupported-version": (f"version: 3\nproviders:\n{VLLM}", "version", ["version 2"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_config_fails_start_up_with_file_key_and_expectation(
+    name: str, tmp_path: Path, lamina_cli
+) -> None:
+    text, key_path, expected = CASES[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    result = lamina_cli("run", str(path), "--port", "0", timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    error = result.stderr[result.stderr.index("Error: ") :]
+    assert error.startswith(f"Error: {path}: {key_path}"), error
+    for text_part in expected:
+        assert text_part in error, (text_part, error)
+
+
+def test_a_missing_file_is_named(tmp_path: Path, lamina_cli) -> None:
+    path = tmp_path / "nope.yaml"
+    result = lamina_cli("run", str(path))
+    assert result.returncode == 1
+    assert f"{path}: cannot read the run config" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unknown_fields_are_ignored_with_a_warning_as_in_llama_stack(
+    tmp_path: Path, fake_upstream: ServerProcess
+) -> None:
+    # Llama Stack's StackRunConfig ignores unknown keys (old templates carry docker_image, conda_env,
+    # memory_banks, eval_tasks); Lamina starts too, and says which keys it ignored.
+    config = {
+        "version": "2",
+        "image_name": "extra-keys",
+        "conda_env": "extra-keys",
+        "memory_banks": [],
+        "providers": {
+            "inference": [
+                {
+                    "provider_id": "vllm",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{fake_upstream.url}/v1", "not_a_vllm_field": 1},
+                }
+            ]
+        },
+        "models": [{"model_id": "ok", "provider_id": "vllm"}],
+    }
+    with lamina_server(config, tmp_path, name="extra") as server:
+        log = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    ignored = {entry.get("key") for entry in log if entry.get("event") == "config_key_ignored"}
+    assert {"conda_env", "memory_banks", "providers.inference[0].config.not_a_vllm_field"} <= ignored
+
+
+def test_the_errors_are_not_yaml_dumps(tmp_path: Path, lamina_cli) -> None:
+    # A whole provider list in the message would hide the point; long inputs are cut short.
+    entries = [{"provider_id": f"p{i}", "provider_type": "remote::vllm", "config": {}} for i in range(20)]
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"version": 2, "providers": {"inference": {"x": entries}}}))
+    result = lamina_cli("run", str(path))
+    assert result.returncode == 1
+    error_line = result.stderr[result.stderr.index("Error: ") :].splitlines()[0]
+    assert error_line.startswith(f"Error: {path}: providers.inference: ") and len(error_line) < 400
