@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,6 +29,12 @@ from lamina.routers.inference import InferenceRouter
 from lamina.routers.inspect import InspectImpl, ProvidersImpl
 from lamina.specs import Api, ProviderSpec, ResourceType, import_object
 from lamina.storage import KVStore, KVStoreConfig, open_kvstore
+from lamina.storage.inference_store import (
+    CompletionWriter,
+    InferenceStore,
+    inference_store_config,
+    open_inference_store,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +62,8 @@ class Stack:
     store: KVStore | None = None
     registry: ResourceRegistry = field(default_factory=ResourceRegistry)
     routers: dict[Api, Any] = field(default_factory=dict)
+    inference_store: InferenceStore | None = None
+    completion_writer: CompletionWriter | None = None
 
     def __post_init__(self) -> None:
         # Tables and routers exist before start so the server can bind routes to them; the
@@ -133,6 +142,8 @@ class Stack:
             raise ConfigError(validation_message(self.config.source, exc, ("metadata_store",))) from None
         self.store = await open_kvstore(kv_config)
         await self.registry.attach(self.store)
+        if Api.inference in self.providers:
+            await self._open_inference_store(state_dir)
 
         for record in self.order:
             deps = {dep: self.routers.get(dep) for dep in record.spec.api_dependencies}
@@ -164,7 +175,36 @@ class Stack:
             )
         await self._register_resources()
 
+    async def _open_inference_store(self, state_dir: Path) -> None:
+        """Open the chat completions store (``inference_store``; default SQLite in the state dir)."""
+        try:
+            config = inference_store_config(self.config.inference_store, state_dir)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(self.config.source, exc, ("inference_store",))) from None
+        self.inference_store = await open_inference_store(config)
+        self.completion_writer = CompletionWriter(self.inference_store).start()
+        self.routers[Api.inference].completions = self.completion_writer
+        log.info("inference_store_opened", store=self.inference_store.where)
+
+    async def _close_inference_store(self) -> None:
+        """Flush the background writer (every queued completion is written), then close the store."""
+        self.routers[Api.inference].completions = None
+        if self.completion_writer is not None:
+            writer, self.completion_writer = self.completion_writer, None
+            await writer.close()
+            stats = writer.stats
+            log.info(
+                "inference_store_closed", written=stats.written, dropped=stats.dropped, failed=stats.failed
+            )
+        if self.inference_store is not None:
+            store, self.inference_store = self.inference_store, None
+            await store.close()
+
     async def shutdown(self) -> None:
+        try:
+            await self._close_inference_store()
+        except Exception as exc:  # keep closing the rest
+            log.warning("inference_store_close_failed", error=str(exc))
         for record in reversed(self.order):
             if record.impl is not None and hasattr(record.impl, "shutdown"):
                 try:

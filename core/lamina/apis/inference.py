@@ -325,6 +325,83 @@ class OpenAIResponse(BaseModel):
     model: str | None = None
 
 
+# -- stored chat completions (Llama Stack 0.2.12 shapes) ----------------------------------------
+
+MAX_LIST_LIMIT = 100
+
+
+class ListChatCompletionsRequest(BaseModel):
+    """Query parameters of GET /v1/openai/v1/chat/completions."""
+
+    after: str | None = Field(default=None, description="A completion id: list the ones after it.")
+    limit: int = Field(default=20, ge=1, le=MAX_LIST_LIMIT, description="Page size.")
+    order: Literal["asc", "desc"] = Field(default="desc", description="By creation time.")
+    model: str | None = Field(default=None, description="Only this model's completions.")
+
+    @field_validator("after", "model", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class GetChatCompletionRequest(BaseModel):
+    completion_id: str = Field(min_length=1)
+
+
+class OpenAICompletionWithInputMessages(BaseModel):
+    """A stored chat completion: the chat.completion object plus the messages that produced it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    input_messages: list[dict[str, Any]]
+
+
+class ListOpenAIChatCompletionResponse(BaseModel):
+    data: list[OpenAICompletionWithInputMessages]
+    has_more: bool
+    first_id: str
+    last_id: str
+    object: Literal["list"] = "list"
+
+
+# -- batch inference (Llama Stack 0.2.12, experimental there) -----------------------------------
+
+MAX_BATCH_SIZE = 256
+
+
+class BatchCompletionRequest(BaseModel):
+    model_id: str = Field(min_length=1)
+    content_batch: list[InterleavedContent] = Field(min_length=1, max_length=MAX_BATCH_SIZE)
+    sampling_params: SamplingParams | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: LogProbConfig | None = None
+
+
+class BatchCompletionResponse(BaseModel):
+    batch: list[CompletionResponse]
+
+
+class BatchChatCompletionRequest(BaseModel):
+    model_id: str = Field(min_length=1)
+    messages_batch: list[Annotated[list[Message], Field(min_length=1)]] = Field(
+        min_length=1, max_length=MAX_BATCH_SIZE
+    )
+    sampling_params: SamplingParams | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_config: ToolConfig | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: LogProbConfig | None = None
+
+
+class BatchChatCompletionResponse(BaseModel):
+    batch: list[ChatCompletionResponse]
+
+
 # -- the API -----------------------------------------------------------------------------------
 
 
@@ -357,6 +434,26 @@ class Inference(Protocol):
         """Generate a text completion for the given content."""
         ...
 
+    @webmethod(
+        "POST",
+        "/v1/inference/batch-chat-completion",
+        request=BatchChatCompletionRequest,
+        response=BatchChatCompletionResponse,
+    )
+    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
+        """Generate chat completions for a batch of conversations (results in input order)."""
+        ...
+
+    @webmethod(
+        "POST",
+        "/v1/inference/batch-completion",
+        request=BatchCompletionRequest,
+        response=BatchCompletionResponse,
+    )
+    async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
+        """Generate text completions for a batch of contents (results in input order)."""
+        ...
+
     @webmethod("POST", "/v1/inference/embeddings", request=EmbeddingsRequest, response=EmbeddingsResponse)
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Generate embeddings for the given contents."""
@@ -375,6 +472,32 @@ class Inference(Protocol):
         self, request: OpenAIChatCompletionRequest
     ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
         """Create a chat completion (OpenAI-compatible)."""
+        ...
+
+    @webmethod(
+        "GET",
+        "/v1/openai/v1/chat/completions",
+        aliases=("/v1/chat/completions",),
+        request=ListChatCompletionsRequest,
+        response=ListOpenAIChatCompletionResponse,
+    )
+    async def list_chat_completions(
+        self, request: ListChatCompletionsRequest
+    ) -> ListOpenAIChatCompletionResponse:
+        """List stored chat completions, newest first unless `order=asc`; page with `after`."""
+        ...
+
+    @webmethod(
+        "GET",
+        "/v1/openai/v1/chat/completions/{completion_id}",
+        aliases=("/v1/chat/completions/{completion_id}",),
+        request=GetChatCompletionRequest,
+        response=OpenAICompletionWithInputMessages,
+    )
+    async def get_chat_completion(
+        self, request: GetChatCompletionRequest
+    ) -> OpenAICompletionWithInputMessages:
+        """Get a stored chat completion, with the input messages that produced it."""
         ...
 
     @webmethod(

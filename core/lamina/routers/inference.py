@@ -1,23 +1,55 @@
-"""The inference router: resolves the model of each call and hands it to the model's provider."""
+"""The inference router: resolves the model of each call and hands it to the model's provider.
+
+It also keeps the record of OpenAI chat completions (whichever provider served them) and serves
+the batch routes:
+
+- Every non-streamed ``/chat/completions`` answer, and every streamed one reassembled from its
+  chunks once the stream has ended normally, is handed to the inference store's background writer
+  (``lamina.storage.inference_store.CompletionWriter``); the request never waits for the database.
+  A stream that fails, or that the client abandons, is not stored.
+- A batch calls the provider's non-streamed ``completion``/``chat_completion`` once per item, at
+  most ``batch_concurrency`` (default ``BATCH_CONCURRENCY`` = 8) at a time; results come back in
+  input order. The first item to fail fails the whole batch (the others are cancelled), with the
+  item's index in the message and the item's own HTTP status.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from lamina.apis.inference import (
+    BatchChatCompletionRequest,
+    BatchChatCompletionResponse,
+    BatchCompletionRequest,
+    BatchCompletionResponse,
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingsRequest,
+    GetChatCompletionRequest,
+    ListChatCompletionsRequest,
+    ListOpenAIChatCompletionResponse,
     OpenAIChatCompletionRequest,
     OpenAICompletionRequest,
+    OpenAICompletionWithInputMessages,
     OpenAIEmbeddingsRequest,
 )
+from lamina.errors import LaminaError, NotFoundError, ServiceUnavailableError
 from lamina.resources.models import ModelsRoutingTable
+from lamina.storage.inference_store import CompletionWriter, StreamAssembler, record_from_completion
+
+BATCH_CONCURRENCY = 8  # provider calls in flight per batch request
+
+T = TypeVar("T")
 
 
 class InferenceRouter:
-    def __init__(self, models: ModelsRoutingTable) -> None:
+    def __init__(self, models: ModelsRoutingTable, *, batch_concurrency: int = BATCH_CONCURRENCY) -> None:
         self.models = models
+        self.batch_concurrency = batch_concurrency
+        # Set by the stack once the inference store is open; None: nothing is recorded.
+        self.completions: CompletionWriter | None = None
 
     async def chat_completion(self, request: ChatCompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model_id, "llm")
@@ -33,7 +65,16 @@ class InferenceRouter:
 
     async def openai_chat_completion(self, request: OpenAIChatCompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "llm")
-        return await provider.openai_chat_completion(model, request)
+        result = await provider.openai_chat_completion(model, request)
+        writer = self.completions
+        if writer is None:
+            return result
+        if hasattr(result, "__anext__"):
+            return _recorded_stream(result, writer, model.identifier, request.messages)
+        record = record_from_completion(result, model.identifier, request.messages)
+        if record is not None:
+            writer.submit(record)
+        return result
 
     async def openai_completion(self, request: OpenAICompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "llm")
@@ -42,3 +83,127 @@ class InferenceRouter:
     async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "embedding")
         return await provider.openai_embeddings(model, request)
+
+    # -- stored chat completions ---------------------------------------------------------------
+
+    def _writer(self) -> CompletionWriter:
+        if self.completions is None:
+            raise ServiceUnavailableError(
+                "the inference store is not open (the server is starting or stopping)"
+            )
+        return self.completions
+
+    async def list_chat_completions(
+        self, request: ListChatCompletionsRequest
+    ) -> ListOpenAIChatCompletionResponse:
+        page = await self._writer().store.list(
+            after=request.after, limit=request.limit, order=request.order, model=request.model
+        )
+        data = [OpenAICompletionWithInputMessages.model_validate(row) for row in page.rows]
+        return ListOpenAIChatCompletionResponse(
+            data=data,
+            has_more=page.has_more,
+            first_id=data[0].id if data else "",
+            last_id=data[-1].id if data else "",
+        )
+
+    async def get_chat_completion(
+        self, request: GetChatCompletionRequest
+    ) -> OpenAICompletionWithInputMessages:
+        writer = self._writer()
+        pending = writer.pending.get(request.completion_id)
+        row = pending.stored() if pending is not None else await writer.store.get(request.completion_id)
+        if row is None:
+            raise NotFoundError(
+                f"no stored chat completion has id '{request.completion_id}'; "
+                f"GET /v1/openai/v1/chat/completions lists the stored ones",
+                param="completion_id",
+            )
+        return OpenAICompletionWithInputMessages.model_validate(row)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
+        model, provider = await self.models.resolve_typed(request.model_id, "llm")
+        common = _shared_fields(request, "messages_batch")
+
+        async def one(messages: list[Any]) -> Any:
+            item = ChatCompletionRequest(**common, messages=messages, stream=False)
+            return await provider.chat_completion(model, item)
+
+        results = await self._run_batch("messages_batch", request.messages_batch, one)
+        return BatchChatCompletionResponse(batch=results)
+
+    async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
+        model, provider = await self.models.resolve_typed(request.model_id, "llm")
+        common = _shared_fields(request, "content_batch")
+
+        async def one(content: Any) -> Any:
+            return await provider.completion(
+                model, CompletionRequest(**common, content=content, stream=False)
+            )
+
+        results = await self._run_batch("content_batch", request.content_batch, one)
+        return BatchCompletionResponse(batch=results)
+
+    async def _run_batch(self, field: str, items: list[Any], call: Callable[[Any], Awaitable[T]]) -> list[T]:
+        """``call`` on every item, ``batch_concurrency`` at a time; results in input order.
+
+        The first failure cancels the rest and is raised with ``field[index]`` in its message.
+        """
+        results: list[Any] = [None] * len(items)
+        indexes = iter(range(len(items)))
+
+        async def worker() -> None:
+            for i in indexes:
+                try:
+                    results[i] = await call(items[i])
+                except LaminaError as exc:
+                    _at_index(exc, field, i)
+                    raise
+                except Exception as exc:
+                    raise LaminaError(
+                        f"{field}[{i}]: internal error: {type(exc).__name__}: {exc}", param=f"{field}[{i}]"
+                    ) from exc
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.batch_concurrency, len(items))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as eg:
+            first = eg.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        return results
+
+
+def _shared_fields(request: Any, batch_field: str) -> dict[str, Any]:
+    """The fields every item's request shares: the ones the batch request set, as validated objects."""
+    return {name: getattr(request, name) for name in request.model_fields_set if name != batch_field}
+
+
+def _at_index(exc: LaminaError, field: str, index: int) -> LaminaError:
+    """The item's error, its message prefixed with ``field[index]`` (status and type unchanged)."""
+    exc.message = f"{field}[{index}]: {exc.message}"
+    exc.args = (exc.message,)
+    exc.param = exc.param or f"{field}[{index}]"
+    return exc
+
+
+async def _recorded_stream(
+    chunks: AsyncIterator[Any], writer: CompletionWriter, model: str, input_messages: list[Any]
+) -> AsyncIterator[Any]:
+    """Relay the chunks unchanged; once the upstream stream has ended, hand the completion to the writer."""
+    assembler = StreamAssembler(model)
+    try:
+        async for chunk in chunks:
+            assembler.add(chunk)
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    record = assembler.record(input_messages)
+    if record is not None:
+        writer.submit(record)
