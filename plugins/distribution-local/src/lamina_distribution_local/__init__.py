@@ -1,0 +1,1 @@
+"""The ``local`` distribution: what ``lamina run`` serves with no argument."""

@@ -1,0 +1,30 @@
+"""The run config of the ``local`` distribution (``lamina distributions show local`` prints it)."""
+
+RUN_CONFIG = """\
+# Lamina's local distribution: every provider runs in-process, offline, on models shipped in packages.
+# Copy it (`lamina distributions show local > run.yaml`), edit, and serve it with `lamina run run.yaml`.
+# State lives under $LAMINA_HOME/local (default ~/.lamina/local).
+version: 2
+image_name: local
+apis:
+- inference
+providers:
+  inference:
+  - provider_id: llama-cpp
+    provider_type: inline::llama-cpp
+    config:
+      context_length: ${env.LAMINA_CONTEXT_LENGTH:=4096}
+      parallel: ${env.LAMINA_PARALLEL:=2}
+      max_queue: ${env.LAMINA_MAX_QUEUE:=16}
+  - provider_id: sentence-transformers
+    provider_type: inline::sentence-transformers
+    config: {}
+# Models: the bundled SmolLM2-135M-Instruct (llama-cpp) and all-MiniLM-L6-v2 (sentence-transformers)
+# are registered by their plugins. Add your own GGUF like this:
+# - model_id: my-model
+#   provider_id: llama-cpp
+#   provider_model_id: /path/to/model.gguf
+models: []
+server:
+  port: ${env.LAMINA_PORT:=8321}
+"""

@@ -1,0 +1,52 @@
+"""Run inside a network namespace with only loopback: start `lamina run` (the local distribution)
+and use it through the OpenAI SDK. Prints one JSON line with what it saw.
+
+``unshare -n python offline_check.py WORKDIR`` (tests/test_distribution_local.py runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from openai import OpenAI
+
+from lamina.testing.processes import ServerProcess, free_port
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    try:
+        urllib.request.urlopen("http://pypi.org/simple/", timeout=3)
+        reachable = True
+    except OSError:
+        reachable = False
+    port = free_port()
+    env = {**os.environ, "LAMINA_HOME": str(work / "home"), "HF_HUB_OFFLINE": "1"}
+    argv = [sys.executable, "-m", "lamina.cli", "run", "--port", str(port)]
+    with ServerProcess(argv, port, log_path=work / "offline-lamina.log", env=env) as server:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=120)
+        models = sorted(m.id for m in client.models.list().data)
+        chat = client.chat.completions.create(
+            model="SmolLM2-135M-Instruct", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
+        )
+        emb = client.embeddings.create(model="all-MiniLM-L6-v2", input=["offline"])
+    print(
+        json.dumps(
+            {
+                "internet_reachable": reachable,
+                "models": models,
+                "chat": chat.choices[0].message.content,
+                "embedding_dimension": len(emb.data[0].embedding),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
