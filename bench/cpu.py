@@ -20,8 +20,18 @@ def _read_cpu(pid: int) -> float | None:
     except OSError:
         return None
     # the command name may contain spaces and parentheses; fields start after the last ')'
-    fields = raw[raw.rfind(b")") + 2:].split()
+    fields = raw[raw.rfind(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return str(pid)
+    words = [a.decode(errors="replace").rsplit("/", 1)[-1] for a in argv[:3] if a]
+    return " ".join(words)[:60] or str(pid)
 
 
 def snapshot() -> dict[int, float]:
@@ -39,6 +49,7 @@ class CpuUsage:
     wall_s: float
     ours: dict[str, float] = field(default_factory=dict)  # name -> CPU seconds
     foreign_s: float = 0.0
+    foreign_top: list[tuple[str, float]] = field(default_factory=list)  # (command, CPU seconds)
 
     def pct(self, name: str) -> float:
         """CPU use of one of our processes in percent of one core."""
@@ -70,8 +81,20 @@ class CpuMeter:
         for name, pid in self.ours.items():
             if pid in after and pid in self._before:
                 usage.ours[name] = after[pid] - self._before[pid]
+        foreign = []
         for pid, cpu in after.items():
             if pid in ours_pids:
                 continue
-            usage.foreign_s += cpu - self._before.get(pid, 0.0)
+            used = cpu - self._before.get(pid, 0.0)
+            usage.foreign_s += used
+            if used > 0:
+                foreign.append((used, pid))
+        usage.foreign_top = [(_command(pid), used) for used, pid in sorted(foreign, reverse=True)[:3]]
         self.usage = usage
+
+    def describe_foreign(self) -> str:
+        """The biggest other CPU users, e.g. ``python (pytest ...) 80%``."""
+        usage = self.usage
+        if usage is None or not usage.wall_s:
+            return ""
+        return ", ".join(f"{cmd} {100 * used / usage.wall_s:.0f}%" for cmd, used in usage.foreign_top)

@@ -15,7 +15,11 @@ comparable across processes on one machine) taken immediately before the chunk i
 socket, as the content text ``"t<ns> "``. A client subtracts it from its own receive time to get
 the chunk's transit latency.
 
-Run it with ``python -m bench.upstream --port N``.
+``--impl aiohttp`` serves the same bytes from an ordinary aiohttp application instead (a typical
+Python upstream, much like ``lamina.testing.fake_openai``), to show how the gateway ratio depends
+on how fast the upstream is.
+
+Run it with ``python -m bench.upstream --port N [--impl fast|aiohttp]``.
 """
 
 from __future__ import annotations
@@ -28,34 +32,63 @@ import time
 
 MODELS = ["ok"]
 
-_COMPLETION = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "ok",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the bench upstream."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
-}, separators=(",", ":")).encode()
-_MODELS = json.dumps({"object": "list", "data": [
-    {"id": m, "object": "model", "created": 0, "owned_by": "bench"} for m in MODELS]}).encode()
+_COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "ok",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the bench upstream."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
+    },
+    separators=(",", ":"),
+).encode()
+_MODELS = json.dumps(
+    {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "bench"} for m in MODELS],
+    }
+).encode()
 
-_CHUNK_HEAD = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
-               b'"model":"ok","choices":[{"index":0,"delta":{"content":"t')
+_CHUNK_HEAD = (
+    b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"ok","choices":[{"index":0,"delta":{"content":"t'
+)
 _CHUNK_TAIL = b' "},"finish_reason":null}]}\n\n'
-_STOP_EVENT = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
-               b'"model":"ok","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+_STOP_EVENT = (
+    b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"ok","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+)
 _DONE_EVENT = b"data: [DONE]\n\n"
 
 
 def _response(status: str, body: bytes, content_type: bytes = b"application/json") -> bytes:
-    return (b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type
-            + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 _OK_COMPLETION = _response("200 OK", _COMPLETION)
 _OK_MODELS = _response("200 OK", _MODELS)
 _NOT_FOUND = _response("404 Not Found", b'{"error":{"message":"not found"}}')
 _BAD_REQUEST = _response("400 Bad Request", b'{"error":{"message":"bad request"}}')
-_STREAM_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n")
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
 
 
 def _http_chunk(data: bytes) -> bytes:
@@ -106,8 +139,8 @@ class UpstreamProtocol(asyncio.Protocol):
                     return
             if len(self.buf) < end + 4 + length:
                 return
-            body = bytes(self.buf[end + 4:end + 4 + length])
-            del self.buf[:end + 4 + length]
+            body = bytes(self.buf[end + 4 : end + 4 + length])
+            del self.buf[: end + 4 + length]
             self._handle(method, target.split(b"?", 1)[0], body)
             if close and not self.streaming and self.transport is not None:
                 self.transport.close()
@@ -186,12 +219,51 @@ async def serve(host: str, port: int) -> None:
         await stop.wait()
 
 
+def make_aiohttp_app():
+    """The same upstream as an aiohttp application (slower: aiohttp's own per-request cost)."""
+    from aiohttp import web
+
+    async def models(request: web.Request) -> web.Response:
+        return web.Response(body=_MODELS, content_type="application/json")
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        doc = json.loads(raw) if b'"stream"' in raw else {}
+        if not doc.get("stream"):
+            return web.Response(body=_COMPLETION, content_type="application/json")
+        chunks = int(doc.get("bench_chunks", 8))
+        interval = float(doc.get("bench_interval_ms", 0)) / 1000.0
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(chunks):
+            await resp.write(_CHUNK_HEAD + str(time.time_ns()).encode() + _CHUNK_TAIL)
+            if interval > 0:
+                await asyncio.sleep(max(start + (i + 1) * interval - loop.time(), 0))
+        await resp.write(_STOP_EVENT + _DONE_EVENT)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/health", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="A minimal, fast OpenAI-compatible upstream for benchmarks.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--impl", choices=["fast", "aiohttp"], default="fast")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    if args.impl == "aiohttp":
+        from aiohttp import web
+
+        web.run_app(make_aiohttp_app(), host=args.host, port=args.port, access_log=None, print=None)
+    else:
+        asyncio.run(serve(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,16 @@ def wrk_binary() -> str:
     return found
 
 
-def run_wrk(url: str, body: dict[str, Any], *, connections: int, duration: float, threads: int = 1,
-            cpus: str | None = None, timeout_s: float = 10.0) -> WrkResult:
+def run_wrk(
+    url: str,
+    body: dict[str, Any],
+    *,
+    connections: int,
+    duration: float,
+    threads: int = 1,
+    cpus: str | None = None,
+    timeout_s: float = 10.0,
+) -> WrkResult:
     """Run wrk against ``url`` POSTing ``body`` and return its parsed summary.
 
     Any connect/read/write/timeout error or non-2xx status is counted in ``errors``; the caller
@@ -66,8 +74,17 @@ def run_wrk(url: str, body: dict[str, Any], *, connections: int, duration: float
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(_LUA % {"body": text})
-        argv = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
-                f"--timeout={timeout_s}s", "-s", str(script), url]
+        argv = [
+            wrk_binary(),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            f"{max(1, round(timeout_s))}s",
+            "-s",
+            str(script),
+            url,
+        ]
         if cpus is not None:
             argv = ["taskset", "-c", cpus, *argv]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -84,11 +101,16 @@ def run_wrk(url: str, body: dict[str, Any], *, connections: int, duration: float
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out}\n{err}")
-    doc = json.loads(line[len("BENCH_RESULT "):])
+    doc = json.loads(line[len("BENCH_RESULT ") :])
     errors = sum(doc[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
     return WrkResult(
-        requests=doc["requests"], duration_s=doc["duration_us"] / 1e6, errors=errors,
-        p50_ms=doc["p50_us"] / 1000, p90_ms=doc["p90_us"] / 1000, p99_ms=doc["p99_us"] / 1000,
-        max_ms=doc["max_us"] / 1000, mean_ms=doc["mean_us"] / 1000,
+        requests=doc["requests"],
+        duration_s=doc["duration_us"] / 1e6,
+        errors=errors,
+        p50_ms=doc["p50_us"] / 1000,
+        p90_ms=doc["p90_us"] / 1000,
+        p99_ms=doc["p99_us"] / 1000,
+        max_ms=doc["max_us"] / 1000,
+        mean_ms=doc["mean_us"] / 1000,
         cpu_s=usage.ru_utime + usage.ru_stime,
     )

@@ -1,0 +1,34 @@
+"""``python -m bench <benchmark> [options]``; ``hatch run bench ...`` runs this."""
+
+from __future__ import annotations
+
+import sys
+
+BENCHMARKS = {
+    "gateway": "gateway overhead: wrk direct to a fake upstream and through Lamina; streamed-chunk latency",
+    "local": "local inference: tokens/s, first token, 4 streams, embeddings/s through Lamina vs direct",
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+        print("usage: python -m bench <benchmark> [options]   (hatch run bench <benchmark> [options])\n")
+        for name, what in BENCHMARKS.items():
+            print(f"  {name:10} {what}")
+        print("\n`python -m bench <benchmark> --help` lists a benchmark's options.")
+        print("regenerate docs/benchmarks.md: hatch run bench gateway --out docs/benchmarks.md (~3 min)")
+        print("                               hatch run bench local (~3 min)")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    if argv[0] == "gateway":
+        from bench.gateway import main as gateway
+
+        return gateway(argv[1:])
+    if argv[0] == "local":
+        from bench.local import main as local
+
+        return local(argv[1:])
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
