@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from lamina import __version__
 from lamina.apis.inference import Inference
 from lamina.apis.inspect import Inspect, Providers
-from lamina.apis.models import Models, RegisterModelRequest
+from lamina.apis.models import Model, Models, RegisterModelRequest
 from lamina.config import RunConfig, validation_message
 from lamina.errors import ConfigError, LaminaError
 from lamina.plugins import PluginManager
@@ -37,6 +37,9 @@ from lamina.storage.inference_store import (
 )
 
 log = structlog.get_logger(__name__)
+
+# Seconds between two listings of a provider that wants its models refreshed and names no interval.
+DEFAULT_REFRESH_INTERVAL = 60.0
 
 # The API Protocols the server exposes, and the APIs whose providers they need.
 SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference]}
@@ -64,6 +67,7 @@ class Stack:
     routers: dict[Api, Any] = field(default_factory=dict)
     inference_store: InferenceStore | None = None
     completion_writer: CompletionWriter | None = None
+    refreshers: dict[str, asyncio.Task] = field(default_factory=dict)  # provider_id -> model refresh loop
 
     def __post_init__(self) -> None:
         # Tables and routers exist before start so the server can bind routes to them; the
@@ -174,6 +178,7 @@ class Stack:
                 provider_type=record.spec.provider_type,
             )
         await self._register_resources()
+        await self._start_model_refresh()
 
     async def _open_inference_store(self, state_dir: Path) -> None:
         """Open the chat completions store (``inference_store``; default SQLite in the state dir)."""
@@ -201,6 +206,7 @@ class Stack:
             await store.close()
 
     async def shutdown(self) -> None:
+        await self._stop_model_refresh()
         try:
             await self._close_inference_store()
         except Exception as exc:  # keep closing the rest
@@ -246,6 +252,61 @@ class Stack:
                 raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
             except LaminaError as exc:
                 raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+        await self._sync_listed_models()
+
+    # -- models the providers list -------------------------------------------------------------
+
+    def _listing_providers(self) -> list[tuple[str, Any]]:
+        """(provider_id, impl) of the inference providers that can list their backend's models."""
+        return [
+            (provider_id, impl)
+            for provider_id, impl in self.impls[Api.inference].items()
+            if callable(getattr(impl, "list_models", None))
+        ]
+
+    async def _sync_listed_models(self) -> None:
+        """Register what each provider's ``list_models`` lists (after the config's models, which win).
+
+        The providers are asked at once; their listings are applied one provider at a time, in
+        provider order. A provider that fails to list is logged and skipped: start-up goes on.
+        """
+        providers = self._listing_providers()
+        listings = await asyncio.gather(*(_listed_models(pid, impl) for pid, impl in providers))
+        for (provider_id, _), models in zip(providers, listings, strict=True):
+            if models is not None:
+                await self._apply_listing(provider_id, models)
+
+    async def _apply_listing(self, provider_id: str, models: list[Model]) -> None:
+        try:
+            await self.models.sync_listed(provider_id, models)
+        except Exception as exc:  # a registry or provider failure must not stop start-up or the loop
+            log.warning("listed_models_sync_failed", provider_id=provider_id, error=_describe(exc))
+
+    async def _start_model_refresh(self) -> None:
+        """One background loop per provider whose ``should_refresh_models()`` is true."""
+        for provider_id, impl in self._listing_providers():
+            if not await _wants_refresh(provider_id, impl):
+                continue
+            interval = _refresh_interval(impl)
+            self.refreshers[provider_id] = asyncio.create_task(
+                self._refresh_models(provider_id, impl, interval), name=f"lamina-model-refresh-{provider_id}"
+            )
+            log.info("model_refresh_started", provider_id=provider_id, interval=interval)
+
+    async def _refresh_models(self, provider_id: str, impl: Any, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if not await _wants_refresh(provider_id, impl):
+                continue
+            models = await _listed_models(provider_id, impl)
+            if models is not None:
+                await self._apply_listing(provider_id, models)
+
+    async def _stop_model_refresh(self) -> None:
+        tasks, self.refreshers = list(self.refreshers.values()), {}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- what the server serves ----------------------------------------------------------------
 
@@ -267,6 +328,41 @@ class Stack:
     @property
     def version(self) -> str:
         return __version__
+
+
+async def _listed_models(provider_id: str, impl: Any) -> list[Model] | None:
+    """``impl.list_models()`` validated; None when it lists nothing (None) or fails (logged)."""
+    try:
+        listed = await impl.list_models()
+        if listed is None:
+            return None
+        return [m if isinstance(m, Model) else Model.model_validate(m) for m in listed]
+    except Exception as exc:  # the backend is down or answers nonsense: keep what is registered
+        log.warning("provider_models_not_listed", provider_id=provider_id, error=_describe(exc))
+        return None
+
+
+async def _wants_refresh(provider_id: str, impl: Any) -> bool:
+    method = getattr(impl, "should_refresh_models", None)
+    if not callable(method):
+        return False
+    try:
+        return bool(await method())
+    except Exception as exc:
+        log.warning("provider_refresh_check_failed", provider_id=provider_id, error=_describe(exc))
+        return False
+
+
+def _refresh_interval(impl: Any) -> float:
+    """The provider's ``refresh_interval`` (seconds) when it has a positive one, else the default."""
+    value = getattr(impl, "refresh_interval", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_REFRESH_INTERVAL
+
+
+def _describe(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
 
 
 def _path(where: str) -> tuple[Any, ...]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lamina.apis.models import Model
 from lamina.specs import Api
 
 
@@ -26,6 +27,11 @@ class ProviderBase:
 
     ``initialize`` and ``shutdown`` are awaited once by the server's cleanup context; ``health``
     backs ``GET /v1/providers``. None of them may block the event loop.
+
+    An inference provider whose backend knows which models it serves may also implement
+    ``list_models`` (and ``should_refresh_models``, with an optional ``refresh_interval``
+    attribute in seconds, default 60): the core then registers those models itself, at start-up
+    and, when asked, periodically. See the two methods below.
     """
 
     def __init__(self, context: ProviderContext) -> None:
@@ -43,3 +49,25 @@ class ProviderBase:
 
     async def health(self) -> dict[str, Any]:
         return {"status": "Not Implemented"}
+
+    async def list_models(self) -> list[Model] | None:
+        """The models the backend serves now, or None when it cannot say (the default).
+
+        Inference providers only. Called once at start-up, after the run config's models are
+        registered, and by the refresh loop. The core registers each listed model that is not
+        registered yet (``metadata.source: listed_from_provider``; the identifier is the listed
+        ``identifier``, upstream name ``provider_resource_id``), re-registers a listed one whose
+        ``model_type`` or ``metadata`` changed, and unregisters the ones this provider listed before
+        and lists no more. Identifiers registered by the run config, a user or another provider are
+        never touched. Each new registration still passes through ``register_model``. Raising
+        (backend down) is logged as a warning and changes nothing; start-up goes on.
+        """
+        return None
+
+    async def should_refresh_models(self) -> bool:
+        """True to have the core call ``list_models`` again every ``refresh_interval`` seconds.
+
+        Asked once after start-up (a loop starts only when true) and before each refresh. The loop
+        runs until shutdown; a failed refresh is logged and the loop goes on.
+        """
+        return False

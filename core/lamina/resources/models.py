@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+from pydantic_core import to_jsonable_python
+
 from lamina.apis.common import Empty
 from lamina.apis.models import (
     GetModelRequest,
@@ -12,8 +18,23 @@ from lamina.apis.models import (
     OpenAIModel,
     RegisterModelRequest,
 )
-from lamina.errors import BadRequestError, ConflictError
+from lamina.errors import BadRequestError, ConflictError, LaminaError
 from lamina.resources.routing_table import RoutingTable
+
+log = structlog.get_logger(__name__)
+
+# metadata.source of a model registered because its provider's list_models() listed it.
+LISTED = "listed_from_provider"
+
+
+@dataclass
+class SyncResult:
+    """What one ``sync_listed`` changed (identifiers)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 class ModelsRoutingTable(RoutingTable[Model]):
@@ -22,12 +43,88 @@ class ModelsRoutingTable(RoutingTable[Model]):
     api_name = "inference"
     route = "/v1/models"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_locks: dict[str, asyncio.Lock] = {}  # provider_id -> one sync at a time
+
     async def provider_register(self, provider, resource: Model) -> Model:
         registered = await provider.register_model(resource)
         return registered or resource
 
     async def provider_unregister(self, provider, resource: Model) -> None:
         await provider.unregister_model(resource)
+
+    # -- models a provider lists ----------------------------------------------------------------
+
+    async def sync_listed(self, provider_id: str, models: list[Model]) -> SyncResult:
+        """Make the models registered from ``provider_id``'s listing match ``models`` (its backend's).
+
+        Registers each listed model not registered yet (``metadata.source`` set to ``LISTED``),
+        re-registers listed ones whose ``model_type`` or metadata changed, and unregisters models
+        this provider listed before that it no longer lists. An identifier registered otherwise (run
+        config, API, another provider) wins and is never touched. A model the provider refuses in
+        ``register_model`` is logged and skipped.
+        """
+        async with self._sync_locks.setdefault(provider_id, asyncio.Lock()):
+            return await self._sync_listed(provider_id, models)
+
+    async def _sync_listed(self, provider_id: str, models: list[Model]) -> SyncResult:
+        result = SyncResult()
+        wanted: dict[str, Model] = {}
+        for model in models:
+            if model.identifier not in wanted:
+                wanted[model.identifier] = model
+        for identifier, model in wanted.items():
+            metadata = to_jsonable_python({**model.metadata, "source": LISTED})
+            existing = await self.registry.get(self.resource_type, identifier)
+            if existing is not None:
+                if existing.get("provider_id") != provider_id or not _listed(existing):
+                    continue  # registered by the run config, a user or another provider: theirs
+                if (existing.get("model_type"), existing.get("metadata")) == (model.model_type, metadata):
+                    continue
+            request = RegisterModelRequest(
+                model_id=identifier,
+                provider_id=provider_id,
+                provider_model_id=model.provider_resource_id or identifier,
+                model_type=model.model_type,
+                metadata=metadata,
+            )
+            try:
+                await self.register_model(request, replace=True)
+            except LaminaError as exc:
+                log.warning(
+                    "listed_model_not_registered",
+                    provider_id=provider_id,
+                    model=identifier,
+                    error=exc.message,
+                )
+                result.failed.append(identifier)
+                continue
+            (result.updated if existing is not None else result.added).append(identifier)
+        for doc in await self.registry.list(self.resource_type):
+            identifier = doc.get("identifier")
+            if doc.get("provider_id") != provider_id or not _listed(doc) or identifier in wanted:
+                continue
+            try:
+                await self.remove(identifier)
+            except LaminaError as exc:
+                log.warning(
+                    "listed_model_not_removed", provider_id=provider_id, model=identifier, error=exc.message
+                )
+                result.failed.append(identifier)
+                continue
+            result.removed.append(identifier)
+        if result.added or result.updated or result.removed or result.failed:
+            log.info(
+                "listed_models_synced",
+                provider_id=provider_id,
+                listed=len(wanted),
+                added=result.added,
+                updated=result.updated,
+                removed=result.removed,
+                failed=result.failed,
+            )
+        return result
 
     async def resolve_typed(self, model_id: str, model_type: str):
         model, provider = await self.resolve(model_id)
@@ -84,6 +181,10 @@ class ModelsRoutingTable(RoutingTable[Model]):
 
     async def openai_get_model(self, request: GetModelRequest) -> OpenAIModel:
         return _openai(await self.get(request.model_id))
+
+
+def _listed(doc: dict) -> bool:
+    return (doc.get("metadata") or {}).get("source") == LISTED
 
 
 def _openai(model: Model) -> OpenAIModel:

@@ -28,14 +28,15 @@ from lamina.apis.models import Model
 from lamina.errors import BadRequestError, ConfigError, NotFoundError, UpstreamError, UpstreamTimeoutError
 from lamina.plugins import PluginManager
 from lamina.providers import ProviderContext
-from lamina.resources.models import ModelsRoutingTable
+from lamina.resources.models import LISTED, ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
 from lamina.specs import Api
 from lamina.storage import open_kvstore
 from lamina.storage.config import SqliteKVStoreConfig
 from lamina.testing.processes import free_port
 from lamina_ollama.config import OllamaImplConfig
-from lamina_ollama.provider import LISTED, OllamaProvider
+from lamina_ollama.plugin import lamina_inference_providers
+from lamina_ollama.provider import OllamaProvider
 
 TOOL = {
     "tool_name": "get_weather",
@@ -66,12 +67,12 @@ def model(tag: str = "llama3.2:3b", identifier: str | None = None, model_type: s
     )
 
 
-async def make_provider(base: str, table=None, **config) -> OllamaProvider:
+async def make_provider(base: str, **config) -> OllamaProvider:
     cfg = OllamaImplConfig(url=base, **{"timeout": 1.0, **config})
     context = ProviderContext(
         api=Api.inference, provider_id="ollama", provider_type="remote::ollama", state_dir=Path("/tmp")
     )
-    provider = OllamaProvider(cfg, context, models_table=table)
+    provider = OllamaProvider(cfg, context)
     await provider.initialize()
     return provider
 
@@ -576,43 +577,64 @@ async def table(tmp_path: Path):
     await store.close()
 
 
-async def test_models_are_listed_and_registered_at_start(stub, table) -> None:
-    provider = await make_provider(url(stub), table)
-    try:
-        models = {m.identifier: m for m in await table.list()}
-        assert set(models) == set(stub.app[ollama_stub.STUB].models)
-        assert models["llama3.2:3b"].model_type == "llm"
-        assert models["llama3.2:3b"].metadata == {
-            "source": LISTED,
-            "family": "llama",
-            "parameter_size": "3.2B",
-            "quantization_level": "Q4_K_M",
-        }
-        assert models["all-minilm:latest"].model_type == "embedding"
-        assert models["all-minilm:latest"].metadata["embedding_dimension"] == 384
-        assert models["nomic-embed-text:latest"].metadata["embedding_dimension"] == 768
-        assert (await provider.health())["status"] == "OK"
-    finally:
-        await provider.shutdown()
+async def test_the_spec_needs_no_router() -> None:
+    (spec,) = lamina_inference_providers()
+    assert spec.api_dependencies == [] and spec.optional_api_dependencies == []
 
 
-async def test_refresh_adds_and_removes_listed_models_only(stub, table) -> None:
-    provider = await make_provider(url(stub), table)
-    try:
-        from lamina.apis.models import RegisterModelRequest
+async def test_list_models_lists_the_servers_models(provider, stub) -> None:
+    models = {m.identifier: m for m in await provider.list_models()}
+    assert set(models) == set(stub.app[ollama_stub.STUB].models)
+    assert all(m.provider_id == "ollama" and m.provider_resource_id == i for i, m in models.items())
+    assert models["llama3.2:3b"].model_type == "llm"
+    assert models["llama3.2:3b"].metadata == {
+        "source": LISTED,
+        "family": "llama",
+        "parameter_size": "3.2B",
+        "quantization_level": "Q4_K_M",
+    }
+    assert models["all-minilm:latest"].model_type == "embedding"
+    assert models["all-minilm:latest"].metadata["embedding_dimension"] == 384
+    assert models["nomic-embed-text:latest"].metadata["embedding_dimension"] == 768
+    assert (await provider.health())["status"] == "OK"
 
-        await table.register_model(
-            RegisterModelRequest(model_id="mine", provider_id="ollama", provider_model_id="qwen3:0.6b")
-        )
-        state = stub.app[ollama_stub.STUB]
-        state.models["phi4:14b"] = dict(state.models["llama3.2:3b"])
-        del state.models["qwen3:0.6b"]
-        await provider.refresh()
-        ids = {m.identifier for m in await table.list()}
-        assert "phi4:14b" in ids and "qwen3:0.6b" not in ids
-        assert "mine" in ids, "a user's registration is never removed by a refresh"
-    finally:
-        await provider.shutdown()
+
+async def test_refresh_settings() -> None:
+    context = ProviderContext(
+        api=Api.inference, provider_id="ollama", provider_type="remote::ollama", state_dir=Path("/tmp")
+    )
+    default = OllamaProvider(OllamaImplConfig(), context)
+    assert await default.should_refresh_models() is False
+    refreshing = OllamaProvider(OllamaImplConfig(refresh_models=True, refresh_interval=7), context)
+    assert await refreshing.should_refresh_models() is True and refreshing.refresh_interval == 7
+
+
+async def test_core_sync_registers_and_removes_listed_models_only(provider, stub, table) -> None:
+    """The listing through the core's sync (what the stack does at start-up and on refresh)."""
+    from lamina.apis.models import RegisterModelRequest
+
+    table.providers["ollama"] = provider
+    await table.sync_listed("ollama", await provider.list_models())
+    assert {m.identifier for m in await table.list()} == set(stub.app[ollama_stub.STUB].models)
+    await table.register_model(
+        RegisterModelRequest(model_id="mine", provider_id="ollama", provider_model_id="qwen3:0.6b")
+    )
+    state = stub.app[ollama_stub.STUB]
+    state.models["phi4:14b"] = dict(state.models["llama3.2:3b"])
+    del state.models["qwen3:0.6b"]
+    calls, call = [], provider.client.call
+
+    async def counting(method, path, *args, **kwargs):
+        calls.append(path)
+        return await call(method, path, *args, **kwargs)
+
+    provider.client.call = counting
+    result = await table.sync_listed("ollama", await provider.list_models())
+    assert result.added == ["phi4:14b"] and result.removed == ["qwen3:0.6b"]
+    assert calls.count("api/tags") == 1, "registering a listed model reuses the listing's /api/tags"
+    ids = {m.identifier for m in await table.list()}
+    assert "phi4:14b" in ids and "qwen3:0.6b" not in ids
+    assert "mine" in ids, "a user's registration is never removed by a listing"
 
 
 async def test_register_model_checks_the_server_and_maps_aliases(provider, stub) -> None:

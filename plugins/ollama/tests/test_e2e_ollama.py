@@ -8,7 +8,8 @@ llama-stack-client 0.2.12 and the OpenAI SDK.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -200,6 +201,34 @@ def test_model_removed_from_ollama_is_404_saying_pull(
     with pytest.raises(BadRequestError, match=r"ollama pull tmp-e2e:1b"):
         ls.models.register(model_id="tmp2", provider_id="ollama", provider_model_id="tmp-e2e:1b")
     ls.models.unregister("tmp")
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_refresh_adds_and_removes_models(start_lamina, stub_process: ServerProcess) -> None:
+    config = run_config(stub_process.url, refresh_models=True, refresh_interval=0.3)
+    server = start_lamina(config, name="refresh")
+    client = LlamaStackClient(base_url=server.url, max_retries=0, timeout=30)
+
+    def models() -> dict:
+        return {m.identifier: m for m in client.models.list()}
+
+    assert "refresh-e2e:1b" not in models() and "llama3.2:3b" in models()
+    pulled = httpx.post(f"{stub_process.url}/api/pull", json={"model": "refresh-e2e:1b", "stream": False})
+    pulled.raise_for_status()
+    try:
+        wait_for(lambda: "refresh-e2e:1b" in models())
+        listed = models()["refresh-e2e:1b"]
+        assert listed.provider_id == "ollama" and listed.metadata["source"] == "listed_from_provider"
+    finally:
+        httpx.request("DELETE", f"{stub_process.url}/api/delete", json={"model": "refresh-e2e:1b"})
+    wait_for(lambda: "refresh-e2e:1b" not in models())
+    assert {"chat", "meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b"} <= set(models())
 
 
 def test_ollama_down(start_lamina, tmp_path) -> None:

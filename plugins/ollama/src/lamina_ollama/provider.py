@@ -1,16 +1,16 @@
 """remote::ollama: inference through Ollama's native API, and the server's models as resources.
 
-At start-up the provider lists the server's models (``GET /api/tags``) and registers each as a
-Lamina model (identifier = the Ollama tag, as Llama Stack 0.2.x's ``list_models`` does), marked
-``metadata.source: listed_from_provider``. With ``refresh_models: true`` it re-lists every
-``refresh_interval`` seconds, registering new models and removing listed ones that are gone. Models
-registered by the run config or through the API are never touched by a refresh.
+``list_models`` lists the server's models (``GET /api/tags``), each as a Lamina model whose
+identifier is its Ollama tag, as Llama Stack 0.2.x's does; the core registers them at start-up
+(marked ``metadata.source: listed_from_provider``) and, with ``refresh_models: true``, re-lists
+every ``refresh_interval`` seconds (``should_refresh_models``), registering new models and removing
+listed ones that are gone. Models registered by the run config or through the API are never
+touched by a listing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -25,11 +25,11 @@ from lamina.apis.inference import (
     OpenAICompletionRequest,
     OpenAIEmbeddingsRequest,
 )
-from lamina.apis.models import Model, RegisterModelRequest
+from lamina.apis.models import Model
 from lamina.errors import BadRequestError, ConfigError, LaminaError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers.http_upstream import Timeouts
-from lamina.specs import Api
+from lamina.resources.models import LISTED
 from lamina_ollama import models as catalog
 from lamina_ollama import native
 from lamina_ollama import openai_shape as oai
@@ -38,20 +38,21 @@ from lamina_ollama.config import OllamaImplConfig
 
 log = structlog.get_logger(__name__)
 
-LISTED = "listed_from_provider"  # metadata.source of the models this provider registered itself
 _MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
+# A model the core registers from a listing is checked against the tags that listing just fetched.
+_LISTING_MAX_AGE = 30.0
+
+
 async def create_provider(config: OllamaImplConfig, deps: dict, context: ProviderContext) -> OllamaProvider:
-    router = deps.get(Api.inference)
-    return OllamaProvider(config, context, models_table=getattr(router, "models", None))
+    return OllamaProvider(config, context)
 
 
 class OllamaProvider(ProviderBase):
-    def __init__(self, config: OllamaImplConfig, context: ProviderContext, models_table: Any = None) -> None:
+    def __init__(self, config: OllamaImplConfig, context: ProviderContext) -> None:
         super().__init__(context)
         self.config = config
-        self.models_table = models_table
         self.client = OllamaClient(
             context.provider_id,
             config.url,
@@ -60,15 +61,13 @@ class OllamaProvider(ProviderBase):
         )
         self._tags: list[dict[str, Any]] = []
         self._tags_at = 0.0
-        self._refresher: asyncio.Task | None = None
-        self._refresh_lock = asyncio.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def initialize(self) -> None:
         await self.client.start()
         try:
-            await self.refresh()
+            await self.tags()
         except LaminaError as exc:
             if self.config.raise_on_connect_error:
                 await self.client.close()
@@ -79,17 +78,8 @@ class OllamaProvider(ProviderBase):
             log.warning(
                 "ollama_unreachable", provider_id=self.provider_id, url=self.config.url, error=exc.message
             )
-        if self.config.refresh_models:
-            self._refresher = asyncio.create_task(
-                self._refresh_loop(), name=f"ollama-refresh-{self.provider_id}"
-            )
 
     async def shutdown(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
         await self.client.close()
 
     async def health(self) -> dict[str, Any]:
@@ -98,9 +88,6 @@ class OllamaProvider(ProviderBase):
         except LaminaError as exc:
             return {"status": "Error", "message": exc.message}
         return {"status": "OK"}
-
-    async def should_refresh_models(self) -> bool:
-        return self.config.refresh_models
 
     # -- the server's models -------------------------------------------------------------------
 
@@ -115,8 +102,17 @@ class OllamaProvider(ProviderBase):
         self._tags, self._tags_at = tags, time.monotonic()
         return tags
 
+    async def should_refresh_models(self) -> bool:
+        """``refresh_models``: the core re-lists the server's models every ``refresh_interval`` s."""
+        return self.config.refresh_models
+
+    @property
+    def refresh_interval(self) -> float:
+        return self.config.refresh_interval
+
     async def list_models(self) -> list[Model]:
-        """The server's models as Lamina models (Llama Stack 0.2.x's ``list_models``)."""
+        """The server's models as Lamina models (Llama Stack 0.2.x's ``list_models``); the core
+        registers them. Raises (``UpstreamError``) when the server cannot be reached."""
         out = []
         for tag in await self.tags():
             name = str(tag.get("model") or tag.get("name"))
@@ -160,70 +156,14 @@ class OllamaProvider(ProviderBase):
                 }
         return catalog.embedding_metadata(tag)
 
-    async def refresh(self) -> None:
-        """List the server's models and make the registered set match it.
-
-        Registers new models, re-registers listed ones whose details changed and removes listed
-        ones the server no longer has. Identifiers registered otherwise (run config, API) win.
-        """
-        async with self._refresh_lock:
-            listed = await self.list_models()
-            table = self.models_table
-            if table is None:
-                return
-            # The stack adds the provider to the table right after initialize(); registering
-            # needs it there already (each registration passes through register_model below).
-            table.providers.setdefault(self.provider_id, self)
-            wanted = {m.identifier: m for m in listed}
-            for model in listed:
-                existing = await table.registry.get("model", model.identifier)
-                if existing is not None:
-                    mine = existing.get("provider_id") == self.provider_id
-                    if not mine or (existing.get("metadata") or {}).get("source") != LISTED:
-                        continue  # registered by the config or a user: theirs
-                    if (existing.get("metadata"), existing.get("model_type")) == (
-                        model.metadata,
-                        model.model_type,
-                    ):
-                        continue
-                request = RegisterModelRequest(
-                    model_id=model.identifier,
-                    provider_id=self.provider_id,
-                    provider_model_id=model.provider_resource_id,
-                    model_type=model.model_type,
-                    metadata=model.metadata,
-                )
-                try:
-                    await table.register_model(request, replace=True)
-                except LaminaError as exc:
-                    log.warning("ollama_model_not_registered", model=model.identifier, error=exc.message)
-            for model in await table.list():
-                if (
-                    model.provider_id == self.provider_id
-                    and model.metadata.get("source") == LISTED
-                    and model.identifier not in wanted
-                ):
-                    await table.remove(model.identifier)
-            log.info("ollama_models_listed", provider_id=self.provider_id, count=len(listed))
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.refresh_interval)
-            try:
-                await self.refresh()
-            except LaminaError as exc:
-                log.warning("ollama_refresh_failed", provider_id=self.provider_id, error=exc.message)
-            except Exception:
-                log.exception("ollama_refresh_crashed", provider_id=self.provider_id)
-
     async def register_model(self, model: Model) -> Model:
         """Accept a model the server has (``name`` and ``name:latest`` are one model; Llama Stack's
         Hugging Face aliases map to the first matching tag); refuse one it has not pulled."""
         wanted = model.provider_model_id
         candidates = catalog.alias_candidates(wanted)
         try:
-            # A refresh registers every listed model: reuse the listing it just fetched.
-            max_age = 30.0 if self._refresh_lock.locked() else 0.0
+            # The core registers every model list_models listed: reuse the listing it just fetched.
+            max_age = _LISTING_MAX_AGE if model.metadata.get("source") == LISTED else 0.0
             tags = await asyncio.wait_for(self.tags(max_age=max_age), timeout=5.0)
         except (LaminaError, TimeoutError) as exc:
             log.warning(
