@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,12 @@ def test_modules_stay_small() -> None:
     sources = [*ROOT.glob("core/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py"), *ROOT.glob("bench/**/*.py")]
     too_long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 800}
     assert not too_long, f"split these modules (over 800 lines): {too_long}"
+
+
+def test_lint_is_clean() -> None:
+    """`hatch run lint` in CI's test run: ruff check and ruff format --check over the repo."""
+    for args in (["check", "--quiet", "."], ["format", "--check", "--quiet", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"ruff {' '.join(args)}:\n{result.stdout}{result.stderr}"

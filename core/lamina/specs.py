@@ -63,9 +63,7 @@ class ProviderSpec(BaseModel):
     api: Api
     provider_type: str = Field(description="'inline::<name>' or 'remote::<name>', as in Llama Stack.")
     config_class: str = Field(description="Import path of the pydantic model of this provider's config.")
-    factory: str = Field(
-        description="Import path of `async def factory(config, deps, context) -> provider`."
-    )
+    factory: str = Field(description="Import path of `async def factory(config, deps, context) -> provider`.")
     api_dependencies: list[Api] = Field(default_factory=list)
     optional_api_dependencies: list[Api] = Field(default_factory=list)
     provider_data_validator: str | None = Field(

@@ -31,7 +31,10 @@ MODELS = ["ok", "slow", "error500", "badjson", "cut", "stall", "echo", "embed"]
 
 def _completion(model: str, text: str) -> dict:
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
     }
@@ -59,7 +62,9 @@ def _tool_completion(model: str, name: str) -> dict:
 
 def _tool_chunks(model: str, name: str) -> list[bytes]:
     first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
-    parts = [first] + [{"index": 0, "function": {"arguments": piece}} for piece in (TOOL_ARGS[:8], TOOL_ARGS[8:])]
+    parts = [first] + [
+        {"index": 0, "function": {"arguments": piece}} for piece in (TOOL_ARGS[:8], TOOL_ARGS[8:])
+    ]
     out = [_chunk(model, None, delta={"tool_calls": [p]}) for p in parts]
     out.append(_chunk(model, None, "tool_calls"))
     return out
@@ -67,15 +72,24 @@ def _tool_chunks(model: str, name: str) -> list[bytes]:
 
 def _chunk(model: str, text: str | None, finish: str | None = None, delta: dict | None = None) -> bytes:
     delta = delta if delta is not None else ({"content": text} if text is not None else {})
-    doc = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    doc = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
 def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Application:
     async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS],
+            }
+        )
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -98,7 +112,9 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         if tool or model == "echo":
-            for piece in _tool_chunks(model, tool) if tool else [_chunk(model, text), _chunk(model, None, "stop")]:
+            for piece in (
+                _tool_chunks(model, tool) if tool else [_chunk(model, text), _chunk(model, None, "stop")]
+            ):
                 await resp.write(piece)
             await resp.write(b"data: [DONE]\n\n")
             return resp
@@ -121,10 +137,18 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         body = await request.json()
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(len(str(t)))]}
-                for i, t in enumerate(inputs)]
-        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
-                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(len(str(t)))]}
+            for i, t in enumerate(inputs)
+        ]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
@@ -141,8 +165,13 @@ def main() -> None:
     parser.add_argument("--slow-seconds", type=float, default=5.0)
     parser.add_argument("--chunk-interval", type=float, default=0.0)
     args = parser.parse_args()
-    web.run_app(make_app(args.slow_seconds, args.chunk_interval), host=args.host, port=args.port,
-                access_log=None, print=lambda *_: None)
+    web.run_app(
+        make_app(args.slow_seconds, args.chunk_interval),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=lambda *_: None,
+    )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ from pathlib import Path
 
 from lamina.testing.processes import free_port
 
-INSTALL_HINT = (
-    "install PostgreSQL (Debian: apt-get install -y postgresql; .ci/run does it)"
-)
+INSTALL_HINT = "install PostgreSQL (Debian: apt-get install -y postgresql; .ci/run does it)"
 
 
 def find_pg_bin() -> Path | None:
