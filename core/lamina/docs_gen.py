@@ -310,7 +310,9 @@ def render_api() -> str:
         "Every route the Lamina server serves, generated from the `@webmethod` declarations of the "
         "API Protocols in `core/lamina/apis/`, the same declarations the server builds its handlers "
         "and `GET /openapi.json` from. The request model holds the path, query (GET, DELETE) or JSON "
-        "body (POST, PUT, PATCH) fields; `GET /openapi.json` has every schema. Plugins can add plain "
+        "body (POST, PUT, PATCH) fields, or a multipart/form-data form where marked (multipart), whose "
+        "file part streams to the provider; a `bytes` response is the raw content. "
+        "`GET /openapi.json` has every schema. Plugins can add plain "
         "routes with the `lamina_routes` hook (see [hooks.md](hooks.md)); those are not listed here.",
         "",
         "## Contents",
@@ -333,7 +335,8 @@ def render_api() -> str:
                 status = "" if decl.status == 200 else f" ({decl.status})"
                 out.append(
                     f"| `{decl.method}` | `{decl.openapi_path(path)}` | {_cell(decl.summary)}{note} "
-                    f"| {_model(decl.request)} | {_model(decl.response)}{status} | {_streaming(decl)} |"
+                    f"| {_model(decl.request)}{' (multipart)' if decl.multipart else ''} "
+                    f"| {'bytes' if decl.binary else _model(decl.response)}{status} | {_streaming(decl)} |"
                 )
     if others:
         out += ["", "## Other routes", "", "| Method | Path | Summary |", "| --- | --- | --- |"]

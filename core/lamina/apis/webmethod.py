@@ -2,7 +2,9 @@
 
 An API is a Protocol whose methods carry ``@webmethod(...)``. The method takes one argument, the
 request model (path, query and body fields merged), and returns the response model, or, when the
-request asks to stream, an async iterator of stream items.
+request asks to stream, an async iterator of stream items. ``multipart=True`` routes take a
+multipart/form-data body whose file parts stream to the method, and ``binary=True`` routes return
+raw bytes (``lamina.apis.binary``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class RouteDecl:
     status: int = 200
     name: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    multipart: bool = False  # multipart/form-data body; UploadFile fields stream (see lamina.apis.binary)
+    binary: bool = False  # the method returns a BinaryResponse, written as bytes
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -60,6 +64,8 @@ def webmethod(
     openai: bool = False,
     aliases: tuple[str, ...] = (),
     status: int = 200,
+    multipart: bool = False,
+    binary: bool = False,
 ) -> Callable[[F], F]:
     """Declare the HTTP route of an API method."""
 
@@ -76,6 +82,8 @@ def webmethod(
             summary=doc.split("\n")[0],
             status=status,
             name=fn.__name__,
+            multipart=multipart,
+            binary=binary,
         )
         return fn
 

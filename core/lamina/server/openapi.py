@@ -58,13 +58,13 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                         }
                     )
             elif d.request is not None:
-                op["requestBody"] = {
-                    "required": True,
-                    "content": {"application/json": {"schema": ref(d.request)}},
-                }
+                media = "multipart/form-data" if d.multipart else "application/json"
+                op["requestBody"] = {"required": True, "content": {media: {"schema": ref(d.request)}}}
             content: dict[str, Any] = {}
             if d.response is not None:
                 content["application/json"] = {"schema": ref(d.response)}
+            if d.binary:
+                content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
             if d.stream_item is not None:
                 content["text/event-stream"] = {"schema": ref(d.stream_item)}
             op["responses"] = {
@@ -73,6 +73,8 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                 "404": {"$ref": "#/components/responses/NotFound"},
                 "502": {"$ref": "#/components/responses/UpstreamError"},
             }
+            if d.multipart:
+                op["responses"]["413"] = {"$ref": "#/components/responses/PayloadTooLarge"}
             paths.setdefault(d.openapi_path(path), {})[d.method.lower()] = op
     error_schema = {
         "type": "object",
@@ -89,6 +91,7 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
             ("BadRequest", "The request is invalid; `detail` names the field."),
             ("NotFound", "Unknown resource or route."),
             ("UpstreamError", "The provider's upstream failed (502) or timed out (504)."),
+            ("PayloadTooLarge", "The upload is larger than the provider's limit, named in `detail`."),
         )
     }
     return {

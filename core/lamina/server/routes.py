@@ -9,9 +9,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from lamina.apis.binary import BinaryResponse
 from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.errors import BadRequestError, PayloadTooLargeError
 from lamina.server.errors import validation_error
+from lamina.server.multipart import call_multipart, send_binary
 from lamina.server.sse import stream_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,20 +46,28 @@ def make_handler(decl: RouteDecl, method: Callable[..., Awaitable[Any]]) -> Hand
     model = decl.request
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if decl.multipart and model is not None:
+            path_data = {name: request.match_info[name] for name in path_params}
+            result = await call_multipart(request, model, method, path_data)
+        else:
+            result = await _call(request, method)
+        if isinstance(result, BinaryResponse):
+            return await send_binary(request, result, decl.status)
+        if hasattr(result, "__anext__"):
+            return await stream_response(request, result, openai=decl.openai)
+        return json_response(result, decl.status)
+
+    async def _call(request: web.Request, method: Callable[..., Awaitable[Any]]) -> Any:
         data: dict[str, Any] = await read_json_body(request) if has_body else _query(request)
         for name in path_params:
             data[name] = request.match_info[name]
         if model is None:
-            result = await method()
-        else:
-            try:
-                parsed = model.model_validate(data)
-            except ValidationError as exc:
-                raise validation_error(exc, "request body" if has_body else "request") from None
-            result = await method(parsed)
-        if hasattr(result, "__anext__"):
-            return await stream_response(request, result, openai=decl.openai)
-        return json_response(result, decl.status)
+            return await method()
+        try:
+            parsed = model.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(exc, "request body" if has_body else "request") from None
+        return await method(parsed)
 
     handler.__name__ = decl.name
     return handler

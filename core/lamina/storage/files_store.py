@@ -1,0 +1,313 @@
+"""File metadata: a SQL table of uploaded files, on SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+The config is Llama Stack's SQL store config (``type: sqlite`` with ``db_path``; ``type: postgres``
+with host, port, db, user, password), as the inference store reads it, with ``table_name``
+defaulting to ``openai_files`` (the table Llama Stack's localfs provider uses). One table, no ORM::
+
+    id TEXT PRIMARY KEY, filename TEXT, purpose TEXT, bytes BIGINT, created_at BIGINT,
+    expires_at BIGINT NULL, content_type TEXT, file_path TEXT
+    index (created_at, id), index (purpose, created_at, id), index (expires_at)
+
+Listing pages by keyset on (created_at, id), as the inference store does. Rows whose ``expires_at``
+has passed are invisible to ``get`` and ``list``; ``expired`` names them for the provider to purge.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import ssl
+from abc import ABC, abstractmethod
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from lamina.errors import BadRequestError
+from lamina.storage.inference_store import BUSY_TIMEOUT_MS, PostgresSqlStoreConfig, SqliteSqlStoreConfig
+from lamina.storage.kvstore import StorageError
+
+DEFAULT_TABLE = "openai_files"
+DEFAULT_DB_NAME = "files_metadata.db"
+Order = Literal["asc", "desc"]
+_COLUMNS = ("id", "filename", "purpose", "bytes", "created_at", "expires_at", "content_type", "file_path")
+
+
+class SqliteFilesStoreConfig(SqliteSqlStoreConfig):
+    table_name: str = Field(default=DEFAULT_TABLE, description="Table holding the file metadata.")
+
+
+class PostgresFilesStoreConfig(PostgresSqlStoreConfig):
+    table_name: str = Field(default=DEFAULT_TABLE, description="Table holding the file metadata.")
+
+
+FilesStoreConfig = Annotated[SqliteFilesStoreConfig | PostgresFilesStoreConfig, Field(discriminator="type")]
+
+
+def files_store_config(raw: Any, default_db: Path) -> SqliteFilesStoreConfig | PostgresFilesStoreConfig:
+    """Validate a ``metadata_store`` section (None: SQLite at ``default_db``)."""
+    if raw is None:
+        raw = {"type": "sqlite"}
+    elif not isinstance(raw, dict):
+        raw = raw.model_dump()
+    config = TypeAdapter(FilesStoreConfig).validate_python(raw)
+    if isinstance(config, SqliteFilesStoreConfig) and not config.db_path:
+        config = config.model_copy(update={"db_path": str(default_db)})
+    return config
+
+
+@dataclass
+class FileRecord:
+    id: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    expires_at: int | None
+    content_type: str
+    file_path: str
+
+
+@dataclass
+class FilePage:
+    rows: list[FileRecord]
+    has_more: bool
+
+
+def _unknown_cursor(after: str) -> BadRequestError:
+    return BadRequestError(
+        f"after: no stored file has id {after!r}; pass the id of a listed file (the last_id of the "
+        f"previous page)",
+        param="after",
+    )
+
+
+class FilesStore(ABC):
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    @property
+    @abstractmethod
+    def where(self) -> str: ...
+
+    @abstractmethod
+    async def initialize(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, params: list[Any]) -> None: ...
+
+    @abstractmethod
+    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def _p(self, i: int) -> str:
+        """The i-th (1-based) placeholder."""
+
+    def _schema(self, id_type: str) -> list[str]:
+        t = self.table
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} (id {id_type} PRIMARY KEY, filename TEXT NOT NULL, "
+            f"purpose TEXT NOT NULL, bytes BIGINT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT, "
+            f"content_type TEXT NOT NULL, file_path TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {t}_created_id ON {t} (created_at, id)",
+            f"CREATE INDEX IF NOT EXISTS {t}_purpose_created_id ON {t} (purpose, created_at, id)",
+            f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)",
+        ]
+
+    async def insert(self, record: FileRecord) -> None:
+        marks = ", ".join(self._p(i + 1) for i in range(len(_COLUMNS)))
+        await self._execute(
+            f"INSERT INTO {self.table} ({', '.join(_COLUMNS)}) VALUES ({marks})", list(astuple(record))
+        )
+
+    async def get(self, file_id: str, now: int) -> FileRecord | None:
+        rows = await self._fetch(
+            f"SELECT {', '.join(_COLUMNS)} FROM {self.table} WHERE id = {self._p(1)} "
+            f"AND (expires_at IS NULL OR expires_at > {self._p(2)})",
+            [file_id, now],
+        )
+        return FileRecord(*rows[0]) if rows else None
+
+    async def delete(self, file_id: str) -> None:
+        await self._execute(f"DELETE FROM {self.table} WHERE id = {self._p(1)}", [file_id])
+
+    async def list(
+        self,
+        *,
+        now: int,
+        after: str | None = None,
+        limit: int = 10000,
+        order: Order = "desc",
+        purpose: str | None = None,
+    ) -> FilePage:
+        params: list[Any] = [now]
+        conds = [f"(expires_at IS NULL OR expires_at > {self._p(1)})"]
+        if purpose is not None:
+            params.append(purpose)
+            conds.append(f"purpose = {self._p(len(params))}")
+        if after is not None:
+            found = await self._fetch(f"SELECT created_at FROM {self.table} WHERE id = {self._p(1)}", [after])
+            if not found:
+                raise _unknown_cursor(after)
+            params += [found[0][0], after]
+            op = "<" if order == "desc" else ">"
+            conds.append(f"(created_at, id) {op} ({self._p(len(params) - 1)}, {self._p(len(params))})")
+        params.append(limit + 1)  # one more than asked tells whether there is a next page
+        direction = "DESC" if order == "desc" else "ASC"
+        rows = await self._fetch(
+            f"SELECT {', '.join(_COLUMNS)} FROM {self.table} WHERE {' AND '.join(conds)} "
+            f"ORDER BY created_at {direction}, id {direction} LIMIT {self._p(len(params))}",
+            params,
+        )
+        return FilePage([FileRecord(*r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def expired(self, now: int, limit: int = 1000) -> list[FileRecord]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(_COLUMNS)} FROM {self.table} WHERE expires_at <= {self._p(1)} "
+            f"ORDER BY expires_at LIMIT {self._p(2)}",
+            [now, limit],
+        )
+        return [FileRecord(*r) for r in rows]
+
+    async def ids(self) -> set[str]:
+        """Every stored id (expired ones too): the start-up cleanup keeps these files."""
+        return {r[0] for r in await self._fetch(f"SELECT id FROM {self.table}", [])}
+
+
+class SqliteFilesStore(FilesStore):
+    def __init__(self, config: SqliteFilesStoreConfig) -> None:
+        super().__init__(config.table_name)
+        if not config.db_path:
+            raise ValueError("db_path is unset; use files_store_config()")
+        self.path = Path(config.db_path).expanduser()
+        self._conn: Any = None
+
+    @property
+    def where(self) -> str:
+        return f"sqlite files store {self.path}"
+
+    def _p(self, i: int) -> str:
+        return "?"
+
+    async def initialize(self) -> None:
+        import aiosqlite
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            for statement in self._schema("TEXT"):
+                await self._conn.execute(statement)
+            await self._conn.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            raise StorageError(f"the {self.where} is not open")
+        return self._conn
+
+    async def _execute(self, sql: str, params: list[Any]) -> None:
+        try:
+            await self.conn.execute(sql, params)
+            await self.conn.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            async with self.conn.execute(sql, params) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+
+class PostgresFilesStore(FilesStore):
+    """asyncpg pool; ``id`` uses the "C" collation so ties order as in SQLite."""
+
+    def __init__(self, config: PostgresFilesStoreConfig) -> None:
+        super().__init__(config.table_name)
+        self.config = config
+        self._pool: Any = None
+
+    @property
+    def where(self) -> str:
+        c = self.config
+        return f"postgres files store {c.user}@{c.host}:{c.port}/{c.db} table {self.table}"
+
+    def _p(self, i: int) -> str:
+        return f"${i}"
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        import asyncpg
+
+        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+    async def initialize(self) -> None:
+        import asyncpg
+
+        c = self.config
+        tls: ssl.SSLContext | str | None = c.ssl_mode
+        if c.ca_cert_path:
+            tls = ssl.create_default_context(cafile=c.ca_cert_path)
+        try:
+            self._pool = await asyncpg.create_pool(
+                host=c.host,
+                port=c.port,
+                database=c.db,
+                user=c.user,
+                password=c.password,
+                ssl=tls,
+                min_size=c.pool_min_size,
+                max_size=c.pool_max_size,
+                command_timeout=30,
+            )
+            async with self._pool.acquire() as conn:
+                for statement in self._schema('TEXT COLLATE "C"'):
+                    await conn.execute(statement)
+        except self._errors() as exc:
+            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise StorageError(f"the {self.where} is not open")
+        return self._pool
+
+    async def _execute(self, sql: str, params: list[Any]) -> None:
+        try:
+            await self.pool.execute(sql, *params)
+        except self._errors() as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return [tuple(r) for r in await self.pool.fetch(sql, *params)]
+        except self._errors() as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+
+async def open_files_store(config: SqliteFilesStoreConfig | PostgresFilesStoreConfig) -> FilesStore:
+    """Create and initialise the store ``config.type`` names (table and indexes created if missing)."""
+    store: FilesStore
+    if isinstance(config, SqliteFilesStoreConfig):
+        store = SqliteFilesStore(config)
+    else:
+        store = PostgresFilesStore(config)
+    await store.initialize()
+    return store

@@ -1,0 +1,1 @@
+"""Lamina files provider ``inline::localfs``: uploaded files on local disk, metadata in a SQL table."""
