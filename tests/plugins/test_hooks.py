@@ -110,6 +110,10 @@ def generic_plugin(api: Api, **spec: Any) -> tuple[types.ModuleType, str]:
     ), provider_type
 
 
+# Vector IO computes embeddings through the Inference API, so the core refuses it alone.
+NEEDS: dict[Api, list[Api]] = {Api.vector_io: [Api.inference]}
+
+
 async def check_api_hook(api: Api, installed, tmp_path: Path) -> None:
     """The hook of ``api`` offers a provider type; the stack validates its config, creates and starts it."""
     installed("alpha")  # GenericProvider lives in lamina_test_alpha.provider
@@ -127,8 +131,13 @@ async def check_api_hook(api: Api, installed, tmp_path: Path) -> None:
         {"provider_id": "g2", "provider_type": provider_type, "config": {"label": "second"}},
         {"provider_id": "g1", "provider_type": provider_type, "config": {"label": "first"}},
     ]
-    stack = Stack.build(run_config(tmp_path, {api.value: entries}), pm)
-    assert [(r.api, r.provider_id) for r in stack.order] == [(api, "g1"), (api, "g2")]
+    providers = {api.value: entries}
+    for needed in NEEDS.get(api, []):  # APIs the core itself needs beside this one
+        dep_module, dep_type = generic_plugin(needed)
+        pm.register(dep_module, name=f"generic_{needed.value}", distribution="lamina-test-generic", version="0")
+        providers[needed.value] = [{"provider_id": "dep", "provider_type": dep_type, "config": {"label": "d"}}]
+    stack = Stack.build(run_config(tmp_path, providers), pm)
+    assert [(r.api, r.provider_id) for r in stack.order if r.api == api] == [(api, "g1"), (api, "g2")]
     assert stack.providers[api]["g2"].config.model_dump() == {"label": "second"}
     assert stack.provider_types(api) == [provider_type]
     async with started(stack):

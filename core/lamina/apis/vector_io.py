@@ -48,7 +48,10 @@ class RegisterVectorDBRequest(BaseModel):
     vector_db_id: str = Field(min_length=1, description="The identifier clients will use.")
     embedding_model: str = Field(min_length=1, description="A registered embedding model.")
     embedding_dimension: int | None = Field(
-        default=384, ge=1, description="Must match the embedding model's metadata.embedding_dimension."
+        default=None,
+        ge=1,
+        description="Must match the embedding model's metadata.embedding_dimension; omitted: the model's "
+        "(Llama Stack's signature default is 384, but it stores the model's dimension).",
     )
     provider_id: str | None = Field(
         default=None, description="Required when several providers are configured."
@@ -85,7 +88,9 @@ class Chunk(BaseModel):
 class InsertChunksRequest(BaseModel):
     vector_db_id: str = Field(min_length=1)
     chunks: list[Chunk] = Field(min_length=1, max_length=MAX_CHUNKS_PER_INSERT)
-    ttl_seconds: int | None = Field(default=None, ge=1)
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, description="Accepted and ignored, as Llama Stack 0.2.12 does."
+    )
 
 
 class RRFRanker(BaseModel):
@@ -111,6 +116,9 @@ class QueryParams(BaseModel):
     score_threshold: float | None = None
     mode: Literal["vector", "keyword", "hybrid"] = "vector"
     ranker: RRFRanker | WeightedRanker | None = Field(default=None, discriminator="type")
+    include_embeddings: bool = Field(
+        default=False, description="Return each chunk's embedding (left out by default)."
+    )
 
     @field_validator("mode", mode="before")
     @classmethod

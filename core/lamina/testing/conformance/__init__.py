@@ -5,5 +5,6 @@ if it works end to end on the wire. See PLUGIN_GUIDE.md.
 """
 
 from lamina.testing.conformance.inference import InferenceConformance
+from lamina.testing.conformance.vector_io import VectorIOConformance
 
-__all__ = ["InferenceConformance"]
+__all__ = ["InferenceConformance", "VectorIOConformance"]
