@@ -558,8 +558,9 @@ def lamina_tool_groups() -> list[DefaultResource]:
     """Contribute ToolGroup resources to register by default (for example ``builtin::rag``).
 
     Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources. Today the stack registers default models only; tool_group defaults are collected and listed,
-    and get registered like models once the API owning them is served.
+    resources: after the models and vector DBs, when the run config lists ``tool_runtime`` providers. A
+    default whose registration fails (its provider refuses it or cannot list its tools) is logged and
+    skipped; start-up goes on.
 
     Returns: ``DefaultResource`` records with ``type=ResourceType.tool_group`` (fields as for
     ``lamina_models``; ``params`` holds ``args`` and ``mcp_endpoint``, as in the run config's

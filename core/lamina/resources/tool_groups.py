@@ -1,0 +1,212 @@
+"""The tool groups routing table: serves the ToolGroups API and resolves tool names for the runtime.
+
+Tool groups are persisted in the registry like models (from ``POST /v1/toolgroups``, the run
+config's ``tool_groups:`` and plugins' ``lamina_tool_groups`` defaults). Their tools are not: each
+group's tools are what its provider's ``list_runtime_tools`` answers, asked when the group is
+registered (a provider that cannot list them refuses the registration) and again, lazily, by each
+process that needs them; the answers are cached per group until it is registered again or removed.
+
+A tool is named by its bare name (``knowledge_search``) or as ``<toolgroup_id>/<tool name>``
+(``builtin::rag/knowledge_search``, as Llama Stack also accepts). When two groups define one bare
+name, the group whose identifier sorts first owns it; the qualified form reaches the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from lamina.apis.common import Empty
+from lamina.apis.tools import (
+    RAG_TOOL_GROUP,
+    GetToolGroupRequest,
+    GetToolRequest,
+    ListToolGroupsResponse,
+    ListToolsRequest,
+    ListToolsResponse,
+    RegisterToolGroupRequest,
+    Tool,
+    ToolDef,
+    ToolGroup,
+)
+from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError, UpstreamError
+from lamina.resources.routing_table import RoutingTable
+
+log = structlog.get_logger(__name__)
+
+_MAX_LISTED = 25
+
+
+class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
+    resource_type = "tool_group"
+    resource_class = ToolGroup
+    api_name = "tool_runtime"
+    route = "/v1/toolgroups"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tools: dict[str, list[Tool]] = {}  # toolgroup_id -> its tools (cache)
+
+    async def provider_register(self, provider: Any, resource: ToolGroup) -> ToolGroup:
+        register = getattr(provider, "register_toolgroup", None)
+        if callable(register):
+            await register(resource)
+        self._tools[resource.identifier] = await self._list_provider_tools(provider, resource)
+        return resource
+
+    async def provider_unregister(self, provider: Any, resource: ToolGroup) -> None:
+        unregister = getattr(provider, "unregister_toolgroup", None)
+        if callable(unregister):
+            await unregister(resource)
+
+    async def remove(self, identifier: str) -> None:
+        await super().remove(identifier)
+        self._tools.pop(identifier, None)
+
+    # -- the ToolGroups API --------------------------------------------------------------------
+
+    async def list_tool_groups(self, request: Empty) -> ListToolGroupsResponse:
+        return ListToolGroupsResponse(data=await self.list())
+
+    async def get_tool_group(self, request: GetToolGroupRequest) -> ToolGroup:
+        return await self.get(request.toolgroup_id)
+
+    async def register_tool_group(
+        self, request: RegisterToolGroupRequest, *, replace: bool = False
+    ) -> ToolGroup:
+        """Register (idempotent for an identical definition); a different one is a 409 unless ``replace``."""
+        provider_id = self.pick_provider(request.provider_id, request.toolgroup_id)
+        group = ToolGroup(
+            identifier=request.toolgroup_id,
+            provider_resource_id=request.toolgroup_id,
+            provider_id=provider_id,
+            mcp_endpoint=request.mcp_endpoint,
+            args=request.args,
+        )
+        existing = await self.registry.get(self.resource_type, request.toolgroup_id)
+        if existing is not None:
+            group = group.model_copy(update={"created": existing.get("created", group.created)})
+            if existing == group.model_dump(mode="json"):
+                return group
+            if not replace:
+                raise ConflictError(
+                    f"tool group '{request.toolgroup_id}' is already registered differently (provider "
+                    f"'{existing.get('provider_id')}', args {existing.get('args')}); DELETE "
+                    f"/v1/toolgroups/{request.toolgroup_id} first to change it",
+                    param="toolgroup_id",
+                )
+        return await self.add(group)
+
+    async def unregister_toolgroup(self, request: GetToolGroupRequest) -> None:
+        await self.remove(request.toolgroup_id)
+
+    async def list_tools(self, request: ListToolsRequest) -> ListToolsResponse:
+        if request.toolgroup_id:
+            group_id = request.toolgroup_id.split("/", 1)[0] if "/" in request.toolgroup_id else None
+            group = await self.get(group_id or request.toolgroup_id)
+            return ListToolsResponse(data=await self.tools_of(group))
+        out: list[Tool] = []
+        for group in await self.list():
+            try:
+                out.extend(await self.tools_of(group))
+            except LaminaError as exc:  # one broken provider must not hide every other tool
+                log.warning("tool_group_tools_not_listed", toolgroup_id=group.identifier, error=exc.message)
+        return ListToolsResponse(data=out)
+
+    async def get_tool(self, request: GetToolRequest) -> Tool:
+        tool, _group = await self.resolve_tool(request.tool_name)
+        return tool
+
+    # -- tools ---------------------------------------------------------------------------------
+
+    async def tools_of(self, group: ToolGroup) -> list[Tool]:
+        """The group's tools, from the cache or its provider."""
+        cached = self._tools.get(group.identifier)
+        if cached is not None:
+            return cached
+        _, provider = await self.resolve(group.identifier)
+        tools = await self._list_provider_tools(provider, group)
+        self._tools[group.identifier] = tools
+        return tools
+
+    async def _list_provider_tools(self, provider: Any, group: ToolGroup) -> list[Tool]:
+        try:
+            defs = await provider.list_runtime_tools(group)
+        except LaminaError:
+            raise
+        except Exception as exc:
+            raise UpstreamError(
+                group.provider_id,
+                f"listing the tools of tool group '{group.identifier}' failed: {type(exc).__name__}: {exc}",
+            ) from exc
+        tools = []
+        for d in defs or []:
+            d = d if isinstance(d, ToolDef) else ToolDef.model_validate(d)
+            tools.append(
+                Tool(
+                    identifier=d.name,
+                    provider_resource_id=d.name,
+                    provider_id=group.provider_id,
+                    toolgroup_id=group.identifier,
+                    description=d.description or "",
+                    parameters=d.parameters or [],
+                    metadata=d.metadata,
+                )
+            )
+        return tools
+
+    async def resolve_tool(self, tool_name: str) -> tuple[Tool, ToolGroup]:
+        """The tool named ``tool_name`` (bare or ``group/tool``) and its group; 404 listing the tools."""
+        if "/" in tool_name:
+            group_id, _, bare = tool_name.rpartition("/")
+            if await self.registry.get(self.resource_type, group_id) is not None:
+                group = await self.get(group_id)
+                for tool in await self.tools_of(group):
+                    if tool.identifier == bare:
+                        return tool, group
+        groups = await self.list()
+        for group in groups:  # sorted by identifier: the first group defining the name owns it
+            try:
+                tools = await self.tools_of(group)
+            except LaminaError as exc:
+                log.warning("tool_group_tools_not_listed", toolgroup_id=group.identifier, error=exc.message)
+                continue
+            for tool in tools:
+                if tool.identifier == tool_name:
+                    return tool, group
+        known = [
+            f"{t.identifier} ({g.identifier})" for g in groups for t in self._tools.get(g.identifier, [])
+        ]
+        listed = ", ".join(known[:_MAX_LISTED]) + (
+            f" and {len(known) - _MAX_LISTED} more" if len(known) > _MAX_LISTED else ""
+        )
+        raise NotFoundError(
+            f"tool '{tool_name}' is not provided by any registered tool group. Tools: {listed or 'none'}. "
+            f"Register the tool group that provides it with POST /v1/toolgroups.",
+            param="tool_name",
+        )
+
+    async def rag_provider(self) -> Any:
+        """The provider serving the RAG tool: ``builtin::rag``'s, else the one provider able to."""
+        group = await self.registry.get(self.resource_type, RAG_TOOL_GROUP)
+        if group is not None:
+            provider = self.providers.get(group.get("provider_id"))
+            if _serves_rag(provider):
+                return provider
+        able = [pid for pid, p in sorted(self.providers.items()) if _serves_rag(p)]
+        if able:
+            return self.providers[able[0]]
+        raise BadRequestError(
+            f"no configured tool_runtime provider serves the RAG tool ({RAG_TOOL_GROUP}); add one under "
+            f"providers.tool_runtime in the run config (for example inline::rag-runtime). Configured "
+            f"tool_runtime providers: {', '.join(sorted(self.providers)) or 'none'}."
+        )
+
+
+def _serves_rag(provider: Any) -> bool:
+    return (
+        provider is not None
+        and callable(getattr(provider, "insert", None))
+        and callable(getattr(provider, "query", None))
+    )
