@@ -16,17 +16,27 @@ import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lamina import __version__
+from lamina.apis.files import Files
 from lamina.apis.inference import Inference
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Model, Models, RegisterModelRequest
+from lamina.apis.tools import RAGToolRuntime, RegisterToolGroupRequest, ToolGroups, ToolRuntime
+from lamina.apis.vector_io import RegisterVectorDBRequest, VectorDBs, VectorIO
+from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
 from lamina.errors import ConfigError, LaminaError
 from lamina.plugins import PluginManager
 from lamina.providers.base import ProviderContext
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
+from lamina.resources.tool_groups import ToolGroupsRoutingTable
+from lamina.resources.vector_dbs import VectorDBsRoutingTable
+from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
 from lamina.routers.inspect import InspectImpl, ProvidersImpl
+from lamina.routers.tool_runtime import ToolRuntimeRouter
+from lamina.routers.vector_io import VectorIORouter
+from lamina.routers.vector_stores import VectorStoresRouter
 from lamina.specs import Api, ProviderSpec, ResourceType, import_object
 from lamina.storage import KVStore, KVStoreConfig, open_kvstore
 from lamina.storage.inference_store import (
@@ -42,7 +52,10 @@ log = structlog.get_logger(__name__)
 DEFAULT_REFRESH_INTERVAL = 60.0
 
 # The API Protocols the server exposes, and the APIs whose providers they need.
-SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference]}
+SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference], Api.vector_io: [VectorDBs, VectorIO]}
+SERVED_APIS[Api.files] = [Files]
+SERVED_APIS[Api.tool_runtime] = [ToolGroups, ToolRuntime, RAGToolRuntime]
+SERVED_APIS[Api.vector_io].append(VectorStores)
 
 
 @dataclass
@@ -74,6 +87,24 @@ class Stack:
         # provider dicts they hold are filled as providers start.
         self.models = ModelsRoutingTable(self.registry, self.impls[Api.inference], self.pm)
         self.routers[Api.inference] = InferenceRouter(self.models)
+        # Files: the first provider under providers.files serves every route (lamina.routers.files).
+        self.routers[Api.files] = FilesRouter(self.impls[Api.files], list(self.providers.get(Api.files, {})))
+        self.vector_dbs = VectorDBsRoutingTable(
+            self.registry, self.impls[Api.vector_io], self.pm, self.models
+        )
+        self.routers[Api.vector_io] = VectorIORouter(self.vector_dbs, self.routers[Api.inference])
+        # A served Protocol implemented by something other than its API's router.
+        self.protocol_impls: dict[type, Any] = {VectorDBs: self.vector_dbs}
+        # Tool runtime: tool groups (persisted), invoke by tool name, the RAG tool (builtin::rag's provider).
+        self.tool_groups = ToolGroupsRoutingTable(self.registry, self.impls[Api.tool_runtime], self.pm)
+        self.routers[Api.tool_runtime] = ToolRuntimeRouter(self.tool_groups)
+        self.protocol_impls[ToolGroups] = self.tool_groups
+        self.protocol_impls[RAGToolRuntime] = self.routers[Api.tool_runtime].rag_tool
+        # OpenAI vector stores: above the Vector IO router, files read through the Files router.
+        self.vector_stores = VectorStoresRouter(
+            self.vector_dbs, self.routers[Api.vector_io], self.routers[Api.files]
+        )
+        self.protocol_impls[VectorStores] = self.vector_stores
 
     # -- build: validation only ----------------------------------------------------------------
 
@@ -129,6 +160,12 @@ class Stack:
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
                     api, entry.provider_id, spec, provider_config, where
                 )
+        if Api.vector_io in providers and Api.inference not in providers:
+            raise ConfigError(
+                f"{source}: providers.vector_io: vector DBs need embeddings, which come from an inference "
+                f"provider; add one that serves an embedding model under providers.inference (for example "
+                f"inline::sentence-transformers)"
+            )
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 
@@ -179,6 +216,8 @@ class Stack:
             )
         await self._register_resources()
         await self._start_model_refresh()
+        if Api.vector_io in self.providers and self.store is not None:
+            await self.vector_stores.start(self.store)  # resumes files left in_progress
 
     async def _open_inference_store(self, state_dir: Path) -> None:
         """Open the chat completions store (``inference_store``; default SQLite in the state dir)."""
@@ -206,6 +245,7 @@ class Stack:
             await store.close()
 
     async def shutdown(self) -> None:
+        await self.vector_stores.shutdown()
         await self._stop_model_refresh()
         try:
             await self._close_inference_store()
@@ -253,6 +293,64 @@ class Stack:
             except LaminaError as exc:
                 raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
         await self._sync_listed_models()
+        await self._register_vector_dbs()
+        await self._register_tool_groups()
+
+    async def _register_vector_dbs(self) -> None:
+        """Reopen the persisted vector DBs at their providers, then register the run config's."""
+        if Api.vector_io not in self.providers:
+            return
+        await self.vector_dbs.reopen()
+        for i, entry in enumerate(self.config.vector_dbs):
+            if not entry.vector_db_id:
+                continue
+            where = f"vector_dbs[{i}]"
+            try:
+                request = RegisterVectorDBRequest(
+                    vector_db_id=entry.vector_db_id,
+                    embedding_model=entry.embedding_model,
+                    embedding_dimension=entry.embedding_dimension,
+                    provider_id=entry.provider_id,
+                    provider_vector_db_id=entry.provider_vector_db_id,
+                )
+                await self.vector_dbs.register_vector_db(request)
+            except ValidationError as exc:
+                raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
+            except LaminaError as exc:
+                raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+
+    async def _register_tool_groups(self) -> None:
+        """Plugins' default tool groups (for the first provider of their type), then the run config's."""
+        if Api.tool_runtime not in self.providers:
+            return
+        for res in self.pm.default_resources(ResourceType.tool_group):
+            records = self.providers[Api.tool_runtime].values()
+            record = next((r for r in records if r.spec.provider_type == res.provider_type), None)
+            if record is None or await self.registry.get("tool_group", res.identifier) is not None:
+                continue
+            try:
+                request = RegisterToolGroupRequest(
+                    toolgroup_id=res.identifier, provider_id=record.provider_id, **res.params
+                )
+                await self.tool_groups.register_tool_group(request)
+            except (ValidationError, LaminaError) as exc:  # a plugin's default must not stop start-up
+                log.warning("default_tool_group_not_registered", toolgroup_id=res.identifier, error=str(exc))
+        for i, entry in enumerate(self.config.tool_groups):
+            if not entry.toolgroup_id:
+                continue
+            where = f"tool_groups[{i}]"
+            try:
+                request = RegisterToolGroupRequest(
+                    toolgroup_id=entry.toolgroup_id,
+                    provider_id=entry.provider_id,
+                    args=entry.args,
+                    mcp_endpoint=entry.mcp_endpoint,
+                )
+                await self.tool_groups.register_tool_group(request, replace=True)
+            except ValidationError as exc:
+                raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
+            except LaminaError as exc:
+                raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
 
     # -- models the providers list -------------------------------------------------------------
 
@@ -319,7 +417,10 @@ class Stack:
         ]
         for api, protocols in SERVED_APIS.items():
             if api in self.providers and api in self.routers:
-                out.extend((p, self.routers[api], self.provider_types(api)) for p in protocols)
+                out.extend(
+                    (p, self.protocol_impls.get(p, self.routers[api]), self.provider_types(api))
+                    for p in protocols
+                )
         return out
 
     def provider_types(self, api: Api) -> list[str]:

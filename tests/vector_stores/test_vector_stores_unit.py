@@ -1,0 +1,213 @@
+"""The vector stores router in process, on fakes of the routers it uses: filters, expiry, paging,
+resuming ingestion after a restart and cleaning up chunks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.apis.binary import BinaryResponse
+from lamina.apis.files import OpenAIFileObject
+from lamina.apis.vector_io import VectorDB
+from lamina.apis.vector_stores import (
+    SearchVectorStoreRequest,
+    UpdateVectorStoreRequest,
+    VectorStoreFileRequest,
+    VectorStoreIdRequest,
+)
+from lamina.errors import BadRequestError, NotFoundError
+from lamina.providers.documents import chunk_id_for
+from lamina.routers.vector_store_ingest import now
+from lamina.routers.vector_stores import VectorStoresRouter, _page, matches
+from lamina.storage import open_kvstore
+from lamina.storage.config import SqliteKVStoreConfig
+
+
+class FakeFiles:
+    def __init__(self, files: dict[str, tuple[str, bytes]]) -> None:
+        self.files = files
+
+    async def openai_retrieve_file(self, request: Any) -> OpenAIFileObject:
+        if request.file_id not in self.files:
+            raise NotFoundError(f"file '{request.file_id}' not found")
+        name, data = self.files[request.file_id]
+        return OpenAIFileObject(
+            id=request.file_id, bytes=len(data), created_at=0, filename=name, purpose="assistants"
+        )
+
+    async def openai_retrieve_file_content(self, request: Any) -> BinaryResponse:
+        return BinaryResponse(content_type="application/octet-stream", body=self.files[request.file_id][1])
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.chunks: dict[str, Any] = {}
+
+    async def delete_chunks(self, vector_db: VectorDB, chunk_ids: list[str]) -> None:
+        for cid in chunk_ids:
+            self.chunks.pop(cid, None)
+
+
+class FakeVectorIO:
+    def __init__(self, provider: FakeProvider) -> None:
+        self.provider = provider
+
+    async def insert_chunks(self, request: Any) -> None:
+        for chunk in request.chunks:
+            self.provider.chunks[chunk.chunk_id] = chunk
+
+
+class FakeVectorDBs:
+    def __init__(self, provider: FakeProvider) -> None:
+        self.provider = provider
+
+    async def resolve(self, vs_id: str) -> tuple[VectorDB, FakeProvider]:
+        vdb = VectorDB(identifier=vs_id, provider_id="p", embedding_model="m", embedding_dimension=3)
+        return vdb, self.provider
+
+
+async def make_router(tmp_path: Path, files: dict[str, tuple[str, bytes]]) -> tuple[VectorStoresRouter, Any]:
+    kv = await open_kvstore(SqliteKVStoreConfig(db_path=str(tmp_path / "kv.db")))
+    provider = FakeProvider()
+    router = VectorStoresRouter(FakeVectorDBs(provider), FakeVectorIO(provider), FakeFiles(files))
+    await router.start(kv)
+    return router, kv
+
+
+async def wait_status(router: VectorStoresRouter, vs_id: str, file_id: str) -> dict[str, Any]:
+    for _ in range(500):
+        record = router.state.files[vs_id][file_id]
+        if record["status"] != "in_progress":
+            return record
+        await asyncio.sleep(0.01)
+    raise AssertionError("still in progress")
+
+
+def store_doc(vs_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": vs_id, "created_at": now(), "last_active_at": now(), "metadata": {}, **extra}
+
+
+async def test_files_left_in_progress_are_ingested_at_start(tmp_path: Path) -> None:
+    text = " ".join(f"word{i}" for i in range(300)).encode()
+    files = {"file-a": ("a.txt", text)}
+    router, kv = await make_router(tmp_path, files)
+    await router.state.put_store(store_doc("vs_1"))
+    record = {
+        "id": "file-a",
+        "vector_store_id": "vs_1",
+        "attributes": {"k": "v"},
+        "chunking_strategy": {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0},
+        },
+        "created_at": now(),
+        "status": "in_progress",
+        "attach_id": "x",
+        "chunk_count": 0,
+    }
+    await router.state.put_file(record)
+    await kv.close()
+
+    router, kv = await make_router(tmp_path, files)  # "restart": resumes file-a
+    done = await wait_status(router, "vs_1", "file-a")
+    assert done["status"] == "completed" and done["chunk_count"] >= 3 and done["filename"] == "a.txt"
+    provider = router.ingestor.vector_dbs.provider
+    assert set(provider.chunks) == {chunk_id_for("file-a", i) for i in range(done["chunk_count"])}
+    meta = provider.chunks[chunk_id_for("file-a", 0)].metadata
+    assert meta["file_id"] == "file-a" and meta["filename"] == "a.txt" and meta["k"] == "v"
+    assert meta["chunk_index"] == 0
+
+    content = await router.openai_retrieve_vector_store_file_contents(
+        VectorStoreFileRequest(vector_store_id="vs_1", file_id="file-a")
+    )
+    assert len(content.content) == done["chunk_count"] and content.content[0].text.startswith("word0")
+
+    await router.openai_delete_vector_store_file(
+        VectorStoreFileRequest(vector_store_id="vs_1", file_id="file-a")
+    )
+    assert provider.chunks == {}
+    await router.shutdown()
+    await kv.close()
+
+
+async def test_a_missing_file_fails_with_last_error(tmp_path: Path) -> None:
+    router, kv = await make_router(tmp_path, {})
+    await router.state.put_store(store_doc("vs_1"))
+    from lamina.apis.vector_stores import AttachFileRequest
+
+    obj = await router.openai_attach_file_to_vector_store(
+        AttachFileRequest(vector_store_id="vs_1", file_id="file-gone")
+    )
+    assert obj.status == "in_progress"
+    record = await wait_status(router, "vs_1", "file-gone")
+    assert record["status"] == "failed" and record["last_error"]["code"] == "server_error"
+    assert "file-gone" in record["last_error"]["message"]
+    await router.shutdown()
+    await kv.close()
+
+
+async def test_expired_store_is_expired_and_refuses_search_until_updated(tmp_path: Path) -> None:
+    router, kv = await make_router(tmp_path, {})
+    old = now() - 3 * 86400
+    doc = store_doc(
+        "vs_old", created_at=old, last_active_at=old, expires_after={"anchor": "last_active_at", "days": 2}
+    )
+    await router.state.put_store(doc)
+    got = await router.openai_retrieve_vector_store(VectorStoreIdRequest(vector_store_id="vs_old"))
+    assert got.status == "expired" and got.expires_at == old + 2 * 86400
+    with pytest.raises(BadRequestError) as err:
+        await router.openai_search_vector_store(SearchVectorStoreRequest(vector_store_id="vs_old", query="x"))
+    assert err.value.param == "vector_store_id" and "expired" in err.value.message
+    revived = await router.openai_update_vector_store(
+        UpdateVectorStoreRequest(vector_store_id="vs_old", name="n")
+    )
+    assert revived.status == "completed" and revived.expires_at > now()
+    await kv.close()
+
+
+def test_filters() -> None:
+    attrs = {"s": "a", "n": 5, "f": 2.5, "b": True}
+    assert matches(attrs, {"type": "eq", "key": "s", "value": "a"})
+    assert not matches(attrs, {"type": "eq", "key": "b", "value": 1}), "booleans are not numbers"
+    assert matches(attrs, {"type": "eq", "key": "b", "value": True})
+    assert matches(attrs, {"type": "gt", "key": "n", "value": 4.5}) and not matches(
+        attrs, {"type": "gt", "key": "n", "value": 5}
+    )
+    assert matches(attrs, {"type": "gte", "key": "n", "value": 5})
+    assert matches(attrs, {"type": "lt", "key": "f", "value": 3}) and matches(
+        attrs, {"type": "lte", "key": "f", "value": 2.5}
+    )
+    assert not matches(attrs, {"type": "gt", "key": "s", "value": 1}), (
+        "a string is not compared with a number"
+    )
+    assert not matches(attrs, {"type": "ne", "key": "missing", "value": 1}), "a missing key never matches"
+    assert matches(attrs, {"type": "in", "key": "s", "value": ["a", "b"]})
+    assert matches(attrs, {"type": "nin", "key": "n", "value": [1, 2]})
+    nested = {
+        "type": "or",
+        "filters": [
+            {
+                "type": "and",
+                "filters": [{"type": "eq", "key": "s", "value": "z"}, {"type": "eq", "key": "n", "value": 5}],
+            },
+            {"type": "lt", "key": "n", "value": 6},
+        ],
+    }
+    assert matches(attrs, nested)
+
+
+def test_paging() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    assert _page(ids, "asc", None, None, 2, "x") == (["a", "b"], True)
+    assert _page(ids, "desc", None, None, 2, "x") == (["e", "d"], True)
+    assert _page(ids, "asc", "b", None, 2, "x") == (["c", "d"], True)
+    assert _page(ids, "asc", "c", None, 5, "x") == (["d", "e"], False)
+    assert _page(ids, "asc", None, "d", 2, "x") == (["b", "c"], True)
+    assert _page(ids, "asc", "a", "d", 5, "x") == (["b", "c"], False)
+    assert _page(ids, "asc", None, None, 5, "x", keep=lambda i: i in "ace") == (["a", "c", "e"], False)
+    with pytest.raises(BadRequestError) as err:
+        _page(ids, "asc", "zz", None, 2, "file")
+    assert err.value.param == "after"
