@@ -134,8 +134,12 @@ async def check_api_hook(api: Api, installed, tmp_path: Path) -> None:
     providers = {api.value: entries}
     for needed in NEEDS.get(api, []):  # APIs the core itself needs beside this one
         dep_module, dep_type = generic_plugin(needed)
-        pm.register(dep_module, name=f"generic_{needed.value}", distribution="lamina-test-generic", version="0")
-        providers[needed.value] = [{"provider_id": "dep", "provider_type": dep_type, "config": {"label": "d"}}]
+        pm.register(
+            dep_module, name=f"generic_{needed.value}", distribution="lamina-test-generic", version="0"
+        )
+        providers[needed.value] = [
+            {"provider_id": "dep", "provider_type": dep_type, "config": {"label": "d"}}
+        ]
     stack = Stack.build(run_config(tmp_path, providers), pm)
     assert [(r.api, r.provider_id) for r in stack.order if r.api == api] == [(api, "g1"), (api, "g2")]
     assert stack.providers[api]["g2"].config.model_dump() == {"label": "second"}

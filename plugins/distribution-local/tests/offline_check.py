@@ -10,9 +10,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 from openai import OpenAI
 
 from lamina.testing.processes import ServerProcess, free_port
@@ -36,6 +38,21 @@ def main() -> None:
             model="SmolLM2-135M-Instruct", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
         )
         emb = client.embeddings.create(model="all-MiniLM-L6-v2", input=["offline"])
+        # RAG out of the box: a file into a vector store (faiss + localfs), then a search.
+        doc = work / "lighthouse.md"
+        doc.write_text(
+            "# Keepers\n\nThe lighthouse on Skerry Point was kept by Ada Brandt from 1911 to 1932.\n\n"
+            "# Gardens\n\nTomatoes need six hours of sun a day and steady watering.\n"
+        )
+        uploaded = client.files.create(file=doc.open("rb"), purpose="assistants")
+        store = client.vector_stores.create(name="offline", file_ids=[uploaded.id])
+        for _ in range(600):
+            files = client.vector_stores.files.list(vector_store_id=store.id).data
+            if files and all(f.status != "in_progress" for f in files):
+                break
+            time.sleep(0.1)
+        hits = client.vector_stores.search(vector_store_id=store.id, query="Who kept the lighthouse?")
+        toolgroups = [g["identifier"] for g in httpx.get(f"{server.url}/v1/toolgroups").json()["data"]]
     print(
         json.dumps(
             {
@@ -43,6 +60,13 @@ def main() -> None:
                 "models": models,
                 "chat": chat.choices[0].message.content,
                 "embedding_dimension": len(emb.data[0].embedding),
+                "file_status": [f.status for f in files],
+                "top_hit": (
+                    {"filename": hits.data[0].filename, "text": hits.data[0].content[0].text}
+                    if hits.data
+                    else None
+                ),
+                "toolgroups": toolgroups,
             }
         )
     )

@@ -36,6 +36,8 @@ def test_distributions_lists_local_as_the_default_with_its_providers() -> None:
     assert out.returncode == 0, out.stderr
     assert "local (default)" in out.stdout
     assert "inference: inline::llama-cpp, inline::sentence-transformers" in out.stdout
+    assert "vector_io: inline::faiss" in out.stdout and "files: inline::localfs" in out.stdout
+    assert "tool_runtime: inline::rag-runtime" in out.stdout
 
 
 def test_show_prints_a_run_config_a_user_can_copy(tmp_path: Path) -> None:
@@ -102,3 +104,6 @@ def test_local_distribution_works_with_the_network_off(tmp_path: Path) -> None:
     assert seen["internet_reachable"] is False
     assert {"SmolLM2-135M-Instruct", "all-MiniLM-L6-v2"} <= set(seen["models"])
     assert seen["chat"] and seen["embedding_dimension"] == 384
+    assert seen["file_status"] == ["completed"]
+    assert seen["top_hit"]["filename"] == "lighthouse.md" and "Ada Brandt" in seen["top_hit"]["text"]
+    assert "builtin::rag" in seen["toolgroups"]

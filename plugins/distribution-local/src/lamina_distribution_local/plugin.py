@@ -13,7 +13,7 @@ def lamina_distributions() -> list[DistributionSpec]:
         DistributionSpec(
             name="local",
             description=(
-                "Everything in-process and offline: llama.cpp chat on a bundled GGUF, ONNX embeddings."
+                "Everything in-process and offline: llama.cpp chat, ONNX embeddings, faiss, local files, RAG."
             ),
             run_config=RUN_CONFIG,
             default=True,

@@ -8,6 +8,9 @@ version: 2
 image_name: local
 apis:
 - inference
+- vector_io
+- files
+- tool_runtime
 providers:
   inference:
   - provider_id: llama-cpp
@@ -19,6 +22,21 @@ providers:
   - provider_id: sentence-transformers
     provider_type: inline::sentence-transformers
     config: {}
+  vector_io:
+  - provider_id: faiss
+    provider_type: inline::faiss
+    config:
+      index: ${env.LAMINA_FAISS_INDEX:=hnsw}
+  files:
+  - provider_id: localfs
+    provider_type: inline::localfs
+    config: {}
+  tool_runtime:
+  - provider_id: rag-runtime
+    provider_type: inline::rag-runtime
+    config: {}
+# Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
+# tool group (knowledge_search) is registered by the rag-runtime plugin.
 # Models: the bundled SmolLM2-135M-Instruct (llama-cpp) and all-MiniLM-L6-v2 (sentence-transformers)
 # are registered by their plugins. Add your own GGUF like this:
 # - model_id: my-model
