@@ -7,6 +7,7 @@ import sys
 BENCHMARKS = {
     "gateway": "gateway overhead: wrk direct to a fake upstream and through Lamina; streamed-chunk latency",
     "local": "local inference: tokens/s, first token, 4 streams, embeddings/s through Lamina vs direct",
+    "retrieval": "vector IO per provider: insert chunks/s, query p50/p99, recall@10, direct vs Lamina",
 }
 
 
@@ -18,6 +19,7 @@ def main(argv: list[str]) -> int:
         print("\n`python -m bench <benchmark> --help` lists a benchmark's options.")
         print("regenerate docs/benchmarks.md: hatch run bench gateway --out docs/benchmarks.md (~3 min)")
         print("                               hatch run bench local (~3 min)")
+        print("                               hatch run bench retrieval (100k chunks, all providers)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -27,6 +29,10 @@ def main(argv: list[str]) -> int:
         from bench.local import main as local
 
         return local(argv[1:])
+    if argv[0] == "retrieval":
+        from bench.retrieval import main as retrieval
+
+        return retrieval(argv[1:])
     return 2
 
 
