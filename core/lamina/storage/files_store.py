@@ -15,7 +15,6 @@ has passed are invisible to ``get`` and ``list``; ``expired`` names them for the
 from __future__ import annotations
 
 import sqlite3
-import ssl
 from abc import ABC, abstractmethod
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from lamina.errors import BadRequestError
-from lamina.storage.inference_store import BUSY_TIMEOUT_MS, PostgresSqlStoreConfig, SqliteSqlStoreConfig
+from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
+from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
 from lamina.storage.kvstore import StorageError
 
 DEFAULT_TABLE = "openai_files"
@@ -193,13 +193,8 @@ class SqliteFilesStore(FilesStore):
         return "?"
 
     async def initialize(self) -> None:
-        import aiosqlite
-
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-            await self._conn.execute("PRAGMA journal_mode=WAL")
-            await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._conn = await open_sqlite(self.path, synchronous=None)
             for statement in self._schema("TEXT"):
                 await self._conn.execute(statement)
             await self._conn.commit()
@@ -248,34 +243,13 @@ class PostgresFilesStore(FilesStore):
     def _p(self, i: int) -> str:
         return f"${i}"
 
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        import asyncpg
-
-        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
     async def initialize(self) -> None:
-        import asyncpg
-
-        c = self.config
-        tls: ssl.SSLContext | str | None = c.ssl_mode
-        if c.ca_cert_path:
-            tls = ssl.create_default_context(cafile=c.ca_cert_path)
+        self._pool = await open_postgres_pool(self.config, self.where)
         try:
-            self._pool = await asyncpg.create_pool(
-                host=c.host,
-                port=c.port,
-                database=c.db,
-                user=c.user,
-                password=c.password,
-                ssl=tls,
-                min_size=c.pool_min_size,
-                max_size=c.pool_max_size,
-                command_timeout=30,
-            )
             async with self._pool.acquire() as conn:
                 for statement in self._schema('TEXT COLLATE "C"'):
                     await conn.execute(statement)
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 
     async def close(self) -> None:
@@ -292,13 +266,13 @@ class PostgresFilesStore(FilesStore):
     async def _execute(self, sql: str, params: list[Any]) -> None:
         try:
             await self.pool.execute(sql, *params)
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
             return [tuple(r) for r in await self.pool.fetch(sql, *params)]
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
 

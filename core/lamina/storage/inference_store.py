@@ -27,7 +27,6 @@ import asyncio
 import json
 import re
 import sqlite3
-import ssl
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -38,13 +37,14 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from lamina.errors import BadRequestError
+from lamina.storage.connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # re-exported
+from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
 from lamina.storage.kvstore import StorageError
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_DB_NAME = "inference_store.db"
 DEFAULT_TABLE = "chat_completions"
-BUSY_TIMEOUT_MS = 5000
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")  # room for index-name suffixes within 63
 
 Order = Literal["asc", "desc"]
@@ -392,14 +392,8 @@ class SqliteInferenceStore(InferenceStore):
         return self._conn
 
     async def initialize(self) -> None:
-        import aiosqlite
-
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-            await self._conn.execute("PRAGMA journal_mode=WAL")
-            await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = await open_sqlite(self.path)
             for statement in self._schema("TEXT", "INTEGER"):
                 await self._conn.execute(statement)
             await self._conn.commit()
@@ -476,34 +470,13 @@ class PostgresInferenceStore(InferenceStore):
             raise StorageError(f"the {self.where} is not open")
         return self._pool
 
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        import asyncpg
-
-        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
     async def initialize(self) -> None:
-        import asyncpg
-
-        c = self.config
-        tls: ssl.SSLContext | str | None = c.ssl_mode
-        if c.ca_cert_path:
-            tls = ssl.create_default_context(cafile=c.ca_cert_path)
+        self._pool = await open_postgres_pool(self.config, self.where)
         try:
-            self._pool = await asyncpg.create_pool(
-                host=c.host,
-                port=c.port,
-                database=c.db,
-                user=c.user,
-                password=c.password,
-                ssl=tls,
-                min_size=c.pool_min_size,
-                max_size=c.pool_max_size,
-                command_timeout=30,
-            )
             async with self._pool.acquire() as conn:
                 for statement in self._schema('TEXT COLLATE "C"', "BIGINT"):
                     await conn.execute(statement)
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 
     async def close(self) -> None:
@@ -516,7 +489,7 @@ class PostgresInferenceStore(InferenceStore):
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.executemany(self._upsert_sql([f"${i}" for i in range(1, 6)]), values)
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
     async def get(self, completion_id: str) -> dict[str, Any] | None:
@@ -524,7 +497,7 @@ class PostgresInferenceStore(InferenceStore):
             row = await self.pool.fetchrow(
                 f"SELECT completion, input_messages FROM {self.table} WHERE id = $1", completion_id
             )
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
         return _row(row[0], row[1]) if row else None
 
@@ -542,7 +515,7 @@ class PostgresInferenceStore(InferenceStore):
                 lambda i: f"${i}", cursor=cursor, limit=limit, order=order, model=model
             )
             rows = await self.pool.fetch(sql, *params)
-        except self._errors() as exc:
+        except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
         return self._page([(r[0], r[1]) for r in rows], limit)
 

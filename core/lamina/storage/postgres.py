@@ -6,15 +6,15 @@ database's locale, matching the SQLite backend.
 
 from __future__ import annotations
 
-import ssl
 from datetime import datetime
 
 import asyncpg
 
 from lamina.storage.config import PostgresKVStoreConfig
+from lamina.storage.connections import open_postgres_pool, postgres_errors
 from lamina.storage.kvstore import KVStore, StorageError
 
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_ERRORS = postgres_errors()
 
 
 class PostgresKVStore(KVStore):
@@ -35,26 +35,9 @@ class PostgresKVStore(KVStore):
             raise StorageError(f"{self.where} is not open")
         return self._pool
 
-    def _ssl(self) -> ssl.SSLContext | str | None:
-        c = self.config
-        if c.ca_cert_path:
-            return ssl.create_default_context(cafile=c.ca_cert_path)
-        return c.ssl_mode
-
     async def initialize(self) -> None:
-        c = self.config
+        self._pool = await open_postgres_pool(self.config, self.where)
         try:
-            self._pool = await asyncpg.create_pool(
-                host=c.host,
-                port=c.port,
-                database=c.db,
-                user=c.user,
-                password=c.password,
-                ssl=self._ssl(),
-                min_size=c.pool_min_size,
-                max_size=c.pool_max_size,
-                command_timeout=30,
-            )
             async with self._pool.acquire() as conn:
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self.table} ("

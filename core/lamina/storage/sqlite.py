@@ -14,9 +14,9 @@ from pathlib import Path
 import aiosqlite
 
 from lamina.storage.config import SqliteKVStoreConfig
+from lamina.storage.connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # re-exported
+from lamina.storage.connections import open_sqlite
 from lamina.storage.kvstore import KVStore, StorageError
-
-BUSY_TIMEOUT_MS = 5000
 
 
 class SqliteKVStore(KVStore):
@@ -33,11 +33,7 @@ class SqliteKVStore(KVStore):
 
     async def initialize(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-            await self._conn.execute("PRAGMA journal_mode=WAL")
-            await self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = await open_sqlite(self.path)
             await self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT, expiration REAL)"
             )
