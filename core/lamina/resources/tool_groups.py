@@ -103,8 +103,7 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
 
     async def list_tools(self, request: ListToolsRequest) -> ListToolsResponse:
         if request.toolgroup_id:
-            group_id = request.toolgroup_id.split("/", 1)[0] if "/" in request.toolgroup_id else None
-            group = await self.get(group_id or request.toolgroup_id)
+            group = await self.get(request.toolgroup_id.split("/", 1)[0] or request.toolgroup_id)
             return ListToolsResponse(data=await self.tools_of(group))
         out: list[Tool] = []
         for group in await self.list():
@@ -160,8 +159,9 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
         """The tool named ``tool_name`` (bare or ``group/tool``) and its group; 404 listing the tools."""
         if "/" in tool_name:
             group_id, _, bare = tool_name.rpartition("/")
-            if await self.registry.get(self.resource_type, group_id) is not None:
-                group = await self.get(group_id)
+            doc = await self.registry.get(self.resource_type, group_id)
+            if doc is not None:
+                group = ToolGroup.model_validate(doc)
                 for tool in await self.tools_of(group):
                     if tool.identifier == bare:
                         return tool, group

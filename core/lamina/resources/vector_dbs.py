@@ -92,20 +92,18 @@ class VectorDBsRoutingTable(RoutingTable[VectorDB]):
 
     async def _embedding_dimension(self, request: RegisterVectorDBRequest) -> int:
         """The embedding model's dimension, after checking the model and the requested dimension."""
-        embedders = [m for m in await self.models.list() if m.model_type == "embedding"]
-        listed = ", ".join(f"{m.identifier} ({m.embedding_dimension} dims)" for m in embedders) or "none"
         try:
             model = await self.models.get(request.embedding_model)
         except NotFoundError:
             raise BadRequestError(
                 f"embedding_model '{request.embedding_model}' is not a registered model. "
-                f"Registered embedding models: {listed}.",
+                f"Registered embedding models: {await self._embedders_listed()}.",
                 param="embedding_model",
             ) from None
         if model.model_type != "embedding":
             raise BadRequestError(
                 f"embedding_model '{request.embedding_model}' is an {model.model_type} model, not an "
-                f"embedding model. Registered embedding models: {listed}.",
+                f"embedding model. Registered embedding models: {await self._embedders_listed()}.",
                 param="embedding_model",
             )
         dimension = model.embedding_dimension
@@ -123,6 +121,11 @@ class VectorDBsRoutingTable(RoutingTable[VectorDB]):
                 param="embedding_dimension",
             )
         return dimension
+
+    async def _embedders_listed(self) -> str:
+        """The registered embedding models, for error messages (a registry scan: errors only)."""
+        embedders = [m for m in await self.models.list() if m.model_type == "embedding"]
+        return ", ".join(f"{m.identifier} ({m.embedding_dimension} dims)" for m in embedders) or "none"
 
     # -- start-up ------------------------------------------------------------------------------
 

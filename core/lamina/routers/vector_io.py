@@ -118,15 +118,15 @@ class VectorIORouter:
 
         results = await asyncio.gather(*(one(b) for b in batches))
         vectors = [v for batch in results for v in batch]
-        provider_id = await self._model_provider(model)
         if len(vectors) != len(texts):
             raise UpstreamError(
-                provider_id, f"embedding model '{model}' returned {len(vectors)} embeddings for {len(texts)}"
+                await self._model_provider(model),
+                f"embedding model '{model}' returned {len(vectors)} embeddings for {len(texts)}",
             )
         for vector in vectors:
             if len(vector) != vector_db.embedding_dimension or not all(map(math.isfinite, vector)):
                 raise UpstreamError(
-                    provider_id,
+                    await self._model_provider(model),
                     f"embedding model '{model}' returned an embedding of {len(vector)} values (vector DB "
                     f"'{vector_db.identifier}' needs {vector_db.embedding_dimension}, all finite)",
                 )

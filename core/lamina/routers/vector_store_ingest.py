@@ -197,11 +197,12 @@ class Ingestor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def delete_chunks(self, vs_id: str, file_id: str, count: int) -> None:
-        if count <= 0:
+    async def delete_chunks(self, vs_id: str, file_id: str, count: int, start: int = 0) -> None:
+        """Delete the file's chunks ``start`` to ``count - 1``."""
+        if count <= start:
             return
         vector_db, provider = await self.vector_dbs.resolve(vs_id)
-        await provider.delete_chunks(vector_db, [chunk_id_for(file_id, i) for i in range(count)])
+        await provider.delete_chunks(vector_db, [chunk_id_for(file_id, i) for i in range(start, count)])
 
     async def _run(self, vs_id: str, file_id: str, attach_id: str) -> None:
         async with self.gate:
@@ -244,10 +245,7 @@ class Ingestor:
             await self.vector_io.insert_chunks(InsertChunksRequest(vector_db_id=vs_id, chunks=batch))
             if self.state.current(vs_id, file_id, attach_id) is None:
                 return
-        if previous > len(chunks):
-            stale = [chunk_id_for(file_id, i) for i in range(len(chunks), previous)]
-            vector_db, provider = await self.vector_dbs.resolve(vs_id)
-            await provider.delete_chunks(vector_db, stale)
+        await self.delete_chunks(vs_id, file_id, previous, start=len(chunks))  # stale ones, if any
         await self.state.put_text(vs_id, file_id, text)
         done = await self._update(
             vs_id,

@@ -35,7 +35,7 @@ class ToolPlan:
     functions: list[dict[str, Any]]
     mode: Literal["auto", "required"]
     parallel: bool = True
-    names: set[str] = field(default_factory=set)
+    names: set[str] = field(init=False)  # the functions' names, derived from them
 
     def __post_init__(self) -> None:
         self.names = {f["name"] for f in self.functions}
