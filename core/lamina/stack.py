@@ -8,6 +8,7 @@ starts. ``start`` opens storage, creates and initialises providers and registers
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,23 +276,21 @@ class Stack:
                     **res.params,
                 )
                 await self.models.register_model(request)
-        for i, model in enumerate(self.config.models):
-            if not model.model_id:
-                continue
-            where = f"models[{i}]"
-            try:
-                request = RegisterModelRequest(
+        await self._register_configured(
+            "models",
+            self.config.models,
+            "model_id",
+            lambda model: self.models.register_model(
+                RegisterModelRequest(
                     model_id=model.model_id,
                     provider_id=model.provider_id,
                     provider_model_id=model.provider_model_id,
                     model_type=model.model_type,
                     metadata=model.metadata,
-                )
-                await self.models.register_model(request, replace=True)
-            except ValidationError as exc:
-                raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
-            except LaminaError as exc:
-                raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+                ),
+                replace=True,
+            ),
+        )
         await self._sync_listed_models()
         await self._register_vector_dbs()
         await self._register_tool_groups()
@@ -301,23 +300,20 @@ class Stack:
         if Api.vector_io not in self.providers:
             return
         await self.vector_dbs.reopen()
-        for i, entry in enumerate(self.config.vector_dbs):
-            if not entry.vector_db_id:
-                continue
-            where = f"vector_dbs[{i}]"
-            try:
-                request = RegisterVectorDBRequest(
+        await self._register_configured(
+            "vector_dbs",
+            self.config.vector_dbs,
+            "vector_db_id",
+            lambda entry: self.vector_dbs.register_vector_db(
+                RegisterVectorDBRequest(
                     vector_db_id=entry.vector_db_id,
                     embedding_model=entry.embedding_model,
                     embedding_dimension=entry.embedding_dimension,
                     provider_id=entry.provider_id,
                     provider_vector_db_id=entry.provider_vector_db_id,
                 )
-                await self.vector_dbs.register_vector_db(request)
-            except ValidationError as exc:
-                raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
-            except LaminaError as exc:
-                raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+            ),
+        )
 
     async def _register_tool_groups(self) -> None:
         """Plugins' default tool groups (for the first provider of their type), then the run config's."""
@@ -335,18 +331,32 @@ class Stack:
                 await self.tool_groups.register_tool_group(request)
             except (ValidationError, LaminaError) as exc:  # a plugin's default must not stop start-up
                 log.warning("default_tool_group_not_registered", toolgroup_id=res.identifier, error=str(exc))
-        for i, entry in enumerate(self.config.tool_groups):
-            if not entry.toolgroup_id:
-                continue
-            where = f"tool_groups[{i}]"
-            try:
-                request = RegisterToolGroupRequest(
+        await self._register_configured(
+            "tool_groups",
+            self.config.tool_groups,
+            "toolgroup_id",
+            lambda entry: self.tool_groups.register_tool_group(
+                RegisterToolGroupRequest(
                     toolgroup_id=entry.toolgroup_id,
                     provider_id=entry.provider_id,
                     args=entry.args,
                     mcp_endpoint=entry.mcp_endpoint,
-                )
-                await self.tool_groups.register_tool_group(request, replace=True)
+                ),
+                replace=True,
+            ),
+        )
+
+    async def _register_configured(
+        self, kind: str, entries: list[Any], id_field: str, register: Callable[[Any], Awaitable[Any]]
+    ) -> None:
+        """Register the run config's ``kind`` entries (those with an id) in order; a failure is a
+        ConfigError naming ``kind[i]``."""
+        for i, entry in enumerate(entries):
+            if not getattr(entry, id_field):
+                continue
+            where = f"{kind}[{i}]"
+            try:
+                await register(entry)
             except ValidationError as exc:
                 raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
             except LaminaError as exc:

@@ -7,7 +7,6 @@ are all still there.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,8 @@ import openai
 import pytest
 from llama_stack_client import LlamaStackClient
 from openai import OpenAI
-from pypdf import PdfWriter
-from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
+from lamina.testing.pdfs import make_pdf
 from lamina.testing.processes import ServerProcess, lamina_server
 
 pytestmark = pytest.mark.e2e
@@ -55,38 +53,6 @@ TOPICS = {  # filename -> (text, attributes)
         {"topic": "astronomy", "year": 2021},
     ),
 }
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-
-def make_pdf(pages: list[list[str]]) -> bytes:
-    """A PDF whose page i shows the lines ``pages[i]``."""
-    writer = PdfWriter()
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    font_ref = writer._add_object(font)
-    for lines in pages:
-        page = writer.add_blank_page(width=612, height=792)
-        ops = ["BT", "/F1 11 Tf", "14 TL", "50 740 Td"]
-        for line in lines:
-            ops.append(f"({_escape(line)}) Tj T*")
-        ops.append("ET")
-        stream = DecodedStreamObject()
-        stream.set_data("\n".join(ops).encode("latin-1"))
-        page[NameObject("/Contents")] = writer._add_object(stream)
-        page[NameObject("/Resources")] = DictionaryObject(
-            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font_ref})}
-        )
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def run_config(root: Path) -> dict[str, Any]:
@@ -192,7 +158,7 @@ def test_create_list_retrieve_update_delete(oa: OpenAI, oa_v1: OpenAI) -> None:
 
 
 def test_pdf_and_markdown_are_ingested_and_searchable(oa: OpenAI, state: dict[str, Any]) -> None:
-    pdf_id = upload(oa, "lighthouse.pdf", make_pdf(PDF_PAGES))
+    pdf_id = upload(oa, "lighthouse.pdf", make_pdf(["\n".join(page) for page in PDF_PAGES]))
     md_id = upload(oa, "sourdough.md", MARKDOWN.encode())
     vs = oa.vector_stores.create(name="docs", file_ids=[pdf_id])
     assert vs.file_counts.in_progress + vs.file_counts.completed == 1
