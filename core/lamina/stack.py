@@ -21,6 +21,7 @@ from lamina.apis.files import Files
 from lamina.apis.inference import Inference
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Model, Models, RegisterModelRequest
+from lamina.apis.safety import RegisterShieldRequest, Safety, Shields
 from lamina.apis.tools import RAGToolRuntime, RegisterToolGroupRequest, ToolGroups, ToolRuntime
 from lamina.apis.vector_io import RegisterVectorDBRequest, VectorDBs, VectorIO
 from lamina.apis.vector_stores import VectorStores
@@ -30,15 +31,17 @@ from lamina.plugins import PluginManager
 from lamina.providers.base import ProviderContext
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
+from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
 from lamina.routers.inspect import InspectImpl, ProvidersImpl
+from lamina.routers.safety import SafetyRouter
 from lamina.routers.tool_runtime import ToolRuntimeRouter
 from lamina.routers.vector_io import VectorIORouter
 from lamina.routers.vector_stores import VectorStoresRouter
-from lamina.specs import Api, ProviderSpec, ResourceType, import_object
+from lamina.specs import Api, DefaultResource, ProviderSpec, ResourceType, import_object
 from lamina.storage import KVStore, KVStoreConfig, open_kvstore
 from lamina.storage.inference_store import (
     CompletionWriter,
@@ -57,6 +60,7 @@ SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference], Api.vector_io:
 SERVED_APIS[Api.files] = [Files]
 SERVED_APIS[Api.tool_runtime] = [ToolGroups, ToolRuntime, RAGToolRuntime]
 SERVED_APIS[Api.vector_io].append(VectorStores)
+SERVED_APIS[Api.safety] = [Shields, Safety]
 
 
 @dataclass
@@ -106,6 +110,10 @@ class Stack:
             self.vector_dbs, self.routers[Api.vector_io], self.routers[Api.files]
         )
         self.protocol_impls[VectorStores] = self.vector_stores
+        # Safety: shields (persisted) resolve to the safety provider that serves them.
+        self.shields = ShieldsRoutingTable(self.registry, self.impls[Api.safety], self.pm)
+        self.routers[Api.safety] = SafetyRouter(self.shields)
+        self.protocol_impls[Shields] = self.shields
 
     # -- build: validation only ----------------------------------------------------------------
 
@@ -294,6 +302,7 @@ class Stack:
         await self._sync_listed_models()
         await self._register_vector_dbs()
         await self._register_tool_groups()
+        await self._register_shields()
 
     async def _register_vector_dbs(self) -> None:
         """Reopen the persisted vector DBs at their providers, then register the run config's."""
@@ -319,18 +328,15 @@ class Stack:
         """Plugins' default tool groups (for the first provider of their type), then the run config's."""
         if Api.tool_runtime not in self.providers:
             return
-        for res in self.pm.default_resources(ResourceType.tool_group):
-            records = self.providers[Api.tool_runtime].values()
-            record = next((r for r in records if r.spec.provider_type == res.provider_type), None)
-            if record is None or await self.registry.get("tool_group", res.identifier) is not None:
-                continue
-            try:
-                request = RegisterToolGroupRequest(
+        await self._register_defaults(
+            Api.tool_runtime,
+            ResourceType.tool_group,
+            lambda res, record: self.tool_groups.register_tool_group(
+                RegisterToolGroupRequest(
                     toolgroup_id=res.identifier, provider_id=record.provider_id, **res.params
                 )
-                await self.tool_groups.register_tool_group(request)
-            except (ValidationError, LaminaError) as exc:  # a plugin's default must not stop start-up
-                log.warning("default_tool_group_not_registered", toolgroup_id=res.identifier, error=str(exc))
+            ),
+        )
         await self._register_configured(
             "tool_groups",
             self.config.tool_groups,
@@ -345,6 +351,63 @@ class Stack:
                 replace=True,
             ),
         )
+
+    async def _register_shields(self) -> None:
+        """Reopen persisted shields, then plugins' default shields (for the first provider of their
+        type), then the run config's."""
+        if Api.safety not in self.providers:
+            return
+        await self.shields.reopen()
+        await self._register_defaults(
+            Api.safety,
+            ResourceType.shield,
+            lambda res, record: self.shields.register_shield(
+                RegisterShieldRequest(
+                    shield_id=res.identifier,
+                    provider_id=record.provider_id,
+                    provider_shield_id=res.provider_resource_id,
+                    **res.params,
+                )
+            ),
+        )
+        await self._register_configured(
+            "shields",
+            self.config.shields,
+            "shield_id",
+            lambda entry: self.shields.register_shield(
+                RegisterShieldRequest(
+                    shield_id=entry.shield_id,
+                    provider_id=entry.provider_id,
+                    provider_shield_id=entry.provider_shield_id,
+                    params=entry.params,
+                ),
+                replace=True,
+            ),
+        )
+
+    async def _register_defaults(
+        self,
+        api: Api,
+        resource_type: ResourceType,
+        register: Callable[[DefaultResource, ProviderRecord], Awaitable[Any]],
+    ) -> None:
+        """Plugins' default resources of one type, each for the first configured provider of its
+        provider type, unless the identifier is registered already. A default that fails is logged:
+        a plugin's default must not stop start-up."""
+        for res in self.pm.default_resources(resource_type):
+            records = self.providers.get(api, {}).values()
+            record = next((r for r in records if r.spec.provider_type == res.provider_type), None)
+            if record is None or await self.registry.get(resource_type.value, res.identifier) is not None:
+                continue
+            try:
+                await register(res, record)
+            except (ValidationError, LaminaError) as exc:
+                log.warning(
+                    "default_resource_not_registered",
+                    type=resource_type.value,
+                    identifier=res.identifier,
+                    error=str(exc),
+                )
 
     async def _register_configured(
         self, kind: str, entries: list[Any], id_field: str, register: Callable[[Any], Awaitable[Any]]

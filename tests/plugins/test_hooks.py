@@ -239,6 +239,9 @@ async def test_hook_lamina_safety_providers(load, tmp_path: Path) -> None:
         impl = stack.impls[Api.safety]["beta"]
         assert (impl.context.api, impl.context.provider_type) == (Api.safety, "inline::test-beta")
         assert impl.provider_id == "beta"
+        assert impl.shields == {"beta-shield"}  # the plugin's default shield, registered at start-up
+        [shield] = await stack.shields.list()
+        assert (shield.identifier, shield.provider_id) == ("beta-shield", "beta")
     # A provider returned from the wrong API's hook is invalid: its plugin is reported and skipped.
     misfiled = ProviderSpec(
         api=Api.safety, provider_type="inline::misfiled", config_class="x:y", factory="x:z"
