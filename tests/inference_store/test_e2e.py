@@ -1,9 +1,8 @@
 """Stored chat completions and batch inference through a real ``lamina run`` and the official clients.
 
-The upstream is the fake OpenAI server (``fake_upstream``) behind ``remote::vllm``. It answers every
-chat completion with the same id, ``chatcmpl-fake``, so each new completion replaces the previous
-record: the steps below check the record after each completion in turn. Paging over many distinct
-ids is covered against both databases in test_store.py.
+The upstream is the fake OpenAI server (``fake_upstream``) behind ``remote::vllm``; each of its
+completions has an id of its own (``chatcmpl-fake-<n>``). Paging over many ids is covered against
+both databases in test_store.py.
 """
 
 from __future__ import annotations
@@ -124,6 +123,7 @@ def test_streamed_and_non_streamed_completions_are_stored(
     got = client.chat.completions.retrieve(chunks[0].id)
     assert got.choices[0].message.content == text and got.choices[0].finish_reason == "stop"
     assert got.input_messages == ASK and got.model == "fake-ok"
+    assert chunks[0].id != answer.id
 
     # Streamed tool calls are merged from their fragments.
     stream = client.chat.completions.create(
@@ -145,7 +145,9 @@ def test_streamed_and_non_streamed_completions_are_stored(
     assert set(body) == {"object", "data", "has_more", "first_id", "last_id"}
     assert body["first_id"] == body["last_id"] == body["data"][0]["id"]
     assert body["data"][0]["input_messages"] == ASK
-    status, body = get_json(f"{server.url}/v1/openai/v1/chat/completions?model=fake-ok")
+    status, body = get_json(f"{server.url}/v1/openai/v1/chat/completions?model=fake-ok&order=asc")
+    assert status == 200 and [c["id"] for c in body["data"]] == [answer.id, chunks[0].id]
+    status, body = get_json(f"{server.url}/v1/openai/v1/chat/completions?model=fake-nowhere")
     assert status == 200 and body["data"] == [] and body["first_id"] == "" and body["has_more"] is False
 
 

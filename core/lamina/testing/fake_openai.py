@@ -10,6 +10,15 @@ Not a model: it answers instantly with canned text. The requested model name pic
 - ``stall``: streams one chunk, then goes silent (read timeouts mid-stream)
 - ``echo``: answers with the request body it received, as JSON text (to check pass-through), plus
   the ``Authorization`` header it got under ``"_authorization"``
+- ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
+  request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
+  one verbatim, with each backslash-n pair turned into a newline: a user message containing
+  ``[[guard:unsafe\\nS1,S10]]`` gets the two-line answer ``unsafe`` / ``S1,S10``. A guard prompt
+  quotes the conversation in order, so the last directive is the one of the last message that has
+  one. With no directive it answers ``safe``. (An answer cannot contain ``]]``.)
+
+Every completion gets its own id (``chatcmpl-fake-<n>``, counting from 1 in each server process);
+the chunks of one stream share theirs.
 
 Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``.
@@ -21,17 +30,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import re
 import time
 
 from aiohttp import web
 
-MODELS = ["ok", "slow", "error500", "badjson", "cut", "stall", "echo", "embed"]
+MODELS = ["ok", "slow", "error500", "badjson", "cut", "stall", "echo", "embed", "guard"]
+
+_GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
+_ids = itertools.count(1)
 
 
-def _completion(model: str, text: str) -> dict:
+def _new_id() -> str:
+    return f"chatcmpl-fake-{next(_ids)}"
+
+
+def _message_texts(body: dict) -> list[str]:
+    """The text of every message (string content, or the text parts of a list), in order."""
+    texts: list[str] = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            texts.extend(p.get("text", "") for p in parts)
+    if isinstance(body.get("prompt"), str):
+        texts.append(body["prompt"])
+    return texts
+
+
+def _guard_answer(body: dict) -> str:
+    """The ``guard`` model's answer: the last ``[[guard:<answer>]]`` directive's answer, else ``safe``."""
+    directives = _GUARD_DIRECTIVE.findall("\n".join(_message_texts(body)))
+    return directives[-1].replace("\\n", "\n") if directives else "safe"
+
+
+def _completion(model: str, text: str, cid: str | None = None) -> dict:
     return {
-        "id": "chatcmpl-fake",
+        "id": cid or _new_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -60,20 +99,22 @@ def _tool_completion(model: str, name: str) -> dict:
     return doc
 
 
-def _tool_chunks(model: str, name: str) -> list[bytes]:
+def _tool_chunks(model: str, name: str, cid: str) -> list[bytes]:
     first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
     parts = [first] + [
         {"index": 0, "function": {"arguments": piece}} for piece in (TOOL_ARGS[:8], TOOL_ARGS[8:])
     ]
-    out = [_chunk(model, None, delta={"tool_calls": [p]}) for p in parts]
-    out.append(_chunk(model, None, "tool_calls"))
+    out = [_chunk(cid, model, None, delta={"tool_calls": [p]}) for p in parts]
+    out.append(_chunk(cid, model, None, "tool_calls"))
     return out
 
 
-def _chunk(model: str, text: str | None, finish: str | None = None, delta: dict | None = None) -> bytes:
+def _chunk(
+    cid: str, model: str, text: str | None, finish: str | None = None, delta: dict | None = None
+) -> bytes:
     delta = delta if delta is not None else ({"content": text} if text is not None else {})
     doc = {
-        "id": "chatcmpl-fake",
+        "id": cid,
         "object": "chat.completion.chunk",
         "created": 0,
         "model": model,
@@ -103,17 +144,22 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         tool = _forced_tool(body)
         if model == "echo":
             text = json.dumps({**body, "_authorization": request.headers.get("Authorization")})
+        elif model == "guard":
+            text = _guard_answer(body)
         else:
             text = "Hello from the fake upstream."
         if not body.get("stream"):
             if tool:
                 return web.json_response(_tool_completion(model, tool))
             return web.json_response(_completion(model, text))
+        cid = _new_id()
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        if tool or model == "echo":
+        if tool or model in ("echo", "guard"):
             for piece in (
-                _tool_chunks(model, tool) if tool else [_chunk(model, text), _chunk(model, None, "stop")]
+                _tool_chunks(model, tool, cid)
+                if tool
+                else [_chunk(cid, model, text), _chunk(cid, model, None, "stop")]
             ):
                 await resp.write(piece)
             await resp.write(b"data: [DONE]\n\n")
@@ -126,10 +172,10 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             if model == "stall" and i == 1:
                 await asyncio.sleep(3600)
             ts = f"{time.time():.6f}"
-            await resp.write(_chunk(model, f"tok{i}@{ts} "))
+            await resp.write(_chunk(cid, model, f"tok{i}@{ts} "))
             if chunk_interval:
                 await asyncio.sleep(chunk_interval)
-        await resp.write(_chunk(model, None, "stop"))
+        await resp.write(_chunk(cid, model, None, "stop"))
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
