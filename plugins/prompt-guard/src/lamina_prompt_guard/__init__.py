@@ -1,0 +1,1 @@
+"""Lamina's inline::prompt-guard safety provider (jailguard)."""
