@@ -8,6 +8,7 @@ BENCHMARKS = {
     "gateway": "gateway overhead: wrk direct to a fake upstream and through Lamina; streamed-chunk latency",
     "local": "local inference: tokens/s, first token, 4 streams, embeddings/s through Lamina vs direct",
     "retrieval": "vector IO per provider: insert chunks/s, query p50/p99, recall@10, direct vs Lamina",
+    "safety": "shields on the labelled prompt set: precision, recall, run-shield p50/p99 through Lamina",
 }
 
 
@@ -20,6 +21,7 @@ def main(argv: list[str]) -> int:
         print("regenerate docs/benchmarks.md: hatch run bench gateway --out docs/benchmarks.md (~3 min)")
         print("                               hatch run bench local (~3 min)")
         print("                               hatch run bench retrieval (100k chunks, all providers)")
+        print("                               hatch run bench safety (~5 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -33,6 +35,10 @@ def main(argv: list[str]) -> int:
         from bench.retrieval import main as retrieval
 
         return retrieval(argv[1:])
+    if argv[0] == "safety":
+        from bench.safety import main as safety
+
+        return safety(argv[1:])
     return 2
 
 

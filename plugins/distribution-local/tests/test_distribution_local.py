@@ -38,6 +38,7 @@ def test_distributions_lists_local_as_the_default_with_its_providers() -> None:
     assert "inference: inline::llama-cpp, inline::sentence-transformers" in out.stdout
     assert "vector_io: inline::faiss" in out.stdout and "files: inline::localfs" in out.stdout
     assert "tool_runtime: inline::rag-runtime" in out.stdout
+    assert "safety: inline::rules, inline::prompt-guard, inline::llama-guard" in out.stdout
 
 
 def test_show_prints_a_run_config_a_user_can_copy(tmp_path: Path) -> None:
@@ -107,3 +108,8 @@ def test_local_distribution_works_with_the_network_off(tmp_path: Path) -> None:
     assert seen["file_status"] == ["completed"]
     assert seen["top_hit"]["filename"] == "lighthouse.md" and "Ada Brandt" in seen["top_hit"]["text"]
     assert "builtin::rag" in seen["toolgroups"]
+    shields = seen["shields"]
+    assert shields["pii"]["violation"]["metadata"]["violation_type"].startswith("pii:")
+    assert shields["prompt-guard"]["violation"]["violation_level"] == "error"
+    assert shields["llama-guard"] == {"violation": None}  # the JSON-constrained local model judged it
+    assert seen["moderation"]["flagged"] and seen["moderation"]["categories"]["pii/email"]

@@ -5,6 +5,7 @@ if it works end to end on the wire. See PLUGIN_GUIDE.md.
 """
 
 from lamina.testing.conformance.inference import InferenceConformance
+from lamina.testing.conformance.safety import SafetyConformance
 from lamina.testing.conformance.vector_io import VectorIOConformance
 
-__all__ = ["InferenceConformance", "VectorIOConformance"]
+__all__ = ["InferenceConformance", "SafetyConformance", "VectorIOConformance"]

@@ -29,6 +29,7 @@ from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
 from openai import NotFoundError as OpenAINotFound
 from openai import OpenAI
 
+from lamina.testing.conformance.base import ConformanceKit
 from lamina.testing.processes import ServerProcess
 
 SAY = [{"role": "user", "content": "Say hello in one word."}]
@@ -42,7 +43,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 
 @pytest.mark.e2e
-class InferenceConformance:
+class InferenceConformance(ConformanceKit):
     chat_model: ClassVar[str]
     embedding_model: ClassVar[str | None] = None
     embedding_dimension: ClassVar[int | None] = None
@@ -53,10 +54,6 @@ class InferenceConformance:
     supports_seed: ClassVar[bool] = True
 
     # -- clients -------------------------------------------------------------------------------
-
-    @pytest.fixture
-    def ls(self, conformance_lamina: ServerProcess) -> LlamaStackClient:
-        return LlamaStackClient(base_url=conformance_lamina.url, max_retries=0, timeout=120)
 
     @pytest.fixture(params=["/v1/openai/v1", "/v1"])
     def oa(self, request: pytest.FixtureRequest, conformance_lamina: ServerProcess) -> OpenAI:

@@ -46,6 +46,7 @@ import pytest
 from llama_stack_client import BadRequestError, ConflictError, LlamaStackClient, NotFoundError
 
 from lamina.apis.vector_io import MAX_CHUNK_CHARS
+from lamina.testing.conformance.base import ConformanceKit
 from lamina.testing.processes import ServerProcess
 
 # ~30 distinct facts; the keys are the chunk ids' suffixes.
@@ -115,22 +116,13 @@ def ids_of(response: Any) -> list[str]:
 
 
 @pytest.mark.e2e
-class VectorIOConformance:
+class VectorIOConformance(ConformanceKit):
     embedding_model: ClassVar[str] = "all-MiniLM-L6-v2"
     embedding_dimension: ClassVar[int] = 384
     provider_id: ClassVar[str | None] = None  # set when several vector_io providers are configured
     llm_model: ClassVar[str | None] = None  # a registered LLM: refused as an embedding model
 
-    def restart_lamina(self, server: ServerProcess) -> None:
-        """Restart the server on the same config and state (override when that needs more)."""
-        server.stop()
-        server.start()
-
     # -- clients and helpers -------------------------------------------------------------------
-
-    @pytest.fixture
-    def ls(self, conformance_lamina: ServerProcess) -> LlamaStackClient:
-        return LlamaStackClient(base_url=conformance_lamina.url, max_retries=0, timeout=120)
 
     @pytest.fixture
     def http(self, conformance_lamina: ServerProcess) -> Iterator[httpx.Client]:

@@ -11,6 +11,7 @@ apis:
 - vector_io
 - files
 - tool_runtime
+- safety
 providers:
   inference:
   - provider_id: llama-cpp
@@ -35,6 +36,20 @@ providers:
   - provider_id: rag-runtime
     provider_type: inline::rag-runtime
     config: {}
+  safety:
+  - provider_id: rules
+    provider_type: inline::rules
+    config: {}                   # the built-in `pii` rule set: emails, phones, cards, secrets, ...
+  - provider_id: prompt-guard
+    provider_type: inline::prompt-guard
+    config:
+      guard_type: injection
+  - provider_id: llama-guard
+    provider_type: inline::llama-guard
+    config:
+      # SmolLM2 is no Llama Guard: constrain its verdict to JSON so it always parses. It is a
+      # placeholder guard (see docs/benchmarks.md); point the shield at a real Llama Guard model.
+      constrained_output: true
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin.
 # Models: the bundled SmolLM2-135M-Instruct (llama-cpp) and all-MiniLM-L6-v2 (sentence-transformers)
@@ -43,6 +58,16 @@ providers:
 #   provider_id: llama-cpp
 #   provider_model_id: /path/to/model.gguf
 models: []
+# Shields (POST /v1/safety/run-shield; moderations: model = the shield id).
+shields:
+- shield_id: pii
+  provider_id: rules
+- shield_id: prompt-guard
+  provider_id: prompt-guard
+  provider_shield_id: Prompt-Guard-86M    # the jailguard classifier
+- shield_id: llama-guard
+  provider_id: llama-guard
+  provider_shield_id: SmolLM2-135M-Instruct
 server:
   port: ${env.LAMINA_PORT:=8321}
 """
