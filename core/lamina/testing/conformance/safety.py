@@ -74,10 +74,10 @@ class SafetyConformance(ConformanceKit):
         return ls.safety.run_shield(shield_id=shield_id, messages=messages, params={})
 
     @pytest.fixture(scope="class")
-    def shield_id(self, conformance_lamina: ServerProcess) -> str:
-        return self.register(
-            LlamaStackClient(base_url=conformance_lamina.url, max_retries=0, timeout=300), "main"
-        )
+    @classmethod
+    def shield_id(cls, conformance_lamina: ServerProcess) -> str:
+        client = LlamaStackClient(base_url=conformance_lamina.url, max_retries=0, timeout=cls.client_timeout)
+        return cls.register(client, "main")
 
     # -- the Shields API -----------------------------------------------------------------------
 
