@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from lamina.apis.common import Empty
 from lamina.apis.inference import UserMessage
@@ -37,7 +37,6 @@ from lamina.resources.shields import ShieldsRoutingTable
 from lamina.routers.safety import SafetyRouter, complete_result
 from lamina.specs import Api, DefaultResource, ProviderSpec, ResourceType
 from lamina.stack import Stack
-from lamina.storage import KVStoreConfig, open_kvstore
 
 
 class ScriptedGuard:
@@ -94,17 +93,6 @@ class ScoringGuard(ScriptedGuard):
             for t in texts
         ]
         return results[:-1] if self.short else results
-
-
-@pytest.fixture
-async def registry(tmp_path: Path):
-    store = await open_kvstore(
-        TypeAdapter(KVStoreConfig).validate_python({"type": "sqlite", "db_path": str(tmp_path / "r.db")})
-    )
-    registry = ResourceRegistry()
-    await registry.attach(store)
-    yield registry
-    await store.close()
 
 
 @pytest.fixture

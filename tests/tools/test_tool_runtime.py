@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
 
 from lamina.apis.common import Empty
 from lamina.apis.tools import (
@@ -29,7 +27,6 @@ from lamina.plugins import PluginManager
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.routers.tool_runtime import ToolRuntimeRouter
-from lamina.storage import KVStoreConfig, open_kvstore
 
 ADD = ToolDef(
     name="add",
@@ -83,17 +80,6 @@ class FakeTools:
 
     async def _query(self, request: RAGQueryRequest) -> RAGQueryResult:
         return RAGQueryResult(content="found", metadata={"by": id(self)})
-
-
-@pytest.fixture
-async def registry(tmp_path: Path):
-    store = await open_kvstore(
-        TypeAdapter(KVStoreConfig).validate_python({"type": "sqlite", "db_path": str(tmp_path / "r.db")})
-    )
-    registry = ResourceRegistry()
-    await registry.attach(store)
-    yield registry
-    await store.close()
 
 
 def make_table(registry: ResourceRegistry, providers: dict[str, Any]) -> ToolGroupsRoutingTable:

@@ -10,11 +10,9 @@ answers the tests script. Real providers are checked end to end by the conforman
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
 
 from lamina.apis.inference import EmbeddingsRequest, EmbeddingsResponse
 from lamina.apis.models import Model, RegisterModelRequest
@@ -42,7 +40,6 @@ from lamina.routers.inference import InferenceRouter
 from lamina.routers.vector_io import VectorIORouter, fuse, hybrid_pool, parse_params
 from lamina.specs import Api, ProviderSpec
 from lamina.stack import Stack
-from lamina.storage import KVStoreConfig, open_kvstore
 
 DIM = 8
 
@@ -140,17 +137,6 @@ class World:
 
     async def query(self, text: str = "query", db: str = "docs/a", **params: Any) -> QueryChunksResponse:
         return await self.router.query_chunks(QueryChunksRequest(vector_db_id=db, query=text, params=params))
-
-
-@pytest.fixture
-async def registry(tmp_path: Path):
-    store = await open_kvstore(
-        TypeAdapter(KVStoreConfig).validate_python({"type": "sqlite", "db_path": str(tmp_path / "r.db")})
-    )
-    registry = ResourceRegistry()
-    await registry.attach(store)
-    yield registry
-    await store.close()
 
 
 @pytest.fixture

@@ -31,8 +31,9 @@ InterleavedContentItem = Annotated[ImageContentItem | TextContentItem, Field(dis
 InterleavedContent = str | InterleavedContentItem | list[InterleavedContentItem]
 
 
-def content_to_text(content: Any) -> str:
-    """Flatten interleaved content to its text (images are dropped)."""
+def content_to_text(content: Any, *, separator: str = "", image: str = "") -> str:
+    """Flatten interleaved content to its text: list items joined by ``separator``, each image
+    replaced by ``image`` (dropped by default; empty parts are skipped when a separator is given)."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -40,11 +41,14 @@ def content_to_text(content: Any) -> str:
     if isinstance(content, TextContentItem):
         return content.text
     if isinstance(content, ImageContentItem):
-        return ""
+        return image
     if isinstance(content, list):
-        return "".join(content_to_text(c) for c in content)
+        parts = (content_to_text(c, separator=separator, image=image) for c in content)
+        return separator.join(p for p in parts if p or not separator)
     if isinstance(content, dict):
-        return content.get("text", "") if content.get("type") == "text" else ""
+        if content.get("type") == "text":
+            return content.get("text", "")
+        return image if content.get("type") == "image" else ""
     return str(content)
 
 

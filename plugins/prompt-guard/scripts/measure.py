@@ -62,12 +62,12 @@ async def latency(calls: int = 60) -> None:
         try:
             for name, make in (("short", short_text), ("2KB", long_text)):
                 times = []
-                before = provider.batcher.texts_run
+                before = provider.batcher.items_run
                 for i in range(calls):
                     started = time.perf_counter()
                     await provider.run_shield(SHIELD, [UserMessage(content=make(i))], {})
                     times.append((time.perf_counter() - started) * 1000)
-                per_call = (provider.batcher.texts_run - before) / calls
+                per_call = (provider.batcher.items_run - before) / calls
                 print(
                     f"windows={windows!s:5} {name:5}: p50 {pct(times, 0.5):7.1f} ms  "
                     f"p99 {pct(times, 0.99):7.1f} ms ({calls} calls, {per_call:.0f} pieces scored per call)"

@@ -237,12 +237,12 @@ async def test_concurrent_calls_are_all_answered_correctly(provider: PromptGuard
     batcher = provider.batcher
     assert batcher is not None
     texts = [INJECTION if i % 3 == 0 else f"{BENIGN} It is message number {i}." for i in range(24)]
-    batches_before, texts_before = batcher.batches_run, batcher.texts_run
+    batches_before, texts_before = batcher.batches_run, batcher.items_run
     responses = await asyncio.gather(
         *(provider.run_shield(_shield(), [UserMessage(content=t)], {}) for t in texts)
     )
     assert [r.violation is not None for r in responses] == [t == INJECTION for t in texts]
-    assert batcher.texts_run - texts_before == len(texts)
+    assert batcher.items_run - texts_before == len(texts)
     assert batcher.batches_run - batches_before < len(texts)  # coalesced into shared batches
 
 
@@ -261,11 +261,11 @@ async def test_event_loop_stays_responsive_during_detection(provider: PromptGuar
         f"In week {i} the northern depot shipped {1000 + 37 * i} parcels and the southern one {800 + 11 * i}."
         for i in range(50)
     )
-    texts_before = provider.batcher.texts_run
+    texts_before = provider.batcher.items_run
     await provider.run_shield(_shield(), [UserMessage(content=document)], {})
     stop.set()
     await task
-    windows_scored = provider.batcher.texts_run - texts_before
+    windows_scored = provider.batcher.items_run - texts_before
     assert windows_scored >= 50
     # Detection happens in the worker process: the loop kept turning while each window was scored.
     assert ticks >= windows_scored

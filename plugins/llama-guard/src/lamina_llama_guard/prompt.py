@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any
 
-from lamina.apis.common import ImageContentItem, TextContentItem
+from lamina.apis.common import ImageContentItem, TextContentItem, content_to_text
 from lamina.apis.inference import SystemMessage, UserMessage
 from lamina.errors import BadRequestError
 from lamina_llama_guard.taxonomy import Taxonomy
@@ -116,15 +116,7 @@ def conversation(messages: list[Any]) -> list[Any]:
 
 def content_as_str(content: Any) -> str:
     """Llama Stack's ``interleaved_content_as_str``: list items joined by a space, images as ``<image>``."""
-    if isinstance(content, list):
-        return " ".join(content_as_str(c) for c in content)
-    if isinstance(content, str):
-        return content
-    if isinstance(content, TextContentItem):
-        return content.text
-    if isinstance(content, ImageContentItem):
-        return "<image>"
-    return str(content)
+    return content_to_text(content, separator=" ", image="<image>")
 
 
 def keep_latest_user_image(messages: list[Any]) -> tuple[list[Any], ImageContentItem | None]:

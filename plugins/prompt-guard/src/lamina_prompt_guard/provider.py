@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from lamina.apis.common import ImageContentItem, TextContentItem
+from lamina.apis.common import content_to_text
 from lamina.apis.inference import Message
 from lamina.apis.safety import (
     OPENAI_MODERATION_CATEGORIES,
@@ -244,7 +244,7 @@ class PromptGuardProvider(ProviderBase):
         indexes = range(first, len(messages))
         chosen: list[tuple[int, str]] = []
         for i in indexes:
-            text = message_text(messages[i].content)
+            text = content_to_text(messages[i].content, separator="\n")
             self._check_length(text, f"messages[{i}].content")
             chosen.append((i, text))
         verdicts = await self._judge([text for _i, text in chosen])
@@ -298,20 +298,3 @@ class PromptGuardProvider(ProviderBase):
                 )
             )
         return results
-
-
-def message_text(content: Any) -> str:
-    """The text of a message's content, its text parts joined by line breaks; images are skipped."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, TextContentItem):
-        return content.text
-    if isinstance(content, ImageContentItem):
-        return ""
-    if isinstance(content, list):
-        return "\n".join(t for t in (message_text(c) for c in content) if t)
-    if isinstance(content, dict):
-        return content.get("text", "") if content.get("type") == "text" else ""
-    return str(content)

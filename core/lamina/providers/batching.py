@@ -1,0 +1,126 @@
+"""Coalesce the items of concurrent requests into batches for a model (cross-request batching).
+
+Every request's items join a queue of pending requests. ``workers`` tasks each fill a batch of at
+most ``max_batch_size`` items, taking one item from each pending request in turn (so a small request
+is not stuck behind a large one), and hand it to ``run(worker_index, items)``, which returns one
+result per item (run the model off the event loop there: an executor, a worker process). Results go
+back to each request in its items' order. Use it only where an item's result does not depend on
+its batch: then coalescing changes no answer.
+
+A caller that goes away (client disconnect) cancels its future: what is left of its items is dropped
+from later batches. A batch that fails fails every request with an item in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Request(Generic[T, R]):
+    __slots__ = ("future", "items", "out", "remaining")
+
+    def __init__(self, items: Sequence[T], order: list[int], future: asyncio.Future) -> None:
+        self.items = deque((i, items[i]) for i in order)
+        self.out: list[R | None] = [None] * len(items)
+        self.remaining = len(items)
+        self.future = future
+
+
+class RoundRobinBatcher(Generic[T, R]):
+    def __init__(
+        self,
+        run: Callable[[int, list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch_size: int,
+        workers: int = 1,
+        name: str = "batcher",
+        sort_key: Callable[[T], Any] | None = None,
+    ) -> None:
+        """``sort_key``: queue each request's items in this order (e.g. by length, so a request
+        alone gets batches of similar items); results still come back in the request's order."""
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.workers = workers
+        self.name = name
+        self._sort_key = sort_key
+        self._pending: deque[_Request[T, R]] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.batches_run = 0  # for tests and metrics
+        self.items_run = 0
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._worker(i), name=f"{self.name}-{i}") for i in range(self.workers)
+        ]
+
+    async def close(self, reason: str = "the provider shut down") -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        while self._pending:
+            req = self._pending.popleft()
+            if not req.future.done():
+                req.future.set_exception(RuntimeError(reason))
+
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """One result per item, in the order of ``items``."""
+        if not self._tasks:
+            raise RuntimeError(f"{self.name} is not started")
+        if not items:
+            return []
+        order = list(range(len(items)))
+        if self._sort_key is not None:
+            key = self._sort_key
+            order.sort(key=lambda i: key(items[i]))
+        req: _Request[T, R] = _Request(items, order, asyncio.get_running_loop().create_future())
+        self._pending.append(req)
+        self._wakeup.set()
+        return await req.future
+
+    def _next_batch(self) -> list[tuple[_Request[T, R], int, T]]:
+        batch: list[tuple[_Request[T, R], int, T]] = []
+        while self._pending and len(batch) < self.max_batch_size:
+            req = self._pending.popleft()
+            if req.future.done():  # cancelled or failed: drop what is left of it
+                continue
+            index, item = req.items.popleft()
+            batch.append((req, index, item))
+            if req.items:
+                self._pending.append(req)
+        return batch
+
+    async def _worker(self, worker: int) -> None:
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                results = await self._run(worker, [item for _r, _i, item in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                for req, _index, _item in batch:
+                    if not req.future.done():
+                        req.future.set_exception(exc)
+                continue
+            self.batches_run += 1
+            self.items_run += len(batch)
+            for (req, index, _item), result in zip(batch, results, strict=True):
+                if req.future.done():
+                    continue
+                req.out[index] = result
+                req.remaining -= 1
+                if req.remaining == 0:
+                    req.future.set_result(req.out)

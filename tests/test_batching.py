@@ -1,0 +1,92 @@
+"""lamina.providers.batching.RoundRobinBatcher: order, fairness, failures, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lamina.providers.batching import RoundRobinBatcher
+
+
+class Recorder:
+    """A 'model' that doubles numbers and records each batch; ``gate`` holds the first batch."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.fail_on = fail_on
+        self.gate = asyncio.Event()
+
+    async def run(self, worker: int, items: list[int]) -> list[int]:
+        self.batches.append(items)
+        await self.gate.wait()
+        if self.fail_on in items:
+            raise ValueError(f"cannot score {self.fail_on}")
+        return [2 * i for i in items]
+
+
+async def started(recorder: Recorder, **kwargs) -> RoundRobinBatcher[int, int]:
+    batcher: RoundRobinBatcher[int, int] = RoundRobinBatcher(recorder.run, max_batch_size=4, **kwargs)
+    batcher.start()
+    return batcher
+
+
+async def test_results_come_back_in_the_requests_order_whatever_the_queue_order() -> None:
+    recorder = Recorder()
+    recorder.gate.set()
+    batcher = await started(recorder, sort_key=lambda i: -i)
+    assert await batcher.submit([1, 5, 3]) == [2, 10, 6]
+    assert recorder.batches == [[5, 3, 1]]  # queued by the sort key
+    assert await batcher.submit([]) == []
+    await batcher.close()
+
+
+async def test_a_small_request_is_not_stuck_behind_a_large_one() -> None:
+    recorder = Recorder()
+    batcher = await started(recorder)
+    large = asyncio.create_task(batcher.submit(list(range(100, 112))))
+    await asyncio.sleep(0)
+    small = asyncio.create_task(batcher.submit([7]))
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    assert await small == [14]
+    assert await large == [2 * i for i in range(100, 112)]
+    assert 7 in recorder.batches[1]  # the second batch already takes the small request's item
+    assert recorder.batches[1] == [104, 7, 105, 106] and batcher.items_run == 13
+    await batcher.close()
+
+
+async def test_a_failed_batch_fails_its_requests_and_the_batcher_goes_on() -> None:
+    recorder = Recorder(fail_on=3)
+    recorder.gate.set()
+    batcher = await started(recorder)
+    with pytest.raises(ValueError, match="cannot score 3"):
+        await batcher.submit([1, 2, 3])
+    assert await batcher.submit([4]) == [8]
+    await batcher.close()
+
+
+async def test_a_cancelled_request_is_dropped_from_later_batches() -> None:
+    recorder = Recorder()
+    batcher = await started(recorder)
+    first = asyncio.create_task(batcher.submit(list(range(10))))
+    await asyncio.sleep(0)
+    first.cancel()
+    recorder.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await batcher.submit([42]) == [84]
+    assert [b for b in recorder.batches if 8 in b] == []  # nothing past the first batch was run
+    await batcher.close()
+
+
+async def test_close_fails_waiting_requests_and_a_closed_batcher_refuses() -> None:
+    recorder = Recorder()
+    batcher = await started(recorder)
+    waiting = asyncio.create_task(batcher.submit(list(range(9))))
+    await asyncio.sleep(0)
+    await batcher.close("shutting down")
+    with pytest.raises((RuntimeError, asyncio.CancelledError)):
+        await waiting
+    with pytest.raises(RuntimeError, match="batcher is not started"):
+        await batcher.submit([1])
