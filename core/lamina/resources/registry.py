@@ -1,12 +1,15 @@
 """The resource registry: every registered resource, persisted in the metadata store.
 
 Reads are served from memory; a miss falls back to the store so that replicas sharing one
-database see each other's registrations. Lists always read the store.
+database see each other's registrations. Lists read the store, except where a caller on a hot path
+accepts a listing up to ``max_age`` seconds old (this process's own changes are always in it; other
+replicas' show within ``max_age``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from lamina.storage import KVStore
@@ -22,6 +25,7 @@ class ResourceRegistry:
     def __init__(self) -> None:
         self._store: KVStore | None = None
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self._listed_at: dict[str, float] = {}  # resource type -> monotonic time of its last store listing
 
     @property
     def store(self) -> KVStore:
@@ -33,6 +37,7 @@ class ResourceRegistry:
         """Use ``store`` from now on and load everything it holds."""
         self._store = store
         self._cache.clear()
+        self._listed_at.clear()
         for key, value in await self.store.items_with_prefix(_PREFIX):
             rtype, _, identifier = key[len(_PREFIX) :].partition(":")
             self._cache[(rtype, identifier)] = json.loads(value)
@@ -51,7 +56,11 @@ class ResourceRegistry:
         self._cache[(resource_type, identifier)] = found
         return found
 
-    async def list(self, resource_type: str) -> list[dict[str, Any]]:
+    async def list(self, resource_type: str, max_age: float = 0.0) -> list[dict[str, Any]]:
+        """Every resource of a type; from memory when the store was listed under ``max_age`` s ago."""
+        listed_at = self._listed_at.get(resource_type)
+        if max_age > 0 and listed_at is not None and time.monotonic() - listed_at < max_age:
+            return [doc for (rtype, _), doc in self._cache.items() if rtype == resource_type]
         prefix = f"{_PREFIX}{resource_type}:"
         out = []
         seen = set()
@@ -64,6 +73,7 @@ class ResourceRegistry:
         for rtype, identifier in list(self._cache):
             if rtype == resource_type and identifier not in seen:
                 del self._cache[(rtype, identifier)]
+        self._listed_at[resource_type] = time.monotonic()
         return out
 
     async def put(self, resource_type: str, identifier: str, doc: dict[str, Any]) -> None:

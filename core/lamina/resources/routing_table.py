@@ -12,6 +12,8 @@ from lamina.resources.registry import ResourceRegistry
 R = TypeVar("R", bound=Resource)
 
 _MAX_LISTED = 25
+# How old a listing a hot-path lookup accepts (seconds): other replicas' registrations show within it.
+HOT_LIST_MAX_AGE = 1.0
 
 
 class RoutingTable(Generic[R]):
@@ -29,8 +31,9 @@ class RoutingTable(Generic[R]):
 
     # -- lookups -------------------------------------------------------------------------------
 
-    async def list(self) -> list[R]:
-        docs = await self.registry.list(self.resource_type)
+    async def list(self, max_age: float = 0.0) -> list[R]:
+        """Every resource, sorted by identifier (``max_age``: see ``ResourceRegistry.list``)."""
+        docs = await self.registry.list(self.resource_type, max_age)
         return sorted((self.resource_class.model_validate(d) for d in docs), key=lambda r: r.identifier)
 
     async def get(self, identifier: str) -> R:

@@ -12,7 +12,7 @@ import structlog
 from lamina.apis.common import Empty
 from lamina.apis.safety import GetShieldRequest, ListShieldsResponse, RegisterShieldRequest, Shield
 from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError
-from lamina.resources.routing_table import RoutingTable
+from lamina.resources.routing_table import HOT_LIST_MAX_AGE, RoutingTable
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,7 @@ class ShieldsRoutingTable(RoutingTable[Shield]):
                 return await self.get(model)
             except NotFoundError:
                 pass
-        shields = await self.list()
+        shields = await self.list(HOT_LIST_MAX_AGE)
         if model:
             matches = [s for s in shields if s.provider_shield_id == model]
             if len(matches) == 1:

@@ -31,7 +31,7 @@ from lamina.apis.tools import (
     ToolGroup,
 )
 from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError, UpstreamError
-from lamina.resources.routing_table import RoutingTable
+from lamina.resources.routing_table import HOT_LIST_MAX_AGE, RoutingTable
 
 log = structlog.get_logger(__name__)
 
@@ -165,7 +165,7 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
                 for tool in await self.tools_of(group):
                     if tool.identifier == bare:
                         return tool, group
-        groups = await self.list()
+        groups = await self.list(HOT_LIST_MAX_AGE)
         for group in groups:  # sorted by identifier: the first group defining the name owns it
             try:
                 tools = await self.tools_of(group)
