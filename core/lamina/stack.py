@@ -270,20 +270,19 @@ class Stack:
             await self.store.close()
 
     async def _register_resources(self) -> None:
-        # Defaults from plugins first: one per configured provider of the named type.
-        for res in self.pm.default_resources(ResourceType.model):
-            for record in self.providers.get(Api.inference, {}).values():
-                if record.spec.provider_type != res.provider_type:
-                    continue
-                if await self.registry.get("model", res.identifier) is not None:
-                    continue
-                request = RegisterModelRequest(
+        # Defaults from plugins first: for the first configured provider of the named type.
+        await self._register_defaults(
+            Api.inference,
+            ResourceType.model,
+            lambda res, record: self.models.register_model(
+                RegisterModelRequest(
                     model_id=res.identifier,
                     provider_id=record.provider_id,
                     provider_model_id=res.provider_resource_id,
                     **res.params,
                 )
-                await self.models.register_model(request)
+            ),
+        )
         await self._register_configured(
             "models",
             self.config.models,

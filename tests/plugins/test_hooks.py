@@ -405,6 +405,16 @@ async def test_hook_lamina_validate_resource(load, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"models\[0\]: registration of model 'forbidden-y' refused"):
         await stack.start()
     await stack.shutdown()
+    # A plugin vetoing another plugin's default model: start-up goes on without that model.
+    veto = plugin_module(
+        "veto",
+        lamina_validate_resource=lambda resource: (
+            {"reason": "not here"} if resource["identifier"] == "alpha-default" else None
+        ),
+    )
+    pm.register(veto, name="veto", distribution="lamina-veto")
+    async with started(Stack.build(run_config(tmp_path / "c", {"inference": [alpha_entry()]}), pm)) as stack:
+        assert await stack.models.list() == []
 
 
 # -- server, CLI and distributions ---------------------------------------------------------------
