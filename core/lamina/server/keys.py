@@ -1,4 +1,4 @@
-"""Typed application state: everything the app holds lives under one of these keys."""
+"""Typed app and request state: everything the app or a request holds lives under one of these keys."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ if TYPE_CHECKING:
 STACK: web.AppKey[Stack] = web.AppKey("stack")
 ACTIVE_STREAMS: web.AppKey[set[asyncio.Task]] = web.AppKey("active_streams")
 SHUTTING_DOWN: web.AppKey[asyncio.Event] = web.AppKey("shutting_down")
-REQUEST_ID_KEY = "lamina_request_id"
+REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("lamina_request_id", str)
