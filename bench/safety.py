@@ -147,17 +147,18 @@ def main(argv: list[str]) -> int:
     align = "ll" + "r" * (len(headers) - 2)
     print(console_table(headers, rows, align))
     if not args.no_doc:
+        mix = ", ".join(f"{counts[k]} {k}" for k in LABELS)
         text = "\n".join(
             [
                 "## Safety shields (issue 5)",
                 "",
                 f"Command: `hatch run bench safety`. The {len(prompts)} labelled prompts of "
-                f"`tests/data/safety_prompts.jsonl` ({', '.join(f'{counts[k]} {k}' for k in LABELS)}) sent one "
-                "at a time to `POST /v1/safety/run-shield` of each shield of the `local` distribution; flagged = "
-                "a violation of level warn or error; precision and recall against the labels each shield is "
-                "meant to catch; errors = calls that got no verdict (left out of recall). Latency: wall time "
-                f"of each call seen by the client. Machine: {os.cpu_count()} CPUs, load average {load:.2f} at "
-                f"the start, Python {sys.version.split()[0]}.",
+                f"`tests/data/safety_prompts.jsonl` ({mix}) sent one at a time to "
+                "`POST /v1/safety/run-shield` of each shield of the `local` distribution; flagged = a "
+                "violation of level warn or error; precision and recall against the labels each shield "
+                "is meant to catch; errors = calls that got no verdict (left out of recall). Latency: "
+                f"wall time of each call seen by the client. Machine: {os.cpu_count()} CPUs, load average "
+                f"{load:.2f} at the start, Python {sys.version.split()[0]}.",
                 "",
                 markdown_table(headers, rows, align),
             ]
