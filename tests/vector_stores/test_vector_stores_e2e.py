@@ -141,11 +141,12 @@ def test_create_list_retrieve_update_delete(oa: OpenAI, oa_v1: OpenAI) -> None:
     cleared = oa.vector_stores.update(b.id, expires_after=None)
     assert cleared.expires_after is None and cleared.expires_at is None and cleared.name == "beta"
 
-    # The backing vector DB is registered under the same id.
-    assert (
-        httpx.get(f"{oa.base_url}".replace("/v1/openai/v1/", "") + f"/v1/vector-dbs/{a.id}").status_code
-        == 200
-    )
+    # The backing vector DB is registered under the same id, and goes only with its store.
+    root = f"{oa.base_url}".replace("/v1/openai/v1/", "")
+    assert httpx.get(f"{root}/v1/vector-dbs/{a.id}").status_code == 200
+    refused = httpx.delete(f"{root}/v1/vector-dbs/{a.id}")
+    assert refused.status_code == 409 and "delete the vector store instead" in refused.json()["detail"]
+    assert oa.vector_stores.retrieve(a.id).id == a.id
     for vs in (a, b):
         deleted = oa.vector_stores.delete(vs.id)
         assert deleted.deleted and deleted.id == vs.id

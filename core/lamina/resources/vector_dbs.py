@@ -9,6 +9,7 @@ its storage.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -44,6 +45,9 @@ class VectorDBsRoutingTable(RoutingTable[VectorDB]):
     ) -> None:
         super().__init__(registry, providers, pm)
         self.models = models
+        # Checks run before DELETE /v1/vector-dbs/{id}; one raises to keep a vector DB that something
+        # above this table owns (the OpenAI vector store it backs).
+        self.unregister_guards: list[Callable[[str], Awaitable[None]]] = []
 
     async def provider_register(self, provider: Any, resource: VectorDB) -> VectorDB:
         await provider.register_vector_db(resource)
@@ -88,6 +92,8 @@ class VectorDBsRoutingTable(RoutingTable[VectorDB]):
         return await self.add(vector_db)
 
     async def unregister_vector_db(self, request: GetVectorDBRequest) -> None:
+        for guard in self.unregister_guards:
+            await guard(request.vector_db_id)
         await self.remove(request.vector_db_id)
 
     async def _embedding_dimension(self, request: RegisterVectorDBRequest) -> int:

@@ -43,7 +43,7 @@ from lamina.apis.vector_stores import (
     VectorStoreSearchResponsePage,
     VectorStoreSearchResult,
 )
-from lamina.errors import BadRequestError, NotFoundError
+from lamina.errors import BadRequestError, ConflictError, NotFoundError
 from lamina.routers.vector_store_ingest import Ingestor, VectorStoreState, file_chunks, new_attach_id, now
 
 log = structlog.get_logger(__name__)
@@ -59,6 +59,7 @@ class VectorStoresRouter:
         self.vector_io = vector_io  # VectorIORouter
         self.state = VectorStoreState()
         self.ingestor = Ingestor(self.state, files, vector_io, vector_dbs)
+        vector_dbs.unregister_guards.append(self._keep_backing_vector_db)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -77,6 +78,15 @@ class VectorStoresRouter:
     async def shutdown(self) -> None:
         """Stop ingesting (files in progress stay ``in_progress``, resumed at the next start)."""
         await self.ingestor.shutdown()
+
+    async def _keep_backing_vector_db(self, vector_db_id: str) -> None:
+        """A vector store's vector DB goes with its store: DELETE /v1/vector-dbs refuses it."""
+        if vector_db_id in self.state.stores:
+            raise ConflictError(
+                f"vector DB '{vector_db_id}' holds the chunks of vector store '{vector_db_id}'; delete the "
+                f"vector store instead (DELETE /v1/openai/v1/vector_stores/{vector_db_id}), which drops both",
+                param="vector_db_id",
+            )
 
     # -- vector stores -------------------------------------------------------------------------
 
