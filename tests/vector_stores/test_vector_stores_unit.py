@@ -63,6 +63,7 @@ class FakeVectorIO:
 class FakeVectorDBs:
     def __init__(self, provider: FakeProvider) -> None:
         self.provider = provider
+        self.unregister_guards: list = []
 
     async def resolve(self, vs_id: str) -> tuple[VectorDB, FakeProvider]:
         vdb = VectorDB(identifier=vs_id, provider_id="p", embedding_model="m", embedding_dimension=3)
