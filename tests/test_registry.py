@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -32,3 +33,37 @@ async def test_replicas_sharing_a_store_and_hot_listings(tmp_path: Path) -> None
         assert [d["identifier"] for d in await mine.list("shield")] == ["b"]
     finally:
         await store.close()
+
+
+class SlowStore:
+    """A KV store whose listing takes a while (a database round trip), to interleave writes with it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        snapshot = sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))
+        await asyncio.sleep(0.05)
+        return snapshot
+
+    async def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+async def test_writes_during_a_listing_win_over_its_snapshot() -> None:
+    registry = ResourceRegistry()
+    await registry.attach(SlowStore())  # type: ignore[arg-type]
+    await registry.put("shield", "a", {"identifier": "a"})
+    listing = asyncio.create_task(registry.list("shield"))
+    await asyncio.sleep(0.01)
+    await registry.delete("shield", "a")  # DELETE /v1/shields/a completes while the store is read
+    await registry.put("shield", "b", {"identifier": "b"})
+    assert [d["identifier"] for d in await listing] == ["b"]
+    assert await registry.get("shield", "a") is None
+    assert [d["identifier"] for d in await registry.list("shield", max_age=60)] == ["b"]

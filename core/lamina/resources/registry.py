@@ -26,6 +26,9 @@ class ResourceRegistry:
         self._store: KVStore | None = None
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
         self._listed_at: dict[str, float] = {}  # resource type -> monotonic time of its last store listing
+        # Bumped by every put/delete of a key: a listing that was reading the store meanwhile must not
+        # undo that change in the cache (bring a deleted resource back, or drop a new one).
+        self._writes: dict[tuple[str, str], int] = {}
 
     @property
     def store(self) -> KVStore:
@@ -62,24 +65,32 @@ class ResourceRegistry:
         if max_age > 0 and listed_at is not None and time.monotonic() - listed_at < max_age:
             return [doc for (rtype, _), doc in self._cache.items() if rtype == resource_type]
         prefix = f"{_PREFIX}{resource_type}:"
-        out = []
-        seen = set()
-        for key, value in await self.store.items_with_prefix(prefix):
-            identifier = key[len(prefix) :]
-            doc = json.loads(value)
-            self._cache[(resource_type, identifier)] = doc
-            seen.add(identifier)
-            out.append(doc)
+        writes_before = dict(self._writes)
+        items = await self.store.items_with_prefix(prefix)
+        touched = {k for k, n in self._writes.items() if writes_before.get(k) != n and k[0] == resource_type}
+        listed: dict[str, dict[str, Any]] = {}
+        for key, value in items:
+            listed[key[len(prefix) :]] = json.loads(value)
+        for identifier, doc in listed.items():
+            if (resource_type, identifier) not in touched:
+                self._cache[(resource_type, identifier)] = doc
         for rtype, identifier in list(self._cache):
-            if rtype == resource_type and identifier not in seen:
+            if rtype == resource_type and identifier not in listed and (rtype, identifier) not in touched:
                 del self._cache[(rtype, identifier)]
         self._listed_at[resource_type] = time.monotonic()
-        return out
+        # What this process changed while the store was read wins over the snapshot.
+        return [doc for (rtype, _), doc in self._cache.items() if rtype == resource_type]
 
     async def put(self, resource_type: str, identifier: str, doc: dict[str, Any]) -> None:
         await self.store.set(_key(resource_type, identifier), json.dumps(doc))
         self._cache[(resource_type, identifier)] = doc
+        self._bump(resource_type, identifier)
 
     async def delete(self, resource_type: str, identifier: str) -> None:
         await self.store.delete(_key(resource_type, identifier))
         self._cache.pop((resource_type, identifier), None)
+        self._bump(resource_type, identifier)
+
+    def _bump(self, resource_type: str, identifier: str) -> None:
+        key = (resource_type, identifier)
+        self._writes[key] = self._writes.get(key, 0) + 1

@@ -115,8 +115,9 @@ class ShieldsRoutingTable(RoutingTable[Shield]):
                 continue
             try:
                 await provider.register_shield(shield)
-            except LaminaError as exc:
-                log.warning("shield_not_reopened", shield=shield.identifier, error=exc.message)
+            except Exception as exc:  # one broken shield must not stop the server
+                message = exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+                log.warning("shield_not_reopened", shield=shield.identifier, error=message)
 
 
 def _listed(shields: list[Shield]) -> str:
