@@ -90,3 +90,43 @@ async def test_close_fails_waiting_requests_and_a_closed_batcher_refuses() -> No
         await waiting
     with pytest.raises(RuntimeError, match="batcher is not started"):
         await batcher.submit([1])
+
+
+async def test_close_fails_a_request_whose_batch_is_running() -> None:
+    started = asyncio.Event()
+
+    async def run(worker: int, items: list[int]) -> list[int]:
+        started.set()
+        await asyncio.sleep(3600)
+        return items
+
+    batcher: RoundRobinBatcher[int, int] = RoundRobinBatcher(run, max_batch_size=4)
+    batcher.start()
+    waiting = asyncio.create_task(batcher.submit([1]))
+    await started.wait()
+    await batcher.close("stopping")
+    with pytest.raises(RuntimeError, match="stopping"):
+        await waiting
+
+
+@pytest.mark.parametrize("fault", ["short", "cancelled"])
+async def test_a_broken_batch_fails_its_requests_and_the_worker_survives(fault: str) -> None:
+    calls = 0
+
+    async def run(worker: int, items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1 and fault == "short":
+            return items[:-1]
+        if calls == 1:  # a cancellation from inside the model call, not of the batcher
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future
+        return items
+
+    batcher: RoundRobinBatcher[int, int] = RoundRobinBatcher(run, max_batch_size=4)
+    batcher.start()
+    with pytest.raises(RuntimeError, match=r"1 results for a batch of 2|the batch was cancelled"):
+        await batcher.submit([1, 2])
+    assert await batcher.submit([3]) == [3]
+    await batcher.close()

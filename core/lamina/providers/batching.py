@@ -8,7 +8,9 @@ back to each request in its items' order. Use it only where an item's result doe
 its batch: then coalescing changes no answer.
 
 A caller that goes away (client disconnect) cancels its future: what is left of its items is dropped
-from later batches. A batch that fails fails every request with an item in it.
+from later batches. A batch that fails (``run`` raises, is cancelled, or returns a wrong number of
+results) fails every request with an item in it, and the worker goes on. ``close`` fails every
+request still waiting, those in a running batch included.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class RoundRobinBatcher(Generic[T, R]):
         self._pending: deque[_Request[T, R]] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._in_flight: dict[int, list[_Request[T, R]]] = {}  # worker -> requests in its running batch
         self.batches_run = 0  # for tests and metrics
         self.items_run = 0
 
@@ -65,8 +68,11 @@ class RoundRobinBatcher(Generic[T, R]):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        stranded = [req for reqs in self._in_flight.values() for req in reqs]
+        self._in_flight.clear()
         while self._pending:
-            req = self._pending.popleft()
+            stranded.append(self._pending.popleft())
+        for req in stranded:
             if not req.future.done():
                 req.future.set_exception(RuntimeError(reason))
 
@@ -106,15 +112,23 @@ class RoundRobinBatcher(Generic[T, R]):
             batch = self._next_batch()
             if not batch:
                 continue
+            self._in_flight[worker] = [req for req, _i, _item in batch]
             try:
-                results = await self._run(worker, [item for _r, _i, item in batch])
+                results = list(await self._run(worker, [item for _r, _i, item in batch]))
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
             except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                for req, _index, _item in batch:
-                    if not req.future.done():
-                        req.future.set_exception(exc)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # close(): the batcher is stopping, and fails what _in_flight holds
+                self._in_flight.pop(worker, None)
+                self._fail(batch, RuntimeError(f"{self.name}: the batch was cancelled"))
                 continue
+            except Exception as exc:
+                self._in_flight.pop(worker, None)
+                self._fail(batch, exc)
+                continue
+            self._in_flight.pop(worker, None)
             self.batches_run += 1
             self.items_run += len(batch)
             for (req, index, _item), result in zip(batch, results, strict=True):
@@ -124,3 +138,9 @@ class RoundRobinBatcher(Generic[T, R]):
                 req.remaining -= 1
                 if req.remaining == 0:
                     req.future.set_result(req.out)
+
+    @staticmethod
+    def _fail(batch: list[tuple[_Request[T, R], int, T]], exc: BaseException) -> None:
+        for req, _index, _item in batch:
+            if not req.future.done():
+                req.future.set_exception(exc)
