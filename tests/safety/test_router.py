@@ -8,6 +8,7 @@ server in their own packages and in tests/e2e.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,27 @@ async def test_info_level_violations_are_reported_not_flagged(router: SafetyRout
     await router.shields.register_shield(reg("s1", params={"level": "info"}))
     (result,) = (await router.run_moderation(ModerationRequest(input="a bomb", model="s1"))).results
     assert not result.flagged and result.metadata["violation_level"] == "info"
+    assert not any(result.categories.values())  # a category set means flagged
+    assert result.metadata["categories"] == ["violence", "weapons"]
+
+
+async def test_moderation_errors_name_the_input_and_stop_the_other_texts(router: SafetyRouter) -> None:
+    class Refusing(ScriptedGuard):
+        async def run_shield(self, shield, messages, params):
+            self.calls.append((shield.identifier, messages, params))
+            if messages[-1].content == "bad":
+                raise BadRequestError("messages[0].content is too long", param="messages[0].content")
+            await asyncio.sleep(0.05)
+            return RunShieldResponse()
+
+    refusing = Refusing()
+    router.shields.providers["guard"] = refusing
+    await router.shields.register_shield(reg("s1"))
+    with pytest.raises(BadRequestError, match=r"input\[2\]: messages\[0\].content is too long") as err:
+        await router.run_moderation(ModerationRequest(input=["ok"] * 2 + ["bad"] + ["ok"] * 40, model="s1"))
+    assert err.value.param == "input[2]"
+    await asyncio.sleep(0.2)
+    assert len(refusing.calls) < 43  # the texts still waiting were cancelled
 
 
 async def test_moderation_model_resolution(router: SafetyRouter) -> None:

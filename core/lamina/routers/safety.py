@@ -88,12 +88,21 @@ class SafetyRouter:
     ) -> list[ModerationResult]:
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(text: str) -> ModerationResult:
+        async def one(i: int, text: str) -> ModerationResult:
             async with gate:
-                response = await provider.run_shield(shield, [UserMessage(content=text)], params)
+                try:
+                    response = await provider.run_shield(shield, [UserMessage(content=text)], params)
+                except BadRequestError as exc:  # the provider names messages[0]: the client sent input[i]
+                    raise BadRequestError(f"input[{i}]: {exc.message}", param=f"input[{i}]") from None
             return result_from_violation(response.violation)
 
-        return list(await asyncio.gather(*(one(t) for t in texts)))
+        # A TaskGroup: the first failure cancels the texts still waiting (no work nobody will read).
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, t)) for i, t in enumerate(texts)]
+        except BaseExceptionGroup as eg:
+            raise eg.exceptions[0] from None
+        return [task.result() for task in tasks]
 
 
 def _input_texts(value: Any) -> list[str]:
@@ -119,8 +128,8 @@ def _input_texts(value: Any) -> list[str]:
 
 
 def result_from_violation(violation: SafetyViolation | None) -> ModerationResult:
-    """A moderation result from a shield's verdict: its ``metadata.categories`` are set (score from
-    ``metadata.category_scores``, else 1.0); flagged when the level is warn or error."""
+    """A moderation result from a shield's verdict: flagged when the level is warn or error, and then
+    its ``metadata.categories`` are set (score from ``metadata.category_scores``, else 1.0)."""
     if violation is None:
         return complete_result(
             ModerationResult(
@@ -128,11 +137,13 @@ def result_from_violation(violation: SafetyViolation | None) -> ModerationResult
             )
         )
     meta = violation.metadata
-    names = [str(c) for c in meta.get("categories") or []]
+    flagged = violation.violation_level in FLAGGING_LEVELS
+    # An info-level violation is reported in metadata only: a category set means flagged, as in OpenAI's.
+    names = [str(c) for c in meta.get("categories") or []] if flagged else []
     scores = meta.get("category_scores") or {}
     return complete_result(
         ModerationResult(
-            flagged=violation.violation_level in FLAGGING_LEVELS,
+            flagged=flagged,
             categories=dict.fromkeys(names, True),
             category_scores={c: float(scores.get(c, 1.0)) for c in names},
             category_applied_input_types={c: ["text"] for c in names},

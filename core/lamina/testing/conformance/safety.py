@@ -111,7 +111,8 @@ class SafetyConformance(ConformanceKit):
         assert isinstance(metadata.get("violation_type"), str) and metadata["violation_type"]
         categories = metadata.get("categories")
         assert isinstance(categories, list) and categories and all(isinstance(c, str) for c in categories)
-        assert self.unsafe_text not in json.dumps(metadata), "metadata must not echo the offending text"
+        dumped = json.dumps(metadata, ensure_ascii=False)
+        assert self.unsafe_text not in dumped, "metadata must not echo the offending text"
 
     def test_the_whole_conversation_is_accepted(self, ls: LlamaStackClient, shield_id: str) -> None:
         messages = [
