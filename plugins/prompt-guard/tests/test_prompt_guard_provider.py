@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest_asyncio
 from lamina.apis.common import ImageContentItem, TextContentItem
 from lamina.apis.inference import SystemMessage, ToolResponseMessage, UserMessage
 from lamina.apis.safety import OPENAI_MODERATION_CATEGORIES, Shield
-from lamina.errors import BadRequestError
+from lamina.errors import BadRequestError, UpstreamError
 from lamina.providers import ProviderContext
 from lamina.specs import Api
 from lamina_prompt_guard.config import PromptGuardConfig
@@ -307,5 +309,36 @@ async def test_a_crashed_worker_is_restarted(tmp_path: Path) -> None:
         response = await provider.run_shield(_shield(), [UserMessage(content=INJECTION)], {})
         assert response.violation is not None and worker.restarts == 1
         assert await provider.health() == {"status": "OK"}
+    finally:
+        await provider.shutdown()
+
+
+async def test_a_hung_worker_is_killed_and_its_batch_fails_clearly(tmp_path: Path) -> None:
+    """SIGSTOP freezes the real worker process mid-service: the call gets a 502 after request_timeout
+    (never a verdict), the frozen process is killed, and the next call gets a fresh one."""
+    provider = await _start(tmp_path, request_timeout=1.0)
+    try:
+        worker = provider.workers[0]
+        frozen = worker._proc
+        os.kill(frozen.pid, signal.SIGSTOP)
+        with pytest.raises(UpstreamError, match=r"did not answer within 1 s \(request_timeout\)"):
+            await provider.run_shield(_shield(), [UserMessage(content=INJECTION)], {})
+        assert frozen.returncode is not None  # killed
+        response = await provider.run_shield(_shield(), [UserMessage(content=INJECTION)], {})
+        assert response.violation is not None and worker.restarts == 1
+    finally:
+        await provider.shutdown()
+
+
+async def test_text_that_is_not_valid_unicode_is_a_400_naming_it(tmp_path: Path) -> None:
+    provider = await _start(tmp_path)
+    try:
+        messages = [UserMessage(content="hello"), UserMessage(content="bad \ud800 text")]
+        with pytest.raises(BadRequestError, match="not valid Unicode text at position 4") as err:
+            await provider.run_shield(_shield(params={"scope": "all"}), messages, {})
+        assert err.value.param == "messages[1].content"
+        with pytest.raises(BadRequestError) as err:
+            await provider.run_moderation(_shield(), ["fine", "\udfff"], {})
+        assert err.value.param == "input[1]"
     finally:
         await provider.shutdown()

@@ -96,6 +96,12 @@ class PromptGuardConfig(BaseModel):
     startup_timeout: float = Field(
         default=120.0, gt=0, description="Seconds the worker may take to load and warm the model."
     )
+    request_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds one batch may take in the worker; past it the worker is killed (restarted on "
+        "the next call) and the batch's requests get a 502.",
+    )
 
     @field_validator("model_dir")
     @classmethod

@@ -111,11 +111,20 @@ class Scored:
 class WorkerProcess:
     """One jailguard worker process, one request in flight at a time; restarted after a crash."""
 
-    def __init__(self, model_dir: Path, *, batch: bool, name: str, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        batch: bool,
+        name: str,
+        start_timeout: float = 120.0,
+        request_timeout: float = 60.0,
+    ) -> None:
         self.model_dir = model_dir
         self.batch = batch
         self.name = name
         self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
         self.info: dict[str, Any] | None = None
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
@@ -171,9 +180,17 @@ class WorkerProcess:
             try:
                 proc.stdin.write((json.dumps({"id": request_id, "texts": texts}) + "\n").encode())
                 await proc.stdin.drain()
-                line = await proc.stdout.readline()
+                line = await asyncio.wait_for(proc.stdout.readline(), self.request_timeout)
             except (BrokenPipeError, ConnectionResetError):
                 line = b""
+            except TimeoutError:  # hung: kill it, so the next call gets a fresh process
+                if proc.returncode is None:
+                    proc.kill()
+                await self.close()
+                raise WorkerError(
+                    f"the jailguard worker did not answer within {self.request_timeout:g} s "
+                    "(request_timeout); it was killed and is restarted on the next call"
+                ) from None
             except BaseException:
                 # Cancelled mid-request: the stream is out of step; a fresh process is the only fix.
                 await self.close()

@@ -92,6 +92,7 @@ class PromptGuardProvider(ProviderBase):
                 batch=self.config.use_detect_batch,
                 name=f"{self.provider_id}-{i}",
                 start_timeout=self.config.startup_timeout,
+                request_timeout=self.config.request_timeout,
             )
             for i in range(self.config.workers)
         ]
@@ -217,6 +218,16 @@ class PromptGuardProvider(ProviderBase):
         return verdicts
 
     def _check_length(self, text: str, field: str) -> None:
+        """Refuse what cannot be judged whole: too long, or not encodable as UTF-8 (a lone surrogate,
+        which would fail the whole batch it is coalesced into, other clients' texts included)."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequestError(
+                f"{field} holds a character that is not valid Unicode text at position {exc.start} (a lone "
+                f"surrogate such as \\ud800); send valid UTF-8 text",
+                param=field,
+            ) from None
         if len(text) > self.config.max_chars:
             raise BadRequestError(
                 f"{field} has {len(text)} characters; this prompt-guard shield judges at most "
