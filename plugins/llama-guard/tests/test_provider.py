@@ -92,7 +92,9 @@ async def test_unsafe_answer_becomes_a_violation_with_mapped_categories(tmp_path
 async def test_unsafe_without_codes_and_unknown_codes_fail_closed(tmp_path: Path) -> None:
     provider = await provider_with(ScriptedInference("unsafe", "unsafe\nS99"), tmp_path)
     violation = (await provider.run_shield(shield(), ASK, {})).violation
-    assert violation.metadata["violation_type"] == "unsafe" and violation.metadata["categories"] == []
+    assert violation.metadata["violation_type"] == "unsafe" and violation.metadata["categories"] == [
+        "unknown"
+    ]
     violation = (await provider.run_shield(shield(), ASK, {})).violation
     assert violation.metadata["violation_type"] == "S99"
     assert violation.metadata["guard_categories"] == [{"code": "S99", "name": "unknown"}]

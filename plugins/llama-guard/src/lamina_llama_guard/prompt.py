@@ -96,11 +96,16 @@ def check_text_only(messages: list[Any], shield_id: str, guard_model: str) -> No
 def conversation(messages: list[Any]) -> list[Any]:
     """The messages the guard judges, as Llama Stack prepares them.
 
-    System messages are left out. The first message must be a user message: a leading assistant or
-    tool message becomes a user message with the same content. When the first two are both user
-    messages, the first is dropped. Raises ``BadRequestError`` when nothing is left to judge.
+    Leading system messages (the operator's system prompt) are left out; a system message later in
+    the conversation is judged like the others (``System: ...``), so text cannot slip past the guard
+    in one. The first message must be a user message: a leading assistant or tool message becomes a
+    user message with the same content. When the first two are both user messages, the first is
+    dropped. Raises ``BadRequestError`` when nothing is left to judge.
     """
-    judged = [m for m in messages if not isinstance(m, SystemMessage)]
+    start = 0
+    while start < len(messages) and isinstance(messages[start], SystemMessage):
+        start += 1
+    judged = list(messages[start:])
     if not judged:
         raise BadRequestError(
             "messages holds only system messages, which the guard does not judge; send the user or "
@@ -297,6 +302,11 @@ def parse_plain(answer: str) -> Verdict:
     if head == "unsafe":
         return Verdict(True, tuple(_leading_codes(following)))
     if head == "safe" and len(words) == 1:
+        later = [w.strip(_WORD_EDGES).lower() for w in _SPLIT.split(rest.strip())]
+        if "unsafe" in later:  # "safe" then "unsafe": contradicts itself, read as unsafe
+            return Verdict(
+                True, tuple(_leading_codes(_SPLIT.split(rest.strip())[later.index("unsafe") + 1 :]))
+            )
         codes = _leading_codes(_SPLIT.split(rest.strip()))
         return Verdict(bool(codes), tuple(codes))
     raise UnusableAnswer("the answer is not a Llama Guard verdict", PLAIN_EXPECTED)

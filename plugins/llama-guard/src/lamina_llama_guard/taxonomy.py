@@ -258,8 +258,9 @@ def pick_taxonomy(name: str | None, guards: list[GuardModel]) -> Taxonomy:
 
 
 def moderation_categories(codes: list[str], taxonomy: Taxonomy) -> list[str]:
-    """The moderation categories of these codes, in a stable order (OpenAI's first, then the extras)."""
-    names: set[str] = set()
+    """The moderation categories of these codes, in a stable order (OpenAI's first, then the extras);
+    a bare "unsafe" (no code) falls under the unknown category, so a flagged result always names one."""
+    names: set[str] = set() if codes else {UNKNOWN_CATEGORY}
     for code in codes:
         category = taxonomy.by_code.get(code)
         names.update(category.moderation if category is not None else (UNKNOWN_CATEGORY,))
