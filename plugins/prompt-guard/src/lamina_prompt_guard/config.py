@@ -68,6 +68,13 @@ class PromptGuardConfig(BaseModel):
         description="A window is cut at this many characters (about 100 tokens: the classifier reads "
         "128). A longer sentence is split into overlapping pieces of this size.",
     )
+    window_max_count: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Sentence windows per text at most (about one model call, ~30 ms, each): a text of more "
+        "sentences starts a window every k-th sentence, each window taking k sentences.",
+    )
     window_text_min_chars: int = Field(
         default=120,
         ge=0,

@@ -195,6 +195,7 @@ class PromptGuardProvider(ProviderBase):
                 min_chars=cfg.window_min_chars,
                 max_chars=cfg.window_max_chars,
                 text_min_chars=cfg.window_text_min_chars,
+                max_windows=cfg.window_max_count,
             )
             for text in texts
         ]

@@ -56,10 +56,21 @@ def _pieces(offset: int, sentence: str, max_chars: int) -> list[Window]:
 
 
 def windows(
-    text: str, *, enabled: bool = True, min_chars: int = 40, max_chars: int = 400, text_min_chars: int = 120
+    text: str,
+    *,
+    enabled: bool = True,
+    min_chars: int = 40,
+    max_chars: int = 400,
+    text_min_chars: int = 120,
+    max_windows: int = 64,
 ) -> list[Window]:
     """The whole text first, then (for a text of ``text_min_chars`` or more) its sentence windows;
-    no piece twice. An empty or blank text has no pieces."""
+    no piece twice. An empty or blank text has no pieces.
+
+    A text of more than ``max_windows`` sentences starts a window every k-th sentence only, each
+    taking at least k sentences, so the model calls per text stay bounded (about ``max_windows``,
+    plus the overlapping pieces of windows longer than ``max_chars``) while every sentence is
+    still in some window."""
     if not text.strip():
         return []
     out = [Window(0, text)]
@@ -67,10 +78,12 @@ def windows(
         return out
     seen = {text}
     sents = sentences(text)
-    for i, (offset, sentence) in enumerate(sents):
+    step = max(1, -(-len(sents) // max_windows))  # ceil: every sentence when there are few
+    for i in range(0, len(sents), step):
+        offset, sentence = sents[i]
         parts = [sentence]
         j = i + 1
-        while sum(len(p) + 1 for p in parts) - 1 < min_chars and j < len(sents):
+        while (j < i + step or sum(len(p) + 1 for p in parts) - 1 < min_chars) and j < len(sents):
             parts.append(sents[j][1])
             j += 1
         for window in _pieces(offset, " ".join(parts), max_chars):
