@@ -33,19 +33,11 @@ def run_config(index: str, **config: Any) -> dict[str, Any]:
 
 
 class TestFaissHNSW(VectorIOConformance):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def conformance_lamina(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-        with lamina_server(run_config("hnsw"), tmp_path_factory.mktemp("faiss-hnsw")) as server:
-            yield server
+    run_config = run_config("hnsw")
 
 
 class TestFaissFlat(VectorIOConformance):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def conformance_lamina(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-        with lamina_server(run_config("flat"), tmp_path_factory.mktemp("faiss-flat")) as server:
-            yield server
+    run_config = run_config("flat")
 
 
 @pytest.mark.postgres

@@ -66,11 +66,7 @@ class TestLlamaCppConformance(InferenceConformance):
     embedding_model = "smollm2-embed"
     embedding_dimension = 576
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def conformance_lamina(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-        with lamina_server(_config(), tmp_path_factory.mktemp("llama-cpp")) as server:
-            yield server
+    run_config = _config()
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,7 @@ restart test checks that it is found again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from lamina.testing.conformance import VectorIOConformance
-from lamina.testing.processes import ServerProcess, lamina_server
 
 RUN_CONFIG = {
     "version": 2,
@@ -31,8 +26,4 @@ RUN_CONFIG = {
 
 
 class TestSQLiteVec(VectorIOConformance):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def conformance_lamina(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-        with lamina_server(RUN_CONFIG, tmp_path_factory.mktemp("sqlite-vec")) as server:
-            yield server
+    run_config = RUN_CONFIG
