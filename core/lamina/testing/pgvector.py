@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.testing.fixtures import serve_postgres
 from lamina.testing.postgres import PostgresServer
 from lamina.testing.processes import free_port
 
@@ -102,17 +103,4 @@ def pgvector_server() -> Iterator[PostgresServer]:
     a provider config. Fails with the install command when the wheel is missing; set
     ``LAMINA_SKIP_POSTGRES=1`` to skip instead.
     """
-    base = Path(tempfile.mkdtemp(prefix="lamina-pgvector-"))
-    os.chmod(base, 0o755)
-    try:
-        server = start_pgvector(base)
-    except (FileNotFoundError, RuntimeError) as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        if os.environ.get("LAMINA_SKIP_POSTGRES") == "1":
-            pytest.skip(str(exc))
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from serve_postgres("lamina-pgvector-", start_pgvector, (FileNotFoundError, RuntimeError))
