@@ -137,7 +137,8 @@ class GuardedFetcher:
         if not config.allow_remote_urls:
             raise BadRequestError(
                 f"{param}: remote URLs are refused: this provider's config has allow_remote_urls: false; "
-                f"send the document inline or as a data: URI, or have the operator turn allow_remote_urls on",
+                f"send the content inline (a data: URI, for example), or have the operator turn "
+                f"allow_remote_urls on",
                 param=param,
             )
         resolver = _CheckingResolver(config)
