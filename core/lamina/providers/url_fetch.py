@@ -26,7 +26,8 @@ server-side fetch of a user-supplied URL (RAG documents, images, datasets, web t
   the whole fetch, redirects included, at ``timeout_seconds``; environment proxies are ignored.
 
 Refusals are 400s naming the request field, the rule and the config field that would allow it. They
-are decided before any connection, so they read the same whether anything listens at that address.
+are decided before any connection, so they read the same whether anything listens at that address,
+and they do not show the address a host name resolved to (that would map internal DNS names).
 A connection that fails once an address was allowed says so without the operating system's reason
 (refused, reset, unreachable), which would otherwise map a network port by port.
 """
@@ -141,10 +142,10 @@ class GuardedFetcher:
                 f"allow_remote_urls on",
                 param=param,
             )
+        current = _parse(url, param)
         resolver = _CheckingResolver(config)
         connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True)
         timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
-        current = _parse(url, param)
         try:
             async with (
                 asyncio.timeout(config.timeout_seconds),
@@ -196,12 +197,12 @@ class GuardedFetcher:
         if allowed and not any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in allowed):
             raise _bad(
                 param,
-                f"the address {host} is not allowed: it is not in this provider's allowed_hosts "
+                f"the host {host} is not allowed: it is not in this provider's allowed_hosts "
                 f"({', '.join(allowed)})",
             )
         addr = _ip(host)
         if addr is not None:  # aiohttp connects to an IP literal without asking the resolver
-            raise_if_refused(addr, host, self.config)
+            _raise_if_refused(addr, host, self.config, literal=True)
         elif _legacy_ipv4(host):
             raise _Refused(
                 f"the address {host} is not allowed: write an IPv4 address as four decimal numbers (a.b.c.d)"
@@ -219,14 +220,26 @@ class GuardedFetcher:
         return bytes(buf)
 
 
-def raise_if_refused(addr: IPAddress, host: str, config: UrlFetchConfig) -> None:
+_KIND_PHRASES = {
+    "unspecified (this host)": "the unspecified address (this host)",
+    "not public": "a non-public address",
+}
+
+
+def _raise_if_refused(addr: IPAddress, host: str, config: UrlFetchConfig, *, literal: bool) -> None:
     reason = address_refusal(addr, config)
-    if reason is not None:
-        shown = host if host == str(addr) else f"{host} ({addr})"
-        raise _Refused(
-            f"the address {shown} is not allowed: it is {reason}, and only public addresses are fetched; "
-            f"an operator can allow a network with allowed_private_networks"
-        )
+    if reason is None:
+        return
+    phrase = _KIND_PHRASES.get(reason, f"a {reason} address")
+    # A host name's resolved address stays unsaid: it would map internal DNS names to addresses.
+    if literal:
+        what = f"the address {host} is not allowed: it is"
+    else:
+        what = f"the host {host} is not allowed: it resolves to"
+    raise _Refused(
+        f"{what} {phrase}, and only public addresses are fetched; an operator can allow a network with "
+        f"allowed_private_networks"
+    )
 
 
 class _Refused(Exception):
@@ -253,7 +266,7 @@ class _CheckingResolver(AbstractResolver):
             addr = _ip(str(result["host"]))
             if addr is None:
                 raise _Refused(f"the host {host} resolved to something that is not an IP address")
-            raise_if_refused(addr, host, self.config)
+            _raise_if_refused(addr, host, self.config, literal=False)
         return results
 
     async def close(self) -> None:

@@ -176,7 +176,7 @@ def test_with_remote_urls_on_loopback_is_refused_and_public_addresses_fetched(
     guarded_client: LlamaStackClient, internal: _Site, public: _Site
 ) -> None:
     message = _same_for_open_and_closed(guarded_client, internal)
-    assert "the address 127.0.0.1 is not allowed: it is loopback" in message
+    assert "the address 127.0.0.1 is not allowed: it is a loopback address" in message
     message = str(_insert_error(guarded_client, public.url + "/moved"))
     assert "127.0.0.1 is not allowed" in message, "a redirect to loopback is refused too"
     assert public.hits == ["/moved"] and internal.hits == []
