@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from lamina.apis.common import URL
 from lamina.errors import BadRequestError, PayloadTooLargeError
+from lamina.providers import url_fetch
 from lamina.providers.documents import DocumentSourceConfig, load_document
 from lamina.providers.url_fetch import GuardedFetcher, UrlFetchConfig, address_refusal
 from lamina.testing.processes import free_port
@@ -224,6 +225,48 @@ async def test_allowed_hosts_is_an_allowlist_that_does_not_open_private_addresse
     both = _allowing_loopback(allowed_hosts=["LOCALHOST."])
     assert (await both.fetch(f"http://localhost:{public.port}/page", param="p")).body == b"public page"
     assert public.hits == ["/page"]
+
+
+async def test_every_connection_is_checked_on_the_address_it_uses(
+    public: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name that first resolves to an allowed address, then to a refused one.
+
+    The system resolver cannot be pointed at a DNS server a test runs, so a scripted resolver stands
+    in for DNS (the only fake here); the connections are real.
+    """
+    answers = ["127.0.0.1", "127.0.0.2"]
+
+    class ScriptedDNS:
+        async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict]:
+            addr = answers.pop(0)
+            return [{"hostname": host, "host": addr, "port": port, "family": 2, "proto": 0, "flags": 0}]
+
+        async def close(self) -> None:
+            pass
+
+    async def secret(request: web.Request) -> web.Response:
+        rebound.append(request.path)
+        return web.Response(text=SECRET)
+
+    # The rebound address serves a secret on the very port the first answer served the public page.
+    rebound: list[str] = []
+    app = web.Application()
+    app.router.add_get("/page", secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.2", public.port).start()
+    monkeypatch.setattr(url_fetch.aiohttp, "ThreadedResolver", ScriptedDNS)
+    fetcher = _allowing_loopback(allowed_hosts=["rebind.test"])
+    # Same name, same port on both addresses: the redirect's connection resolves again.
+    try:
+        message = await _refusal(
+            fetcher, f"http://rebind.test:{public.port}/hop?to=http://rebind.test:{public.port}/page"
+        )
+    finally:
+        await runner.cleanup()
+    assert "the host rebind.test is not allowed: it resolves to a loopback address" in message
+    assert answers == [] and public.hits == ["/hop"] and rebound == []
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:70/", "ftp://example.com/x"])
