@@ -175,30 +175,34 @@ async def web_server():
     await runner.cleanup()
 
 
+# The web server listens on loopback, which the fetcher refuses unless its config lists it.
+LOOPBACK_FETCH = DocumentSourceConfig(allow_remote_urls=True, allowed_private_networks=["127.0.0.1/32"])
+
+
 async def test_http_urls_are_fetched_and_parsed_by_content_type(web_server: str) -> None:
-    doc = await load_document(URL(uri=web_server + "/page"))
+    doc = await load_document(URL(uri=web_server + "/page"), config=LOOPBACK_FETCH)
     assert doc.text == html_to_text(HTML)
     assert (doc.mime_type, doc.source, doc.filename) == ("text/html", web_server + "/page", "page")
-    pdf = await load_document(web_server + "/files/report.pdf")
+    pdf = await load_document(web_server + "/files/report.pdf", config=LOOPBACK_FETCH)
     assert (pdf.text, pdf.mime_type, pdf.filename) == ("fetched pdf", "application/pdf", "report.pdf")
 
 
 async def test_http_fetch_is_size_capped_and_failures_are_400s(web_server: str) -> None:
-    small = DocumentSourceConfig(max_document_bytes=4000)
-    with pytest.raises(PayloadTooLargeError, match=r"large\.txt is larger than .* 4000 \(5000 bytes\)"):
+    small = LOOPBACK_FETCH.model_copy(update={"max_document_bytes": 4000})
+    with pytest.raises(PayloadTooLargeError, match=r"large\.txt is larger than .* 4000 bytes \(5000 bytes\)"):
         await load_document(URL(uri=web_server + "/large.txt"), config=small)
     with pytest.raises(PayloadTooLargeError, match=r"chunked\.txt is larger"):
         await load_document(URL(uri=web_server + "/chunked.txt"), config=small)
     with pytest.raises(
         BadRequestError, match=r"documents\[0\]\.content: fetching .*/missing failed: HTTP 404"
     ):
-        await load_document(URL(uri=web_server + "/missing"), param="documents[0].content")
-    with pytest.raises(BadRequestError, match="allow_remote_urls: false"):
         await load_document(
-            URL(uri=web_server + "/page"), config=DocumentSourceConfig(allow_remote_urls=False)
+            URL(uri=web_server + "/missing"), param="documents[0].content", config=LOOPBACK_FETCH
         )
+    with pytest.raises(BadRequestError, match="allow_remote_urls: false"):
+        await load_document(URL(uri=web_server + "/page"))
     with pytest.raises(BadRequestError, match=r"fetching http://127\.0\.0\.1:9/x failed"):
-        await load_document(URL(uri="http://127.0.0.1:9/x"))
+        await load_document(URL(uri="http://127.0.0.1:9/x"), config=LOOPBACK_FETCH)
 
 
 async def test_local_paths_are_refused_unless_inside_an_allowed_root(tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ Where a document comes from (``load_document``):
 - inline text (``str`` or interleaved content; images are dropped), parsed by its ``mime_type`` when one
   is given (``text/html`` content is stripped to its text, for example);
 - a ``data:`` URI, base64 (``;base64``) or percent-encoded, with its own mime type and charset;
-- an ``http(s)://`` URL, fetched with aiohttp: at most ``max_document_bytes`` bytes (the
-  ``Content-Length`` is checked first, then the body as it streams) within ``fetch_timeout_seconds``;
-  refused when ``allow_remote_urls`` is false. Redirects are followed. The server fetches whatever a
-  client names, including addresses on its own network: turn ``allow_remote_urls`` off where that matters;
+- an ``http(s)://`` URL, fetched by ``lamina.providers.url_fetch.GuardedFetcher`` only when
+  ``allow_remote_urls`` is true (false by default), then only from public addresses (unless listed in
+  ``allowed_private_networks``) and hosts in ``allowed_hosts`` when it is set, each redirect checked
+  again (at most ``max_redirects``), at most ``max_document_bytes`` bytes within
+  ``fetch_timeout_seconds``;
 - a local file (``file://`` URI, or an absolute path given as a URL's ``uri``): refused unless the
   provider's config lists ``local_path_roots``, and then only for files inside one of them once symlinks
   are resolved (a client could otherwise read any file the server can, such as its own run config).
@@ -41,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import csv
 import html.parser
 import io
@@ -55,11 +57,12 @@ from typing import Any, Protocol
 from urllib.parse import unquote, unquote_to_bytes, urlparse
 from urllib.request import url2pathname
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from lamina.apis.common import URL, content_to_text
 from lamina.apis.vector_io import Chunk
 from lamina.errors import BadRequestError, PayloadTooLargeError
+from lamina.providers.url_fetch import GuardedFetcher, UrlFetchConfig
 
 DEFAULT_MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 MAX_PIECE_CHARS = 8  # a longer pre-token piece counts one token per this many characters
@@ -94,16 +97,21 @@ _EXTENSIONS = {
     ".pdf": "application/pdf",
 }
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/x-download"}
+_FETCH_FIELDS = {name: copy.copy(info) for name, info in UrlFetchConfig.model_fields.items()}
 
 
 class DocumentSourceConfig(BaseModel):
     """Where documents may come from (a provider config embeds these fields)."""
 
     allow_remote_urls: bool = Field(
-        default=True,
-        description="Fetch http(s) URLs (as Llama Stack does). The server fetches any address a client "
-        "names, including ones on its own network: turn off where that matters.",
+        default=False,
+        description="Fetch http(s) URLs that documents name. Off by default: a server that fetches any "
+        "URL is a proxy into its own network. When on, only public addresses are fetched (see "
+        "allowed_hosts and allowed_private_networks).",
     )
+    allowed_hosts: list[str] = _FETCH_FIELDS["allowed_hosts"]
+    allowed_private_networks: list[str] = _FETCH_FIELDS["allowed_private_networks"]
+    max_redirects: int = _FETCH_FIELDS["max_redirects"]
     local_path_roots: list[str] = Field(
         default_factory=list,
         description="Directories whose files documents may name (file:// URIs or absolute paths); "
@@ -111,6 +119,21 @@ class DocumentSourceConfig(BaseModel):
     )
     max_document_bytes: int = Field(default=DEFAULT_MAX_DOCUMENT_BYTES, gt=0)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _valid_fetch_config(self) -> DocumentSourceConfig:
+        self.url_fetch_config()  # allowed_hosts and allowed_private_networks are checked there
+        return self
+
+    def url_fetch_config(self) -> UrlFetchConfig:
+        return UrlFetchConfig(
+            allow_remote_urls=self.allow_remote_urls,
+            allowed_hosts=self.allowed_hosts,
+            allowed_private_networks=self.allowed_private_networks,
+            max_redirects=self.max_redirects,
+            max_bytes=self.max_document_bytes,
+            timeout_seconds=self.fetch_timeout_seconds,
+        )
 
 
 @dataclass
@@ -219,38 +242,10 @@ def parse_data_uri(uri: str, *, param: str = "content") -> tuple[bytes, str | No
 
 
 async def fetch_url(uri: str, config: DocumentSourceConfig, *, param: str) -> tuple[bytes, str, str | None]:
-    """(body, mime type, charset) of a GET of ``uri``, size-capped and timed out; 400 on failure."""
-    import aiohttp
-
-    if not config.allow_remote_urls:
-        raise BadRequestError(
-            f"{param}: fetching URLs is disabled by this provider's config (allow_remote_urls: false); "
-            f"send the document inline or as a data: URI",
-            param=param,
-        )
-    limit = config.max_document_bytes
-    timeout = aiohttp.ClientTimeout(total=config.fetch_timeout_seconds)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(uri) as resp:
-            if resp.status >= 400:
-                raise BadRequestError(
-                    f"{param}: fetching {_short(uri)} failed: HTTP {resp.status} {resp.reason}", param=param
-                )
-            if resp.content_length is not None and resp.content_length > limit:
-                raise _too_large(uri, resp.content_length, limit, param)
-            buf = bytearray()
-            async for piece in resp.content.iter_chunked(64 * 1024):
-                buf += piece
-                if len(buf) > limit:
-                    raise _too_large(uri, None, limit, param)
-            mime, charset = split_mime(resp.headers.get("Content-Type"))
-            return bytes(buf), mime or "", charset
-    except TimeoutError:
-        raise BadRequestError(
-            f"{param}: fetching {_short(uri)} took longer than {config.fetch_timeout_seconds:g}s", param=param
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise BadRequestError(f"{param}: fetching {_short(uri)} failed: {exc}", param=param) from None
+    """(body, mime type, charset) of a guarded GET of ``uri`` (see ``lamina.providers.url_fetch``)."""
+    fetched = await GuardedFetcher(config.url_fetch_config()).fetch(uri, param=param)
+    mime, charset = split_mime(fetched.content_type)
+    return fetched.body, mime or "", charset
 
 
 def _too_large(uri: str, size: int | None, limit: int, param: str) -> PayloadTooLargeError:

@@ -113,3 +113,13 @@ def test_local_distribution_works_with_the_network_off(tmp_path: Path) -> None:
     assert shields["prompt-guard"]["violation"]["violation_level"] == "error"
     assert shields["llama-guard"] == {"violation": None}  # the JSON-constrained local model judged it
     assert seen["moderation"]["flagged"] and seen["moderation"]["categories"]["pii/email"]
+
+
+def test_the_rag_tool_does_not_fetch_document_urls() -> None:
+    """Server-side request forgery: the shipped config must not fetch the URLs clients name."""
+    from lamina_distribution_local.run_config import RUN_CONFIG
+    from lamina_rag_runtime.config import RagToolRuntimeConfig
+
+    config = load_run_config_text(RUN_CONFIG, source="local", env={})
+    [rag] = [p for p in config.providers["tool_runtime"] if p.provider_type == "inline::rag-runtime"]
+    assert RagToolRuntimeConfig.model_validate(rag.config).allow_remote_urls is False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ollama_stub
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from lamina.apis.inference import (
@@ -243,7 +244,49 @@ async def test_json_schema_format_and_grammar_refused(provider, stub) -> None:
         await provider.chat_completion(model(), grammar)
 
 
-async def test_images_are_sent_as_base64(provider, stub) -> None:
+async def test_image_urls_are_not_fetched_by_default(provider, stub) -> None:
+    """Server-side request forgery: an image URL naming a loopback service was downloaded."""
+    hits: list[str] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=ollama_stub.IMAGE_BYTES, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/admin.png", secret)
+    async with TestServer(app, host="127.0.0.1") as internal:
+        request = OpenAIChatCompletionRequest(
+            model="m",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": f"{url(internal)}/admin.png"}}],
+                }
+            ],
+        )
+        with pytest.raises(BadRequestError, match=r"messages: remote URLs are refused.*allow_remote_urls"):
+            await provider.openai_chat_completion(model(), request)
+        on = await make_provider(url(stub), image_fetch={"allow_remote_urls": True})
+        try:
+            with pytest.raises(BadRequestError, match=r"messages: the address 127\.0\.0\.1 is not allowed"):
+                await on.openai_chat_completion(model(), request)
+        finally:
+            await on.shutdown()
+    assert hits == []
+
+
+@pytest.fixture
+async def image_provider(stub: TestServer):
+    """The stub serves its image on loopback: this provider's image_fetch allows exactly that."""
+    p = await make_provider(
+        url(stub), image_fetch={"allow_remote_urls": True, "allowed_private_networks": ["127.0.0.1/32"]}
+    )
+    yield p
+    await p.shutdown()
+
+
+async def test_images_are_sent_as_base64(image_provider, stub) -> None:
+    provider = image_provider
     data = base64.b64encode(b"\x89PNG fake").decode()
     request = ChatCompletionRequest(
         model_id="x",
@@ -282,7 +325,7 @@ async def test_images_are_sent_as_base64(provider, stub) -> None:
     assert sent(stub, "/api/chat")["messages"][0]["images"] == [fetched]
     missing = oa_request.model_copy(deep=True)
     missing.messages[0].content[1]["image_url"]["url"] = f"{url(stub)}/_stub/nothing.png"
-    with pytest.raises(BadRequestError, match="could not fetch image"):
+    with pytest.raises(BadRequestError, match=r"messages: fetching .*/nothing\.png failed: HTTP 404"):
         await provider.openai_chat_completion(model(), missing)
 
 

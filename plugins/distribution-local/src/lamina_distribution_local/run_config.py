@@ -35,7 +35,11 @@ providers:
   tool_runtime:
   - provider_id: rag-runtime
     provider_type: inline::rag-runtime
-    config: {}
+    config:
+      # Documents named by URL are not fetched: a server that fetches any URL is a proxy into its
+      # own network. When on, only public addresses are fetched (allowed_hosts and
+      # allowed_private_networks narrow or widen that; see the lamina-rag-runtime README).
+      allow_remote_urls: false
   safety:
   - provider_id: rules
     provider_type: inline::rules

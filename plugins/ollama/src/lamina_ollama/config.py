@@ -2,15 +2,20 @@
 
 Llama Stack 0.2.x fields: ``url`` (default http://localhost:11434), ``raise_on_connect_error``
 (earlier 0.2 releases) and ``refresh_models`` (later 0.2 releases). Lamina adds its network
-settings (``timeout``, ``connect_timeout``, ``max_connections``), ``refresh_interval`` and
-``keep_alive``.
+settings (``timeout``, ``connect_timeout``, ``max_connections``), ``refresh_interval``,
+``keep_alive`` and ``image_fetch``: Ollama takes images as bytes, so an image URL in a message is
+downloaded by Lamina, through the guarded fetcher (``lamina.providers.url_fetch``), which fetches
+nothing unless ``image_fetch.allow_remote_urls`` is true, and then only public addresses.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lamina.providers.url_fetch import UrlFetchConfig
+
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 class OllamaImplConfig(BaseModel):
@@ -33,6 +38,11 @@ class OllamaImplConfig(BaseModel):
     timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the server's next byte.")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
     max_connections: int = Field(default=64, ge=1, description="Pooled connections to the server.")
+    image_fetch: UrlFetchConfig = Field(
+        default_factory=lambda: UrlFetchConfig(max_bytes=MAX_IMAGE_BYTES),
+        description="How image URLs in messages are downloaded (Ollama takes bytes). Off by default "
+        "(allow_remote_urls: false): send images as data: URIs, or turn it on to fetch public addresses.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -29,6 +29,7 @@ from lamina.apis.models import Model
 from lamina.errors import BadRequestError, ConfigError, LaminaError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers.http_upstream import Timeouts
+from lamina.providers.url_fetch import GuardedFetcher
 from lamina.resources.models import LISTED
 from lamina_ollama import models as catalog
 from lamina_ollama import native
@@ -37,8 +38,6 @@ from lamina_ollama.client import OllamaClient
 from lamina_ollama.config import OllamaImplConfig
 
 log = structlog.get_logger(__name__)
-
-_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 # A model the core registers from a listing is checked against the tags that listing just fetched.
@@ -264,20 +263,9 @@ class OllamaProvider(ProviderBase):
         return body
 
     async def _fetch_image(self, url: str) -> bytes:
-        """Ollama takes image bytes, not URLs: download the image (pooled session, size-capped)."""
-        try:
-            async with self.client.session.get(url) as resp:
-                if resp.status >= 400:
-                    raise BadRequestError(
-                        f"could not fetch image {url}: HTTP {resp.status}", param="messages"
-                    )
-                data = await resp.content.read(_MAX_IMAGE_BYTES + 1)
-        except LaminaError:
-            raise
-        except Exception as exc:
-            raise BadRequestError(
-                f"could not fetch image {url}: {type(exc).__name__}: {exc}", param="messages"
-            ) from exc
-        if len(data) > _MAX_IMAGE_BYTES:
-            raise BadRequestError(f"image {url} is larger than 20 MB", param="messages")
-        return data
+        """Ollama takes image bytes, not URLs: download the image with the guarded fetcher.
+
+        A client names the URL, so it is fetched only as ``image_fetch`` allows (by default not at
+        all): see ``lamina.providers.url_fetch``.
+        """
+        return (await GuardedFetcher(self.config.image_fetch).fetch(url, param="messages")).body

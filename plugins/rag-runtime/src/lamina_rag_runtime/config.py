@@ -1,8 +1,11 @@
 """The provider config: Llama Stack 0.2.x's ``RagToolRuntimeConfig`` (no fields) plus Lamina's.
 
 Every field has a default, so Llama Stack's ``config: {}`` validates. Where documents may come from
-(``allow_remote_urls``, ``local_path_roots``, ``max_document_bytes``, ``fetch_timeout_seconds``) is
-described in ``lamina.providers.documents``.
+(``allow_remote_urls``, ``allowed_hosts``, ``allowed_private_networks``, ``max_redirects``,
+``local_path_roots``, ``max_document_bytes``, ``fetch_timeout_seconds``) is described in
+``lamina.providers.documents``; URLs are fetched by ``lamina.providers.url_fetch``. Unlike Llama
+Stack, ``allow_remote_urls`` is false by default: a document's URL would otherwise let any client
+read the services on the server's own network.
 """
 
 from __future__ import annotations
