@@ -8,7 +8,7 @@ the file, the key path and what is expected.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,8 @@ from lamina.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 8321
+# Loopback only unless the config or `--host` says otherwise: there is no authentication yet.
+DEFAULT_HOST = "127.0.0.1"
 
 
 def lamina_home() -> Path:
@@ -104,7 +106,10 @@ class ToolGroupInput(_Section):
 
 class ServerConfig(_Section):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    host: str | None = Field(default=None, description="Bind address; default all interfaces.")
+    host: str | None = Field(
+        default=None,
+        description=f"Bind address; default {DEFAULT_HOST} (loopback only); 0.0.0.0 exposes the server.",
+    )
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     tls_cafile: str | None = None
@@ -211,6 +216,85 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
                     reason="external provider modules are installed as plugins in Lamina",
                 )
     return config
+
+
+# Resource sections whose API Lamina does not serve yet, and that API.
+_RESOURCE_APIS = {"datasets": "datasetio", "scoring_fns": "scoring", "benchmarks": "eval"}
+
+
+def check_settings_are_enforced(config: RunConfig, served_apis: Collection[str]) -> None:
+    """Stop start-up on a setting Lamina parses but does not act on (null and empty mean "not set").
+
+    A section that is accepted and then ignored promises what the server does not do (``server.auth``
+    would leave every route open), so each one fails, naming the key and what to do instead. Keys
+    that only matter to Llama Stack's tooling (``container_image``) or that shipped templates carry
+    harmlessly (``apis``) are logged instead.
+    """
+    server = config.server
+    problems = []
+    if server.auth:
+        problems.append(
+            "server.auth: authentication is not implemented in Lamina yet, so this section would leave "
+            "every route open; remove it and put the server behind an authenticating reverse proxy "
+            f"(keep server.host on loopback, the default {DEFAULT_HOST})"
+        )
+    if server.quota:
+        problems.append(
+            "server.quota: request quotas are not implemented in Lamina yet, so no request would be "
+            "limited; remove the section and enforce quotas in a reverse proxy"
+        )
+    if bool(server.tls_certfile) != bool(server.tls_keyfile):
+        have, missing = (
+            ("tls_certfile", "tls_keyfile") if server.tls_certfile else ("tls_keyfile", "tls_certfile")
+        )
+        problems.append(
+            f"server.{missing}: required with server.{have}; with only one of them the server would "
+            "serve plain HTTP; set both, or neither"
+        )
+    if server.tls_cafile and not (server.tls_certfile and server.tls_keyfile):
+        problems.append(
+            "server.tls_cafile: client certificates are checked only over TLS; set server.tls_certfile "
+            "and server.tls_keyfile too, or remove server.tls_cafile"
+        )
+    if server.disable_ipv6 and server.host and ":" in server.host:
+        problems.append(
+            f"server.host: {_show(server.host)} is an IPv6 address but server.disable_ipv6 is true; "
+            "bind an IPv4 address or set disable_ipv6: false"
+        )
+    if config.external_providers_dir:
+        problems.append(
+            "external_providers_dir: Lamina does not load provider specs from a directory; install "
+            "external providers as plugin packages (PLUGIN_GUIDE.md) and remove this key"
+        )
+    if config.logging:
+        problems.append(
+            "logging: Lamina does not apply Llama Stack's logging categories; remove the section and "
+            "set LAMINA_LOG_LEVEL (debug|info|warning) instead"
+        )
+    for key, api in _RESOURCE_APIS.items():
+        entries = getattr(config, key)
+        if entries and api not in served_apis:
+            problems.append(
+                f"{key}: Lamina does not serve the {api} API yet, so these {len(entries)} entries would "
+                f"not be registered; remove them (an empty list is fine)"
+            )
+    if problems:
+        raise ConfigError("\n".join(f"{config.source}: {p}" for p in problems))
+    if config.container_image:
+        log.warning(
+            "config_key_ignored",
+            source=config.source,
+            key="container_image",
+            reason="Lamina runs in the current Python environment, not in a container image",
+        )
+    unlisted = sorted(set(config.providers) - set(config.apis)) if config.apis else []
+    if unlisted:
+        log.warning(
+            "config_apis_not_listed",
+            source=config.source,
+            apis=unlisted,
+            reason="Lamina serves every API that has providers; Llama Stack would not serve these",
+        )
 
 
 def load_run_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> RunConfig:
