@@ -39,7 +39,11 @@ def _config(upstream: ServerProcess) -> dict:
         "image_name": "bind",
         "providers": {
             "inference": [
-                {"provider_id": "vllm", "provider_type": "remote::vllm", "config": {"url": f"{upstream.url}/v1"}}
+                {
+                    "provider_id": "vllm",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{upstream.url}/v1"},
+                }
             ]
         },
     }
@@ -82,8 +86,16 @@ def test_server_host_in_the_config_exposes_too(tmp_path: Path, fake_upstream: Se
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
-     ("::", False), ("192.0.2.2", False), ("example.internal", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.2", False),
+        ("example.internal", False),
+    ],
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
