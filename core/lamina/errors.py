@@ -96,6 +96,12 @@ class ConflictError(LaminaError):
     error_type = "conflict_error"
 
 
+class QuotaExceededError(ConflictError):
+    """A stored-data quota is full: the request fits once something is deleted (or the limit raised)."""
+
+    error_type = "quota_exceeded"
+
+
 class PayloadTooLargeError(LaminaError):
     status = 413
     error_type = "invalid_request_error"
