@@ -102,7 +102,9 @@ def run(config: str | None, port: int | None, host: str | None, env_pairs: tuple
     try:
         run_config = load_config_or_distribution(config, env, pm)
         stack = Stack.build(run_config, pm)
-        check_settings_are_enforced(run_config, {api.value for api in SERVED_APIS})
+        check_settings_are_enforced(
+            run_config, {api.value for api in SERVED_APIS}, [(r.where, r.config) for r in stack.order]
+        )
     except (ConfigError, PluginError) as exc:
         raise click.ClickException(str(exc)) from None
     env_port = os.environ.get("LAMINA_PORT")

@@ -8,7 +8,7 @@ the file, the key path and what is expected.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -218,17 +218,49 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
     return config
 
 
+# A provider config field Lamina accepts because Llama Stack has it, but does not act on, carries
+# ``json_schema_extra=not_acted_on(...)``: when set (not null, false or empty), start-up fails
+# (``refuse=True``: the setting would change behaviour or security) or logs config_key_ignored.
+NOT_ACTED_ON = "lamina_not_acted_on"
+
+
+def not_acted_on(reason: str, *, refuse: bool = False) -> dict[str, Any]:
+    """``json_schema_extra`` for a field parsed but not acted on; ``reason`` says why and what to do."""
+    return {NOT_ACTED_ON: {"reason": reason, "refuse": refuse}}
+
+
+def _provider_problems(source: str, where: str, config: BaseModel) -> list[str]:
+    problems = []
+    for name, field in type(config).model_fields.items():
+        extra = field.json_schema_extra
+        mark = extra.get(NOT_ACTED_ON) if isinstance(extra, dict) else None
+        value = getattr(config, name, None)
+        if not isinstance(mark, dict) or value is None or value is False or value in ("", [], {}):
+            continue
+        key = f"{where}.config.{name}"
+        if mark.get("refuse"):
+            problems.append(f"{key}: {mark['reason']}")
+        else:
+            log.warning("config_key_ignored", source=source, key=key, reason=mark["reason"])
+    return problems
+
+
 # Resource sections whose API Lamina does not serve yet, and that API.
 _RESOURCE_APIS = {"datasets": "datasetio", "scoring_fns": "scoring", "benchmarks": "eval"}
 
 
-def check_settings_are_enforced(config: RunConfig, served_apis: Collection[str]) -> None:
+def check_settings_are_enforced(
+    config: RunConfig,
+    served_apis: Collection[str],
+    provider_configs: Iterable[tuple[str, BaseModel]] = (),
+) -> None:
     """Stop start-up on a setting Lamina parses but does not act on (null and empty mean "not set").
 
     A section that is accepted and then ignored promises what the server does not do (``server.auth``
     would leave every route open), so each one fails, naming the key and what to do instead. Keys
     that only matter to Llama Stack's tooling (``container_image``) or that shipped templates carry
-    harmlessly (``apis``) are logged instead.
+    harmlessly (``apis``) are logged instead. ``provider_configs`` are (key path, validated config)
+    pairs, checked for fields marked with ``not_acted_on``.
     """
     server = config.server
     problems = []
@@ -278,6 +310,8 @@ def check_settings_are_enforced(config: RunConfig, served_apis: Collection[str])
                 f"{key}: Lamina does not serve the {api} API yet, so these {len(entries)} entries would "
                 f"not be registered; remove them (an empty list is fine)"
             )
+    for where, provider_config in provider_configs:
+        problems += _provider_problems(config.source, where, provider_config)
     if problems:
         raise ConfigError("\n".join(f"{config.source}: {p}" for p in problems))
     if config.container_image:

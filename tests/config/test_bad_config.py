@@ -154,6 +154,16 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "datasets",
         ["datasetio API", "1 entries", "empty list is fine"],
     ),
+    "provider-field-not-acted-on": (
+        f"version: 2\nproviders:\n{VLLM}      refresh_models: true\n",
+        "providers.inference[0].config.refresh_models",
+        ["does not list or refresh", "models:"],
+    ),
+    "ipv6-host-with-ipv6-disabled": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  host: '::'\n  disable_ipv6: true\n",
+        "server.host",
+        ["IPv6", "disable_ipv6"],
+    ),
     "benchmarks-not-served": (
         f"version: 2\nproviders:\n{VLLM}benchmarks:\n- benchmark_id: b\n  dataset_id: d\n"
         "  scoring_functions: [basic::equality]\n",
@@ -253,3 +263,25 @@ def test_the_errors_are_not_yaml_dumps(tmp_path: Path, lamina_cli) -> None:
     assert result.returncode == 1
     error_line = result.stderr[result.stderr.index("Error: ") :].splitlines()[0]
     assert error_line.startswith(f"Error: {path}: providers.inference: ") and len(error_line) < 400
+
+
+def test_harmless_settings_are_logged_not_refused() -> None:
+    from structlog.testing import capture_logs
+
+    from lamina.config import check_settings_are_enforced, parse_run_config
+    from lamina_onnx_embeddings.config import SentenceTransformersInferenceConfig
+
+    doc = yaml.safe_load(f"version: 2\ncontainer_image: lamina:latest\napis: [safety]\nproviders:\n{VLLM}")
+    config = parse_run_config(doc, source="run.yaml", env={})
+    onnx = SentenceTransformersInferenceConfig(trust_remote_code=True)
+    with capture_logs() as logs:
+        check_settings_are_enforced(config, {"inference"}, [("providers.inference[1]", onnx)])
+    ignored = {entry.get("key"): entry for entry in logs if entry["event"] == "config_key_ignored"}
+    assert set(ignored) == {"container_image", "providers.inference[1].config.trust_remote_code"}
+    assert all(entry["log_level"] == "warning" and entry["reason"] for entry in ignored.values())
+    unlisted = next(entry for entry in logs if entry["event"] == "config_apis_not_listed")
+    assert unlisted["apis"] == ["inference"]
+    quiet = config.model_copy(update={"container_image": None, "apis": []})
+    with capture_logs() as logs:  # the default (false) is "not set"
+        check_settings_are_enforced(quiet, {"inference"}, [("p", SentenceTransformersInferenceConfig())])
+    assert logs == []
