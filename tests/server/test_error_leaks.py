@@ -67,7 +67,10 @@ def test_upstream_failures_name_the_provider_not_its_url(
     lamina: ServerProcess, fake_upstream: ServerProcess
 ) -> None:
     oa = OpenAI(base_url=lamina.url + "/v1", api_key="none", max_retries=0)
-    upstream_addresses = (fake_upstream.url.removeprefix("http://"), lamina.dead_url.removeprefix("http://")[:-3])
+    upstream_addresses = (
+        fake_upstream.url.removeprefix("http://"),
+        lamina.dead_url.removeprefix("http://")[:-3],
+    )
     for model, provider, words in (
         ("fault/error500", "faulty", "answered HTTP 500"),
         ("fault/badjson", "faulty", "invalid JSON"),
