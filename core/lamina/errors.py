@@ -63,12 +63,18 @@ class LaminaError(Exception):
         self._message = cap_text(str(value))
         self.args = (self._message,)
 
+    @property
+    def client_message(self) -> str:
+        """What the client is told; ``message`` (logged) may say more, e.g. an internal address."""
+        return self.message
+
     def to_body(self) -> dict[str, Any]:
         # `detail` is what llama-stack-client reads; `error` is what the OpenAI SDK reads.
         param = cap_text(self.param, MAX_EXTRA_CHARS) if isinstance(self.param, str) else self.param
-        err: dict[str, Any] = {"message": self.message, "type": self.error_type, "param": param}
+        message = self.client_message
+        err: dict[str, Any] = {"message": message, "type": self.error_type, "param": param}
         err.update(_cap_value(self.extra))
-        return {"detail": self.message, "error": err}
+        return {"detail": message, "error": err}
 
 
 class BadRequestError(LaminaError):

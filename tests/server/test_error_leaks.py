@@ -120,3 +120,14 @@ def test_every_lamina_error_is_capped_however_its_message_is_set() -> None:
     err.message = "prefix: " + err.message + HUGE  # as routers do when they add context
     assert len(err.message) <= MAX_MESSAGE_CHARS and str(err) == err.message
     assert len(BadRequestError(HUGE).message) <= MAX_MESSAGE_CHARS
+
+
+def test_storage_errors_do_not_name_the_database_to_clients() -> None:
+    from lamina.storage.kvstore import StorageError
+
+    err = StorageError("postgres kv store lamina@10.1.2.3:5432/llamastack: connection refused")
+    body = json.dumps(err.to_body())
+    assert "10.1.2.3" not in body and "lamina@" not in body
+    assert "storage is unavailable" in err.to_body()["detail"]
+    assert err.to_body()["error"]["type"] == "storage_error"
+    assert "10.1.2.3:5432" in err.message  # what the server log gets
