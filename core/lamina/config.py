@@ -206,6 +206,8 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
         raise ConfigError(f"{source}: version: Lamina reads run configs of version 2, got {config.version!r}")
     for key in sorted(set(doc) - KNOWN_TOP_LEVEL):
         log.warning("config_key_ignored", source=source, key=key)
+    for key in sorted(config.server.model_extra or {}):
+        log.warning("config_key_ignored", source=source, key=f"server.{key}", reason="not a server setting")
     for api, entries in config.providers.items():
         for i, entry in enumerate(entries):
             if entry.module:

@@ -272,7 +272,10 @@ def test_harmless_settings_are_logged_not_refused() -> None:
     from lamina_onnx_embeddings.config import SentenceTransformersInferenceConfig
 
     doc = yaml.safe_load(f"version: 2\ncontainer_image: lamina:latest\napis: [safety]\nproviders:\n{VLLM}")
-    config = parse_run_config(doc, source="run.yaml", env={})
+    doc["server"] = {"port": 8321, "cors": True}
+    with capture_logs() as logs:
+        config = parse_run_config(doc, source="run.yaml", env={})
+    assert [e["key"] for e in logs if e["event"] == "config_key_ignored"] == ["server.cors"]
     onnx = SentenceTransformersInferenceConfig(trust_remote_code=True)
     with capture_logs() as logs:
         check_settings_are_enforced(config, {"inference"}, [("providers.inference[1]", onnx)])
