@@ -83,13 +83,18 @@ def load_config_or_distribution(target: str | None, env: dict[str, str], pm):
 @cli.command()
 @click.argument("config", required=False)
 @click.option("--port", type=int, default=None, help="Port to listen on (default: server.port, 8321).")
-@click.option("--host", default=None, help="Address to bind (default: server.host, all interfaces).")
+@click.option(
+    "--host",
+    default=None,
+    help="Address to bind (default: server.host, else 127.0.0.1; 0.0.0.0 exposes the server).",
+)
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Set a variable for ${env.X}.")
 def run(config: str | None, port: int | None, host: str | None, env_pairs: tuple[str, ...]) -> None:
     """Serve a run config (CONFIG.yaml) or a distribution (by name; default: the local one)."""
+    from lamina.config import check_settings_are_enforced
     from lamina.logging import configure_logging
     from lamina.server.app import run_server
-    from lamina.stack import Stack
+    from lamina.stack import SERVED_APIS, Stack
 
     configure_logging()
     env = _parse_env(env_pairs)
@@ -97,6 +102,9 @@ def run(config: str | None, port: int | None, host: str | None, env_pairs: tuple
     try:
         run_config = load_config_or_distribution(config, env, pm)
         stack = Stack.build(run_config, pm)
+        check_settings_are_enforced(
+            run_config, {api.value for api in SERVED_APIS}, [(r.where, r.config) for r in stack.order]
+        )
     except (ConfigError, PluginError) as exc:
         raise click.ClickException(str(exc)) from None
     env_port = os.environ.get("LAMINA_PORT")

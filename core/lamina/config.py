@@ -8,7 +8,7 @@ the file, the key path and what is expected.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,8 @@ from lamina.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 8321
+# Loopback only unless the config or `--host` says otherwise: there is no authentication yet.
+DEFAULT_HOST = "127.0.0.1"
 
 
 def lamina_home() -> Path:
@@ -104,7 +106,10 @@ class ToolGroupInput(_Section):
 
 class ServerConfig(_Section):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    host: str | None = Field(default=None, description="Bind address; default all interfaces.")
+    host: str | None = Field(
+        default=None,
+        description=f"Bind address; default {DEFAULT_HOST} (loopback only); 0.0.0.0 exposes the server.",
+    )
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     tls_cafile: str | None = None
@@ -201,6 +206,8 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
         raise ConfigError(f"{source}: version: Lamina reads run configs of version 2, got {config.version!r}")
     for key in sorted(set(doc) - KNOWN_TOP_LEVEL):
         log.warning("config_key_ignored", source=source, key=key)
+    for key in sorted(config.server.model_extra or {}):
+        log.warning("config_key_ignored", source=source, key=f"server.{key}", reason="not a server setting")
     for api, entries in config.providers.items():
         for i, entry in enumerate(entries):
             if entry.module:
@@ -211,6 +218,119 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
                     reason="external provider modules are installed as plugins in Lamina",
                 )
     return config
+
+
+# A provider config field Lamina accepts because Llama Stack has it, but does not act on, carries
+# ``json_schema_extra=not_acted_on(...)``: when set (not null, false or empty), start-up fails
+# (``refuse=True``: the setting would change behaviour or security) or logs config_key_ignored.
+NOT_ACTED_ON = "lamina_not_acted_on"
+
+
+def not_acted_on(reason: str, *, refuse: bool = False) -> dict[str, Any]:
+    """``json_schema_extra`` for a field parsed but not acted on; ``reason`` says why and what to do."""
+    return {NOT_ACTED_ON: {"reason": reason, "refuse": refuse}}
+
+
+def _provider_problems(source: str, where: str, config: BaseModel) -> list[str]:
+    problems = []
+    for name, field in type(config).model_fields.items():
+        extra = field.json_schema_extra
+        mark = extra.get(NOT_ACTED_ON) if isinstance(extra, dict) else None
+        value = getattr(config, name, None)
+        if not isinstance(mark, dict) or value is None or value is False or value in ("", [], {}):
+            continue
+        key = f"{where}.config.{name}"
+        if mark.get("refuse"):
+            problems.append(f"{key}: {mark['reason']}")
+        else:
+            log.warning("config_key_ignored", source=source, key=key, reason=mark["reason"])
+    return problems
+
+
+# Resource sections whose API Lamina does not serve yet, and that API.
+_RESOURCE_APIS = {"datasets": "datasetio", "scoring_fns": "scoring", "benchmarks": "eval"}
+
+
+def check_settings_are_enforced(
+    config: RunConfig,
+    served_apis: Collection[str],
+    provider_configs: Iterable[tuple[str, BaseModel]] = (),
+) -> None:
+    """Stop start-up on a setting Lamina parses but does not act on (null and empty mean "not set").
+
+    A section that is accepted and then ignored promises what the server does not do (``server.auth``
+    would leave every route open), so each one fails, naming the key and what to do instead. Keys
+    that only matter to Llama Stack's tooling (``container_image``) or that shipped templates carry
+    harmlessly (``apis``) are logged instead. ``provider_configs`` are (key path, validated config)
+    pairs, checked for fields marked with ``not_acted_on``.
+    """
+    server = config.server
+    problems = []
+    if server.auth:
+        problems.append(
+            "server.auth: authentication is not implemented in Lamina yet, so this section would leave "
+            "every route open; remove it and put the server behind an authenticating reverse proxy "
+            f"(keep server.host on loopback, the default {DEFAULT_HOST})"
+        )
+    if server.quota:
+        problems.append(
+            "server.quota: request quotas are not implemented in Lamina yet, so no request would be "
+            "limited; remove the section and enforce quotas in a reverse proxy"
+        )
+    if bool(server.tls_certfile) != bool(server.tls_keyfile):
+        have, missing = (
+            ("tls_certfile", "tls_keyfile") if server.tls_certfile else ("tls_keyfile", "tls_certfile")
+        )
+        problems.append(
+            f"server.{missing}: required with server.{have}; with only one of them the server would "
+            "serve plain HTTP; set both, or neither"
+        )
+    if server.tls_cafile and not (server.tls_certfile and server.tls_keyfile):
+        problems.append(
+            "server.tls_cafile: client certificates are checked only over TLS; set server.tls_certfile "
+            "and server.tls_keyfile too, or remove server.tls_cafile"
+        )
+    if server.disable_ipv6 and server.host and ":" in server.host:
+        problems.append(
+            f"server.host: {_show(server.host)} is an IPv6 address but server.disable_ipv6 is true; "
+            "bind an IPv4 address or set disable_ipv6: false"
+        )
+    if config.external_providers_dir:
+        problems.append(
+            "external_providers_dir: Lamina does not load provider specs from a directory; install "
+            "external providers as plugin packages (PLUGIN_GUIDE.md) and remove this key"
+        )
+    if config.logging:
+        problems.append(
+            "logging: Lamina does not apply Llama Stack's logging categories; remove the section and "
+            "set LAMINA_LOG_LEVEL (debug|info|warning) instead"
+        )
+    for key, api in _RESOURCE_APIS.items():
+        entries = getattr(config, key)
+        if entries and api not in served_apis:
+            problems.append(
+                f"{key}: Lamina does not serve the {api} API yet, so these {len(entries)} entries would "
+                f"not be registered; remove them (an empty list is fine)"
+            )
+    for where, provider_config in provider_configs:
+        problems += _provider_problems(config.source, where, provider_config)
+    if problems:
+        raise ConfigError("\n".join(f"{config.source}: {p}" for p in problems))
+    if config.container_image:
+        log.warning(
+            "config_key_ignored",
+            source=config.source,
+            key="container_image",
+            reason="Lamina runs in the current Python environment, not in a container image",
+        )
+    unlisted = sorted(set(config.providers) - set(config.apis)) if config.apis else []
+    if unlisted:
+        log.warning(
+            "config_apis_not_listed",
+            source=config.source,
+            apis=unlisted,
+            reason="Lamina serves every API that has providers; Llama Stack would not serve these",
+        )
 
 
 def load_run_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> RunConfig:

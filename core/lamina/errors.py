@@ -7,9 +7,42 @@ from __future__ import annotations
 
 from typing import Any
 
+# Error messages echo user input (a model id, a path, a field value); a client that sends 1 MB must
+# not get 1 MB (or three copies of it) back. Every message and echoed field is cut to this size.
+MAX_MESSAGE_CHARS = 2048
+MAX_EXTRA_CHARS = 256
+
+
+def cap_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters, keeping its start and its end.
+
+    The start says what happened and the end what to do, so both survive; an echoed value in the
+    middle is what gets cut.
+    """
+    if len(text) <= limit:
+        return text
+    marker = f" ...[{len(text) - limit} characters cut]... "
+    keep = max(limit - len(marker), 0)
+    head = keep - keep // 3
+    return text[:head] + marker + text[len(text) - (keep - head) :]
+
+
+def _cap_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return cap_text(value, MAX_EXTRA_CHARS)
+    if isinstance(value, dict):
+        return {k: _cap_value(v) for k, v in list(value.items())[:50]}
+    if isinstance(value, (list, tuple)):
+        return [_cap_value(v) for v in value[:50]]
+    return value
+
 
 class LaminaError(Exception):
-    """Base error with an HTTP status and an OpenAI-style error type."""
+    """Base error with an HTTP status and an OpenAI-style error type.
+
+    ``message`` is capped (``cap_text``) however it is set, so no rendering of an error (JSON body,
+    SSE error event, log line) carries an unbounded echo of the request.
+    """
 
     status: int = 500
     error_type: str = "server_error"
@@ -21,11 +54,27 @@ class LaminaError(Exception):
         self.extra = extra
         self.headers: dict[str, str] = {}
 
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = cap_text(str(value))
+        self.args = (self._message,)
+
+    @property
+    def client_message(self) -> str:
+        """What the client is told; ``message`` (logged) may say more, e.g. an internal address."""
+        return self.message
+
     def to_body(self) -> dict[str, Any]:
         # `detail` is what llama-stack-client reads; `error` is what the OpenAI SDK reads.
-        err: dict[str, Any] = {"message": self.message, "type": self.error_type, "param": self.param}
-        err.update(self.extra)
-        return {"detail": self.message, "error": err}
+        param = cap_text(self.param, MAX_EXTRA_CHARS) if isinstance(self.param, str) else self.param
+        message = self.client_message
+        err: dict[str, Any] = {"message": message, "type": self.error_type, "param": param}
+        err.update(_cap_value(self.extra))
+        return {"detail": message, "error": err}
 
 
 class BadRequestError(LaminaError):
@@ -51,6 +100,12 @@ class NotFoundError(LaminaError):
 class ConflictError(LaminaError):
     status = 409
     error_type = "conflict_error"
+
+
+class QuotaExceededError(ConflictError):
+    """A stored-data quota is full: the request fits once something is deleted (or the limit raised)."""
+
+    error_type = "quota_exceeded"
 
 
 class PayloadTooLargeError(LaminaError):

@@ -7,6 +7,7 @@ message names the file and the key path and says what is expected, and that no t
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,61 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         ["already used by providers.inference[0]", "unique"],
     ),
     "unsupported-version": (f"version: 3\nproviders:\n{VLLM}", "version", ["version 2"]),
+    # Parsed but not acted on: a security setting that is silently ignored must stop start-up.
+    "server-auth-not-enforced": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  auth:\n    provider_type: oauth2_token\n"
+        "    config: {jwks: {uri: 'http://127.0.0.1:9/jwks'}}\n",
+        "server.auth",
+        ["not implemented", "reverse proxy", "127.0.0.1"],
+    ),
+    "server-quota-not-enforced": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  quota:\n    kvstore: {{type: sqlite, db_path: q.db}}\n"
+        "    anonymous_max_requests: 1\n    period: day\n",
+        "server.quota",
+        ["not implemented", "remove the section"],
+    ),
+    "tls-cert-without-key": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  tls_certfile: /tmp/cert.pem\n",
+        "server.tls_keyfile",
+        ["required with server.tls_certfile", "plain HTTP"],
+    ),
+    "tls-cafile-without-tls": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  tls_cafile: /tmp/ca.pem\n",
+        "server.tls_cafile",
+        ["server.tls_certfile and server.tls_keyfile"],
+    ),
+    "external-providers-dir": (
+        f"version: 2\nproviders:\n{VLLM}external_providers_dir: /tmp/providers.d\n",
+        "external_providers_dir",
+        ["plugin packages"],
+    ),
+    "logging-categories": (
+        f"version: 2\nproviders:\n{VLLM}logging:\n  category_levels: {{core: debug}}\n",
+        "logging",
+        ["LAMINA_LOG_LEVEL"],
+    ),
+    "datasets-not-served": (
+        f"version: 2\nproviders:\n{VLLM}datasets:\n- dataset_id: d\n  purpose: eval/messages-answer\n"
+        "  source: {type: uri, uri: 'data:,x'}\n",
+        "datasets",
+        ["datasetio API", "1 entries", "empty list is fine"],
+    ),
+    "provider-field-not-acted-on": (
+        f"version: 2\nproviders:\n{VLLM}      refresh_models: true\n",
+        "providers.inference[0].config.refresh_models",
+        ["does not list or refresh", "models:"],
+    ),
+    "ipv6-host-with-ipv6-disabled": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  host: '::'\n  disable_ipv6: true\n",
+        "server.host",
+        ["IPv6", "disable_ipv6"],
+    ),
+    "benchmarks-not-served": (
+        f"version: 2\nproviders:\n{VLLM}benchmarks:\n- benchmark_id: b\n  dataset_id: d\n"
+        "  scoring_functions: [basic::equality]\n",
+        "benchmarks",
+        ["eval API"],
+    ),
 }
 
 
@@ -169,6 +225,35 @@ def test_unknown_fields_are_ignored_with_a_warning_as_in_llama_stack(
     assert {"conda_env", "memory_banks", "providers.inference[0].config.not_a_vllm_field"} <= ignored
 
 
+def test_not_set_means_null_or_empty_and_starts(tmp_path: Path, fake_upstream: ServerProcess) -> None:
+    # What Llama Stack's own templates carry (empty lists, nulls) stays accepted.
+    config = {
+        "version": "2",
+        "image_name": "empty-sections",
+        "container_image": None,
+        "apis": ["inference"],
+        "providers": {
+            "inference": [
+                {
+                    "provider_id": "vllm",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{fake_upstream.url}/v1"},
+                }
+            ]
+        },
+        "models": [{"model_id": "ok", "provider_id": "vllm"}],
+        "datasets": [],
+        "scoring_fns": [],
+        "benchmarks": [],
+        "logging": None,
+        "external_providers_dir": None,
+        "server": {"port": 8321, "auth": None, "quota": {}, "tls_certfile": None},
+    }
+    with lamina_server(config, tmp_path, name="empty") as server:
+        with urllib.request.urlopen(server.url + "/v1/models", timeout=10) as resp:
+            assert "ok" in [m["identifier"] for m in json.loads(resp.read())["data"]]
+
+
 def test_the_errors_are_not_yaml_dumps(tmp_path: Path, lamina_cli) -> None:
     # A whole provider list in the message would hide the point; long inputs are cut short.
     entries = [{"provider_id": f"p{i}", "provider_type": "remote::vllm", "config": {}} for i in range(20)]
@@ -178,3 +263,28 @@ def test_the_errors_are_not_yaml_dumps(tmp_path: Path, lamina_cli) -> None:
     assert result.returncode == 1
     error_line = result.stderr[result.stderr.index("Error: ") :].splitlines()[0]
     assert error_line.startswith(f"Error: {path}: providers.inference: ") and len(error_line) < 400
+
+
+def test_harmless_settings_are_logged_not_refused() -> None:
+    from structlog.testing import capture_logs
+
+    from lamina.config import check_settings_are_enforced, parse_run_config
+    from lamina_onnx_embeddings.config import SentenceTransformersInferenceConfig
+
+    doc = yaml.safe_load(f"version: 2\ncontainer_image: lamina:latest\napis: [safety]\nproviders:\n{VLLM}")
+    doc["server"] = {"port": 8321, "cors": True}
+    with capture_logs() as logs:
+        config = parse_run_config(doc, source="run.yaml", env={})
+    assert [e["key"] for e in logs if e["event"] == "config_key_ignored"] == ["server.cors"]
+    onnx = SentenceTransformersInferenceConfig(trust_remote_code=True)
+    with capture_logs() as logs:
+        check_settings_are_enforced(config, {"inference"}, [("providers.inference[1]", onnx)])
+    ignored = {entry.get("key"): entry for entry in logs if entry["event"] == "config_key_ignored"}
+    assert set(ignored) == {"container_image", "providers.inference[1].config.trust_remote_code"}
+    assert all(entry["log_level"] == "warning" and entry["reason"] for entry in ignored.values())
+    unlisted = next(entry for entry in logs if entry["event"] == "config_apis_not_listed")
+    assert unlisted["apis"] == ["inference"]
+    quiet = config.model_copy(update={"container_image": None, "apis": []})
+    with capture_logs() as logs:  # the default (false) is "not set"
+        check_settings_are_enforced(quiet, {"inference"}, [("p", SentenceTransformersInferenceConfig())])
+    assert logs == []

@@ -1,7 +1,9 @@
 """A pooled HTTP client for remote providers that turns upstream failures into 502/504.
 
 One client per provider, opened in ``initialize`` and closed in ``shutdown``. Every error names
-the provider and the upstream URL, so a user knows which backend failed and why.
+the provider and the endpoint (``chat/completions``), so a user knows which backend failed and why;
+the upstream's URL goes only to the server log (``upstream_failed``): a client must not learn the
+addresses of the services behind Lamina.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import structlog
 
 from lamina.errors import BadRequestError, RateLimitError, UpstreamError, UpstreamTimeoutError
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,11 @@ class UpstreamClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
+    def where(self, url: str) -> str:
+        """How client-facing errors name an upstream URL: its path below the base URL, never the host."""
+        path = url.removeprefix(self.base_url).lstrip("/").split("?", 1)[0]
+        return f"upstream endpoint {path or '/'}"
+
     # -- requests ------------------------------------------------------------------------------
 
     async def request_json(
@@ -96,7 +106,7 @@ class UpstreamClient:
             return json.loads(raw)
         except ValueError:
             raise UpstreamError(
-                self.provider_id, f"{url} answered with invalid JSON: {_snippet(raw)}"
+                self.provider_id, f"{self.where(url)} answered with invalid JSON: {_snippet(raw)}"
             ) from None
 
     async def stream_sse(
@@ -142,43 +152,54 @@ class UpstreamClient:
             except Exception as exc:
                 raise self._transport_error(exc, url, streaming=True) from exc
             if expect_done and not done:
-                raise UpstreamError(self.provider_id, f"the stream from {url} ended before [DONE]")
+                where = self.where(url)
+                raise UpstreamError(self.provider_id, f"the stream from {where} ended before [DONE]")
 
     def _parse_event(self, payload: bytes, url: str) -> Any:
         try:
             event = json.loads(payload)
         except ValueError:
+            where = self.where(url)
             raise UpstreamError(
-                self.provider_id, f"{url} sent a stream event that is not JSON: {_snippet(payload)}"
+                self.provider_id, f"{where} sent a stream event that is not JSON: {_snippet(payload)}"
             ) from None
         if isinstance(event, dict) and "error" in event and not event.get("choices"):
             err = event["error"]
             msg = err.get("message") if isinstance(err, dict) else str(err)
-            raise UpstreamError(self.provider_id, f"{url} reported an error mid-stream: {msg}")
+            raise UpstreamError(self.provider_id, f"{self.where(url)} reported an error mid-stream: {msg}")
         return event
 
     # -- error mapping -------------------------------------------------------------------------
 
     def _transport_error(self, exc: BaseException, url: str, streaming: bool = False) -> UpstreamError:
+        # The exception's text names the host and port: it goes to the server log, not to the client.
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("upstream_failed", provider_id=self.provider_id, url=url, error=error)
+        where = self.where(url)
         if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
             what = "stopped sending" if streaming else "did not answer"
             return UpstreamTimeoutError(
                 self.provider_id,
-                f"{url} {what} within the timeout (connect {self.timeouts.connect}s, read "
+                f"{where} {what} within the timeout (connect {self.timeouts.connect}s, read "
                 f"{self.timeouts.read}s; raise the provider's `timeout` in the run config if it is slow)",
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__
             return UpstreamError(
                 self.provider_id,
-                f"cannot connect to {url}: {exc.os_error or exc}. "
-                f"Is the server running? Check the provider's `url`.",
+                f"cannot connect to its upstream ({reason}). Is the server running? Check the provider's "
+                f"`url` (the server log's upstream_failed event has the address tried).",
             )
         if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-            return UpstreamError(self.provider_id, f"{url} closed the connection mid-response ({exc})")
-        return UpstreamError(self.provider_id, f"request to {url} failed: {type(exc).__name__}: {exc}")
+            return UpstreamError(
+                self.provider_id, f"{where} closed the connection mid-response ({type(exc).__name__})"
+            )
+        return UpstreamError(self.provider_id, f"request to {where} failed: {type(exc).__name__}")
 
     def _status_error(self, status: int, raw: bytes, url: str, headers: Any) -> Exception:
         message = _error_message(raw)
+        log.info("upstream_failed", provider_id=self.provider_id, url=url, status=status, error=message[:500])
+        where = self.where(url)
         if status in (400, 422):
             err = BadRequestError(
                 f"provider '{self.provider_id}' rejected the request: {message}", provider_id=self.provider_id
@@ -194,15 +215,15 @@ class UpstreamClient:
         if status in (401, 403):
             return UpstreamError(
                 self.provider_id,
-                f"{url} refused our credentials (HTTP {status}): {message}. Check the provider's api key.",
+                f"{where} refused our credentials (HTTP {status}): {message}. Check the provider's api key.",
                 upstream_status=status,
             )
         if status in (408, 504):
             return UpstreamTimeoutError(
-                self.provider_id, f"{url} timed out (HTTP {status}): {message}", upstream_status=status
+                self.provider_id, f"{where} timed out (HTTP {status}): {message}", upstream_status=status
             )
         return UpstreamError(
-            self.provider_id, f"{url} answered HTTP {status}: {message}", upstream_status=status
+            self.provider_id, f"{where} answered HTTP {status}: {message}", upstream_status=status
         )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
+from lamina.config import DEFAULT_HOST
 from lamina.server.keys import ACTIVE_STREAMS, SHUTTING_DOWN, STACK
 from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
@@ -57,21 +59,42 @@ async def _stack_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await stack.shutdown()
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address (or ``localhost``) that only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
 def run_server(stack: Stack, *, host: str | None, port: int) -> None:
     app = create_app(stack)
     server = stack.config.server
+    host = host or DEFAULT_HOST
     ssl_context = None
     if server.tls_certfile and server.tls_keyfile:
         import ssl
 
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=server.tls_cafile)
         ssl_context.load_cert_chain(server.tls_certfile, server.tls_keyfile)
-    shown = host or "0.0.0.0"
+        if server.tls_cafile:  # as in Llama Stack: a CA file means clients must present a certificate
+            ssl_context.verify_mode = ssl.CERT_REQUIRED
+    if not is_loopback(host) and not server.auth:
+        # Lamina has no authentication yet (server.auth is refused at start-up): anyone who can reach
+        # this address can use every route, including file uploads and model registration.
+        log.warning(
+            "server_exposed_without_auth",
+            host=host,
+            port=port,
+            hint=f"bind {DEFAULT_HOST} (the default) or put an authenticating reverse proxy in front",
+        )
 
     def announce(message: str) -> None:
         log.info(
             "serving",
-            url=f"http{'s' if ssl_context else ''}://{shown}:{port}",
+            url=f"http{'s' if ssl_context else ''}://{host}:{port}",
             distribution=stack.config.image_name,
         )
 

@@ -10,6 +10,7 @@ defaulting to ``openai_files`` (the table Llama Stack's localfs provider uses). 
 
 Listing pages by keyset on (created_at, id), as the inference store does. Rows whose ``expires_at``
 has passed are invisible to ``get`` and ``list``; ``expired`` names them for the provider to purge.
+``usage`` counts the files and bytes stored (for quotas), from the table every replica shares.
 """
 
 from __future__ import annotations
@@ -163,6 +164,15 @@ class FilesStore(ABC):
             params,
         )
         return FilePage([FileRecord(*r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def usage(self, now: int) -> tuple[int, int]:
+        """(files, bytes) stored and not expired: what a deployment's quota counts."""
+        rows = await self._fetch(
+            f"SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM {self.table} "
+            f"WHERE expires_at IS NULL OR expires_at > {self._p(1)}",
+            [now],
+        )
+        return int(rows[0][0]), int(rows[0][1])
 
     async def expired(self, now: int, limit: int = 1000) -> list[FileRecord]:
         rows = await self._fetch(

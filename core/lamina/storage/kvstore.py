@@ -15,6 +15,12 @@ class StorageError(LaminaError):
     status = 503
     error_type = "storage_error"
 
+    @property
+    def client_message(self) -> str:
+        # The message names the database (host, port, user, file path): the server log gets it
+        # (request_failed), the client only learns that storage failed.
+        return "the server's storage is unavailable; retry later (the server log has the details)"
+
 
 def prefix_end(prefix: str) -> str:
     """The smallest string greater than every string starting with ``prefix`` (code point order)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -285,16 +286,18 @@ class TestCapacityAndFaults:
         assert ok.status_code == 200, ok.text
 
     def test_bad_gguf_path_is_a_400_naming_the_field(self, server: ServerProcess, tmp_path) -> None:
+        # Outside the model directories an existing file gets the same answer as a missing one.
         bogus = tmp_path / "not-a-model.gguf"
         bogus.write_text("hello")
         for target, needle in (
             (str(tmp_path / "missing.gguf"), "neither a bundled model"),
-            (str(bogus), "not a GGUF file"),
+            (str(bogus), "neither a bundled model"),
+            ("/etc/passwd", "neither a bundled model"),
         ):
             resp = httpx.post(
                 f"{server.url}/v1/models",
                 json={
-                    "model_id": f"bad-{needle[:3]}",
+                    "model_id": f"bad-{Path(target).name}",
                     "provider_id": "llama-cpp",
                     "provider_model_id": target,
                 },

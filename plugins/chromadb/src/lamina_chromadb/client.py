@@ -74,5 +74,5 @@ class ChromaClient(UpstreamClient):
             return json.loads(raw)
         except ValueError:
             raise UpstreamError(
-                self.provider_id, f"{url} answered with invalid JSON: {raw[:200]!r}"
+                self.provider_id, f"{self.where(url)} answered with invalid JSON: {raw[:200]!r}"
             ) from None

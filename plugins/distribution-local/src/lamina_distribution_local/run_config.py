@@ -57,10 +57,11 @@ providers:
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin.
 # Models: the bundled SmolLM2-135M-Instruct (llama-cpp) and all-MiniLM-L6-v2 (sentence-transformers)
-# are registered by their plugins. Add your own GGUF like this:
+# are registered by their plugins. Add your own GGUF (in ~/.lamina/models, or a directory listed in
+# the llama-cpp provider's model_dirs) like this:
 # - model_id: my-model
 #   provider_id: llama-cpp
-#   provider_model_id: /path/to/model.gguf
+#   provider_model_id: model.gguf
 models: []
 # Shields (POST /v1/safety/run-shield; moderations: model = the shield id).
 shields:

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class LlamaCppConfig(BaseModel):
     """One llama.cpp runtime per GGUF, loaded in-process.
 
-    A model's ``provider_model_id`` names its GGUF: a path to a ``.gguf`` file, or the name of a
-    bundled model (``SmolLM2-135M-Instruct``).
+    A model's ``provider_model_id`` names its GGUF: the name of a bundled model
+    (``SmolLM2-135M-Instruct``), or a ``.gguf`` file inside one of ``model_dirs`` (absolute, or
+    relative to a model directory).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,6 +41,13 @@ class LlamaCppConfig(BaseModel):
         ),
     )
     gpu_layers: int = Field(default=0, ge=-1, description="Layers offloaded to a GPU (-1: all).")
+    model_dirs: list[str] | None = Field(
+        default=None,
+        description=(
+            "Directories GGUF files may be registered from (None: $LAMINA_HOME/models). A path outside "
+            "them is refused without saying whether it exists."
+        ),
+    )
     warmup: bool = Field(default=True, description="Load registered models in the background at start-up.")
 
     @classmethod

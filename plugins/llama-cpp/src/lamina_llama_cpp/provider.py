@@ -80,7 +80,7 @@ class LlamaCppProvider(ProviderBase):
 
     async def register_model(self, model: Model) -> Model:
         embedding = model.model_type == "embedding"
-        path = await asyncio.to_thread(resolve_gguf, model.provider_model_id)
+        path = await asyncio.to_thread(resolve_gguf, model.provider_model_id, self.config.model_dirs)
         runtime = self._runtime_for(path, embedding)
         self.model_files[model.identifier] = (path, embedding)
         if self.config.warmup and runtime.load_seconds is None:

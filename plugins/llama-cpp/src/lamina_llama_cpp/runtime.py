@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from lamina.config import lamina_home
 from lamina.errors import BadRequestError, LaminaError, ServiceUnavailableError, UpstreamError
 from lamina.providers.package_files import PackageFileError, package_file
 from lamina_llama_cpp.config import LlamaCppConfig
@@ -41,21 +42,42 @@ def bundled_path(name: str) -> Path:
         raise BadRequestError(f"the bundled model {name}: {exc}", param="provider_model_id") from None
 
 
-def resolve_gguf(provider_model_id: str) -> Path:
-    """A model's GGUF file: a bundled model's name or a path; errors say what is accepted."""
+def default_model_dirs() -> list[Path]:
+    """Where GGUF files may live when ``model_dirs`` is not configured: ``$LAMINA_HOME/models``."""
+    return [lamina_home() / "models"]
+
+
+def resolve_gguf(provider_model_id: str, model_dirs: Sequence[str | Path] | None = None) -> Path:
+    """A model's GGUF file: a bundled model's name, or a file inside one of ``model_dirs``.
+
+    A path may be absolute or relative to a model directory. Anything else gets the same answer
+    whether or not it exists, so registering a model cannot probe the server's file system.
+    """
     if provider_model_id in BUNDLED:
-        path = bundled_path(provider_model_id)
-    else:
-        path = Path(provider_model_id).expanduser()
-    if not path.is_file():
-        raise BadRequestError(
-            f"provider_model_id {provider_model_id!r} is neither a bundled model "
-            f"({', '.join(BUNDLED)}) nor an existing .gguf file",
-            param="provider_model_id",
-        )
+        return _check_magic(bundled_path(provider_model_id), provider_model_id)
+    configured = default_model_dirs() if model_dirs is None else model_dirs
+    dirs = [Path(d).expanduser().resolve() for d in configured]
+    path = Path(provider_model_id).expanduser()
+    for candidate in [path] if path.is_absolute() else [d / path for d in dirs]:
+        resolved = candidate.resolve()  # follows `..` and symlinks: a link out of a model dir stays out
+        if any(resolved.is_relative_to(d) for d in dirs) and resolved.is_file():
+            return _check_magic(resolved, provider_model_id)
+    log.info("gguf_not_in_model_dirs", provider_model_id=provider_model_id, model_dirs=[str(d) for d in dirs])
+    raise BadRequestError(
+        f"provider_model_id {provider_model_id!r} is neither a bundled model ({', '.join(BUNDLED)}) nor "
+        "a .gguf file in this provider's model directories; put the file in one of them (the provider's "
+        "config.model_dirs; default $LAMINA_HOME/models) and name it by its path or its name there",
+        param="provider_model_id",
+    )
+
+
+def _check_magic(path: Path, provider_model_id: str) -> Path:
     with path.open("rb") as fh:
         if fh.read(4) != _GGUF_MAGIC:
-            raise BadRequestError(f"{path} is not a GGUF file (no GGUF magic)", param="provider_model_id")
+            raise BadRequestError(
+                f"provider_model_id {provider_model_id!r} is not a GGUF file (no GGUF magic)",
+                param="provider_model_id",
+            )
     return path.resolve()
 
 

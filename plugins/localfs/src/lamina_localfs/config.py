@@ -1,4 +1,5 @@
-"""The config of inline::localfs: Llama Stack 0.2.12's ``LocalfsFilesImplConfig`` plus ``max_file_size``."""
+"""The config of inline::localfs: Llama Stack 0.2.12's ``LocalfsFilesImplConfig`` plus Lamina's limits
+(``max_file_size``, and the deployment quotas ``max_total_bytes`` and ``max_files``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from lamina.storage.files_store import FilesStoreConfig
 
 DEFAULT_MAX_FILE_SIZE = 512 * 1024 * 1024
 DEFAULT_TTL_SECS = 365 * 24 * 60 * 60  # Llama Stack's: one year
+DEFAULT_MAX_TOTAL_BYTES = 8 * 1024 * 1024 * 1024
+DEFAULT_MAX_FILES = 10_000
 
 
 class LocalfsFilesImplConfig(BaseModel):
@@ -33,6 +36,19 @@ class LocalfsFilesImplConfig(BaseModel):
         default=DEFAULT_MAX_FILE_SIZE,
         gt=0,
         description="Largest upload in bytes (default 512 MiB); a larger one is refused with 413.",
+    )
+
+    max_total_bytes: int | None = Field(
+        default=DEFAULT_MAX_TOTAL_BYTES,
+        gt=0,
+        description="Quota: bytes all stored files may take together (default 8 GiB; null: no limit). "
+        "An upload that would go over it is refused with 409; stored files are never removed for it.",
+    )
+    max_files: int | None = Field(
+        default=DEFAULT_MAX_FILES,
+        gt=0,
+        description="Quota: how many files may be stored (default 10000; null: no limit); one more is "
+        "refused with 409.",
     )
 
     @classmethod

@@ -7,6 +7,12 @@ only once complete (and fsynced) is the file renamed to ``<storage_dir>/<id>`` a
 inserted. So a file is listed only when whole, and what a killed process leaves behind is either a
 partial file or a renamed file with no row: start-up removes both (``_cleanup``), as it removes
 expired files (and an hourly task does too).
+
+Quotas (``max_files``, ``max_total_bytes``) count what the metadata table holds, so replicas sharing
+it share one quota, plus this process's uploads in flight. An upload is checked before its first
+byte, as its bytes arrive, and once more (under a lock, with fresh counts) just before its row is
+inserted; over the quota it is refused with 409 and its bytes removed. Stored files are never
+removed to make room. Replicas can overshoot by the uploads they finish at the same moment.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from lamina.apis.files import (
     OpenAIFileObject,
     UploadFileRequest,
 )
-from lamina.errors import NotFoundError, PayloadTooLargeError
+from lamina.errors import NotFoundError, PayloadTooLargeError, QuotaExceededError
 from lamina.providers.base import ProviderBase, ProviderContext
 from lamina.storage.files_store import (
     DEFAULT_DB_NAME,
@@ -67,6 +73,8 @@ class LocalfsFilesImpl(ProviderBase):
         self.store_config = files_store_config(config.metadata_store, context.state_dir / DEFAULT_DB_NAME)
         self._store: FilesStore | None = None
         self._purger: asyncio.Task[None] | None = None
+        self._in_flight: dict[str, int] = {}  # file id -> bytes received, for uploads not stored yet
+        self._insert_lock = asyncio.Lock()
 
     @property
     def store(self) -> FilesStore:
@@ -143,11 +151,17 @@ class LocalfsFilesImpl(ProviderBase):
         partial, final = self.partial_dir / file_id, self._path(file_id)
         limit = self.config.max_file_size
         size = 0
-        handle: BinaryIO | None = await asyncio.to_thread(open, partial, "xb")
+        self._in_flight[file_id] = 0
+        handle: BinaryIO | None = None
         try:
+            budget = await self._check_quota(file_id, filename, 0)
+            handle = await asyncio.to_thread(open, partial, "xb")
             buf = bytearray()
             async for chunk in upload:
                 size += len(chunk)
+                self._in_flight[file_id] = size
+                if size > budget:  # maybe others finished or were deleted meanwhile: count afresh
+                    budget = await self._check_quota(file_id, filename, size, streaming=True)
                 if size > limit:
                     raise PayloadTooLargeError(
                         f"file: {filename!r} is larger than the limit of {limit} bytes ({_human(limit)}), "
@@ -161,6 +175,7 @@ class LocalfsFilesImpl(ProviderBase):
             await asyncio.to_thread(_finish, handle, bytes(buf), partial, final)
             handle = None
         except BaseException:
+            self._in_flight.pop(file_id, None)
             await asyncio.shield(asyncio.to_thread(_discard, handle, partial))
             raise
         created_at = int(time.time())
@@ -179,12 +194,46 @@ class LocalfsFilesImpl(ProviderBase):
             file_path=str(final),
         )
         try:
-            await self.store.insert(record)
+            # One check-then-insert at a time, so concurrent uploads see each other.
+            async with self._insert_lock:
+                await self._check_quota(file_id, filename, size)
+                await self.store.insert(record)
+                self._in_flight.pop(file_id, None)
         except BaseException:
+            self._in_flight.pop(file_id, None)
             await asyncio.shield(asyncio.to_thread(_remove, final))
             raise
         log.info("file_stored", file_id=file_id, bytes=size, purpose=request.purpose)
         return _object(record)
+
+    async def _check_quota(self, file_id: str, filename: str, size: int, *, streaming: bool = False) -> float:
+        """Refuse (409) an upload of ``size`` bytes that would go over a quota; else the bytes it may grow to.
+
+        Counts the stored files (every replica's) and this process's other uploads in flight.
+        """
+        max_files, max_bytes = self.config.max_files, self.config.max_total_bytes
+        if max_files is None and max_bytes is None:
+            return float("inf")
+        files, used = await self.store.usage(int(time.time()))
+        others = [n for fid, n in self._in_flight.items() if fid != file_id]
+        files, used = files + len(others), used + sum(others)
+        fix = "delete files no longer needed (DELETE /v1/files/{file_id})"
+        if max_files is not None and files >= max_files:
+            raise QuotaExceededError(
+                f"file: files provider {self.provider_id!r} already holds {files} files (counting uploads "
+                f"in progress), its max_files quota; {fix} or raise max_files in its config; "
+                f"{filename!r} was not stored",
+                param="file",
+            )
+        if max_bytes is not None and used + size > max_bytes:
+            what = f"{_human(size)} received so far" if streaming else _human(size)
+            raise QuotaExceededError(
+                f"file: storing {filename!r} ({what}) would take files provider {self.provider_id!r} over "
+                f"its max_total_bytes quota of {_human(max_bytes)} ({_human(used)} already stored or "
+                f"uploading); {fix} or raise max_total_bytes in its config; nothing was stored",
+                param="file",
+            )
+        return float("inf") if max_bytes is None else max_bytes - used
 
     async def openai_list_files(self, request: ListFilesRequest) -> ListOpenAIFileResponse:
         page = await self.store.list(

@@ -37,12 +37,13 @@ class OllamaClient(UpstreamClient):
             doc = json.loads(raw)
         except ValueError:
             raise UpstreamError(
-                self.provider_id, f"{url} answered with invalid JSON: {_short(raw)}"
+                self.provider_id, f"{self.where(url)} answered with invalid JSON: {_short(raw)}"
             ) from None
         if not isinstance(doc, dict):
-            raise UpstreamError(self.provider_id, f"{url} answered {type(doc).__name__}, not a JSON object")
+            kind = type(doc).__name__
+            raise UpstreamError(self.provider_id, f"{self.where(url)} answered {kind}, not a JSON object")
         if "error" in doc:
-            raise UpstreamError(self.provider_id, f"{url} reported an error: {doc['error']}")
+            raise UpstreamError(self.provider_id, f"{self.where(url)} reported an error: {doc['error']}")
         return doc
 
     async def stream_ndjson(self, path: str, body: Any, *, model: str | None = None) -> AsyncIterator[dict]:
@@ -79,8 +80,9 @@ class OllamaClient(UpstreamClient):
             except Exception as exc:
                 raise self._transport_error(exc, url, streaming=True) from exc
             if not done:
+                where = self.where(url)
                 raise UpstreamError(
-                    self.provider_id, f"the stream from {url} ended before its final done:true line"
+                    self.provider_id, f"the stream from {where} ended before its final done:true line"
                 )
 
     def _parse_line(self, line: bytes, url: str) -> dict:
@@ -88,12 +90,14 @@ class OllamaClient(UpstreamClient):
             event = json.loads(line)
         except ValueError:
             raise UpstreamError(
-                self.provider_id, f"{url} sent a stream line that is not JSON: {_short(line)}"
+                self.provider_id, f"{self.where(url)} sent a stream line that is not JSON: {_short(line)}"
             ) from None
         if not isinstance(event, dict):
-            raise UpstreamError(self.provider_id, f"{url} sent a stream line that is not an object")
+            where = self.where(url)
+            raise UpstreamError(self.provider_id, f"{where} sent a stream line that is not an object")
         if "error" in event:
-            raise UpstreamError(self.provider_id, f"{url} reported an error mid-stream: {event['error']}")
+            where = self.where(url)
+            raise UpstreamError(self.provider_id, f"{where} reported an error mid-stream: {event['error']}")
         return event
 
     # -- error mapping -------------------------------------------------------------------------
@@ -104,16 +108,16 @@ class OllamaClient(UpstreamClient):
         message = _error_message(raw)
         if status == 404 and model and "not found" in message.lower():
             return NotFoundError(
-                f"provider '{self.provider_id}': model '{model}' is not available on the Ollama server at "
-                f"{self.base_url} (Ollama said: {message}). Pull it there with `ollama pull {model}`, or "
-                f"register a model the server has (GET {self.base_url}/api/tags lists them).",
+                f"provider '{self.provider_id}': model '{model}' is not available on its Ollama server "
+                f"(Ollama said: {message}). Pull it there with `ollama pull {model}`, or "
+                f"register a model the server has (its GET /api/tags lists them).",
                 param="model",
                 provider_id=self.provider_id,
             )
         if status == 404:
             return UpstreamError(
                 self.provider_id,
-                f"{url} answered HTTP 404: {message}. Is the provider's `url` an Ollama server "
+                f"{self.where(url)} answered HTTP 404: {message}. Is the provider's `url` an Ollama server "
                 f"(http://host:11434, without /v1)?",
                 upstream_status=404,
             )

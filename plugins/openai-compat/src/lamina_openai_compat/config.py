@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lamina.config import not_acted_on
+
 
 class _NetworkConfig(BaseModel, ABC):
     # Env substitution turns "12345" into 12345 (as newer Llama Stack does); string fields take it back.
@@ -46,7 +48,15 @@ class VLLMInferenceAdapterConfig(_NetworkConfig):
     max_tokens: int = Field(default=4096, ge=1, description="max_tokens when a native request sets none.")
     api_token: str | None = Field(default="fake", description="The API token.")
     tls_verify: bool | str = Field(default=True, description="Verify TLS: true/false or a CA bundle path.")
-    refresh_models: bool = Field(default=False, description="Accepted for compatibility.")
+    refresh_models: bool = Field(
+        default=False,
+        description="Llama Stack's periodic model listing; not implemented here: true stops start-up.",
+        json_schema_extra=not_acted_on(
+            "Lamina's remote::vllm does not list or refresh the upstream's models yet; register the "
+            "models under `models:` and remove refresh_models (or set it to false)",
+            refuse=True,
+        ),
+    )
 
     @field_validator("url")
     @classmethod

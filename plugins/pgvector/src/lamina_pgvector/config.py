@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from lamina.config import not_acted_on
+
 
 class PGVectorVectorIOConfig(BaseModel):
     # Env substitution turns "5432" into 5432 and a numeric password into a number; take them back.
@@ -27,7 +29,9 @@ class PGVectorVectorIOConfig(BaseModel):
     user: str = Field(default="postgres")
     password: SecretStr | None = Field(default=SecretStr("mysecretpassword"))
     kvstore: dict[str, Any] | None = Field(
-        default=None, description="Accepted for compatibility with newer Llama Stack run configs; ignored."
+        default=None,
+        description="Accepted for compatibility with newer Llama Stack run configs; ignored.",
+        json_schema_extra=not_acted_on("vector DB metadata lives in the run config's metadata_store"),
     )
     # -- Lamina's settings -------------------------------------------------------------------------
     ssl_mode: str | None = Field(

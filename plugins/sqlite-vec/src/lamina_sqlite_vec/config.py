@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.config import not_acted_on
+
 DEFAULT_DB_NAME = "sqlite_vec.db"
 
 
@@ -26,6 +28,7 @@ class SQLiteVectorIOConfig(BaseModel):
     kvstore: dict[str, Any] | None = Field(
         default=None,
         description="Accepted for compatibility with later Llama Stack configs; ignored.",
+        json_schema_extra=not_acted_on("vector DB metadata lives in the run config's metadata_store"),
     )
     read_connections: int = Field(
         default=2,
