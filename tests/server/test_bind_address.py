@@ -12,17 +12,18 @@ from lamina.server.app import is_loopback
 from lamina.testing.processes import ServerProcess, lamina_server
 
 
-def _own_non_loopback_address() -> str:
-    """An address of this machine's own interface (connecting to it never leaves the machine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _other_loopback_address() -> str:
+    """127.0.0.2: on the machine's own loopback interface, but not the address a default server binds.
+
+    A server bound to 127.0.0.1 does not accept connections there; one bound to all interfaces
+    does. That shows the bind address without sending anything to a non-loopback address.
+    """
+    with socket.socket() as sock:
         try:
-            sock.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it only picks the route
-            address = sock.getsockname()[0]
+            sock.bind(("127.0.0.2", 0))
         except OSError:
-            address = "127.0.0.1"
-    if is_loopback(address):
-        pytest.skip("this machine has no non-loopback IPv4 address to check the bind address with")
-    return address
+            pytest.skip("127.0.0.2 is not usable here, so the bind address cannot be told apart")
+    return "127.0.0.2"
 
 
 def _reachable(address: str, port: int) -> bool:
@@ -55,7 +56,7 @@ def _events(server: ServerProcess) -> list[dict]:
 
 
 def test_default_bind_is_loopback_only(tmp_path: Path, fake_upstream: ServerProcess) -> None:
-    outside = _own_non_loopback_address()
+    outside = _other_loopback_address()
     with lamina_server(_config(fake_upstream), tmp_path) as server:
         assert _reachable("127.0.0.1", server.port)
         assert not _reachable(outside, server.port)
@@ -66,7 +67,7 @@ def test_default_bind_is_loopback_only(tmp_path: Path, fake_upstream: ServerProc
 
 
 def test_host_all_interfaces_exposes_with_a_warning(tmp_path: Path, fake_upstream: ServerProcess) -> None:
-    outside = _own_non_loopback_address()
+    outside = _other_loopback_address()
     with lamina_server(_config(fake_upstream), tmp_path, extra_args=["--host", "0.0.0.0"]) as server:
         assert _reachable(outside, server.port)
         events = _events(server)
@@ -76,7 +77,7 @@ def test_host_all_interfaces_exposes_with_a_warning(tmp_path: Path, fake_upstrea
 
 
 def test_server_host_in_the_config_exposes_too(tmp_path: Path, fake_upstream: ServerProcess) -> None:
-    outside = _own_non_loopback_address()
+    outside = _other_loopback_address()
     config = {**_config(fake_upstream), "server": {"host": "0.0.0.0"}}
     with lamina_server(config, tmp_path) as server:
         assert _reachable(outside, server.port)
