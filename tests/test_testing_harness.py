@@ -47,11 +47,10 @@ def test_with_server_start_is_the_double_start_and_fails(fake: ServerProcess) ->
     assert first is not None and not pid_alive(first)
 
 
-def test_a_port_already_served_by_another_process_is_refused(
-    fake: ServerProcess, tmp_path: Path
-) -> None:
+def test_a_port_already_served_by_another_process_is_refused(fake: ServerProcess, tmp_path: Path) -> None:
     with fake:
-        squatter = ServerProcess(fake.argv, fake.port, log_path=tmp_path / "second.log", ready_path="/v1/models")
+        log = tmp_path / "second.log"
+        squatter = ServerProcess(fake.argv, fake.port, log_path=log, ready_path="/v1/models")
         with pytest.raises(RuntimeError, match=f"port {fake.port} already accepts connections"):
             squatter.start()
         assert squatter.proc is None
