@@ -112,6 +112,16 @@ class ServerProcess:
         assert self.proc is not None and self.proc.pid != old.pid
         return self
 
+    def kill(self, timeout: float = 10.0) -> int:
+        """SIGKILL the process (and its process group), as a crash would; returns the dead pid."""
+        if not self.running:
+            raise RuntimeError(f"{self.argv[:4]} is not running; nothing to kill")
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout)
+        RUNNING.pop(self.proc.pid, None)
+        return self.proc.pid
+
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
