@@ -79,8 +79,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Every fixture is finalized now: any child still running was leaked outside a test."""
-    if _guard is None:
-        return
+    if _guard is None or session.config.pluginmanager.hasplugin("dsession"):
+        return  # an xdist controller: its children are the workers, each of which checks its own
     leaked = {pid: cmd for pid, cmd in live_children().items() if pid not in _guard.baseline}
     if leaked:
         message = _guard.report_and_kill(leaked, "the test session")
