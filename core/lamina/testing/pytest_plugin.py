@@ -49,12 +49,11 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     if guard is None or fixturedef.scope == "function":
         return (yield)
     pids, servers = set(live_children()), set(RUNNING)
-    try:
-        return (yield)
-    finally:
-        new_servers = [server for pid, server in RUNNING.items() if pid not in servers]
-        label = f"{fixturedef.scope}-scoped fixture '{fixturedef.argname}'"
-        guard.adopt(fixturedef, label, set(live_children()) - pids, new_servers)
+    result = yield  # a setup that fails owns nothing: what it started is the test's leak
+    new_servers = [server for pid, server in RUNNING.items() if pid not in servers]
+    label = f"{fixturedef.scope}-scoped fixture '{fixturedef.argname}'"
+    guard.adopt(fixturedef, label, set(live_children()) - pids, new_servers)
+    return result
 
 
 def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
