@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -124,14 +125,22 @@ def test_killed_mid_write_the_registry_stays_readable(
                     acknowledged.append(f"m{i}")
 
     writer = threading.Thread(target=register)
-    writer.start()
-    while len(acknowledged) < 20:
-        pass
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(10)
-    stop.set()
-    writer.join(10)
-    with lamina_server(config, tmp_path, port=port) as restarted:
+    try:
+        writer.start()
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 20 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(acknowledged) >= 20, "registrations never got going"
+        assert server.proc is not None
+        killed = server.proc.pid
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+    finally:
+        stop.set()
+        writer.join(10)
+        server.stop()  # a no-op after the kill; stops the server if the test failed before it
+    with lamina_server(config, tmp_path, port=port) as restarted:  # refuses if the port is still served
+        assert restarted.pid != killed
         models = _models(restarted)
     assert set(acknowledged) <= set(models)
     assert all(m["provider_resource_id"] == "ok" for m in models.values())

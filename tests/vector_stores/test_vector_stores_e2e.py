@@ -19,7 +19,7 @@ from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
 from lamina.testing.pdfs import make_pdf
-from lamina.testing.processes import ServerProcess, lamina_server
+from lamina.testing.processes import ServerProcess, lamina_server, pid_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -80,8 +80,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("vector-stores")
     proc = lamina_server(run_config(root), root)
     proc.ready_timeout = 120
-    with proc.start() as started:
-        yield started
+    with proc:  # starts it once; stopped when the module is done
+        yield proc
 
 
 @pytest.fixture(scope="module")
@@ -358,8 +358,10 @@ def test_restart_keeps_stores_files_and_chunks(
     # A file attached just before the stop is still in_progress (or done): either way it completes after.
     late = upload(oa, "late.txt", b"Carrier pigeons can find their way home over hundreds of kilometres.")
     oa.vector_stores.files.create(vector_store_id=state["docs"], file_id=late)
-    server.stop()
-    server.start()
+    old_pid = server.pid
+    server.restart()
+    # A new process answers now; the one that held the state before is gone.
+    assert server.pid != old_pid and old_pid is not None and not pid_alive(old_pid)
     after = oa.vector_stores.retrieve(state["docs"])
     assert after.created_at == before.created_at and after.name == before.name
     files_after = {f.id: f for f in oa.vector_stores.files.list(vector_store_id=state["docs"]).data}

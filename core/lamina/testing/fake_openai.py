@@ -6,6 +6,10 @@ Not a model: it answers instantly with canned text. The requested model name pic
 - ``slow``: waits ``--slow-seconds`` before answering (timeouts)
 - ``error500``: HTTP 500 with a JSON error
 - ``badjson``: HTTP 200 with a body that is not JSON
+- ``garbage``: HTTP 200 with JSON that is not OpenAI-shaped, ``{"foo": "bar", "choices": "nope"}``
+  (streamed: such events, then ``[DONE]``); ``garbage-embed`` does the same on ``/v1/embeddings``
+  (``"data": "nope"``)
+- ``silent``: accepts the request and never answers (not even the headers)
 - ``cut``: streams two chunks, then drops the connection without ``[DONE]``
 - ``stall``: streams one chunk, then goes silent (read timeouts mid-stream)
 - ``echo``: answers with the request body it received, as JSON text (to check pass-through), plus
@@ -17,7 +21,8 @@ Not a model: it answers instantly with canned text. The requested model name pic
   quotes the conversation in order, so the last directive is the one of the last message that has
   one. With no directive it answers ``safe``. (An answer cannot contain ``]]``.)
 
-Every completion gets its own id (``chatcmpl-fake-<n>``, counting from 1 in each server process);
+``/v1/completions`` answers in the text completion shape (``choices[].text``), the others in the chat
+shape. Every completion gets its own id (``chatcmpl-fake-<n>``, counting from 1 in each server process);
 the chunks of one stream share theirs.
 
 Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
@@ -37,7 +42,21 @@ import time
 
 from aiohttp import web
 
-MODELS = ["ok", "slow", "error500", "badjson", "cut", "stall", "echo", "embed", "guard"]
+MODELS = [
+    "ok",
+    "slow",
+    "error500",
+    "badjson",
+    "garbage",
+    "silent",
+    "cut",
+    "stall",
+    "echo",
+    "embed",
+    "garbage-embed",
+    "guard",
+]
+GARBAGE = {"foo": "bar", "choices": "nope"}
 
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
 _ids = itertools.count(1)
@@ -77,6 +96,24 @@ def _completion(model: str, text: str, cid: str | None = None) -> dict:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
     }
+
+
+def _as_text_completion(doc: dict) -> dict:
+    """A chat completion turned into the /v1/completions shape."""
+    doc["object"] = "text_completion"
+    for choice in doc["choices"]:
+        choice["text"] = choice.pop("message").get("content") or ""
+        choice["logprobs"] = None
+    return doc
+
+
+def _text_chunk(chunk: bytes) -> bytes:
+    """A chat chunk (``data: {...}``) turned into the /v1/completions chunk shape."""
+    doc = json.loads(chunk[6:])
+    doc["object"] = "text_completion"
+    for choice in doc["choices"]:
+        choice["text"] = choice.pop("delta").get("content") or ""
+    return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
 def _forced_tool(body: dict) -> str | None:
@@ -135,12 +172,17 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = body.get("model", "ok")
+        text_shape = request.path.endswith("/completions") and not request.path.endswith("chat/completions")
         if model == "slow":
             await asyncio.sleep(slow_seconds)
+        if model == "silent":
+            await asyncio.sleep(3600)
         if model == "error500":
             return web.json_response({"error": {"message": "upstream exploded"}}, status=500)
         if model == "badjson":
             return web.Response(text="this is { not json", content_type="application/json")
+        if model == "garbage" and not body.get("stream"):
+            return web.json_response(GARBAGE)
         tool = _forced_tool(body)
         if model == "echo":
             text = json.dumps({**body, "_authorization": request.headers.get("Authorization")})
@@ -151,18 +193,29 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         if not body.get("stream"):
             if tool:
                 return web.json_response(_tool_completion(model, tool))
-            return web.json_response(_completion(model, text))
+            doc = _completion(model, text)
+            return web.json_response(_as_text_completion(doc) if text_shape else doc)
         cid = _new_id()
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if model == "garbage":
+            for _ in range(2):
+                await resp.write(b"data: " + json.dumps(GARBAGE).encode() + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            return resp
+
+        async def emit(chunk: bytes) -> None:
+            text_chunk = text_shape and not chunk.startswith(b"data: [DONE]")
+            await resp.write(_text_chunk(chunk) if text_chunk else chunk)
+
         if tool or model in ("echo", "guard"):
             for piece in (
                 _tool_chunks(model, tool, cid)
                 if tool
                 else [_chunk(cid, model, text), _chunk(cid, model, None, "stop")]
             ):
-                await resp.write(piece)
-            await resp.write(b"data: [DONE]\n\n")
+                await emit(piece)
+            await emit(b"data: [DONE]\n\n")
             return resp
         n = int(request.query.get("chunks", body.get("n_chunks", 8)))
         for i in range(n):
@@ -172,17 +225,19 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             if model == "stall" and i == 1:
                 await asyncio.sleep(3600)
             ts = f"{time.time():.6f}"
-            await resp.write(_chunk(cid, model, f"tok{i}@{ts} "))
+            await emit(_chunk(cid, model, f"tok{i}@{ts} "))
             if chunk_interval:
                 await asyncio.sleep(chunk_interval)
-        await resp.write(_chunk(cid, model, None, "stop"))
-        await resp.write(b"data: [DONE]\n\n")
+        await emit(_chunk(cid, model, None, "stop"))
+        await emit(b"data: [DONE]\n\n")
         return resp
 
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json()
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
+        if body.get("model") == "garbage-embed":
+            return web.json_response({"object": "list", "data": "nope"})
         data = [
             {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(len(str(t)))]}
             for i, t in enumerate(inputs)

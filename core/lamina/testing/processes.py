@@ -15,6 +15,18 @@ from typing import Any
 
 import yaml
 
+# pid -> the ServerProcess running it (dropped on stop()); read by lamina.testing.pytest_plugin.
+RUNNING: dict[int, ServerProcess] = {}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -22,8 +34,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 class ServerProcess:
-    """A child process serving HTTP on loopback; stopped with SIGTERM (then SIGKILL)."""
+    """A child process serving HTTP on loopback; stopped with SIGTERM (then SIGKILL).
+
+    One process at a time: ``start()`` while it runs is an error (a second start used to orphan the
+    first process, which kept serving the tests). ``restart()`` proves that a new process answers.
+    Every running instance is in ``RUNNING`` so the pytest plugin can tell whose child a process is.
+    """
 
     def __init__(
         self,
@@ -42,24 +66,71 @@ class ServerProcess:
         self.ready_path = ready_path
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
+        # Set by the pytest plugin: the longer-lived fixture that owns this server (its restarts too).
+        self.owner: object | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(self) -> ServerProcess:
+        if self.running:
+            assert self.proc is not None
+            raise RuntimeError(
+                f"{self.argv[:4]} is already running (pid {self.proc.pid} on port {self.port}); "
+                "call stop() first, or restart(); `with server.start():` starts it twice, use `with server:`"
+            )
+        if port_open(self.port):
+            # wait_ready would take the other process's answers for this one's (a double start once
+            # let a test talk to an orphaned server while the one it "restarted" had died).
+            raise RuntimeError(
+                f"port {self.port} already accepts connections before {self.argv[:4]} started; "
+                "another process (an earlier server not stopped?) is listening there"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        RUNNING[self.proc.pid] = self
         self.wait_ready()
         return self
+
+    def restart(self, timeout: float = 10.0) -> ServerProcess:
+        """Stop the process and start a new one on the same port; fails unless the old one is gone."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.argv[:4]} was never started; nothing to restart")
+        old = self.proc
+        self.stop(timeout)
+        if old.poll() is None or pid_alive(old.pid):
+            raise RuntimeError(f"{self.argv[:4]}: pid {old.pid} still runs after stop(); not restarted")
+        self.start()
+        assert self.proc is not None and self.proc.pid != old.pid
+        return self
+
+    def kill(self, timeout: float = 10.0) -> int:
+        """SIGKILL the process (and its process group), as a crash would; returns the dead pid."""
+        if not self.running:
+            raise RuntimeError(f"{self.argv[:4]} is not running; nothing to kill")
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout)
+        RUNNING.pop(self.proc.pid, None)
+        return self.proc.pid
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
+                RUNNING.pop(self.proc.pid, None)
                 raise RuntimeError(f"{self.argv[:4]} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as resp:
@@ -78,14 +149,20 @@ class ServerProcess:
             return "(no log)"
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc is None:
+            return None
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(timeout)
+            if self.proc.poll() is not None:
+                return self.proc.returncode
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is not None:
+                RUNNING.pop(self.proc.pid, None)
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -2,6 +2,10 @@
 
 Servers are real processes on loopback: PostgreSQL, llama.cpp's OpenAI server on the bundled
 SmolLM2, ``lamina run`` itself, and a fake OpenAI upstream used only for fault injection.
+
+The plugin also fails a test that leaves a child process of pytest running, unless a class, module
+or session scoped fixture that is still set up owns it (``lamina.testing.child_processes``). Turn
+that off with ``lamina_child_guard = false`` in the pytest ini options.
 """
 
 from __future__ import annotations
@@ -12,7 +16,78 @@ from typing import Any
 
 import pytest
 
-from lamina.testing.processes import ServerProcess, fake_openai_server, lamina_server, llamacpp_server
+from lamina.testing.child_processes import ChildGuard, live_children
+from lamina.testing.processes import (
+    RUNNING,
+    ServerProcess,
+    fake_openai_server,
+    lamina_server,
+    llamacpp_server,
+)
+
+_guard: ChildGuard | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "lamina_child_guard",
+        "fail a test that leaves a child process running that no longer-lived fixture owns",
+        type="bool",
+        default=True,
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _guard
+    _guard = ChildGuard() if session.config.getini("lamina_child_guard") else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    """Children that appear while a longer-lived fixture is set up belong to it until it is finalized."""
+    guard = _guard
+    if guard is None or fixturedef.scope == "function":
+        return (yield)
+    pids, servers = set(live_children()), set(RUNNING)
+    result = yield  # a setup that fails owns nothing: what it started is the test's leak
+    new_servers = [server for pid, server in RUNNING.items() if pid not in servers]
+    label = f"{fixturedef.scope}-scoped fixture '{fixturedef.argname}'"
+    guard.adopt(fixturedef, label, set(live_children()) - pids, new_servers)
+    return result
+
+
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
+    if _guard is not None and fixturedef.scope != "function":
+        _guard.release(fixturedef)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """After the test and the fixtures that end with it are torn down, no unowned child may remain."""
+    guard = _guard
+    try:
+        result = yield
+    except BaseException:
+        if guard is not None and (leaked := guard.leaks()):
+            guard.report_and_kill(leaked, item.nodeid)  # the teardown's own error is what gets reported
+        raise
+    if guard is not None and (leaked := guard.leaks()):
+        pytest.fail(guard.report_and_kill(leaked, item.nodeid), pytrace=False)
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Every fixture is finalized now: any child still running was leaked outside a test."""
+    if _guard is None or session.config.pluginmanager.hasplugin("dsession"):
+        return  # an xdist controller: its children are the workers, each of which checks its own
+    leaked = {pid: cmd for pid, cmd in live_children().items() if pid not in _guard.baseline}
+    if leaked:
+        message = _guard.report_and_kill(leaked, "the test session")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lamina.testing.conformance import VectorIOConformance
-from lamina.testing.processes import ServerProcess, lamina_server
+from lamina.testing.processes import ServerProcess, lamina_server, pid_alive
 
 
 def run_config(index: str, **config: Any) -> dict[str, Any]:
@@ -60,7 +60,9 @@ class TestFaissPostgresKVStore(VectorIOConformance):
             yield server
 
     def restart_lamina(self, server: ServerProcess) -> None:
+        old = server.pid
         server.stop()
         assert server.env is not None
         server.env["LAMINA_HOME"] = str(self.work / f"home-{uuid.uuid4().hex[:6]}")  # local state gone
-        server.start()
+        server.start()  # refuses if the old process still held the port
+        assert server.pid != old and old is not None and not pid_alive(old)

@@ -30,9 +30,11 @@ class ConformanceKit:
             yield server
 
     def restart_lamina(self, server: ServerProcess) -> None:
-        """Restart the server on the same config and state (override when that needs more)."""
-        server.stop()
-        server.start()
+        """Restart the server on the same config and state (override when that needs more).
+
+        ``restart()`` fails unless the old process is gone and a new one answers on the port.
+        """
+        server.restart()
 
     @pytest.fixture
     def ls(self, conformance_lamina: ServerProcess) -> LlamaStackClient:

@@ -22,7 +22,7 @@ runs them through ``POST /v1/safety/run-shield`` and the OpenAI SDK's moderation
 contract of ``lamina.apis.safety.SafetyProvider``: verdicts, violation metadata (a
 ``violation_type``, moderation ``categories``, never the offending text), OpenAI's moderation shape,
 4xx answers for bad input, unregistering, and shields surviving a restart (``restart_lamina``: by
-default ``stop()`` then ``start()`` of the same ``ServerProcess``).
+default ``ServerProcess.restart()``, which fails unless a new process replaced the old one).
 """
 
 from __future__ import annotations

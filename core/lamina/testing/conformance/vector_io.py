@@ -26,11 +26,11 @@ the provider under ``vector_io`` and an embedding model under ``inference`` (by 
 
 The kit registers vector DBs of its own (ids start with ``conformance/``) and unregisters them.
 ``test_restart_keeps_vector_dbs_and_chunks`` restarts the server with ``restart_lamina`` (by
-default ``stop()`` then ``start()`` of the same ``ServerProcess``: same config, port and state
-directory); override it when a restart needs more (a remote database is not restarted: its data
-must simply survive the server's restart). Set ``provider_id`` when the run config has several
-``vector_io`` providers, and ``llm_model`` to a registered LLM to check that it is refused as an
-embedding model.
+default ``ServerProcess.restart()``: same config, port and state directory, and it fails unless a
+new process replaced the old one); override it when a restart needs more (a remote database is
+not restarted: its data must simply survive the server's restart). Set ``provider_id`` when the
+run config has several ``vector_io`` providers, and ``llm_model`` to a registered LLM to check that
+it is refused as an embedding model.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -22,11 +22,14 @@ from lamina.apis.models import Model
 from lamina.errors import BadRequestError, LaminaError, UpstreamError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers import openai_bridge as bridge
+from lamina.providers import openai_shapes as shapes
 from lamina.providers.http_upstream import Timeouts, UpstreamClient
 from lamina.request_context import provider_data
 from lamina_openai_compat.config import _NetworkConfig
 
 log = structlog.get_logger(__name__)
+
+ChunkCheck = Callable[[Any, str], dict[str, Any]]
 
 # What each upstream accepts beyond standard OpenAI fields, and which provider-data key holds its key.
 DIALECTS: dict[str, bridge.Dialect] = {
@@ -141,20 +144,20 @@ class OpenAICompatProvider(ProviderBase):
     async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any:
         body = request.upstream_body(model.provider_model_id)
         if request.stream:
-            return self._relay_stream("chat/completions", body, model.identifier)
-        return self._relabel(await self._post("chat/completions", body), model.identifier)
+            return self._relay_stream("chat/completions", body, model.identifier, shapes.check_chat_chunk)
+        doc = shapes.check_chat_completion(await self._post("chat/completions", body), self.provider_id)
+        return self._relabel(doc, model.identifier)
 
     async def openai_completion(self, model: Model, request: OpenAICompletionRequest) -> Any:
         body = request.upstream_body(model.provider_model_id)
         if request.stream:
-            return self._relay_stream("completions", body, model.identifier)
-        return self._relabel(await self._post("completions", body), model.identifier)
+            return self._relay_stream("completions", body, model.identifier, shapes.check_completion_chunk)
+        doc = shapes.check_completion(await self._post("completions", body), self.provider_id)
+        return self._relabel(doc, model.identifier)
 
     async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
         doc = await self._post("embeddings", request.upstream_body(model.provider_model_id))
-        if not isinstance(doc.get("data"), list):
-            raise UpstreamError(self.provider_id, f"the embeddings answer has no data list: {str(doc)[:200]}")
-        return self._relabel(doc, model.identifier)
+        return self._relabel(shapes.check_embeddings(doc, self.provider_id), model.identifier)
 
     # -- native routes: translate ---------------------------------------------------------------
 
@@ -164,26 +167,31 @@ class OpenAICompatProvider(ProviderBase):
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-            return bridge.chat_stream_from_openai(self._stream("chat/completions", body))
-        return bridge.chat_response_from_openai(await self._post("chat/completions", body), self.provider_id)
+            return bridge.chat_stream_from_openai(
+                self._stream("chat/completions", body, shapes.check_chat_chunk)
+            )
+        doc = shapes.check_chat_completion(await self._post("chat/completions", body), self.provider_id)
+        return bridge.chat_response_from_openai(doc, self.provider_id)
 
     async def completion(self, model: Model, request: CompletionRequest) -> Any:
         body = bridge.completion_request_to_openai(request, model.provider_model_id, self.dialect)
         self._default_max_tokens(body)
         if request.stream:
             body["stream"] = True
-            return bridge.completion_stream_from_openai(self._stream("completions", body))
-        return bridge.completion_response_from_openai(await self._post("completions", body), self.provider_id)
+            return bridge.completion_stream_from_openai(
+                self._stream("completions", body, shapes.check_completion_chunk)
+            )
+        doc = shapes.check_completion(await self._post("completions", body), self.provider_id)
+        return bridge.completion_response_from_openai(doc, self.provider_id)
 
     async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse:
         body = bridge.embeddings_request_to_openai(request, model.provider_model_id, self.provider_id)
-        doc = await self._post("embeddings", body)
-        data = doc.get("data")
-        if not isinstance(data, list) or len(data) != len(request.contents):
+        doc = shapes.check_embeddings(await self._post("embeddings", body), self.provider_id)
+        data = doc["data"]
+        if len(data) != len(request.contents):
             raise UpstreamError(
                 self.provider_id,
-                f"expected {len(request.contents)} embeddings, got "
-                f"{len(data) if isinstance(data, list) else 'none'}",
+                f"expected {len(request.contents)} embeddings, got {len(data)}",
             )
         data = sorted(data, key=lambda d: d.get("index", 0))
         return EmbeddingsResponse(embeddings=[d["embedding"] for d in data])
@@ -203,14 +211,18 @@ class OpenAICompatProvider(ProviderBase):
             )
         return doc
 
-    def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self.client.stream_sse(path, body, headers=self._headers())
+    async def _stream(
+        self, path: str, body: dict[str, Any], check: ChunkCheck
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's stream events, each checked for the shape clients rely on (else a 502)."""
+        async for chunk in self.client.stream_sse(path, body, headers=self._headers()):
+            yield check(chunk, self.provider_id)
 
     async def _relay_stream(
-        self, path: str, body: dict[str, Any], model_id: str
+        self, path: str, body: dict[str, Any], model_id: str, check: ChunkCheck
     ) -> AsyncIterator[dict[str, Any]]:
-        async for chunk in self._stream(path, body):
-            if isinstance(chunk, dict) and "model" in chunk:
+        async for chunk in self._stream(path, body, check):
+            if "model" in chunk:
                 chunk["model"] = model_id
             yield chunk
 
