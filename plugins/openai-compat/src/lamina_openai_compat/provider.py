@@ -95,6 +95,7 @@ class OpenAICompatProvider(ProviderBase):
         # Why the last probe failed (None: the upstream answered), and when it was made.
         self.down: UpstreamError | None = None
         self.probed_at = 0.0
+        self._recheck = asyncio.Lock()  # concurrent requests to a down upstream share one re-probe
 
     async def initialize(self) -> None:
         await self.client.start()
@@ -134,9 +135,11 @@ class OpenAICompatProvider(ProviderBase):
         request never waits out the read timeout on an upstream that stopped answering."""
         if self.down is None:
             return
-        if time.monotonic() - self.probed_at < RECHECK_SECONDS:
-            raise self.down
-        await self.probe()
+        async with self._recheck:
+            if self.down is not None and time.monotonic() - self.probed_at < RECHECK_SECONDS:
+                raise self.down
+            if self.down is not None:
+                await self.probe()
 
     def _headers(self) -> dict[str, str] | None:
         """A caller's own key (X-LlamaStack-Provider-Data) overrides the configured one."""
