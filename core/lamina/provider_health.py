@@ -145,6 +145,10 @@ class HealthMonitor:
             if state.down
         ]
 
+    def failing(self) -> set[str]:
+        """The providers whose last health check failed (not those only waiting on a registration)."""
+        return {pid for pid, state in self.states.items() if state.health.get("status") == "Error"}
+
     def view(self, provider_id: str) -> dict[str, Any]:
         return self.states[provider_id].view()
 

@@ -485,10 +485,10 @@ class Stack:
 
         The providers are asked at once; their listings are applied one provider at a time, in
         provider order. A provider that fails to list is logged and skipped: start-up goes on. A
-        provider found down by the start-up probe is not asked: it is listed once it recovers.
+        provider whose health check failed at start-up is not asked: it is listed once it recovers.
         """
-        down = {d["provider_id"] for d in self.health.down()}
-        providers = [(pid, impl) for pid, impl in self._listing_providers() if pid not in down]
+        unreachable = self.health.failing()
+        providers = [(pid, impl) for pid, impl in self._listing_providers() if pid not in unreachable]
         listings = await asyncio.gather(*(_listed_models(pid, impl) for pid, impl in providers))
         for (provider_id, _), models in zip(providers, listings, strict=True):
             if models is not None:
