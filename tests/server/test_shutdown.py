@@ -1,7 +1,7 @@
 """Graceful shutdown of a real ``lamina run``: in-flight requests answered, prompt exit, quiet Ctrl-C.
 
-The upstream is the scripted fake OpenAI server (its ``slow`` model answers after 5 s), so a request
-can be held in flight while the signal arrives.
+A request is held in flight while the signal arrives by the scripted fake OpenAI upstream (its
+``slow`` model answers after 5 s) or by a long generation of the bundled model on llama.cpp.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_sigterm_cuts_an_in_flight_request_with_a_503_and_exits_within_the_grace
     elapsed = time.monotonic() - started
     thread.join(20)
     assert code == 0, server.log_tail()
-    assert elapsed < 1 + 2.5, f"exit took {elapsed:.1f}s with shutdown_timeout=1:\n{server.log_tail()}"
+    assert elapsed < 1 + 3.5, f"exit took {elapsed:.1f}s with shutdown_timeout=1:\n{server.log_tail()}"
     assert "response" in outcome, f"no HTTP response: {outcome.get('error')!r}\n{server.log_tail()}"
     response = outcome["response"]
     assert response.status_code == 503, response.text
