@@ -145,6 +145,14 @@ class HealthMonitor:
             if state.down
         ]
 
+    def pending(self, kind: str, identifier: str) -> tuple[str, Pending] | None:
+        """(provider_id, registration) of a run-config ``kind`` entry (e.g. models) still waiting."""
+        for provider_id, state in sorted(self.states.items()):
+            for pending in state.pending.values():
+                if pending.where.startswith(f"{kind}[") and pending.identifier == identifier:
+                    return provider_id, pending
+        return None
+
     def failing(self) -> set[str]:
         """The providers whose last health check failed (not those only waiting on a registration)."""
         return {pid for pid, state in self.states.items() if state.health.get("status") == "Error"}

@@ -27,7 +27,7 @@ from lamina.apis.tools import RAGToolRuntime, RegisterToolGroupRequest, ToolGrou
 from lamina.apis.vector_io import RegisterVectorDBRequest, VectorDBs, VectorIO
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
-from lamina.errors import ConfigError, LaminaError, UpstreamError
+from lamina.errors import ConfigError, LaminaError, NotFoundError, ServiceUnavailableError, UpstreamError
 from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
@@ -67,6 +67,28 @@ SERVED_APIS[Api.vector_io].append(VectorStores)
 SERVED_APIS[Api.safety] = [Shields, Safety]
 
 
+class _ModelsTable(ModelsRoutingTable):
+    """The models table; a run-config model still waiting on its (down) provider is a 503 naming
+    the provider and why, not a 404 telling the user to register a model their config names."""
+
+    health: HealthMonitor
+
+    async def get(self, identifier: str) -> Model:
+        try:
+            return await super().get(identifier)
+        except NotFoundError:
+            waiting = self.health.pending("models", identifier)
+            if waiting is None:
+                raise
+            provider_id, pending = waiting
+            raise ServiceUnavailableError(
+                f"model '{identifier}' ({pending.where} in the run config) is not registered yet: provider "
+                f"'{provider_id}' refused it at start-up ({pending.error}). It is retried in the background; "
+                f"GET /v1/providers/{provider_id} shows the provider's state.",
+                retry_after=5,
+            ) from None
+
+
 @dataclass
 class ProviderRecord:
     api: Api
@@ -96,7 +118,8 @@ class Stack:
         self.health = HealthMonitor(self._provider_recovered)
         # Tables and routers exist before start so the server can bind routes to them; the
         # provider dicts they hold are filled as providers start.
-        self.models = ModelsRoutingTable(self.registry, self.impls[Api.inference], self.pm)
+        self.models = _ModelsTable(self.registry, self.impls[Api.inference], self.pm)
+        self.models.health = self.health
         self.routers[Api.inference] = InferenceRouter(self.models)
         # Files: the first provider under providers.files serves every route (lamina.routers.files).
         self.routers[Api.files] = FilesRouter(self.impls[Api.files], list(self.providers.get(Api.files, {})))

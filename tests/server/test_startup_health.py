@@ -94,6 +94,9 @@ def test_a_reachable_upstream_lacking_a_configured_model_starts_and_reports_the_
     assert [p["health"]["status"] for p in listed if p["provider_id"] == "up"] == ["Error"]
     chat = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}
     assert httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=30).status_code == 200
+    waiting = httpx.post(f"{server.url}/v1/chat/completions", json={**chat, "model": "missing"}, timeout=30)
+    assert waiting.status_code == 503, waiting.text
+    assert "provider 'up'" in waiting.json()["detail"] and "nonesuch" in waiting.json()["detail"]
 
 
 def test_a_silent_upstream_does_not_delay_start_up_and_requests_to_it_fail_fast_naming_it(
