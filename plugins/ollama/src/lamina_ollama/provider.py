@@ -108,9 +108,11 @@ class OllamaProvider(ProviderBase):
             )
             raise self.down from None
         except LaminaError as exc:
-            upstream = isinstance(exc, UpstreamError)
-            self.down = exc if upstream else UpstreamError(self.provider_id, exc.message)
-            raise self.down from None
+            # A 4xx answer means the server is up; unreachable, silent or 5xx means it is down.
+            status = getattr(exc, "upstream_status", None)
+            answered = not isinstance(exc, UpstreamError) or (status is not None and status < 500)
+            self.down = None if answered else exc
+            raise
         finally:
             self.probed_at = time.monotonic()
         self.down = None

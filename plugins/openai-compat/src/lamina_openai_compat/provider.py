@@ -106,12 +106,13 @@ class OpenAICompatProvider(ProviderBase):
     async def health(self) -> dict[str, Any]:
         try:
             await self.probe()
-        except UpstreamError as exc:
+        except LaminaError as exc:
             return {"status": "Error", "message": exc.message}
         return {"status": "OK"}
 
     async def probe(self) -> list[str]:
-        """The upstream's model ids, asked with a short bound; records whether the upstream is down."""
+        """The upstream's model ids, asked with a short bound; records whether the upstream is down
+        (unreachable, silent or failing with a 5xx; a 4xx answer such as 401 or 429 means it is up)."""
         try:
             served = await asyncio.wait_for(self.list_upstream_models(), PROBE_SECONDS)
         except TimeoutError:
@@ -122,9 +123,10 @@ class OpenAICompatProvider(ProviderBase):
             )
             raise self.down from None
         except LaminaError as exc:
-            upstream = isinstance(exc, UpstreamError)
-            self.down = exc if upstream else UpstreamError(self.provider_id, exc.message)
-            raise self.down from None
+            status = getattr(exc, "upstream_status", None)
+            answered = not isinstance(exc, UpstreamError) or (status is not None and status < 500)
+            self.down = None if answered else exc
+            raise
         finally:
             self.probed_at = time.monotonic()  # when the answer (or its absence) was known
         self.down = None
@@ -161,7 +163,7 @@ class OpenAICompatProvider(ProviderBase):
             if self.down is not None and time.monotonic() - self.probed_at < RECHECK_SECONDS:
                 raise self.down
             served = await self.probe()
-        except UpstreamError as exc:
+        except LaminaError as exc:
             log.warning(
                 "model_not_checked", provider_id=self.provider_id, model=model.identifier, reason=exc.message
             )
