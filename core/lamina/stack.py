@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from lamina.apis.tools import RAGToolRuntime, RegisterToolGroupRequest, ToolGrou
 from lamina.apis.vector_io import RegisterVectorDBRequest, VectorDBs, VectorIO
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
-from lamina.errors import ConfigError, LaminaError
+from lamina.errors import ConfigError, LaminaError, NotFoundError, ServiceUnavailableError, UpstreamError
 from lamina.plugins import PluginManager
+from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
@@ -54,6 +56,8 @@ log = structlog.get_logger(__name__)
 
 # Seconds between two listings of a provider that wants its models refreshed and names no interval.
 DEFAULT_REFRESH_INTERVAL = 60.0
+# Seconds one provider's list_models() may take (a backend that stops answering must not hold start-up).
+LISTING_SECONDS = 15.0
 
 # The API Protocols the server exposes, and the APIs whose providers they need.
 SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference], Api.vector_io: [VectorDBs, VectorIO]}
@@ -61,6 +65,28 @@ SERVED_APIS[Api.files] = [Files]
 SERVED_APIS[Api.tool_runtime] = [ToolGroups, ToolRuntime, RAGToolRuntime]
 SERVED_APIS[Api.vector_io].append(VectorStores)
 SERVED_APIS[Api.safety] = [Shields, Safety]
+
+
+class _ModelsTable(ModelsRoutingTable):
+    """The models table; a run-config model still waiting on its (down) provider is a 503 naming
+    the provider and why, not a 404 telling the user to register a model their config names."""
+
+    health: HealthMonitor
+
+    async def get(self, identifier: str) -> Model:
+        try:
+            return await super().get(identifier)
+        except NotFoundError:
+            waiting = self.health.pending("models", identifier)
+            if waiting is None:
+                raise
+            provider_id, pending = waiting
+            raise ServiceUnavailableError(
+                f"model '{identifier}' ({pending.where} in the run config) is not registered yet: provider "
+                f"'{provider_id}' refused it at start-up ({pending.error}). It is retried in the background; "
+                f"GET /v1/providers/{provider_id} shows the provider's state.",
+                retry_after=5,
+            ) from None
 
 
 @dataclass
@@ -88,9 +114,12 @@ class Stack:
     refreshers: dict[str, asyncio.Task] = field(default_factory=dict)  # provider_id -> model refresh loop
 
     def __post_init__(self) -> None:
+        # Which providers are down, and their background retries (lamina.provider_health).
+        self.health = HealthMonitor(self._provider_recovered)
         # Tables and routers exist before start so the server can bind routes to them; the
         # provider dicts they hold are filled as providers start.
-        self.models = ModelsRoutingTable(self.registry, self.impls[Api.inference], self.pm)
+        self.models = _ModelsTable(self.registry, self.impls[Api.inference], self.pm)
+        self.models.health = self.health
         self.routers[Api.inference] = InferenceRouter(self.models)
         # Files: the first provider under providers.files serves every route (lamina.routers.files).
         self.routers[Api.files] = FilesRouter(self.impls[Api.files], list(self.providers.get(Api.files, {})))
@@ -217,12 +246,16 @@ class Stack:
                 await impl.initialize()
             record.impl = impl
             self.impls[record.api][record.provider_id] = impl
+            self.health.add(record.provider_id, record.api.value, impl)
             log.info(
                 "provider_started",
                 api=record.api.value,
                 provider_id=record.provider_id,
                 provider_type=record.spec.provider_type,
             )
+        # Before registering resources, so a remote provider already knows its upstream is down and
+        # takes the run config's models without waiting on it.
+        await self.health.probe_all()
         await self._register_resources()
         await self._start_model_refresh()
         if Api.vector_io in self.providers and self.store is not None:
@@ -254,6 +287,7 @@ class Stack:
             await store.close()
 
     async def shutdown(self) -> None:
+        await self.health.stop()
         await self.vector_stores.shutdown()
         await self._stop_model_refresh()
         try:
@@ -287,7 +321,8 @@ class Stack:
             "models",
             self.config.models,
             "model_id",
-            lambda model: self.models.register_model(
+            defer_to=self._remote_inference_provider,
+            register=lambda model: self.models.register_model(
                 RegisterModelRequest(
                     model_id=model.model_id,
                     provider_id=model.provider_id,
@@ -409,12 +444,19 @@ class Stack:
                 )
 
     async def _register_configured(
-        self, kind: str, entries: list[Any], id_field: str, register: Callable[[Any], Awaitable[Any]]
+        self,
+        kind: str,
+        entries: list[Any],
+        id_field: str,
+        register: Callable[[Any], Awaitable[Any]],
+        defer_to: Callable[[Any, LaminaError], str | None] | None = None,
     ) -> None:
         """Register the run config's ``kind`` entries (those with an id) in order; a failure is a
-        ConfigError naming ``kind[i]``."""
+        ConfigError naming ``kind[i]``, unless ``defer_to(entry, error)`` names the (remote) provider that
+        refused it: then the provider is marked down and the registration retried in the background."""
         for i, entry in enumerate(entries):
-            if not getattr(entry, id_field):
+            identifier = getattr(entry, id_field)
+            if not identifier:
                 continue
             where = f"{kind}[{i}]"
             try:
@@ -422,7 +464,34 @@ class Stack:
             except ValidationError as exc:
                 raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
             except LaminaError as exc:
-                raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+                provider_id = defer_to(entry, exc) if defer_to is not None else None
+                if provider_id is None:
+                    raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
+                pending = Pending(where, identifier, exc.message, partial(register, entry))
+                self.health.defer(provider_id, pending)
+
+    def _remote_inference_provider(self, model: Any, error: LaminaError) -> str | None:
+        """The remote provider that refused a run-config model because of its upstream's state (the
+        upstream failed, or does not serve the model now: ``param`` provider_model_id); None for
+        anything else (an inline provider, a provider_id not configured, a plugin's veto), which
+        stays a configuration error."""
+        if not (isinstance(error, UpstreamError) or error.param == "provider_model_id"):
+            return None
+        try:
+            provider_id = self.models.pick_provider(model.provider_id, model.model_id)
+        except LaminaError:
+            return None
+        record = self.providers.get(Api.inference, {}).get(provider_id)
+        remote = record is not None and record.spec.provider_type.startswith("remote::")
+        return provider_id if remote else None
+
+    async def _provider_recovered(self, provider_id: str) -> None:
+        """A provider that was down answers again: register what its backend lists now."""
+        impl = self.impls[Api.inference].get(provider_id)
+        if impl is not None and callable(getattr(impl, "list_models", None)):
+            models = await _listed_models(provider_id, impl)
+            if models is not None:
+                await self._apply_listing(provider_id, models)
 
     # -- models the providers list -------------------------------------------------------------
 
@@ -438,9 +507,11 @@ class Stack:
         """Register what each provider's ``list_models`` lists (after the config's models, which win).
 
         The providers are asked at once; their listings are applied one provider at a time, in
-        provider order. A provider that fails to list is logged and skipped: start-up goes on.
+        provider order. A provider that fails to list is logged and skipped: start-up goes on. A
+        provider whose health check failed at start-up is not asked: it is listed once it recovers.
         """
-        providers = self._listing_providers()
+        unreachable = self.health.failing()
+        providers = [(pid, impl) for pid, impl in self._listing_providers() if pid not in unreachable]
         listings = await asyncio.gather(*(_listed_models(pid, impl) for pid, impl in providers))
         for (provider_id, _), models in zip(providers, listings, strict=True):
             if models is not None:
@@ -504,12 +575,17 @@ class Stack:
 
 
 async def _listed_models(provider_id: str, impl: Any) -> list[Model] | None:
-    """``impl.list_models()`` validated; None when it lists nothing (None) or fails (logged)."""
+    """``impl.list_models()`` validated; None when it lists nothing (None), fails or takes longer than
+    LISTING_SECONDS (logged)."""
     try:
-        listed = await impl.list_models()
+        listed = await asyncio.wait_for(impl.list_models(), LISTING_SECONDS)
         if listed is None:
             return None
         return [m if isinstance(m, Model) else Model.model_validate(m) for m in listed]
+    except TimeoutError:
+        reason = f"no answer within {LISTING_SECONDS:g}s"
+        log.warning("provider_models_not_listed", provider_id=provider_id, error=reason)
+        return None
     except Exception as exc:  # the backend is down or answers nonsense: keep what is registered
         log.warning("provider_models_not_listed", provider_id=provider_id, error=_describe(exc))
         return None
@@ -584,14 +660,3 @@ def _dependency_order(providers: dict[Api, dict[str, ProviderRecord]], source: s
     for api in sorted(providers):
         visit(api)
     return [providers[api][pid] for api in order for pid in sorted(providers[api])]
-
-
-async def provider_health(impl: Any, limit: float = 2.0) -> dict[str, Any]:
-    if not hasattr(impl, "health"):
-        return {"status": "Not Implemented"}
-    try:
-        return await asyncio.wait_for(impl.health(), limit)
-    except TimeoutError:
-        return {"status": "Error", "message": f"health check did not answer within {limit}s"}
-    except Exception as exc:
-        return {"status": "Error", "message": f"{type(exc).__name__}: {exc}"}

@@ -54,7 +54,8 @@ def server(start_lamina, fake_upstream: ServerProcess) -> ServerProcess:
 
 
 def test_health_and_version(server: ServerProcess) -> None:
-    assert httpx.get(f"{server.url}/v1/health").json() == {"status": "OK"}
+    assert httpx.get(f"{server.url}/v1/health").json() == {"status": "OK", "providers_down": []}
+    assert httpx.get(f"{server.url}/v1/health/ready").json() == {"status": "OK", "providers_down": []}
     assert httpx.get(f"{server.url}/v1/version").json() == {"version": __version__}
 
 

@@ -10,8 +10,17 @@ from lamina.apis.common import Empty
 from lamina.apis.webmethod import webmethod
 
 
+class ProviderDown(BaseModel):
+    provider_id: str
+    api: str
+    message: str | None = None
+
+
 class HealthInfo(BaseModel):
     status: Literal["OK", "Error", "Not Implemented"]
+    providers_down: list[ProviderDown] = Field(
+        default_factory=list, description="Providers that are down, and why (retried in the background)."
+    )
 
 
 class VersionInfo(BaseModel):
@@ -47,7 +56,12 @@ class GetProviderRequest(BaseModel):
 class Inspect(Protocol):
     @webmethod("GET", "/v1/health", request=Empty, response=HealthInfo)
     async def health(self, request: Empty) -> HealthInfo:
-        """Report whether the server is up."""
+        """Report that the server is up (always 200), listing the providers that are down."""
+        ...
+
+    @webmethod("GET", "/v1/health/ready", request=Empty, response=HealthInfo)
+    async def ready(self, request: Empty) -> HealthInfo:
+        """Readiness: 200 when every provider is up, 503 naming the providers that are down."""
         ...
 
     @webmethod("GET", "/v1/version", request=Empty, response=VersionInfo)

@@ -14,12 +14,14 @@ from lamina.apis.inspect import (
     HealthInfo,
     ListProvidersResponse,
     ListRoutesResponse,
+    ProviderDown,
     ProviderInfo,
     RouteInfo,
     VersionInfo,
 )
 from lamina.apis.webmethod import routes_of
-from lamina.errors import NotFoundError
+from lamina.errors import NotFoundError, ServiceUnavailableError
+from lamina.provider_health import provider_health
 
 if TYPE_CHECKING:
     from lamina.stack import ProviderRecord, Stack
@@ -48,6 +50,19 @@ class InspectImpl:
         self.stack = stack
 
     async def health(self, request: Empty) -> HealthInfo:
+        # Liveness: no I/O here, only what the start-up probe, the retries and /v1/providers found.
+        return HealthInfo(status="OK", providers_down=[ProviderDown(**d) for d in self.stack.health.down()])
+
+    async def ready(self, request: Empty) -> HealthInfo:
+        down = self.stack.health.down()
+        if down:
+            named = "; ".join(f"provider '{d['provider_id']}' ({d['api']}): {d['message']}" for d in down)
+            raise ServiceUnavailableError(
+                f"not ready: {named}. Down providers are retried in the background; "
+                f"GET /v1/providers shows each one's state.",
+                retry_after=5,
+                providers_down=down,
+            )
         return HealthInfo(status="OK")
 
     async def version(self, request: Empty) -> VersionInfo:
@@ -74,14 +89,17 @@ class ProvidersImpl:
         return sorted(self.stack.order, key=lambda r: (r.api.value, r.provider_id))
 
     async def _info(self, record: ProviderRecord) -> ProviderInfo:
-        from lamina.stack import provider_health
-
+        if record.provider_id in self.stack.health.states:
+            # A live check, recorded: a provider found down here is retried in the background too.
+            health = self.stack.health.observe(record.provider_id, await provider_health(record.impl))
+        else:  # not started (start-up failed or still running)
+            health = {"status": "Error", "message": "the provider has not started"}
         return ProviderInfo(
             api=record.api.value,
             provider_id=record.provider_id,
             provider_type=record.spec.provider_type,
             config=redact(record.config.model_dump(mode="python")),
-            health=await provider_health(record.impl),
+            health=health,
         )
 
     async def list_providers(self, request: Empty) -> ListProvidersResponse:

@@ -10,11 +10,11 @@ import structlog
 from aiohttp import web
 
 from lamina.config import DEFAULT_HOST
-from lamina.server.keys import ACTIVE_STREAMS, SHUTTING_DOWN, STACK
+from lamina.server.keys import ACTIVE_STREAMS, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
 from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
 from lamina.server.routes import add_api_routes
-from lamina.server.sse import close_open_streams
+from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
 from lamina.specs import import_object
 from lamina.stack import Stack
 
@@ -26,12 +26,14 @@ def create_app(stack: Stack) -> web.Application:
     plugin_middlewares = [import_object(m.middleware) for m in stack.pm.middlewares()]
     app = web.Application(
         client_max_size=stack.config.server.max_request_body_bytes,
-        middlewares=[request_middleware, *plugin_middlewares],
+        middlewares=[request_middleware, drain_middleware, *plugin_middlewares],
         handler_args={"max_field_size": 65536},
     )
     app[STACK] = stack
     app[ACTIVE_STREAMS] = set()
     app[SHUTTING_DOWN] = asyncio.Event()
+    app[IN_FLIGHT] = set()
+    app[CUT_REQUESTS] = set()
     apis = stack.api_impls()
     add_api_routes(app, apis)
     openapi = build_openapi(apis)
@@ -43,7 +45,7 @@ def create_app(stack: Stack) -> web.Application:
     for route in stack.pm.routes():
         app.router.add_route(route.method, route.path, import_object(route.handler))
     app.cleanup_ctx.append(_stack_lifecycle)
-    app.on_shutdown.append(close_open_streams)
+    app.on_shutdown.append(drain_requests)  # the grace period (server.shutdown_timeout) is spent here
     app.on_response_prepare.append(add_request_id_header)
     return app
 
@@ -104,7 +106,9 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
         port=port,
         ssl_context=ssl_context,
         access_log=None,
-        shutdown_timeout=server.shutdown_timeout,
+        # drain_requests has already given in-flight requests the grace period and cut the rest.
+        shutdown_timeout=AIOHTTP_BACKSTOP_SECONDS,
         print=announce,
         handle_signals=True,
     )
+    exit_promptly()

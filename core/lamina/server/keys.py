@@ -13,4 +13,6 @@ if TYPE_CHECKING:
 STACK: web.AppKey[Stack] = web.AppKey("stack")
 ACTIVE_STREAMS: web.AppKey[set[asyncio.Task]] = web.AppKey("active_streams")
 SHUTTING_DOWN: web.AppKey[asyncio.Event] = web.AppKey("shutting_down")
+IN_FLIGHT: web.AppKey[set[asyncio.Task]] = web.AppKey("in_flight")  # request tasks (lamina.server.shutdown)
+CUT_REQUESTS: web.AppKey[set[asyncio.Task]] = web.AppKey("cut_requests")  # cancelled by the drain
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("lamina_request_id", str)

@@ -243,3 +243,33 @@ def test_ollama_down(start_lamina, tmp_path) -> None:
     assert info.value.status_code == 502
     assert "ollama" in info.value.body["detail"] and "cannot connect" in info.value.body["detail"]
     assert httpx.get(f"{server.url}/v1/providers/ollama").json()["health"]["status"] == "Error"
+
+
+def test_a_model_the_server_lacks_marks_the_provider_down_and_start_up_goes_on(
+    start_lamina, stub_process: ServerProcess
+) -> None:
+    """It used to refuse to start. Now the server starts, the provider is reported down naming the
+    model and the pull to run, and the models the server does have are listed and served. Once the
+    model is pulled, the background retry registers it and the provider is up again."""
+    config = run_config(stub_process.url)
+    config["models"].append({"model_id": "absent", "provider_id": "ollama", "provider_model_id": "nope:7b"})
+    server = start_lamina(config, name="lacking")
+    health = httpx.get(f"{server.url}/v1/health").json()
+    assert [d["provider_id"] for d in health["providers_down"]] == ["ollama"]
+    assert "nope:7b" in health["providers_down"][0]["message"]
+    ready = httpx.get(f"{server.url}/v1/health/ready")
+    assert ready.status_code == 503 and "ollama pull nope:7b" in ready.json()["detail"]
+    provider = httpx.get(f"{server.url}/v1/providers/ollama").json()["health"]
+    assert provider["status"] == "Error" and "nope:7b" in provider["last_error"]
+    client = LlamaStackClient(base_url=server.url, max_retries=0, timeout=30)
+    assert {"llama3.2:3b", "chat"} <= {m.identifier for m in client.models.list()}
+    answer = client.inference.chat_completion(model_id="chat", messages=SAY)
+    assert answer.completion_message.content
+    pulled = httpx.post(f"{stub_process.url}/api/pull", json={"model": "nope:7b", "stream": False})
+    pulled.raise_for_status()
+    try:
+        wait_for(lambda: httpx.get(f"{server.url}/v1/health/ready").status_code == 200, timeout=60)
+        assert client.models.retrieve("absent").provider_resource_id == "nope:7b"
+        assert httpx.get(f"{server.url}/v1/health").json()["providers_down"] == []
+    finally:
+        httpx.request("DELETE", f"{stub_process.url}/api/delete", json={"model": "nope:7b"})

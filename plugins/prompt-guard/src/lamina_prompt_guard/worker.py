@@ -14,6 +14,9 @@ process, which imports nothing but jailguard and speaks JSON lines:
 
 The protocol uses a duplicate of the original stdout; file descriptor 1 is pointed at stderr so
 that anything the native library prints cannot corrupt it. The process ends when stdin closes.
+
+It ignores SIGINT: Ctrl-C in a terminal reaches every process of the group, and the server stops
+its workers itself (by closing their stdin) as part of its own orderly shutdown.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--batch", action="store_true", help="score a request with one detect_batch call")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
