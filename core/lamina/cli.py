@@ -211,6 +211,13 @@ def distributions_show(name: str) -> None:
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C while plugins load or the server runs: no traceback
+        sys.exit(130)
+
+
+def _main() -> None:
     from lamina.logging import configure_logging
 
     configure_logging()  # to stderr: stdout is for output such as `lamina plugins --json`
@@ -223,10 +230,7 @@ def main() -> None:
         for command in pm.cli_commands():
             if command.name not in cli.commands:
                 cli.add_command(command)
-    try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    cli(standalone_mode=True)
 
 
 if __name__ == "__main__":

@@ -251,3 +251,17 @@ def test_cli_run_with_a_bad_config_names_file_key_and_expectation(tmp_path: Path
     assert result.returncode != 0
     assert f"{config}: providers.inference[0].config.url" in result.stderr
     assert "http://" in result.stderr
+
+
+def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(monkeypatch, capsys) -> None:
+    """Ctrl-C before the server runs (plugin loading takes ~0.3 s) used to print a traceback."""
+    from lamina import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_pm", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 130
+    assert "Traceback" not in capsys.readouterr().err
