@@ -84,4 +84,5 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
         shutdown_timeout=server.shutdown_timeout,
         print=announce,
         handle_signals=True,
+        handler_cancellation=True,  # a client that goes away cancels its request's work
     )
