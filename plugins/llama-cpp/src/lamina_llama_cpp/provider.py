@@ -376,7 +376,7 @@ async def _all_or_none(
     Their n slots are reserved at once (or the request is refused at once); the first to fail,
     or the caller being cancelled, stops the others, whose slots come back as their threads end.
     """
-    slots = runtime.admit(n)
+    slots = await runtime.acquire(n)
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(i, slot)) for i, slot in enumerate(slots)]

@@ -96,6 +96,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
 
 
 _END = object()
+STOPPING_GRACE = 5.0  # seconds a request may wait for generations being stopped to give their slots back
 
 
 class _Failure:
@@ -143,6 +144,7 @@ class Runtime:
         self._pool = ThreadPoolExecutor(max_workers=self.capacity + 1, thread_name_prefix="llama-cpp")
         self._load_lock = asyncio.Lock()
         self._running: dict[threading.Event, asyncio.Future[None]] = {}
+        self._closing = False
         self.load_seconds: float | None = None
 
     # -- loading ---------------------------------------------------------------------------
@@ -195,6 +197,7 @@ class Runtime:
 
     async def close(self, *, grace: float = 10.0) -> None:
         """Stop every generation (their callbacks return True at the next token), then unload."""
+        self._closing = True
         for stop in list(self._running):
             stop.set()
         running = list(self._running.values())
@@ -230,6 +233,21 @@ class Runtime:
             )
         self.inflight += n
         return [Slot(self) for _ in range(n)]
+
+    async def acquire(self, n: int = 1) -> list[Slot]:
+        """``admit``, but a request is not refused for slots whose generation is already stopping
+        (its client went away; llama.cpp returns at its next token): it waits for them, briefly."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOPPING_GRACE
+        while True:
+            try:
+                return self.admit(n)
+            except ServiceUnavailableError:
+                stopping = [future for stop, future in self._running.items() if stop.is_set()]
+                if not stopping or loop.time() >= deadline:
+                    raise
+                left = deadline - loop.time()
+                await asyncio.wait(stopping, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -272,7 +290,7 @@ class Runtime:
     async def _blocking(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         """A call xllamacpp cannot stream (embeddings: short). Its slot is held until it returns."""
         await self.ensure_loaded()
-        (slot,) = self.admit(1)
+        (slot,) = await self.acquire(1)
         slot.used = True
         fn: Callable[[dict[str, Any]], Any] = getattr(self._server, method)
         future = asyncio.get_running_loop().run_in_executor(self._pool, fn, body)
@@ -294,7 +312,7 @@ class Runtime:
         try:
             await self.ensure_loaded()
             if slot is None:
-                (slot,) = self.admit(1)
+                (slot,) = await self.acquire(1)
         except BaseException:
             if slot is not None:
                 slot.release()
@@ -344,5 +362,13 @@ class Runtime:
                 if isinstance(item, _Failure):
                     raise self._map_exception(item.exc) from item.exc
                 yield self._check(item)
+            await asyncio.shield(future)  # returning: the thread is done after _END
+            slot.release()
+            if stop.is_set() and self._closing:
+                raise ServiceUnavailableError(
+                    f"provider '{self.provider_id}' is shutting down: the generation was stopped; "
+                    f"retry on another server or after the restart",
+                    retry_after=1,
+                )
         finally:
             stop.set()
