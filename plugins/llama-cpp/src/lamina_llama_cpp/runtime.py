@@ -347,6 +347,7 @@ class Runtime:
         def finished(future: asyncio.Future[None]) -> None:
             self._running.pop(stop, None)
             slot.release()
+            queue.put_nowait(_END)  # also when run() never ran (its future cancelled by close)
             if not future.cancelled():
                 future.exception()  # retrieved: run() reports failures through the queue
 
@@ -362,9 +363,9 @@ class Runtime:
                 if isinstance(item, _Failure):
                     raise self._map_exception(item.exc) from item.exc
                 yield self._check(item)
-            await asyncio.shield(future)  # returning: the thread is done after _END
+            await asyncio.wait([future])  # the thread is returning after _END (or never ran)
             slot.release()
-            if stop.is_set() and self._closing:
+            if self._closing and (stop.is_set() or future.cancelled()):
                 raise ServiceUnavailableError(
                     f"provider '{self.provider_id}' is shutting down: the generation was stopped; "
                     f"retry on another server or after the restart",
