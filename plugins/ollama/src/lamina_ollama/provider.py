@@ -50,6 +50,20 @@ async def create_provider(config: OllamaImplConfig, deps: dict, context: Provide
     return OllamaProvider(config, context)
 
 
+async def _all_or_none(calls: list[Coroutine[Any, Any, dict]]) -> list[dict]:
+    """The upstream calls of one request (n choices, several prompts): the first to fail cancels
+    the others, rather than leaving them to run on for an answer nobody will read."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as eg:
+        first = eg.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
+
+
 class OllamaProvider(ProviderBase):
     def __init__(self, config: OllamaImplConfig, context: ProviderContext) -> None:
         super().__init__(context)
@@ -280,17 +294,3 @@ class OllamaProvider(ProviderBase):
         if len(data) > _MAX_IMAGE_BYTES:
             raise BadRequestError(f"image {url} is larger than 20 MB", param="messages")
         return data
-
-
-async def _all_or_none(calls: list[Coroutine[Any, Any, dict]]) -> list[dict]:
-    """The upstream calls of one request (n choices, several prompts): the first to fail cancels
-    the others, rather than leaving them to run on for an answer nobody will read."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except BaseExceptionGroup as eg:
-        first = eg.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return [task.result() for task in tasks]
