@@ -18,6 +18,7 @@ from lamina_llama_cpp.config import LlamaCppConfig
 from lamina_llama_cpp.runtime import Runtime, bundled_path
 
 CHAT = {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 3, "temperature": 0}
+LONG = "Write the numbers from 1 to 1000, one per line, with no other text."  # thousands of tokens
 COMPLETION = {"prompt": "Hello", "max_tokens": 3, "temperature": 0}
 
 
@@ -67,7 +68,7 @@ async def test_several_prompts_join_into_one_choice_each(runtime: Runtime) -> No
 
 
 async def test_cancelling_a_call_stops_llama_cpp_and_then_frees_the_slot(runtime: Runtime) -> None:
-    long = {**CHAT, "messages": [{"role": "user", "content": "Count from 1 to 5000."}], "max_tokens": 3000}
+    long = {**CHAT, "messages": [{"role": "user", "content": LONG}], "max_tokens": 3000}
     task = asyncio.create_task(runtime.call("handle_chat_completions", long))
     await _until(lambda: runtime.inflight > 0, "the generation admitted")
     await asyncio.sleep(1)
@@ -94,7 +95,7 @@ async def test_n_slots_are_reserved_together_or_refused(runtime: Runtime) -> Non
 
 
 async def test_close_stops_generations_in_flight(runtime: Runtime) -> None:
-    long = {**CHAT, "messages": [{"role": "user", "content": "Count from 1 to 5000."}], "max_tokens": 3000}
+    long = {**CHAT, "messages": [{"role": "user", "content": LONG}], "max_tokens": 3000}
     task = asyncio.create_task(runtime.call("handle_chat_completions", long))
     await _until(lambda: runtime.inflight > 0, "the generation admitted")
     await asyncio.wait_for(runtime.close(), 30)  # without stop flags it waits for 3000 tokens
