@@ -156,6 +156,16 @@ def test_n_and_max_tokens_are_bounded_by_config(server: ServerProcess) -> None:
         error = huge.json()["error"]
         assert error["param"] == "max_tokens" and "context_length" in error["message"]
 
+    # A completion of several prompts is one llama.cpp task per prompt: each takes a slot.
+    completions = f"{server.url}/v1/openai/v1/completions"
+    three_prompts = {"model": MODEL, "prompt": ["a", "b", "c"], "max_tokens": 2}
+    three = httpx.post(completions, json=three_prompts, timeout=30)
+    assert three.status_code == 400, three.text
+    assert three.json()["error"]["param"] == "prompt" and "3 prompts" in three.json()["error"]["message"]
+    two = httpx.post(completions, json={"model": MODEL, "prompt": ["a", "b"], "max_tokens": 2}, timeout=60)
+    assert two.status_code == 200, two.text
+    assert [c["index"] for c in two.json()["choices"]] == [0, 1]
+
     native = httpx.post(
         f"{server.url}/v1/inference/chat-completion",
         json={"model_id": MODEL, "messages": chat["messages"], "sampling_params": {"max_tokens": 10**12}},

@@ -94,6 +94,19 @@ async def test_n_slots_are_reserved_together_or_refused(runtime: Runtime) -> Non
     assert runtime.inflight == 0
 
 
+async def test_a_multi_prompt_completion_counts_one_slot_per_prompt(runtime: Runtime) -> None:
+    """llama.cpp starts a task per prompt: 4 prompts cannot fit a capacity of 3, whatever n is."""
+    with pytest.raises(BadRequestError, match="4 prompts") as info:
+        runtime.admit(1, weight=4)
+    assert info.value.param == "prompt"
+    (slot,) = runtime.admit(1, weight=3)
+    assert runtime.inflight == 3
+    with pytest.raises(ServiceUnavailableError):
+        runtime.admit(1)
+    slot.release_unused()
+    assert runtime.inflight == 0
+
+
 async def test_close_stops_generations_in_flight(runtime: Runtime) -> None:
     long = {**CHAT, "messages": [{"role": "user", "content": LONG}], "max_tokens": 3000}
     task = asyncio.create_task(runtime.call("handle_chat_completions", long))

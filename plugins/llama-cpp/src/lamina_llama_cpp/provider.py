@@ -151,6 +151,9 @@ class LlamaCppProvider(ProviderBase):
         runtime = await self._runtime(model)
         body = _llama_body(request.upstream_body(model.provider_model_id))
         n = self._bound(runtime, body)
+        prompt = body.get("prompt")
+        # llama.cpp starts one task per prompt of a list (a list of token ids is one prompt)
+        prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
         if isinstance(body.get("logprobs"), int) and body["logprobs"] > 0:
             body["n_probs"] = body["logprobs"]
         if request.stream:
@@ -158,9 +161,13 @@ class LlamaCppProvider(ProviderBase):
                 raise BadRequestError(
                     "inline::llama-cpp streams one choice; send n=1 or stream=false", param="n"
                 )
-            return self._relabel_stream(runtime.stream("handle_completions", body), model.identifier)
+            chunks = runtime.stream("handle_completions", body, weight=prompts)
+            return self._relabel_stream(chunks, model.identifier)
         docs = await _all_or_none(
-            runtime, n, lambda i, slot: runtime.call("handle_completions", _seeded(body, i), slot)
+            runtime,
+            n,
+            lambda i, slot: runtime.call("handle_completions", _seeded(body, i), slot),
+            weight=prompts,
         )
         doc = self._merge(docs)
         doc["model"] = model.identifier
@@ -369,14 +376,14 @@ class LlamaCppProvider(ProviderBase):
 
 
 async def _all_or_none(
-    runtime: Runtime, n: int, one: Callable[[int, Slot], Awaitable[dict[str, Any]]]
+    runtime: Runtime, n: int, one: Callable[[int, Slot], Awaitable[dict[str, Any]]], *, weight: int = 1
 ) -> list[dict[str, Any]]:
     """n generations that run together or not at all.
 
     Their n slots are reserved at once (or the request is refused at once); the first to fail,
     or the caller being cancelled, stops the others, whose slots come back as their threads end.
     """
-    slots = await runtime.acquire(n)
+    slots = await runtime.acquire(n, weight)
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(i, slot)) for i, slot in enumerate(slots)]

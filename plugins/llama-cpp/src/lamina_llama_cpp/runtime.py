@@ -108,18 +108,20 @@ class Slot:
     """One admitted request's place in a runtime's capacity.
 
     Released exactly once: by the generation that used it when llama.cpp's thread is really done
-    (not when its caller gave up), or by whoever reserved it if it never started.
+    (not when its caller gave up), or by whoever reserved it if it never started. ``weight``: the
+    llama.cpp tasks one call starts (a completion of several prompts starts one per prompt).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, weight: int = 1) -> None:
         self._runtime = runtime
+        self.weight = weight
         self.used = False
         self.released = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._runtime.inflight -= 1
+            self._runtime.inflight -= self.weight
 
     def release_unused(self) -> None:
         if not self.used:
@@ -215,33 +217,38 @@ class Runtime:
 
     # -- admission -------------------------------------------------------------------------
 
-    def admit(self, n: int = 1) -> list[Slot]:
-        """``n`` slots at once, or a 503 at once: a request of n choices runs whole or not at all."""
-        if n > self.capacity:
+    def admit(self, n: int = 1, weight: int = 1) -> list[Slot]:
+        """``n`` slots at once, or a 503 at once: a request of n choices runs whole or not at all.
+
+        Each slot counts ``weight`` generations (the prompts of a multi-prompt completion).
+        """
+        total = n * weight
+        if total > self.capacity:
+            what = f"n={n}" if weight == 1 else f"{weight} prompts x n={n}"
             raise BadRequestError(
-                f"n={n} needs {n} generations at once but provider '{self.provider_id}' runs at most "
-                f"{self.capacity} (parallel + max_queue); send a smaller n or raise them in its config",
-                param="n",
+                f"{what} needs {total} generations at once but provider '{self.provider_id}' runs at "
+                f"most {self.capacity} (parallel + max_queue); send fewer or raise them in its config",
+                param="n" if weight == 1 else "prompt",
             )
-        if self.inflight + n > self.capacity:
-            wanted = f"{n} slots are" if n > 1 else "a slot is"
+        if self.inflight + total > self.capacity:
+            wanted = f"{total} slots are" if total > 1 else "a slot is"
             raise ServiceUnavailableError(
                 f"provider '{self.provider_id}' is busy: {self.config.parallel} requests running and "
                 f"{self.config.max_queue} waiting, {self.inflight} taken and {wanted} needed "
                 f"(raise parallel or max_queue in its config)",
                 retry_after=1,
             )
-        self.inflight += n
-        return [Slot(self) for _ in range(n)]
+        self.inflight += total
+        return [Slot(self, weight) for _ in range(n)]
 
-    async def acquire(self, n: int = 1) -> list[Slot]:
+    async def acquire(self, n: int = 1, weight: int = 1) -> list[Slot]:
         """``admit``, but a request is not refused for slots whose generation is already stopping
         (its client went away; llama.cpp returns at its next token): it waits for them, briefly."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOPPING_GRACE
         while True:
             try:
-                return self.admit(n)
+                return self.admit(n, weight)
             except ServiceUnavailableError:
                 stopping = [future for stop, future in self._running.items() if stop.is_set()]
                 if not stopping or loop.time() >= deadline:
@@ -302,7 +309,7 @@ class Runtime:
         return self._check(result)
 
     async def stream(
-        self, method: str, body: dict[str, Any], slot: Slot | None = None
+        self, method: str, body: dict[str, Any], slot: Slot | None = None, *, weight: int = 1
     ) -> AsyncIterator[dict[str, Any]]:
         """A streamed call: chunks as llama.cpp produces them; closing the iterator stops generation.
 
@@ -312,7 +319,7 @@ class Runtime:
         try:
             await self.ensure_loaded()
             if slot is None:
-                (slot,) = await self.acquire(1)
+                (slot,) = await self.acquire(1, weight)
         except BaseException:
             if slot is not None:
                 slot.release()
