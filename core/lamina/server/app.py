@@ -110,5 +110,6 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
         shutdown_timeout=AIOHTTP_BACKSTOP_SECONDS,
         print=announce,
         handle_signals=True,
+        handler_cancellation=True,  # a client that goes away cancels its request's work
     )
     exit_promptly()

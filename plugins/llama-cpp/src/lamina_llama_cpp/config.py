@@ -28,9 +28,18 @@ class LlamaCppConfig(BaseModel):
     )
     batch_size: int = Field(default=512, ge=32, description="Prompt tokens evaluated per batch.")
     default_max_tokens: int | None = Field(
-        default=None,
+        default=1024,
         ge=1,
-        description="max_tokens when a request sets none (None: until the context is full).",
+        description=(
+            "max_tokens when a request sets none (None: until the context is full); requests may ask "
+            "for at most context_length."
+        ),
+    )
+    max_n: int = Field(
+        default=8,
+        ge=1,
+        le=128,
+        description="Most choices (n) one request may ask for; they run together and take n slots.",
     )
     tool_format: Literal["auto", "lamina", "native"] = Field(
         default="auto",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from lamina.providers import openai_bridge as bridge
 from lamina_llama_cpp import tools
 from lamina_llama_cpp.config import LlamaCppConfig
 from lamina_llama_cpp.embeddings import embed, openai_embeddings_doc
-from lamina_llama_cpp.runtime import Runtime, resolve_gguf
+from lamina_llama_cpp.runtime import Runtime, Slot, resolve_gguf
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,9 @@ class LlamaCppProvider(ProviderBase):
         loaded = sorted(
             str(path.name) for (path, _), rt in self.runtimes.items() if rt.load_seconds is not None
         )
-        return {"status": "OK", "loaded": loaded}
+        # inflight: admitted generations whose llama.cpp thread has not returned yet (0 when idle).
+        inflight = sum(rt.inflight for rt in self.runtimes.values())
+        return {"status": "OK", "loaded": loaded, "inflight": inflight}
 
     # -- models --------------------------------------------------------------------------------
 
@@ -127,41 +129,47 @@ class LlamaCppProvider(ProviderBase):
     async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any:
         runtime = await self._runtime(model)
         body = _llama_body(request.upstream_body(model.provider_model_id))
-        self._default_max_tokens(body)
+        n = self._bound(runtime, body)
         plan = None
         if self._use_lamina_tools(runtime):
             body, plan = tools.prepare(body)
-        n = body.pop("n", None) or 1
         if request.stream:
             if n > 1:
                 raise BadRequestError(
                     "inline::llama-cpp streams one choice; send n=1 or stream=false", param="n"
                 )
             return self._chat_stream(runtime, body, plan, model.identifier)
-        if n == 1:
-            doc = await self._chat_once(runtime, body, plan)
-        else:
-            doc = self._merge(
-                await asyncio.gather(*(self._chat_once(runtime, _seeded(body, i), plan) for i in range(n)))
+        doc = self._merge(
+            await _all_or_none(
+                runtime, n, lambda i, slot: self._chat_once(runtime, _seeded(body, i), plan, slot)
             )
+        )
         doc["model"] = model.identifier
         return doc
 
     async def openai_completion(self, model: Model, request: OpenAICompletionRequest) -> Any:
         runtime = await self._runtime(model)
         body = _llama_body(request.upstream_body(model.provider_model_id))
-        self._default_max_tokens(body)
+        n = self._bound(runtime, body)
+        prompt = body.get("prompt")
+        # llama.cpp starts one task per prompt of a list (a list of token ids is one prompt)
+        prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
         if isinstance(body.get("logprobs"), int) and body["logprobs"] > 0:
             body["n_probs"] = body["logprobs"]
-        n = body.pop("n", None) or 1
         if request.stream:
             if n > 1:
                 raise BadRequestError(
                     "inline::llama-cpp streams one choice; send n=1 or stream=false", param="n"
                 )
-            return self._relabel_stream(runtime.stream("handle_completions", body), model.identifier)
-        docs = await asyncio.gather(*(runtime.call("handle_completions", _seeded(body, i)) for i in range(n)))
-        doc = self._merge(list(docs))
+            chunks = runtime.stream("handle_completions", body, weight=prompts)
+            return self._relabel_stream(chunks, model.identifier)
+        docs = await _all_or_none(
+            runtime,
+            n,
+            lambda i, slot: runtime.call("handle_completions", _seeded(body, i), slot),
+            weight=prompts,
+        )
+        doc = self._merge(docs)
         doc["model"] = model.identifier
         return doc
 
@@ -210,14 +218,40 @@ class LlamaCppProvider(ProviderBase):
 
     # -- chat plumbing ---------------------------------------------------------------------------
 
-    def _default_max_tokens(self, body: dict[str, Any]) -> None:
-        if self.config.default_max_tokens and "max_tokens" not in body:
-            body["max_tokens"] = self.config.default_max_tokens
+    def _bound(self, runtime: Runtime, body: dict[str, Any]) -> int:
+        """The request's n (popped) and max_tokens within this provider's limits.
+
+        A request that sets no max_tokens gets ``default_max_tokens``; none may exceed the context
+        of a slot, so one request cannot hold a slot for a whole context's worth of tokens unasked.
+        """
+        n = body.pop("n", None) or 1
+        if n > self.config.max_n:
+            raise BadRequestError(
+                f"n={n} is more than provider '{self.provider_id}' allows ({self.config.max_n}); "
+                f"send a smaller n or raise max_n in its config",
+                param="n",
+            )
+        context = runtime.context_length
+        unset = body.get("max_tokens") is None and body.get("n_predict") is None
+        if unset and self.config.default_max_tokens:
+            body["max_tokens"] = min(self.config.default_max_tokens, context)
+        for key in ("max_tokens", "n_predict"):
+            value = body.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= context:
+                raise BadRequestError(
+                    f"{key}={value!r} is outside 1..{context}, the tokens of context a request has on "
+                    f"provider '{self.provider_id}'; send a smaller {key} or raise context_length in "
+                    f"its config",
+                    param=key,
+                )
+        return n
 
     async def _chat_once(
-        self, runtime: Runtime, body: dict[str, Any], plan: tools.ToolPlan | None
+        self, runtime: Runtime, body: dict[str, Any], plan: tools.ToolPlan | None, slot: Slot
     ) -> dict[str, Any]:
-        doc = await runtime.call("handle_chat_completions", body)
+        doc = await runtime.call("handle_chat_completions", body, slot)
         if plan is None:
             return doc
         for choice in doc.get("choices") or []:
@@ -339,6 +373,29 @@ class LlamaCppProvider(ProviderBase):
         if usage:
             doc["usage"] = usage
         return doc
+
+
+async def _all_or_none(
+    runtime: Runtime, n: int, one: Callable[[int, Slot], Awaitable[dict[str, Any]]], *, weight: int = 1
+) -> list[dict[str, Any]]:
+    """n generations that run together or not at all.
+
+    Their n slots are reserved at once (or the request is refused at once); the first to fail,
+    or the caller being cancelled, stops the others, whose slots come back as their threads end.
+    """
+    slots = await runtime.acquire(n, weight)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(i, slot)) for i, slot in enumerate(slots)]
+    except BaseExceptionGroup as eg:
+        first = eg.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    finally:
+        for slot in slots:
+            slot.release_unused()
+    return [task.result() for task in tasks]
 
 
 def _seeded(body: dict[str, Any], i: int) -> dict[str, Any]:

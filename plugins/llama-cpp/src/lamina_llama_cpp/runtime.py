@@ -5,8 +5,11 @@ thread (with the GIL released) while llama.cpp schedules the request onto one of
 slots, and a streamed answer arrives through a callback on that thread. Each call therefore runs
 on a thread of the runtime's own pool, and chunks cross to the event loop through an asyncio
 queue. A callback that returns True tells llama.cpp to stop, which is how a client that goes away
-frees its slot. Admission is bounded: ``parallel`` running plus ``max_queue`` waiting; beyond
-that a request is refused at once with 503 and Retry-After instead of piling up.
+frees its slot: non-streamed answers are therefore generated streamed too and joined
+(``assemble``), because xllamacpp's non-streamed calls cannot be stopped. Admission is bounded:
+``parallel`` running plus ``max_queue`` waiting; beyond that a request is refused at once with 503
+and Retry-After instead of piling up. A slot is given back when llama.cpp's thread is done, so
+the count is exact; ``close`` stops every generation rather than waiting for it to finish.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import structlog
 from lamina.config import lamina_home
 from lamina.errors import BadRequestError, LaminaError, ServiceUnavailableError, UpstreamError
 from lamina.providers.package_files import PackageFileError, package_file
+from lamina_llama_cpp.assemble import chat_from_chunks, completion_from_chunks
 from lamina_llama_cpp.config import LlamaCppConfig
 
 log = structlog.get_logger(__name__)
@@ -114,11 +118,36 @@ def read_gguf_info(path: Path) -> GGUFInfo:
 
 
 _END = object()
+STOPPING_GRACE = 5.0  # seconds a request may wait for generations being stopped to give their slots back
 
 
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+class Slot:
+    """One admitted request's place in a runtime's capacity.
+
+    Released exactly once: by the generation that used it when llama.cpp's thread is really done
+    (not when its caller gave up), or by whoever reserved it if it never started. ``weight``: the
+    llama.cpp tasks one call starts (a completion of several prompts starts one per prompt).
+    """
+
+    def __init__(self, runtime: Runtime, weight: int = 1) -> None:
+        self._runtime = runtime
+        self.weight = weight
+        self.used = False
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._runtime.inflight -= self.weight
+
+    def release_unused(self) -> None:
+        if not self.used:
+            self.release()
 
 
 class Runtime:
@@ -134,9 +163,12 @@ class Runtime:
         self.info = GGUFInfo()
         self.capacity = config.parallel + config.max_queue
         self.inflight = 0
+        self.context_length = config.context_length  # per slot; lowered to the GGUF's own once loaded
         self._server: Any = None
         self._pool = ThreadPoolExecutor(max_workers=self.capacity + 1, thread_name_prefix="llama-cpp")
         self._load_lock = asyncio.Lock()
+        self._running: dict[threading.Event, asyncio.Future[None]] = {}
+        self._closing = False
         self.load_seconds: float | None = None
 
     # -- loading ---------------------------------------------------------------------------
@@ -169,6 +201,7 @@ class Runtime:
         if info.context_length:
             ctx = min(ctx, int(info.context_length))
         params.n_ctx = ctx * cfg.parallel  # llama.cpp splits n_ctx across the slots
+        self.context_length = ctx
         params.n_batch = cfg.batch_size
         params.cpuparams.n_threads = cfg.threads
         params.cpuparams_batch.n_threads = cfg.threads
@@ -186,7 +219,16 @@ class Runtime:
             ) from exc
         return server, info
 
-    async def close(self) -> None:
+    async def close(self, *, grace: float = 10.0) -> None:
+        """Stop every generation (their callbacks return True at the next token), then unload."""
+        self._closing = True
+        for stop in list(self._running):
+            stop.set()
+        running = list(self._running.values())
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                log.warning("llama_cpp_generations_still_running", count=len(pending), path=str(self.path))
         server, self._server = self._server, None
         if server is not None:
             # Dropping the last reference joins llama.cpp's threads: let a worker thread do it.
@@ -197,17 +239,44 @@ class Runtime:
 
     # -- admission -------------------------------------------------------------------------
 
-    def _admit(self) -> None:
-        if self.inflight >= self.capacity:
+    def admit(self, n: int = 1, weight: int = 1) -> list[Slot]:
+        """``n`` slots at once, or a 503 at once: a request of n choices runs whole or not at all.
+
+        Each slot counts ``weight`` generations (the prompts of a multi-prompt completion).
+        """
+        total = n * weight
+        if total > self.capacity:
+            what = f"n={n}" if weight == 1 else f"{weight} prompts x n={n}"
+            raise BadRequestError(
+                f"{what} needs {total} generations at once but provider '{self.provider_id}' runs at "
+                f"most {self.capacity} (parallel + max_queue); send fewer or raise them in its config",
+                param="n" if weight == 1 else "prompt",
+            )
+        if self.inflight + total > self.capacity:
+            wanted = f"{total} slots are" if total > 1 else "a slot is"
             raise ServiceUnavailableError(
                 f"provider '{self.provider_id}' is busy: {self.config.parallel} requests running and "
-                f"{self.config.max_queue} waiting (raise parallel or max_queue in its config)",
+                f"{self.config.max_queue} waiting, {self.inflight} taken and {wanted} needed "
+                f"(raise parallel or max_queue in its config)",
                 retry_after=1,
             )
-        self.inflight += 1
+        self.inflight += total
+        return [Slot(self, weight) for _ in range(n)]
 
-    def _release(self) -> None:
-        self.inflight -= 1
+    async def acquire(self, n: int = 1, weight: int = 1) -> list[Slot]:
+        """``admit``, but a request is not refused for slots whose generation is already stopping
+        (its client went away; llama.cpp returns at its next token): it waits for them, briefly."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOPPING_GRACE
+        while True:
+            try:
+                return self.admit(n, weight)
+            except ServiceUnavailableError:
+                stopping = [future for stop, future in self._running.items() if stop.is_set()]
+                if not stopping or loop.time() >= deadline:
+                    raise
+                left = deadline - loop.time()
+                await asyncio.wait(stopping, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -233,27 +302,54 @@ class Runtime:
             return BadRequestError(f"llama.cpp refused the request: {exc}")
         return UpstreamError(self.provider_id, f"llama.cpp failed: {type(exc).__name__}: {exc}")
 
-    async def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One non-streamed call (``handle_chat_completions``, ``handle_completions``, ...)."""
-        await self.ensure_loaded()
-        self._admit()
-        try:
-            fn: Callable[[dict[str, Any]], Any] = getattr(self._server, method)
-            try:
-                result = await asyncio.get_running_loop().run_in_executor(self._pool, fn, body)
-            except Exception as exc:
-                raise self._map_exception(exc) from exc
-            return self._check(result)
-        finally:
-            self._release()
+    async def call(self, method: str, body: dict[str, Any], slot: Slot | None = None) -> dict[str, Any]:
+        """One non-streamed answer (``handle_chat_completions``, ``handle_completions``).
 
-    async def stream(self, method: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """A streamed call: chunks as llama.cpp produces them; closing the iterator stops generation."""
+        It runs streamed inside and is joined into the non-streamed document, so that cancelling
+        the caller (a client gone, a sibling choice failed) stops llama.cpp at the next token.
+        """
+        if method == "handle_embeddings":
+            return await self._blocking(method, body)
+        streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        chunks = [chunk async for chunk in self.stream(method, streamed, slot)]
+        if method == "handle_chat_completions":
+            return chat_from_chunks(chunks)
+        return completion_from_chunks(chunks)
+
+    async def _blocking(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A call xllamacpp cannot stream (embeddings: short). Its slot is held until it returns."""
         await self.ensure_loaded()
-        self._admit()
+        (slot,) = await self.acquire(1)
+        slot.used = True
+        fn: Callable[[dict[str, Any]], Any] = getattr(self._server, method)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, fn, body)
+        future.add_done_callback(lambda f: (slot.release(), f.cancelled() or f.exception()))
+        try:
+            result = await asyncio.shield(future)
+        except Exception as exc:
+            raise self._map_exception(exc) from exc
+        return self._check(result)
+
+    async def stream(
+        self, method: str, body: dict[str, Any], slot: Slot | None = None, *, weight: int = 1
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A streamed call: chunks as llama.cpp produces them; closing the iterator stops generation.
+
+        ``slot``: one reserved by ``admit`` (n choices reserve theirs together); else one is taken
+        here. It is released when llama.cpp's thread returns, not when the iterator is closed.
+        """
+        try:
+            await self.ensure_loaded()
+            if slot is None:
+                (slot,) = await self.acquire(1, weight)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
+        server = self._server
 
         def put(item: Any) -> None:
             try:
@@ -262,18 +358,32 @@ class Runtime:
                 stop.set()
 
         def on_chunk(chunk: Any) -> bool:
-            put(chunk)
+            if stop.is_set():
+                return True
+            if chunk is not None:  # llama.cpp sends an empty event between multi-prompt results
+                put(chunk)
             return stop.is_set()
 
         def run() -> None:
             try:
-                getattr(self._server, method)(body, on_chunk)
+                if not stop.is_set():
+                    getattr(server, method)(body, on_chunk)
             except BaseException as exc:
                 put(_Failure(exc))
             finally:
                 put(_END)
 
+        def finished(future: asyncio.Future[None]) -> None:
+            self._running.pop(stop, None)
+            slot.release()
+            queue.put_nowait(_END)  # also when run() never ran (its future cancelled by close)
+            if not future.cancelled():
+                future.exception()  # retrieved: run() reports failures through the queue
+
+        slot.used = True
         future = loop.run_in_executor(self._pool, run)
+        self._running[stop] = future
+        future.add_done_callback(finished)
         try:
             while True:
                 item = await queue.get()
@@ -282,7 +392,13 @@ class Runtime:
                 if isinstance(item, _Failure):
                     raise self._map_exception(item.exc) from item.exc
                 yield self._check(item)
+            await asyncio.wait([future])  # the thread is returning after _END (or never ran)
+            slot.release()
+            if self._closing and (stop.is_set() or future.cancelled()):
+                raise ServiceUnavailableError(
+                    f"provider '{self.provider_id}' is shutting down: the generation was stopped; "
+                    f"retry on another server or after the restart",
+                    retry_after=1,
+                )
         finally:
             stop.set()
-            self._release()
-            future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -51,6 +52,20 @@ RECHECK_SECONDS = 1.0
 
 async def create_provider(config: OllamaImplConfig, deps: dict, context: ProviderContext) -> OllamaProvider:
     return OllamaProvider(config, context)
+
+
+async def _all_or_none(calls: list[Coroutine[Any, Any, dict]]) -> list[dict]:
+    """The upstream calls of one request (n choices, several prompts): the first to fail cancels
+    the others, rather than leaving them to run on for an answer nobody will read."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as eg:
+        first = eg.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
 
 
 class OllamaProvider(ProviderBase):
@@ -259,8 +274,8 @@ class OllamaProvider(ProviderBase):
             include_usage = bool((request.stream_options or {}).get("include_usage"))
             events = self.client.stream_ndjson("api/chat", body, model=tag)
             return oai.chat_chunks(events, model.identifier, include_usage)
-        docs = await asyncio.gather(
-            *(self.client.call("POST", "api/chat", body, model=tag) for _ in range(request.n or 1))
+        docs = await _all_or_none(
+            [self.client.call("POST", "api/chat", body, model=tag) for _ in range(request.n or 1)]
         )
         return oai.chat_completion(list(docs), model.identifier, self.provider_id)
 
@@ -274,9 +289,7 @@ class OllamaProvider(ProviderBase):
                 events, model.identifier, bodies[0]["prompt"], bool(request.echo), include_usage
             )
         jobs = [(b, b["prompt"]) for b in bodies for _ in range(request.n or 1)]
-        docs = await asyncio.gather(
-            *(self.client.call("POST", "api/generate", b, model=tag) for b, _ in jobs)
-        )
+        docs = await _all_or_none([self.client.call("POST", "api/generate", b, model=tag) for b, _ in jobs])
         return oai.text_completion(list(docs), [p for _, p in jobs], bool(request.echo), model.identifier)
 
     async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
