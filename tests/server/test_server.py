@@ -265,3 +265,25 @@ def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(monkeypatch, ca
         cli.main()
     assert exited.value.code == 130
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("api_key", True),
+        ("api_token", True),
+        ("hf_token", True),
+        ("token", True),
+        ("db_password", True),
+        ("client_secret", True),
+        ("max_tokens", False),
+        ("default_max_tokens", False),
+        ("tokenizer_path", False),
+        ("url", False),
+    ],
+)
+def test_provider_config_redaction_hides_secrets_not_token_counts(key: str, secret: bool) -> None:
+    from lamina.routers.inspect import REDACTED, redact
+
+    shown = redact({key: 1024 if "tokens" in key else "value"})[key]
+    assert (shown == REDACTED) is secret

@@ -26,7 +26,8 @@ from lamina.provider_health import provider_health
 if TYPE_CHECKING:
     from lamina.stack import ProviderRecord, Stack
 
-_SECRET_KEY = re.compile(r"(api_?key|api_?token|password|secret|token|credential)", re.IGNORECASE)
+# "token" as a word part (hf_token, access_token), not a count or a tool (max_tokens, tokenizer).
+_SECRET_KEY = re.compile(r"(api_?key|password|passphrase|secret|credential|token(?![a-z]))", re.IGNORECASE)
 REDACTED = "********"
 
 
