@@ -117,6 +117,8 @@ def test_a_silent_upstream_does_not_delay_start_up_and_requests_to_it_fail_fast_
     resp = httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=60)
     assert resp.status_code == 502, resp.text
     assert "provider 'up'" in resp.json()["detail"] and "did not answer" in resp.json()["detail"]
+    port = silent_upstream.rsplit(":", 1)[1].split("/")[0]
+    assert port not in resp.text and port not in ready.text, "the upstream's address reached a client"
 
 
 def test_a_down_upstream_starts_and_the_provider_recovers_in_the_background(
@@ -161,3 +163,4 @@ def test_a_silent_ollama_server_does_not_delay_start_up(start_lamina, silent_ups
     assert [p["provider_id"] for p in health["providers_down"]] == ["up"]
     assert ready.status_code == 503 and provider["health"]["status"] == "Error"
     assert "did not answer" in provider["health"]["message"]
+    assert url not in provider["health"]["message"] and url not in ready.text

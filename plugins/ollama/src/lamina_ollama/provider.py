@@ -27,9 +27,10 @@ from lamina.apis.inference import (
     OpenAIEmbeddingsRequest,
 )
 from lamina.apis.models import Model
-from lamina.errors import BadRequestError, ConfigError, LaminaError, UpstreamError
+from lamina.errors import BadRequestError, ConfigError, LaminaError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers.http_upstream import Timeouts
+from lamina.providers.upstream_probe import UpstreamProbe
 from lamina.providers.url_fetch import GuardedFetcher
 from lamina.resources.models import LISTED
 from lamina_ollama import models as catalog
@@ -43,11 +44,6 @@ log = structlog.get_logger(__name__)
 
 # A model the core registers from a listing is checked against the tags that listing just fetched.
 _LISTING_MAX_AGE = 30.0
-# Seconds one probe of the server (GET /api/tags) may take: start-up, health and model checks never
-# wait longer on a server that accepts connections and does not answer.
-PROBE_SECONDS = 2.0
-# A model registered within this many seconds of a failed probe is accepted unchecked, without waiting.
-RECHECK_SECONDS = 1.0
 
 
 async def create_provider(config: OllamaImplConfig, deps: dict, context: ProviderContext) -> OllamaProvider:
@@ -80,8 +76,7 @@ class OllamaProvider(ProviderBase):
         )
         self._tags: list[dict[str, Any]] = []
         self._tags_at = 0.0
-        self.down: UpstreamError | None = None  # why the last probe failed (None: the server answered)
-        self.probed_at = 0.0
+        self.upstream = UpstreamProbe(context.provider_id, self.tags, "GET /api/tags")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -104,33 +99,11 @@ class OllamaProvider(ProviderBase):
         await self.client.close()
 
     async def health(self) -> dict[str, Any]:
-        try:
-            await self.probe()
-        except LaminaError as exc:
-            return {"status": "Error", "message": exc.message}
-        return {"status": "OK"}
+        return await self.upstream.health()
 
     async def probe(self) -> list[dict[str, Any]]:
-        """``tags()`` bounded by PROBE_SECONDS; records whether the server is down."""
-        try:
-            tags = await asyncio.wait_for(self.tags(), PROBE_SECONDS)
-        except TimeoutError:
-            self.down = UpstreamError(
-                self.provider_id,
-                f"the Ollama server at {self.config.url} accepts connections but did not answer "
-                f"GET /api/tags within {PROBE_SECONDS:g} s",
-            )
-            raise self.down from None
-        except LaminaError as exc:
-            # A 4xx answer means the server is up; unreachable, silent or 5xx means it is down.
-            status = getattr(exc, "upstream_status", None)
-            answered = not isinstance(exc, UpstreamError) or (status is not None and status < 500)
-            self.down = None if answered else exc
-            raise
-        finally:
-            self.probed_at = time.monotonic()
-        self.down = None
-        return tags
+        """The server's tags, asked with a short bound (``lamina.providers.upstream_probe``)."""
+        return await self.upstream.probe()
 
     # -- the server's models -------------------------------------------------------------------
 
@@ -207,8 +180,8 @@ class OllamaProvider(ProviderBase):
         try:
             # The core registers every model list_models listed: reuse the listing it just fetched.
             max_age = _LISTING_MAX_AGE if model.metadata.get("source") == LISTED else 0.0
-            if self.down is not None and time.monotonic() - self.probed_at < RECHECK_SECONDS:
-                raise self.down
+            if (down := self.upstream.recently_down()) is not None:
+                raise down
             fresh = max_age and self._tags_at and time.monotonic() - self._tags_at < max_age
             tags = self._tags if fresh else await self.probe()
         except LaminaError as exc:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,17 +23,13 @@ from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers import openai_bridge as bridge
 from lamina.providers import openai_shapes as shapes
 from lamina.providers.http_upstream import Timeouts, UpstreamClient
+from lamina.providers.upstream_probe import UpstreamProbe
 from lamina.request_context import provider_data
 from lamina_openai_compat.config import _NetworkConfig
 
 log = structlog.get_logger(__name__)
 
 ChunkCheck = Callable[[Any, str], dict[str, Any]]
-# Seconds one probe of the upstream (GET models) may take: start-up, health and model checks never wait
-# longer on an upstream that accepts connections and does not answer.
-PROBE_SECONDS = 2.0
-# While the upstream is known down, a request re-probes it at most this often (else it fails at once).
-RECHECK_SECONDS = 1.0
 
 # What each upstream accepts beyond standard OpenAI fields, and which provider-data key holds its key.
 DIALECTS: dict[str, bridge.Dialect] = {
@@ -94,10 +88,7 @@ class OpenAICompatProvider(ProviderBase):
             max_connections=config.max_connections,
             verify_tls=verify,
         )
-        # Why the last probe failed (None: the upstream answered), and when it was made.
-        self.down: UpstreamError | None = None
-        self.probed_at = 0.0
-        self._recheck = asyncio.Lock()  # concurrent requests to a down upstream share one re-probe
+        self.upstream = UpstreamProbe(context.provider_id, self.list_upstream_models, "GET models")
 
     async def initialize(self) -> None:
         await self.client.start()
@@ -106,44 +97,7 @@ class OpenAICompatProvider(ProviderBase):
         await self.client.close()
 
     async def health(self) -> dict[str, Any]:
-        try:
-            await self.probe()
-        except LaminaError as exc:
-            return {"status": "Error", "message": exc.message}
-        return {"status": "OK"}
-
-    async def probe(self) -> list[str]:
-        """The upstream's model ids, asked with a short bound; records whether the upstream is down
-        (unreachable, silent or failing with a 5xx; a 4xx answer such as 401 or 429 means it is up)."""
-        try:
-            served = await asyncio.wait_for(self.list_upstream_models(), PROBE_SECONDS)
-        except TimeoutError:
-            self.down = UpstreamError(
-                self.provider_id,
-                f"the upstream at {self.config.base_url()} accepts connections but did not answer "
-                f"GET models within {PROBE_SECONDS:g} s; requests are refused until it answers",
-            )
-            raise self.down from None
-        except LaminaError as exc:
-            status = getattr(exc, "upstream_status", None)
-            answered = not isinstance(exc, UpstreamError) or (status is not None and status < 500)
-            self.down = None if answered else exc
-            raise
-        finally:
-            self.probed_at = time.monotonic()  # when the answer (or its absence) was known
-        self.down = None
-        return served
-
-    async def _ensure_up(self) -> None:
-        """Fail fast while the upstream is known down (re-probing at most every RECHECK_SECONDS), so a
-        request never waits out the read timeout on an upstream that stopped answering."""
-        if self.down is None:
-            return
-        async with self._recheck:
-            if self.down is not None and time.monotonic() - self.probed_at < RECHECK_SECONDS:
-                raise self.down
-            if self.down is not None:
-                await self.probe()
+        return await self.upstream.health()
 
     def _headers(self) -> dict[str, str] | None:
         """A caller's own key (X-LlamaStack-Provider-Data) overrides the configured one."""
@@ -160,11 +114,11 @@ class OpenAICompatProvider(ProviderBase):
 
     async def register_model(self, model: Model) -> Model:
         """Refuse a model the upstream says it does not serve; accept it unchecked if the upstream is
-        down (known from a probe under RECHECK_SECONDS old, else probed now, bounded by PROBE_SECONDS)."""
+        down (known from a recent probe, else probed now, bounded: lamina.providers.upstream_probe)."""
         try:
-            if self.down is not None and time.monotonic() - self.probed_at < RECHECK_SECONDS:
-                raise self.down
-            served = await self.probe()
+            if (down := self.upstream.recently_down()) is not None:
+                raise down
+            served = await self.upstream.probe()
         except LaminaError as exc:
             log.warning(
                 "model_not_checked", provider_id=self.provider_id, model=model.identifier, reason=exc.message
@@ -247,7 +201,7 @@ class OpenAICompatProvider(ProviderBase):
             body["max_tokens"] = default
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        await self._ensure_up()
+        await self.upstream.ensure_up()
         doc = await self.client.request_json("POST", path, body, headers=self._headers())
         if not isinstance(doc, dict):
             raise UpstreamError(
@@ -259,7 +213,7 @@ class OpenAICompatProvider(ProviderBase):
         self, path: str, body: dict[str, Any], check: ChunkCheck
     ) -> AsyncIterator[dict[str, Any]]:
         """The upstream's stream events, each checked for the shape clients rely on (else a 502)."""
-        await self._ensure_up()
+        await self.upstream.ensure_up()
         async for chunk in self.client.stream_sse(path, body, headers=self._headers()):
             yield check(chunk, self.provider_id)
 
