@@ -304,12 +304,14 @@ class CreateVectorStoreRequest(BaseModel):
         default=None, description="For `file_ids` (default `auto`: 800 tokens, 400 overlapping)."
     )
     metadata: dict[str, Any] | None = Field(default=None, description="At most 16 keys.")
-    embedding_model: str | None = Field(default=None, description="Default: the first embedding model.")
+    embedding_model: str | None = Field(
+        default=None, min_length=1, description="Default: the first embedding model."
+    )
     embedding_dimension: int | None = Field(default=None, ge=1, description="Default: the model's.")
     provider_id: str | None = Field(
-        default=None, description="Needed when several Vector IO providers exist."
+        default=None, min_length=1, description="Needed when several Vector IO providers exist."
     )
-    provider_vector_db_id: str | None = None
+    provider_vector_db_id: str | None = Field(default=None, min_length=1)
 
     _chunking = field_validator("chunking_strategy", mode="before")(_validated(parse_chunking_strategy))
 
