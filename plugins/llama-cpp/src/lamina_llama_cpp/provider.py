@@ -35,7 +35,13 @@ from lamina_llama_cpp.runtime import Runtime, resolve_gguf
 
 log = structlog.get_logger(__name__)
 
-DIALECT = bridge.Dialect(top_k=True, repetition_penalty=True, grammar_field="grammar")
+# Completions go through OpenAICompletionRequest (openai_completion), so OpenAI's logprobs limit applies.
+DIALECT = bridge.Dialect(
+    top_k=True,
+    repetition_penalty=True,
+    grammar_field="grammar",
+    completion_logprobs=bridge.OPENAI_COMPLETION_LOGPROBS,
+)
 
 
 async def create_provider(config: LlamaCppConfig, deps: dict, context: ProviderContext) -> LlamaCppProvider:
