@@ -96,3 +96,17 @@ def test_deeply_nested_json_is_a_400(stack: ServerProcess, depth: int) -> None:
     )
     _assert_400(resp, "nested", "deep")
     assert httpx.get(f"{stack.url}/v1/health", timeout=10).json() == {"status": "OK"}
+
+
+def test_an_explicit_null_max_tokens_gets_the_providers_default(stack: ServerProcess) -> None:
+    """``"max_tokens": null`` is unset: llama-cpp's default_max_tokens (8 here) applies, not the context."""
+    body = {
+        "model": SMOLLM,
+        "messages": [{"role": "user", "content": "Count from one to one hundred."}],
+        "max_tokens": None,
+        "max_completion_tokens": None,
+        "temperature": 0,
+    }
+    resp = _post(stack, "/v1/openai/v1/chat/completions", body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["usage"]["completion_tokens"] <= 8, resp.text

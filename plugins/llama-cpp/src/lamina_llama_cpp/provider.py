@@ -50,6 +50,8 @@ async def create_provider(config: LlamaCppConfig, deps: dict, context: ProviderC
 
 def _llama_body(body: dict[str, Any]) -> dict[str, Any]:
     """OpenAI (and Llama Stack) sampling names as llama.cpp spells them."""
+    # null is unset: an explicit `"max_tokens": null` must not dodge default_max_tokens.
+    body = {key: value for key, value in body.items() if value is not None}
     if "repetition_penalty" in body:
         body["repeat_penalty"] = body.pop("repetition_penalty")
     if "max_completion_tokens" in body:
