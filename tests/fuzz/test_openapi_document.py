@@ -62,3 +62,21 @@ def test_declared_errors_match_what_the_server_answers() -> None:
     assert {"429", "502", "503", "504"} <= chat  # upstream rate limit, failure, queue full, timeout
     assert "409" in ops[("POST", "/v1/models")]["responses"]  # registered differently
     assert not {"409", "502", "504"} & set(ops[("GET", "/v1/health")]["responses"])
+
+
+def test_streams_declare_each_event_with_its_json_data() -> None:
+    """OpenAPI 3.1 has the text/event-stream schema describe one event; ``data`` holds the JSON."""
+    doc = _document()
+    ops = {(m, p): op for m, p, op in _operations(doc)}
+    sse = "text/event-stream"
+    native = ops[("POST", "/v1/inference/chat-completion")]["responses"]["200"]["content"][sse]
+    data = native["schema"]["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    refs = [s["$ref"] for s in data["contentSchema"]["anyOf"]]
+    assert refs == [
+        "#/components/schemas/ChatCompletionResponseStreamChunk",
+        "#/components/schemas/StreamError",
+    ]
+    openai = ops[("POST", "/v1/openai/v1/chat/completions")]["responses"]["200"]["content"][sse]
+    assert {"const": "[DONE]"} in openai["schema"]["properties"]["data"]["anyOf"]
+    assert "StreamError" in doc["components"]["schemas"]

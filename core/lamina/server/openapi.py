@@ -70,7 +70,7 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
             if d.binary:
                 content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
             if d.stream_item is not None:
-                content["text/event-stream"] = {"schema": ref(d.stream_item)}
+                content["text/event-stream"] = {"schema": _sse_event(ref(d.stream_item), openai=d.openai)}
             op["responses"] = {
                 str(d.status): {"description": "OK", **({"content": content} if content else {})},
                 **{str(code): {"$ref": f"#/components/responses/{name}"} for code, name in _errors(tag, d)},
@@ -82,6 +82,22 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
         "properties": {"detail": {"type": "string"}, "error": {"type": "object"}},
     }
     components["Error"] = error_schema
+    components["StreamError"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "code": {"type": "integer", "description": "The HTTP status the error would have had."},
+                },
+            }
+        },
+        "description": "The last event of a stream that failed after it started (see lamina.server.sse).",
+    }
     responses = {
         name: {
             "description": desc,
@@ -116,6 +132,29 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(components.items())), "responses": responses},
+    }
+
+
+def _sse_event(item: dict[str, Any], *, openai: bool) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.1: the schema of a text/event-stream describes each event).
+
+    ``data`` is JSON: a stream item, or the error that ended the stream; OpenAI streams end with
+    ``data: [DONE]``.
+    """
+    json_data = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"anyOf": [item, {"$ref": REF.format(model="StreamError")}]},
+    }
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+            "data": {"anyOf": [json_data, {"const": "[DONE]"}]} if openai else json_data,
+        },
     }
 
 
