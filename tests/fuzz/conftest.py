@@ -30,7 +30,7 @@ def stack_config(fake: ServerProcess) -> dict:
                 {
                     "provider_id": "llama-cpp",
                     "provider_type": "inline::llama-cpp",
-                    "config": {"context_length": 1024, "max_queue": 8, "default_max_tokens": 8},
+                    "config": {"context_length": 1024, "max_queue": 64, "default_max_tokens": 8},
                 },
                 {"provider_id": "sentence-transformers", "provider_type": "inline::sentence-transformers"},
             ],
