@@ -36,6 +36,11 @@ def test_empty_embedding_model_is_a_400(stack: ServerProcess, path: str) -> None
     assert resp.json()["error"]["param"] == "embedding_model"
 
 
+def test_an_empty_file_id_for_a_new_vector_store_is_a_400(stack: ServerProcess) -> None:
+    """It used to create the store and fail the file in the background, with pydantic's text as last_error."""
+    _assert_400(_post(stack, "/v1/openai/v1/vector_stores", {"file_ids": [""]}), "file_ids[0]")
+
+
 def test_empty_vector_db_id_in_rag_query_is_a_400(stack: ServerProcess) -> None:
     resp = _post(stack, "/v1/tool-runtime/rag-tool/query", {"content": "hi", "vector_db_ids": [""]})
     _assert_400(resp, "vector_db_ids[0]")

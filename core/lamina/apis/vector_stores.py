@@ -41,7 +41,7 @@ Vector IO providers stay plain chunk stores.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -298,7 +298,9 @@ def _validated(check: Any) -> Any:
 class CreateVectorStoreRequest(BaseModel):
     name: str | None = None
     description: str | None = None
-    file_ids: list[str] = Field(default_factory=list, max_length=500, description="Files to attach at once.")
+    file_ids: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, max_length=500, description="Files to attach at once."
+    )
     expires_after: ExpiresAfter | None = None
     chunking_strategy: ChunkingStrategyAuto | ChunkingStrategyStatic | None = Field(
         default=None, description="For `file_ids` (default `auto`: 800 tokens, 400 overlapping)."
