@@ -67,8 +67,8 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
             content: dict[str, Any] = {}
             if d.response is not None:
                 content["application/json"] = {"schema": ref(d.response)}
-            if d.binary:
-                content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+            if d.binary:  # the bytes keep their own type, e.g. a file's content is served as uploaded
+                content["*/*"] = {"schema": {"type": "string", "format": "binary"}}
             if d.stream_item is not None:
                 content["text/event-stream"] = {"schema": _sse_event(ref(d.stream_item), openai=d.openai)}
             op["responses"] = {
