@@ -2,9 +2,11 @@
 
 Schemathesis's own engine (what ``st run`` drives) runs the examples, coverage and fuzzing phases
 with a fixed seed and a few examples per operation: no 5xx, every response matching its declared
-status, content type and schema, and the server healthy afterwards. Model ids in generated bodies
-are pointed at the registered models (the fake upstream's ``ok`` and the bundled SmolLM2) so
-inference runs for real, with ``max_tokens`` kept small: SmolLM2 decodes slowly on two cores.
+status, content type and schema, and the server healthy afterwards. A ``before_call`` hook points
+generated ids at what exists (the fake upstream's ``ok`` and the bundled SmolLM2, an uploaded file,
+a vector store, a vector DB, the pii shield, the RAG tool) in part of the cases, so that fuzzed
+requests reach the providers, and keeps ``max_tokens``, ``n`` and batches small: SmolLM2 decodes
+slowly on two cores. DELETE operations run last, so the resources live through the other calls.
 """
 
 from __future__ import annotations
