@@ -197,7 +197,7 @@ class InsertDocumentsRequest(BaseModel):
 
 class RAGQueryRequest(BaseModel):
     content: InterleavedContent
-    vector_db_ids: list[str] = Field(min_length=1)
+    vector_db_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     query_config: RAGQueryConfig | None = None
 
 

@@ -41,7 +41,7 @@ Vector IO providers stay plain chunk stores.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -298,18 +298,22 @@ def _validated(check: Any) -> Any:
 class CreateVectorStoreRequest(BaseModel):
     name: str | None = None
     description: str | None = None
-    file_ids: list[str] = Field(default_factory=list, max_length=500, description="Files to attach at once.")
+    file_ids: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, max_length=500, description="Files to attach at once."
+    )
     expires_after: ExpiresAfter | None = None
     chunking_strategy: ChunkingStrategyAuto | ChunkingStrategyStatic | None = Field(
         default=None, description="For `file_ids` (default `auto`: 800 tokens, 400 overlapping)."
     )
     metadata: dict[str, Any] | None = Field(default=None, description="At most 16 keys.")
-    embedding_model: str | None = Field(default=None, description="Default: the first embedding model.")
+    embedding_model: str | None = Field(
+        default=None, min_length=1, description="Default: the first embedding model."
+    )
     embedding_dimension: int | None = Field(default=None, ge=1, description="Default: the model's.")
     provider_id: str | None = Field(
-        default=None, description="Needed when several Vector IO providers exist."
+        default=None, min_length=1, description="Needed when several Vector IO providers exist."
     )
-    provider_vector_db_id: str | None = None
+    provider_vector_db_id: str | None = Field(default=None, min_length=1)
 
     _chunking = field_validator("chunking_strategy", mode="before")(_validated(parse_chunking_strategy))
 

@@ -26,6 +26,7 @@ from lamina.apis.inference import (
     GrammarResponseFormat,
     JsonSchemaResponseFormat,
     Metric,
+    OpenAICompletionRequest,
     SamplingParams,
     StopReason,
     SystemMessage,
@@ -66,6 +67,13 @@ FINISH_TO_STOP: dict[str | None, StopReason] = {
 }
 
 
+# OpenAI's /v1/completions returns at most this many alternatives per token (its `logprobs`), where
+# the native LogProbConfig.top_k allows 20 (as chat's top_logprobs does).
+OPENAI_COMPLETION_LOGPROBS = next(
+    m.le for m in OpenAICompletionRequest.model_fields["logprobs"].metadata if getattr(m, "le", None)
+)
+
+
 @dataclass(frozen=True)
 class Dialect:
     """What a backend accepts beyond the OpenAI standard."""
@@ -73,9 +81,11 @@ class Dialect:
     top_k: bool = True  # vLLM, llama.cpp, TGI accept `top_k`
     repetition_penalty: bool = True
     grammar_field: str | None = None  # e.g. "guided_grammar" (vLLM), "grammar" (llama.cpp)
+    # The most `logprobs` a completion may ask for (None: the upstream decides).
+    completion_logprobs: int | None = None
 
 
-OPENAI_STRICT = Dialect(top_k=False, repetition_penalty=False)
+OPENAI_STRICT = Dialect(top_k=False, repetition_penalty=False, completion_logprobs=OPENAI_COMPLETION_LOGPROBS)
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -240,7 +250,16 @@ def completion_request_to_openai(request: CompletionRequest, model: str, dialect
     body.update(sampling_to_openai(request.sampling_params, dialect))
     body.update(_response_format_to_openai(request.response_format, dialect))
     if request.logprobs is not None:
-        body["logprobs"] = max(1, request.logprobs.top_k or 1)
+        top_k = max(1, request.logprobs.top_k or 1)
+        limit = dialect.completion_logprobs
+        if limit is not None and top_k > limit:
+            raise BadRequestError(
+                f"logprobs.top_k: this provider returns at most {limit} alternatives per token for a "
+                f"completion (got {top_k}); send logprobs.top_k <= {limit}, or use chat-completion "
+                f"(up to 20)",
+                param="logprobs.top_k",
+            )
+        body["logprobs"] = top_k
     return body
 
 

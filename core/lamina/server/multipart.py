@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, ClientPayloadError, StreamReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from lamina.apis.binary import CHUNK_SIZE, BinaryResponse, UploadFile
@@ -24,6 +25,9 @@ from lamina.errors import BadRequestError, PayloadTooLargeError
 from lamina.server.errors import validation_error
 
 MAX_FIELD_BYTES = 64 * 1024
+# What aiohttp raises on a malformed form: bad boundaries (ValueError, AssertionError) and bad part
+# headers, e.g. a control character in a part's Content-Disposition (InvalidHeader).
+_MALFORMED = (ValueError, AssertionError, HttpProcessingError)
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 
 
@@ -59,14 +63,17 @@ async def call_multipart(
         )
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError) as exc:
-        raise BadRequestError(f"the multipart body cannot be read: {exc}") from None
+    except _MALFORMED as exc:
+        raise BadRequestError(f"the multipart body cannot be read: {_reason(exc)}") from None
     data = {}
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError) as exc:
-            raise BadRequestError(f"the multipart body is malformed: {exc}") from None
+        except _MALFORMED as exc:
+            raise BadRequestError(
+                f"the multipart body is malformed: {_reason(exc)}; each part needs a header "
+                f'"Content-Disposition: form-data; name=..." of printable characters'
+            ) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
@@ -93,9 +100,9 @@ async def _chunks(part: BodyPartReader, stream: StreamReader) -> AsyncIterator[b
     while True:
         try:
             chunk = await part.read_chunk(CHUNK_SIZE)
-        except (ClientPayloadError, ValueError, AssertionError) as exc:  # cut off or malformed
+        except (ClientPayloadError, *_MALFORMED) as exc:  # cut off or malformed
             raise BadRequestError(
-                f"{part.name}: the upload ended before its multipart part was complete ({exc})",
+                f"{part.name}: the upload ended before its multipart part was complete ({_reason(exc)})",
                 param=part.name,
             ) from None
         if not chunk:
@@ -108,9 +115,21 @@ async def _chunks(part: BodyPartReader, stream: StreamReader) -> AsyncIterator[b
         yield chunk
 
 
+def _reason(exc: Exception) -> str:
+    """aiohttp's own text, without the ``400, message:`` prefix of its HTTP errors."""
+    return exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+
+
 async def _read_field(part: BodyPartReader, name: str) -> str:
     buf = bytearray()
-    while chunk := await part.read_chunk(CHUNK_SIZE):
+    while True:
+        try:
+            chunk = await part.read_chunk(CHUNK_SIZE)
+        except (ClientPayloadError, *_MALFORMED) as exc:
+            reason = _reason(exc)
+            raise BadRequestError(f"{name}: the form field is malformed ({reason})", param=name) from None
+        if not chunk:
+            break
         buf += chunk
         if len(buf) > MAX_FIELD_BYTES:
             raise PayloadTooLargeError(

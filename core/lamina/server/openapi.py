@@ -11,6 +11,8 @@ from lamina import __version__
 from lamina.apis.webmethod import RouteDecl, routes_of
 
 REF = "#/components/schemas/{model}"
+# APIs the server answers itself, without a provider: no upstream errors.
+_SERVER_ONLY = {"Inspect", "Providers"}
 
 
 def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
@@ -40,12 +42,14 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                 "tags": [tag],
                 "parameters": [],
             }
+            fields = d.request.model_fields if d.request is not None else {}
             for p in path_params:
+                schema = _param_schema(components, ref(d.request), p) if p in fields else {}
                 op["parameters"].append(
-                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string", **schema}}
                 )
             if d.request is not None and d.method not in ("POST", "PUT", "PATCH"):
-                for name, field in d.request.model_fields.items():
+                for name, field in fields.items():
                     if name in path_params:
                         continue
                     op["parameters"].append(
@@ -53,7 +57,7 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                             "name": name,
                             "in": "query",
                             "required": field.is_required(),
-                            "schema": {},
+                            "schema": _param_schema(components, ref(d.request), name) or {"type": "string"},
                             "description": field.description or "",
                         }
                     )
@@ -63,18 +67,14 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
             content: dict[str, Any] = {}
             if d.response is not None:
                 content["application/json"] = {"schema": ref(d.response)}
-            if d.binary:
-                content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+            if d.binary:  # the bytes keep their own type, e.g. a file's content is served as uploaded
+                content["*/*"] = {"schema": {"type": "string", "format": "binary"}}
             if d.stream_item is not None:
-                content["text/event-stream"] = {"schema": ref(d.stream_item)}
+                content["text/event-stream"] = {"schema": _sse_event(ref(d.stream_item), openai=d.openai)}
             op["responses"] = {
                 str(d.status): {"description": "OK", **({"content": content} if content else {})},
-                "400": {"$ref": "#/components/responses/BadRequest"},
-                "404": {"$ref": "#/components/responses/NotFound"},
-                "502": {"$ref": "#/components/responses/UpstreamError"},
+                **{str(code): {"$ref": f"#/components/responses/{name}"} for code, name in _errors(tag, d)},
             }
-            if d.multipart:
-                op["responses"]["413"] = {"$ref": "#/components/responses/PayloadTooLarge"}
             paths.setdefault(d.openapi_path(path), {})[d.method.lower()] = op
     error_schema = {
         "type": "object",
@@ -82,6 +82,22 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
         "properties": {"detail": {"type": "string"}, "error": {"type": "object"}},
     }
     components["Error"] = error_schema
+    components["StreamError"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "code": {"type": "integer", "description": "The HTTP status the error would have had."},
+                },
+            }
+        },
+        "description": "The last event of a stream that failed after it started (see lamina.server.sse).",
+    }
     responses = {
         name: {
             "description": desc,
@@ -90,8 +106,21 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
         for name, desc in (
             ("BadRequest", "The request is invalid; `detail` names the field."),
             ("NotFound", "Unknown resource or route."),
-            ("UpstreamError", "The provider's upstream failed (502) or timed out (504)."),
-            ("PayloadTooLarge", "The upload is larger than the provider's limit, named in `detail`."),
+            ("Conflict", "The resource is registered differently, or in use by another resource."),
+            (
+                "PayloadTooLarge",
+                "The body is larger than server.max_request_body_bytes, or an upload larger than the "
+                "provider's limit; `detail` names the limit.",
+            ),
+            ("RateLimited", "The provider's upstream is rate limiting; retry after a while."),
+            ("NotImplemented", "The provider does not implement this operation."),
+            ("UpstreamError", "The provider's upstream failed or answered something unusable."),
+            (
+                "Unavailable",
+                "The server or provider cannot take the request now (queue full, model loading, "
+                "shutting down); retry after `Retry-After` seconds when given.",
+            ),
+            ("UpstreamTimeout", "The provider's upstream did not answer in time."),
         )
     }
     return {
@@ -104,6 +133,61 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(components.items())), "responses": responses},
     }
+
+
+def _sse_event(item: dict[str, Any], *, openai: bool) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.1: the schema of a text/event-stream describes each event).
+
+    ``data`` is JSON: a stream item, or the error that ended the stream; OpenAI streams end with
+    ``data: [DONE]``.
+    """
+    json_data = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"anyOf": [item, {"$ref": REF.format(model="StreamError")}]},
+    }
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+            "data": {"anyOf": [json_data, {"const": "[DONE]"}]} if openai else json_data,
+        },
+    }
+
+
+def _errors(tag: str, d: RouteDecl) -> list[tuple[int, str]]:
+    """The error statuses an operation can answer (see lamina.errors and server.middlewares)."""
+    out = [(400, "BadRequest"), (404, "NotFound")]
+    if d.method in ("POST", "DELETE"):
+        out.append((409, "Conflict"))
+    if d.method in ("POST", "PUT", "PATCH"):
+        out.append((413, "PayloadTooLarge"))
+    if tag not in _SERVER_ONLY:
+        out += [(429, "RateLimited"), (501, "NotImplemented"), (502, "UpstreamError")]
+    out.append((503, "Unavailable"))
+    if tag not in _SERVER_ONLY:
+        out.append((504, "UpstreamTimeout"))
+    return out
+
+
+def _param_schema(components: dict[str, Any], model_ref: dict[str, Any], name: str) -> dict[str, Any]:
+    """The JSON schema of a request field sent as a path or query parameter (type, bounds, enum).
+
+    A parameter is absent rather than null, so ``X | None`` is declared as ``X``, without its default.
+    """
+    model = components[model_ref["$ref"].rsplit("/", 1)[-1]]
+    schema = {k: v for k, v in model["properties"][name].items() if k not in ("title", "description")}
+    variants = [v for v in schema.pop("anyOf", []) if v != {"type": "null"}]
+    if len(variants) == 1:
+        schema.update(variants[0])
+    elif variants:
+        schema["anyOf"] = variants
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    return schema
 
 
 def _slug(path: str) -> str:

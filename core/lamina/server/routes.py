@@ -18,6 +18,9 @@ from lamina.server.sse import stream_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_METHODS = ("POST", "PUT", "PATCH")
+# Deeper JSON is refused before any model sees it: no API nests this deep, and deeper documents
+# exhaust the recursion of json, pydantic and json.dumps (a RecursionError, formerly a 500).
+MAX_JSON_DEPTH = 64
 
 
 async def read_json_body(request: web.Request) -> dict[str, Any]:
@@ -31,13 +34,33 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
         ) from None
     if not raw.strip():
         return {}
+    too_deep = False
     try:
         data = json.loads(raw)
     except ValueError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested far deeper than MAX_JSON_DEPTH
+        too_deep = True
+    if too_deep or _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise BadRequestError(
+            f"the request body is nested too deep: JSON objects and arrays may be nested at most "
+            f"{MAX_JSON_DEPTH} levels deep; flatten the body"
+        )
     if not isinstance(data, dict):
         raise BadRequestError(f"the request body must be a JSON object, got {type(data).__name__}")
     return data
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``data`` nest more than ``limit`` deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)] if isinstance(data, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def make_handler(decl: RouteDecl, method: Callable[..., Awaitable[Any]]) -> Handler:

@@ -35,7 +35,13 @@ from lamina_llama_cpp.runtime import Runtime, Slot, resolve_gguf
 
 log = structlog.get_logger(__name__)
 
-DIALECT = bridge.Dialect(top_k=True, repetition_penalty=True, grammar_field="grammar")
+# Completions go through OpenAICompletionRequest (openai_completion), so OpenAI's logprobs limit applies.
+DIALECT = bridge.Dialect(
+    top_k=True,
+    repetition_penalty=True,
+    grammar_field="grammar",
+    completion_logprobs=bridge.OPENAI_COMPLETION_LOGPROBS,
+)
 
 
 async def create_provider(config: LlamaCppConfig, deps: dict, context: ProviderContext) -> LlamaCppProvider:
@@ -44,6 +50,8 @@ async def create_provider(config: LlamaCppConfig, deps: dict, context: ProviderC
 
 def _llama_body(body: dict[str, Any]) -> dict[str, Any]:
     """OpenAI (and Llama Stack) sampling names as llama.cpp spells them."""
+    # null is unset: an explicit `"max_tokens": null` must not dodge default_max_tokens.
+    body = {key: value for key, value in body.items() if value is not None}
     if "repetition_penalty" in body:
         body["repeat_penalty"] = body.pop("repetition_penalty")
     if "max_completion_tokens" in body:
