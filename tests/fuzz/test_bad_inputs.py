@@ -100,7 +100,7 @@ def test_deeply_nested_json_is_a_400(stack: ServerProcess, depth: int) -> None:
         timeout=30,
     )
     _assert_400(resp, "nested", "deep")
-    assert httpx.get(f"{stack.url}/v1/health", timeout=10).json() == {"status": "OK"}
+    assert httpx.get(f"{stack.url}/v1/health", timeout=10).json() == {"status": "OK", "providers_down": []}
 
 
 def test_an_explicit_null_max_tokens_gets_the_providers_default(stack: ServerProcess) -> None:

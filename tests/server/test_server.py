@@ -255,12 +255,15 @@ def test_cli_run_with_a_bad_config_names_file_key_and_expectation(tmp_path: Path
 
 def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(monkeypatch, capsys) -> None:
     """Ctrl-C before the server runs (plugin loading takes ~0.3 s) used to print a traceback."""
+    import lamina.logging
     from lamina import cli
 
     def interrupted():
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_pm", interrupted)
+    # Logging set up under capsys would keep writing to its stream after the test closed it.
+    monkeypatch.setattr(lamina.logging, "configure_logging", lambda: None)
     with pytest.raises(SystemExit) as exited:
         cli.main()
     assert exited.value.code == 130
