@@ -411,6 +411,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/inference/chat-completion",
+        cancel_on_disconnect=True,
         request=ChatCompletionRequest,
         response=ChatCompletionResponse,
         stream_item=ChatCompletionResponseStreamChunk,
@@ -424,6 +425,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/inference/completion",
+        cancel_on_disconnect=True,
         request=CompletionRequest,
         response=CompletionResponse,
         stream_item=CompletionResponseStreamChunk,
@@ -437,6 +439,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/inference/batch-chat-completion",
+        cancel_on_disconnect=True,
         request=BatchChatCompletionRequest,
         response=BatchChatCompletionResponse,
     )
@@ -447,6 +450,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/inference/batch-completion",
+        cancel_on_disconnect=True,
         request=BatchCompletionRequest,
         response=BatchCompletionResponse,
     )
@@ -454,7 +458,13 @@ class Inference(Protocol):
         """Generate text completions for a batch of contents (results in input order)."""
         ...
 
-    @webmethod("POST", "/v1/inference/embeddings", request=EmbeddingsRequest, response=EmbeddingsResponse)
+    @webmethod(
+        "POST",
+        "/v1/inference/embeddings",
+        request=EmbeddingsRequest,
+        response=EmbeddingsResponse,
+        cancel_on_disconnect=True,
+    )
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Generate embeddings for the given contents."""
         ...
@@ -462,6 +472,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/openai/v1/chat/completions",
+        cancel_on_disconnect=True,
         aliases=("/v1/chat/completions",),
         request=OpenAIChatCompletionRequest,
         response=OpenAIResponse,
@@ -503,6 +514,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/openai/v1/completions",
+        cancel_on_disconnect=True,
         aliases=("/v1/completions",),
         request=OpenAICompletionRequest,
         response=OpenAIResponse,
@@ -518,6 +530,7 @@ class Inference(Protocol):
     @webmethod(
         "POST",
         "/v1/openai/v1/embeddings",
+        cancel_on_disconnect=True,
         aliases=("/v1/embeddings",),
         request=OpenAIEmbeddingsRequest,
         response=OpenAIResponse,

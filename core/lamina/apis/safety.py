@@ -172,7 +172,13 @@ class Shields(Protocol):
 
 
 class Safety(Protocol):
-    @webmethod("POST", "/v1/safety/run-shield", request=RunShieldRequest, response=RunShieldResponse)
+    @webmethod(
+        "POST",
+        "/v1/safety/run-shield",
+        request=RunShieldRequest,
+        response=RunShieldResponse,
+        cancel_on_disconnect=True,
+    )
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
         """Run a shield over messages: a violation, or none."""
         ...
@@ -180,6 +186,7 @@ class Safety(Protocol):
     @webmethod(
         "POST",
         "/v1/openai/v1/moderations",
+        cancel_on_disconnect=True,
         aliases=("/v1/moderations",),
         request=ModerationRequest,
         response=ModerationObject,

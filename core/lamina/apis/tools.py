@@ -264,7 +264,13 @@ class RAGToolRuntime(Protocol):
         """Index documents into a vector DB: load, convert to text, chunk by tokens and insert."""
         ...
 
-    @webmethod("POST", "/v1/tool-runtime/rag-tool/query", request=RAGQueryRequest, response=RAGQueryResult)
+    @webmethod(
+        "POST",
+        "/v1/tool-runtime/rag-tool/query",
+        request=RAGQueryRequest,
+        response=RAGQueryResult,
+        cancel_on_disconnect=True,
+    )
     async def query(self, request: RAGQueryRequest) -> RAGQueryResult:
         """Retrieve context for a query from vector DBs, formatted for a model's prompt."""
         ...

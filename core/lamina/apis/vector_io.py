@@ -168,7 +168,13 @@ class VectorIO(Protocol):
         """Insert chunks; missing embeddings are computed with the vector DB's embedding model."""
         ...
 
-    @webmethod("POST", "/v1/vector-io/query", request=QueryChunksRequest, response=QueryChunksResponse)
+    @webmethod(
+        "POST",
+        "/v1/vector-io/query",
+        request=QueryChunksRequest,
+        response=QueryChunksResponse,
+        cancel_on_disconnect=True,
+    )
     async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
         """Query chunks by vector, keyword or hybrid search; scores are finite, higher is better."""
         ...

@@ -466,6 +466,7 @@ class VectorStores(Protocol):
     @webmethod(
         "POST",
         _VS + "/{vector_store_id}/search",
+        cancel_on_disconnect=True,
         aliases=(_ALIAS + "/{vector_store_id}/search",),
         request=SearchVectorStoreRequest,
         response=VectorStoreSearchResponsePage,

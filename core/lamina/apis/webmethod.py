@@ -38,6 +38,17 @@ class RouteDecl:
     tags: tuple[str, ...] = field(default_factory=tuple)
     multipart: bool = False  # multipart/form-data body; UploadFile fields stream (see lamina.apis.binary)
     binary: bool = False  # the method returns a BinaryResponse, written as bytes
+    # Whether a client that goes away cancels the call (see ``cancellable``); None: by method.
+    cancel_on_disconnect: bool | None = None
+
+    @property
+    def cancellable(self) -> bool:
+        """A read or a pure computation (a generation, a search) stops when its client goes away;
+        a write the client started (register, upload, insert, delete) is finished all the same, so
+        a dropped connection never leaves half of it done."""
+        if self.cancel_on_disconnect is not None:
+            return self.cancel_on_disconnect
+        return self.method == "GET"
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -66,6 +77,7 @@ def webmethod(
     status: int = 200,
     multipart: bool = False,
     binary: bool = False,
+    cancel_on_disconnect: bool | None = None,
 ) -> Callable[[F], F]:
     """Declare the HTTP route of an API method."""
 
@@ -84,6 +96,7 @@ def webmethod(
             name=fn.__name__,
             multipart=multipart,
             binary=binary,
+            cancel_on_disconnect=cancel_on_disconnect,
         )
         return fn
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -16,6 +18,8 @@ from lamina.server.errors import validation_error
 from lamina.server.multipart import call_multipart, send_binary
 from lamina.server.sse import stream_response
 
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 # Deeper JSON is refused before any model sees it: no API nests this deep, and deeper documents
@@ -90,10 +94,34 @@ def make_handler(decl: RouteDecl, method: Callable[..., Awaitable[Any]]) -> Hand
             parsed = model.model_validate(data)
         except ValidationError as exc:
             raise validation_error(exc, "request body" if has_body else "request") from None
-        return await method(parsed)
+        if decl.cancellable:
+            return await method(parsed)
+        return await finish_despite_disconnect(method(parsed), decl.name)
 
     handler.__name__ = decl.name
     return handler
+
+
+async def finish_despite_disconnect(call: Awaitable[T], name: str) -> T:
+    """Run a write to its end even if aiohttp cancels the handler because the client went away.
+
+    The server cancels handlers of departed clients (``handler_cancellation``) so that generations
+    stop; a registration, insert or delete cut half-way would instead leave part of it done.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            log.info("finishing_after_client_left", route=name)
+            task.add_done_callback(_log_orphan_failure)
+        raise
+
+
+def _log_orphan_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        log.warning("write_failed_after_client_left", error=f"{type(exc).__name__}: {exc}")
 
 
 def json_response(result: Any, status: int = 200) -> web.Response:
