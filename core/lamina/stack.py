@@ -347,7 +347,8 @@ class Stack:
             "vector_dbs",
             self.config.vector_dbs,
             "vector_db_id",
-            lambda entry: self.vector_dbs.register_vector_db(
+            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.vector_io, exc),
+            register=lambda entry: self.vector_dbs.register_vector_db(
                 RegisterVectorDBRequest(
                     vector_db_id=entry.vector_db_id,
                     embedding_model=entry.embedding_model,
@@ -408,7 +409,8 @@ class Stack:
             "shields",
             self.config.shields,
             "shield_id",
-            lambda entry: self.shields.register_shield(
+            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.safety, exc),
+            register=lambda entry: self.shields.register_shield(
                 RegisterShieldRequest(
                     shield_id=entry.shield_id,
                     provider_id=entry.provider_id,
@@ -484,6 +486,16 @@ class Stack:
         record = self.providers.get(Api.inference, {}).get(provider_id)
         remote = record is not None and record.spec.provider_type.startswith("remote::")
         return provider_id if remote else None
+
+    def _refusing_remote_provider(self, api: Api, error: LaminaError) -> str | None:
+        """The remote ``api`` provider whose upstream failed a run-config registration (a vector DB
+        on a Chroma or pgvector server that is down, say); None for any other error, which stays a
+        configuration error."""
+        if not isinstance(error, UpstreamError):
+            return None
+        record = self.providers.get(api, {}).get(error.provider_id)
+        remote = record is not None and record.spec.provider_type.startswith("remote::")
+        return error.provider_id if remote else None
 
     async def _provider_recovered(self, provider_id: str) -> None:
         """A provider that was down answers again: register what its backend lists now."""
