@@ -8,6 +8,7 @@ plugin loads there through its ``pytest11`` entry point), each starting real pro
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -162,5 +163,8 @@ def test_longer_lived_fixtures_own_their_servers_and_restarts(tmp_path: Path) ->
     out = result.stdout
     assert "3 passed, 1 error" in out, out
     assert "ERROR at teardown of test_last_in_module_uses_the_forgetful_one" in out, out
-    assert out.count("left 1 child process(es) running") == 1, out
+    # Only one test leaked (with CI set, pytest's summary repeats the message: count tests, not lines).
+    assert set(re.findall(r"(test_generated\.py::\w+) left \d+ child process", out)) == {
+        "test_generated.py::test_last_in_module_uses_the_forgetful_one"
+    }, out
     assert not any(pid_alive(pid) for pid in _noted_pids(tmp_path))
