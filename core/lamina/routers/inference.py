@@ -185,8 +185,7 @@ def _shared_fields(request: Any, batch_field: str) -> dict[str, Any]:
 
 def _at_index(exc: LaminaError, field: str, index: int) -> LaminaError:
     """The item's error, its message prefixed with ``field[index]`` (status and type unchanged)."""
-    exc.message = f"{field}[{index}]: {exc.message}"
-    exc.args = (exc.message,)
+    exc.message = f"{field}[{index}]: {exc.message}"  # the setter keeps args in step
     exc.param = exc.param or f"{field}[{index}]"
     return exc
 

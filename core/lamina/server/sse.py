@@ -68,7 +68,7 @@ async def stream_response(
         return response
     except LaminaError as exc:
         log.warning("stream_failed", status=exc.status, error=exc.message)
-        await _try_write(response, _error_event(exc.message, exc.error_type, exc.status))
+        await _try_write(response, _error_event(exc.client_message, exc.error_type, exc.status))
     except Exception as exc:
         log.exception("stream_crashed")
         await _try_write(
