@@ -142,7 +142,7 @@ async def test_a_missing_file_fails_with_last_error(tmp_path: Path) -> None:
     obj = await router.openai_attach_file_to_vector_store(
         AttachFileRequest(vector_store_id="vs_1", file_id="file-gone")
     )
-    assert obj.status == "in_progress"
+    assert obj.status == "failed"  # the attach waited for the ingestion, which failed at once
     record = await wait_status(router, "vs_1", "file-gone")
     assert record["status"] == "failed" and record["last_error"]["code"] == "server_error"
     assert "file-gone" in record["last_error"]["message"]
