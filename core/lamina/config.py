@@ -123,8 +123,9 @@ class ServerConfig(_Section):
 class VectorStoresConfig(_Section):
     """OpenAI vector stores (``lamina.routers.vector_stores``)."""
 
+    # 10 s: three small files on llama.cpp embeddings took 8 s on a 2-core machine at load 8.
     ingestion_wait_seconds: float = Field(
-        default=5.0,
+        default=10.0,
         ge=0,
         le=600,
         description="How long attaching a file (or creating a store with file_ids) waits for its "

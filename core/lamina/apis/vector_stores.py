@@ -12,7 +12,7 @@ Vector IO providers stay plain chunk stores.
   ``provider_id`` is needed when several Vector IO providers are configured.
 - Attaching a file starts its ingestion in the background (at most ``INGEST_CONCURRENCY`` files at a
   time) and waits for it up to ``vector_stores.ingestion_wait_seconds`` of the run config (default
-  5): a file done by then answers ``completed`` (or ``failed``), a bigger one ``in_progress`` (poll
+  10): a file done by then answers ``completed`` (or ``failed``), a bigger one ``in_progress`` (poll
   it; the ingestion goes on even when the client goes away). ``create`` with ``file_ids`` waits the
   same way, so its ``file_counts`` are final for ordinary files. Ingestion reads the file through the
   Files API, extracts its text (``lamina.providers.documents``: text, markdown, HTML, JSON, CSV,

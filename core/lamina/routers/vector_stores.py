@@ -45,6 +45,7 @@ from lamina.apis.vector_stores import (
     VectorStoreObject,
     VectorStoreSearchResponsePage,
 )
+from lamina.config import VectorStoresConfig
 from lamina.errors import BadRequestError, ConflictError, NotFoundError
 from lamina.routers.vector_store_file_batches import FileBatchesRouter
 from lamina.routers.vector_store_ingest import (
@@ -64,7 +65,8 @@ __all__ = ["DEFAULT_INGESTION_WAIT", "VectorStoresRouter", "matches"]
 log = structlog.get_logger(__name__)
 
 DAY = 86400
-DEFAULT_INGESTION_WAIT = 5.0  # seconds an attach waits for its ingestion before answering in_progress
+# Seconds an attach waits for its ingestion before answering in_progress (the run config's default).
+DEFAULT_INGESTION_WAIT: float = VectorStoresConfig.model_fields["ingestion_wait_seconds"].default
 
 
 class VectorStoresRouter:
