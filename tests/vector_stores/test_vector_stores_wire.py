@@ -250,7 +250,7 @@ def test_an_exact_match_scores_finitely(server: ServerProcess, chunks_store: str
         assert data[0]["score"] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_search_results_are_paged(oa: OpenAI, chunks_store: str) -> None:
+def test_search_results_are_paged(oa: OpenAI, ls: LlamaStackClient, chunks_store: str) -> None:
     q = "learning systems and software"
     first = oa.vector_stores.search(
         chunks_store, query=q, max_num_results=2, ranking_options={"score_threshold": -1}
@@ -271,6 +271,20 @@ def test_search_results_are_paged(oa: OpenAI, chunks_store: str) -> None:
         chunks_store, query=q, max_num_results=4, ranking_options={"score_threshold": -1}
     )
     assert [h.attributes["document_id"] for h in whole.data] == seen and whole.has_more is False
+    # llama-stack-client 0.2.12 pages the same way
+    everything = {"score_threshold": -1}
+    one = ls.vector_stores.search(
+        vector_store_id=chunks_store, query=q, max_num_results=3, ranking_options=everything
+    )
+    assert len(one.data) == 3 and one.has_more and one.next_page
+    two = ls.vector_stores.search(
+        vector_store_id=chunks_store,
+        query=q,
+        max_num_results=3,
+        ranking_options=everything,
+        extra_body={"page": one.next_page},
+    )
+    assert [h.attributes["document_id"] for h in [*one.data, *two.data]] == seen and not two.has_more
     # a page token belongs to its query
     with pytest.raises(openai.BadRequestError) as err:
         oa.vector_stores.search(chunks_store, query="another query", extra_body={"page": first.next_page})
@@ -314,7 +328,7 @@ def test_a_big_file_answers_in_progress_then_completes(short: ServerProcess) -> 
     oa = oa_for(short)
     vs = oa.vector_stores.create(name="big")
     small = upload(oa, "small.txt", b"Tiny.")
-    big = upload(oa, "big.txt", big_text(300))
+    big = upload(oa, "big.txt", big_text(60))
     attached = oa.vector_stores.files.create(vector_store_id=vs.id, file_id=big, chunking_strategy=STATIC_100)
     assert attached.status == "in_progress"
     assert oa.vector_stores.retrieve(vs.id).file_counts.in_progress == 1
@@ -328,8 +342,8 @@ def test_a_big_file_answers_in_progress_then_completes(short: ServerProcess) -> 
 
 def test_a_client_that_leaves_does_not_cancel_ingestion(server: ServerProcess, oa: OpenAI) -> None:
     vs = oa.vector_stores.create(name="leaver")
-    big = upload(oa, "leaver.txt", big_text(400))
-    impatient = oa_for(server, timeout=0.5)
+    big = upload(oa, "leaver.txt", big_text(150))
+    impatient = oa_for(server, timeout=0.3)
     with pytest.raises(openai.APITimeoutError):
         impatient.vector_stores.files.create(vector_store_id=vs.id, file_id=big, chunking_strategy=STATIC_100)
     done = wait_file(oa, vs.id, big)
@@ -403,7 +417,7 @@ def test_file_batch_create_and_poll(oa: OpenAI, server: ServerProcess) -> None:
 def test_cancelling_a_batch_stops_its_pending_files(short: ServerProcess) -> None:
     oa = oa_for(short)
     vs = oa.vector_stores.create(name="cancel")
-    ids = [upload(oa, f"c{i}.txt", big_text(150)) for i in range(4)]
+    ids = [upload(oa, f"c{i}.txt", big_text(60)) for i in range(4)]
     batch = oa.vector_stores.file_batches.create(
         vector_store_id=vs.id, file_ids=ids, chunking_strategy=STATIC_100
     )
@@ -436,7 +450,7 @@ def test_batches_survive_a_restart_and_a_crash(short: ServerProcess) -> None:
     small = [upload(oa, f"r{i}.txt", f"Restart file {i} about comets.".encode()) for i in range(2)]
     done = oa.vector_stores.file_batches.create_and_poll(vector_store_id=vs.id, file_ids=small)
     assert done.status == "completed"
-    big = [upload(oa, f"k{i}.txt", big_text(200)) for i in range(2)]
+    big = [upload(oa, f"k{i}.txt", big_text(60)) for i in range(2)]
     running = oa.vector_stores.file_batches.create(
         vector_store_id=vs.id, file_ids=big, chunking_strategy=STATIC_100
     )
