@@ -146,6 +146,12 @@ class FileBatchesRouter:
             await self.stores._attach(
                 vs_id, spec["file_id"], spec["attributes"], spec["chunking_strategy"], batch_id=batch_id
             )
+            current = self.state.batches.get(vs_id, {}).get(batch_id)
+            if current is not None and current["status"] == "cancelled":
+                # cancelled while this file was being attached: the cancel did not see it yet
+                record = self.state.files[vs_id][spec["file_id"]]
+                await self.ingestor.stop(vs_id, spec["file_id"], record["attach_id"])
+                return
         current = self.state.batches.get(vs_id, {}).get(batch_id)
         if current is not None:
             await self.state.put_batch({**current, "attached": True})
