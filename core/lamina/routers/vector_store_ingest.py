@@ -8,7 +8,9 @@ Keys: ``vector_store:<vs_id>``, ``vector_store_file:<vs_id>:<file_id>``,
 ``vector_store_text:<vs_id>:<file_id>`` and ``vector_store_batch:<vs_id>:<batch_id>`` (file batches).
 
 Ingestion: ``Ingestor.schedule`` starts one asyncio task per attached file; at most
-``INGEST_CONCURRENCY`` run at once (the others wait), never on a request's path. A task reads the
+``INGEST_CONCURRENCY`` run at once (the others wait), never on a request's path: ``wait`` lets an
+attach wait for a task up to a bound without ever cancelling it, and ``stop`` cancels one (a file
+batch's cancel) and marks the file ``cancelled``. A task reads the
 file through the Files router (at most ``MAX_FILE_BYTES``), extracts its text and cuts it into
 chunks in a worker thread, records how many chunks it will write (so a restart or a delete can
 remove them), inserts them through the Vector IO router ``INSERT_BATCH`` at a time (the router
