@@ -4,6 +4,7 @@ resuming ingestion after a restart and cleaning up chunks."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,9 @@ class FakeVectorDBs:
     def __init__(self, provider: FakeProvider) -> None:
         self.provider = provider
         self.unregister_guards: list = []
+
+    async def remove(self, vs_id: str) -> None:
+        self.provider.chunks.clear()
 
     async def resolve(self, vs_id: str) -> tuple[VectorDB, FakeProvider]:
         vdb = VectorDB(identifier=vs_id, provider_id="p", embedding_model="m", embedding_dimension=3)
@@ -351,5 +355,61 @@ async def test_a_restart_resumes_a_batch_cut_short_and_cancels_a_cancelled_ones_
     )
     assert cut.status == "completed" and cut.file_counts.completed == 3
     assert not any(c.metadata.get("file_id") == "file-9" for c in provider.chunks.values())
+    await router.shutdown()
+    await kv.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "sqlite":
+        return {"type": "sqlite", "db_path": str(tmp_path / "kv.db")}
+    server = request.getfixturevalue("postgres_server")
+    return server.kvstore_config(table_name=f"kv_{uuid.uuid4().hex[:12]}")
+
+
+async def test_batches_are_kept_in_either_metadata_store(metadata_store: dict[str, Any]) -> None:
+    from pydantic import TypeAdapter
+
+    from lamina.apis.vector_store_file_batches import (
+        CreateFileBatchRequest,
+        FileBatchRequest,
+        ListFilesInBatchRequest,
+    )
+    from lamina.storage import KVStoreConfig
+
+    config = TypeAdapter(KVStoreConfig).validate_python(metadata_store)
+
+    async def started() -> tuple[VectorStoresRouter, Any]:
+        kv = await open_kvstore(config)
+        provider = FakeProvider()
+        router = VectorStoresRouter(FakeVectorDBs(provider), FakeVectorIO(provider), FakeFiles(TEXT))
+        await router.start(kv)
+        return router, kv
+
+    router, kv = await started()
+    await router.state.put_store(store_doc("vs_1"))
+    batch = await router.file_batches.openai_create_vector_store_file_batch(
+        CreateFileBatchRequest(vector_store_id="vs_1", file_ids=[*TEXT, "file-x"], attributes={"k": "v"})
+    )
+    for file_id in [*TEXT, "file-x"]:
+        await wait_status(router, "vs_1", file_id)
+    await router.shutdown()
+    await kv.close()
+
+    router, kv = await started()
+    got = await router.file_batches.openai_retrieve_vector_store_file_batch(
+        FileBatchRequest(vector_store_id="vs_1", batch_id=batch.id)
+    )
+    assert got.status == "completed" and (got.file_counts.completed, got.file_counts.failed) == (3, 1)
+    failed = await router.file_batches.openai_list_files_in_vector_store_file_batch(
+        ListFilesInBatchRequest(vector_store_id="vs_1", batch_id=batch.id, filter="failed")
+    )
+    assert [f.id for f in failed.data] == ["file-x"]
+    await router.openai_delete_vector_store(VectorStoreIdRequest(vector_store_id="vs_1"))
+    with pytest.raises(NotFoundError):
+        await router.file_batches.openai_retrieve_vector_store_file_batch(
+            FileBatchRequest(vector_store_id="vs_1", batch_id=batch.id)
+        )
+    assert [k for k, _ in await kv.items_with_prefix("vector_store")] == []  # nothing of it is left
     await router.shutdown()
     await kv.close()
