@@ -120,6 +120,20 @@ class ServerConfig(_Section):
     shutdown_timeout: float = Field(default=5.0, ge=0)
 
 
+class VectorStoresConfig(_Section):
+    """OpenAI vector stores (``lamina.routers.vector_stores``)."""
+
+    # 10 s: three small files on llama.cpp embeddings took 8 s on a 2-core machine at load 8.
+    ingestion_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="How long attaching a file (or creating a store with file_ids) waits for its "
+        "ingestion before answering; a file done by then answers completed (or failed), a bigger one "
+        "in_progress and goes on in the background. 0 answers at once.",
+    )
+
+
 class RunConfig(_Section):
     version: int | str = 2
     image_name: str = "lamina"
@@ -136,6 +150,7 @@ class RunConfig(_Section):
     benchmarks: list[BenchmarkInput] = Field(default_factory=list)
     tool_groups: list[ToolGroupInput] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
     logging: dict[str, Any] | None = None
     external_providers_dir: str | None = None
 
@@ -208,6 +223,8 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
         log.warning("config_key_ignored", source=source, key=key)
     for key in sorted(config.server.model_extra or {}):
         log.warning("config_key_ignored", source=source, key=f"server.{key}", reason="not a server setting")
+    for key in sorted(config.vector_stores.model_extra or {}):
+        log.warning("config_key_ignored", source=source, key=f"vector_stores.{key}", reason="not understood")
     for api, entries in config.providers.items():
         for i, entry in enumerate(entries):
             if entry.module:

@@ -25,6 +25,7 @@ from lamina.apis.models import Model, Models, RegisterModelRequest
 from lamina.apis.safety import RegisterShieldRequest, Safety, Shields
 from lamina.apis.tools import RAGToolRuntime, RegisterToolGroupRequest, ToolGroups, ToolRuntime
 from lamina.apis.vector_io import RegisterVectorDBRequest, VectorDBs, VectorIO
+from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
 from lamina.errors import ConfigError, LaminaError, NotFoundError, ServiceUnavailableError, UpstreamError
@@ -63,7 +64,7 @@ LISTING_SECONDS = 15.0
 SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference], Api.vector_io: [VectorDBs, VectorIO]}
 SERVED_APIS[Api.files] = [Files]
 SERVED_APIS[Api.tool_runtime] = [ToolGroups, ToolRuntime, RAGToolRuntime]
-SERVED_APIS[Api.vector_io].append(VectorStores)
+SERVED_APIS[Api.vector_io] += [VectorStores, VectorStoreFileBatches]
 SERVED_APIS[Api.safety] = [Shields, Safety]
 
 
@@ -136,9 +137,13 @@ class Stack:
         self.protocol_impls[RAGToolRuntime] = self.routers[Api.tool_runtime].rag_tool
         # OpenAI vector stores: above the Vector IO router, files read through the Files router.
         self.vector_stores = VectorStoresRouter(
-            self.vector_dbs, self.routers[Api.vector_io], self.routers[Api.files]
+            self.vector_dbs,
+            self.routers[Api.vector_io],
+            self.routers[Api.files],
+            ingestion_wait=self.config.vector_stores.ingestion_wait_seconds,
         )
         self.protocol_impls[VectorStores] = self.vector_stores
+        self.protocol_impls[VectorStoreFileBatches] = self.vector_stores.file_batches
         # Safety: shields (persisted) resolve to the safety provider that serves them.
         self.shields = ShieldsRoutingTable(self.registry, self.impls[Api.safety], self.pm)
         self.routers[Api.safety] = SafetyRouter(self.shields)

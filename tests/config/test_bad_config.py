@@ -53,6 +53,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "server.port",
         ["valid integer", "'eighty'"],
     ),
+    "vector-stores-negative-wait": (
+        f"version: 2\nproviders:\n{VLLM}vector_stores:\n  ingestion_wait_seconds: -1\n",
+        "vector_stores.ingestion_wait_seconds",
+        ["greater than or equal to 0", "-1"],
+    ),
     "wrong-enum-in-a-list": (
         f"version: 2\nproviders:\n{VLLM}models:\n- model_id: m\n  provider_id: vllm\n  model_type: chat\n",
         "models[0].model_type",

@@ -10,13 +10,17 @@ Vector IO providers stay plain chunk stores.
   defaults to the first embedding model ``GET /v1/models`` lists (models are ordered by identifier),
   as Llama Stack picks its first embedding model; ``embedding_dimension`` defaults to that model's.
   ``provider_id`` is needed when several Vector IO providers are configured.
-- Attaching a file answers at once with ``status: in_progress``; a background task (at most
-  ``INGEST_CONCURRENCY`` at a time) reads the file through the Files API, extracts its text
-  (``lamina.providers.documents``: text, markdown, HTML, JSON, CSV, PDF), cuts it into token windows
-  (``chunking_strategy``), and inserts them through the Vector IO router, which embeds them. The
-  file then is ``completed``, or ``failed`` with ``last_error {code: server_error, message}`` (file
-  not found, unreadable, no text, ...). Files left ``in_progress`` by a stop are ingested again at
-  the next start.
+- Attaching a file starts its ingestion in the background (at most ``INGEST_CONCURRENCY`` files at a
+  time) and waits for it up to ``vector_stores.ingestion_wait_seconds`` of the run config (default
+  10): a file done by then answers ``completed`` (or ``failed``), a bigger one ``in_progress`` (poll
+  it; the ingestion goes on even when the client goes away). ``create`` with ``file_ids`` waits the
+  same way, so its ``file_counts`` are final for ordinary files. Ingestion reads the file through the
+  Files API, extracts its text (``lamina.providers.documents``: text, markdown, HTML, JSON, CSV,
+  PDF), cuts it into token windows (``chunking_strategy``), and inserts them through the Vector IO
+  router, which embeds them. The file then is ``completed``, or ``failed`` with
+  ``last_error {code: server_error, message}`` (file not found, unreadable, no text, ...). Files
+  left ``in_progress`` by a stop are ingested again at the next start. File batches:
+  ``lamina.apis.vector_store_file_batches``.
 - Chunks carry ``file_id``, ``filename``, ``document_id`` (the file id), ``chunk_index`` and the
   file's ``attributes`` (as attached) in their metadata. Search filters and returns the file's
   *current* attributes (``POST .../files/{file_id}`` changes them at once, without re-ingesting).
@@ -29,12 +33,16 @@ Vector IO providers stay plain chunk stores.
   field) makes it active again.
 - Search: ``query`` (a list is joined with spaces), ``max_num_results`` 1..50 (default 10),
   ``filters`` (OpenAI's comparison ``eq ne gt gte lt lte in nin`` on a file attribute, and compound
-  ``and``/``or``; a file lacking the key does not match), ``ranking_options.score_threshold``
+  ``and``/``or``; a file lacking the key does not match; ``{key: value, ...}`` without ``type``, as
+  Llama Stack's tests send, means every pair equal), ``ranking_options.score_threshold``
   (default 0.0, as Llama Stack) and ``ranker`` (``auto``, ``default-2024-11-15`` or ``none``: all
   rank by the search mode's score). ``search_mode`` (``vector``, the default, ``keyword`` or
   ``hybrid``) is a Lamina extension, as later Llama Stack versions have it. ``rewrite_query: true``
   only normalises the query (whitespace collapsed, trimmed): no model rewrites it, and
-  ``search_query`` in the answer shows what was searched.
+  ``search_query`` in the answer shows what was searched. ``has_more`` says whether more results
+  follow; send ``next_page`` back as ``page`` (same search) for them.
+- Chunks inserted with ``POST /v1/vector-io/insert`` into a store's id are searched too, with their
+  metadata as ``attributes`` (see ``lamina.routers.vector_store_search``).
 - State (stores, their files, extracted text) lives in the metadata store (``metadata_store``), so a
   restart keeps every store and file; chunks live at the Vector IO provider.
 """
@@ -141,11 +149,17 @@ def check_attributes(value: Any, field: str = "attributes") -> dict[str, Any] | 
 
 
 def check_filter(value: Any, field: str = "filters", depth: int = 0) -> dict[str, Any]:
-    """An OpenAI filter: ``{type: eq|ne|gt|gte|lt|lte|in|nin, key, value}`` or ``{type: and|or, filters}``."""
+    """An OpenAI filter: ``{type: eq|ne|gt|gte|lt|lte|in|nin, key, value}`` or ``{type: and|or, filters}``.
+
+    An object without ``type`` is the shorthand Llama Stack's tests send, ``{key: value, ...}``: every
+    pair must match (returned as the ``and`` of ``eq`` filters it stands for).
+    """
     if not isinstance(value, dict):
         raise ValueError(f"{field} must be an object, got {type(value).__name__}")
     if depth > MAX_FILTER_DEPTH:
         raise ValueError(f"{field}: filters are nested more than {MAX_FILTER_DEPTH} levels deep")
+    if "type" not in value:
+        return _shorthand_filter(value, field)
     kind = value.get("type")
     if kind in ("and", "or"):
         subs = value.get("filters")
@@ -169,6 +183,21 @@ def check_filter(value: Any, field: str = "filters", depth: int = 0) -> dict[str
     elif not isinstance(item, str | int | float | bool):
         raise ValueError(f"{field}.value must be a string, number or boolean, got {type(item).__name__}")
     return value
+
+
+def _shorthand_filter(value: dict[str, Any], field: str) -> dict[str, Any]:
+    if not value:
+        raise ValueError(
+            f'{field} is empty; send a filter such as {{"type": "eq", "key": "topic", '
+            f'"value": "ai"}}, or leave {field} out'
+        )
+    for key, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            raise ValueError(
+                f"{field}.{key} must be a string, number or boolean (the shorthand {{key: value}} means "
+                f"equality), got {type(item).__name__}; an OpenAI filter needs a type (eq, and, ...)"
+            )
+    return {"type": "and", "filters": [{"type": "eq", "key": k, "value": v} for k, v in value.items()]}
 
 
 # -- objects ---------------------------------------------------------------------------------------
@@ -359,9 +388,14 @@ class SearchVectorStoreRequest(BaseModel):
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = Field(default=False, description="true: the query is only normalised.")
     search_mode: Literal["vector", "keyword", "hybrid"] = Field(default="vector", description="Lamina.")
+    page: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The `next_page` of an earlier answer to the same search: the results after it.",
+    )
 
     _filters = field_validator("filters", mode="before")(
-        _validated(lambda v: None if v is None else check_filter(v))
+        _validated(lambda v: None if v is None or v == {} else check_filter(v))  # {}: no filter
     )
 
 

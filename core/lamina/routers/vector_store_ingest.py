@@ -4,11 +4,13 @@ State: every vector store and vector store file is one JSON value in the metadat
 store the resource registry uses), kept in memory too; a file's extracted text is one more value,
 so its chunks can be listed (``.../content``) without asking the Vector IO provider.
 
-Keys: ``vector_store:<vs_id>``, ``vector_store_file:<vs_id>:<file_id>`` and
-``vector_store_text:<vs_id>:<file_id>``.
+Keys: ``vector_store:<vs_id>``, ``vector_store_file:<vs_id>:<file_id>``,
+``vector_store_text:<vs_id>:<file_id>`` and ``vector_store_batch:<vs_id>:<batch_id>`` (file batches).
 
 Ingestion: ``Ingestor.schedule`` starts one asyncio task per attached file; at most
-``INGEST_CONCURRENCY`` run at once (the others wait), never on a request's path. A task reads the
+``INGEST_CONCURRENCY`` run at once (the others wait), never on a request's path: ``wait`` lets an
+attach wait for a task up to a bound without ever cancelling it, and ``stop`` cancels one (a file
+batch's cancel) and marks the file ``cancelled``. A task reads the
 file through the Files router (at most ``MAX_FILE_BYTES``), extracts its text and cuts it into
 chunks in a worker thread, records how many chunks it will write (so a restart or a delete can
 remove them), inserts them through the Vector IO router ``INSERT_BATCH`` at a time (the router
@@ -30,8 +32,8 @@ import structlog
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.files import FileIdRequest
 from lamina.apis.vector_io import InsertChunksRequest
-from lamina.apis.vector_stores import chunk_sizes, parse_chunking_strategy
-from lamina.errors import LaminaError, NotFoundError
+from lamina.apis.vector_stores import VectorStoreFileObject, chunk_sizes, parse_chunking_strategy
+from lamina.errors import BadRequestError, LaminaError, NotFoundError
 from lamina.providers.documents import chunk_id_for, guess_type, make_overlapped_chunks, parse_bytes
 from lamina.storage import KVStore
 
@@ -42,6 +44,7 @@ INSERT_BATCH = 256  # chunks per Vector IO insert
 MAX_FILE_BYTES = 50 * 1024 * 1024  # a larger file fails (its text could not be held and chunked at once)
 
 _STORE, _FILE, _TEXT = "vector_store:", "vector_store_file:", "vector_store_text:"
+_BATCH = "vector_store_batch:"
 
 
 def now() -> int:
@@ -55,6 +58,7 @@ class VectorStoreState:
         self.kv: KVStore | None = None
         self.stores: dict[str, dict[str, Any]] = {}
         self.files: dict[str, dict[str, dict[str, Any]]] = {}  # vs_id -> file_id -> record
+        self.batches: dict[str, dict[str, dict[str, Any]]] = {}  # vs_id -> batch_id -> record
 
     async def load(self, kv: KVStore) -> None:
         self.kv = kv
@@ -64,6 +68,11 @@ class VectorStoreState:
             record = json.loads(value)
             if record["vector_store_id"] in self.files:
                 self.files[record["vector_store_id"]][record["id"]] = record
+        self.batches = {vs_id: {} for vs_id in self.stores}
+        for _key, value in await kv.items_with_prefix(_BATCH):
+            record = json.loads(value)
+            if record["vector_store_id"] in self.batches:
+                self.batches[record["vector_store_id"]][record["id"]] = record
 
     def _kv(self) -> KVStore:
         if self.kv is None:
@@ -74,13 +83,17 @@ class VectorStoreState:
         await self._kv().set(_STORE + store["id"], json.dumps(store))
         self.stores[store["id"]] = store
         self.files.setdefault(store["id"], {})
+        self.batches.setdefault(store["id"], {})
 
     async def drop_store(self, vs_id: str) -> None:
         for file_id in list(self.files.get(vs_id, {})):
             await self.drop_file(vs_id, file_id)
+        for batch_id in list(self.batches.get(vs_id, {})):
+            await self._kv().delete(f"{_BATCH}{vs_id}:{batch_id}")
         await self._kv().delete(_STORE + vs_id)
         self.stores.pop(vs_id, None)
         self.files.pop(vs_id, None)
+        self.batches.pop(vs_id, None)
 
     async def put_file(self, record: dict[str, Any]) -> None:
         vs_id = record["vector_store_id"]
@@ -91,6 +104,11 @@ class VectorStoreState:
         await self._kv().delete(f"{_FILE}{vs_id}:{file_id}")
         await self._kv().delete(f"{_TEXT}{vs_id}:{file_id}")
         self.files.get(vs_id, {}).pop(file_id, None)
+
+    async def put_batch(self, record: dict[str, Any]) -> None:
+        vs_id = record["vector_store_id"]
+        self.batches.setdefault(vs_id, {})[record["id"]] = record  # first: readers see the newest
+        await self._kv().set(f"{_BATCH}{vs_id}:{record['id']}", json.dumps(record))
 
     async def put_text(self, vs_id: str, file_id: str, text: str) -> None:
         await self._kv().set(f"{_TEXT}{vs_id}:{file_id}", text)
@@ -191,6 +209,16 @@ class Ingestor:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    async def wait(self, keys: list[tuple[str, str]], seconds: float) -> None:
+        """Wait up to ``seconds`` for the ingestion of files ``(vs_id, file_id)`` to end.
+
+        ``asyncio.wait`` never cancels what it waits for: neither the timeout nor a cancelled caller
+        (a client that went away) stops an ingestion.
+        """
+        tasks = {self.tasks[key] for key in keys if key in self.tasks}
+        if tasks and seconds > 0:
+            await asyncio.wait(tasks, timeout=seconds)
+
     async def shutdown(self) -> None:
         tasks, self.tasks = list(self.tasks.values()), {}
         for task in tasks:
@@ -261,7 +289,20 @@ class Ingestor:
                 "vector_store_file_completed", vector_store_id=vs_id, file_id=file_id, chunks=len(chunks)
             )
 
+    async def stop(self, vs_id: str, file_id: str, attach_id: str) -> None:
+        """Cancel the file's ingestion: it is ``cancelled`` and the chunks it wrote are deleted."""
+        await self.cancel(vs_id, file_id)
+        record = self.state.current(vs_id, file_id, attach_id)
+        if record is not None and record["status"] == "in_progress":  # not one that just ended
+            await self._end(vs_id, file_id, attach_id, "cancelled", None)
+
     async def _fail(self, vs_id: str, file_id: str, attach_id: str, message: str) -> None:
+        await self._end(vs_id, file_id, attach_id, "failed", {"code": "server_error", "message": message})
+
+    async def _end(
+        self, vs_id: str, file_id: str, attach_id: str, status: str, error: dict[str, Any] | None
+    ) -> None:
+        """Mark the file ``status`` (failed or cancelled), its chunks deleted."""
         record = self.state.current(vs_id, file_id, attach_id)
         if record is None:
             return
@@ -273,11 +314,52 @@ class Ingestor:
                 "vector_store_chunks_not_deleted", vector_store_id=vs_id, file_id=file_id, error=str(exc)
             )
             count = record.get("chunk_count", 0)
-        error = {"code": "server_error", "message": message}
         await self._update(
-            vs_id, file_id, attach_id, status="failed", last_error=error, chunk_count=count, usage_bytes=0
+            vs_id, file_id, attach_id, status=status, last_error=error, chunk_count=count, usage_bytes=0
         )
 
 
 def new_attach_id() -> str:
     return uuid.uuid4().hex
+
+
+# -- listing helpers (vector stores, their files, file batches) -----------------------------------
+
+
+def created_order(doc: dict[str, Any]) -> tuple[int, int, str]:
+    """Sort key: creation time (ns breaks ties within a second), then id."""
+    return doc["created_at"], doc.get("created_ns", 0), doc["id"]
+
+
+def file_object(record: dict[str, Any]) -> VectorStoreFileObject:
+    return VectorStoreFileObject.model_validate(
+        {k: record[k] for k in record if k in VectorStoreFileObject.model_fields and k != "object"}
+    )
+
+
+def page_of(
+    ids: list[str],
+    order: str,
+    after: str | None,
+    before: str | None,
+    limit: int,
+    what: str,
+    keep: Any = None,
+) -> tuple[list[str], bool]:
+    """A page of ``ids`` (sorted ascending) in ``order`` between the ``after``/``before`` cursors
+    (ids of the list, whether ``keep`` keeps them or not), of those ``keep`` keeps."""
+    if order == "desc":
+        ids = ids[::-1]
+    if after is not None:
+        if after not in ids:
+            raise BadRequestError(f"after: no {what} '{after}' in this list", param="after")
+        ids = ids[ids.index(after) + 1 :]
+    if before is not None:
+        if before not in ids:
+            raise BadRequestError(f"before: no {what} '{before}' in this list", param="before")
+        ids = ids[: ids.index(before)]
+    if keep is not None:
+        ids = [i for i in ids if keep(i)]
+    if before is not None and after is None:
+        return ids[-limit:], len(ids) > limit
+    return ids[:limit], len(ids) > limit

@@ -1,16 +1,19 @@
 """The OpenAI vector stores API, above the Vector IO router (see ``lamina.apis.vector_stores``).
 
-Search asks the Vector IO router for ``max_num_results * CANDIDATES`` chunks, keeps those of the
-store's completed files that pass ``filters`` (on the files' current attributes), and, when the
-filters left fewer than ``max_num_results`` and the store holds more chunks, asks again for
-``GROWTH`` times as many (up to every chunk the store holds, at most ``MAX_QUERY_CHUNKS``).
-Results are best first: ``score`` is the search mode's (cosine similarity for ``vector``).
+Search: ``lamina.routers.vector_store_search``. Ingestion and state: ``lamina.routers.vector_store_ingest``.
+File batches: ``lamina.routers.vector_store_file_batches``.
+
+Attaching a file (and ``create`` with ``file_ids``) starts its ingestion in the background, then
+waits for it up to ``vector_stores.ingestion_wait_seconds`` of the run config (default
+``DEFAULT_INGESTION_WAIT`` seconds) before answering: an ordinary file answers ``completed`` (or
+``failed``), as clients that cannot poll (llama-stack-client 0.2.12) and Llama Stack's tests expect,
+while a big one answers ``in_progress`` and goes on in the background. The wait never cancels the
+ingestion, not even when the client goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import structlog
 
 from lamina.apis.common import content_to_text
-from lamina.apis.vector_io import MAX_QUERY_CHUNKS, QueryChunksRequest, RegisterVectorDBRequest
+from lamina.apis.vector_io import RegisterVectorDBRequest
 from lamina.apis.vector_stores import (
     AttachFileRequest,
     ChunkingStrategyAuto,
@@ -41,24 +44,41 @@ from lamina.apis.vector_stores import (
     VectorStoreListResponse,
     VectorStoreObject,
     VectorStoreSearchResponsePage,
-    VectorStoreSearchResult,
 )
+from lamina.config import VectorStoresConfig
 from lamina.errors import BadRequestError, ConflictError, NotFoundError
-from lamina.routers.vector_store_ingest import Ingestor, VectorStoreState, file_chunks, new_attach_id, now
+from lamina.routers.vector_store_file_batches import FileBatchesRouter
+from lamina.routers.vector_store_ingest import (
+    Ingestor,
+    VectorStoreState,
+    file_chunks,
+    new_attach_id,
+    now,
+)
+from lamina.routers.vector_store_ingest import created_order as _created
+from lamina.routers.vector_store_ingest import file_object as _file_object
+from lamina.routers.vector_store_ingest import page_of as _page
+from lamina.routers.vector_store_search import matches, search_store
+
+__all__ = ["DEFAULT_INGESTION_WAIT", "VectorStoresRouter", "matches"]
 
 log = structlog.get_logger(__name__)
 
-CANDIDATES = 5  # chunks asked per result wanted (Llama Stack's CHUNK_MULTIPLIER)
-GROWTH = 4  # how much more to ask for when filters leave too few
 DAY = 86400
+# Seconds an attach waits for its ingestion before answering in_progress (the run config's default).
+DEFAULT_INGESTION_WAIT: float = VectorStoresConfig.model_fields["ingestion_wait_seconds"].default
 
 
 class VectorStoresRouter:
-    def __init__(self, vector_dbs: Any, vector_io: Any, files: Any) -> None:
+    def __init__(
+        self, vector_dbs: Any, vector_io: Any, files: Any, ingestion_wait: float = DEFAULT_INGESTION_WAIT
+    ) -> None:
         self.vector_dbs = vector_dbs  # VectorDBsRoutingTable
+        self.ingestion_wait = ingestion_wait
         self.vector_io = vector_io  # VectorIORouter
         self.state = VectorStoreState()
         self.ingestor = Ingestor(self.state, files, vector_io, vector_dbs)
+        self.file_batches = FileBatchesRouter(self)
         vector_dbs.unregister_guards.append(self._keep_backing_vector_db)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -68,10 +88,15 @@ class VectorStoresRouter:
         await self.state.load(kv)
         resumed = 0
         for vs_id, files in self.state.files.items():
-            for record in files.values():
-                if record["status"] == "in_progress":
-                    self.ingestor.schedule(vs_id, record["id"], record["attach_id"])
-                    resumed += 1
+            for record in list(files.values()):
+                if record["status"] != "in_progress":
+                    continue
+                if self.file_batches.cancelled(record):  # cancelled before the stop finished it
+                    await self.ingestor.stop(vs_id, record["id"], record["attach_id"])
+                    continue
+                self.ingestor.schedule(vs_id, record["id"], record["attach_id"])
+                resumed += 1
+        await self.file_batches.resume()
         if self.state.stores:
             log.info("vector_stores_loaded", stores=len(self.state.stores), resumed_files=resumed)
 
@@ -121,8 +146,10 @@ class VectorStoresRouter:
         }
         await self.state.put_store(store)
         strategy = request.chunking_strategy or ChunkingStrategyAuto()
-        for file_id in dict.fromkeys(request.file_ids):
+        file_ids = list(dict.fromkeys(request.file_ids))
+        for file_id in file_ids:
             await self._attach(vs_id, file_id, {}, strategy.model_dump())
+        await self.ingestor.wait([(vs_id, f) for f in file_ids], self.ingestion_wait)
         return self._store_object(vs_id)
 
     async def _default_embedding_model(self, dimension: int | None) -> tuple[str, int | None]:
@@ -182,51 +209,9 @@ class VectorStoresRouter:
     async def openai_search_vector_store(
         self, request: SearchVectorStoreRequest
     ) -> VectorStoreSearchResponsePage:
-        vs_id = request.vector_store_id
-        store = self._active_store(vs_id)
-        query = " ".join(request.query) if isinstance(request.query, list) else request.query
-        if request.rewrite_query:
-            query = re.sub(r"\s+", " ", query).strip()
-        if not query.strip():
-            raise BadRequestError("query has no text to search for", param="query")
+        store = self._active_store(request.vector_store_id)
         await self._touch(store)
-        files = {
-            fid: rec
-            for fid, rec in self.state.files.get(vs_id, {}).items()
-            if rec["status"] == "completed"
-            and (request.filters is None or matches(rec.get("attributes") or {}, request.filters))
-        }
-        total = sum(rec.get("chunk_count", 0) for rec in self.state.files.get(vs_id, {}).values())
-        ceiling = min(max(total, 1), MAX_QUERY_CHUNKS)
-        ranking = request.ranking_options
-        threshold = ranking.score_threshold if ranking and ranking.score_threshold is not None else 0.0
-        wanted = request.max_num_results
-        results: list[VectorStoreSearchResult] = []
-        k = min(wanted * CANDIDATES, ceiling)
-        while files:
-            params = {"max_chunks": k, "mode": request.search_mode, "score_threshold": threshold}
-            response = await self.vector_io.query_chunks(
-                QueryChunksRequest(vector_db_id=vs_id, query=query, params=params)
-            )
-            results = []
-            for chunk, score in zip(response.chunks, response.scores, strict=True):
-                record = files.get(str(chunk.metadata.get("file_id", "")))
-                if record is None or chunk.metadata.get("chunk_index", 0) >= record.get("chunk_count", 0):
-                    continue
-                text = content_to_text(chunk.content)
-                results.append(
-                    VectorStoreSearchResult(
-                        file_id=record["id"],
-                        filename=record.get("filename") or "",
-                        score=score,
-                        attributes=record.get("attributes") or {},
-                        content=[VectorStoreContent(text=text)],
-                    )
-                )
-            if len(results) >= wanted or len(response.chunks) < k or k >= ceiling:
-                break
-            k = min(k * GROWTH, ceiling)
-        return VectorStoreSearchResponsePage(search_query=query, data=results[:wanted])
+        return await search_store(self.vector_io, self.state.files.get(store["id"], {}), request)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -234,12 +219,19 @@ class VectorStoresRouter:
         store = self._active_store(request.vector_store_id)
         strategy = request.chunking_strategy or ChunkingStrategyAuto()
         await self._touch(store)
-        return await self._attach(
-            store["id"], request.file_id, request.attributes or {}, strategy.model_dump()
-        )
+        vs_id, file_id = store["id"], request.file_id
+        attached = await self._attach(vs_id, file_id, request.attributes or {}, strategy.model_dump())
+        await self.ingestor.wait([(vs_id, file_id)], self.ingestion_wait)
+        record = self.state.files.get(vs_id, {}).get(file_id)
+        return _file_object(record) if record is not None else attached
 
     async def _attach(
-        self, vs_id: str, file_id: str, attributes: dict[str, Any], strategy: dict[str, Any]
+        self,
+        vs_id: str,
+        file_id: str,
+        attributes: dict[str, Any],
+        strategy: dict[str, Any],
+        batch_id: str | None = None,
     ) -> VectorStoreFileObject:
         """Record the file ``in_progress`` and start its ingestion (attaching again re-ingests it)."""
         await self.ingestor.cancel(vs_id, file_id)
@@ -258,6 +250,8 @@ class VectorStoresRouter:
             "chunk_count": previous.get("chunk_count", 0) if previous else 0,
             "attach_id": new_attach_id(),
         }
+        if batch_id is not None:
+            record["batch_id"] = batch_id
         await self.state.put_file(record)
         self.ingestor.schedule(vs_id, file_id, record["attach_id"])
         return _file_object(record)
@@ -391,87 +385,8 @@ class VectorStoresRouter:
         )
 
 
-def _created(doc: dict[str, Any]) -> tuple[int, int, str]:
-    return doc["created_at"], doc.get("created_ns", 0), doc["id"]
-
-
 def _expires_at(store: dict[str, Any]) -> int | None:
     after = store.get("expires_after")
     if not after:
         return None
     return int(store.get("last_active_at") or store["created_at"]) + int(after["days"]) * DAY
-
-
-def _file_object(record: dict[str, Any]) -> VectorStoreFileObject:
-    return VectorStoreFileObject.model_validate(
-        {k: record[k] for k in record if k in VectorStoreFileObject.model_fields and k != "object"}
-    )
-
-
-def _page(
-    ids: list[str],
-    order: str,
-    after: str | None,
-    before: str | None,
-    limit: int,
-    what: str,
-    keep: Any = None,
-) -> tuple[list[str], bool]:
-    """A page of ``ids`` (sorted ascending) in ``order`` between the ``after``/``before`` cursors
-    (ids of the list, whether ``keep`` keeps them or not), of those ``keep`` keeps."""
-    if order == "desc":
-        ids = ids[::-1]
-    if after is not None:
-        if after not in ids:
-            raise BadRequestError(f"after: no {what} '{after}' in this list", param="after")
-        ids = ids[ids.index(after) + 1 :]
-    if before is not None:
-        if before not in ids:
-            raise BadRequestError(f"before: no {what} '{before}' in this list", param="before")
-        ids = ids[: ids.index(before)]
-    if keep is not None:
-        ids = [i for i in ids if keep(i)]
-    if before is not None and after is None:
-        return ids[-limit:], len(ids) > limit
-    return ids[:limit], len(ids) > limit
-
-
-# -- filters ---------------------------------------------------------------------------------------
-
-
-def matches(attributes: dict[str, Any], flt: dict[str, Any]) -> bool:
-    """Whether a file's attributes pass an OpenAI filter (already checked by ``check_filter``).
-
-    A missing key never matches (``ne`` and ``nin`` included). ``gt``/``gte``/``lt``/``lte`` compare
-    numbers with numbers and strings with strings; other pairs do not match. Booleans are not numbers.
-    """
-    kind = flt["type"]
-    if kind == "and":
-        return all(matches(attributes, f) for f in flt["filters"])
-    if kind == "or":
-        return any(matches(attributes, f) for f in flt["filters"])
-    key, value = flt["key"], flt["value"]
-    if key not in attributes:
-        return False
-    have = attributes[key]
-    if kind == "eq":
-        return _same(have, value)
-    if kind == "ne":
-        return not _same(have, value)
-    if kind == "in":
-        return any(_same(have, v) for v in value)
-    if kind == "nin":
-        return not any(_same(have, v) for v in value)
-    if (_is_number(have) and _is_number(value)) or (isinstance(have, str) and isinstance(value, str)):
-        return {"gt": have > value, "gte": have >= value, "lt": have < value, "lte": have <= value}[kind]
-    return False
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    return a == b

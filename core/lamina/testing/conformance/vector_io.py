@@ -381,6 +381,60 @@ class VectorIOConformance(ConformanceKit):
         # nothing of the refused inserts was stored
         assert len(self.query(ls, corpus, "fine", max_chunks=40, mode="vector").chunks) == len(FACTS)
 
+    # -- OpenAI vector stores over this provider ---------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def chunk_store(cls, conformance_lamina: ServerProcess) -> Iterator[str]:
+        """An OpenAI vector store on this provider holding FACTS, inserted through vector-io."""
+        http = httpx.Client(base_url=conformance_lamina.url, timeout=120)
+        body: dict[str, Any] = {"name": "conformance", "embedding_model": cls.embedding_model}
+        if cls.provider_id:
+            body["provider_id"] = cls.provider_id
+        created = http.post("/v1/vector_stores", json=body)
+        assert created.status_code == 200, created.text
+        vs_id = created.json()["id"]
+        inserted = http.post("/v1/vector-io/insert", json={"vector_db_id": vs_id, "chunks": fact_chunks()})
+        assert inserted.status_code == 200, inserted.text
+        yield vs_id
+        try:
+            http.delete(f"/v1/vector_stores/{vs_id}")
+        except httpx.HTTPError:  # the server may be gone already
+            pass
+
+    @pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
+    def test_vector_store_search_finds_inserted_chunks_with_finite_scores(
+        self, http: httpx.Client, chunk_store: str, mode: str
+    ) -> None:
+        """Chunks inserted through vector-io are a vector store's search results; an exact match of
+        their text scores finitely in every mode (no Infinity or NaN reaches the JSON)."""
+        answer = http.post(
+            f"/v1/vector_stores/{chunk_store}/search",
+            json={"query": FACTS["octopus"], "search_mode": mode, "max_num_results": 5},
+        )
+        assert answer.status_code == 200, answer.text
+        assert "Infinity" not in answer.text and "NaN" not in answer.text
+        data = json.loads(answer.text)["data"]
+        assert data and all(math.isfinite(hit["score"]) for hit in data)
+        assert [hit["score"] for hit in data] == sorted((hit["score"] for hit in data), reverse=True)
+        top = data[0]
+        assert top["attributes"]["document_id"] == "octopus" and top["content"][0]["text"] == FACTS["octopus"]
+        assert top["file_id"] == "octopus"
+        if mode == "vector":
+            assert top["score"] == pytest.approx(1.0, abs=1e-3)
+        shorthand = {"document_id": "cheetah"}
+        only = http.post(
+            f"/v1/vector_stores/{chunk_store}/search",
+            json={
+                "query": "animal",
+                "search_mode": mode,
+                "filters": shorthand,
+                "ranking_options": {"score_threshold": -1},
+            },
+        )
+        assert only.status_code == 200, only.text
+        assert [hit["attributes"]["document_id"] for hit in only.json()["data"]] == ["cheetah"]
+
     # -- restart -------------------------------------------------------------------------------
 
     def test_restart_keeps_vector_dbs_and_chunks(
