@@ -9,6 +9,7 @@ BENCHMARKS = {
     "local": "local inference: tokens/s, first token, 4 streams, embeddings/s through Lamina vs direct",
     "retrieval": "vector IO per provider: insert chunks/s, query p50/p99, recall@10, direct vs Lamina",
     "safety": "shields on the labelled prompt set: precision, recall, run-shield p50/p99 through Lamina",
+    "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
 }
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench local (~3 min)")
         print("                               hatch run bench retrieval (100k chunks, all providers)")
         print("                               hatch run bench safety (~5 min)")
+        print("                               hatch run bench lone (~1 min; not written to the docs)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -35,6 +37,10 @@ def main(argv: list[str]) -> int:
         from bench.retrieval import main as retrieval
 
         return retrieval(argv[1:])
+    if argv[0] == "lone":
+        from bench.lone import main as lone
+
+        return lone(argv[1:])
     if argv[0] == "safety":
         from bench.safety import main as safety
 

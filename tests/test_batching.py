@@ -130,3 +130,45 @@ async def test_a_broken_batch_fails_its_requests_and_the_worker_survives(fault: 
         await batcher.submit([1, 2])
     assert await batcher.submit([3]) == [3]
     await batcher.close()
+
+
+# -- when a batch is dispatched: at once when idle, gathered while busy ---------------------------
+# A batcher that waited a while "for company" would make every lone request pay that wait (issue 11,
+# item 10). The rule: a request that finds the model idle is dispatched at once, alone; the requests
+# that arrive while a batch runs are gathered into the next one. No timer is involved, so these tests
+# count loop turns, never wall-clock time.
+
+
+async def test_a_lone_request_is_dispatched_at_once_without_waiting_for_company() -> None:
+    recorder = Recorder()
+    batcher = await started(recorder)
+    lone = asyncio.create_task(batcher.submit([5]))
+    for _ in range(3):  # the submitting task, then the worker: a couple of loop turns, no timer
+        await asyncio.sleep(0)
+    assert recorder.batches == [[5]]  # already handed to the model, on its own
+    assert not lone.done()  # ... which is still running it (the gate is closed)
+    recorder.gate.set()
+    assert await lone == [10]
+    assert batcher.batches_run == 1 and batcher.items_run == 1
+    await batcher.close()
+
+
+async def test_requests_arriving_while_the_model_is_busy_are_gathered_into_one_batch() -> None:
+    recorder = Recorder()
+    batcher: RoundRobinBatcher[int, int] = RoundRobinBatcher(recorder.run, max_batch_size=8)
+    batcher.start()
+    first = asyncio.create_task(batcher.submit([0]))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert recorder.batches == [[0]]  # the model is now busy with the first request alone
+    later = [asyncio.create_task(batcher.submit([i])) for i in range(1, 10)]  # 9 arrive meanwhile
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(recorder.batches) == 1  # nothing else dispatched while the model is busy
+    recorder.gate.set()
+    assert await first == [0]
+    assert [await t for t in later] == [[2 * i] for i in range(1, 10)]
+    # the 9 waiting requests went in full batches (8, then the 1 left), not one by one
+    assert [len(b) for b in recorder.batches] == [1, 8, 1]
+    assert recorder.batches[1] == list(range(1, 9))
+    await batcher.close()

@@ -16,10 +16,31 @@ from typing import Any
 
 import aiohttp
 import structlog
+from pydantic_core import from_json
 
+from lamina import fast_json
 from lamina.errors import BadRequestError, RateLimitError, UpstreamError, UpstreamTimeoutError
 
 log = structlog.get_logger(__name__)
+_JSON_BODY = {"Content-Type": "application/json"}
+
+
+def _encode(body: Any, headers: dict[str, str] | None) -> tuple[bytes | None, dict[str, str] | None]:
+    """The request body as JSON bytes (lamina.fast_json: several times faster than aiohttp's
+    json.dumps) and the headers to send with it."""
+    if body is None:
+        return None, headers
+    return fast_json.dumps(body), {**headers, **_JSON_BODY} if headers else _JSON_BODY
+
+
+def loads(raw: bytes) -> Any:
+    """Parse an upstream's JSON: pydantic-core's parser (about three times faster than json.loads on
+    a chat completion), with json.loads deciding whatever it refuses (an escaped lone surrogate, a
+    byte-order mark), so exactly what json.loads accepts is accepted; ValueError otherwise."""
+    try:
+        return from_json(raw)
+    except ValueError:
+        return json.loads(raw)
 
 
 @dataclass(frozen=True)
@@ -93,8 +114,9 @@ class UpstreamClient:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
         url = self.url(path)
+        data, headers = _encode(body, headers)
         try:
-            async with self.session.request(method, url, json=body, headers=headers) as resp:
+            async with self.session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise self._status_error(resp.status, raw, url, resp.headers)
@@ -103,7 +125,7 @@ class UpstreamClient:
         except Exception as exc:
             raise self._transport_error(exc, url) from exc
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError:
             raise UpstreamError(
                 self.provider_id, f"{self.where(url)} answered with invalid JSON: {_snippet(raw)}"
@@ -114,8 +136,9 @@ class UpstreamClient:
     ) -> AsyncIterator[Any]:
         """POST and yield each server-sent event's JSON payload, as it arrives, until ``[DONE]``."""
         url = self.url(path)
+        data, headers = _encode(body, headers)
         try:
-            resp = await self.session.post(url, json=body, headers=headers)
+            resp = await self.session.post(url, data=data, headers=headers)
         except Exception as exc:
             raise self._transport_error(exc, url) from exc
         async with resp:
@@ -157,7 +180,7 @@ class UpstreamClient:
 
     def _parse_event(self, payload: bytes, url: str) -> Any:
         try:
-            event = json.loads(payload)
+            event = loads(payload)
         except ValueError:
             where = self.where(url)
             raise UpstreamError(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
 import time
-import uuid
 
 import structlog
 from aiohttp import web
@@ -18,12 +19,20 @@ from lamina.server.keys import REQUEST_ID_KEY
 log = structlog.get_logger("lamina.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
+# Request ids: a random prefix per process and a counter, 32 hex digits like a uuid4's hex. Unique
+# without a getrandom() system call per request (uuid4 makes one: a few µs on every request).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 @web.middleware
 async def request_middleware(request: web.Request, handler):
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if incoming and _SAFE_ID.match(incoming) else new_request_id()
     request[REQUEST_ID_KEY] = request_id
     REQUEST_ID.set(request_id)
     structlog.contextvars.clear_contextvars()

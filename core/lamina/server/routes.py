@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from lamina import fast_json
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.errors import BadRequestError, PayloadTooLargeError
@@ -128,7 +129,7 @@ def json_response(result: Any, status: int = 200) -> web.Response:
     if isinstance(result, BaseModel):
         body = result.model_dump_json().encode()
     else:
-        body = json.dumps(result, separators=(",", ":")).encode()
+        body = fast_json.dumps(result)  # a dict answer: an upstream's, or OpenAI embeddings (floats)
     return web.Response(body=body, status=status, content_type="application/json")
 
 
