@@ -117,7 +117,12 @@ class TestOpenAISDK:
     def test_required_and_named(self, oa: OpenAI, stream: bool) -> None:
         for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
             answer = oa.chat.completions.create(
-                model=MODEL, messages=ASK, tools=[TIME, WEATHER], tool_choice=choice, stream=stream, **SAMPLING
+                model=MODEL,
+                messages=ASK,
+                tools=[TIME, WEATHER],
+                tool_choice=choice,
+                stream=stream,
+                **SAMPLING,
             )
             if stream:
                 calls, finishes = _streamed_calls(answer)
