@@ -170,6 +170,13 @@ def test_history_renders_calls_as_a_list_and_results_as_tool_response_turns() ->
     assert rendered[3] == {"role": "user", "content": "<tool_response>\n21 degrees\n</tool_response>"}
     # after a tool result the auto answer is free text (a call is still read if the model writes one)
     assert not prepared.constrained and "grammar" not in prepared.body and prepared.plan is not None
+    assert prepared.echo_tags == smollm2_tools.ECHO_TAGS
+
+
+def test_a_plain_chat_is_left_to_the_template_and_its_stream_untouched() -> None:
+    prepared = smollm2_tools.prepare({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+    assert prepared.plan is None and not prepared.echo_tags and prepared.text_filter() is None
+    assert prepared.body == {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
 def test_a_call_list_answer_parses_into_several_calls_and_the_empty_list_into_none() -> None:

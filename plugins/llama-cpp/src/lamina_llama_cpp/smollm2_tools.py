@@ -118,12 +118,14 @@ def prepare(body: dict[str, Any]) -> tools.Prepared:
     raw = body.get("messages") or []
     body, plan = tools.read_plan(body)
     body["messages"] = render_messages(raw)
+    # Only a conversation that holds a tool result can see its tags echoed: plain chats pass untouched.
+    echo = ECHO_TAGS if any(m.get("role") in ("tool", "function") for m in raw) else ()
     if plan is None:
-        return tools.Prepared(body, None, echo_tags=ECHO_TAGS)
+        return tools.Prepared(body, None, echo_tags=echo)
     prompted = {**body, "messages": tools.with_system(body["messages"], system_prompt(plan.functions))}
     after_result = bool(raw) and raw[-1].get("role") in ("tool", "function")
     if plan.mode == "auto" and after_result:
-        return tools.Prepared(prompted, plan, echo_tags=ECHO_TAGS)
+        return tools.Prepared(prompted, plan, echo_tags=echo)
     prompted.pop("response_format", None)  # the grammar is the answer's format
     prompted["grammar"] = grammar(plan, min_items=0 if plan.mode == "auto" else 1)
     return tools.Prepared(
@@ -131,5 +133,5 @@ def prepare(body: dict[str, Any]) -> tools.Prepared:
         plan,
         constrained=True,
         fallback=body if plan.mode == "auto" else None,
-        echo_tags=ECHO_TAGS,
+        echo_tags=echo,
     )
