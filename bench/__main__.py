@@ -9,6 +9,7 @@ BENCHMARKS = {
     "local": "local inference: tokens/s, first token, 4 streams, embeddings/s through Lamina vs direct",
     "retrieval": "vector IO per provider: insert chunks/s, query p50/p99, recall@10, direct vs Lamina",
     "safety": "shields on the labelled prompt set: precision, recall, run-shield p50/p99 through Lamina",
+    "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
 }
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench local (~3 min)")
         print("                               hatch run bench retrieval (100k chunks, all providers)")
         print("                               hatch run bench safety (~5 min)")
+        print("                               hatch run bench tools (~5 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -39,6 +41,10 @@ def main(argv: list[str]) -> int:
         from bench.safety import main as safety
 
         return safety(argv[1:])
+    if argv[0] == "tools":
+        from bench.tools import main as tools
+
+        return tools(argv[1:])
     return 2
 
 
