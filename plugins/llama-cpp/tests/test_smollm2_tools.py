@@ -201,3 +201,71 @@ def test_echoed_tool_response_tags_are_dropped_from_streamed_text(step: int) -> 
     out = "".join(echo.feed(text[i : i + step]) for i in range(0, len(text), step)) + echo.finish()
     assert out == "\nParis: 18 degrees, sunny\n a < b"
     assert tools.EchoFilter(smollm2_tools.ECHO_TAGS).whole(text) == "Paris: 18 degrees, sunny\n a < b"
+
+
+class _Slot:
+    def release_unused(self) -> None:
+        pass
+
+
+class _ScriptedRuntime:
+    """Answers ``<tool_call>[]</tool_call>`` under the call grammar and "Hello there." without it.
+
+    A scripted runtime, not the real model: SmolLM2-135M never declines a call (docs/benchmarks.md),
+    so the decline path can only be driven this way.
+    """
+
+    info = GGUFInfo(name="SmolLM2", chat_template=CHATML)
+    context_length = 4096
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+
+    async def acquire(self, n: int = 1, weight: int = 1) -> list[_Slot]:
+        return [_Slot() for _ in range(n)]
+
+    async def stream(self, method: str, body: dict, slot: object = None):
+        self.bodies.append(body)
+        text = "<tool_call>[]</tool_call>" if "grammar" in body else "Hello there."
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        yield {"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        yield {"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+        yield {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
+
+    async def call(self, method: str, body: dict, slot: object = None) -> dict:
+        from lamina_llama_cpp.assemble import chat_from_chunks
+
+        return chat_from_chunks([chunk async for chunk in self.stream(method, body, slot)])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_declined_call_is_answered_in_text_by_a_second_generation(
+    tmp_path: Path, stream: bool
+) -> None:
+    from lamina.apis.inference import OpenAIChatCompletionRequest
+
+    provider = _provider(tmp_path)
+    runtime = _ScriptedRuntime()
+
+    async def scripted(model: Model) -> _ScriptedRuntime:
+        return runtime
+
+    provider._runtime = scripted  # type: ignore[method-assign]
+    model = Model(identifier="m", provider_id="llama-cpp", provider_resource_id="SmolLM2-135M-Instruct")
+    request = OpenAIChatCompletionRequest.model_validate({**_body(), "model": "m", "stream": stream})
+    result = await provider.openai_chat_completion(model, request)
+    if stream:
+        chunks = [chunk async for chunk in result]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        assert not any(c["choices"][0]["delta"].get("tool_calls") for c in chunks if c["choices"])
+        assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+        usage = chunks[-1]["usage"]
+    else:
+        message = result["choices"][0]["message"]
+        text, usage = message["content"], result["usage"]
+        assert not message.get("tool_calls") and result["choices"][0]["finish_reason"] == "stop"
+    assert text == "Hello there."
+    assert usage["total_tokens"] == 30  # both generations count
+    first, second = runtime.bodies
+    assert "grammar" in first and "<tools>" in first["messages"][0]["content"]
+    assert "grammar" not in second and all("<tools>" not in m["content"] for m in second["messages"])
