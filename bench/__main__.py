@@ -10,6 +10,7 @@ BENCHMARKS = {
     "retrieval": "vector IO per provider: insert chunks/s, query p50/p99, recall@10, direct vs Lamina",
     "safety": "shields on the labelled prompt set: precision, recall, run-shield p50/p99 through Lamina",
     "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
+    "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
 }
 
 
@@ -24,6 +25,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench retrieval (100k chunks, all providers)")
         print("                               hatch run bench safety (~5 min)")
         print("                               hatch run bench lone (~1 min; not written to the docs)")
+        print("                               hatch run bench tools (~5 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -45,6 +47,10 @@ def main(argv: list[str]) -> int:
         from bench.safety import main as safety
 
         return safety(argv[1:])
+    if argv[0] == "tools":
+        from bench.tools import main as tools
+
+        return tools(argv[1:])
     return 2
 
 

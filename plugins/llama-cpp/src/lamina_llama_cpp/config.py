@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,12 +41,14 @@ class LlamaCppConfig(BaseModel):
         le=128,
         description="Most choices (n) one request may ask for; they run together and take n slots.",
     )
-    tool_format: Literal["auto", "lamina", "native"] = Field(
+    tool_format: Literal["auto", "lamina", "native", "smollm2"] = Field(
         default="auto",
         description=(
             "How tools reach the model: 'native' uses the GGUF's chat template (it must know tools); "
-            "'lamina' uses Lamina's own tool prompt and parser; 'auto' picks native when the "
-            "template mentions tools."
+            "'smollm2' uses SmolLM2's own tool-call format (<tools> listing, <tool_call>[...] answers); "
+            "'lamina' uses Lamina's own tool prompt and parser; 'auto' picks native when the template "
+            "mentions tools, else the GGUF's family format (smollm2 for SmolLM2 GGUFs), else lamina. "
+            "A model's metadata.tool_format overrides it for that model."
         ),
     )
     gpu_layers: int = Field(default=0, ge=-1, description="Layers offloaded to a GPU (-1: all).")
@@ -65,3 +67,6 @@ class LlamaCppConfig(BaseModel):
             "context_length": "${env.LLAMA_CPP_CONTEXT_LENGTH:=4096}",
             "parallel": "${env.LLAMA_CPP_PARALLEL:=2}",
         }
+
+
+TOOL_FORMATS: tuple[str, ...] = get_args(LlamaCppConfig.model_fields["tool_format"].annotation)

@@ -28,12 +28,18 @@ from lamina.apis.models import Model
 from lamina.errors import BadRequestError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers import openai_bridge as bridge
-from lamina_llama_cpp import tools
-from lamina_llama_cpp.config import LlamaCppConfig
+from lamina_llama_cpp import smollm2_tools, tools
+from lamina_llama_cpp.config import TOOL_FORMATS, LlamaCppConfig
 from lamina_llama_cpp.embeddings import embed, openai_embeddings_doc
 from lamina_llama_cpp.runtime import Runtime, Slot, resolve_gguf
 
 log = structlog.get_logger(__name__)
+
+# How each non-native tool format rewrites a chat body (``tool_format`` in the config).
+PREPARE: dict[str, Callable[[dict[str, Any]], tools.Prepared]] = {
+    "lamina": tools.prepare_lamina,
+    "smollm2": smollm2_tools.prepare,
+}
 
 # Completions go through OpenAICompletionRequest (openai_completion), so OpenAI's logprobs limit applies.
 DIALECT = bridge.Dialect(
@@ -90,6 +96,13 @@ class LlamaCppProvider(ProviderBase):
 
     async def register_model(self, model: Model) -> Model:
         embedding = model.model_type == "embedding"
+        fmt = model.metadata.get("tool_format")
+        if fmt is not None and fmt not in TOOL_FORMATS:
+            raise BadRequestError(
+                f"metadata.tool_format={fmt!r} is not one of {', '.join(TOOL_FORMATS)}; "
+                f"send one of them or leave it out (provider '{self.provider_id}' then uses its config's)",
+                param="metadata.tool_format",
+            )
         path = await asyncio.to_thread(resolve_gguf, model.provider_model_id, self.config.model_dirs)
         runtime = self._runtime_for(path, embedding)
         self.model_files[model.identifier] = (path, embedding)
@@ -127,10 +140,14 @@ class LlamaCppProvider(ProviderBase):
         await runtime.ensure_loaded()
         return runtime
 
-    def _use_lamina_tools(self, runtime: Runtime) -> bool:
-        if self.config.tool_format == "auto":
-            return not runtime.info.template_knows_tools
-        return self.config.tool_format == "lamina"
+    def _tool_format(self, model: Model, runtime: Runtime) -> str:
+        """The model's metadata.tool_format, else the config's; ``auto`` resolved from the GGUF."""
+        fmt = model.metadata.get("tool_format") or self.config.tool_format
+        if fmt != "auto":
+            return fmt
+        if runtime.info.template_knows_tools:
+            return "native"
+        return "smollm2" if smollm2_tools.matches(runtime.info) else "lamina"
 
     # -- OpenAI routes -------------------------------------------------------------------------
 
@@ -138,18 +155,19 @@ class LlamaCppProvider(ProviderBase):
         runtime = await self._runtime(model)
         body = _llama_body(request.upstream_body(model.provider_model_id))
         n = self._bound(runtime, body)
-        plan = None
-        if self._use_lamina_tools(runtime):
-            body, plan = tools.prepare(body)
+        fmt = self._tool_format(model, runtime)
+        prepared = PREPARE[fmt](body) if fmt in PREPARE else None
+        if prepared is not None:
+            body = prepared.body
         if request.stream:
             if n > 1:
                 raise BadRequestError(
                     "inline::llama-cpp streams one choice; send n=1 or stream=false", param="n"
                 )
-            return self._chat_stream(runtime, body, plan, model.identifier)
+            return self._chat_stream(runtime, body, prepared, model.identifier)
         doc = self._merge(
             await _all_or_none(
-                runtime, n, lambda i, slot: self._chat_once(runtime, _seeded(body, i), plan, slot)
+                runtime, n, lambda i, slot: self._chat_once(runtime, _seeded(body, i), prepared, i, slot)
             )
         )
         doc["model"] = model.identifier
@@ -257,40 +275,74 @@ class LlamaCppProvider(ProviderBase):
         return n
 
     async def _chat_once(
-        self, runtime: Runtime, body: dict[str, Any], plan: tools.ToolPlan | None, slot: Slot
+        self, runtime: Runtime, body: dict[str, Any], prepared: tools.Prepared | None, i: int, slot: Slot
     ) -> dict[str, Any]:
         doc = await runtime.call("handle_chat_completions", body, slot)
-        if plan is None:
+        if prepared is None:
             return doc
+        plan, echo = prepared.plan, prepared.text_filter()
         for choice in doc.get("choices") or []:
             message = choice.get("message") or {}
             text = message.get("content") or ""
-            if plan.mode == "required":
+            if plan is None:
+                if echo is not None and text:
+                    message["content"] = echo.whole(text)
+                continue
+            if prepared.constrained:
                 calls = tools.parse_forced(text, plan)
                 content = None if calls else text
+                if not calls and prepared.fallback is not None:
+                    # The model declined to call (or no whole call could be read): answer in text.
+                    await self._answer_instead(runtime, doc, choice, _seeded(prepared.fallback, i), echo)
+                    continue
             else:
                 content, calls = tools.parse_answer(text, plan)
+                if echo is not None and content:
+                    content = echo.whole(content)
             if calls:
                 choice["message"] = {"role": "assistant", "content": content or None, "tool_calls": calls}
                 if choice.get("finish_reason") == "stop":
                     choice["finish_reason"] = "tool_calls"
+            elif echo is not None:
+                message["content"] = content
         return doc
 
+    @staticmethod
+    async def _answer_instead(
+        runtime: Runtime,
+        doc: dict[str, Any],
+        choice: dict[str, Any],
+        body: dict[str, Any],
+        echo: tools.EchoFilter | None,
+    ) -> None:
+        """Replace ``choice`` by the text answer ``body`` generates; the usage counts both generations."""
+        text_doc = await runtime.call("handle_chat_completions", body)
+        [answer] = text_doc.get("choices") or [{"message": {"role": "assistant", "content": ""}}]
+        message = answer.get("message") or {"role": "assistant", "content": ""}
+        if echo is not None and message.get("content"):
+            message["content"] = echo.whole(message["content"])
+        choice["message"] = message
+        choice["finish_reason"] = answer.get("finish_reason")
+        doc["usage"] = _add_usage(doc.get("usage"), text_doc.get("usage"))
+
     def _chat_stream(
-        self, runtime: Runtime, body: dict[str, Any], plan: tools.ToolPlan | None, model_id: str
+        self, runtime: Runtime, body: dict[str, Any], prepared: tools.Prepared | None, model_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         chunks = runtime.stream("handle_chat_completions", body)
-        if plan is None:
+        if prepared is None or (prepared.plan is None and not prepared.echo_tags):
             return self._relabel_stream(chunks, model_id)
-        return self._tool_stream(chunks, plan, model_id)
+        return self._tool_stream(runtime, chunks, prepared, model_id)
 
     async def _tool_stream(
         self,
+        runtime: Runtime,
         chunks: AsyncIterator[dict[str, Any]],
-        plan: tools.ToolPlan,
+        prepared: tools.Prepared,
         model_id: str,
     ) -> AsyncIterator[dict[str, Any]]:
-        splitter = tools.StreamSplitter(plan)
+        plan = prepared.plan
+        splitter = tools.StreamSplitter(plan) if plan is not None and not prepared.constrained else None
+        echo = prepared.text_filter()
         forced: list[str] = []
         calls = 0
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
@@ -308,7 +360,9 @@ class LlamaCppProvider(ProviderBase):
             out = []
             for kind, value in items:
                 if kind == "text":
-                    out.append(chunk({"content": value}))
+                    value = echo.feed(value) if echo is not None else value
+                    if value:
+                        out.append(chunk({"content": value}))
                 else:
                     out.append(chunk({"tool_calls": [{"index": calls, **value}]}))
                     calls += 1
@@ -316,32 +370,54 @@ class LlamaCppProvider(ProviderBase):
 
         finish = "stop"
         usage = None
-        try:
-            async for raw in chunks:
-                meta["id"] = raw.get("id", meta["id"])
-                usage = raw.get("usage") or usage
-                for choice in raw.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    finish = choice.get("finish_reason") or finish
-                    text = delta.get("content")
-                    if delta.get("role"):
-                        yield chunk({"role": "assistant", "content": ""})
-                    if not text:
-                        continue
-                    if plan.mode == "required":
-                        forced.append(text)
-                    else:
-                        for out in events(splitter.feed(text)):
-                            yield out
-        finally:
-            await chunks.aclose()
-        if plan.mode == "required":
+
+        async def texts(source: AsyncIterator[dict[str, Any]]) -> AsyncIterator[tuple[bool, str]]:
+            """(role announced, text) per chunk of ``source``; its finish_reason and usage noted."""
+            nonlocal finish, usage
+            try:
+                async for raw in source:
+                    meta["id"] = raw.get("id", meta["id"])
+                    usage = _add_usage(usage, raw.get("usage")) if raw.get("usage") else usage
+                    for choice in raw.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        finish = choice.get("finish_reason") or finish
+                        yield bool(delta.get("role")), delta.get("content") or ""
+            finally:
+                await source.aclose()
+
+        async for role, text in texts(chunks):
+            if role:
+                yield chunk({"role": "assistant", "content": ""})
+            if not text:
+                continue
+            if prepared.constrained:
+                forced.append(text)
+            elif splitter is not None:
+                for out in events(splitter.feed(text)):
+                    yield out
+            else:
+                for out in events([("text", text)]):
+                    yield out
+        tail: list[tuple[str, Any]] = []
+        if prepared.constrained and plan is not None:
             found = tools.parse_forced("".join(forced), plan)
-            tail = [("call", c) for c in found] if found else [("text", "".join(forced))]
-        else:
+            if found:
+                tail = [("call", c) for c in found]
+            elif prepared.fallback is not None:
+                # The model declined to call (or no whole call could be read): stream a text answer.
+                first_usage, usage, finish = usage, None, "stop"
+                async for _role, text in texts(runtime.stream("handle_chat_completions", prepared.fallback)):
+                    for out in events([("text", text)] if text else []):
+                        yield out
+                usage = _add_usage(first_usage, usage)
+            else:
+                tail = [("text", "".join(forced))]
+        elif splitter is not None:
             tail = splitter.finish()
         for out in events(tail):
             yield out
+        if echo is not None and (rest := echo.finish()):
+            yield chunk({"content": rest})
         yield chunk({}, "tool_calls" if calls and finish == "stop" else finish)
         if usage:
             yield {
@@ -414,3 +490,11 @@ def _seeded(body: dict[str, Any], i: int) -> dict[str, Any]:
     if out.get("seed") is not None:
         out["seed"] = int(out["seed"]) + i
     return out
+
+
+def _add_usage(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Token counts of two generations that made one answer."""
+    if not a or not b:
+        return a or b
+    counts = ("completion_tokens", "prompt_tokens", "total_tokens")
+    return {**a, **{key: a.get(key, 0) + b.get(key, 0) for key in counts}}

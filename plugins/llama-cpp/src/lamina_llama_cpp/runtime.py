@@ -90,6 +90,9 @@ class GGUFInfo:
     """What the GGUF says about itself."""
 
     name: str | None = None
+    basename: str | None = None
+    architecture: str | None = None
+    tokenizer_pre: str | None = None  # the pre-tokenizer llama.cpp names for the model family
     context_length: int | None = None
     embedding_length: int | None = None
     chat_template: str | None = None
@@ -111,6 +114,9 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     arch = value("general.architecture")
     return GGUFInfo(
         name=value("general.name"),
+        basename=value("general.basename"),
+        architecture=arch,
+        tokenizer_pre=value("tokenizer.ggml.pre"),
         context_length=value(f"{arch}.context_length"),
         embedding_length=value(f"{arch}.embedding_length"),
         chat_template=value("tokenizer.chat_template"),

@@ -142,55 +142,88 @@ def _system_prompt(plan: ToolPlan) -> str:
     )
 
 
-def calls_schema(plan: ToolPlan) -> dict[str, Any]:
-    """JSON schema of a forced answer: a non-empty array of calls to the plan's tools."""
-    variants = [
-        {
-            "type": "object",
-            "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"]},
-            "required": ["name", "arguments"],
-        }
-        for f in plan.functions
-    ]
+def calls_schema(plan: ToolPlan, *, min_items: int = 1, closed: bool = False) -> dict[str, Any]:
+    """JSON schema of a constrained answer: an array of calls to the plan's tools (non-empty by default).
+
+    ``closed``: arguments limited to the declared properties where a tool's schema does not say
+    otherwise, so that a small model cannot pad a call with keys the tool never declared.
+    """
+    variants = []
+    for f in plan.functions:
+        arguments = f["parameters"]
+        if closed and arguments.get("type", "object") == "object" and "additionalProperties" not in arguments:
+            arguments = {**arguments, "additionalProperties": False}
+        variants.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": f["name"]}, "arguments": arguments},
+                "required": ["name", "arguments"],
+            }
+        )
     items = variants[0] if len(variants) == 1 else {"anyOf": variants}
-    schema: dict[str, Any] = {"type": "array", "items": items, "minItems": 1}
+    schema: dict[str, Any] = {"type": "array", "items": items, "minItems": min_items}
     if not plan.parallel:
         schema["maxItems"] = 1
     return schema
 
 
-def prepare(body: dict[str, Any]) -> tuple[dict[str, Any], ToolPlan | None]:
-    """Rewrite an OpenAI chat body for Lamina's tool format; the plan says how to read the answer."""
+@dataclass
+class Prepared:
+    """A chat body rewritten for one tool format, and how to read the model's answer."""
+
+    body: dict[str, Any]
+    plan: ToolPlan | None
+    # The answer is generated under a schema or grammar of calls: it is read whole (parse_forced).
+    constrained: bool = False
+    # When a constrained answer holds no call (the model declined, in a format that lets it):
+    # the body that generates the text answer instead.
+    fallback: dict[str, Any] | None = None
+    # Input markers of the format that a small model may echo into a text answer: dropped from it.
+    echo_tags: tuple[str, ...] = ()
+
+    def text_filter(self) -> EchoFilter | None:
+        return EchoFilter(self.echo_tags) if self.echo_tags else None
+
+
+def read_plan(body: dict[str, Any]) -> tuple[dict[str, Any], ToolPlan | None]:
+    """Pop the OpenAI tool fields off a chat body: the body without them, and the plan they make."""
     body = dict(body)
     tools = body.pop("tools", None) or []
     choice = body.pop("tool_choice", None) or ("auto" if tools else "none")
     parallel = body.pop("parallel_tool_calls", None) is not False
-    messages = render_messages(body.get("messages") or [])
-    plan: ToolPlan | None = None
-    if tools and choice != "none":
-        functions = _functions(tools)
-        if isinstance(choice, dict):
-            wanted = (choice.get("function") or {}).get("name")
-            functions = [f for f in functions if f["name"] == wanted]
-            if not functions:
-                raise BadRequestError(
-                    f"tool_choice names {wanted!r}, which is not among the request's tools",
-                    param="tool_choice",
-                )
-            plan = ToolPlan(functions, "required", parallel)
-        elif choice in ("auto", "required"):
-            plan = ToolPlan(functions, choice, parallel)
-        else:
+    if not tools or choice == "none":
+        return body, None
+    functions = _functions(tools)
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        functions = [f for f in functions if f["name"] == wanted]
+        if not functions:
             raise BadRequestError(
-                "tool_choice must be 'auto', 'required', 'none' or "
-                "{'type': 'function', 'function': {'name': ...}}",
+                f"tool_choice names {wanted!r}, which is not among the request's tools",
                 param="tool_choice",
             )
-        prompt = _system_prompt(plan)
-        if messages and messages[0]["role"] == "system":
-            messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{prompt}"}
-        else:
-            messages.insert(0, {"role": "system", "content": prompt})
+        return body, ToolPlan(functions, "required", parallel)
+    if choice in ("auto", "required"):
+        return body, ToolPlan(functions, choice, parallel)
+    raise BadRequestError(
+        "tool_choice must be 'auto', 'required', 'none' or {'type': 'function', 'function': {'name': ...}}",
+        param="tool_choice",
+    )
+
+
+def with_system(messages: list[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
+    """The messages with ``prompt`` after the caller's own system message (or as the system message)."""
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{prompt}"}, *messages[1:]]
+    return [{"role": "system", "content": prompt}, *messages]
+
+
+def prepare(body: dict[str, Any]) -> tuple[dict[str, Any], ToolPlan | None]:
+    """Rewrite an OpenAI chat body for Lamina's tool format; the plan says how to read the answer."""
+    body, plan = read_plan(body)
+    messages = render_messages(body.get("messages") or [])
+    if plan is not None:
+        messages = with_system(messages, _system_prompt(plan))
         if plan.mode == "required":
             body["response_format"] = {
                 "type": "json_schema",
@@ -198,6 +231,12 @@ def prepare(body: dict[str, Any]) -> tuple[dict[str, Any], ToolPlan | None]:
             }
     body["messages"] = messages
     return body, plan
+
+
+def prepare_lamina(body: dict[str, Any]) -> Prepared:
+    """``prepare`` as a Prepared: a required call is schema-constrained, an auto answer parsed leniently."""
+    body, plan = prepare(body)
+    return Prepared(body, plan, constrained=plan is not None and plan.mode == "required")
 
 
 # -- the answer side --------------------------------------------------------------------------------
@@ -362,3 +401,27 @@ def _partial_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:n]):
             return n
     return 0
+
+
+class EchoFilter:
+    """Streamed text in, the same text without the given tags out: holds back only what may start one."""
+
+    def __init__(self, tags: tuple[str, ...]) -> None:
+        self.tags = tags
+        self.buffer = ""
+
+    def feed(self, text: str) -> str:
+        self.buffer += text
+        for tag in self.tags:
+            self.buffer = self.buffer.replace(tag, "")
+        keep = max(_partial_suffix(self.buffer, tag) for tag in self.tags)
+        out, self.buffer = self.buffer[: len(self.buffer) - keep], self.buffer[len(self.buffer) - keep :]
+        return out
+
+    def finish(self) -> str:
+        rest, self.buffer = self.buffer, ""
+        return rest
+
+    def whole(self, text: str) -> str:
+        """A whole answer filtered, without the blank lines the tags leave at its ends."""
+        return (self.feed(text) + self.finish()).strip()
