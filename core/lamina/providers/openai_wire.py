@@ -75,10 +75,11 @@ async def openai_stream(
             if observe is not None:
                 observe(chunk)
             if "usage" in chunk:
-                found = chunk.pop("usage")
-                if found is not None:
-                    usage = found
+                if chunk["usage"] is not None:
+                    usage = chunk["usage"]
                     head = {key: chunk[key] for key in _CHUNK_HEAD if key in chunk}
+                # a copy: what ``observe`` kept keeps its usage
+                chunk = {key: value for key, value in chunk.items() if key != "usage"}
             if chunk.get("choices"):
                 yield chunk
     finally:
