@@ -296,7 +296,7 @@ def _model(model: type[BaseModel] | None) -> str:
 def _streaming(decl: Any) -> str:
     if decl.stream_item is None:
         return "no"
-    end = ", ends with `data: [DONE]`" if decl.openai else ""
+    end = ", ends with `data: [DONE]` (see [OpenAI streams](#openai-streams))" if decl.openai else ""
     return f"SSE of `{decl.stream_item.__name__}` when `stream` is true{end}"
 
 
@@ -314,6 +314,16 @@ def render_api() -> str:
         "file part streams to the provider; a `bytes` response is the raw content. "
         "`GET /openapi.json` has every schema. Plugins can add plain "
         "routes with the `lamina_routes` hook (see [hooks.md](hooks.md)); those are not listed here.",
+        "",
+        "### OpenAI streams",
+        "",
+        "The OpenAI routes stream as OpenAI does. Chunks hold only the fields OpenAI defines, and every "
+        "chunk has a choice except the usage chunk (`choices: []`, with `usage`), which comes last and "
+        "only when the request sets `stream_options.include_usage`. A stream that ends normally ends "
+        "with `data: [DONE]`, except to llama-stack-client (User-Agent `LlamaStackClient/...`, or an "
+        "`X-LlamaStack-Client-Version` header without an OpenAI SDK's User-Agent), which cannot parse "
+        'it. An error after the stream started is its last event, `data: {"error": {...}}`. '
+        "Non-streamed OpenAI answers likewise hold only OpenAI's fields.",
         "",
         "## Contents",
         "",

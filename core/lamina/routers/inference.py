@@ -1,7 +1,8 @@
 """The inference router: resolves the model of each call and hands it to the model's provider.
 
-It also keeps the record of OpenAI chat completions (whichever provider served them) and serves
-the batch routes:
+It also keeps the record of OpenAI chat completions (whichever provider served them), sends every
+OpenAI answer out as OpenAI shapes it (``lamina.providers.openai_wire``: only OpenAI's fields; a
+stream's usage chunk only when the request asked for it), and serves the batch routes:
 
 - Every non-streamed ``/chat/completions`` answer, and every streamed one reassembled from its
   chunks once the stream has ended normally, is handed to the inference store's background writer
@@ -36,6 +37,7 @@ from lamina.apis.inference import (
     OpenAIEmbeddingsRequest,
 )
 from lamina.errors import LaminaError, NotFoundError, ServiceUnavailableError
+from lamina.providers import openai_wire
 from lamina.resources.models import ModelsRoutingTable
 from lamina.storage.inference_store import CompletionWriter, StreamAssembler, record_from_completion
 
@@ -67,18 +69,26 @@ class InferenceRouter:
         model, provider = await self.models.resolve_typed(request.model, "llm")
         result = await provider.openai_chat_completion(model, request)
         writer = self.completions
-        if writer is None:
-            return result
         if hasattr(result, "__anext__"):
-            return _recorded_stream(result, writer, model.identifier, request.messages)
-        record = record_from_completion(result, model.identifier, request.messages)
-        if record is not None:
-            writer.submit(record)
+            if writer is None:
+                return openai_wire.openai_stream(result, include_usage=openai_wire.include_usage(request))
+            return _recorded_stream(result, request, writer, model.identifier)
+        if isinstance(result, dict):
+            openai_wire.clean_answer(result)
+        if writer is not None:
+            record = record_from_completion(result, model.identifier, request.messages)
+            if record is not None:
+                writer.submit(record)
         return result
 
     async def openai_completion(self, request: OpenAICompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "llm")
-        return await provider.openai_completion(model, request)
+        result = await provider.openai_completion(model, request)
+        if hasattr(result, "__anext__"):
+            return openai_wire.openai_stream(result, include_usage=openai_wire.include_usage(request))
+        if isinstance(result, dict):
+            openai_wire.clean_answer(result)
+        return result
 
     async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "embedding")
@@ -191,18 +201,19 @@ def _at_index(exc: LaminaError, field: str, index: int) -> LaminaError:
 
 
 async def _recorded_stream(
-    chunks: AsyncIterator[Any], writer: CompletionWriter, model: str, input_messages: list[Any]
+    chunks: AsyncIterator[Any], request: OpenAIChatCompletionRequest, writer: CompletionWriter, model: str
 ) -> AsyncIterator[Any]:
-    """Relay the chunks unchanged; once the upstream stream has ended, hand the completion to the writer."""
+    """Relay the chunks as OpenAI sends them; once the upstream stream has ended, hand the completion
+    (with the provider's usage, asked for or not) to the writer."""
     assembler = StreamAssembler(model)
+    out = openai_wire.openai_stream(
+        chunks, include_usage=openai_wire.include_usage(request), observe=assembler.add
+    )
     try:
-        async for chunk in chunks:
-            assembler.add(chunk)
+        async for chunk in out:
             yield chunk
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    record = assembler.record(input_messages)
+        await out.aclose()
+    record = assembler.record(request.messages)
     if record is not None:
         writer.submit(record)

@@ -135,11 +135,20 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
     }
 
 
+_DONE_NOTE = (
+    "The last event of a stream that ended normally, as OpenAI sends it; not sent to llama-stack-client "
+    "(User-Agent LlamaStackClient/..., or an X-LlamaStack-Client-Version header without an OpenAI SDK's "
+    "User-Agent), which cannot parse it. Before it, when the request set stream_options.include_usage, "
+    "comes one chunk with `choices: []` and the usage; no other chunk carries usage or lacks a choice."
+)
+
+
 def _sse_event(item: dict[str, Any], *, openai: bool) -> dict[str, Any]:
     """One server-sent event (OpenAPI 3.1: the schema of a text/event-stream describes each event).
 
-    ``data`` is JSON: a stream item, or the error that ended the stream; OpenAI streams end with
-    ``data: [DONE]``.
+    ``data`` is JSON: a stream item, or the error that ended the stream. OpenAI streams end with
+    ``data: [DONE]``, except to llama-stack-client, which cannot parse it
+    (``lamina.server.sse.ends_with_done`` decides from the request's headers); see ``_DONE_NOTE``.
     """
     json_data = {
         "type": "string",
@@ -153,7 +162,9 @@ def _sse_event(item: dict[str, Any], *, openai: bool) -> dict[str, Any]:
             "event": {"type": "string"},
             "id": {"type": "string"},
             "retry": {"type": "integer"},
-            "data": {"anyOf": [json_data, {"const": "[DONE]"}]} if openai else json_data,
+            "data": {"anyOf": [json_data, {"const": "[DONE]", "description": _DONE_NOTE}]}
+            if openai
+            else json_data,
         },
     }
 

@@ -3,13 +3,16 @@
 The first item is pulled before the response starts, so a failure before any output (unknown
 model, upstream down) still gets its real HTTP status. After that, an error becomes a last
 ``data: {"error": ...}`` event. On shutdown, open streams get such an event and are closed.
+
+An OpenAI stream that ends normally ends with ``data: [DONE]``, as OpenAI's do, except for
+llama-stack-client (``ends_with_done``): the one place that decides it, per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import structlog
@@ -22,6 +25,28 @@ from lamina.server.keys import ACTIVE_STREAMS, SHUTTING_DOWN
 log = structlog.get_logger(__name__)
 _END = object()
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+DONE_EVENT = b"data: [DONE]\n\n"
+# The User-Agent of llama-stack-client (Python: "<class name>/Python <version>"; JS: "LlamaStackClient/JS").
+LLAMA_STACK_CLIENT_AGENTS = ("LlamaStackClient/", "AsyncLlamaStackClient/")
+
+
+def ends_with_done(headers: Mapping[str, str]) -> bool:
+    """Whether an OpenAI stream to the client that sent these request headers ends with ``data: [DONE]``.
+
+    OpenAI ends its streams so, and the OpenAI SDKs, curl users and most OpenAI clients expect it;
+    clients that say nothing about themselves get it. llama-stack-client does not: its releases from
+    0.2 to 0.5 (0.2.12 included) parse each event's data as JSON and fail on ``[DONE]`` (a
+    JSONDecodeError), Llama Stack's own server never sends it, and no release needs it (a stream ends
+    with its response). That client names itself in its User-Agent (``LlamaStackClient/Python 0.2.12``,
+    ``AsyncLlamaStackClient/Python ...``) and in ``X-LlamaStack-Client-Version``; the header alone
+    is not enough when the User-Agent is an OpenAI SDK's (``OpenAI/Python 1.x``, ``AsyncOpenAI/...``).
+    """
+    agent = headers.get("User-Agent", "")
+    if agent.startswith(LLAMA_STACK_CLIENT_AGENTS):
+        return False
+    return "X-LlamaStack-Client-Version" not in headers or "OpenAI/" in agent
 
 
 def encode_event(item: Any) -> bytes:
@@ -43,6 +68,7 @@ async def stream_response(
     request: web.Request, items: AsyncIterator[Any], *, openai: bool
 ) -> web.StreamResponse:
     first = await anext(items, _END)  # errors here propagate as ordinary HTTP errors
+    done = openai and ends_with_done(request.headers)
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
     await response.prepare(request)
     task = asyncio.current_task()
@@ -54,8 +80,8 @@ async def stream_response(
         while item is not _END:
             await response.write(encode_event(item))
             item = await anext(items, _END)
-        if openai:
-            await response.write(b"data: [DONE]\n\n")
+        if done:
+            await response.write(DONE_EVENT)
     except asyncio.CancelledError:
         if not request.app[SHUTTING_DOWN].is_set():
             raise

@@ -2,7 +2,8 @@
 
 Not a model: it answers instantly with canned text. The requested model name picks behaviour:
 
-- ``ok`` (or anything else): a normal answer; streams ``chunks`` chunks (default 8)
+- ``ok`` (or anything else): a normal answer; streams ``chunks`` chunks (default 8) for each of the
+  request's ``n`` choices, then, when ``stream_options.include_usage`` is set, a usage-only chunk
 - ``slow``: waits ``--slow-seconds`` before answering (timeouts)
 - ``error500``: HTTP 500 with a JSON error
 - ``badjson``: HTTP 200 with a body that is not JSON
@@ -111,7 +112,7 @@ def _text_chunk(chunk: bytes) -> bytes:
     """A chat chunk (``data: {...}``) turned into the /v1/completions chunk shape."""
     doc = json.loads(chunk[6:])
     doc["object"] = "text_completion"
-    for choice in doc["choices"]:
+    for choice in doc["choices"]:  # none in a usage chunk
         choice["text"] = choice.pop("delta").get("content") or ""
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
@@ -147,7 +148,12 @@ def _tool_chunks(model: str, name: str, cid: str) -> list[bytes]:
 
 
 def _chunk(
-    cid: str, model: str, text: str | None, finish: str | None = None, delta: dict | None = None
+    cid: str,
+    model: str,
+    text: str | None,
+    finish: str | None = None,
+    delta: dict | None = None,
+    index: int = 0,
 ) -> bytes:
     delta = delta if delta is not None else ({"content": text} if text is not None else {})
     doc = {
@@ -155,7 +161,21 @@ def _chunk(
         "object": "chat.completion.chunk",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+
+def _usage_chunk(cid: str, model: str, choices: int, chunks: int) -> bytes:
+    """OpenAI's last chunk when ``stream_options.include_usage`` is set: no choices, the usage."""
+    usage = {"prompt_tokens": 5, "completion_tokens": choices * chunks, "total_tokens": 5 + choices * chunks}
+    doc = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [],
+        "usage": usage,
     }
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
@@ -218,6 +238,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             await emit(b"data: [DONE]\n\n")
             return resp
         n = int(request.query.get("chunks", body.get("n_chunks", 8)))
+        choices = int(body.get("n") or 1)
         for i in range(n):
             if model == "cut" and i == 2:
                 request.transport.close()  # drop the connection mid-stream
@@ -225,10 +246,14 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             if model == "stall" and i == 1:
                 await asyncio.sleep(3600)
             ts = f"{time.time():.6f}"
-            await emit(_chunk(cid, model, f"tok{i}@{ts} "))
+            for index in range(choices):  # n choices interleave, as OpenAI streams them
+                await emit(_chunk(cid, model, f"tok{i}@{ts} ", index=index))
             if chunk_interval:
                 await asyncio.sleep(chunk_interval)
-        await emit(_chunk(cid, model, None, "stop"))
+        for index in range(choices):
+            await emit(_chunk(cid, model, None, "stop", index=index))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await emit(_usage_chunk(cid, model, choices, n))
         await emit(b"data: [DONE]\n\n")
         return resp
 

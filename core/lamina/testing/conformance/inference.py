@@ -35,6 +35,8 @@ from lamina.testing.processes import ServerProcess
 SAY = [{"role": "user", "content": "Say hello in one word."}]
 COUNT = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
 STOP_REASONS = ("end_of_turn", "end_of_message", "out_of_tokens")
+# The top-level fields OpenAI defines for chat.completion, chat.completion.chunk and text_completion.
+OPENAI_FIELDS = {"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier"}
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
@@ -236,6 +238,43 @@ class InferenceConformance(ConformanceKit):
         self._need(self.supports_completion, "text completion")
         answer = oa.completions.create(model=self.chat_model, prompt="The capital of France is", max_tokens=5)
         assert answer.choices[0].text and answer.model == self.chat_model
+
+    # -- the OpenAI wire, as both official clients read it ---------------------------------------
+
+    def test_openai_streams_through_llama_stack_client(self, ls: LlamaStackClient) -> None:
+        """llama-stack-client 0.2.12 parses every event as JSON: its streams end without ``[DONE]``."""
+        chunks = list(
+            ls.chat.completions.create(model=self.chat_model, messages=SAY, max_tokens=4, stream=True)
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
+        if self.supports_completion:
+            pieces = list(
+                ls.completions.create(
+                    model=self.chat_model, prompt="Once upon a time", max_tokens=4, stream=True
+                )
+            )
+            assert "".join(c.choices[0].text for c in pieces).strip()
+
+    def test_openai_stream_sends_usage_only_when_asked(self, oa: OpenAI) -> None:
+        """Every chunk has a choice (``chunk.choices[0]`` works), except the usage chunk that
+        ``stream_options.include_usage`` asks for: the last one, with no choices."""
+        kwargs = {"model": self.chat_model, "messages": SAY, "max_tokens": 4, "stream": True}
+        plain = list(oa.chat.completions.create(**kwargs))
+        assert plain and all(c.choices and c.usage is None for c in plain)
+        asked = list(oa.chat.completions.create(**kwargs, stream_options={"include_usage": True}))
+        assert asked[-1].choices == [] and asked[-1].usage.completion_tokens >= 1
+        assert all(c.choices and c.usage is None for c in asked[:-1])
+
+    def test_openai_answers_carry_only_openai_fields(self, oa: OpenAI) -> None:
+        """No engine extras (llama.cpp's ``timings``), no made-up system_fingerprint."""
+        docs = [oa.chat.completions.create(model=self.chat_model, messages=SAY, max_tokens=4).to_dict()]
+        stream = oa.chat.completions.create(model=self.chat_model, messages=SAY, max_tokens=4, stream=True)
+        docs += [c.to_dict() for c in stream]
+        if self.supports_completion:
+            docs.append(oa.completions.create(model=self.chat_model, prompt="Hello", max_tokens=4).to_dict())
+        for doc in docs:
+            assert set(doc) <= OPENAI_FIELDS, f"fields OpenAI does not define: {set(doc) - OPENAI_FIELDS}"
+            assert doc.get("system_fingerprint") != "b0-unknown"  # llama.cpp's "build unknown"
 
     def test_openai_embeddings(self, oa: OpenAI) -> None:
         self._need(self.embedding_model is not None, "embeddings")

@@ -63,6 +63,8 @@ def _llama_body(body: dict[str, Any]) -> dict[str, Any]:
     if "max_completion_tokens" in body:
         body.setdefault("max_tokens", body.pop("max_completion_tokens"))
     if body.get("stream"):
+        # Always: the inference store records the usage; the router sends the usage chunk on only
+        # when the request asked for it (lamina.providers.openai_wire).
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return body
 

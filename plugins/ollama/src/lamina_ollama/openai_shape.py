@@ -257,10 +257,12 @@ def chat_completion(docs: list[dict[str, Any]], model_id: str, provider_id: str)
     }
 
 
-async def chat_chunks(
-    events: AsyncIterator[dict[str, Any]], model_id: str, include_usage: bool
-) -> AsyncIterator[dict[str, Any]]:
-    """NDJSON chat lines -> chat.completion.chunk objects (tool calls as whole-call deltas)."""
+async def chat_chunks(events: AsyncIterator[dict[str, Any]], model_id: str) -> AsyncIterator[dict[str, Any]]:
+    """NDJSON chat lines -> chat.completion.chunk objects (tool calls as whole-call deltas).
+
+    The usage chunk always ends the stream: the inference store records it, and the router sends it
+    on only when the request asked for it (``lamina.providers.openai_wire``).
+    """
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "model": model_id}
     created = int(time.time())
 
@@ -291,8 +293,7 @@ async def chat_chunks(
         elif delta:
             yield chunk(delta)
     yield chunk({}, _finish(last, calls_seen > 0))
-    if include_usage:
-        yield {**base, "created": created, "choices": [], "usage": _usage([last])}
+    yield {**base, "created": created, "choices": [], "usage": _usage([last])}
 
 
 def text_completion(
@@ -320,8 +321,9 @@ def text_completion(
 
 
 async def text_chunks(
-    events: AsyncIterator[dict[str, Any]], model_id: str, prompt: str, echo: bool, include_usage: bool
+    events: AsyncIterator[dict[str, Any]], model_id: str, prompt: str, echo: bool
 ) -> AsyncIterator[dict[str, Any]]:
+    """NDJSON generate lines -> text_completion chunks, the usage chunk last (see ``chat_chunks``)."""
     base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "model": model_id}
     created = int(time.time())
 
@@ -339,8 +341,7 @@ async def text_chunks(
         if text:
             yield chunk(text)
     yield chunk("", _finish(last, False))
-    if include_usage:
-        yield {**base, "created": created, "choices": [], "usage": _usage([last])}
+    yield {**base, "created": created, "choices": [], "usage": _usage([last])}
 
 
 def embeddings(

@@ -244,9 +244,8 @@ class OllamaProvider(ProviderBase):
         tag = model.provider_model_id
         body = self._with_keep_alive(await oai.chat_body(request, tag, self.provider_id, self._fetch_image))
         if request.stream:
-            include_usage = bool((request.stream_options or {}).get("include_usage"))
             events = self.client.stream_ndjson("api/chat", body, model=tag)
-            return oai.chat_chunks(events, model.identifier, include_usage)
+            return oai.chat_chunks(events, model.identifier)
         docs = await _all_or_none(
             [self.client.call("POST", "api/chat", body, model=tag) for _ in range(request.n or 1)]
         )
@@ -256,11 +255,8 @@ class OllamaProvider(ProviderBase):
         tag = model.provider_model_id
         bodies = [self._with_keep_alive(b) for b in oai.completion_bodies(request, tag, self.provider_id)]
         if request.stream:
-            include_usage = bool((request.stream_options or {}).get("include_usage"))
             events = self.client.stream_ndjson("api/generate", bodies[0], model=tag)
-            return oai.text_chunks(
-                events, model.identifier, bodies[0]["prompt"], bool(request.echo), include_usage
-            )
+            return oai.text_chunks(events, model.identifier, bodies[0]["prompt"], bool(request.echo))
         jobs = [(b, b["prompt"]) for b in bodies for _ in range(request.n or 1)]
         docs = await _all_or_none([self.client.call("POST", "api/generate", b, model=tag) for b, _ in jobs])
         return oai.text_completion(list(docs), [p for _, p in jobs], bool(request.echo), model.identifier)
