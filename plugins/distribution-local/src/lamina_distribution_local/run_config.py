@@ -20,8 +20,8 @@ providers:
       context_length: ${env.LAMINA_CONTEXT_LENGTH:=4096}
       parallel: ${env.LAMINA_PARALLEL:=2}
       max_queue: ${env.LAMINA_MAX_QUEUE:=16}
-      # Tokens generated for a request that sets no max_tokens: about 3 s of SmolLM2 on 2 idle cores
-      # (the provider's own default, 1024, is 12 s idle and over a minute on a busy machine).
+      # Tokens generated for a request that sets no max_tokens: about 3 s of SmolLM2 on 2 quiet cores
+      # (the provider's own default, 1024, took 15 s there, and over a minute on a busy machine).
       default_max_tokens: ${env.LAMINA_DEFAULT_MAX_TOKENS:=256}
   - provider_id: sentence-transformers
     provider_type: inline::sentence-transformers
