@@ -267,6 +267,9 @@ async def test_moderation_model_resolution(router: SafetyRouter) -> None:
     assert err.value.param == "model" and "safety.default_shield_id" in err.value.message
     router.default_shield_id = "twin"  # the run config's default (lamina.config.default_moderation_shield)
     assert (await router.run_moderation(ModerationRequest(input="x"))).model == "twin"
+    router.default_shield_id = "gone"  # unregistered through the API after start-up
+    with pytest.raises(NotFoundError, match=r"default shield 'gone'.*Registered shields: only .*twin"):
+        await router.run_moderation(ModerationRequest(input="x"))
 
 
 async def test_moderation_input_shapes(router: SafetyRouter) -> None:

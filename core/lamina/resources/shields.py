@@ -73,7 +73,16 @@ class ShieldsRoutingTable(RoutingTable[Shield]):
         ``provider_shield_id`` of exactly one shield. Omitted: ``default`` (the run config's
         ``safety.default_shield_id``, else its first listed shield), else the only registered shield."""
         if not model and default:
-            return await self.get(default)
+            try:
+                return await self.get(default)
+            except NotFoundError:  # unregistered through the API since start-up
+                raise NotFoundError(
+                    f"model is omitted and the run config's default shield '{default}' (its "
+                    f"safety.default_shield_id, else its first shield under shields:) is not registered "
+                    f"now; name a shield as model, or register '{default}' again. Registered shields: "
+                    f"{_listed(await self.list(HOT_LIST_MAX_AGE))}.",
+                    param="model",
+                ) from None
         if model:
             try:
                 return await self.get(model)
