@@ -242,6 +242,8 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
                     key=f"providers.{api}[{i}].module",
                     reason="external provider modules are installed as plugins in Lamina",
                 )
+    for key in sorted(config.safety.model_extra or {}):
+        log.warning("config_key_ignored", source=source, key=f"safety.{key}", reason="not a safety setting")
     return config
 
 
