@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,22 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     assert "hatch run serve" in serve and "hatch run test" in test
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test in ci, ".ci/run must run the README's test command verbatim"
+
+
+def test_the_serve_environment_holds_only_what_serving_needs() -> None:
+    """`hatch run X` builds the default environment first, so `hatch run serve` must not pull in the
+    tests' 1 GB (Chroma server, embedded PostgreSQL, ruff, pytest, ...): those live in `dev`."""
+    envs = tomllib.loads((ROOT / "hatch.toml").read_text())["envs"]
+    default, dev = envs["default"], envs["dev"]
+    assert default["workspace"]["members"] == ["plugins/*"]
+    assert not default.get("dependencies") and not default.get("extra-dependencies"), (
+        "serving needs the core and the plugins only: put test tools in [envs.dev]"
+    )
+    assert default["scripts"]["serve"] == "lamina run {args}"
+    assert {"pytest>=8", "ruff==0.17.6", "llama-stack-client==0.2.12"} <= set(dev["dependencies"])
+    for name in ("test", "lint", "fmt", "bench", "docs"):
+        assert default["scripts"][name] == f"hatch run dev:{name} {{args}}"
+        assert "hatch run" not in str(dev["scripts"][name]), f"dev's {name} must not hand over again"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "docs" / "examples").glob("*.yaml")), ids=lambda p: p.name)

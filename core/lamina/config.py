@@ -104,6 +104,18 @@ class ToolGroupInput(_Section):
     mcp_endpoint: dict[str, Any] | None = None
 
 
+class SafetyConfig(_Section):
+    """The run config's ``safety:`` section (newer Llama Stack releases' ``StackRunConfig.safety``)."""
+
+    default_shield_id: str | None = Field(
+        default=None,
+        description=(
+            "The shield OpenAI moderations run when a request names no model; unset: the first "
+            "shield under `shields:`."
+        ),
+    )
+
+
 class ServerConfig(_Section):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     host: str | None = Field(
@@ -149,6 +161,7 @@ class RunConfig(_Section):
     scoring_fns: list[ScoringFnInput] = Field(default_factory=list)
     benchmarks: list[BenchmarkInput] = Field(default_factory=list)
     tool_groups: list[ToolGroupInput] = Field(default_factory=list)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
     logging: dict[str, Any] | None = None
@@ -156,8 +169,20 @@ class RunConfig(_Section):
 
     source: str = Field(default="<run config>", exclude=True, description="Where this config came from.")
 
+    @field_validator("safety", mode="before")
+    @classmethod
+    def _empty_safety(cls, value: Any) -> Any:
+        return {} if value is None else value  # `safety:` with nothing under it
+
     def state_dir(self) -> Path:
         return lamina_home() / self.image_name
+
+    def default_moderation_shield(self) -> str | None:
+        """The shield a moderation request without ``model`` runs: ``safety.default_shield_id``,
+        else the first shield listed under ``shields:``, else None."""
+        if self.safety.default_shield_id:
+            return self.safety.default_shield_id
+        return next((s.shield_id for s in self.shields if s.shield_id), None)
 
 
 KNOWN_TOP_LEVEL = set(RunConfig.model_fields) - {"source"}
@@ -234,6 +259,8 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
                     key=f"providers.{api}[{i}].module",
                     reason="external provider modules are installed as plugins in Lamina",
                 )
+    for key in sorted(config.safety.model_extra or {}):
+        log.warning("config_key_ignored", source=source, key=f"safety.{key}", reason="not a safety setting")
     return config
 
 

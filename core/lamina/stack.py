@@ -146,7 +146,9 @@ class Stack:
         self.protocol_impls[VectorStoreFileBatches] = self.vector_stores.file_batches
         # Safety: shields (persisted) resolve to the safety provider that serves them.
         self.shields = ShieldsRoutingTable(self.registry, self.impls[Api.safety], self.pm)
-        self.routers[Api.safety] = SafetyRouter(self.shields)
+        self.routers[Api.safety] = SafetyRouter(
+            self.shields, default_shield_id=self.config.default_moderation_shield()
+        )
         self.protocol_impls[Shields] = self.shields
 
     # -- build: validation only ----------------------------------------------------------------
@@ -208,6 +210,12 @@ class Stack:
                 f"{source}: providers.vector_io: vector DBs need embeddings, which come from an inference "
                 f"provider; add one that serves an embedding model under providers.inference (for example "
                 f"inline::sentence-transformers)"
+            )
+        if config.safety.default_shield_id and Api.safety not in providers:
+            raise ConfigError(
+                f"{source}: safety.default_shield_id: {config.safety.default_shield_id!r} names a shield, "
+                f"but no safety provider is configured; add one under providers.safety (and the shield "
+                f"under shields:), or remove the setting"
             )
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
@@ -424,6 +432,22 @@ class Stack:
                 ),
                 replace=True,
             ),
+        )
+        await self._check_default_shield()
+
+    async def _check_default_shield(self) -> None:
+        """``safety.default_shield_id`` must name a shield once the run config's are registered (or
+        waiting for their remote provider): a typo would otherwise surface as a 404 on a moderation
+        request that never named a shield."""
+        shield_id = self.config.safety.default_shield_id
+        if not shield_id or await self.registry.get(ResourceType.shield.value, shield_id) is not None:
+            return
+        if self.health.pending("shields", shield_id) is not None:
+            return
+        known = ", ".join(s.identifier for s in await self.shields.list()) or "none"
+        raise ConfigError(
+            f"{self.config.source}: safety.default_shield_id: {shield_id!r} is not a registered shield "
+            f"(registered: {known}); list it under shields: or name one of those"
         )
 
     async def _register_defaults(

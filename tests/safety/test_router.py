@@ -29,7 +29,7 @@ from lamina.apis.safety import (
     SafetyViolation,
     Shield,
 )
-from lamina.config import RunConfig
+from lamina.config import RunConfig, SafetyConfig, parse_run_config
 from lamina.errors import BadRequestError, ConfigError, ConflictError, NotFoundError, UpstreamError
 from lamina.hookspecs import hookimpl
 from lamina.plugins import PluginManager
@@ -262,9 +262,14 @@ async def test_moderation_model_resolution(router: SafetyRouter) -> None:
     await router.shields.register_shield(reg("twin", provider_shield_id="guard-model"))
     with pytest.raises(BadRequestError, match=r"provider_shield_id of several shields \(only, twin\)"):
         await router.run_moderation(ModerationRequest(input="x", model="guard-model"))
-    with pytest.raises(BadRequestError, match="model is required when 2 shields are registered") as err:
+    with pytest.raises(BadRequestError, match="model is required: 2 shields are registered") as err:
         await router.run_moderation(ModerationRequest(input="x"))
-    assert err.value.param == "model"
+    assert err.value.param == "model" and "safety.default_shield_id" in err.value.message
+    router.default_shield_id = "twin"  # the run config's default (lamina.config.default_moderation_shield)
+    assert (await router.run_moderation(ModerationRequest(input="x"))).model == "twin"
+    router.default_shield_id = "gone"  # unregistered through the API after start-up
+    with pytest.raises(NotFoundError, match=r"default shield 'gone'.*Registered shields: only .*twin"):
+        await router.run_moderation(ModerationRequest(input="x"))
 
 
 async def test_moderation_input_shapes(router: SafetyRouter) -> None:
@@ -386,6 +391,44 @@ async def test_the_stack_registers_default_and_configured_shields_and_reopens_th
         assert response.violation.violation_level == "info"
     finally:
         await stack.shutdown()
+
+
+async def test_moderations_without_model_run_the_configured_default(tmp_path: Path) -> None:
+    shields = [{"shield_id": "first"}, {"shield_id": "second"}]
+    stack = await _started(_config(tmp_path, shields))
+    try:  # three shields (default-guard is the plugin's): the first under shields: runs
+        out = await stack.routers[Api.safety].run_moderation(ModerationRequest(input="a bomb"))
+        assert out.model == "first" and out.results[0].flagged
+    finally:
+        await stack.shutdown()
+    second = SafetyConfig(default_shield_id="second")
+    config = _config(tmp_path, shields).model_copy(update={"safety": second})
+    stack = await _started(config)
+    try:
+        out = await stack.routers[Api.safety].run_moderation(ModerationRequest(input="a bomb"))
+        assert out.model == "second"
+    finally:
+        await stack.shutdown()
+    config = config.model_copy(update={"safety": SafetyConfig(default_shield_id="third")})
+    with pytest.raises(ConfigError, match=r"safety.default_shield_id: 'third' is not a registered shield"):
+        await _started(config)
+
+
+def test_a_default_shield_without_a_safety_provider_is_a_config_error() -> None:
+    config = RunConfig.model_validate(
+        {"providers": {}, "safety": {"default_shield_id": "pii"}, "source": "run.yaml"}
+    )
+    with pytest.raises(ConfigError, match=r"run\.yaml: safety\.default_shield_id: 'pii' names a shield"):
+        Stack.build(config, PluginManager(strict=True, allow=(), deny=(), trace=False))
+
+
+def test_the_safety_section_reads_as_in_newer_llama_stack() -> None:
+    doc = {"version": 2, "providers": {}, "shields": [{"shield_id": None}, {"shield_id": "a"}]}
+    assert parse_run_config(doc, source="x").default_moderation_shield() == "a"
+    assert parse_run_config({**doc, "safety": None}, source="x").default_moderation_shield() == "a"
+    with_default = {**doc, "safety": {"default_shield_id": "b"}}
+    assert parse_run_config(with_default, source="x").default_moderation_shield() == "b"
+    assert parse_run_config({"version": 2, "providers": {}}, source="x").default_moderation_shield() is None
 
 
 async def test_a_bad_configured_shield_fails_start_up_naming_it(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ class ModerationRequest(BaseModel):
     )
     model: str | None = Field(
         default=None,
-        description="The shield to run: its identifier or its provider_shield_id. Omitted: the only "
+        description="The shield to run: its identifier or its provider_shield_id. Omitted: the run "
+        "config's safety.default_shield_id, else its first shield under `shields:`, else the only "
         "registered shield.",
     )
 

@@ -68,9 +68,21 @@ class ShieldsRoutingTable(RoutingTable[Shield]):
 
     # -- lookups for moderations ---------------------------------------------------------------
 
-    async def for_moderation(self, model: str | None) -> Shield:
+    async def for_moderation(self, model: str | None, *, default: str | None = None) -> Shield:
         """The shield a moderation request's ``model`` names: a shield identifier, else the
-        ``provider_shield_id`` of exactly one shield; omitted, the only registered shield."""
+        ``provider_shield_id`` of exactly one shield. Omitted: ``default`` (the run config's
+        ``safety.default_shield_id``, else its first listed shield), else the only registered shield."""
+        if not model and default:
+            try:
+                return await self.get(default)
+            except NotFoundError:  # unregistered through the API since start-up
+                raise NotFoundError(
+                    f"model is omitted and the run config's default shield '{default}' (its "
+                    f"safety.default_shield_id, else its first shield under shields:) is not registered "
+                    f"now; name a shield as model, or register '{default}' again. Registered shields: "
+                    f"{_listed(await self.list(HOT_LIST_MAX_AGE))}.",
+                    param="model",
+                ) from None
         if model:
             try:
                 return await self.get(model)
@@ -96,8 +108,9 @@ class ShieldsRoutingTable(RoutingTable[Shield]):
         if len(shields) == 1:
             return shields[0]
         raise BadRequestError(
-            f"model is required when {len(shields)} shields are registered: name the shield to run. "
-            f"Registered shields: {_listed(shields)}.",
+            f"model is required: {len(shields)} shields are registered and the run config names no "
+            f"default. Name the shield to run, or set safety.default_shield_id (or list a shield under "
+            f"shields:) in the run config. Registered shields: {_listed(shields)}.",
             param="model",
         )
 

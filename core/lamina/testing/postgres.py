@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lamina.testing.processes import free_port
 
-INSTALL_HINT = "install PostgreSQL (Debian: apt-get install -y postgresql; .ci/run does it)"
+INSTALL_HINT = "install the Debian package postgresql (apt-get install -y postgresql; .ci/run does it)"
 
 
 def find_pg_bin() -> Path | None:
@@ -57,7 +57,13 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError:
+                raise FileNotFoundError(
+                    "PostgreSQL refuses to run as root and there is no 'postgres' system user to run it "
+                    f"as; {INSTALL_HINT} (it creates the user), or run the tests as a normal user"
+                ) from None
             for path in (self.data_dir.parent, self.data_dir):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
         result = self._run(
@@ -116,6 +122,9 @@ class PostgresServer:
 
 def start_postgres(base_dir: Path) -> PostgresServer:
     bin_dir = find_pg_bin()
-    if bin_dir is None:
-        raise FileNotFoundError(f"PostgreSQL server binaries not found; {INSTALL_HINT}")
+    if bin_dir is None or not (bin_dir / "initdb").exists():
+        where = f" in {bin_dir} (LAMINA_PG_BIN)" if bin_dir else " (/usr/lib/postgresql/*/bin or PATH)"
+        raise FileNotFoundError(
+            f"PostgreSQL server binaries (initdb, pg_ctl) not found{where}; {INSTALL_HINT}"
+        )
     return PostgresServer(data_dir=base_dir / "pgdata", port=free_port(), bin_dir=bin_dir).start()

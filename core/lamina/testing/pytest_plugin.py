@@ -116,6 +116,14 @@ def fake_upstream(lamina_logs: Path) -> Iterator[ServerProcess]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def local_lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``lamina run local``: the embedded local distribution (SmolLM2, MiniLM, faiss, shields) as a
+    user starts it with ``hatch run serve``, shared by the session; state in a temporary LAMINA_HOME."""
+    with lamina_server("local", tmp_path_factory.mktemp("local-lamina"), name="local") as server:
+        yield server
+
+
 @pytest.fixture
 def start_lamina(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start ``lamina run`` on a run config dict; every server started is stopped after the test."""
