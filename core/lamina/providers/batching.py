@@ -21,9 +21,10 @@ the next batch to the thread. That is one loop wake-up each way instead of a wor
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -172,7 +173,7 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
             self._no_task, max_batch_size=max_batch_size, workers=workers, name=name, sort_key=sort_key
         )
         self._run_sync = run
-        self._executor: ThreadPoolExecutor | None = None
+        self._inboxes: list[queue.SimpleQueue] | None = None  # one per thread: its next batch, or None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[int] = []
 
@@ -181,11 +182,18 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name)
+        # Own threads, each with a SimpleQueue (put is one C call), not a ThreadPoolExecutor: its
+        # submit's Python-level bookkeeping (work item, idle semaphore) ran on the event loop, in the
+        # GIL contention of the thread it had just woken (~0.2 ms per batch under a profiler).
+        self._inboxes = [queue.SimpleQueue() for _ in range(self.workers)]
+        for worker, inbox in enumerate(self._inboxes):
+            threading.Thread(
+                target=self._thread_main, args=(worker, inbox), name=f"{self.name}-{worker}", daemon=True
+            ).start()
         self._idle = list(reversed(range(self.workers)))
 
     async def close(self, reason: str = "the provider shut down") -> None:
-        executor, self._executor = self._executor, None
+        inboxes, self._inboxes = self._inboxes, None
         self._idle = []
         stranded = [req for reqs in self._in_flight.values() for req in reqs]
         self._in_flight.clear()
@@ -194,12 +202,12 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
         for req in stranded:
             if not req.future.done():
                 req.future.set_exception(RuntimeError(reason))
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        for inbox in inboxes or []:
+            inbox.put(None)  # the thread ends after its running batch, whose results are dropped
 
     async def submit(self, items: Sequence[T]) -> list[R]:
         """One result per item, in the order of ``items``."""
-        if self._executor is None:
+        if self._inboxes is None:
             raise RuntimeError(f"{self.name} is not started")
         if not items:
             return []
@@ -215,13 +223,17 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
 
     def _dispatch(self) -> None:
         """Hand batches to idle threads while requests wait (on the loop)."""
-        while self._idle and self._pending and self._executor is not None:
+        while self._idle and self._pending and self._inboxes is not None:
             batch = self._next_batch()
             if not batch:
                 return
             worker = self._idle.pop()
             self._in_flight[worker] = [req for req, _i, _item in batch]
-            self._executor.submit(self._in_thread, worker, batch)
+            self._inboxes[worker].put(batch)
+
+    def _thread_main(self, worker: int, inbox: queue.SimpleQueue) -> None:
+        while (batch := inbox.get()) is not None:
+            self._in_thread(worker, batch)
 
     def _in_thread(self, worker: int, batch: list[tuple[_Request[T, R], int, T]]) -> None:
         results: Sequence[R] | None = None
@@ -242,7 +254,7 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
         results: Sequence[R] | None,
         error: BaseException | None,
     ) -> None:
-        if self._executor is None:
+        if self._inboxes is None:
             return  # closed meanwhile: close() failed the batch's requests
         self._in_flight.pop(worker, None)
         self._idle.append(worker)
