@@ -1,12 +1,13 @@
-"""lamina.providers.batching.RoundRobinBatcher: order, fairness, failures, cancellation."""
+"""lamina.providers.batching (RoundRobinBatcher, ThreadedBatcher): order, fairness, failures, cancels."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
-from lamina.providers.batching import RoundRobinBatcher
+from lamina.providers.batching import RoundRobinBatcher, ThreadedBatcher
 
 
 class Recorder:
@@ -172,3 +173,115 @@ async def test_requests_arriving_while_the_model_is_busy_are_gathered_into_one_b
     assert [len(b) for b in recorder.batches] == [1, 8, 1]
     assert recorder.batches[1] == list(range(1, 9))
     await batcher.close()
+
+
+class ThreadRecorder:
+    """A synchronous 'model' for ThreadedBatcher (runs on its thread); ``gate`` holds every batch."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.fail_on = fail_on
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def run(self, worker: int, items: list[int]) -> list[int]:
+        self.batches.append(items)
+        self.entered.set()
+        assert self.gate.wait(20), "the test never opened the gate"
+        if self.fail_on in items:
+            raise ValueError(f"cannot score {self.fail_on}")
+        return [2 * i for i in items]
+
+
+async def threaded(recorder: ThreadRecorder, max_batch_size: int = 4) -> ThreadedBatcher[int, int]:
+    batcher: ThreadedBatcher[int, int] = ThreadedBatcher(recorder.run, max_batch_size=max_batch_size)
+    batcher.start()
+    return batcher
+
+
+async def test_threaded_a_lone_request_goes_to_the_thread_from_submit_without_a_loop_turn() -> None:
+    """No worker task: the request is handed over before ``submit`` first yields."""
+    recorder = ThreadRecorder()
+    batcher = await threaded(recorder)
+    lone = asyncio.ensure_future(batcher.submit([5]))
+    await asyncio.sleep(0)  # the submitting task's first step only
+    # blocks the loop on purpose: a worker task could not run now, only the thread can answer
+    assert recorder.entered.wait(10)
+    assert recorder.batches == [[5]]
+    recorder.gate.set()
+    assert await lone == [10]
+    assert batcher.batches_run == 1 and batcher.items_run == 1
+    await batcher.close()
+
+
+async def test_threaded_order_fairness_and_gathering_while_busy() -> None:
+    recorder = ThreadRecorder()
+    batcher = await threaded(recorder, max_batch_size=8)
+    first = asyncio.ensure_future(batcher.submit([0]))
+    await asyncio.sleep(0)
+    assert recorder.entered.wait(10)
+    big = asyncio.ensure_future(batcher.submit(list(range(100, 120))))
+    later = [asyncio.ensure_future(batcher.submit([i])) for i in range(1, 4)]
+    await asyncio.sleep(0.01)
+    assert len(recorder.batches) == 1  # nothing else handed over while the thread is busy
+    recorder.gate.set()
+    assert await first == [0]
+    assert [await t for t in later] == [[2], [4], [6]]
+    assert await big == [2 * i for i in range(100, 120)]
+    # round robin: the small requests went in the first batch after the busy one, with the big one
+    assert sorted(recorder.batches[1]) == [1, 2, 3, 100, 101, 102, 103, 104]
+    assert sum(len(b) for b in recorder.batches) == 24
+    await batcher.close()
+
+
+async def test_threaded_a_failed_batch_fails_its_requests_and_the_batcher_goes_on() -> None:
+    recorder = ThreadRecorder(fail_on=3)
+    recorder.gate.set()
+    batcher = await threaded(recorder)
+    with pytest.raises(ValueError, match="cannot score 3"):
+        await batcher.submit([3])
+    assert await batcher.submit([1, 2]) == [2, 4]
+    await batcher.close()
+
+
+async def test_threaded_a_wrong_number_of_results_fails_the_batch() -> None:
+    batcher: ThreadedBatcher[int, int] = ThreadedBatcher(lambda w, items: items[:-1], max_batch_size=4)
+    batcher.start()
+    with pytest.raises(RuntimeError, match="1 results for a batch of 2"):
+        await batcher.submit([1, 2])
+    await batcher.close()
+
+
+async def test_threaded_a_cancelled_request_is_dropped_from_later_batches() -> None:
+    recorder = ThreadRecorder()
+    batcher = await threaded(recorder, max_batch_size=2)
+    doomed = asyncio.ensure_future(batcher.submit(list(range(10))))
+    await asyncio.sleep(0)
+    assert recorder.entered.wait(10)
+    doomed.cancel()
+    other = asyncio.ensure_future(batcher.submit([50]))
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    assert await other == [100]
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert recorder.batches == [[0, 1], [50]]  # nothing more of the cancelled request ran
+    await batcher.close()
+
+
+async def test_threaded_close_fails_waiting_and_running_requests_and_then_refuses() -> None:
+    recorder = ThreadRecorder()
+    batcher = await threaded(recorder, max_batch_size=1)
+    running = asyncio.ensure_future(batcher.submit([1]))
+    await asyncio.sleep(0)
+    assert recorder.entered.wait(10)
+    waiting = asyncio.ensure_future(batcher.submit([2]))
+    await asyncio.sleep(0)
+    await batcher.close("shutting down")
+    for fut in (running, waiting):
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await fut
+    recorder.gate.set()  # the running batch's late results are dropped
+    await asyncio.sleep(0.05)
+    with pytest.raises(RuntimeError, match="not started"):
+        await batcher.submit([3])

@@ -11,11 +11,18 @@ A caller that goes away (client disconnect) cancels its future: what is left of 
 from later batches. A batch that fails (``run`` raises, is cancelled, or returns a wrong number of
 results) fails every request with an item in it, and the worker goes on. ``close`` fails every
 request still waiting, those in a running batch included.
+
+``ThreadedBatcher`` is the same coalescing for a model that runs synchronously on threads, with no
+worker tasks: a request that finds a thread idle is handed to it from ``submit`` itself, and a
+batch's thread delivers all its results in one ``call_soon_threadsafe`` callback, which also hands
+the next batch to the thread. That is one loop wake-up each way instead of a worker task's turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -144,3 +151,125 @@ class RoundRobinBatcher(Generic[T, R]):
         for req, _index, _item in batch:
             if not req.future.done():
                 req.future.set_exception(exc)
+
+
+class ThreadedBatcher(RoundRobinBatcher[T, R]):
+    """``RoundRobinBatcher``'s contract for ``run(worker_index, items) -> results`` run on one of
+    ``workers`` threads (a synchronous model call that releases the GIL, e.g. ONNX Runtime).
+
+    A batch on a thread cannot be interrupted: ``close`` fails its requests at once and its results
+    are dropped when they arrive."""
+
+    def __init__(
+        self,
+        run: Callable[[int, list[T]], Sequence[R]],
+        *,
+        max_batch_size: int,
+        workers: int = 1,
+        name: str = "batcher",
+        sort_key: Callable[[T], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            self._no_task, max_batch_size=max_batch_size, workers=workers, name=name, sort_key=sort_key
+        )
+        self._run_sync = run
+        self._inboxes: list[queue.SimpleQueue] | None = None  # one per thread: its next batch, or None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: list[int] = []
+
+    async def _no_task(self, worker: int, items: list[T]) -> Sequence[R]:  # pragma: no cover
+        raise AssertionError("ThreadedBatcher runs no worker tasks")
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        # Own threads, each with a SimpleQueue (put is one C call), not a ThreadPoolExecutor: its
+        # submit's Python-level bookkeeping (work item, idle semaphore) ran on the event loop, in the
+        # GIL contention of the thread it had just woken (~0.2 ms per batch under a profiler).
+        self._inboxes = [queue.SimpleQueue() for _ in range(self.workers)]
+        for worker, inbox in enumerate(self._inboxes):
+            threading.Thread(
+                target=self._thread_main, args=(worker, inbox), name=f"{self.name}-{worker}", daemon=True
+            ).start()
+        self._idle = list(reversed(range(self.workers)))
+
+    async def close(self, reason: str = "the provider shut down") -> None:
+        inboxes, self._inboxes = self._inboxes, None
+        self._idle = []
+        stranded = [req for reqs in self._in_flight.values() for req in reqs]
+        self._in_flight.clear()
+        while self._pending:
+            stranded.append(self._pending.popleft())
+        for req in stranded:
+            if not req.future.done():
+                req.future.set_exception(RuntimeError(reason))
+        for inbox in inboxes or []:
+            inbox.put(None)  # the thread ends after its running batch, whose results are dropped
+
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """One result per item, in the order of ``items``."""
+        if self._inboxes is None:
+            raise RuntimeError(f"{self.name} is not started")
+        if not items:
+            return []
+        order = list(range(len(items)))
+        if self._sort_key is not None:
+            key = self._sort_key
+            order.sort(key=lambda i: key(items[i]))
+        req: _Request[T, R] = _Request(items, order, self._loop.create_future())  # type: ignore[union-attr]
+        self._pending.append(req)
+        if self._idle:
+            self._dispatch()
+        return await req.future
+
+    def _dispatch(self) -> None:
+        """Hand batches to idle threads while requests wait (on the loop)."""
+        while self._idle and self._pending and self._inboxes is not None:
+            batch = self._next_batch()
+            if not batch:
+                return
+            worker = self._idle.pop()
+            self._in_flight[worker] = [req for req, _i, _item in batch]
+            self._inboxes[worker].put(batch)
+
+    def _thread_main(self, worker: int, inbox: queue.SimpleQueue) -> None:
+        while (batch := inbox.get()) is not None:
+            self._in_thread(worker, batch)
+
+    def _in_thread(self, worker: int, batch: list[tuple[_Request[T, R], int, T]]) -> None:
+        results: Sequence[R] | None = None
+        error: BaseException | None = None
+        try:
+            results = self._run_sync(worker, [item for _r, _i, item in batch])
+        except BaseException as exc:  # a native panic may be a BaseException: it fails the batch only
+            error = exc
+        try:
+            self._loop.call_soon_threadsafe(self._finish, worker, batch, results, error)  # type: ignore[union-attr]
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def _finish(
+        self,
+        worker: int,
+        batch: list[tuple[_Request[T, R], int, T]],
+        results: Sequence[R] | None,
+        error: BaseException | None,
+    ) -> None:
+        if self._inboxes is None:
+            return  # closed meanwhile: close() failed the batch's requests
+        self._in_flight.pop(worker, None)
+        self._idle.append(worker)
+        if error is None and results is not None and len(results) != len(batch):
+            error = RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
+        if error is not None or results is None:
+            self._fail(batch, error or RuntimeError(f"{self.name}: the batch returned nothing"))
+        else:
+            self.batches_run += 1
+            self.items_run += len(batch)
+            for (req, index, _item), result in zip(batch, results, strict=True):
+                if req.future.done():
+                    continue
+                req.out[index] = result
+                req.remaining -= 1
+                if req.remaining == 0:
+                    req.future.set_result(req.out)
+        self._dispatch()

@@ -171,7 +171,10 @@ class WorkerProcess:
             try:
                 proc.stdin.write((json.dumps({"id": request_id, "texts": texts}) + "\n").encode())
                 await proc.stdin.drain()
-                line = await asyncio.wait_for(proc.stdout.readline(), self.request_timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the read in a task of
+                # its own, loop turns on the path of every scored batch.
+                async with asyncio.timeout(self.request_timeout):
+                    line = await proc.stdout.readline()
             except (BrokenPipeError, ConnectionResetError):
                 line = b""
             except TimeoutError:  # hung: kill it, so the next call gets a fresh process
