@@ -136,15 +136,20 @@ class RoundRobinBatcher(Generic[T, R]):
                 self._fail(batch, exc)
                 continue
             self._in_flight.pop(worker, None)
-            self.batches_run += 1
-            self.items_run += len(batch)
-            for (req, index, _item), result in zip(batch, results, strict=True):
-                if req.future.done():
-                    continue
-                req.out[index] = result
-                req.remaining -= 1
-                if req.remaining == 0:
-                    req.future.set_result(req.out)
+            self._deliver(batch, results)
+
+    def _deliver(self, batch: list[tuple[_Request[T, R], int, T]], results: Sequence[R]) -> None:
+        """Hand a finished batch's results to their requests; a request whose items are all done
+        gets its answer."""
+        self.batches_run += 1
+        self.items_run += len(batch)
+        for (req, index, _item), result in zip(batch, results, strict=True):
+            if req.future.done():
+                continue
+            req.out[index] = result
+            req.remaining -= 1
+            if req.remaining == 0:
+                req.future.set_result(req.out)
 
     @staticmethod
     def _fail(batch: list[tuple[_Request[T, R], int, T]], exc: BaseException) -> None:
@@ -263,13 +268,5 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
         if error is not None or results is None:
             self._fail(batch, error or RuntimeError(f"{self.name}: the batch returned nothing"))
         else:
-            self.batches_run += 1
-            self.items_run += len(batch)
-            for (req, index, _item), result in zip(batch, results, strict=True):
-                if req.future.done():
-                    continue
-                req.out[index] = result
-                req.remaining -= 1
-                if req.remaining == 0:
-                    req.future.set_result(req.out)
+            self._deliver(batch, results)
         self._dispatch()
