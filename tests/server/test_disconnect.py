@@ -7,6 +7,7 @@ rule: here a vector-io insert whose client leaves while its chunks are being emb
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -55,3 +56,50 @@ def test_an_insert_whose_client_leaves_is_finished(start_lamina) -> None:
     assert found, "the insert was cut when its client left: no chunk was stored"
     assert found[0]["metadata"]["document_id"] == "d599"
     assert "finishing_after_client_left" in server.log_path.read_text()
+
+
+def test_a_request_whose_client_leaves_is_logged_499_not_500(start_lamina, fake_upstream) -> None:
+    """The access log says what happened to a request whose client went away (nginx's 499, "client
+    closed request"), not a server error: nothing failed on the server. The upstream is the fake one
+    (its ``slow`` model answers after 5 s: a real server cannot be made slow on demand)."""
+    server = start_lamina(
+        {
+            "version": 2,
+            "image_name": "disconnect-log",
+            "providers": {
+                "inference": [
+                    {
+                        "provider_id": "up",
+                        "provider_type": "remote::vllm",
+                        "config": {"url": f"{fake_upstream.url}/v1"},
+                    }
+                ]
+            },
+            "models": [{"model_id": "slow", "provider_id": "up", "provider_model_id": "slow"}],
+        }
+    )
+    path = "/v1/openai/v1/chat/completions"
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(
+            f"{server.url}{path}",
+            json={"model": "slow", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+            timeout=httpx.Timeout(10, read=0.5),
+        )
+    deadline = time.monotonic() + 20
+    while not (logged := _access_log(server.log_path, path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert logged, "no access-log line for the abandoned request"
+    assert logged[0]["status"] == 499, logged[0]
+    assert logged[0]["client_gone"] is True, logged[0]
+
+
+def _access_log(log_path, path: str) -> list[dict]:
+    entries = []
+    for line in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "request" and entry.get("path") == path:
+            entries.append(entry)
+    return entries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -39,6 +40,7 @@ async def request_middleware(request: web.Request, handler):
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500
+    gone: dict[str, bool] = {}  # the access log's client_gone, only when it is true
     try:
         raw = request.headers.get(PROVIDER_DATA_HEADER)
         if raw:
@@ -77,6 +79,14 @@ async def request_middleware(request: web.Request, handler):
                 f"server.max_request_body_bytes)",
             )
         return plain_error(exc.status, exc.reason or exc.text or "error")
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler of a client that went away (handler_cancellation): nothing
+        # failed here and nobody reads an answer. nginx's 499 ("client closed request") says so;
+        # a 500 would read as a server error. (A handler cancelled with its client still there, at
+        # the end of a shutdown's drain, keeps the 500.)
+        if request.transport is None or request.transport.is_closing():
+            status, gone = 499, {"client_gone": True}
+        raise
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
         return plain_error(
@@ -89,6 +99,7 @@ async def request_middleware(request: web.Request, handler):
             path=request.path,
             status=status,
             ms=round((time.perf_counter() - started) * 1000, 2),
+            **gone,
         )
 
 
