@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
+from lamina import fast_json
 from lamina.errors import LaminaError
 from lamina.server.keys import ACTIVE_STREAMS, SHUTTING_DOWN
 
@@ -53,7 +54,7 @@ def encode_event(item: Any) -> bytes:
     if isinstance(item, BaseModel):
         payload = item.model_dump_json().encode()
     else:
-        payload = json.dumps(item, separators=(",", ":")).encode()
+        payload = fast_json.dumps(item)  # ~10x json.dumps on float-heavy chunks (lamina.fast_json)
     return b"data: " + payload + b"\n\n"
 
 
