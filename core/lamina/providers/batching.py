@@ -75,13 +75,7 @@ class RoundRobinBatcher(Generic[T, R]):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        stranded = [req for reqs in self._in_flight.values() for req in reqs]
-        self._in_flight.clear()
-        while self._pending:
-            stranded.append(self._pending.popleft())
-        for req in stranded:
-            if not req.future.done():
-                req.future.set_exception(RuntimeError(reason))
+        self._fail_stranded(reason)
 
     async def submit(self, items: Sequence[T]) -> list[R]:
         """One result per item, in the order of ``items``."""
@@ -89,14 +83,29 @@ class RoundRobinBatcher(Generic[T, R]):
             raise RuntimeError(f"{self.name} is not started")
         if not items:
             return []
+        req = self._enqueue(items)
+        self._wakeup.set()
+        return await req.future
+
+    def _enqueue(self, items: Sequence[T]) -> _Request[T, R]:
+        """Queue a request, its items in ``sort_key`` order (results still come back in its order)."""
         order = list(range(len(items)))
         if self._sort_key is not None:
             key = self._sort_key
             order.sort(key=lambda i: key(items[i]))
         req: _Request[T, R] = _Request(items, order, asyncio.get_running_loop().create_future())
         self._pending.append(req)
-        self._wakeup.set()
-        return await req.future
+        return req
+
+    def _fail_stranded(self, reason: str) -> None:
+        """Fail every request still waiting or in a running batch (on close)."""
+        stranded = [req for reqs in self._in_flight.values() for req in reqs]
+        self._in_flight.clear()
+        while self._pending:
+            stranded.append(self._pending.popleft())
+        for req in stranded:
+            if not req.future.done():
+                req.future.set_exception(RuntimeError(reason))
 
     def _next_batch(self) -> list[tuple[_Request[T, R], int, T]]:
         batch: list[tuple[_Request[T, R], int, T]] = []
@@ -200,13 +209,7 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
     async def close(self, reason: str = "the provider shut down") -> None:
         inboxes, self._inboxes = self._inboxes, None
         self._idle = []
-        stranded = [req for reqs in self._in_flight.values() for req in reqs]
-        self._in_flight.clear()
-        while self._pending:
-            stranded.append(self._pending.popleft())
-        for req in stranded:
-            if not req.future.done():
-                req.future.set_exception(RuntimeError(reason))
+        self._fail_stranded(reason)
         for inbox in inboxes or []:
             inbox.put(None)  # the thread ends after its running batch, whose results are dropped
 
@@ -216,12 +219,7 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
             raise RuntimeError(f"{self.name} is not started")
         if not items:
             return []
-        order = list(range(len(items)))
-        if self._sort_key is not None:
-            key = self._sort_key
-            order.sort(key=lambda i: key(items[i]))
-        req: _Request[T, R] = _Request(items, order, self._loop.create_future())  # type: ignore[union-attr]
-        self._pending.append(req)
+        req = self._enqueue(items)
         if self._idle:
             self._dispatch()
         return await req.future
