@@ -1,4 +1,4 @@
-"""lamina.providers.batching (RoundRobinBatcher, ThreadedBatcher): order, fairness, failures, cancels."""
+"""lamina.providers.batching (RoundRobinBatcher, DirectBatcher, ThreadedBatcher): order, fairness, failures, cancels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lamina.providers.batching import RoundRobinBatcher, ThreadedBatcher
+from lamina.providers.batching import DirectBatcher, RoundRobinBatcher, ThreadedBatcher
 
 
 class Recorder:
@@ -285,3 +285,73 @@ async def test_threaded_close_fails_waiting_and_running_requests_and_then_refuse
     await asyncio.sleep(0.05)
     with pytest.raises(RuntimeError, match="not started"):
         await batcher.submit([3])
+
+
+class CallbackModel:
+    """A 'model' for DirectBatcher that runs elsewhere (here: answers later on the loop, as a worker
+    process's pipe callback does); ``begin`` records each batch and returns at once."""
+
+    def __init__(self, refuse: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.pending: list[tuple[list[int], object]] = []
+        self.refuse = refuse
+
+    def begin(self, worker: int, items: list[int], done) -> None:
+        if self.refuse in items:
+            raise OSError(f"could not send {self.refuse}")
+        self.batches.append(items)
+        self.pending.append((items, done))
+
+    def answer(self) -> None:
+        items, done = self.pending.pop(0)
+        done([2 * i for i in items], None)
+
+
+async def test_direct_a_lone_request_is_begun_from_submit_and_answered_by_its_callback() -> None:
+    model = CallbackModel()
+    batcher: DirectBatcher[int, int] = DirectBatcher(model.begin, max_batch_size=4)
+    batcher.start()
+    lone = asyncio.ensure_future(batcher.submit([5]))
+    await asyncio.sleep(0)  # the submitting task's first step only: no worker task exists to run
+    assert model.batches == [[5]]
+    later = [asyncio.ensure_future(batcher.submit([i])) for i in (1, 2)]
+    await asyncio.sleep(0)
+    assert model.batches == [[5]]  # the worker is busy: the two wait together
+    model.answer()  # the callback delivers [5] and begins the next batch at once
+    assert model.batches == [[5], [1, 2]]
+    model.answer()
+    assert await lone == [10] and [await t for t in later] == [[2], [4]]
+    await batcher.close()
+
+
+async def test_direct_a_batch_that_cannot_begin_fails_alone_and_frees_its_worker() -> None:
+    model = CallbackModel(refuse=3)
+    batcher: DirectBatcher[int, int] = DirectBatcher(model.begin, max_batch_size=4)
+    batcher.start()
+    with pytest.raises(OSError, match="could not send 3"):
+        await batcher.submit([3])
+    ok = asyncio.ensure_future(batcher.submit([1]))
+    await asyncio.sleep(0)
+    model.answer()
+    assert await ok == [2]
+    await batcher.close()
+
+
+async def test_direct_an_error_from_the_callback_fails_the_batch_and_close_fails_a_running_one() -> None:
+    model = CallbackModel()
+    batcher: DirectBatcher[int, int] = DirectBatcher(model.begin, max_batch_size=4)
+    batcher.start()
+    failing = asyncio.ensure_future(batcher.submit([1]))
+    await asyncio.sleep(0)
+    _items, done = model.pending.pop(0)
+    done(None, RuntimeError("the worker process died"))
+    with pytest.raises(RuntimeError, match="the worker process died"):
+        await failing
+    running = asyncio.ensure_future(batcher.submit([2]))
+    await asyncio.sleep(0)
+    await batcher.close("shutting down")
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await running
+    model.answer()  # a late answer after close is dropped
+    with pytest.raises(RuntimeError, match="is not started"):
+        await batcher.submit([1])

@@ -12,10 +12,12 @@ from later batches. A batch that fails (``run`` raises, is cancelled, or returns
 results) fails every request with an item in it, and the worker goes on. ``close`` fails every
 request still waiting, those in a running batch included.
 
-``ThreadedBatcher`` is the same coalescing for a model that runs synchronously on threads, with no
-worker tasks: a request that finds a thread idle is handed to it from ``submit`` itself, and a
-batch's thread delivers all its results in one ``call_soon_threadsafe`` callback, which also hands
-the next batch to the thread. That is one loop wake-up each way instead of a worker task's turns.
+``DirectBatcher`` is the same coalescing with no worker tasks, for a model that runs elsewhere and
+reports back by callback: a request that finds a worker idle is handed to it from ``submit`` itself,
+and the callback that delivers a batch's results also hands the worker its next batch. That is one
+loop wake-up each way instead of a worker task's turns. ``ThreadedBatcher`` is a ``DirectBatcher``
+on threads (a synchronous model call that releases the GIL); a worker process with non-blocking
+pipes is another (plugins/prompt-guard).
 """
 
 from __future__ import annotations
@@ -167,12 +169,101 @@ class RoundRobinBatcher(Generic[T, R]):
                 req.future.set_exception(exc)
 
 
-class ThreadedBatcher(RoundRobinBatcher[T, R]):
-    """``RoundRobinBatcher``'s contract for ``run(worker_index, items) -> results`` run on one of
-    ``workers`` threads (a synchronous model call that releases the GIL, e.g. ONNX Runtime).
+Done = Callable[[Sequence[Any] | None, BaseException | None], None]
 
-    A batch on a thread cannot be interrupted: ``close`` fails its requests at once and its results
-    are dropped when they arrive."""
+
+class DirectBatcher(RoundRobinBatcher[T, R]):
+    """``RoundRobinBatcher``'s contract without worker tasks, for a model that runs elsewhere (threads,
+    a process) and reports back by callback. ``begin(worker, items, done)`` starts a batch on an idle
+    worker and returns at once; the model calls ``done(results, None)`` or ``done(None, error)`` on the
+    event loop when the batch ends. A request that finds a worker idle is handed to it from ``submit``
+    itself, and ``done`` hands the worker its next batch: no loop turn on either side.
+
+    A running batch cannot be interrupted: ``close`` fails its requests at once and its results are
+    dropped when they arrive."""
+
+    def __init__(
+        self,
+        begin: Callable[[int, list[T], Done], None],
+        *,
+        max_batch_size: int,
+        workers: int = 1,
+        name: str = "batcher",
+        sort_key: Callable[[T], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            self._no_task, max_batch_size=max_batch_size, workers=workers, name=name, sort_key=sort_key
+        )
+        self._begin = begin
+        self._open = False
+        self._idle: list[int] = []
+
+    async def _no_task(self, worker: int, items: list[T]) -> Sequence[R]:  # pragma: no cover
+        raise AssertionError("a DirectBatcher runs no worker tasks")
+
+    def start(self) -> None:
+        self._open = True
+        self._idle = list(reversed(range(self.workers)))
+
+    async def close(self, reason: str = "the provider shut down") -> None:
+        self._open = False
+        self._idle = []
+        self._fail_stranded(reason)
+
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """One result per item, in the order of ``items``."""
+        if not self._open:
+            raise RuntimeError(f"{self.name} is not started")
+        if not items:
+            return []
+        req = self._enqueue(items)
+        if self._idle:
+            self._dispatch()
+        return await req.future
+
+    def _dispatch(self) -> None:
+        """Hand batches to idle workers while requests wait (on the loop)."""
+        while self._idle and self._pending and self._open:
+            batch = self._next_batch()
+            if not batch:
+                return
+            worker = self._idle.pop()
+            self._in_flight[worker] = [req for req, _i, _item in batch]
+
+            def done(
+                results: Sequence[R] | None, error: BaseException | None, worker=worker, batch=batch
+            ) -> None:
+                self._finish(worker, batch, results, error)
+
+            try:
+                self._begin(worker, [item for _r, _i, item in batch], done)
+            except Exception as exc:  # could not even start: this batch fails, the worker is free again
+                self._finish(worker, batch, None, exc)
+
+    def _finish(
+        self,
+        worker: int,
+        batch: list[tuple[_Request[T, R], int, T]],
+        results: Sequence[R] | None,
+        error: BaseException | None,
+    ) -> None:
+        if not self._open:
+            return  # closed meanwhile: close() failed the batch's requests
+        self._in_flight.pop(worker, None)
+        self._idle.append(worker)
+        if error is None and results is not None and len(results) != len(batch):
+            error = RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
+        if error is not None or results is None:
+            self._fail(batch, error or RuntimeError(f"{self.name}: the batch returned nothing"))
+        else:
+            self._deliver(batch, results)
+        self._dispatch()
+
+
+class ThreadedBatcher(DirectBatcher[T, R]):
+    """``DirectBatcher`` for ``run(worker_index, items) -> results`` run on one of ``workers`` threads
+    (a synchronous model call that releases the GIL, e.g. ONNX Runtime); each thread delivers a
+    batch's results with one ``call_soon_threadsafe``."""
 
     def __init__(
         self,
@@ -184,15 +275,11 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
         sort_key: Callable[[T], Any] | None = None,
     ) -> None:
         super().__init__(
-            self._no_task, max_batch_size=max_batch_size, workers=workers, name=name, sort_key=sort_key
+            self._put, max_batch_size=max_batch_size, workers=workers, name=name, sort_key=sort_key
         )
         self._run_sync = run
-        self._inboxes: list[queue.SimpleQueue] | None = None  # one per thread: its next batch, or None
+        self._inboxes: list[queue.SimpleQueue] = []  # one per thread: its next batch, or None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: list[int] = []
-
-    async def _no_task(self, worker: int, items: list[T]) -> Sequence[R]:  # pragma: no cover
-        raise AssertionError("ThreadedBatcher runs no worker tasks")
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -204,67 +291,27 @@ class ThreadedBatcher(RoundRobinBatcher[T, R]):
             threading.Thread(
                 target=self._thread_main, args=(worker, inbox), name=f"{self.name}-{worker}", daemon=True
             ).start()
-        self._idle = list(reversed(range(self.workers)))
+        super().start()
 
     async def close(self, reason: str = "the provider shut down") -> None:
-        inboxes, self._inboxes = self._inboxes, None
-        self._idle = []
-        self._fail_stranded(reason)
-        for inbox in inboxes or []:
+        await super().close(reason)
+        inboxes, self._inboxes = self._inboxes, []
+        for inbox in inboxes:
             inbox.put(None)  # the thread ends after its running batch, whose results are dropped
 
-    async def submit(self, items: Sequence[T]) -> list[R]:
-        """One result per item, in the order of ``items``."""
-        if self._inboxes is None:
-            raise RuntimeError(f"{self.name} is not started")
-        if not items:
-            return []
-        req = self._enqueue(items)
-        if self._idle:
-            self._dispatch()
-        return await req.future
-
-    def _dispatch(self) -> None:
-        """Hand batches to idle threads while requests wait (on the loop)."""
-        while self._idle and self._pending and self._inboxes is not None:
-            batch = self._next_batch()
-            if not batch:
-                return
-            worker = self._idle.pop()
-            self._in_flight[worker] = [req for req, _i, _item in batch]
-            self._inboxes[worker].put(batch)
+    def _put(self, worker: int, items: list[T], done: Done) -> None:
+        self._inboxes[worker].put((items, done))
 
     def _thread_main(self, worker: int, inbox: queue.SimpleQueue) -> None:
-        while (batch := inbox.get()) is not None:
-            self._in_thread(worker, batch)
-
-    def _in_thread(self, worker: int, batch: list[tuple[_Request[T, R], int, T]]) -> None:
-        results: Sequence[R] | None = None
-        error: BaseException | None = None
-        try:
-            results = self._run_sync(worker, [item for _r, _i, item in batch])
-        except BaseException as exc:  # a native panic may be a BaseException: it fails the batch only
-            error = exc
-        try:
-            self._loop.call_soon_threadsafe(self._finish, worker, batch, results, error)  # type: ignore[union-attr]
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
-
-    def _finish(
-        self,
-        worker: int,
-        batch: list[tuple[_Request[T, R], int, T]],
-        results: Sequence[R] | None,
-        error: BaseException | None,
-    ) -> None:
-        if self._inboxes is None:
-            return  # closed meanwhile: close() failed the batch's requests
-        self._in_flight.pop(worker, None)
-        self._idle.append(worker)
-        if error is None and results is not None and len(results) != len(batch):
-            error = RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
-        if error is not None or results is None:
-            self._fail(batch, error or RuntimeError(f"{self.name}: the batch returned nothing"))
-        else:
-            self._deliver(batch, results)
-        self._dispatch()
+        while (job := inbox.get()) is not None:
+            items, done = job
+            results: Sequence[R] | None = None
+            error: BaseException | None = None
+            try:
+                results = self._run_sync(worker, items)
+            except BaseException as exc:  # a native panic may be a BaseException: it fails the batch only
+                error = exc
+            try:
+                self._loop.call_soon_threadsafe(done, results, error)  # type: ignore[union-attr]
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more

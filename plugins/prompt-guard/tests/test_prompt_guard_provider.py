@@ -342,3 +342,16 @@ async def test_text_that_is_not_valid_unicode_is_a_400_naming_it(tmp_path: Path)
         assert err.value.param == "input[1]"
     finally:
         await provider.shutdown()
+
+
+async def test_a_batch_larger_than_the_pipe_buffer_is_sent_whole(provider: PromptGuardProvider) -> None:
+    """A batch of ~100 KB does not fit the 64 KB pipe: the rest is written as the worker reads it
+    (non-blocking, never stalling the loop), and every text is scored as when scored alone."""
+    worker = provider.workers[0]
+    texts = [f"{REPORT} ({i})" for i in range(100)] + [INJECTION]
+    assert sum(len(t.encode()) for t in texts) > 100_000
+    alone = (await worker.score([INJECTION]))[0].score
+    scored = await worker.score(texts)
+    assert len(scored) == len(texts)
+    assert scored[-1].score == pytest.approx(alone, abs=1e-6)
+    assert max(s.score for s in scored[:-1]) < alone

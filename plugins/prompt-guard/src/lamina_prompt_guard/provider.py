@@ -28,14 +28,9 @@ from lamina.errors import BadRequestError, ServiceUnavailableError, UpstreamErro
 from lamina.providers import ProviderBase, ProviderContext
 from lamina_prompt_guard.batcher import Batcher
 from lamina_prompt_guard.config import PromptGuardConfig, Scope
-from lamina_prompt_guard.engine import (
-    ModelFilesError,
-    Scored,
-    WorkerError,
-    WorkerProcess,
-    resolve_model_dir,
-)
+from lamina_prompt_guard.engine import ModelFilesError, resolve_model_dir
 from lamina_prompt_guard.windows import windows
+from lamina_prompt_guard.worker_process import Scored, WorkerError, WorkerProcess
 
 log = structlog.get_logger(__name__)
 
