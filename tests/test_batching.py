@@ -1,4 +1,4 @@
-"""lamina.providers.batching (RoundRobinBatcher, DirectBatcher, ThreadedBatcher): order, fairness, failures, cancels."""
+"""lamina.providers.batching (RoundRobin-, Direct-, ThreadedBatcher): order, fairness, failures, cancels."""
 
 from __future__ import annotations
 
