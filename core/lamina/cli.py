@@ -210,6 +210,11 @@ def distributions_show(name: str) -> None:
     click.echo(dists[name].run_config.rstrip("\n"))
 
 
+from lamina.scaffold.command import new_plugin  # noqa: E402 - the template command, no heavy imports
+
+cli.add_command(new_plugin)
+
+
 def main() -> None:
     try:
         _main()
