@@ -112,6 +112,29 @@ def routes_by_method(protocol: type) -> dict[str, list[str]]:
     return out
 
 
+def _default(field: Any) -> str:
+    """Like the hook reference's, but a factory's value is shown only when it is a fixed empty
+    container: a timestamp or a fresh id would make the output differ on every run."""
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return f"`{value!r}`" if value in ([], {}, set(), ()) else "computed when created"
+    return f"`{field.default!r}`"
+
+
+def fields_table(model: type[BaseModel]) -> list[str]:
+    from lamina.docs_gen import _cell, _escape, type_name
+
+    rows = ["| Field | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        rows.append(
+            f"| `{name}` | `{_cell(type_name(field.annotation))}` | {_default(field)} "
+            f"| {_escape(_cell(field.description or ''))} |"
+        )
+    return rows
+
+
 def _errors() -> list[type[Exception]]:
     from lamina import errors
 
@@ -195,7 +218,7 @@ def _protocol_section(protocol: type, types: list[type[BaseModel]]) -> list[str]
 
 
 def render() -> str:
-    from lamina.docs_gen import _anchor, _header, fields_table, summary
+    from lamina.docs_gen import _anchor, _header, summary
 
     protocols = provider_protocols()
     out = [
