@@ -108,7 +108,8 @@ def routes_by_method(protocol: type) -> dict[str, list[str]]:
     for obj in vars(module).values():
         if inspect.isclass(obj) and obj.__module__ == module.__name__ and obj is not protocol:
             for decl in routes_of(obj):
-                out.setdefault(decl.name, []).extend(f"{decl.method} {decl.openapi_path(p)}" for p in decl.paths)
+                paths = [f"{decl.method} {decl.openapi_path(p)}" for p in decl.paths]
+                out.setdefault(decl.name, []).extend(paths)
     return out
 
 
@@ -155,10 +156,10 @@ def _lifecycle() -> list[str]:
 
     out = ["## Every provider", "", doc_to_markdown(ProviderBase.__doc__ or ""), ""]
     out += [
-        "A plugin's `ProviderSpec.factory` names `async def factory(config, deps, context)`: `config` is the "
-        "validated `config_class` instance, `deps` maps each `Api` in `api_dependencies` to that API's router, "
-        "and `context` is a `ProviderContext`. Subclass `lamina.providers.ProviderBase` for the lifecycle "
-        "below.",
+        "A plugin's `ProviderSpec.factory` names `async def factory(config, deps, context)`: `config` is "
+        "the validated `config_class` instance, `deps` maps each `Api` in `api_dependencies` to that API's "
+        "router, and `context` is a `ProviderContext`. Subclass `lamina.providers.ProviderBase` for the "
+        "lifecycle below.",
         "",
         f"`ProviderContext`: {' '.join((ProviderContext.__doc__ or '').split())}",
         "",
@@ -193,7 +194,7 @@ def _errors_section() -> list[str]:
     ]
     for cls in _errors():
         out.append(f"| `{cls.__name__}` | {cls.status} | {summary(cls.__doc__) if cls.__doc__ else ''} |")
-    return out + [""]
+    return [*out, ""]
 
 
 def _protocol_section(protocol: type, types: list[type[BaseModel]]) -> list[str]:

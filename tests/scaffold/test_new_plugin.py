@@ -37,11 +37,9 @@ def test_a_generated_plugin_installs_and_passes_its_kit(api: str, tmp_path: Path
     package = tmp_path / "lamina-echo"
     assert f"created {package}" in created.stdout
     site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
     install = subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-            "--no-input", "--disable-pip-version-check", "--target", str(site), str(package),
-        ],  # fmt: skip
+        [*pip, "--disable-pip-version-check", "--target", str(site), str(package)],
         capture_output=True,
         text=True,
         timeout=300,
