@@ -143,8 +143,7 @@ def _errors() -> list[type[Exception]]:
         (
             cls
             for cls in vars(errors).values()
-            if inspect.isclass(cls) and issubclass(cls, errors.LaminaError)
-            and cls is not errors.LaminaError
+            if inspect.isclass(cls) and issubclass(cls, errors.LaminaError) and cls is not errors.LaminaError
         ),
         key=lambda cls: (cls.status, cls.__name__),
     )
