@@ -100,3 +100,15 @@ def test_the_guides_example_is_the_generated_code() -> None:
     assert {f"lamina-echo/{p}" for p in expected} <= set(shown), sorted(shown)
     for path, text in shown.items():
         assert text == generated[path], f"PLUGIN_GUIDE.md's {path} differs from `lamina new-plugin echo`"
+
+
+@pytest.mark.parametrize("api", scaffold.apis())
+def test_the_generated_code_is_lint_clean(api: str, tmp_path: Path) -> None:
+    """ruff with this repository's rules and line length, on a long plugin name."""
+    package = scaffold.write(tmp_path, "acme-guard-service", api)
+    rules = ["--line-length", "110", "--target-version", "py311"]
+    check = [sys.executable, "-m", "ruff", "check", "--select", "E,F,W,I,B,UP,ASYNC,RUF", *rules, "."]
+    fmt = [sys.executable, "-m", "ruff", "format", "--check", "--diff", *rules, "."]
+    for argv in (check, fmt):
+        result = subprocess.run(argv, cwd=package, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
