@@ -63,7 +63,7 @@ def test_a_generated_plugin_installs_and_passes_its_kit(api: str, tmp_path: Path
     out = kit.stdout + kit.stderr
     assert kit.returncode == 0, out
     passed = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
-    assert passed >= 10 and " failed" not in out, out
+    assert passed >= 5 and " failed" not in out, out
 
 
 def test_names_and_targets_are_checked(tmp_path: Path) -> None:
