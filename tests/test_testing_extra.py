@@ -44,6 +44,6 @@ def test_the_testing_extra_brings_what_the_kits_import() -> None:
     imported = set().union(*(_top_level_imports(p) for p in LOADED))
     third_party = {n for n in imported if n not in sys.stdlib_module_names and n != "lamina"}
     missing = sorted(n for n in third_party if DISTRIBUTION.get(n, n).lower() not in provided)
-    assert not missing, f"lamina.testing imports these; neither lamina nor lamina[testing] has them: {missing}"
+    assert not missing, f"lamina.testing imports these; lamina and lamina[testing] lack them: {missing}"
     # llama-stack-client 0.2.12 imports fire and requests without declaring them.
     assert {"llama-stack-client", "fire", "requests", "pytest-asyncio"} <= provided
