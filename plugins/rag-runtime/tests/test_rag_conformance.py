@@ -28,7 +28,9 @@ VECTOR_PROVIDER = next(
 
 @pytest.mark.skipif(VECTOR_PROVIDER is None, reason="needs lamina-faiss or lamina-sqlite-vec installed")
 class TestRagRuntimeKit(ToolRuntimeConformance):
-    supports_rag = True  # the group under test is the plugin's default, builtin::rag
+    supports_rag = True  # rag-tool/insert, rag-tool/query and knowledge_search (builtin::rag)
+    # Groups the kit registers besides builtin::rag: knowledge_search bound to no vector DB yet.
+    tool_group: ClassVar[dict[str, Any] | None] = {"provider_id": "rag-runtime"}
     run_config: ClassVar[dict[str, Any]] = {
         "version": 2,
         "image_name": "rag-runtime-kit",

@@ -22,8 +22,9 @@ answers a ``ToolInvocationResult``; a missing required argument is a 400 naming 
 unknown tool or group is a 404; an unregistered group's tools are gone; groups survive a restart.
 
 A provider serving ``builtin::rag`` (the RAG tool, ``RAGToolRuntime``) sets ``supports_rag = True``
-and ``tool_group = None`` (the group is its plugin's default) and gives an ``embedding_model`` its run
-config registers (with a ``vector_io`` provider): the kit then inserts documents through
+(``tool_group`` may then stay None: the group under test is its plugin's default, ``builtin::rag``)
+and gives an ``embedding_model`` its run config registers (with a ``vector_io`` provider): the kit
+then inserts documents through
 ``/v1/tool-runtime/rag-tool/insert`` and finds them with ``rag-tool/query`` and the
 ``knowledge_search`` tool.
 """
