@@ -558,7 +558,7 @@ class InferenceProvider(Protocol):
     value the provider cannot honour (``logprobs``, a ``response_format``, ``tools``) raises
     ``BadRequestError(message, param="<field>")`` (400 naming the field); it is never silently
     ignored. A failing backend raises ``UpstreamError(provider_id, ...)`` (502) or
-    ``UpstreamTimeoutError`` (504).
+    ``UpstreamTimeoutError`` (504). ``lamina.testing.conformance.InferenceConformance`` checks it.
 
     Streams: when ``request.stream`` is true a completion method returns an async iterator and the
     server writes each item as a server-sent event the moment it is yielded. The method itself is

@@ -204,7 +204,7 @@ class Safety(Protocol):
 class SafetyProvider(Protocol):
     """A Safety provider: serves the shields registered with it.
 
-    Contract:
+    Contract (``lamina.testing.conformance.SafetyConformance`` checks it):
 
     * ``register_shield`` checks the provider can serve the shield (its ``provider_shield_id`` and
       ``params``) and raises ``BadRequestError`` naming the field and the fix when not; it is

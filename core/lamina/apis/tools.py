@@ -280,7 +280,7 @@ class RAGToolRuntime(Protocol):
 
 
 class ToolRuntimeProvider(Protocol):
-    """A tool_runtime provider.
+    """A tool_runtime provider (``lamina.testing.conformance.ToolRuntimeConformance`` checks it).
 
     * ``list_runtime_tools(tool_group)`` returns the tool definitions of one of its tool groups.
     * ``invoke_tool(tool_group, tool_name, kwargs)`` runs one of them; the group is passed so the
