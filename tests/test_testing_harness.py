@@ -206,11 +206,15 @@ def test_the_plugin_registers_its_markers_for_strict_markers_suites(tmp_path: Pa
     assert "@pytest.mark.e2e:" in markers and "@pytest.mark.postgres:" in markers
 
 
-def test_start_lamina_takes_port_env_and_extra_args(start_lamina, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fixture", ["lamina_server", "start_lamina"])
+def test_lamina_server_takes_port_env_and_extra_args(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     from lamina.testing.processes import free_port
 
+    start = request.getfixturevalue(fixture)
     port = free_port()
-    server = start_lamina(
+    server = start(
         {"version": 2, "image_name": "harness", "providers": {}},
         port=port,
         env={"LAMINA_LOG_FORMAT": "console"},

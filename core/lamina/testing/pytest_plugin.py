@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from lamina.testing import processes  # processes.lamina_server: `lamina_server` here is the fixture
 from lamina.testing.child_processes import ChildGuard, live_children
 from lamina.testing.processes import (
     RUNNING,
     ServerProcess,
     fake_openai_server,
-    lamina_server,
     llamacpp_server,
 )
 
@@ -133,7 +133,7 @@ def fake_upstream(lamina_logs: Path) -> Iterator[ServerProcess]:
 def local_lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``lamina run local``: the embedded local distribution (SmolLM2, MiniLM, faiss, shields) as a
     user starts it with ``hatch run serve``, shared by the session; state in a temporary LAMINA_HOME."""
-    with lamina_server("local", tmp_path_factory.mktemp("local-lamina"), name="local") as server:
+    with processes.lamina_server("local", tmp_path_factory.mktemp("local-lamina"), name="local") as server:
         yield server
 
 
@@ -159,7 +159,7 @@ def start_lamina(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         work_dir: Path | None = None,
         name: str | None = None,
     ) -> ServerProcess:
-        server = lamina_server(
+        server = processes.lamina_server(
             run_config,
             work_dir or tmp_path,
             port=port,
@@ -173,6 +173,18 @@ def start_lamina(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def lamina_server(start_lamina: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """``lamina_server(run_config, *, port=None, env=None, extra_args=None, work_dir=tmp_path, name=...)``:
+    a started ``lamina run``, stopped after the test; the same as ``start_lamina``.
+
+    For a server shared by a class or module, use the function of the same name,
+    ``lamina.testing.processes.lamina_server(run_config, work_dir, *, port=, env=, extra_args=)``,
+    in a fixture of that scope: ``with lamina_server(config, work_dir) as server: yield server``.
+    """
+    return start_lamina
 
 
 from lamina.testing.fixtures import postgres_server  # noqa: E402,F401 - re-exported fixture
