@@ -105,3 +105,55 @@ def test_api_reference_shows_models_and_streaming() -> None:
     assert "SSE of `ChatCompletionResponseStreamChunk`" in row
     alias = next(line for line in text.splitlines() if "| `/v1/chat/completions` |" in line)
     assert "alias of `/v1/openai/v1/chat/completions`" in alias and "[DONE]" in alias
+
+
+# -- the provider contract ---------------------------------------------------------------------
+
+
+def test_provider_contract_documents_every_provider_protocol_and_method() -> None:
+    from lamina import docs_contract
+
+    text = (DOCS / docs_contract.FILE).read_text()
+    protocols = docs_contract.provider_protocols()
+    names = {p.__name__ for p in protocols}
+    assert {"InferenceProvider", "SafetyProvider", "VectorIOProvider", "FilesProvider"} <= names
+    assert "ToolRuntimeProvider" in names
+    for protocol in protocols:
+        assert f"## {protocol.__name__}\n" in text
+        assert protocol.__doc__, f"{protocol.__name__} has no docstring: its contract is the reference"
+        for method in docs_contract.protocol_methods(protocol):
+            assert f"### `{protocol.__name__}.{method}`\n" in text
+
+
+def test_provider_contract_says_who_does_what_on_the_wire() -> None:
+    """The questions a plugin author once had to read the core for are answered in the reference."""
+    from lamina import docs_contract
+
+    text = (DOCS / docs_contract.FILE).read_text()
+    section = text.split("## InferenceProvider\n", 1)[1].split("\n## ", 1)[0]
+    assert "start -> progress* -> complete" in section
+    assert "the server adds `data: [DONE]`" in section
+    assert "The server enforces\n`stream_options.include_usage`" in section
+    assert "`NotImplementedByProviderError` (501)" in section
+    assert "`model.provider_model_id`" in section
+    assert "max_tokens` and says `out_of_tokens`" in section
+    assert (
+        "async def chat_completion(self, model: Model, request: ChatCompletionRequest) -> "
+        "ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]" in section
+    )
+    assert "Serves: `POST /v1/openai/v1/chat/completions`, `POST /v1/chat/completions`" in section
+    # Every status a provider may raise is in the errors table, and every type a method names is defined.
+    for status in (400, 404, 413, 501, 502, 504):
+        assert f"| {status} |" in text
+    for model in ("ChatCompletionRequest", "Model", "ChunkQuery", "UploadFileRequest"):
+        assert f"### {model}\n" in text
+
+
+def test_a_stale_provider_contract_fails_the_check(tmp_path: Path, capsys) -> None:
+    from lamina import docs_contract
+
+    assert docs_gen.main(["--docs-dir", str(tmp_path)]) == 0
+    path = tmp_path / docs_contract.FILE
+    path.write_text(path.read_text().replace("start -> progress* -> complete", "start, then text"))
+    assert docs_gen.main(["--check", "--docs-dir", str(tmp_path)]) == 1
+    assert f"docs/{docs_contract.FILE} is stale" in capsys.readouterr().err

@@ -168,3 +168,61 @@ def test_longer_lived_fixtures_own_their_servers_and_restarts(tmp_path: Path) ->
         "test_generated.py::test_last_in_module_uses_the_forgetful_one"
     }, out
     assert not any(pid_alive(pid) for pid in _noted_pids(tmp_path))
+
+
+def test_the_plugin_registers_its_markers_for_strict_markers_suites(tmp_path: Path) -> None:
+    """A plugin's own test suite (no marker declarations of its own) runs the kits with --strict-markers."""
+    (tmp_path / "test_generated.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.e2e
+            def test_e2e():
+                pass
+
+            @pytest.mark.postgres
+            def test_postgres():
+                pass
+            """
+        )
+    )
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")  # declares no markers
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout + result.stderr
+    markers = subprocess.run(
+        [sys.executable, "-m", "pytest", "--markers", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    assert "@pytest.mark.e2e:" in markers and "@pytest.mark.postgres:" in markers
+
+
+@pytest.mark.parametrize("fixture", ["lamina_server", "start_lamina"])
+def test_lamina_server_takes_port_env_and_extra_args(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from lamina.testing.processes import free_port
+
+    start = request.getfixturevalue(fixture)
+    port = free_port()
+    server = start(
+        {"version": 2, "image_name": "harness", "providers": {}},
+        port=port,
+        env={"LAMINA_LOG_FORMAT": "console"},
+        extra_args=["--host", "127.0.0.1"],
+        name="keywords",
+    )
+    assert server.port == port and server.url == f"http://127.0.0.1:{port}"
+    assert server.argv[-2:] == ["--host", "127.0.0.1"]
+    assert server.env is not None and server.env["LAMINA_LOG_FORMAT"] == "console"
+    assert httpx.get(server.url + "/v1/health", timeout=30).status_code == 200
+    assert (tmp_path / "keywords.log").is_file()

@@ -133,6 +133,7 @@ def plugins(as_json: bool) -> None:
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+        _fail_on_broken(rows)
         return
     if not rows:
         click.echo("no plugins installed")
@@ -148,6 +149,17 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  distributions: {', '.join(row['distributions'])}")
         if row["hooks"]:
             click.echo(f"  hooks: {', '.join(row['hooks'])}")
+    _fail_on_broken(rows)
+
+
+def _fail_on_broken(rows: list[dict]) -> None:
+    """Exit 1 naming the plugins that failed to load: skipped by `lamina run`, a failure when asked."""
+    failed = [row["distribution"] for row in rows if row["status"] == "failed"]
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} plugin(s) failed to load: {', '.join(failed)} (the error of each is listed); "
+            f"fix or uninstall them, or disable them with LAMINA_DISABLE_PLUGINS={','.join(failed)}"
+        )
 
 
 @cli.command()
@@ -208,6 +220,11 @@ def distributions_show(name: str) -> None:
     if name not in dists:
         raise click.ClickException(f"no distribution {name!r}; installed: {', '.join(dists) or 'none'}")
     click.echo(dists[name].run_config.rstrip("\n"))
+
+
+from lamina.scaffold.command import new_plugin  # noqa: E402 - the template command, no heavy imports
+
+cli.add_command(new_plugin)
 
 
 def main() -> None:

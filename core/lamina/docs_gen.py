@@ -1,6 +1,7 @@
-"""Generate the hook reference (docs/hooks.md) and the HTTP API reference (docs/api.md) from the code.
+"""Generate the hook reference (docs/hooks.md), the HTTP API reference (docs/api.md) and the provider
+contract (docs/provider-contract.md, ``lamina.docs_contract``) from the code.
 
-``python -m lamina.docs_gen`` (``hatch run docs``) rewrites both files; ``--check`` writes nothing
+``python -m lamina.docs_gen`` (``hatch run docs``) rewrites the three files; ``--check`` writes nothing
 and exits 1 naming every file that differs from what would be generated. The hook reference comes
 from ``lamina.hookspecs`` (signatures and docstrings) and ``lamina.specs`` (the records hooks
 return); the API reference comes from the ``@webmethod`` route declarations of the API Protocols
@@ -364,7 +365,9 @@ _OTHER_SUMMARIES = {
 
 def generate() -> dict[str, str]:
     """File name (inside the docs directory) -> the text it should hold."""
-    return {HOOKS_FILE: render_hooks(), API_FILE: render_api()}
+    from lamina import docs_contract
+
+    return {HOOKS_FILE: render_hooks(), API_FILE: render_api(), docs_contract.FILE: docs_contract.render()}
 
 
 def default_docs_dir() -> Path:

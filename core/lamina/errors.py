@@ -78,26 +78,36 @@ class LaminaError(Exception):
 
 
 class BadRequestError(LaminaError):
+    """The request is invalid, or asks for something this provider cannot do: name the field in ``param``."""
+
     status = 400
     error_type = "invalid_request_error"
 
 
 class UnauthorizedError(LaminaError):
+    """The request carries no valid credentials (a missing or bad bearer token)."""
+
     status = 401
     error_type = "authentication_error"
 
 
 class ForbiddenError(LaminaError):
+    """The caller is known but not allowed to do this (an access rule forbids it)."""
+
     status = 403
     error_type = "permission_error"
 
 
 class NotFoundError(LaminaError):
+    """The request names a resource (model, shield, file, vector DB, ...) that does not exist."""
+
     status = 404
     error_type = "not_found_error"
 
 
 class ConflictError(LaminaError):
+    """The request clashes with the current state (an id already taken by something else)."""
+
     status = 409
     error_type = "conflict_error"
 
@@ -109,16 +119,22 @@ class QuotaExceededError(ConflictError):
 
 
 class PayloadTooLargeError(LaminaError):
+    """The request or an upload is larger than a configured limit: name the limit."""
+
     status = 413
     error_type = "invalid_request_error"
 
 
 class RateLimitError(LaminaError):
+    """Too many requests; the client may retry later."""
+
     status = 429
     error_type = "rate_limit_error"
 
 
 class NotImplementedByProviderError(LaminaError):
+    """This provider does not serve this method or feature at all: say what it serves."""
+
     status = 501
     error_type = "not_implemented_error"
 
@@ -136,11 +152,15 @@ class UpstreamError(LaminaError):
 
 
 class UpstreamTimeoutError(UpstreamError):
+    """The provider's upstream did not answer in time."""
+
     status = 504
     error_type = "upstream_timeout"
 
 
 class ServiceUnavailableError(LaminaError):
+    """Not ready (a provider still starting, or down): the client may retry (``retry_after``)."""
+
     status = 503
     error_type = "service_unavailable"
 

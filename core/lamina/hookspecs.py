@@ -409,9 +409,10 @@ def lamina_models() -> list[DefaultResource]:
       persisted from an earlier run) is left as it is, and the run config's ``models:`` entries are registered
       after the defaults and replace them.
     - A default goes through ``lamina_validate_resource`` and the provider's ``register_model`` like any
-      registration; one that is refused fails start-up.
+      registration; one that is refused is logged (``default_resource_not_registered``) and skipped, and
+      start-up goes on.
     - A record whose ``type`` is not ``model`` is invalid. No I/O: do not ask a server which models it has
-      here (a provider can do that in its own ``initialize``).
+      here; a provider whose backend knows what it serves implements ``list_models()`` instead.
 
     Example::
 

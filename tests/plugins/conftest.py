@@ -66,8 +66,10 @@ class Result:
         )
 
     def plugins(self) -> dict[str, dict[str, Any]]:
-        """``lamina plugins --json`` rows by entry-point name."""
-        return {row["name"]: row for row in self.json()}
+        """``lamina plugins --json`` rows by entry-point name (listed even when the command exits 1
+        because a plugin failed to load)."""
+        assert self.returncode in (0, 1) and self.stdout, self.explain()
+        return {row["name"]: row for row in json.loads(self.stdout)}
 
 
 class Dists:

@@ -345,6 +345,20 @@ async def test_hook_lamina_models(load, tmp_path: Path) -> None:
         assert await stack.models.list() == []
 
 
+async def test_a_refused_default_model_is_skipped_and_start_up_goes_on(load, tmp_path: Path) -> None:
+    """The one rule PLUGIN_GUIDE.md and docs/hooks.md state: a default the provider or a veto refuses is
+    logged (``default_resource_not_registered``), never a start-up failure; the other defaults stay."""
+    pm = load("alpha", "beta")  # beta vetoes model ids starting with "forbidden-"
+    refused = DefaultResource(
+        type=ResourceType.model, provider_type="remote::test-alpha", identifier="forbidden-default"
+    )
+    pm.register(plugin_module("lamina_test_refused", lamina_models=lambda: [refused]), name="refused")
+    beta = {"provider_id": "b", "provider_type": "inline::test-beta"}
+    providers = {"inference": [alpha_entry("p1")], "safety": [beta]}
+    async with started(Stack.build(run_config(tmp_path, providers), pm)) as stack:
+        assert [m.identifier for m in await stack.models.list()] == ["alpha-default"]
+
+
 async def test_hook_lamina_shields(load) -> None:
     pm = load("beta")
     assert pm.default_resources(ResourceType.shield) == [

@@ -107,6 +107,9 @@ def test_plugins_json_lists_versions_providers_resources_and_hooks(dists) -> Non
 
 def test_broken_plugin_is_reported_by_name_and_skipped(dists) -> None:
     result = dists.lamina("plugins", "--json", dists=["alpha", "broken"])
+    # `lamina plugins` lists everything, then exits 1 naming the broken plugin (`lamina run` skips it).
+    assert result.returncode == 1, result.explain()
+    assert "1 plugin(s) failed to load: lamina-test-broken" in result.stderr
     rows = result.plugins()  # stdout is still pure JSON
     broken = rows["test_broken"]
     assert broken["status"] == "failed"
@@ -119,6 +122,10 @@ def test_broken_plugin_is_reported_by_name_and_skipped(dists) -> None:
     # The others still work.
     assert rows["test_alpha"]["status"] == "loaded"
     assert rows["test_alpha"]["providers"] == {"inference": ["remote::test-alpha"]}
+    text = dists.lamina("plugins", dists=["alpha", "broken"])
+    assert text.returncode == 1 and "lamina-test-broken 0.1.0 (test_broken): failed" in text.stdout
+    assert "LAMINA_DISABLE_PLUGINS=lamina-test-broken" in text.stderr.splitlines()[-1]
+    assert dists.lamina("plugins", dists=["alpha"]).returncode == 0, "nothing broken: exit 0"
     hello = dists.lamina("alpha-hello", dists=["alpha", "broken"])
     assert hello.returncode == 0 and hello.stdout == "alpha says hello to world\n", hello.explain()
     assert len(warnings_about(hello.stderr, "test_broken")) == 1, "reported once per command"
@@ -233,7 +240,8 @@ def test_misspelled_hook_is_reported_with_a_hint_and_the_plugin_skipped(dists) -
 def test_output_does_not_depend_on_load_order(dists) -> None:
     forward = dists.lamina("plugins", "--json", dists=DIST_ORDER)
     backward = dists.lamina("plugins", "--json", dists=reversed(DIST_ORDER))
-    assert forward.returncode == backward.returncode == 0, forward.explain()
+    # DIST_ORDER includes broken plugins: both list everything and exit 1 naming them.
+    assert forward.returncode == backward.returncode == 1, forward.explain()
     assert forward.stdout == backward.stdout
     assert _warning_lines(forward.stderr) == _warning_lines(backward.stderr)
     assert len(forward.plugins()) >= 6

@@ -165,6 +165,15 @@ async def test_tools_of_every_group_and_of_one(table: ToolGroupsRoutingTable) ->
     ]
     with pytest.raises(NotFoundError, match="tool_group 'nope'"):
         await table.list_tools(ListToolsRequest(toolgroup_id="nope"))
+    with pytest.raises(NotFoundError, match="tool_group 'nope/add'"):
+        await table.list_tools(ListToolsRequest(toolgroup_id="nope/add"))
+
+
+async def test_a_group_whose_id_has_a_slash_lists_its_tools(table: ToolGroupsRoutingTable) -> None:
+    """`GET /v1/tools?toolgroup_id=team/calc` once looked up group 'team' (a 404): whole id first."""
+    await table.register_tool_group(RegisterToolGroupRequest(toolgroup_id="team/calc", provider_id="more"))
+    tools = (await table.list_tools(ListToolsRequest(toolgroup_id="team/calc"))).data
+    assert [(t.toolgroup_id, t.identifier) for t in tools] == [("team/calc", "add")]
 
 
 async def test_a_broken_provider_hides_only_its_own_tools(

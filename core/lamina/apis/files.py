@@ -146,6 +146,8 @@ class Files(Protocol):
 class FilesProvider(Protocol):
     """What a ``files`` provider implements (with ``ProviderBase``'s lifecycle): the ``Files`` methods.
 
+    ``lamina.testing.conformance.FilesConformance`` checks it.
+
     The files router hands every call to one provider (see ``lamina.routers.files``) with the
     validated request model. The contract beyond the route shapes:
 

@@ -542,13 +542,117 @@ class Inference(Protocol):
 
 
 class InferenceProvider(Protocol):
-    """What an inference provider implements. ``model`` is the registered resource being served."""
+    """What an ``inference`` provider implements (with ``ProviderBase``'s lifecycle).
 
-    async def register_model(self, model: Model) -> Model: ...
-    async def unregister_model(self, model: Model) -> None: ...
-    async def chat_completion(self, model: Model, request: ChatCompletionRequest) -> Any: ...
-    async def completion(self, model: Model, request: CompletionRequest) -> Any: ...
-    async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse: ...
-    async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any: ...
-    async def openai_completion(self, model: Model, request: OpenAICompletionRequest) -> Any: ...
-    async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]: ...
+    The inference router resolves the request's model to its registered ``Model`` and its provider,
+    and hands both over: ``model`` is the resource being served and ``request`` the validated request.
+    Send ``model.provider_model_id`` upstream (the provider's own name for the model: the registered
+    ``provider_resource_id``, else the ``identifier``); never ``model.provider_resource_id`` itself,
+    which may be None. The router has already checked the model's type: an LLM call never reaches
+    your provider for an embedding model, nor an embedding call for an LLM.
+
+    A provider implements every method. What it does not serve raises
+    ``NotImplementedByProviderError`` (501) saying what it does serve: an embedding-only provider
+    raises it from the four completion methods and refuses LLM models in ``register_model``; a
+    chat-only one raises it from ``embeddings`` and ``openai_embeddings``. A request field whose
+    value the provider cannot honour (``logprobs``, a ``response_format``, ``tools``) raises
+    ``BadRequestError(message, param="<field>")`` (400 naming the field); it is never silently
+    ignored. A failing backend raises ``UpstreamError(provider_id, ...)`` (502) or
+    ``UpstreamTimeoutError`` (504). ``lamina.testing.conformance.InferenceConformance`` checks it.
+
+    Streams: when ``request.stream`` is true a completion method returns an async iterator and the
+    server writes each item as a server-sent event the moment it is yielded. The method itself is
+    a coroutine (the router awaits it): ``return self._stream(...)`` where ``_stream`` is an
+    ``async def`` generator, not ``yield`` in the method. Raise before the first item to answer with an HTTP
+    error status; an error raised after it becomes the stream's last event,
+    ``data: {"error": {"message": ...}}``. Native streams carry no ``[DONE]``; on the OpenAI routes
+    the server adds ``data: [DONE]`` itself (never yield it).
+    """
+
+    async def register_model(self, model: Model) -> Model:
+        """Check that the provider can serve ``model`` and return it (possibly with metadata added).
+
+        Called for the run config's models, plugins' defaults (``lamina_models``), ``POST
+        /v1/models``, models the provider lists itself (``list_models``) and, after a restart, every
+        persisted model. Refuse with ``BadRequestError(param="provider_model_id")`` (or
+        ``param="model_type"``) naming what it serves. A remote provider whose backend is down
+        accepts the model unchecked (bound any probe by a couple of seconds).
+        """
+        ...
+
+    async def unregister_model(self, model: Model) -> None:
+        """Forget ``model`` (``DELETE /v1/models/{model_id}``); nothing to do for most providers."""
+        ...
+
+    async def chat_completion(
+        self, model: Model, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
+        """Llama Stack chat completion: a ``ChatCompletionResponse``, or a stream when ``request.stream``.
+
+        The stream is ``start -> progress* -> complete``: first an event ``start`` (an empty
+        ``TextDelta``), then ``progress`` events carrying ``TextDelta`` text pieces or
+        ``ToolCallDelta`` tool calls, last an event ``complete`` with ``stop_reason`` (and the usage
+        as ``metrics``, optional). ``stop_reason`` is ``end_of_turn`` when the model finished,
+        ``end_of_message`` when it stopped to call a tool, and ``out_of_tokens`` when
+        ``sampling_params.max_tokens`` cut it short: a backend with no tokenizer counts tokens its
+        own way (words, say) but still stops at ``max_tokens`` and says ``out_of_tokens``.
+        ``sampling_params.stop`` sequences are not part of the answer.
+        """
+        ...
+
+    async def completion(
+        self, model: Model, request: CompletionRequest
+    ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
+        """Llama Stack text completion of ``request.content``, or a stream when ``request.stream``.
+
+        The stream is ``CompletionResponseStreamChunk`` pieces (``delta`` text); the last one has
+        ``stop_reason``. ``max_tokens`` and ``stop`` as for ``chat_completion``.
+        """
+        ...
+
+    async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        """One vector per item of ``request.contents``, in order, each of the model's dimension.
+
+        ``model.embedding_dimension`` (from ``metadata.embedding_dimension``) is the length clients
+        expect; texts that mean alike must score a higher cosine similarity than unrelated ones.
+        """
+        ...
+
+    async def openai_chat_completion(
+        self, model: Model, request: OpenAIChatCompletionRequest
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """OpenAI chat completion: a ``chat.completion`` object, or a stream of ``chat.completion.chunk``.
+
+        Return the answer as a dict (or pydantic model) in OpenAI's shape, with ``model`` set to
+        ``request.model`` (the identifier the client used, not the upstream's name). Build the
+        upstream body with ``request.upstream_body(model.provider_model_id)``. The router sends on
+        only the top-level fields OpenAI defines, so an engine's extras may stay in.
+
+        Usage in streams: always yield the usage (a last chunk with ``usage`` and ``choices: []``,
+        or ``usage`` on the last chunk), whatever ``stream_options`` says. The server enforces
+        ``stream_options.include_usage``: it sends the usage chunk, last and before ``[DONE]``, only
+        when the request asked for it, and the inference store records the usage either way. The
+        server also ends the stream with ``data: [DONE]`` (except to llama-stack-client, which
+        cannot parse it).
+        """
+        ...
+
+    async def openai_completion(
+        self, model: Model, request: OpenAICompletionRequest
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """OpenAI text completion: a ``text_completion`` object, or a stream of them.
+
+        Shapes, ``model``, usage and ``[DONE]`` as for ``openai_chat_completion``.
+        """
+        ...
+
+    async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
+        """OpenAI's embeddings answer, one vector per input, as a dict.
+
+        The shape: ``{"object": "list", "data": [{"object": "embedding", "index": i, "embedding":
+        [...]}, ...], "model": request.model, "usage": {"prompt_tokens": n, "total_tokens": n}}``.
+
+        Honour ``encoding_format`` (``float``, or ``base64`` of little-endian float32) and
+        ``dimensions`` when the model supports it (else a ``BadRequestError`` naming it).
+        """
+        ...

@@ -204,7 +204,7 @@ class Safety(Protocol):
 class SafetyProvider(Protocol):
     """A Safety provider: serves the shields registered with it.
 
-    Contract:
+    Contract (``lamina.testing.conformance.SafetyConformance`` checks it):
 
     * ``register_shield`` checks the provider can serve the shield (its ``provider_shield_id`` and
       ``params``) and raises ``BadRequestError`` naming the field and the fix when not; it is
@@ -225,10 +225,20 @@ class SafetyProvider(Protocol):
     * CPU-heavy work (classifiers) runs off the event loop.
     """
 
-    async def register_shield(self, shield: Shield) -> None: ...
+    async def register_shield(self, shield: Shield) -> None:
+        """Check the provider can serve ``shield``; ``BadRequestError`` naming the field otherwise."""
+        ...
 
-    async def unregister_shield(self, shield: Shield) -> None: ...
+    async def unregister_shield(self, shield: Shield) -> None:
+        """Forget ``shield`` (``DELETE /v1/shields/{identifier}``)."""
+        ...
 
     async def run_shield(
         self, shield: Shield, messages: list[Message], params: dict[str, Any]
-    ) -> RunShieldResponse: ...
+    ) -> RunShieldResponse:
+        """Judge ``messages``: ``RunShieldResponse(violation=None)``, or a ``SafetyViolation``.
+
+        ``params`` is the shield's registered params overlaid by the call's. Raise when no verdict
+        can be reached; never answer a silent "safe".
+        """
+        ...

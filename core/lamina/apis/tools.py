@@ -280,7 +280,7 @@ class RAGToolRuntime(Protocol):
 
 
 class ToolRuntimeProvider(Protocol):
-    """A tool_runtime provider.
+    """A tool_runtime provider (``lamina.testing.conformance.ToolRuntimeConformance`` checks it).
 
     * ``list_runtime_tools(tool_group)`` returns the tool definitions of one of its tool groups.
     * ``invoke_tool(tool_group, tool_name, kwargs)`` runs one of them; the group is passed so the
@@ -292,8 +292,17 @@ class ToolRuntimeProvider(Protocol):
       ``query(RAGQueryRequest)`` (``RAGToolRuntime``).
     """
 
-    async def list_runtime_tools(self, tool_group: ToolGroup) -> list[ToolDef]: ...
+    async def list_runtime_tools(self, tool_group: ToolGroup) -> list[ToolDef]:
+        """The tools of ``tool_group`` (name, description, parameters), asked when it is registered."""
+        ...
 
     async def invoke_tool(
         self, tool_group: ToolGroup, tool_name: str, kwargs: dict[str, Any]
-    ) -> ToolInvocationResult: ...
+    ) -> ToolInvocationResult:
+        """Run ``tool_name`` of ``tool_group``; the router has checked ``kwargs`` against its parameters.
+
+        Bad ``kwargs`` raise ``BadRequestError(param="kwargs.<name>")``; a failure of the tool
+        itself is a ``ToolInvocationResult`` with ``error_message`` (and ``error_code``). Any other
+        exception becomes a 502 naming the provider.
+        """
+        ...

@@ -42,12 +42,24 @@ class ProviderBase:
         return self.context.provider_id
 
     async def initialize(self) -> None:
+        """Awaited once at start-up, after the factory and before any request: open clients, load models.
+
+        Raising stops start-up with the provider named. Bound any probe of a remote backend by a
+        couple of seconds and do not fail because it is down: ``health`` reports that.
+        """
         return None
 
     async def shutdown(self) -> None:
+        """Awaited once at shutdown (in reverse start order): close clients, stop workers, flush state."""
         return None
 
     async def health(self) -> dict[str, Any]:
+        """``{"status": "OK"}``, or ``{"status": "Error", "message": ...}`` when the backend is down.
+
+        Asked at start-up and behind ``GET /v1/providers``; an ``Error`` marks the provider down in
+        ``/v1/health`` and the core asks again with backoff until it answers ``OK``. Keep it cheap
+        and bounded. The default, ``Not Implemented``, counts as healthy.
+        """
         return {"status": "Not Implemented"}
 
     async def list_models(self) -> list[Model] | None:

@@ -103,8 +103,7 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
 
     async def list_tools(self, request: ListToolsRequest) -> ListToolsResponse:
         if request.toolgroup_id:
-            group = await self.get(request.toolgroup_id.split("/", 1)[0] or request.toolgroup_id)
-            return ListToolsResponse(data=await self.tools_of(group))
+            return ListToolsResponse(data=await self.tools_of(await self._group_of(request.toolgroup_id)))
         out: list[Tool] = []
         for group in await self.list():
             try:
@@ -112,6 +111,20 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
             except LaminaError as exc:  # one broken provider must not hide every other tool
                 log.warning("tool_group_tools_not_listed", toolgroup_id=group.identifier, error=exc.message)
         return ListToolsResponse(data=out)
+
+    async def _group_of(self, toolgroup_id: str) -> ToolGroup:
+        """The group ``toolgroup_id`` names: itself when registered (ids may contain ``/``), else the
+        group of a qualified tool name ``<group>/<tool>`` (as Llama Stack accepts)."""
+        try:
+            return await self.get(toolgroup_id)
+        except NotFoundError:
+            head = toolgroup_id.split("/", 1)[0]
+            if not head or head == toolgroup_id:
+                raise
+        try:
+            return await self.get(head)
+        except NotFoundError:
+            return await self.get(toolgroup_id)  # the error names what the client asked for
 
     async def get_tool(self, request: GetToolRequest) -> Tool:
         tool, _group = await self.resolve_tool(request.tool_name)

@@ -16,16 +16,29 @@ from typing import Any
 
 import pytest
 
+from lamina.testing import processes  # processes.lamina_server: `lamina_server` here is the fixture
 from lamina.testing.child_processes import ChildGuard, live_children
 from lamina.testing.processes import (
     RUNNING,
     ServerProcess,
     fake_openai_server,
-    lamina_server,
     llamacpp_server,
 )
 
 _guard: ChildGuard | None = None
+
+
+# Markers the conformance kits and these fixtures put on tests, registered here so that a plugin's
+# test suite run with ``--strict-markers`` collects without declaring them itself.
+MARKERS = {
+    "e2e": "drives a real `lamina run` process with the official clients",
+    "postgres": "needs a PostgreSQL server (started by the tests)",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,24 +133,58 @@ def fake_upstream(lamina_logs: Path) -> Iterator[ServerProcess]:
 def local_lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``lamina run local``: the embedded local distribution (SmolLM2, MiniLM, faiss, shields) as a
     user starts it with ``hatch run serve``, shared by the session; state in a temporary LAMINA_HOME."""
-    with lamina_server("local", tmp_path_factory.mktemp("local-lamina"), name="local") as server:
+    with processes.lamina_server("local", tmp_path_factory.mktemp("local-lamina"), name="local") as server:
         yield server
 
 
 @pytest.fixture
 def start_lamina(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start ``lamina run`` on a run config dict; every server started is stopped after the test."""
+    """Start ``lamina run``: ``start_lamina(run_config, *, port=None, env=None, extra_args=None,
+    work_dir=tmp_path, name=...)``; every server started is stopped after the test.
+
+    ``run_config`` is a run config dict (written to ``work_dir``), a path or a distribution's name;
+    ``port`` defaults to a free one, ``env`` adds variables to the server's environment (its
+    ``LAMINA_HOME`` is ``work_dir/home``) and ``extra_args`` go after ``lamina run CONFIG --port N``.
+    The same keywords as ``lamina.testing.processes.lamina_server``, which a class-scoped fixture
+    uses as ``with lamina_server(config, work_dir, port=..., env=..., extra_args=...) as server:``.
+    """
     started: list[ServerProcess] = []
 
-    def start(run_config: dict[str, Any] | str | Path, **kwargs: Any) -> ServerProcess:
-        kwargs.setdefault("name", f"lamina{len(started)}")
-        server = lamina_server(run_config, kwargs.pop("work_dir", tmp_path), **kwargs).start()
+    def start(
+        run_config: dict[str, Any] | str | Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+        work_dir: Path | None = None,
+        name: str | None = None,
+    ) -> ServerProcess:
+        server = processes.lamina_server(
+            run_config,
+            work_dir or tmp_path,
+            port=port,
+            env=env,
+            extra_args=extra_args,
+            name=name or f"lamina{len(started)}",
+        ).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def lamina_server(start_lamina: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """``lamina_server(run_config, *, port=None, env=None, extra_args=None, work_dir=tmp_path, name=...)``:
+    a started ``lamina run``, stopped after the test; the same as ``start_lamina``.
+
+    For a server shared by a class or module, use the function of the same name,
+    ``lamina.testing.processes.lamina_server(run_config, work_dir, *, port=, env=, extra_args=)``,
+    in a fixture of that scope: ``with lamina_server(config, work_dir) as server: yield server``.
+    """
+    return start_lamina
 
 
 from lamina.testing.fixtures import postgres_server  # noqa: E402,F401 - re-exported fixture

@@ -1,21 +1,22 @@
 """The Inference conformance kit.
 
-Subclass ``InferenceConformance`` in a test module (its name must start with ``Test``) and provide
-one fixture, ``conformance_lamina``: a started ``lamina run`` (a ``ServerProcess``) whose config
-registers the models named by the class attributes. Switch off what the provider cannot do with
-the ``supports_*`` attributes; every test that remains must pass::
+Subclass ``InferenceConformance`` in a test module (its name must start with ``Test``), name the
+models it serves, and give it a server: ``run_config`` (a run config dict; the kit starts ``lamina
+run`` on it once per class) or a class-scoped ``conformance_lamina`` fixture yielding a started
+``ServerProcess``. The config must register the models named by the class attributes (in
+``models:``, or through the plugin's ``lamina_models`` defaults). Switch off what the provider
+cannot do with the ``supports_*`` attributes; every test that remains must pass::
 
     class TestMyProvider(InferenceConformance):
-        chat_model = "my-model"
+        chat_model = "my-model"              # None: an embedding-only provider
         embedding_model = "my-embedder"      # None: the provider serves no embeddings
         embedding_dimension = 384
         supports_logprobs = False
+        run_config = MY_RUN_CONFIG
 
-        @pytest.fixture(scope="class")
-        @classmethod
-        def conformance_lamina(cls, tmp_path_factory):
-            with lamina_server(my_run_config, tmp_path_factory.mktemp("lamina")) as server:
-                yield server
+A provider serving only embeddings sets ``chat_model = None``: the chat and completion tests are
+skipped and the kit checks that its embedding model is refused for chat. One serving only chat
+leaves ``embedding_model`` None.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import ClassVar
 
 import pytest
 from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
+from openai import BadRequestError as OpenAIBadRequest
 from openai import NotFoundError as OpenAINotFound
 from openai import OpenAI
 
@@ -39,6 +41,29 @@ STOP_REASONS = ("end_of_turn", "end_of_message", "out_of_tokens")
 OPENAI_FIELDS = {"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier"}
 
 
+# The tests that need a chat model (skipped when ``chat_model`` is None).
+_CHAT_TESTS = frozenset(
+    {
+        "test_chat_completion",
+        "test_chat_completion_max_tokens_is_honoured",
+        "test_chat_completion_stream",
+        "test_chat_completion_json_schema",
+        "test_chat_completion_logprobs",
+        "test_chat_completion_stop",
+        "test_completion",
+        "test_openai_chat_completion",
+        "test_openai_chat_stream",
+        "test_openai_seed_is_repeatable",
+        "test_openai_logprobs",
+        "test_openai_json_schema",
+        "test_openai_completions",
+        "test_openai_streams_through_llama_stack_client",
+        "test_openai_stream_sends_usage_only_when_asked",
+        "test_openai_answers_carry_only_openai_fields",
+    }
+)
+
+
 def _cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
@@ -46,7 +71,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 @pytest.mark.e2e
 class InferenceConformance(ConformanceKit):
-    chat_model: ClassVar[str]
+    chat_model: ClassVar[str | None] = None
     embedding_model: ClassVar[str | None] = None
     embedding_dimension: ClassVar[int | None] = None
     supports_completion: ClassVar[bool] = True
@@ -67,21 +92,40 @@ class InferenceConformance(ConformanceKit):
         if not flag:
             pytest.skip(f"{type(self).__name__} declares no support for {what}")
 
+    @pytest.fixture(autouse=True)
+    def _kit_serves_something(self, request: pytest.FixtureRequest) -> None:
+        if self.chat_model is None and self.embedding_model is None:
+            pytest.fail(f"{type(self).__name__}: set chat_model, embedding_model or both")
+        # The chat and completion tests need a chat model; they are skipped for an embedder.
+        name = request.node.originalname
+        if self.chat_model is None and name in _CHAT_TESTS:
+            pytest.skip(f"{type(self).__name__} serves no chat model (chat_model is None)")
+
     # -- models --------------------------------------------------------------------------------
 
     def test_models_are_listed_in_both_shapes(self, ls: LlamaStackClient, oa: OpenAI) -> None:
         native = {m.identifier: m for m in ls.models.list()}
-        assert native[self.chat_model].model_type == "llm"
-        assert self.chat_model in {m.id for m in oa.models.list()}
+        listed = {m.id for m in oa.models.list()}
+        if self.chat_model:
+            assert native[self.chat_model].model_type == "llm"
+            assert self.chat_model in listed
         if self.embedding_model:
             assert native[self.embedding_model].model_type == "embedding"
             assert native[self.embedding_model].metadata["embedding_dimension"] == self.embedding_dimension
+            assert self.embedding_model in listed
 
     def test_unknown_model_is_404(self, ls: LlamaStackClient, oa: OpenAI) -> None:
-        with pytest.raises(NotFoundError, match=self.chat_model):
+        """The 404 names the registered models, so the client sees what it could have asked for."""
+        registered = self.chat_model or self.embedding_model
+        assert registered is not None
+        with pytest.raises(NotFoundError, match=registered):
             ls.inference.chat_completion(model_id="conformance/no-such-model", messages=SAY)
+        with pytest.raises(NotFoundError, match=registered):
+            ls.inference.embeddings(model_id="conformance/no-such-model", contents=["x"])
         with pytest.raises(OpenAINotFound):
             oa.chat.completions.create(model="conformance/no-such-model", messages=SAY)
+        with pytest.raises(OpenAINotFound):
+            oa.embeddings.create(model="conformance/no-such-model", input=["x"])
 
     # -- native --------------------------------------------------------------------------------
 
@@ -174,12 +218,15 @@ class InferenceConformance(ConformanceKit):
         assert len(vectors) == 3 and all(len(v) == self.embedding_dimension for v in vectors)
         assert _cosine(vectors[0], vectors[1]) > _cosine(vectors[0], vectors[2])
 
-    def test_model_type_is_enforced(self, ls: LlamaStackClient) -> None:
-        with pytest.raises(BadRequestError, match="embedding"):
-            ls.inference.embeddings(model_id=self.chat_model, contents=["x"])
+    def test_model_type_is_enforced(self, ls: LlamaStackClient, oa: OpenAI) -> None:
+        if self.chat_model:
+            with pytest.raises(BadRequestError, match="embedding"):
+                ls.inference.embeddings(model_id=self.chat_model, contents=["x"])
         if self.embedding_model:
             with pytest.raises(BadRequestError, match="embedding"):
                 ls.inference.chat_completion(model_id=self.embedding_model, messages=SAY)
+            with pytest.raises(OpenAIBadRequest, match="embedding"):
+                oa.chat.completions.create(model=self.embedding_model, messages=SAY, max_tokens=4)
 
     # -- OpenAI --------------------------------------------------------------------------------
 
