@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -207,7 +208,10 @@ class UpstreamClient:
                 f"{self.timeouts.read}s; raise the provider's `timeout` in the run config if it is slow)",
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__
+            # os_error's own text names the address ("Connect call failed ('10.0.0.5', 8000)"): only the
+            # errno's meaning reaches the client.
+            code = getattr(exc.os_error, "errno", None)
+            reason = os.strerror(code) if code else type(exc.os_error).__name__
             return UpstreamError(
                 self.provider_id,
                 f"cannot connect to its upstream ({reason}). Is the server running? Check the provider's "
