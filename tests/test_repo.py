@@ -37,7 +37,7 @@ def test_the_serve_environment_holds_only_what_serving_needs() -> None:
     tests' 1 GB (Chroma server, embedded PostgreSQL, ruff, pytest, ...): those live in `dev`."""
     envs = tomllib.loads((ROOT / "hatch.toml").read_text())["envs"]
     default, dev = envs["default"], envs["dev"]
-    assert default["workspace"]["members"] == ["plugins/*"]
+    assert default["workspace"]["members"] == ["plugins/*", "models/*"]
     assert not default.get("dependencies") and not default.get("extra-dependencies"), (
         "serving needs the core and the plugins only: put test tools in [envs.dev]"
     )

@@ -139,6 +139,8 @@ def plugins(as_json: bool) -> None:
         click.echo("no plugins installed")
     for row in rows:
         click.echo(f"{row['distribution']} {row['version']} ({row['name']}): {row['status']}")
+        if row["path"]:
+            click.echo(f"  from: {row['path']}" + (" (editable)" if row["editable"] else ""))
         if row["error"]:
             click.echo(f"  error: {row['error']}")
         for api, types in row["providers"].items():

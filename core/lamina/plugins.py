@@ -10,13 +10,16 @@ prints every hook call to stderr. Answers are sorted, so nothing depends on load
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pluggy
 import structlog
@@ -65,6 +68,10 @@ class PluginInfo:
     distribution: str
     version: str
     module: str
+    # Where the distribution came from: its project directory when installed editable, else the
+    # directory it is installed in (site-packages, or a --target directory on PYTHONPATH).
+    path: str = ""
+    editable: bool = False
     status: str = "loaded"  # loaded | failed | disabled
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
@@ -75,6 +82,8 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "module": self.module,
+            "path": self.path,
+            "editable": self.editable,
             "status": self.status,
             "error": self.error,
             "hooks": self.hooks,
@@ -134,7 +143,10 @@ class PluginManager:
     def _load_one(self, ep: EntryPoint) -> None:
         dist = _dist_name(ep)
         version = ep.dist.version if ep.dist else ""
-        info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value)
+        path, editable = _origin(ep.dist)
+        info = PluginInfo(
+            name=ep.name, distribution=dist, version=version, module=ep.value, path=path, editable=editable
+        )
         keys = {_norm(ep.name), _norm(dist)}
         if (self.allow is not None and not keys & self.allow) or keys & self.deny:
             info.status = "disabled"
@@ -440,6 +452,22 @@ def _explain(exc: Exception) -> str:
 
 def _dist_name(ep: EntryPoint) -> str:
     return ep.dist.name if ep.dist is not None else ep.module
+
+
+def _origin(dist: Distribution | None) -> tuple[str, bool]:
+    """(path, editable): an editable install's project directory (PEP 610's direct_url.json says
+    so), else the directory the distribution is installed in."""
+    if dist is None:
+        return "", False
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (OSError, ValueError):  # unreadable or not JSON: report where it is installed
+        direct = {}
+    url = direct.get("url", "") if isinstance(direct, dict) else ""
+    if isinstance(direct, dict) and (direct.get("dir_info") or {}).get("editable") and url:
+        parsed = urlparse(url)
+        return (unquote(parsed.path) if parsed.scheme == "file" else url), True
+    return str(Path(str(dist.locate_file(""))).resolve()), False
 
 
 def _short(value: Any) -> str:

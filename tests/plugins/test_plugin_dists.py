@@ -22,6 +22,8 @@ import pytest
 
 from lamina.testing.processes import ServerProcess, free_port
 
+ROOT = Path(__file__).resolve().parents[2]
+
 ALPHA_CONFIG = {
     "version": 2,
     "image_name": "plugin-dists",
@@ -67,6 +69,9 @@ def test_plugins_json_lists_versions_providers_resources_and_hooks(dists) -> Non
         "distribution": "lamina-test-alpha",
         "version": "0.1.0",
         "module": "lamina_test_alpha.plugin",
+        # Where it came from: installed like a wheel (pip --target), so the directory it lies in.
+        "path": str(dists.dirs["alpha"]),
+        "editable": False,
         "status": "loaded",
         "error": None,
         "hooks": [
@@ -92,11 +97,15 @@ def test_plugins_json_lists_versions_providers_resources_and_hooks(dists) -> Non
     assert beta["resources"] == {"shield": ["beta-shield"]}
     compat = rows["openai_compat"]
     assert compat["status"] == "loaded" and "remote::vllm" in compat["providers"]["inference"]
+    # The in-repo plugins are installed editable (hatch's workspace): their project directory.
+    assert (compat["path"], compat["editable"]) == (str(ROOT / "plugins" / "openai-compat"), True)
     assert not result.stderr.strip() or "warning" not in result.stderr, result.explain()
 
     text = dists.lamina("plugins", dists=["alpha", "beta"])
     assert text.returncode == 0, text.explain()
     assert "lamina-test-alpha 0.1.0 (test_alpha): loaded" in text.stdout
+    assert f"  from: {dists.dirs['alpha']}\n" in text.stdout
+    assert f"  from: {ROOT / 'plugins' / 'openai-compat'} (editable)\n" in text.stdout
     assert "  inference: remote::test-alpha" in text.stdout
     assert "  model resources: alpha-default" in text.stdout
     assert "  safety: inline::test-beta" in text.stdout

