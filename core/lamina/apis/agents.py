@@ -1,4 +1,4 @@
-"""Agents: agents, sessions and turns of Llama Stack 0.2.x, on the wire as llama-stack-client 0.2.12 reads them
+"""Agents: agents, sessions and turns of Llama Stack 0.2.x, on the wire as llama-stack-client 0.2.12 reads.
 
 An agent is a saved configuration (model, instructions, tool groups, shields, sampling). A session is
 one conversation with it; each turn takes the user's (or client tools') messages, runs the agent loop
