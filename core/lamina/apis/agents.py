@@ -1,0 +1,416 @@
+"""Agents: agents, sessions and turns of Llama Stack 0.2.x, on the wire as llama-stack-client 0.2.12 reads.
+
+An agent is a saved configuration (model, instructions, tool groups, shields, sampling). A session is
+one conversation with it; each turn takes the user's (or client tools') messages, runs the agent loop
+(input shields, inference, tool execution, memory retrieval, output shields) and ends with an
+assistant message, or, when the model calls a client tool, awaiting that tool's result (``resume``).
+Every step of a turn is kept and retrievable by id. A streamed turn sends
+``AgentTurnResponseStreamChunk`` events: ``turn_start``, then per step ``step_start``,
+``step_progress``* (text and tool-call deltas), ``step_complete``, and ``turn_complete`` or
+``turn_awaiting_input``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lamina.apis.common import URL, InterleavedContent
+from lamina.apis.inference import (
+    CompletionMessage,
+    ContentDelta,
+    ResponseFormat,
+    SamplingParams,
+    ToolCall,
+    ToolConfig,
+    ToolPromptFormat,
+    ToolResponseMessage,
+    UserMessage,
+)
+from lamina.apis.safety import SafetyViolation
+from lamina.apis.tools import ToolDef
+from lamina.apis.webmethod import webmethod
+
+# -- what a turn takes and gives -----------------------------------------------------------------
+
+
+class ToolResponse(BaseModel):
+    """A tool's result, as a client tool's caller posts it to ``resume``."""
+
+    call_id: str
+    tool_name: str
+    content: InterleavedContent
+    metadata: dict[str, Any] | None = None
+
+
+class Attachment(BaseModel):
+    content: InterleavedContent | URL
+    mime_type: str
+
+
+class Document(BaseModel):
+    """A document given with a turn: its text reaches the model with the turn's last user message."""
+
+    content: InterleavedContent | URL
+    mime_type: str
+
+
+# -- steps ---------------------------------------------------------------------------------------
+
+StepType = Literal["inference", "tool_execution", "shield_call", "memory_retrieval"]
+
+
+class _StepCommon(BaseModel):
+    turn_id: str
+    step_id: str
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class InferenceStep(_StepCommon):
+    model_config = ConfigDict(protected_namespaces=())
+
+    step_type: Literal["inference"] = "inference"
+    model_response: CompletionMessage
+
+
+class ToolExecutionStep(_StepCommon):
+    step_type: Literal["tool_execution"] = "tool_execution"
+    tool_calls: list[ToolCall]
+    tool_responses: list[ToolResponse]
+
+
+class ShieldCallStep(_StepCommon):
+    step_type: Literal["shield_call"] = "shield_call"
+    violation: SafetyViolation | None = None
+
+
+class MemoryRetrievalStep(_StepCommon):
+    step_type: Literal["memory_retrieval"] = "memory_retrieval"
+    vector_db_ids: str = Field(description="The vector DBs searched, comma-separated (Llama Stack's shape).")
+    inserted_context: InterleavedContent
+
+
+Step = Annotated[
+    InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep, Field(discriminator="step_type")
+]
+
+
+class Turn(BaseModel):
+    turn_id: str
+    session_id: str
+    input_messages: list[UserMessage | ToolResponseMessage]
+    steps: list[Step]
+    output_message: CompletionMessage
+    output_attachments: list[Attachment] | None = Field(default_factory=list)
+    started_at: datetime
+    completed_at: datetime | None = None
+
+
+class Session(BaseModel):
+    session_id: str
+    session_name: str
+    turns: list[Turn]
+    started_at: datetime
+
+
+# -- agents --------------------------------------------------------------------------------------
+
+
+class AgentToolGroupWithArgs(BaseModel):
+    name: str = Field(description="The tool group's id, e.g. builtin::rag.")
+    args: dict[str, Any] = Field(description="Arguments bound to its tools, e.g. {vector_db_ids: [...]}.")
+
+
+AgentToolGroup = str | AgentToolGroupWithArgs
+
+
+class AgentConfigCommon(BaseModel):
+    sampling_params: SamplingParams | None = Field(default_factory=SamplingParams)
+    input_shields: list[str] | None = Field(default_factory=list)
+    output_shields: list[str] | None = Field(default_factory=list)
+    toolgroups: list[AgentToolGroup] | None = Field(default_factory=list)
+    client_tools: list[ToolDef] | None = Field(default_factory=list)
+    tool_choice: str | None = Field(default=None, description="Deprecated: tool_config.tool_choice.")
+    tool_prompt_format: ToolPromptFormat | None = Field(
+        default=None, description="Deprecated: tool_config.tool_prompt_format."
+    )
+    tool_config: ToolConfig | None = None
+    max_infer_iters: int | None = Field(default=10, ge=1, description="Most model calls in one turn.")
+
+    @model_validator(mode="after")
+    def _one_tool_config(self) -> AgentConfigCommon:
+        """The deprecated top-level fields fill ``tool_config``; both given must agree."""
+        if self.tool_config is not None:
+            if self.tool_choice and self.tool_config.tool_choice != self.tool_choice:
+                raise ValueError(
+                    "tool_choice and tool_config.tool_choice disagree; tool_choice is deprecated: set only "
+                    "tool_config.tool_choice"
+                )
+            if self.tool_prompt_format and self.tool_config.tool_prompt_format != self.tool_prompt_format:
+                raise ValueError(
+                    "tool_prompt_format and tool_config.tool_prompt_format disagree; tool_prompt_format is "
+                    "deprecated: set only tool_config.tool_prompt_format"
+                )
+        else:
+            fields: dict[str, Any] = {}
+            if self.tool_choice:
+                fields["tool_choice"] = self.tool_choice
+            if self.tool_prompt_format:
+                fields["tool_prompt_format"] = self.tool_prompt_format
+            self.tool_config = ToolConfig(**fields)
+        return self
+
+
+class AgentConfig(AgentConfigCommon):
+    model: str
+    instructions: str
+    name: str | None = None
+    enable_session_persistence: bool | None = False
+    response_format: ResponseFormat | None = None
+
+
+class Agent(BaseModel):
+    agent_id: str
+    agent_config: AgentConfig
+    created_at: datetime
+
+
+# -- the turn stream -----------------------------------------------------------------------------
+
+
+class AgentTurnResponseStepStartPayload(BaseModel):
+    event_type: Literal["step_start"] = "step_start"
+    step_type: StepType
+    step_id: str
+    metadata: dict[str, Any] | None = Field(default_factory=dict)
+
+
+class AgentTurnResponseStepProgressPayload(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    event_type: Literal["step_progress"] = "step_progress"
+    step_type: StepType
+    step_id: str
+    delta: ContentDelta
+
+
+class AgentTurnResponseStepCompletePayload(BaseModel):
+    event_type: Literal["step_complete"] = "step_complete"
+    step_type: StepType
+    step_id: str
+    step_details: Step
+
+
+class AgentTurnResponseTurnStartPayload(BaseModel):
+    event_type: Literal["turn_start"] = "turn_start"
+    turn_id: str
+
+
+class AgentTurnResponseTurnCompletePayload(BaseModel):
+    event_type: Literal["turn_complete"] = "turn_complete"
+    turn: Turn
+
+
+class AgentTurnResponseTurnAwaitingInputPayload(BaseModel):
+    event_type: Literal["turn_awaiting_input"] = "turn_awaiting_input"
+    turn: Turn
+
+
+AgentTurnResponseEventPayload = Annotated[
+    AgentTurnResponseStepStartPayload
+    | AgentTurnResponseStepProgressPayload
+    | AgentTurnResponseStepCompletePayload
+    | AgentTurnResponseTurnStartPayload
+    | AgentTurnResponseTurnCompletePayload
+    | AgentTurnResponseTurnAwaitingInputPayload,
+    Field(discriminator="event_type"),
+]
+
+
+class AgentTurnResponseEvent(BaseModel):
+    payload: AgentTurnResponseEventPayload
+
+
+class AgentTurnResponseStreamChunk(BaseModel):
+    event: AgentTurnResponseEvent
+
+
+# -- requests and answers ------------------------------------------------------------------------
+
+
+class CreateAgentRequest(BaseModel):
+    agent_config: AgentConfig
+
+
+class AgentCreateResponse(BaseModel):
+    agent_id: str
+
+
+class AgentRequest(BaseModel):
+    agent_id: str
+
+
+class PageRequest(BaseModel):
+    start_index: int | None = Field(default=None, ge=0)
+    limit: int | None = Field(default=None, ge=1)
+
+
+class ListAgentSessionsRequest(PageRequest):
+    agent_id: str
+
+
+class PaginatedResponse(BaseModel):
+    """A page of a list: ``data`` from ``start_index``, and whether more follow."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
+    url: str | None = None
+
+
+class CreateAgentSessionRequest(BaseModel):
+    agent_id: str
+    session_name: str
+
+
+class AgentSessionCreateResponse(BaseModel):
+    session_id: str
+
+
+class SessionRequest(BaseModel):
+    agent_id: str
+    session_id: str
+
+
+class GetAgentSessionRequest(SessionRequest):
+    turn_ids: list[str] | None = Field(default=None, description="Only these turns (all when absent).")
+
+
+class AgentTurnCreateRequest(BaseModel):
+    """A turn: its messages, and the tool groups and tool config it uses instead of the agent's."""
+
+    agent_id: str
+    session_id: str
+    messages: list[UserMessage | ToolResponseMessage] = Field(min_length=1)
+    stream: bool | None = False
+    documents: list[Document] | None = None
+    toolgroups: list[AgentToolGroup] | None = Field(
+        default=None,
+        description="The tool groups this turn offers instead of the agent's (absent: the agent's); args "
+        "the agent binds to a group still apply unless the turn gives the group its own.",
+    )
+    tool_config: ToolConfig | None = Field(default=None, description="Absent: the agent's.")
+
+
+class AgentTurnResumeRequest(BaseModel):
+    agent_id: str
+    session_id: str
+    turn_id: str
+    tool_responses: list[ToolResponse] = Field(min_length=1)
+    stream: bool | None = False
+
+
+class TurnRequest(SessionRequest):
+    turn_id: str
+
+
+class StepRequest(TurnRequest):
+    step_id: str
+
+
+class AgentStepResponse(BaseModel):
+    step: Step
+
+
+# -- the API -------------------------------------------------------------------------------------
+
+_SESSION = "/v1/agents/{agent_id}/session/{session_id}"
+_TURN = f"{_SESSION}/turn/{{turn_id}}"
+
+
+class Agents(Protocol):
+    @webmethod("POST", "/v1/agents", request=CreateAgentRequest, response=AgentCreateResponse)
+    async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse:
+        """Create an agent from its configuration."""
+        ...
+
+    @webmethod("GET", "/v1/agents", request=PageRequest, response=PaginatedResponse)
+    async def list_agents(self, request: PageRequest) -> PaginatedResponse:
+        """List agents, oldest first, a page at a time."""
+        ...
+
+    @webmethod("GET", "/v1/agents/{agent_id}", request=AgentRequest, response=Agent)
+    async def get_agent(self, request: AgentRequest) -> Agent:
+        """An agent and its configuration."""
+        ...
+
+    @webmethod("DELETE", "/v1/agents/{agent_id}", request=AgentRequest, response=None)
+    async def delete_agent(self, request: AgentRequest) -> None:
+        """Delete an agent with its sessions and turns."""
+        ...
+
+    @webmethod(
+        "POST",
+        "/v1/agents/{agent_id}/session",
+        request=CreateAgentSessionRequest,
+        response=AgentSessionCreateResponse,
+    )
+    async def create_agent_session(self, request: CreateAgentSessionRequest) -> AgentSessionCreateResponse:
+        """Start a session (a conversation) with an agent."""
+        ...
+
+    @webmethod(
+        "GET", "/v1/agents/{agent_id}/sessions", request=ListAgentSessionsRequest, response=PaginatedResponse
+    )
+    async def list_agent_sessions(self, request: ListAgentSessionsRequest) -> PaginatedResponse:
+        """List an agent's sessions, oldest first, a page at a time."""
+        ...
+
+    @webmethod("GET", _SESSION, request=GetAgentSessionRequest, response=Session)
+    async def get_agents_session(self, request: GetAgentSessionRequest) -> Session:
+        """A session with its turns (or only the turns asked for)."""
+        ...
+
+    @webmethod("DELETE", _SESSION, request=SessionRequest, response=None)
+    async def delete_agents_session(self, request: SessionRequest) -> None:
+        """Delete a session and its turns."""
+        ...
+
+    @webmethod(
+        "POST",
+        f"{_SESSION}/turn",
+        request=AgentTurnCreateRequest,
+        response=Turn,
+        stream_item=AgentTurnResponseStreamChunk,
+    )
+    async def create_agent_turn(
+        self, request: AgentTurnCreateRequest
+    ) -> Turn | AsyncIterator[AgentTurnResponseStreamChunk]:
+        """Run a turn: the finished turn, or (``stream``) its events as they happen."""
+        ...
+
+    @webmethod(
+        "POST",
+        f"{_TURN}/resume",
+        request=AgentTurnResumeRequest,
+        response=Turn,
+        stream_item=AgentTurnResponseStreamChunk,
+    )
+    async def resume_agent_turn(
+        self, request: AgentTurnResumeRequest
+    ) -> Turn | AsyncIterator[AgentTurnResponseStreamChunk]:
+        """Continue a turn that awaits client tools' results, with those results."""
+        ...
+
+    @webmethod("GET", _TURN, request=TurnRequest, response=Turn)
+    async def get_agents_turn(self, request: TurnRequest) -> Turn:
+        """A turn with its steps."""
+        ...
+
+    @webmethod("GET", f"{_TURN}/step/{{step_id}}", request=StepRequest, response=AgentStepResponse)
+    async def get_agents_step(self, request: StepRequest) -> AgentStepResponse:
+        """One step of a turn."""
+        ...
