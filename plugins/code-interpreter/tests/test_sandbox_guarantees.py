@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lamina.apis.tools import ToolGroup
-from lamina.errors import BadRequestError, ConfigError
+from lamina.errors import BadRequestError, ConfigError, ServiceUnavailableError
 from lamina.providers import ProviderContext
 from lamina.specs import Api
 from lamina.testing.child_processes import live_children
@@ -279,6 +279,18 @@ async def test_a_missing_bwrap_refuses_to_start_naming_the_fix(tmp_path: Path) -
     with pytest.raises(ConfigError) as err:
         await _provider(tmp_path, bwrap_path="/nonexistent/bwrap")
     assert "apt-get install bubblewrap" in str(err.value) and "sandbox: none" in str(err.value)
+
+
+async def test_without_require_sandbox_the_server_starts_and_calls_are_refused(tmp_path: Path) -> None:
+    provider = await _provider(tmp_path, bwrap_path="/nonexistent/bwrap", require_sandbox=False)
+    try:
+        health = await provider.health()
+        with pytest.raises(ServiceUnavailableError) as err:
+            await run(provider, "print(1)")
+    finally:
+        await provider.shutdown()
+    assert health["status"] == "Error" and "apt-get install bubblewrap" in health["message"]
+    assert err.value.status == 503 and "cannot run code: bubblewrap" in str(err.value)
 
 
 async def test_sandbox_none_keeps_the_limits_but_says_it_is_unsandboxed(tmp_path: Path) -> None:

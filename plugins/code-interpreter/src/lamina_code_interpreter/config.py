@@ -22,6 +22,12 @@ class CodeInterpreterToolConfig(BaseModel):
         "same resource limits but NO network or file isolation: only for trusted code on a developer's "
         "machine.",
     )
+    require_sandbox: bool = Field(
+        default=True,
+        description="With sandbox 'bwrap': true, the server refuses to start when bwrap cannot run; false, "
+        "it starts without the code interpreter, whose calls are then refused (503) naming the fix. Code "
+        "never runs unsandboxed unless `sandbox` is 'none'.",
+    )
     bwrap_path: str = Field(
         default="bwrap", description="The bubblewrap executable (a name on PATH or a path)."
     )

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from lamina.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
-from lamina.errors import BadRequestError, ConfigError
+from lamina.errors import BadRequestError, ConfigError, ServiceUnavailableError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina_code_interpreter.cgroups import Cgroup, CgroupParent
 from lamina_code_interpreter.config import CodeInterpreterToolConfig
@@ -74,6 +74,7 @@ class CodeInterpreterProvider(ProviderBase):
         self.slots = asyncio.Semaphore(config.max_concurrent)
         self.running = 0
         self.waiting = 0
+        self.unavailable: str | None = None  # why calls are refused (require_sandbox: false)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -94,20 +95,13 @@ class CodeInterpreterProvider(ProviderBase):
         if self.config.use_cgroup:
             self.cgroups, self.cgroup_status = await asyncio.to_thread(CgroupParent.create)
         if self.config.sandbox == "bwrap":
-            bwrap = shutil.which(self.config.bwrap_path)
-            if bwrap is None:
-                raise ConfigError(
-                    f"provider '{self.provider_id}': bubblewrap ({self.config.bwrap_path!r}) is not on "
-                    f"PATH, and code is never run unsandboxed unless the config says so: {BWRAP_HELP}"
-                )
-            self.bwrap = bwrap
-            probe = await self._run(b"print(6 * 7)", self._limits({}))
-            if probe.stdout.strip() != b"42":
-                raise ConfigError(
-                    f"provider '{self.provider_id}': bubblewrap cannot start a sandbox here "
-                    f"(exit {probe.exit_code}, signal {probe.signal}): "
-                    f"{probe.stderr.decode(errors='replace').strip()[:500]}; {BWRAP_HELP}"
-                )
+            problem = await self._check_bwrap()
+            if problem is not None and self.config.require_sandbox:
+                raise ConfigError(f"provider '{self.provider_id}': {problem}")
+            if problem is not None:
+                self.unavailable = problem
+                log.warning("code_interpreter_unavailable", provider_id=self.provider_id, reason=problem)
+                return
         else:
             log.warning(
                 "code_interpreter_unsandboxed",
@@ -129,11 +123,30 @@ class CodeInterpreterProvider(ProviderBase):
             cgroup=self.cgroup_status,
         )
 
+    async def _check_bwrap(self) -> str | None:
+        """None when a bwrap sandbox runs here, else what is wrong and how to fix it."""
+        bwrap = shutil.which(self.config.bwrap_path)
+        if bwrap is None:
+            return (
+                f"bubblewrap ({self.config.bwrap_path!r}) is not on PATH, and code is never run "
+                f"unsandboxed unless the config says so: {BWRAP_HELP}"
+            )
+        self.bwrap = bwrap
+        probe = await self._run(b"print(6 * 7)", self._limits({}))
+        if probe.stdout.strip() != b"42":
+            return (
+                f"bubblewrap cannot start a sandbox here (exit {probe.exit_code}, signal {probe.signal}): "
+                f"{probe.stderr.decode(errors='replace').strip()[:500]}; {BWRAP_HELP}"
+            )
+        return None
+
     async def shutdown(self) -> None:
         if self.cgroups is not None:
             await asyncio.to_thread(self.cgroups.close)
 
     async def health(self) -> dict[str, Any]:
+        if self.unavailable:
+            return {"status": "Error", "message": self.unavailable}
         return {
             "status": "OK",
             "sandbox": self.config.sandbox,
@@ -177,6 +190,11 @@ class CodeInterpreterProvider(ProviderBase):
                 param="kwargs.code",
             )
         limits = self._limits(kwargs)
+        if self.unavailable:
+            raise ServiceUnavailableError(
+                f"provider '{self.provider_id}' cannot run code: {self.unavailable}. (The server started "
+                "without it because the provider's config has require_sandbox: false.)"
+            )
         self.waiting += 1
         try:
             await self.slots.acquire()
