@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -41,7 +43,12 @@ def server(work: Path) -> Iterator[ServerProcess]:
                 {
                     "provider_id": "code-interpreter",
                     "provider_type": "inline::code-interpreter",
-                    "config": {"timeout_seconds": 20, "cpu_seconds": 5, "memory_mb": 256},
+                    "config": {
+                        "timeout_seconds": 20,
+                        "cpu_seconds": 5,
+                        "memory_mb": 256,
+                        "max_concurrent": 2,
+                    },
                 }
             ],
         },
@@ -176,3 +183,26 @@ def test_limits_may_be_lowered_not_raised(client: LlamaStackClient) -> None:
     with pytest.raises(BadRequestError) as err:
         client.tool_runtime.invoke_tool(tool_name="code_interpreter", kwargs={})
     assert "kwargs.code" in str(err.value)
+
+
+def test_concurrent_calls_share_nothing_queue_past_max_concurrent_and_the_server_answers(
+    client: LlamaStackClient, server: ServerProcess
+) -> None:
+    code = (
+        "import os, time\nopen(f'/tmp/call-{n}', 'w').close()\nstart = time.monotonic()\ntime.sleep(1.5)\n"
+        "print(start, time.monotonic(), os.listdir('/tmp'))"
+    )
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(invoke, client, code.replace("{n}", str(n))) for n in range(4)]
+        time.sleep(0.5)
+        asked = time.monotonic()
+        assert_serving(server)
+        health_seconds = time.monotonic() - asked
+        results = [call.result() for call in calls]
+    spans = []
+    for n, result in enumerate(results):
+        start, end, files = result.metadata["stdout"].split(" ", 2)
+        assert files.strip() == f"['call-{n}']", result.content
+        spans.append((float(start), float(end)))
+    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) == 2, spans
+    assert health_seconds < 5, "the server answers while sandboxes run and wait"

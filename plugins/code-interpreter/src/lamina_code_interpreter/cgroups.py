@@ -51,6 +51,20 @@ def _own_paths() -> dict[str, str]:
     return own
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove the (empty) cgroups a server that died left behind: their pid is gone."""
+    for old in parent.glob(f"{PARENT_PREFIX}*"):
+        pid = old.name.removeprefix(PARENT_PREFIX)
+        if not pid.isdigit() or int(pid) == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        for call in old.glob("call-*"):
+            Cgroup([call]).remove()
+        try:
+            old.rmdir()
+        except OSError:
+            pass
+
+
 @dataclass
 class Cgroup:
     dirs: list[Path]
@@ -118,6 +132,7 @@ class CgroupParent:
             return None, "no cgroup pids and memory controllers are mounted"
         try:
             for d in dirs.values():
+                _remove_stale(d.parent)
                 d.mkdir(exist_ok=True)
             if version == 2:
                 (dirs[""] / "cgroup.subtree_control").write_text("+pids +memory")

@@ -33,6 +33,7 @@ from lamina_code_interpreter.sandbox import (
     Limits,
     RunResult,
     SandboxUnavailable,
+    bwrap_options,
     probe_interpreter,
     run_code,
     user_task_count,
@@ -69,6 +70,7 @@ class CodeInterpreterProvider(ProviderBase):
         self.config = config
         self.interpreter: Interpreter | None = None
         self.bwrap = config.bwrap_path
+        self.bwrap_options: frozenset[str] = frozenset()
         self.cgroups: CgroupParent | None = None
         self.cgroup_status = "not used"
         self.slots = asyncio.Semaphore(config.max_concurrent)
@@ -121,6 +123,7 @@ class CodeInterpreterProvider(ProviderBase):
             sandbox=self.config.sandbox,
             python=self.interpreter.executable,
             cgroup=self.cgroup_status,
+            bwrap_options=sorted(self.bwrap_options),
         )
 
     async def _check_bwrap(self) -> str | None:
@@ -132,6 +135,10 @@ class CodeInterpreterProvider(ProviderBase):
                 f"unsandboxed unless the config says so: {BWRAP_HELP}"
             )
         self.bwrap = bwrap
+        try:
+            self.bwrap_options = await bwrap_options(bwrap)
+        except (OSError, TimeoutError) as exc:
+            return f"{bwrap} --help failed ({exc}): {BWRAP_HELP}"
         probe = await self._run(b"print(6 * 7)", self._limits({}))
         if probe.stdout.strip() != b"42":
             return (
@@ -252,6 +259,7 @@ class CodeInterpreterProvider(ProviderBase):
                 limits=limits,
                 cgroup_procs=cgroup.procs_files if cgroup else [],
                 nproc=nproc,
+                options=self.bwrap_options,
             )
             if cgroup is not None:
                 run.memory_events = await asyncio.to_thread(cgroup.memory_events)

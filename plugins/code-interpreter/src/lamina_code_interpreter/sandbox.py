@@ -132,13 +132,29 @@ def _outermost(paths) -> list[str]:
     return kept
 
 
-def bwrap_args(bwrap: str, interpreter: Interpreter, limits: Limits) -> list[str]:
+# Options of bubblewrap 0.8 used when the installed bwrap has them (`bwrap --help` lists them).
+OPTIONAL_BWRAP_OPTIONS = ("--size", "--disable-userns")
+ALL_OPTIONS = frozenset(OPTIONAL_BWRAP_OPTIONS)
+
+
+async def bwrap_options(bwrap: str) -> frozenset[str]:
+    """Which of OPTIONAL_BWRAP_OPTIONS this bwrap knows."""
+    proc = await asyncio.create_subprocess_exec(
+        bwrap, "--help", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    words = set(out.decode(errors="replace").split())
+    return frozenset(option for option in OPTIONAL_BWRAP_OPTIONS if option in words)
+
+
+def bwrap_args(
+    bwrap: str, interpreter: Interpreter, limits: Limits, options: frozenset[str] = ALL_OPTIONS
+) -> list[str]:
     """bubblewrap's arguments: an empty root with only what the interpreter needs, read-only."""
-    args = [
-        bwrap,
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",  # no nested user namespace: nothing to gain privileges in
+    args = [bwrap, "--unshare-all", "--unshare-user"]
+    if "--disable-userns" in options:
+        args.append("--disable-userns")  # no nested user namespace: nothing to gain privileges in
+    args += [
         "--uid",
         "65534",
         "--gid",
@@ -164,7 +180,9 @@ def bwrap_args(bwrap: str, interpreter: Interpreter, limits: Limits) -> list[str
     for path in interpreter.binds:
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(limits.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    if "--size" in options:  # else /tmp is bounded by the cgroup's memory limit (tmpfs pages count)
+        args += ["--size", str(limits.tmp_size_mb * 1024 * 1024)]
+    args += ["--tmpfs", "/tmp", "--chdir", "/tmp"]
     args += ["--remount-ro", "/"]  # the root tmpfs bwrap built; /tmp stays the one writable place
     for key, value in SANDBOX_ENV.items():
         args += ["--setenv", key, value]
@@ -218,6 +236,7 @@ def build_command(
     cgroup_procs: list[str],
     report_fd: int,
     nproc: int | None = None,
+    options: frozenset[str] = ALL_OPTIONS,
 ) -> list[str]:
     """The whole command line; ``report_fd`` is the runner's report pipe (same number in the sandbox)."""
     cmd: list[str] = []
@@ -225,7 +244,7 @@ def build_command(
         cmd += join_cgroups_args(cgroup_procs)
     cmd += prlimit_args(limits, nproc)
     if sandbox == "bwrap":
-        cmd += bwrap_args(bwrap, interpreter, limits)
+        cmd += bwrap_args(bwrap, interpreter, limits, options)
     cmd += [interpreter.executable, "-I", "-S", "-c", RUNNER_SOURCE, str(report_fd)]
     cmd += interpreter.import_paths
     return cmd
@@ -240,6 +259,7 @@ async def run_code(
     limits: Limits,
     cgroup_procs: list[str],
     nproc: int | None = None,
+    options: frozenset[str] = ALL_OPTIONS,
 ) -> RunResult:
     """Run ``code`` once and return what happened; never raises for anything the code does."""
     result = RunResult()
@@ -250,7 +270,14 @@ async def run_code(
         env.update(HOME=workdir, TMPDIR=workdir)
     read_fd, write_fd = os.pipe()
     cmd = build_command(
-        sandbox, bwrap, interpreter, limits, cgroup_procs=cgroup_procs, report_fd=write_fd, nproc=nproc
+        sandbox,
+        bwrap,
+        interpreter,
+        limits,
+        cgroup_procs=cgroup_procs,
+        report_fd=write_fd,
+        nproc=nproc,
+        options=options,
     )
     started = time.monotonic()
     try:
