@@ -23,6 +23,7 @@ from lamina.testing.child_processes import live_children
 from lamina.testing.processes import free_port
 from lamina_code_interpreter.config import CodeInterpreterToolConfig
 from lamina_code_interpreter.provider import CodeInterpreterProvider
+from lamina_code_interpreter.sandbox import SANDBOX_ENV
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 GROUP = ToolGroup(identifier="builtin::code_interpreter", provider_id="code", provider_resource_id=None)
@@ -112,6 +113,22 @@ print(json.dumps({{"seen": seen, "root": sorted(os.listdir("/"))}}))
     assert set(out["seen"].values()) == {"FileNotFoundError"}, out
     allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "sbin", "tmp", "usr"}
     assert set(out["root"]) <= allowed, "only the runtime's directories are there"
+
+
+async def test_the_code_runs_as_nobody_without_capabilities_seeing_only_its_processes(
+    provider: CodeInterpreterProvider,
+) -> None:
+    code = """
+import json, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+out = {"uid": os.getuid(), "cap": status["CapEff"].strip(), "pids": len(pids), "env": sorted(os.environ)}
+print(json.dumps(out))
+"""
+    out = json.loads((await run(provider, code)).metadata["stdout"])
+    assert out["uid"] == 65534 and int(out["cap"], 16) == 0, out
+    assert out["pids"] <= 3, "the sandbox's own pid namespace: bwrap's init and the code"
+    assert set(out["env"]) - {"PWD"} <= set(SANDBOX_ENV), "none of the server's environment is passed"
 
 
 async def test_writes_outside_tmp_fail(provider: CodeInterpreterProvider) -> None:
