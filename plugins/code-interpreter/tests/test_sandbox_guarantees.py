@@ -311,6 +311,21 @@ async def test_without_require_sandbox_the_server_starts_and_calls_are_refused(t
     assert err.value.status == 503 and "cannot run code: bubblewrap" in str(err.value)
 
 
+async def test_a_missing_prlimit_is_named_like_a_missing_bwrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_bwrap = tmp_path / "bin"
+    only_bwrap.mkdir()
+    (only_bwrap / "bwrap").symlink_to(shutil.which("bwrap"))
+    monkeypatch.setenv("PATH", str(only_bwrap))
+    with pytest.raises(ConfigError) as err:
+        await _provider(tmp_path)
+    assert "`prlimit` (util-linux) is not on PATH" in str(err.value)
+    provider = await _provider(tmp_path, require_sandbox=False)
+    assert "prlimit" in (await provider.health())["message"]
+    await provider.shutdown()
+
+
 async def test_sandbox_none_keeps_the_limits_but_says_it_is_unsandboxed(tmp_path: Path) -> None:
     provider = await _provider(tmp_path, sandbox="none", timeout_seconds=5)
     try:

@@ -51,6 +51,9 @@ TOOL_DEF = ToolDef(
 CALL_LIMITS = ("timeout_seconds", "cpu_seconds", "memory_mb", "max_processes", "max_output_bytes")
 # bwrap's own processes in a sandbox (its monitor and the pid namespace's init), on top of the code's.
 BWRAP_PROCESSES = 2
+PRLIMIT_MISSING = (
+    "`prlimit` (util-linux) is not on PATH; it sets the sandbox's resource limits: install util-linux"
+)
 BWRAP_HELP = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces "
     "(sysctl kernel.unprivileged_userns_clone=1 for a non-root server), or set the provider's "
@@ -83,11 +86,6 @@ class CodeInterpreterProvider(ProviderBase):
     async def initialize(self) -> None:
         if not sys.platform.startswith("linux"):
             raise ConfigError(f"provider '{self.provider_id}' (inline::code-interpreter) needs Linux")
-        if shutil.which("prlimit") is None:
-            raise ConfigError(
-                f"provider '{self.provider_id}': `prlimit` (util-linux) is not on PATH; it sets the "
-                "sandbox's resource limits. Install util-linux."
-            )
         try:
             self.interpreter = await probe_interpreter(
                 self.config.python_executable or sys.executable, self.config.import_paths
@@ -96,6 +94,8 @@ class CodeInterpreterProvider(ProviderBase):
             raise ConfigError(f"provider '{self.provider_id}': {exc}") from None
         if self.config.use_cgroup:
             self.cgroups, self.cgroup_status = await asyncio.to_thread(CgroupParent.create)
+        if shutil.which("prlimit") is None and self.config.sandbox == "none":
+            raise ConfigError(f"provider '{self.provider_id}': {PRLIMIT_MISSING}")
         if self.config.sandbox == "bwrap":
             problem = await self._check_bwrap()
             if problem is not None and self.config.require_sandbox:
@@ -128,6 +128,8 @@ class CodeInterpreterProvider(ProviderBase):
 
     async def _check_bwrap(self) -> str | None:
         """None when a bwrap sandbox runs here, else what is wrong and how to fix it."""
+        if shutil.which("prlimit") is None:
+            return PRLIMIT_MISSING
         bwrap = shutil.which(self.config.bwrap_path)
         if bwrap is None:
             return (
