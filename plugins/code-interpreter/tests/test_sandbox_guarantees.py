@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from lamina.providers import ProviderContext
 from lamina.specs import Api
 from lamina.testing.child_processes import live_children
 from lamina.testing.processes import free_port
+from lamina_code_interpreter.cgroups import PARENT_PREFIX, _mounts, _own_paths
 from lamina_code_interpreter.config import CodeInterpreterToolConfig
 from lamina_code_interpreter.provider import CodeInterpreterProvider
 from lamina_code_interpreter.sandbox import SANDBOX_ENV
@@ -44,6 +46,14 @@ async def provider(tmp_path: Path) -> AsyncIterator[CodeInterpreterProvider]:
     provider = await _provider(tmp_path)
     yield provider
     await provider.shutdown()
+
+
+def _our_cgroups_left() -> list[Path]:
+    """This process's sandbox parent cgroups that exist now (the provider makes them)."""
+    own = _own_paths()
+    name = f"{PARENT_PREFIX}{os.getpid()}"
+    candidates = [mount / own.get(c, "/").lstrip("/") / name for c, mount in _mounts().items()]
+    return [d for d in candidates if d.is_dir()]
 
 
 async def run(provider: CodeInterpreterProvider, code: str, **limits):
@@ -297,6 +307,7 @@ async def test_a_missing_bwrap_refuses_to_start_naming_the_fix(tmp_path: Path) -
     with pytest.raises(ConfigError) as err:
         await _provider(tmp_path, bwrap_path="/nonexistent/bwrap")
     assert "apt-get install bubblewrap" in str(err.value) and "sandbox: none" in str(err.value)
+    assert _our_cgroups_left() == [], "a provider that refuses to start leaves no cgroup"
 
 
 async def test_without_require_sandbox_the_server_starts_and_calls_are_refused(tmp_path: Path) -> None:

@@ -94,17 +94,18 @@ class CodeInterpreterProvider(ProviderBase):
             raise ConfigError(f"provider '{self.provider_id}': {exc}") from None
         if self.config.use_cgroup:
             self.cgroups, self.cgroup_status = await asyncio.to_thread(CgroupParent.create)
-        if shutil.which("prlimit") is None and self.config.sandbox == "none":
-            raise ConfigError(f"provider '{self.provider_id}': {PRLIMIT_MISSING}")
-        if self.config.sandbox == "bwrap":
-            problem = await self._check_bwrap()
-            if problem is not None and self.config.require_sandbox:
-                raise ConfigError(f"provider '{self.provider_id}': {problem}")
-            if problem is not None:
-                self.unavailable = problem
-                log.warning("code_interpreter_unavailable", provider_id=self.provider_id, reason=problem)
-                return
+        if self.config.sandbox == "none":
+            problem = PRLIMIT_MISSING if shutil.which("prlimit") is None else None
         else:
+            problem = await self._check_bwrap()
+        if problem is not None and (self.config.require_sandbox or self.config.sandbox == "none"):
+            await self.shutdown()  # the server will not start: leave no cgroup behind
+            raise ConfigError(f"provider '{self.provider_id}': {problem}")
+        if problem is not None:  # require_sandbox: false
+            self.unavailable = problem
+            log.warning("code_interpreter_unavailable", provider_id=self.provider_id, reason=problem)
+            return
+        if self.config.sandbox == "none":
             log.warning(
                 "code_interpreter_unsandboxed",
                 provider_id=self.provider_id,
