@@ -64,6 +64,13 @@ def main() -> None:
             answer = httpx.post(f"{server.url}/v1/safety/run-shield", json=body, timeout=120)
             shields[shield] = answer.json() if answer.status_code == 200 else answer.text
         moderation = client.moderations.create(model="pii", input="write to bob@example.com")
+        # The code interpreter out of the box (bubblewrap sandbox, inside this network namespace too).
+        code = httpx.post(
+            f"{server.url}/v1/tool-runtime/invoke",
+            json={"tool_name": "code_interpreter", "kwargs": {"code": "print(sum(range(101)))"}},
+            timeout=120,
+        )
+        code_result = code.json() if code.status_code == 200 else code.text
     print(
         json.dumps(
             {
@@ -80,6 +87,7 @@ def main() -> None:
                 "toolgroups": toolgroups,
                 "shields": shields,
                 "moderation": moderation.results[0].model_dump(),
+                "code_interpreter": code_result,
             }
         )
     )

@@ -37,7 +37,7 @@ def test_distributions_lists_local_as_the_default_with_its_providers() -> None:
     assert "local (default)" in out.stdout
     assert "inference: inline::llama-cpp, inline::sentence-transformers" in out.stdout
     assert "vector_io: inline::faiss" in out.stdout and "files: inline::localfs" in out.stdout
-    assert "tool_runtime: inline::rag-runtime" in out.stdout
+    assert "tool_runtime: inline::rag-runtime, inline::code-interpreter" in out.stdout
     assert "safety: inline::rules, inline::prompt-guard, inline::llama-guard" in out.stdout
 
 
@@ -107,7 +107,11 @@ def test_local_distribution_works_with_the_network_off(tmp_path: Path) -> None:
     assert seen["chat"] and seen["embedding_dimension"] == 384
     assert seen["file_status"] == ["completed"]
     assert seen["top_hit"]["filename"] == "lighthouse.md" and "Ada Brandt" in seen["top_hit"]["text"]
-    assert "builtin::rag" in seen["toolgroups"]
+    assert {"builtin::rag", "builtin::code_interpreter"} <= set(seen["toolgroups"])
+    if shutil.which("bwrap"):
+        assert seen["code_interpreter"]["content"] == "completed\n[stdout]\n5050\n\n[/stdout]", seen
+    else:  # started without it (require_sandbox: false); the call says what to install
+        assert "apt-get install bubblewrap" in seen["code_interpreter"], seen
     shields = seen["shields"]
     assert shields["pii"]["violation"]["metadata"]["violation_type"].startswith("pii:")
     assert shields["prompt-guard"]["violation"]["violation_level"] == "error"

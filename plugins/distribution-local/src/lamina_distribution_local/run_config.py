@@ -43,6 +43,13 @@ providers:
       # own network. When on, only public addresses are fetched (allowed_hosts and
       # allowed_private_networks narrow or widen that; see the lamina-rag-runtime README).
       allow_remote_urls: false
+  - provider_id: code-interpreter
+    provider_type: inline::code-interpreter
+    config:
+      # builtin::code_interpreter: Python in a bubblewrap sandbox (no network, no server files; limits
+      # in the lamina-code-interpreter README). Without a working bwrap the server still starts and
+      # code_interpreter calls answer 503 naming the fix (apt-get install bubblewrap).
+      require_sandbox: false
   safety:
   - provider_id: rules
     provider_type: inline::rules
@@ -58,7 +65,8 @@ providers:
       # placeholder guard (see docs/benchmarks.md); point the shield at a real Llama Guard model.
       constrained_output: true
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
-# tool group (knowledge_search) is registered by the rag-runtime plugin.
+# tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the
+# code-interpreter plugin.
 # Models: the bundled SmolLM2-135M-Instruct (llama-cpp) and all-MiniLM-L6-v2 (sentence-transformers)
 # are registered by their plugins. Add your own GGUF (in ~/.lamina/models, or a directory listed in
 # the llama-cpp provider's model_dirs) like this:
