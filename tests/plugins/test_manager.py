@@ -51,8 +51,8 @@ def test_invalid_records_are_reported_with_the_field() -> None:
     pm.register(module("bad", lamina_inference_providers=lambda: [bad]), name="bad")
     assert pm.provider_specs(Api.inference) == {}
     assert pm.plugins["bad"].error == (
-        "hook lamina_inference_providers returned an invalid value: provider_type: Value error, "
-        "provider_type 'vllm' must be 'inline::<name>' or 'remote::<name>'"
+        "hook lamina_inference_providers returned an invalid value: provider_type: "
+        "provider_type 'vllm' must be 'inline::<name>' or 'remote::<name>' (got 'vllm')"
     )
     pm.register(module("single", lamina_inference_providers=lambda: SPEC), name="single")
     assert pm.provider_specs(Api.inference) == {}
