@@ -259,12 +259,13 @@ def render_hooks() -> str:
 
 def _doc_stack() -> Any:
     """A stack serving every API the server can serve, with no providers and no plugins loaded."""
+    from lamina.api_table import served_apis
     from lamina.config import RunConfig
     from lamina.plugins import PluginManager
-    from lamina.stack import SERVED_APIS, Stack
+    from lamina.stack import Stack
 
     pm = PluginManager(strict=False, allow=[], deny=[], trace=False)
-    providers: dict[Any, dict[str, Any]] = {api: {} for api in SERVED_APIS}
+    providers: dict[Any, dict[str, Any]] = {api: {} for api in served_apis()}
     return Stack(config=RunConfig(providers={}), pm=pm, providers=providers, order=[])
 
 
