@@ -25,10 +25,11 @@ from lamina.apis.tools import RegisterToolGroupRequest
 from lamina.apis.vector_io import RegisterVectorDBRequest
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
-from lamina.errors import ConfigError, LaminaError, UpstreamError
+from lamina.errors import ConfigError, LaminaError, UpstreamError, validation_error
 from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
+from lamina.request_context import PROVIDER_DATA_HEADER
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.shields import ShieldsRoutingTable
@@ -61,6 +62,7 @@ class ProviderRecord:
     config: BaseModel
     where: str  # key path in the run config, for messages
     impl: Any = None
+    provider_data_validator: type[BaseModel] | None = None  # ProviderSpec.provider_data_validator, imported
 
 
 @dataclass
@@ -164,15 +166,16 @@ class Stack:
                 try:
                     config_class = import_object(spec.config_class)
                     provider_config = config_class.model_validate(entry.config or {})
+                    validator = _provider_data_validator(spec)
                 except ValidationError as exc:
                     raise ConfigError(validation_message(source, exc, (*_path(where), "config"))) from None
-                except (ImportError, AttributeError) as exc:
+                except (ImportError, AttributeError, TypeError) as exc:
                     raise ConfigError(
                         f"{source}: {where}: the plugin offering {entry.provider_type!r} is broken: {exc}"
                     ) from None
                 _warn_unknown_keys(source, where, entry.config or {}, config_class)
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
-                    api, entry.provider_id, spec, provider_config, where
+                    api, entry.provider_id, spec, provider_config, where, provider_data_validator=validator
                 )
         if Api.vector_io in providers and Api.inference not in providers:
             raise ConfigError(
@@ -573,6 +576,25 @@ class Stack:
             out.extend((protocol, self.protocol_impls[protocol], types) for protocol in served)
         return out
 
+    def validate_provider_data(self, data: dict[str, Any]) -> dict[type, BaseModel]:
+        """The ``X-LlamaStack-Provider-Data`` object validated by each configured provider's model
+        (validator class -> instance, for ``lamina.request_context.request_provider_data``); a 400
+        naming the header, the field and the provider that reads it when one refuses it."""
+        out: dict[type, BaseModel] = {}
+        for record in self.order:
+            validator = record.provider_data_validator
+            if validator is None or validator in out:
+                continue
+            try:
+                out[validator] = validator.model_validate(data)
+            except ValidationError as exc:
+                where = (
+                    f"{PROVIDER_DATA_HEADER} header (as provider '{record.provider_id}', "
+                    f"{record.spec.provider_type}, reads it)"
+                )
+                raise validation_error(exc, where, (PROVIDER_DATA_HEADER,)) from None
+        return out
+
     def provider_types(self, api: Api) -> list[str]:
         return sorted({r.spec.provider_type for r in self.providers.get(api, {}).values()})
 
@@ -619,6 +641,16 @@ def _refresh_interval(impl: Any) -> float:
 
 def _describe(exc: BaseException) -> str:
     return exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+
+
+def _provider_data_validator(spec: ProviderSpec) -> type[BaseModel] | None:
+    """The pydantic model ``spec.provider_data_validator`` names, imported (TypeError if it is not one)."""
+    if not spec.provider_data_validator:
+        return None
+    validator = import_object(spec.provider_data_validator)
+    if not (isinstance(validator, type) and issubclass(validator, BaseModel)):
+        raise TypeError(f"provider_data_validator {spec.provider_data_validator!r} is not a pydantic model")
+    return validator
 
 
 def _path(where: str) -> tuple[Any, ...]:
