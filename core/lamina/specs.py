@@ -56,7 +56,11 @@ def import_object(path: str) -> Any:
 
 
 class ProviderSpec(BaseModel):
-    """One provider type a plugin offers for one API."""
+    """One provider type a plugin offers for one API.
+
+    Llama Stack's ``pip_packages`` is not a field here: a provider's dependencies are its package's own
+    (pyproject) dependencies, which pip installs with it; a spec that still passes it has it ignored.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -76,7 +80,6 @@ class ProviderSpec(BaseModel):
             "default): one header carries the settings of every provider."
         ),
     )
-    pip_packages: list[str] = Field(default_factory=list)
     description: str = ""
     deprecation_warning: str | None = None
 
