@@ -12,6 +12,7 @@ one is a 400 naming the header and the field.
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,12 @@ import pytest
 from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
+from lamina.config import parse_run_config
+from lamina.errors import ConfigError
+from lamina.hookspecs import hookimpl
+from lamina.plugins import PluginManager
+from lamina.specs import Api, ProviderSpec
+from lamina.stack import Stack
 from lamina.testing.processes import ServerProcess, fake_openai_server, lamina_server
 
 pytestmark = pytest.mark.e2e
@@ -155,3 +162,40 @@ def test_both_clients_get_the_400_for_a_field_of_the_wrong_type(lamina: ServerPr
         )
     assert oa_error.value.status_code == 400
     assert f"{HEADER}.openai_api_key" in oa_error.value.message
+
+
+@pytest.mark.parametrize(
+    ("validator", "words"),
+    [
+        ("lamina_openai_compat.config:NoSuchValidator", "has no attribute 'NoSuchValidator'"),
+        ("lamina.specs:Api", "provider_data_validator 'lamina.specs:Api' is not a pydantic model"),
+    ],
+)
+def test_a_broken_provider_data_validator_stops_start_up_naming_the_plugin(
+    tmp_path: Path, validator: str, words: str
+) -> None:
+    """In process (no server): ``Stack.build`` imports each configured provider's validator."""
+    spec = ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::acme",
+        config_class="lamina_openai_compat.config:OpenAIConfig",
+        factory="lamina_openai_compat.provider:create_provider",
+        provider_data_validator=validator,
+    )
+    module = types.ModuleType("lamina_test_acme")
+    module.lamina_inference_providers = hookimpl(lambda: [spec])  # type: ignore[attr-defined]
+    pm = PluginManager(strict=True, allow=(), deny=(), trace=False)
+    pm.register(module, name="acme", distribution="lamina-acme")
+    doc = {
+        "version": 2,
+        "image_name": "acme",
+        "providers": {"inference": [{"provider_id": "acme", "provider_type": "remote::acme", "config": {}}]},
+        "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
+    }
+    with pytest.raises(ConfigError) as info:
+        Stack.build(parse_run_config(doc, source="acme.yaml", env={}), pm)
+    message = str(info.value)
+    assert message.startswith(
+        "acme.yaml: providers.inference[0]: the plugin offering 'remote::acme' is broken"
+    )
+    assert words in message
