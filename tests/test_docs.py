@@ -69,16 +69,37 @@ def test_every_hook_documents_its_contract(hook: str) -> None:
     assert doc, f"{hook} has no docstring"
     summary = doc.split("\n\n", 1)[0]
     assert summary.endswith(".") and len(summary.split()) >= 5, f"{hook}: the first paragraph is a summary"
-    for label in docs_gen.CONTRACT_LABELS:
-        assert label in doc, f"{hook}'s docstring lacks its {label!r} section"
-    assert "Return" in doc
     assert f"def {hook}(" in doc, f"{hook}'s example implements {hook}"
+    assert "Example::" in doc
     for record in docs_gen.returned_records(fn):
         assert record.__name__ in doc, f"{hook}'s docstring names the record it returns"
+    # The API and resource hooks share a contract, written once; each names it and what is its own.
     if hook in hookspecs.API_HOOKS.values():
-        assert "two distributions" in doc and "lazily" in doc
-    if hook in hookspecs.RESOURCE_HOOKS.values():
-        assert "provider_type" in doc and "win" in doc
+        api = next(a for a, h in hookspecs.API_HOOKS.items() if h == hook)
+        assert "``API_HOOK_CONTRACT``" in doc and f"``api=Api.{api}``" in doc
+    elif hook in hookspecs.RESOURCE_HOOKS.values():
+        rtype = next(t for t, h in hookspecs.RESOURCE_HOOKS.items() if h == hook)
+        assert "``RESOURCE_HOOK_CONTRACT``" in doc and f"``type=ResourceType.{rtype}``" in doc
+        assert "``params`` holds" in doc
+    else:
+        for label in docs_gen.CONTRACT_LABELS:
+            assert label in doc, f"{hook}'s docstring lacks its {label!r} section"
+
+
+@pytest.mark.parametrize("contract", ["API_HOOK_CONTRACT", "RESOURCE_HOOK_CONTRACT"])
+def test_shared_hook_contracts_are_complete_and_shown_once(contract: str) -> None:
+    text = getattr(hookspecs, contract)
+    for label in docs_gen.CONTRACT_LABELS[:-1]:  # the examples are each hook's own
+        assert label in text, f"{contract} lacks its {label!r} section"
+    if contract == "API_HOOK_CONTRACT":
+        assert "two distributions" in text and "lazily" in text and "lamina.api_table" in text
+    else:
+        assert "provider_type" in text and "win over defaults" in text
+    reference = (DOCS / docs_gen.HOOKS_FILE).read_text()
+    first_line = docs_gen.doc_to_markdown(text).splitlines()[0]
+    assert reference.count(first_line) == 1
+    for record in ("ProviderSpec", "DefaultResource"):
+        assert reference.count(f"Record `{record}`:") == 1, f"the {record} table is shown once"
 
 
 def _served_routes() -> list[tuple[str, str]]:

@@ -68,3 +68,14 @@ def test_lint_is_clean() -> None:
             [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0, f"ruff {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_provider_health_lives_with_its_only_caller_and_inspect_does_not_import_the_stack() -> None:
+    """The stack imports routers.inspect; inspect reads the stack through a Protocol (no cycle, not even
+    under TYPE_CHECKING), and asks lamina.provider_health's monitor rather than probing providers itself."""
+    inspect_source = (ROOT / "core/lamina/routers/inspect.py").read_text()
+    assert not re.search(r"^\s*(from|import) lamina\.stack\b", inspect_source, re.M)
+    probing = [
+        p.relative_to(ROOT) for p in ROOT.glob("core/lamina/**/*.py") if "provider_health(" in p.read_text()
+    ]
+    assert probing == [Path("core/lamina/provider_health.py")]

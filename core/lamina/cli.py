@@ -91,10 +91,11 @@ def load_config_or_distribution(target: str | None, env: dict[str, str], pm):
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Set a variable for ${env.X}.")
 def run(config: str | None, port: int | None, host: str | None, env_pairs: tuple[str, ...]) -> None:
     """Serve a run config (CONFIG.yaml) or a distribution (by name; default: the local one)."""
+    from lamina.api_table import served_apis
     from lamina.config import check_settings_are_enforced
     from lamina.logging import configure_logging
     from lamina.server.app import run_server
-    from lamina.stack import SERVED_APIS, Stack
+    from lamina.stack import Stack
 
     configure_logging()
     env = _parse_env(env_pairs)
@@ -103,7 +104,7 @@ def run(config: str | None, port: int | None, host: str | None, env_pairs: tuple
         run_config = load_config_or_distribution(config, env, pm)
         stack = Stack.build(run_config, pm)
         check_settings_are_enforced(
-            run_config, {api.value for api in SERVED_APIS}, [(r.where, r.config) for r in stack.order]
+            run_config, {api.value for api in served_apis()}, [(r.where, r.config) for r in stack.order]
         )
     except (ConfigError, PluginError) as exc:
         raise click.ClickException(str(exc)) from None

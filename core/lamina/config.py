@@ -16,8 +16,8 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lamina.envsubst import format_path, substitute_env
-from lamina.errors import ConfigError
+from lamina.envsubst import substitute_env
+from lamina.errors import ConfigError, field_problems, format_path
 
 log = structlog.get_logger(__name__)
 
@@ -189,29 +189,8 @@ KNOWN_TOP_LEVEL = set(RunConfig.model_fields) - {"source"}
 
 
 def validation_message(source: str, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> str:
-    """One line per problem: ``file: key.path: what is wrong (got X)``."""
-    lines = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-        got = err.get("input")
-        if err["type"] == "missing":
-            msg, got_text = "required, but missing", ""
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            got_text = f" (got {_show(got)})"
-        line = f"{source}: {format_path((*prefix, *loc))}: {msg}{got_text}"
-        if line not in lines:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic puts the union member or validator that failed in an error's location; drop those."""
-    if not isinstance(part, str):
-        return False
-    return part in ("str", "bool", "int", "float", "none") or part.startswith(
-        ("function-", "list[", "dict[", "nullable[", "union[", "constrained-", "lax-", "json-or-python[")
-    )
+    """One line per problem: ``file: key.path: what is wrong (got X)`` (``lamina.errors.field_problems``)."""
+    return "\n".join(f"{source}: {problem}" for problem in field_problems(exc, prefix))
 
 
 def _show(value: Any) -> str:

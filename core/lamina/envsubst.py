@@ -30,24 +30,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lamina.errors import ConfigError
+from lamina.errors import ConfigError, format_path
 
 _PATTERN = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+|:|\+)([^}]*))?\}")
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
 DISABLED = "__disabled__"
-
-
-def format_path(path: tuple[Any, ...]) -> str:
-    """``("providers", "inference", 0, "config")`` -> ``providers.inference[0].config``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "<top level>"
 
 
 def convert_scalar(value: str) -> Any:

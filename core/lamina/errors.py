@@ -5,7 +5,12 @@ Every message says what happened, which input caused it and what to do next.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # Error messages echo user input (a model id, a path, a field value); a client that sends 1 MB must
 # not get 1 MB (or three copies of it) back. Every message and echoed field is cut to this size.
@@ -176,3 +181,103 @@ class ConfigError(Exception):
 
 class PluginError(Exception):
     """Plugins could not be loaded or conflict with each other."""
+
+
+# -- pydantic validation errors, described one way ------------------------------------------------
+
+
+def format_path(path: tuple[Any, ...]) -> str:
+    """``("providers", "inference", 0, "config")`` -> ``providers.inference[0].config``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def show_value(value: Any, limit: int = 80) -> str:
+    """A value a user sent, short: strings quoted, anything else as JSON."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem of a pydantic ValidationError: where (``messages[0].role``) and what."""
+
+    path: str
+    message: str  # pydantic's message, or "required, but missing"
+    got: str | None  # the offending value, shown (None for a missing field)
+    type: str  # pydantic's error type, e.g. "missing", "extra_forbidden", "string_type"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" + ("" if self.got is None else f" (got {self.got})")
+
+
+def field_problems(
+    exc: ValidationError,
+    prefix: tuple[Any, ...] = (),
+    *,
+    drop: frozenset[str] = frozenset(),
+    top: str = "<top level>",
+) -> list[FieldProblem]:
+    """Every problem of ``exc`` once, its path under ``prefix`` (``top`` names an empty path).
+
+    Pydantic puts the union member or validator that failed in an error's location (``str``,
+    ``function-after[...]``); those are dropped, and so are the location parts in ``drop`` (the tag
+    values of a discriminated union, say).
+    """
+    out: list[FieldProblem] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p) and p not in drop)
+        if err["type"] == "missing":
+            message, got = "required, but missing", None
+        else:
+            message, got = err["msg"].removeprefix("Value error, "), show_value(err.get("input"))
+        path = format_path((*prefix, *loc)) if prefix or loc else top
+        problem = FieldProblem(path, message, got, err["type"])
+        if problem not in out:
+            out.append(problem)
+    return out
+
+
+def describe_validation_error(
+    exc: ValidationError,
+    prefix: tuple[Any, ...] = (),
+    *,
+    limit: int = 10,
+    drop: frozenset[str] = frozenset(),
+    top: str = "<top level>",
+) -> str:
+    """``exc``'s problems on one line: ``a.b: what is wrong (got X); c: ...; and N more``."""
+    problems = field_problems(exc, prefix, drop=drop, top=top)
+    more = len(problems) - limit
+    return "; ".join(map(str, problems[:limit])) + (f"; and {more} more" if more > 0 else "")
+
+
+def validation_error(
+    exc: ValidationError,
+    where: str = "request",
+    prefix: tuple[Any, ...] = (),
+    *,
+    limit: int = 10,
+    drop: frozenset[str] = frozenset(),
+) -> BadRequestError:
+    """A 400 naming every bad field of ``where`` (``invalid request body: messages[0].role: ...``);
+    ``param`` is the first bad field."""
+    problems = field_problems(exc, prefix, drop=drop, top=where)
+    first = problems[0].path if problems else where
+    text = describe_validation_error(exc, prefix, limit=limit, drop=drop, top=where)
+    return BadRequestError(f"invalid {where}: {text}", param=first)
+
+
+def _is_union_tag(part: Any) -> bool:
+    if not isinstance(part, str):
+        return False
+    return (
+        part in ("str", "bool", "int", "float", "none")
+        or "[" in part
+        or part.startswith(("function-", "constrained-", "lax-"))
+    )

@@ -43,6 +43,63 @@ from lamina.specs import (
 hookspec = pluggy.HookspecMarker("lamina")
 hookimpl = pluggy.HookimplMarker("lamina")
 
+# The contract every API hook shares; docs/hooks.md shows it once, above the API hooks.
+API_HOOK_CONTRACT = """Every API hook below answers one question: which provider types of its API does this
+plugin offer? They differ only in the API (``api=Api.<name>`` on every record) and share this contract.
+
+Called: at start-up, by ``Stack.build`` when the run config lists providers of the hook's API, so the
+provider types can be checked (cached by the plugin manager: once per process), and again by listing
+commands such as ``lamina plugins``, so it must return the same records every time.
+
+Returns: a list of ``ProviderSpec``, one per provider type, with the hook's ``api``, a ``provider_type``
+(``"remote::<name>"`` or ``"inline::<name>"``), the import paths of its ``config_class`` (a pydantic model of
+the run config's ``config:``) and ``factory`` (``async def factory(config, deps, context)``), the
+``api_dependencies`` whose routers the factory receives in ``deps``, and optionally a
+``provider_data_validator`` (per-request settings from the ``X-LlamaStack-Provider-Data`` header). Dicts with
+the same fields are accepted. Return ``[]`` or ``None`` to offer nothing.
+
+Rules:
+
+- No I/O and no heavy imports here: ``config_class``, ``factory`` and ``provider_data_validator`` are strings
+  the core imports lazily, ``config_class`` when a run config configures this provider type and ``factory``
+  when that provider starts.
+- A record whose ``api`` is not the hook's is invalid: return it from the hook of its own API.
+- A ``provider_type`` offered by two distributions fails start-up with an error naming both; uninstall
+  one, or disable one with ``LAMINA_DISABLE_PLUGINS=<distribution>``.
+- Every API has a hook, but the server serves only the APIs of ``lamina.api_table`` (inference, files,
+  vector_io, tool_runtime, safety today). Providers of the other APIs are listed by ``lamina plugins``; a run
+  config that configures one fails start-up naming the API, rather than building a provider nothing reaches.
+"""
+
+# The contract every resource hook but ``lamina_validate_resource`` shares; shown once in docs/hooks.md.
+RESOURCE_HOOK_CONTRACT = """Every resource hook below contributes default resources of one type
+(``DefaultResource`` records, ``type=ResourceType.<name>``) and shares this contract.
+
+Called: by ``lamina plugins``, and at start-up (once per process; the plugin manager caches the answer,
+sorted by ``(provider_type, identifier)``) after every configured provider has started, when the stack
+registers default resources. The stack registers the defaults of models, shields and tool groups (the
+resources of served APIs whose registrations it drives); defaults of the other types are collected and
+listed, and get registered the same way once the API owning them is served.
+
+Returns: ``DefaultResource`` records: the hook's ``type``, the ``provider_type`` that serves the resource,
+the ``identifier`` clients use, optionally ``provider_resource_id`` (the resource's id at the provider;
+defaults to ``identifier``) and ``params``, the resource's own fields (each hook says which). Dicts with the
+same fields are accepted. Return ``[]`` or ``None`` for none.
+
+Rules:
+
+- A default is registered only if the run config configures a provider of its ``provider_type``, and then
+  once (identifiers are unique), with the first such provider in run-config order.
+- Registrations win over defaults: an identifier already registered (through the API, or persisted from an
+  earlier run) is left as it is, and the run config's entries of that type are registered after the
+  defaults and replace them.
+- A default goes through ``lamina_validate_resource`` and the provider's registration like any
+  registration; one that is refused (a veto, or its provider's error) is logged and skipped: a plugin's
+  default never stops start-up.
+- A record of another type is invalid. No I/O: do not ask a server what it has here (a provider can do
+  that in its own ``initialize``).
+"""
+
 # ---------------------------------------------------------------------------------------------
 # APIs: which provider types does this plugin offer?
 # ---------------------------------------------------------------------------------------------
@@ -52,24 +109,8 @@ hookimpl = pluggy.HookimplMarker("lamina")
 def lamina_inference_providers() -> list[ProviderSpec]:
     """Offer this plugin's Inference provider types (chat completion, text completion and embeddings).
 
-    Called: at start-up, by ``Stack.build`` when the run config lists ``inference`` providers, so the provider
-    types can be checked (cached by the plugin manager: once per process), and again by listing commands such
-    as ``lamina plugins``, so it must return the same records every time.
-
-    Returns: a list of ``ProviderSpec``, one per provider type, with ``api=Api.inference``, a
-    ``provider_type`` (``"remote::<name>"`` or ``"inline::<name>"``), the import paths of its ``config_class``
-    (a pydantic model of the run config's ``config:``) and ``factory`` (``async def factory(config, deps,
-    context)``), and the ``api_dependencies`` whose routers the factory receives in ``deps``. Dicts with the
-    same fields are accepted. Return ``[]`` or ``None`` to offer nothing.
-
-    Rules:
-
-    - No I/O and no heavy imports here: ``config_class`` and ``factory`` are strings the core imports lazily,
-      ``config_class`` when a run config configures this provider type and ``factory`` when that provider
-      starts.
-    - A record whose ``api`` is not ``inference`` is invalid: return it from the hook of its own API.
-    - A ``provider_type`` offered by two distributions fails start-up with an error naming both; uninstall
-      one, or disable one with ``LAMINA_DISABLE_PLUGINS=<distribution>``.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.inference`` on every ``ProviderSpec``.
 
     Example::
 
@@ -86,15 +127,8 @@ def lamina_inference_providers() -> list[ProviderSpec]:
 def lamina_safety_providers() -> list[ProviderSpec]:
     """Offer this plugin's Safety provider types (shields and moderations).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``safety`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.safety`` (fields as for ``lamina_inference_providers``),
-    or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.safety`` on every ``ProviderSpec``.
 
     Example::
 
@@ -111,15 +145,8 @@ def lamina_safety_providers() -> list[ProviderSpec]:
 def lamina_agents_providers() -> list[ProviderSpec]:
     """Offer this plugin's Agents provider types (agent turns and OpenAI Responses).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``agents`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.agents`` (fields as for ``lamina_inference_providers``),
-    or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.agents`` on every ``ProviderSpec``.
 
     Example::
 
@@ -136,15 +163,8 @@ def lamina_agents_providers() -> list[ProviderSpec]:
 def lamina_tool_runtime_providers() -> list[ProviderSpec]:
     """Offer this plugin's ToolRuntime provider types (RAG search, web search, MCP and code tools).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``tool_runtime`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.tool_runtime`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.tool_runtime`` on every ``ProviderSpec``.
 
     Example::
 
@@ -160,15 +180,8 @@ def lamina_tool_runtime_providers() -> list[ProviderSpec]:
 def lamina_vector_io_providers() -> list[ProviderSpec]:
     """Offer this plugin's VectorIO provider types (vector databases and vector stores).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``vector_io`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.vector_io`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.vector_io`` on every ``ProviderSpec``.
 
     Example::
 
@@ -185,15 +198,8 @@ def lamina_vector_io_providers() -> list[ProviderSpec]:
 def lamina_files_providers() -> list[ProviderSpec]:
     """Offer this plugin's Files provider types (OpenAI files storage).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``files`` providers (cached by the plugin
-    manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.files`` (fields as for ``lamina_inference_providers``),
-    or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.files`` on every ``ProviderSpec``.
 
     Example::
 
@@ -209,15 +215,8 @@ def lamina_files_providers() -> list[ProviderSpec]:
 def lamina_datasetio_providers() -> list[ProviderSpec]:
     """Offer this plugin's DatasetIO provider types (reading and appending dataset rows).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``datasetio`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.datasetio`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.datasetio`` on every ``ProviderSpec``.
 
     Example::
 
@@ -233,15 +232,8 @@ def lamina_datasetio_providers() -> list[ProviderSpec]:
 def lamina_scoring_providers() -> list[ProviderSpec]:
     """Offer this plugin's Scoring provider types (scoring functions over rows).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``scoring`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.scoring`` (fields as for ``lamina_inference_providers``),
-    or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.scoring`` on every ``ProviderSpec``.
 
     Example::
 
@@ -258,15 +250,8 @@ def lamina_scoring_providers() -> list[ProviderSpec]:
 def lamina_eval_providers() -> list[ProviderSpec]:
     """Offer this plugin's Eval provider types (benchmark evaluation jobs).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``eval`` providers (cached by the plugin
-    manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.eval`` (fields as for ``lamina_inference_providers``), or
-    ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.eval`` on every ``ProviderSpec``.
 
     Example::
 
@@ -283,15 +268,8 @@ def lamina_eval_providers() -> list[ProviderSpec]:
 def lamina_telemetry_providers() -> list[ProviderSpec]:
     """Offer this plugin's Telemetry provider types (trace, span and metric sinks).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``telemetry`` providers (cached by the
-    plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.telemetry`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.telemetry`` on every ``ProviderSpec``.
 
     Example::
 
@@ -307,15 +285,8 @@ def lamina_telemetry_providers() -> list[ProviderSpec]:
 def lamina_batch_inference_providers() -> list[ProviderSpec]:
     """Offer this plugin's BatchInference provider types (inference and agents over datasets, as jobs).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``batch_inference`` providers (cached by
-    the plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.batch_inference`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.batch_inference`` on every ``ProviderSpec``.
 
     Example::
 
@@ -332,15 +303,8 @@ def lamina_batch_inference_providers() -> list[ProviderSpec]:
 def lamina_post_training_providers() -> list[ProviderSpec]:
     """Offer this plugin's PostTraining provider types (fine-tuning and preference-optimisation jobs).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``post_training`` providers (cached by
-    the plugin manager: once per process), and again by listing commands such as ``lamina plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.post_training`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.post_training`` on every ``ProviderSpec``.
 
     Example::
 
@@ -357,16 +321,8 @@ def lamina_post_training_providers() -> list[ProviderSpec]:
 def lamina_synthetic_data_generation_providers() -> list[ProviderSpec]:
     """Offer this plugin's SyntheticDataGeneration provider types (generating synthetic data).
 
-    Called: at start-up by ``Stack.build`` when the run config lists ``synthetic_data_generation`` providers
-    (cached by the plugin manager: once per process), and again by listing commands such as ``lamina
-    plugins``.
-
-    Returns: ``ProviderSpec`` records with ``api=Api.synthetic_data_generation`` (fields as for
-    ``lamina_inference_providers``), or ``[]`` / ``None`` to offer nothing.
-
-    Rules: as for every API hook: no I/O and no heavy imports (``config_class`` and ``factory`` are import
-    paths the core imports lazily), the same records on every call, a record of another API is invalid, and a
-    ``provider_type`` offered by two distributions fails start-up naming both.
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.synthetic_data_generation`` on every ``ProviderSpec``.
 
     Example::
 
@@ -391,28 +347,11 @@ def lamina_synthetic_data_generation_providers() -> list[ProviderSpec]:
 def lamina_models() -> list[DefaultResource]:
     """Contribute Model resources to register by default (for example a bundled local model).
 
-    Called: at start-up, once per process, after every configured provider has started: the stack then
-    registers the defaults. ``lamina plugins`` lists them too. The plugin manager caches the answer, sorted by
-    ``(provider_type, identifier)``.
-
-    Returns: a list of ``DefaultResource`` with ``type=ResourceType.model``, the ``provider_type`` that serves
-    the model, the ``identifier`` clients use, optionally ``provider_resource_id`` (the model's id at the
-    provider; defaults to ``identifier``) and ``params`` (the model's own fields: ``model_type``, ``"llm"`` or
-    ``"embedding"``, and ``metadata``, which for an embedding model must hold ``embedding_dimension``). Dicts
-    with the same fields are accepted. Return ``[]`` or ``None`` for none.
-
-    Rules:
-
-    - A default is registered only if the run config configures a provider of its ``provider_type``, and then
-      once (identifiers are unique), with the first such provider in run-config order.
-    - Registrations win over defaults: an identifier already registered (through ``POST /v1/models``, or
-      persisted from an earlier run) is left as it is, and the run config's ``models:`` entries are registered
-      after the defaults and replace them.
-    - A default goes through ``lamina_validate_resource`` and the provider's ``register_model`` like any
-      registration; one that is refused is logged (``default_resource_not_registered``) and skipped, and
-      start-up goes on.
-    - A record whose ``type`` is not ``model`` is invalid. No I/O: do not ask a server which models it has
-      here; a provider whose backend knows what it serves implements ``list_models()`` instead.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.model``; ``params`` holds the model's own fields:
+    ``model_type``, ``"llm"`` or ``"embedding"``, and ``metadata``, which for an embedding model must hold
+    ``embedding_dimension``. Use this hook for models a plugin always offers; a provider whose backend
+    knows which models it serves implements ``list_models()`` instead (``ProviderBase``).
 
     Example::
 
@@ -428,17 +367,9 @@ def lamina_models() -> list[DefaultResource]:
 def lamina_shields() -> list[DefaultResource]:
     """Contribute Shield resources to register by default.
 
-    Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources. Today the stack registers default models only; shield defaults are collected and listed, and
-    get registered like models once the API owning them is served.
-
-    Returns: ``DefaultResource`` records with ``type=ResourceType.shield`` (fields as for ``lamina_models``;
-    ``params`` holds ``params``, the shield's own settings, as in the run config's ``shields:``), or ``[]`` /
-    ``None`` for none.
-
-    Rules: as for ``lamina_models``: no I/O, a record of another type is invalid, a default is registered
-    once, for the first configured provider of its ``provider_type``, and registrations by users, earlier runs
-    and the run config's ``shields:`` win over it.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.shield``; ``params`` holds ``params``, the shield's own
+    settings, as in the run config's ``shields:``.
 
     Example::
 
@@ -454,17 +385,9 @@ def lamina_shields() -> list[DefaultResource]:
 def lamina_vector_dbs() -> list[DefaultResource]:
     """Contribute VectorDB resources to register by default.
 
-    Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources. Today the stack registers default models only; vector_db defaults are collected and listed, and
-    get registered like models once the API owning them is served.
-
-    Returns: ``DefaultResource`` records with ``type=ResourceType.vector_db`` (fields as for
-    ``lamina_models``; ``params`` holds ``embedding_model`` and ``embedding_dimension``, as in the run
-    config's ``vector_dbs:``), or ``[]`` / ``None`` for none.
-
-    Rules: as for ``lamina_models``: no I/O, a record of another type is invalid, a default is registered
-    once, for the first configured provider of its ``provider_type``, and registrations by users, earlier runs
-    and the run config's ``vector_dbs:`` win over it.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.vector_db``; ``params`` holds ``embedding_model`` and
+    ``embedding_dimension``, as in the run config's ``vector_dbs:``.
 
     Example::
 
@@ -480,17 +403,9 @@ def lamina_vector_dbs() -> list[DefaultResource]:
 def lamina_datasets() -> list[DefaultResource]:
     """Contribute Dataset resources to register by default.
 
-    Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources. Today the stack registers default models only; dataset defaults are collected and listed, and
-    get registered like models once the API owning them is served.
-
-    Returns: ``DefaultResource`` records with ``type=ResourceType.dataset`` (fields as for ``lamina_models``;
-    ``params`` holds ``purpose``, ``source`` and ``metadata``, as in the run config's ``datasets:``), or
-    ``[]`` / ``None`` for none.
-
-    Rules: as for ``lamina_models``: no I/O, a record of another type is invalid, a default is registered
-    once, for the first configured provider of its ``provider_type``, and registrations by users, earlier runs
-    and the run config's ``datasets:`` win over it.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.dataset``; ``params`` holds ``purpose``, ``source`` and
+    ``metadata``, as in the run config's ``datasets:``.
 
     Example::
 
@@ -506,17 +421,9 @@ def lamina_datasets() -> list[DefaultResource]:
 def lamina_scoring_functions() -> list[DefaultResource]:
     """Contribute ScoringFunction resources to register by default (for example ``basic::equality``).
 
-    Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources. Today the stack registers default models only; scoring_function defaults are collected and
-    listed, and get registered like models once the API owning them is served.
-
-    Returns: ``DefaultResource`` records with ``type=ResourceType.scoring_function`` (fields as for
-    ``lamina_models``; ``params`` holds ``description``, ``return_type`` and ``params``, as in the run
-    config's ``scoring_fns:``), or ``[]`` / ``None`` for none.
-
-    Rules: as for ``lamina_models``: no I/O, a record of another type is invalid, a default is registered
-    once, for the first configured provider of its ``provider_type``, and registrations by users, earlier runs
-    and the run config's ``scoring_fns:`` win over it.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.scoring_function``; ``params`` holds ``description``,
+    ``return_type`` and ``params``, as in the run config's ``scoring_fns:``.
 
     Example::
 
@@ -532,17 +439,9 @@ def lamina_scoring_functions() -> list[DefaultResource]:
 def lamina_benchmarks() -> list[DefaultResource]:
     """Contribute Benchmark resources to register by default.
 
-    Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources. Today the stack registers default models only; benchmark defaults are collected and listed, and
-    get registered like models once the API owning them is served.
-
-    Returns: ``DefaultResource`` records with ``type=ResourceType.benchmark`` (fields as for
-    ``lamina_models``; ``params`` holds ``dataset_id``, ``scoring_functions`` and ``metadata``, as in the run
-    config's ``benchmarks:``), or ``[]`` / ``None`` for none.
-
-    Rules: as for ``lamina_models``: no I/O, a record of another type is invalid, a default is registered
-    once, for the first configured provider of its ``provider_type``, and registrations by users, earlier runs
-    and the run config's ``benchmarks:`` win over it.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.benchmark``; ``params`` holds ``dataset_id``,
+    ``scoring_functions`` and ``metadata``, as in the run config's ``benchmarks:``.
 
     Example::
 
@@ -558,18 +457,9 @@ def lamina_benchmarks() -> list[DefaultResource]:
 def lamina_tool_groups() -> list[DefaultResource]:
     """Contribute ToolGroup resources to register by default (for example ``builtin::rag``).
 
-    Called: by ``lamina plugins``, and at start-up (once per process, cached) when the stack registers default
-    resources: after the models and vector DBs, when the run config lists ``tool_runtime`` providers. A
-    default whose registration fails (its provider refuses it or cannot list its tools) is logged and
-    skipped; start-up goes on.
-
-    Returns: ``DefaultResource`` records with ``type=ResourceType.tool_group`` (fields as for
-    ``lamina_models``; ``params`` holds ``args`` and ``mcp_endpoint``, as in the run config's
-    ``tool_groups:``), or ``[]`` / ``None`` for none.
-
-    Rules: as for ``lamina_models``: no I/O, a record of another type is invalid, a default is registered
-    once, for the first configured provider of its ``provider_type``, and registrations by users, earlier runs
-    and the run config's ``tool_groups:`` win over it.
+    Called, Returns and Rules: those of every resource hook (``RESOURCE_HOOK_CONTRACT``, shown once above the
+    resource hooks), with ``type=ResourceType.tool_group``; ``params`` holds ``args`` and ``mcp_endpoint``, as
+    in the run config's ``tool_groups:``. Tool groups are registered after the models and vector DBs.
 
     Example::
 

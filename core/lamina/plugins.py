@@ -26,7 +26,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from lamina import hookspecs
-from lamina.errors import PluginError
+from lamina.errors import PluginError, describe_validation_error
 from lamina.specs import (
     Api,
     DefaultResource,
@@ -446,7 +446,7 @@ def _click_commands(value: Any) -> list[Any]:
 
 def _explain(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}" for e in exc.errors())
+        return describe_validation_error(exc, top=exc.title)
     return str(exc)
 
 

@@ -31,7 +31,7 @@ RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 
 
-async def provider_health(impl: Any, limit: float = CHECK_SECONDS) -> dict[str, Any]:
+async def _provider_health(impl: Any, limit: float = CHECK_SECONDS) -> dict[str, Any]:
     """``impl.health()`` bounded by ``limit`` seconds; a failure or a timeout is an ``Error``."""
     if not hasattr(impl, "health"):
         return {"status": "Not Implemented"}
@@ -106,9 +106,14 @@ class HealthMonitor:
     async def probe_all(self, limit: float = STARTUP_PROBE_SECONDS) -> None:
         """Ask every provider at once; the slowest bounds the wait (``limit``), not their number."""
         ids = list(self.impls)
-        results = await asyncio.gather(*(provider_health(self.impls[pid], limit) for pid in ids))
+        results = await asyncio.gather(*(_provider_health(self.impls[pid], limit) for pid in ids))
         for provider_id, health in zip(ids, results, strict=True):
             self.observe(provider_id, health)
+
+    async def check(self, provider_id: str) -> dict[str, Any]:
+        """Ask the provider now (``GET /v1/providers``), bounded by ``CHECK_SECONDS``, and record the
+        answer; returns the provider's view."""
+        return self.observe(provider_id, await _provider_health(self.impls[provider_id], CHECK_SECONDS))
 
     def observe(self, provider_id: str, health: dict[str, Any]) -> dict[str, Any]:
         """Record a health answer; start retrying a provider that is down. Returns the provider's view."""
@@ -182,7 +187,7 @@ class HealthMonitor:
         while state.down:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
-            health = await provider_health(self.impls[provider_id], CHECK_SECONDS)
+            health = await _provider_health(self.impls[provider_id], CHECK_SECONDS)
             state.health, state.checked_at = health, time.time()
             if health.get("status") == "Error":
                 state.last_error = str(health.get("message") or "health check failed")

@@ -1,14 +1,45 @@
-"""Per-request context (contextvars): request id and the caller's provider data."""
+"""Per-request context (contextvars): request id and the caller's provider data.
+
+Provider data is Llama Stack's ``X-LlamaStack-Provider-Data`` header: a JSON object of per-request
+provider settings (``{"openai_api_key": "..."}``). The server middleware parses it and validates it
+with the model every configured provider declares (``ProviderSpec.provider_data_validator``) before
+the request reaches a handler, so a malformed header is a 400; a provider then reads its settings with
+``request_provider_data(ItsValidator)``.
+"""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
 REQUEST_ID: ContextVar[str | None] = ContextVar("lamina_request_id", default=None)
 PROVIDER_DATA: ContextVar[dict[str, Any] | None] = ContextVar("lamina_provider_data", default=None)
+# Validator class -> the header validated by it (filled by the middleware for configured providers).
+VALIDATED_PROVIDER_DATA: ContextVar[dict[type, BaseModel] | None] = ContextVar(
+    "lamina_validated_provider_data", default=None
+)
 
 
 def provider_data() -> dict[str, Any]:
-    """The ``X-LlamaStack-Provider-Data`` JSON of the current request (empty outside one)."""
+    """The ``X-LlamaStack-Provider-Data`` JSON of the current request, unvalidated (empty outside one)."""
     return PROVIDER_DATA.get() or {}
+
+
+def request_provider_data(validator: type[M]) -> M | None:
+    """The current request's provider data as ``validator`` reads it; None without the header.
+
+    ``validator`` is the class a provider's ``ProviderSpec.provider_data_validator`` names: the
+    middleware validated the header with it already (a malformed header never gets here). A class no
+    configured provider declares is validated now (a ``pydantic.ValidationError`` if it fails).
+    """
+    raw = PROVIDER_DATA.get()
+    if raw is None:
+        return None
+    validated = VALIDATED_PROVIDER_DATA.get()
+    found = validated.get(validator) if validated is not None else None
+    return found if found is not None else validator.model_validate(raw)

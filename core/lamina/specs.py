@@ -56,7 +56,11 @@ def import_object(path: str) -> Any:
 
 
 class ProviderSpec(BaseModel):
-    """One provider type a plugin offers for one API."""
+    """One provider type a plugin offers for one API.
+
+    Llama Stack's ``pip_packages`` is not a field here: a provider's dependencies are its package's own
+    (pyproject) dependencies, which pip installs with it; a spec that still passes it has it ignored.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -68,9 +72,14 @@ class ProviderSpec(BaseModel):
     optional_api_dependencies: list[Api] = Field(default_factory=list)
     provider_data_validator: str | None = Field(
         default=None,
-        description="Import path of a pydantic model validating the X-LlamaStack-Provider-Data header.",
+        description=(
+            "Import path of a pydantic model of the per-request settings this provider reads from the "
+            "X-LlamaStack-Provider-Data header (e.g. `openai_api_key`). The server validates every request's "
+            "header with it (a 400 naming the field when it fails); the provider reads the result with "
+            "`lamina.request_context.request_provider_data(Model)`. Ignore unknown fields (pydantic's "
+            "default): one header carries the settings of every provider."
+        ),
     )
-    pip_packages: list[str] = Field(default_factory=list)
     description: str = ""
     deprecation_warning: str | None = None
 

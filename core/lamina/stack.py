@@ -17,32 +17,25 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from lamina import __version__
-from lamina.apis.files import Files
-from lamina.apis.inference import Inference
+from lamina import __version__, api_table
 from lamina.apis.inspect import Inspect, Providers
-from lamina.apis.models import Model, Models, RegisterModelRequest
-from lamina.apis.safety import RegisterShieldRequest, Safety, Shields
-from lamina.apis.tools import RAGToolRuntime, RegisterToolGroupRequest, ToolGroups, ToolRuntime
-from lamina.apis.vector_io import RegisterVectorDBRequest, VectorDBs, VectorIO
-from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
+from lamina.apis.models import Model, RegisterModelRequest
+from lamina.apis.safety import RegisterShieldRequest
+from lamina.apis.tools import RegisterToolGroupRequest
+from lamina.apis.vector_io import RegisterVectorDBRequest
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
-from lamina.errors import ConfigError, LaminaError, NotFoundError, ServiceUnavailableError, UpstreamError
+from lamina.errors import ConfigError, LaminaError, UpstreamError, validation_error
 from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
+from lamina.request_context import PROVIDER_DATA_HEADER
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
-from lamina.routers.files import FilesRouter
-from lamina.routers.inference import InferenceRouter
 from lamina.routers.inspect import InspectImpl, ProvidersImpl
-from lamina.routers.safety import SafetyRouter
-from lamina.routers.tool_runtime import ToolRuntimeRouter
-from lamina.routers.vector_io import VectorIORouter
 from lamina.routers.vector_stores import VectorStoresRouter
 from lamina.specs import Api, DefaultResource, ProviderSpec, ResourceType, import_object
 from lamina.storage import KVStore, KVStoreConfig, open_kvstore
@@ -60,35 +53,6 @@ DEFAULT_REFRESH_INTERVAL = 60.0
 # Seconds one provider's list_models() may take (a backend that stops answering must not hold start-up).
 LISTING_SECONDS = 15.0
 
-# The API Protocols the server exposes, and the APIs whose providers they need.
-SERVED_APIS: dict[Api, list[type]] = {Api.inference: [Inference], Api.vector_io: [VectorDBs, VectorIO]}
-SERVED_APIS[Api.files] = [Files]
-SERVED_APIS[Api.tool_runtime] = [ToolGroups, ToolRuntime, RAGToolRuntime]
-SERVED_APIS[Api.vector_io] += [VectorStores, VectorStoreFileBatches]
-SERVED_APIS[Api.safety] = [Shields, Safety]
-
-
-class _ModelsTable(ModelsRoutingTable):
-    """The models table; a run-config model still waiting on its (down) provider is a 503 naming
-    the provider and why, not a 404 telling the user to register a model their config names."""
-
-    health: HealthMonitor
-
-    async def get(self, identifier: str) -> Model:
-        try:
-            return await super().get(identifier)
-        except NotFoundError:
-            waiting = self.health.pending("models", identifier)
-            if waiting is None:
-                raise
-            provider_id, pending = waiting
-            raise ServiceUnavailableError(
-                f"model '{identifier}' ({pending.where} in the run config) is not registered yet: provider "
-                f"'{provider_id}' refused it at start-up ({pending.error}). It is retried in the background; "
-                f"GET /v1/providers/{provider_id} shows the provider's state.",
-                retry_after=5,
-            ) from None
-
 
 @dataclass
 class ProviderRecord:
@@ -98,6 +62,7 @@ class ProviderRecord:
     config: BaseModel
     where: str  # key path in the run config, for messages
     impl: Any = None
+    provider_data_validator: type[BaseModel] | None = None  # ProviderSpec.provider_data_validator, imported
 
 
 @dataclass
@@ -117,39 +82,38 @@ class Stack:
     def __post_init__(self) -> None:
         # Which providers are down, and their background retries (lamina.provider_health).
         self.health = HealthMonitor(self._provider_recovered)
-        # Tables and routers exist before start so the server can bind routes to them; the
-        # provider dicts they hold are filled as providers start.
-        self.models = _ModelsTable(self.registry, self.impls[Api.inference], self.pm)
-        self.models.health = self.health
-        self.routers[Api.inference] = InferenceRouter(self.models)
-        # Files: the first provider under providers.files serves every route (lamina.routers.files).
-        self.routers[Api.files] = FilesRouter(self.impls[Api.files], list(self.providers.get(Api.files, {})))
-        self.vector_dbs = VectorDBsRoutingTable(
-            self.registry, self.impls[Api.vector_io], self.pm, self.models
-        )
-        self.routers[Api.vector_io] = VectorIORouter(self.vector_dbs, self.routers[Api.inference])
-        # A served Protocol implemented by something other than its API's router.
-        self.protocol_impls: dict[type, Any] = {VectorDBs: self.vector_dbs}
-        # Tool runtime: tool groups (persisted), invoke by tool name, the RAG tool (builtin::rag's provider).
-        self.tool_groups = ToolGroupsRoutingTable(self.registry, self.impls[Api.tool_runtime], self.pm)
-        self.routers[Api.tool_runtime] = ToolRuntimeRouter(self.tool_groups)
-        self.protocol_impls[ToolGroups] = self.tool_groups
-        self.protocol_impls[RAGToolRuntime] = self.routers[Api.tool_runtime].rag_tool
-        # OpenAI vector stores: above the Vector IO router, files read through the Files router.
-        self.vector_stores = VectorStoresRouter(
-            self.vector_dbs,
-            self.routers[Api.vector_io],
-            self.routers[Api.files],
-            ingestion_wait=self.config.vector_stores.ingestion_wait_seconds,
-        )
-        self.protocol_impls[VectorStores] = self.vector_stores
-        self.protocol_impls[VectorStoreFileBatches] = self.vector_stores.file_batches
-        # Safety: shields (persisted) resolve to the safety provider that serves them.
-        self.shields = ShieldsRoutingTable(self.registry, self.impls[Api.safety], self.pm)
-        self.routers[Api.safety] = SafetyRouter(
-            self.shields, default_shield_id=self.config.default_moderation_shield()
-        )
-        self.protocol_impls[Shields] = self.shields
+        # Every API of the table gets its routing table and router now, so the server can bind routes
+        # to them; the provider dicts they hold are filled as providers start.
+        self.tables: dict[ResourceType, Any] = {}
+        self.protocol_impls: dict[type, Any] = {}  # served Protocol -> what implements it
+        for entry in api_table.API_TABLE:
+            built = entry.build(self)
+            self.routers[entry.api] = built.router
+            if entry.resource_type is not None:
+                self.tables[entry.resource_type] = built.table
+            for protocol in (*entry.always_served, *entry.protocols):
+                self.protocol_impls[protocol] = built.impls.get(protocol, built.router)
+
+    # The routing tables (and the vector stores router) the stack registers resources with.
+    @property
+    def models(self) -> ModelsRoutingTable:
+        return self.tables[ResourceType.model]
+
+    @property
+    def vector_dbs(self) -> VectorDBsRoutingTable:
+        return self.tables[ResourceType.vector_db]
+
+    @property
+    def tool_groups(self) -> ToolGroupsRoutingTable:
+        return self.tables[ResourceType.tool_group]
+
+    @property
+    def shields(self) -> ShieldsRoutingTable:
+        return self.tables[ResourceType.shield]
+
+    @property
+    def vector_stores(self) -> VectorStoresRouter:
+        return self.protocol_impls[VectorStores]
 
     # -- build: validation only ----------------------------------------------------------------
 
@@ -186,6 +150,13 @@ class Stack:
                         f"{seen_ids[entry.provider_id]}; provider ids must be unique"
                     )
                 seen_ids[entry.provider_id] = where
+                if api_table.entry_for(api) is None:
+                    served = ", ".join(a.value for a in api_table.served_apis())
+                    raise ConfigError(
+                        f"{source}: {where}: {entry.provider_type} is a {api_name} provider, but Lamina does "
+                        f"not serve the {api_name} API (it serves: {served}), so nothing would reach it. "
+                        f"Remove the provider, or disable it with an empty provider_id."
+                    )
                 if spec.deprecation_warning:
                     log.warning(
                         "provider_deprecated",
@@ -195,15 +166,16 @@ class Stack:
                 try:
                     config_class = import_object(spec.config_class)
                     provider_config = config_class.model_validate(entry.config or {})
+                    validator = _provider_data_validator(spec)
                 except ValidationError as exc:
                     raise ConfigError(validation_message(source, exc, (*_path(where), "config"))) from None
-                except (ImportError, AttributeError) as exc:
+                except (ImportError, AttributeError, TypeError) as exc:
                     raise ConfigError(
                         f"{source}: {where}: the plugin offering {entry.provider_type!r} is broken: {exc}"
                     ) from None
                 _warn_unknown_keys(source, where, entry.config or {}, config_class)
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
-                    api, entry.provider_id, spec, provider_config, where
+                    api, entry.provider_id, spec, provider_config, where, provider_data_validator=validator
                 )
         if Api.vector_io in providers and Api.inference not in providers:
             raise ConfigError(
@@ -597,14 +569,30 @@ class Stack:
         out: list[tuple[type, Any, list[str]]] = [
             (Inspect, InspectImpl(self), []),
             (Providers, ProvidersImpl(self), []),
-            (Models, self.models, self.provider_types(Api.inference)),
         ]
-        for api, protocols in SERVED_APIS.items():
-            if api in self.providers and api in self.routers:
-                out.extend(
-                    (p, self.protocol_impls.get(p, self.routers[api]), self.provider_types(api))
-                    for p in protocols
+        for entry in api_table.API_TABLE:
+            served = (*entry.always_served, *(entry.protocols if entry.api in self.providers else ()))
+            types = self.provider_types(entry.api)
+            out.extend((protocol, self.protocol_impls[protocol], types) for protocol in served)
+        return out
+
+    def validate_provider_data(self, data: dict[str, Any]) -> dict[type, BaseModel]:
+        """The ``X-LlamaStack-Provider-Data`` object validated by each configured provider's model
+        (validator class -> instance, for ``lamina.request_context.request_provider_data``); a 400
+        naming the header, the field and the provider that reads it when one refuses it."""
+        out: dict[type, BaseModel] = {}
+        for record in self.order:
+            validator = record.provider_data_validator
+            if validator is None or validator in out:
+                continue
+            try:
+                out[validator] = validator.model_validate(data)
+            except ValidationError as exc:
+                where = (
+                    f"{PROVIDER_DATA_HEADER} header (as provider '{record.provider_id}', "
+                    f"{record.spec.provider_type}, reads it)"
                 )
+                raise validation_error(exc, where, (PROVIDER_DATA_HEADER,)) from None
         return out
 
     def provider_types(self, api: Api) -> list[str]:
@@ -653,6 +641,16 @@ def _refresh_interval(impl: Any) -> float:
 
 def _describe(exc: BaseException) -> str:
     return exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+
+
+def _provider_data_validator(spec: ProviderSpec) -> type[BaseModel] | None:
+    """The pydantic model ``spec.provider_data_validator`` names, imported (TypeError if it is not one)."""
+    if not spec.provider_data_validator:
+        return None
+    validator = import_object(spec.provider_data_validator)
+    if not (isinstance(validator, type) and issubclass(validator, BaseModel)):
+        raise TypeError(f"provider_data_validator {spec.provider_data_validator!r} is not a pydantic model")
+    return validator
 
 
 def _path(where: str) -> tuple[Any, ...]:

@@ -141,14 +141,14 @@ async def test_a_field_after_the_file_is_a_400_that_says_to_send_it_first(client
     resp = await client.post("/toy/upload", data=form(("file", b"xyz"), ("kind", "k")))
     assert resp.status == 400
     detail = (await resp.json())["detail"]
-    assert "kind: Field required" in detail
+    assert "kind: required, but missing" in detail
     assert "must come before it" in detail
 
 
 async def test_missing_file_and_bad_nested_field_name_the_field(client: TestClient) -> None:
     resp = await client.post("/toy/upload", data=form(("kind", "k")))
     assert resp.status == 400
-    assert "file: Field required" in (await resp.json())["detail"]
+    assert "file: required, but missing" in (await resp.json())["detail"]
     resp = await client.post(
         "/toy/upload",
         data=form(("kind", "k"), ("inner[anchor]", "x"), ("inner[seconds]", "soon"), ("file", b"z")),

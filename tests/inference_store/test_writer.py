@@ -19,13 +19,14 @@ from lamina.apis.inference import (
 )
 from lamina.apis.models import Model
 from lamina.errors import NotFoundError
+from lamina.providers.openai_stream_assembly import StreamAssembler
 from lamina.routers.inference import InferenceRouter
 from lamina.storage.inference_store import (
     CompletionRecord,
     CompletionWriter,
     InferenceStore,
     Page,
-    StreamAssembler,
+    record_from_completion,
 )
 
 
@@ -183,7 +184,7 @@ def test_the_assembler_rebuilds_content_tool_calls_finish_reason_and_usage() -> 
     a.add(_chunk({}, "stop"))
     a.add(_chunk({}, "tool_calls", index=1))
     a.add({"id": "chatcmpl-s", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
-    rec = a.record([{"role": "user", "content": "hi"}])
+    rec = record_from_completion(a.completion(), "my-model", [{"role": "user", "content": "hi"}])
     assert (
         rec is not None and rec.id == "chatcmpl-s" and rec.created == 1700000000 and rec.model == "my-model"
     )
@@ -206,7 +207,7 @@ def test_the_assembler_rebuilds_content_tool_calls_finish_reason_and_usage() -> 
 def test_a_stream_without_an_id_is_not_recorded() -> None:
     a = StreamAssembler("m")
     a.add({"choices": [{"index": 0, "delta": {"content": "x"}}]})
-    assert a.record([]) is None
+    assert a.completion() is None
 
 
 # -- the router --------------------------------------------------------------------------------

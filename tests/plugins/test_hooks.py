@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from lamina import hookspecs
+from lamina.api_table import entry_for, served_apis
 from lamina.apis.inference import OpenAIChatCompletionRequest
 from lamina.apis.models import RegisterModelRequest
 from lamina.cli import load_config_or_distribution
@@ -132,6 +133,19 @@ async def check_api_hook(api: Api, installed, tmp_path: Path) -> None:
         {"provider_id": "g1", "provider_type": provider_type, "config": {"label": "first"}},
     ]
     providers = {api.value: entries}
+    if entry_for(api) is None:
+        # Offered but not served (nothing in lamina.api_table): start-up names the API, not a silent no-op.
+        served = ", ".join(a.value for a in served_apis())
+        with pytest.raises(ConfigError) as info:
+            Stack.build(run_config(tmp_path, providers), pm)
+        assert str(info.value) == (
+            f"hooks.yaml: providers.{api.value}[0]: {provider_type} is a {api.value} provider, but Lamina "
+            f"does not serve the {api.value} API (it serves: {served}), so nothing would reach it. Remove "
+            f"the provider, or disable it with an empty provider_id."
+        )
+        disabled = [{**entry, "provider_id": ""} for entry in entries]
+        assert Stack.build(run_config(tmp_path, {api.value: disabled}), pm).order == []
+        return
     for needed in NEEDS.get(api, []):  # APIs the core itself needs beside this one
         dep_module, dep_type = generic_plugin(needed)
         pm.register(
@@ -257,23 +271,28 @@ async def test_hook_lamina_safety_providers(load, tmp_path: Path) -> None:
     )
 
 
-async def test_hook_lamina_agents_providers(load, tmp_path: Path) -> None:
-    """Agents depend on Inference: the stack starts inference first and hands agents its router."""
+async def test_hook_lamina_agents_providers(installed, tmp_path: Path) -> None:
+    await check_api_hook(Api.agents, installed, tmp_path)
+
+
+async def test_api_dependencies_start_first_and_reach_the_provider(load, tmp_path: Path) -> None:
+    """A tool runtime depending on Inference: the stack starts inference first and hands it its router."""
     pm = load("alpha")
-    module, provider_type = generic_plugin(Api.agents, api_dependencies=[Api.inference])
-    pm.register(module, name="generic_agents", distribution="lamina-test-generic")
-    assert pm.provider_specs(Api.agents)[provider_type].api_dependencies == [Api.inference]
-    agents = [{"provider_id": "agent", "provider_type": provider_type, "config": {"label": "meta"}}]
-    stack = Stack.build(run_config(tmp_path, {"agents": agents, "inference": [alpha_entry()]}), pm)
-    assert [r.provider_id for r in stack.order] == ["alpha", "agent"], "dependencies start first"
+    module, provider_type = generic_plugin(Api.tool_runtime, api_dependencies=[Api.inference])
+    pm.register(module, name="generic_tool_runtime", distribution="lamina-test-generic")
+    assert pm.provider_specs(Api.tool_runtime)[provider_type].api_dependencies == [Api.inference]
+    tools = [{"provider_id": "tools", "provider_type": provider_type, "config": {"label": "meta"}}]
+    stack = Stack.build(run_config(tmp_path, {"tool_runtime": tools, "inference": [alpha_entry()]}), pm)
+    assert [r.provider_id for r in stack.order] == ["alpha", "tools"], "dependencies start first"
     async with started(stack):
-        impl = stack.impls[Api.agents]["agent"]
+        impl = stack.impls[Api.tool_runtime]["tools"]
         assert impl.initialized and impl.config.label == "meta"
         assert impl.deps == {Api.inference: stack.routers[Api.inference]}
     with pytest.raises(
-        ConfigError, match=r"providers\.agents\[0\]: inline::generic-agents needs the inference API"
+        ConfigError,
+        match=r"providers\.tool_runtime\[0\]: inline::generic-tool-runtime needs the inference API",
     ):
-        Stack.build(run_config(tmp_path, {"agents": agents}), pm)
+        Stack.build(run_config(tmp_path, {"tool_runtime": tools}), pm)
 
 
 async def test_hook_lamina_tool_runtime_providers(installed, tmp_path: Path) -> None:

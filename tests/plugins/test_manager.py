@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,8 +52,8 @@ def test_invalid_records_are_reported_with_the_field() -> None:
     pm.register(module("bad", lamina_inference_providers=lambda: [bad]), name="bad")
     assert pm.provider_specs(Api.inference) == {}
     assert pm.plugins["bad"].error == (
-        "hook lamina_inference_providers returned an invalid value: provider_type: Value error, "
-        "provider_type 'vllm' must be 'inline::<name>' or 'remote::<name>'"
+        "hook lamina_inference_providers returned an invalid value: provider_type: "
+        "provider_type 'vllm' must be 'inline::<name>' or 'remote::<name>' (got 'vllm')"
     )
     pm.register(module("single", lamina_inference_providers=lambda: SPEC), name="single")
     assert pm.provider_specs(Api.inference) == {}
@@ -104,3 +105,16 @@ def test_a_second_plugin_of_the_same_name_is_refused() -> None:
     second = pm.plugins["same (dist-two)"]
     assert second.status == "failed" and "already used by dist-one" in second.error
     assert list(pm.provider_specs(Api.inference)) == ["remote::ok"]
+
+
+def test_pip_packages_is_not_a_spec_field_and_no_plugin_sets_it() -> None:
+    """Dependencies are a package's own (pyproject): Llama Stack's ``pip_packages``, set but never read,
+    is gone; a third-party spec that still passes it validates, without it."""
+    assert "pip_packages" not in ProviderSpec.model_fields
+    spec = ProviderSpec.model_validate({**SPEC.model_dump(), "pip_packages": ["lamina-ok"]})
+    assert spec == SPEC
+    root = Path(__file__).resolve().parents[2]
+    setting = [
+        p.relative_to(root) for p in root.glob("plugins/*/src/**/*.py") if "pip_packages" in p.read_text()
+    ]
+    assert setting == []

@@ -1,4 +1,4 @@
-"""lamina.providers.documents: every format, every source, and token chunking."""
+"""lamina.providers.documents (loading, parsing, chunking): every format, every source, and token chunking."""
 
 from __future__ import annotations
 
@@ -13,20 +13,15 @@ from aiohttp import web
 
 from lamina.apis.common import URL, TextContentItem
 from lamina.errors import BadRequestError, PayloadTooLargeError
-from lamina.providers.documents import (
-    DocumentSourceConfig,
+from lamina.providers.documents.chunking import (
     HFTokenizer,
     RegexTokenizer,
     chunk_id_for,
     count_tokens,
-    csv_to_text,
-    html_to_text,
-    load_document,
     make_overlapped_chunks,
-    parse_bytes,
-    parse_data_uri,
-    pdf_to_text,
 )
+from lamina.providers.documents.loading import DocumentSourceConfig, load_document, parse_data_uri
+from lamina.providers.documents.parsing import csv_to_text, html_to_text, parse_bytes, pdf_to_text
 from lamina.testing.pdfs import make_pdf
 
 MARKDOWN = "# Otters\n\nSea otters hold hands while sleeping so they do not drift apart.\n\n- kelp\n- rafts\n"

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from lamina.apis.common import URL
 from lamina.errors import BadRequestError, PayloadTooLargeError
 from lamina.providers import url_fetch
-from lamina.providers.documents import DocumentSourceConfig, load_document
+from lamina.providers.documents.loading import DocumentSourceConfig, load_document
 from lamina.providers.url_fetch import GuardedFetcher, UrlFetchConfig, address_refusal
 from lamina.testing.processes import free_port
 

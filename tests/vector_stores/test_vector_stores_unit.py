@@ -20,7 +20,7 @@ from lamina.apis.vector_stores import (
     VectorStoreIdRequest,
 )
 from lamina.errors import BadRequestError, NotFoundError
-from lamina.providers.documents import chunk_id_for
+from lamina.providers.documents.chunking import chunk_id_for
 from lamina.routers.vector_store_ingest import now
 from lamina.routers.vector_stores import VectorStoresRouter, _page, matches
 from lamina.storage import open_kvstore

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pydantic_core import to_jsonable_python
@@ -18,7 +19,7 @@ from lamina.apis.models import (
     OpenAIModel,
     RegisterModelRequest,
 )
-from lamina.errors import BadRequestError, ConflictError, LaminaError
+from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError, ServiceUnavailableError
 from lamina.resources.routing_table import RoutingTable
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,24 @@ class ModelsRoutingTable(RoutingTable[Model]):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._sync_locks: dict[str, asyncio.Lock] = {}  # provider_id -> one sync at a time
+        self.health: Any = None  # the stack's HealthMonitor (lamina.provider_health), when serving
+
+    async def get(self, identifier: str) -> Model:
+        """A run-config model still waiting on its (down) provider is a 503 naming the provider and
+        why, not a 404 telling the user to register a model their config names."""
+        try:
+            return await super().get(identifier)
+        except NotFoundError:
+            waiting = self.health.pending("models", identifier) if self.health is not None else None
+            if waiting is None:
+                raise
+            provider_id, pending = waiting
+            raise ServiceUnavailableError(
+                f"model '{identifier}' ({pending.where} in the run config) is not registered yet: provider "
+                f"'{provider_id}' refused it at start-up ({pending.error}). It is retried in the background; "
+                f"GET /v1/providers/{provider_id} shows the provider's state.",
+                retry_after=5,
+            ) from None
 
     async def provider_register(self, provider, resource: Model) -> Model:
         registered = await provider.register_model(resource)

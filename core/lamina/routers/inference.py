@@ -38,8 +38,9 @@ from lamina.apis.inference import (
 )
 from lamina.errors import LaminaError, NotFoundError, ServiceUnavailableError
 from lamina.providers import openai_wire
+from lamina.providers.openai_stream_assembly import StreamAssembler
 from lamina.resources.models import ModelsRoutingTable
-from lamina.storage.inference_store import CompletionWriter, StreamAssembler, record_from_completion
+from lamina.storage.inference_store import CompletionWriter, record_from_completion
 
 BATCH_CONCURRENCY = 8  # provider calls in flight per batch request
 
@@ -214,6 +215,7 @@ async def _recorded_stream(
             yield chunk
     finally:
         await out.aclose()
-    record = assembler.record(request.messages)
+    completion = assembler.completion()
+    record = record_from_completion(completion, model, request.messages) if completion is not None else None
     if record is not None:
         writer.submit(record)

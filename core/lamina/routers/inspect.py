@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
@@ -21,10 +21,21 @@ from lamina.apis.inspect import (
 )
 from lamina.apis.webmethod import routes_of
 from lamina.errors import NotFoundError, ServiceUnavailableError
-from lamina.provider_health import provider_health
+from lamina.provider_health import HealthMonitor
 
-if TYPE_CHECKING:
-    from lamina.stack import ProviderRecord, Stack
+
+class ServedStack(Protocol):
+    """What Inspect and Providers read of the stack (``lamina.stack.Stack``, which builds them): named
+    here so that this module does not import the stack that imports it."""
+
+    health: HealthMonitor
+    order: list[Any]  # lamina.stack.ProviderRecord, in start order
+
+    @property
+    def version(self) -> str: ...
+
+    def api_impls(self) -> list[tuple[type, Any, list[str]]]: ...
+
 
 # "token" as a word part (hf_token, access_token), not a count or a tool (max_tokens, tokenizer).
 _SECRET_KEY = re.compile(r"(api_?key|password|passphrase|secret|credential|token(?![a-z]))", re.IGNORECASE)
@@ -47,7 +58,7 @@ def redact(value: Any, key: str = "") -> Any:
 
 
 class InspectImpl:
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: ServedStack) -> None:
         self.stack = stack
 
     async def health(self, request: Empty) -> HealthInfo:
@@ -83,16 +94,16 @@ class InspectImpl:
 
 
 class ProvidersImpl:
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: ServedStack) -> None:
         self.stack = stack
 
-    def _records(self) -> list[ProviderRecord]:
+    def _records(self) -> list[Any]:
         return sorted(self.stack.order, key=lambda r: (r.api.value, r.provider_id))
 
-    async def _info(self, record: ProviderRecord) -> ProviderInfo:
+    async def _info(self, record: Any) -> ProviderInfo:
         if record.provider_id in self.stack.health.states:
             # A live check, recorded: a provider found down here is retried in the background too.
-            health = self.stack.health.observe(record.provider_id, await provider_health(record.impl))
+            health = await self.stack.health.check(record.provider_id)
         else:  # not started (start-up failed or still running)
             health = {"status": "Error", "message": "the provider has not started"}
         return ProviderInfo(

@@ -55,8 +55,7 @@ from lamina.apis.vector_io import (
     VectorDB,
     WeightedRanker,
 )
-from lamina.envsubst import format_path
-from lamina.errors import BadRequestError, LaminaError, UpstreamError
+from lamina.errors import BadRequestError, LaminaError, UpstreamError, validation_error
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 
 EMBED_BATCH = 64  # texts per embeddings call
@@ -221,24 +220,16 @@ class VectorIORouter:
 # -- parameters and fusion ---------------------------------------------------------------------
 
 
+# The ranker's type tags, which pydantic puts in an error's location (params.ranker.rrf.impact_factor).
+_RANKER_TAGS = frozenset({"rrf", "weighted"})
+
+
 def parse_params(params: dict[str, Any] | None) -> QueryParams:
     """``params`` as QueryParams; a 400 naming ``params.<field>`` when it does not validate."""
     try:
         return QueryParams.model_validate(params or {})
     except ValidationError as exc:
-        problems = []
-        first = None
-        for err in exc.errors()[:5]:
-            loc = tuple(
-                p
-                for i, p in enumerate(err["loc"])
-                if not (isinstance(p, str) and ("[" in p or "function-" in p))
-                and not (i and err["loc"][i - 1] == "ranker")  # the ranker's type tag
-            )
-            field = format_path(("params", *loc))
-            first = first or field
-            problems.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
-        raise BadRequestError("invalid query params: " + "; ".join(problems), param=first) from None
+        raise validation_error(exc, "query params", ("params",), limit=5, drop=_RANKER_TAGS) from None
 
 
 def fuse(

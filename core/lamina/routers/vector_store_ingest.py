@@ -34,7 +34,8 @@ from lamina.apis.files import FileIdRequest
 from lamina.apis.vector_io import InsertChunksRequest
 from lamina.apis.vector_stores import VectorStoreFileObject, chunk_sizes, parse_chunking_strategy
 from lamina.errors import BadRequestError, LaminaError, NotFoundError
-from lamina.providers.documents import chunk_id_for, guess_type, make_overlapped_chunks, parse_bytes
+from lamina.providers.documents.chunking import chunk_id_for, make_overlapped_chunks
+from lamina.providers.documents.parsing import guess_type, parse_bytes
 from lamina.storage import KVStore
 
 log = structlog.get_logger(__name__)

@@ -42,7 +42,7 @@ from lamina.apis.vector_stores import (
     VectorStoreSearchResult,
 )
 from lamina.errors import BadRequestError
-from lamina.providers.documents import chunk_id_for
+from lamina.providers.documents.chunking import chunk_id_for
 
 CANDIDATES = 5  # chunks asked per result wanted (Llama Stack's CHUNK_MULTIPLIER)
 GROWTH = 4  # how much more to ask for when filters leave too few

@@ -12,14 +12,13 @@ import time
 import structlog
 from aiohttp import web
 
-from lamina.errors import LaminaError
-from lamina.request_context import PROVIDER_DATA, REQUEST_ID
+from lamina.errors import BadRequestError, LaminaError
+from lamina.request_context import PROVIDER_DATA, PROVIDER_DATA_HEADER, REQUEST_ID, VALIDATED_PROVIDER_DATA
 from lamina.server.errors import error_response, plain_error
-from lamina.server.keys import REQUEST_ID_KEY
+from lamina.server.keys import REQUEST_ID_KEY, STACK
 
 log = structlog.get_logger("lamina.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
 # Request ids: a random prefix per process and a counter, 32 hex digits like a uuid4's hex. Unique
 # without a getrandom() system call per request (uuid4 makes one: a few µs on every request).
 _ID_PREFIX = os.urandom(8).hex()
@@ -42,17 +41,7 @@ async def request_middleware(request: web.Request, handler):
     status = 500
     gone: dict[str, bool] = {}  # the access log's client_gone, only when it is true
     try:
-        raw = request.headers.get(PROVIDER_DATA_HEADER)
-        if raw:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                raise _bad_provider_data()
-            PROVIDER_DATA.set(data)
-        else:
-            PROVIDER_DATA.set(None)
+        _set_provider_data(request)
         response = await handler(request)
         status = response.status
         return response
@@ -103,13 +92,31 @@ async def request_middleware(request: web.Request, handler):
         )
 
 
-def _bad_provider_data() -> LaminaError:
-    from lamina.errors import BadRequestError
-
-    return BadRequestError(
-        f'the {PROVIDER_DATA_HEADER} header must be a JSON object, for example {{"together_api_key": "..."}}',
-        param=PROVIDER_DATA_HEADER,
-    )
+def _set_provider_data(request: web.Request) -> None:
+    """Parse ``X-LlamaStack-Provider-Data`` and validate it with every configured provider's model
+    (``lamina.request_context``); a malformed header is a 400 before any handler runs."""
+    PROVIDER_DATA.set(None)
+    VALIDATED_PROVIDER_DATA.set(None)
+    raw = request.headers.get(PROVIDER_DATA_HEADER)
+    if not raw:
+        return
+    example = '{"openai_api_key": "..."}'
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequestError(
+            f"the {PROVIDER_DATA_HEADER} header is not valid JSON ({exc}); send a JSON object such as "
+            f"{example}",
+            param=PROVIDER_DATA_HEADER,
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRequestError(
+            f"the {PROVIDER_DATA_HEADER} header must be a JSON object, such as {example}; got a "
+            f"{type(data).__name__}",
+            param=PROVIDER_DATA_HEADER,
+        )
+    PROVIDER_DATA.set(data)
+    VALIDATED_PROVIDER_DATA.set(request.app[STACK].validate_provider_data(data))
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -21,8 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from lamina.apis.binary import CHUNK_SIZE, BinaryResponse, UploadFile
-from lamina.errors import BadRequestError, PayloadTooLargeError
-from lamina.server.errors import validation_error
+from lamina.errors import BadRequestError, PayloadTooLargeError, field_problems, validation_error
 
 MAX_FIELD_BYTES = 64 * 1024
 # What aiohttp raises on a malformed form: bad boundaries (ValueError, AssertionError) and bad part
@@ -161,7 +160,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], *, upload_field: str
         return model.model_validate(data)
     except ValidationError as exc:
         err = validation_error(exc, "multipart form")
-        missing = [e["loc"][0] for e in exc.errors() if e["type"] == "missing" and e["loc"]]
+        missing = [p.path for p in field_problems(exc) if p.type == "missing"]
         if upload_field is None or not missing:
             raise err from None
         raise BadRequestError(

@@ -8,11 +8,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from lamina import __version__
+from lamina.api_table import SERVER_PROTOCOLS
 from lamina.apis.webmethod import RouteDecl, routes_of
 
 REF = "#/components/schemas/{model}"
 # APIs the server answers itself, without a provider: no upstream errors.
-_SERVER_ONLY = {"Inspect", "Providers"}
+_SERVER_ONLY = {protocol.__name__ for protocol in SERVER_PROTOCOLS}
 
 
 def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:

@@ -14,8 +14,7 @@ from pydantic import BaseModel, ValidationError
 from lamina import fast_json
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.webmethod import RouteDecl, routes_of
-from lamina.errors import BadRequestError, PayloadTooLargeError
-from lamina.server.errors import validation_error
+from lamina.errors import BadRequestError, PayloadTooLargeError, validation_error
 from lamina.server.multipart import call_multipart, send_binary
 from lamina.server.sse import stream_response
 

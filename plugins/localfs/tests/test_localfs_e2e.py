@@ -169,7 +169,7 @@ def test_bad_purpose_is_a_400_naming_purpose(
     # Sent after the file, a field cannot be known when the file streams: the 400 says so.
     files = {"file": ("a.txt", b"x")}
     resp = httpx.post(f"{server.url}/v1/files", files=files, data={})
-    assert resp.status_code == 400 and "purpose: Field required" in resp.json()["detail"]
+    assert resp.status_code == 400 and "purpose: required, but missing" in resp.json()["detail"]
     assert stored_files(storage_dir) == ([], [])
 
 

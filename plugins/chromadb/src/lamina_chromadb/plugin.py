@@ -14,7 +14,6 @@ def lamina_vector_io_providers() -> list[ProviderSpec]:
             provider_type="remote::chromadb",
             config_class="lamina_chromadb.config:ChromaVectorIOConfig",
             factory="lamina_chromadb.provider:create_provider",
-            pip_packages=["lamina-chromadb"],
             description="A Chroma server (1.x, v2 REST API): cosine HNSW search, keyword search ranked "
             "with BM25 over Chroma's full-text matches.",
         )

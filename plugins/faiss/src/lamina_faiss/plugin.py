@@ -19,7 +19,6 @@ def lamina_vector_io_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class="lamina_faiss.config:FaissVectorIOConfig",
             factory="lamina_faiss.provider:create_provider",
-            pip_packages=["lamina-faiss"],
             description=(
                 "Vector DBs in the server's process: faiss (HNSW or exact flat, cosine) for vector search, "
                 "SQLite FTS5 (BM25) for keyword search; chunks persisted in SQLite, the index on disk."

@@ -17,7 +17,6 @@ def lamina_inference_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class="lamina_llama_cpp.config:LlamaCppConfig",
             factory="lamina_llama_cpp.provider:create_provider",
-            pip_packages=["xllamacpp==2026.10.11549", "gguf>=0.17"],
             description=(
                 "Any GGUF model run in-process by llama.cpp: chat, completion, tools, JSON schema, "
                 "embeddings."

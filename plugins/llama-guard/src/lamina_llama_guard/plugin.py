@@ -20,7 +20,6 @@ def lamina_safety_providers() -> list[ProviderSpec]:
             config_class="lamina_llama_guard.config:LlamaGuardConfig",
             factory="lamina_llama_guard.provider:create_provider",
             api_dependencies=[Api.inference],
-            pip_packages=["lamina-llama-guard"],
             description=(
                 "Shields judged by a Llama Guard model (1, 2, 3 or 4; or a general instruct model with "
                 "constrained_output) served by any inference provider; also backs OpenAI moderations."

@@ -28,7 +28,7 @@ from lamina.apis.inference import (
     SamplingParams,
 )
 from lamina.apis.safety import RunShieldResponse, SafetyViolation, Shield
-from lamina.errors import BadRequestError, NotFoundError, UpstreamError
+from lamina.errors import BadRequestError, NotFoundError, UpstreamError, field_problems
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.specs import Api
 from lamina_llama_guard import prompt
@@ -253,15 +253,15 @@ def _params(params: dict[str, Any], where: str) -> ShieldParams:
     try:
         return ShieldParams.model_validate(params)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
+        first = field_problems(exc, (where,))[0]
+        if first.type == "extra_forbidden":
+            name = first.path.removeprefix(f"{where}.")
             accepted = ", ".join(ShieldParams.model_fields)
             raise BadRequestError(
-                f"{where}.{field}: inline::llama-guard shields take no param '{field}'; accepted: {accepted}",
-                param=f"{where}.{field}",
+                f"{first.path}: inline::llama-guard shields take no param '{name}'; accepted: {accepted}",
+                param=first.path,
             ) from None
-        raise BadRequestError(f"{where}.{field}: {first['msg']}", param=f"{where}.{field}") from None
+        raise BadRequestError(str(first), param=first.path) from None
 
 
 def _check_excluded(

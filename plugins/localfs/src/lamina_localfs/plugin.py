@@ -16,7 +16,6 @@ def lamina_files_providers() -> list[ProviderSpec]:
             provider_type="inline::localfs",
             config_class=f"{_PKG}.config:LocalfsFilesImplConfig",
             factory=f"{_PKG}.provider:create_provider",
-            pip_packages=["lamina-localfs"],
             description=(
                 "OpenAI Files on local disk (uploads streamed to a temporary file, then renamed), "
                 "metadata in SQLite or PostgreSQL."

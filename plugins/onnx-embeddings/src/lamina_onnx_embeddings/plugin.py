@@ -23,7 +23,6 @@ def lamina_inference_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class=f"{_PKG}.config:SentenceTransformersInferenceConfig",
             factory=f"{_PKG}.provider:create_provider",
-            pip_packages=["lamina-onnx-embeddings"],
             description=(
                 "all-MiniLM-L6-v2 sentence embeddings (384 dims) on ONNX Runtime in the server's process; "
                 "no PyTorch, nothing downloaded at run time."

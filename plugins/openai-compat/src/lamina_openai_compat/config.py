@@ -229,3 +229,37 @@ class TGIImplConfig(_NetworkConfig):
 
     def secret(self) -> str | None:
         return _reveal(self.api_token)
+
+
+# -- X-LlamaStack-Provider-Data: a caller's own key, per request --------------------------------------
+# Llama Stack 0.2.12's validators (the same class and field names) for openai, together, fireworks and
+# groq; Llama Stack has none for vllm, tgi and nvidia, whose fields here are Lamina's. Unknown fields are
+# ignored: one header carries the settings of every provider a request may reach.
+
+
+class OpenAIProviderDataValidator(BaseModel):
+    openai_api_key: str | None = Field(default=None, description="API key for OpenAI models")
+
+
+class TogetherProviderDataValidator(BaseModel):
+    together_api_key: str | None = Field(default=None, description="API key for Together models")
+
+
+class FireworksProviderDataValidator(BaseModel):
+    fireworks_api_key: str | None = Field(default=None, description="API key for Fireworks models")
+
+
+class GroqProviderDataValidator(BaseModel):
+    groq_api_key: str | None = Field(default=None, description="API key for Groq models")
+
+
+class NVIDIAProviderDataValidator(BaseModel):
+    nvidia_api_key: str | None = Field(default=None, description="API key for NVIDIA models")
+
+
+class VLLMProviderDataValidator(BaseModel):
+    vllm_api_token: str | None = Field(default=None, description="API token for the vLLM server")
+
+
+class TGIProviderDataValidator(BaseModel):
+    tgi_api_token: str | None = Field(default=None, description="API token for the TGI server")

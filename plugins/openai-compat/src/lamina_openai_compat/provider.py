@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from lamina.apis.inference import (
     ChatCompletionRequest,
@@ -24,7 +24,8 @@ from lamina.providers import openai_bridge as bridge
 from lamina.providers import openai_shapes as shapes
 from lamina.providers.http_upstream import Timeouts, UpstreamClient
 from lamina.providers.upstream_probe import UpstreamProbe
-from lamina.request_context import provider_data
+from lamina.request_context import request_provider_data
+from lamina_openai_compat import config as cfg
 from lamina_openai_compat.config import _NetworkConfig
 
 log = structlog.get_logger(__name__)
@@ -41,27 +42,16 @@ DIALECTS: dict[str, bridge.Dialect] = {
     "remote::openai": bridge.OPENAI_STRICT,
     "remote::nvidia": bridge.OPENAI_STRICT,
 }
-PROVIDER_DATA_KEYS = {
-    "remote::openai": "openai_api_key",
-    "remote::together": "together_api_key",
-    "remote::fireworks": "fireworks_api_key",
-    "remote::groq": "groq_api_key",
-    "remote::nvidia": "nvidia_api_key",
-    "remote::vllm": "vllm_api_token",
-    "remote::tgi": "tgi_api_token",
+# provider type -> (its X-LlamaStack-Provider-Data validator, the field holding a caller's key)
+PROVIDER_DATA: dict[str, tuple[type[BaseModel], str]] = {
+    "remote::openai": (cfg.OpenAIProviderDataValidator, "openai_api_key"),
+    "remote::together": (cfg.TogetherProviderDataValidator, "together_api_key"),
+    "remote::fireworks": (cfg.FireworksProviderDataValidator, "fireworks_api_key"),
+    "remote::groq": (cfg.GroqProviderDataValidator, "groq_api_key"),
+    "remote::nvidia": (cfg.NVIDIAProviderDataValidator, "nvidia_api_key"),
+    "remote::vllm": (cfg.VLLMProviderDataValidator, "vllm_api_token"),
+    "remote::tgi": (cfg.TGIProviderDataValidator, "tgi_api_token"),
 }
-
-
-class ProviderData(BaseModel):
-    """Per-request credentials accepted in X-LlamaStack-Provider-Data."""
-
-    model_config = ConfigDict(extra="allow")
-
-    openai_api_key: str | None = None
-    together_api_key: str | None = None
-    fireworks_api_key: str | None = None
-    groq_api_key: str | None = None
-    nvidia_api_key: str | None = None
 
 
 async def create_provider(
@@ -75,7 +65,7 @@ class OpenAICompatProvider(ProviderBase):
         super().__init__(context)
         self.config = config
         self.dialect = DIALECTS.get(context.provider_type, bridge.OPENAI_STRICT)
-        self.data_key = PROVIDER_DATA_KEYS.get(context.provider_type)
+        self.provider_data = PROVIDER_DATA.get(context.provider_type)
         headers = {}
         if config.secret():
             headers["Authorization"] = f"Bearer {config.secret()}"
@@ -100,10 +90,13 @@ class OpenAICompatProvider(ProviderBase):
         return await self.upstream.health()
 
     def _headers(self) -> dict[str, str] | None:
-        """A caller's own key (X-LlamaStack-Provider-Data) overrides the configured one."""
-        if self.data_key is None:
+        """A caller's own key (X-LlamaStack-Provider-Data, validated by the server) overrides the
+        configured one."""
+        if self.provider_data is None:
             return None
-        key = provider_data().get(self.data_key)
+        validator, field = self.provider_data
+        data = request_provider_data(validator)
+        key = getattr(data, field, None) if data is not None else None
         return {"Authorization": f"Bearer {key}"} if key else None
 
     # -- models --------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ def lamina_vector_io_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class=f"{_PKG}.config:PGVectorVectorIOConfig",
             factory=f"{_PKG}.provider:create_provider",
-            pip_packages=["lamina-pgvector"],
             description=(
                 "PostgreSQL with the pgvector extension: one table per vector DB, HNSW cosine search "
                 "and PostgreSQL full text search (ts_rank_cd)."

@@ -22,7 +22,6 @@ def lamina_safety_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class=f"{_PKG}.config:PromptGuardConfig",
             factory=f"{_PKG}.provider:create_provider",
-            pip_packages=["lamina-prompt-guard"],
             description=(
                 "Prompt-injection and jailbreak detection with the jailguard classifier (MiniLM embeddings "
                 "and a small MLP) in a worker process; no PyTorch, nothing downloaded at run time."

@@ -21,7 +21,6 @@ def lamina_tool_runtime_providers() -> list[ProviderSpec]:
             config_class="lamina_rag_runtime.config:RagToolRuntimeConfig",
             factory="lamina_rag_runtime.provider:create_provider",
             api_dependencies=[Api.vector_io, Api.inference],
-            pip_packages=["lamina-rag-runtime"],
             description=(
                 "The RAG tool (builtin::rag): documents (text, Markdown, HTML, JSON, CSV, PDF; inline, data: "
                 "URIs, URLs) chunked by tokens into vector DBs, and knowledge_search over them."

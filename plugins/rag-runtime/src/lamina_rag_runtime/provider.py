@@ -42,10 +42,9 @@ from lamina.apis.tools import (
     ToolParameter,
 )
 from lamina.apis.vector_io import Chunk, InsertChunksRequest, QueryChunksRequest, QueryChunksResponse
-from lamina.errors import BadRequestError
+from lamina.errors import BadRequestError, validation_error
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers.documents import load_document, load_tokenizer, make_overlapped_chunks
-from lamina.server.errors import validation_error
 from lamina.specs import Api
 from lamina_rag_runtime.config import RagToolRuntimeConfig
 

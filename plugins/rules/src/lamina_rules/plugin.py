@@ -19,7 +19,6 @@ def lamina_safety_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class="lamina_rules.config:RulesConfig",
             factory="lamina_rules.provider:create_provider",
-            pip_packages=["lamina-rules"],
             description=(
                 "Rule shields without a model: regex patterns, keyword lists and built-in PII and secret "
                 "detectors (email, phone, credit card, API keys, US SSN, IBAN, IP address), each with a "

@@ -24,9 +24,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lamina.apis.inference import Message
 from lamina.apis.safety import RunShieldResponse, Shield
-from lamina.errors import BadRequestError, UpstreamTimeoutError
+from lamina.errors import BadRequestError, UpstreamTimeoutError, validation_error
 from lamina.providers import ProviderBase, ProviderContext
-from lamina.server.errors import validation_error
 from lamina_rules.config import Role, RulesConfig, RuleSet
 from lamina_rules.engine import (
     CompiledRuleSet,

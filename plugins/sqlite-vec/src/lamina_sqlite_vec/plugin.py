@@ -20,7 +20,6 @@ def lamina_vector_io_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class=f"{_PKG}.config:SQLiteVectorIOConfig",
             factory=f"{_PKG}.provider:create_provider",
-            pip_packages=["lamina-sqlite-vec"],
             description=(
                 "Vector DBs in one local SQLite file: cosine vector search with sqlite-vec (vec0, exact) "
                 "and keyword search with FTS5 (BM25)."

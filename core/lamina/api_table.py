@@ -1,0 +1,159 @@
+"""The one table of the APIs the server serves: for each, its Protocols, its router, its resource.
+
+Everything that depends on which APIs exist reads this table: the stack builds each API's routing
+table and router from it (``Stack.__post_init__``) and serves its Protocols (``Stack.api_impls``),
+so the server's routes, ``/openapi.json``, ``GET /v1/inspect/routes``, ``lamina routes`` and
+``docs/api.md`` list exactly what it holds; ``Stack.build`` refuses a provider configured for an API
+that is not in it; ``provider_protocols()`` hands the provider Protocols to the generated provider
+contract (docs/provider-contract.md).
+
+Adding an API (agents, say) is one ``ApiEntry`` below plus the API's own modules:
+
+- ``lamina/apis/agents.py``: its request and response models, the client-facing Protocol
+  (``Agents``, each method with its ``@webmethod`` route) and the provider Protocol
+  (``AgentsProvider``) with the contract in its docstrings;
+- ``lamina/routers/agents.py``: the router that implements ``Agents`` by calling the provider;
+- if the API owns a resource: a ``ResourceType``, its routing table in ``lamina/resources/`` (built
+  here, beside the router) and its run-config and default registrations in the stack;
+- ``lamina_agents_providers`` and ``Api.agents`` exist already (hookspecs, specs) for every API.
+
+Entries are built in table order, so an entry can use the routers and tables built before it (Vector
+IO embeds through Inference and reads files through Files); the order is also the order of the API
+reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lamina.apis.files import Files, FilesProvider
+from lamina.apis.inference import Inference, InferenceProvider
+from lamina.apis.inspect import Inspect, Providers
+from lamina.apis.models import Models
+from lamina.apis.safety import Safety, SafetyProvider, Shields
+from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRuntimeProvider
+from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
+from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
+from lamina.apis.vector_stores import VectorStores
+from lamina.resources.models import ModelsRoutingTable
+from lamina.resources.shields import ShieldsRoutingTable
+from lamina.resources.tool_groups import ToolGroupsRoutingTable
+from lamina.resources.vector_dbs import VectorDBsRoutingTable
+from lamina.routers.files import FilesRouter
+from lamina.routers.inference import InferenceRouter
+from lamina.routers.safety import SafetyRouter
+from lamina.routers.tool_runtime import ToolRuntimeRouter
+from lamina.routers.vector_io import VectorIORouter
+from lamina.routers.vector_stores import VectorStoresRouter
+from lamina.specs import Api, ResourceType
+
+if TYPE_CHECKING:
+    from lamina.stack import Stack
+
+
+@dataclass
+class Built:
+    """What building one API produced: its router, its resource's routing table, and the objects that
+    implement the Protocols the router itself does not."""
+
+    router: Any
+    table: Any = None
+    impls: dict[type, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApiEntry:
+    """How one API is served."""
+
+    api: Api
+    protocols: tuple[type, ...]  # client-facing Protocols, served while a provider of the API is configured
+    provider_protocol: type  # what a provider of this API implements (lamina.apis.*)
+    resource_type: ResourceType | None  # the resource its routing table owns, if any
+    build: Callable[[Stack], Built]  # makes the routing table and router (no I/O: providers start later)
+    always_served: tuple[type, ...] = ()  # served even with no provider configured (GET /v1/models)
+
+
+def _inference(stack: Stack) -> Built:
+    models = ModelsRoutingTable(stack.registry, stack.impls[Api.inference], stack.pm)
+    models.health = stack.health
+    return Built(InferenceRouter(models), models, {Models: models})
+
+
+def _files(stack: Stack) -> Built:
+    # The first provider under providers.files serves every route (lamina.routers.files).
+    return Built(FilesRouter(stack.impls[Api.files], list(stack.providers.get(Api.files, {}))))
+
+
+def _vector_io(stack: Stack) -> Built:
+    vector_dbs = VectorDBsRoutingTable(
+        stack.registry, stack.impls[Api.vector_io], stack.pm, stack.tables[ResourceType.model]
+    )
+    router = VectorIORouter(vector_dbs, stack.routers[Api.inference])
+    # OpenAI vector stores: above the Vector IO router, files read through the Files router.
+    stores = VectorStoresRouter(
+        vector_dbs,
+        router,
+        stack.routers[Api.files],
+        ingestion_wait=stack.config.vector_stores.ingestion_wait_seconds,
+    )
+    impls = {VectorDBs: vector_dbs, VectorStores: stores, VectorStoreFileBatches: stores.file_batches}
+    return Built(router, vector_dbs, impls)
+
+
+def _tool_runtime(stack: Stack) -> Built:
+    tool_groups = ToolGroupsRoutingTable(stack.registry, stack.impls[Api.tool_runtime], stack.pm)
+    router = ToolRuntimeRouter(tool_groups)
+    return Built(router, tool_groups, {ToolGroups: tool_groups, RAGToolRuntime: router.rag_tool})
+
+
+def _safety(stack: Stack) -> Built:
+    shields = ShieldsRoutingTable(stack.registry, stack.impls[Api.safety], stack.pm)
+    router = SafetyRouter(shields, default_shield_id=stack.config.default_moderation_shield())
+    return Built(router, shields, {Shields: shields})
+
+
+API_TABLE: tuple[ApiEntry, ...] = (
+    ApiEntry(
+        Api.inference,
+        (Inference,),
+        InferenceProvider,
+        ResourceType.model,
+        _inference,
+        always_served=(Models,),
+    ),
+    ApiEntry(Api.files, (Files,), FilesProvider, None, _files),
+    ApiEntry(
+        Api.vector_io,
+        (VectorDBs, VectorIO, VectorStores, VectorStoreFileBatches),
+        VectorIOProvider,
+        ResourceType.vector_db,
+        _vector_io,
+    ),
+    ApiEntry(
+        Api.tool_runtime,
+        (ToolGroups, ToolRuntime, RAGToolRuntime),
+        ToolRuntimeProvider,
+        ResourceType.tool_group,
+        _tool_runtime,
+    ),
+    ApiEntry(Api.safety, (Shields, Safety), SafetyProvider, ResourceType.shield, _safety),
+)
+
+# Protocols the server answers itself, with no provider behind them (no upstream errors).
+SERVER_PROTOCOLS: tuple[type, ...] = (Inspect, Providers)
+
+
+def served_apis() -> list[Api]:
+    """The APIs a run config may configure providers for, in table order."""
+    return [entry.api for entry in API_TABLE]
+
+
+def entry_for(api: Api) -> ApiEntry | None:
+    return next((entry for entry in API_TABLE if entry.api == api), None)
+
+
+def provider_protocols() -> list[tuple[Api, type]]:
+    """(API, the Protocol its providers implement) for every served API, in table order."""
+    return [(entry.api, entry.provider_protocol) for entry in API_TABLE]
