@@ -136,7 +136,9 @@ def test_a_key_of_the_wrong_type_in_provider_data_is_a_400_naming_it(client: Lla
     )
     with pytest.raises(BadRequestError) as err:
         bad.tool_runtime.invoke_tool(tool_name=TAVILY_TOOL, kwargs={"query": "otters"})
-    assert "tavily_search_api_key must be a string" in str(err.value)
+    # validated by the server with the provider's model before the tool runs
+    assert err.value.body["error"]["param"] == "X-LlamaStack-Provider-Data.tavily_search_api_key"
+    assert "tavily-search" in str(err.value) and "string" in str(err.value)
 
 
 @pytest.mark.parametrize("query", ["", "   ", None])

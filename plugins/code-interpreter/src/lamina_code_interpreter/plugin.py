@@ -20,7 +20,6 @@ def lamina_tool_runtime_providers() -> list[ProviderSpec]:
             provider_type=PROVIDER_TYPE,
             config_class="lamina_code_interpreter.config:CodeInterpreterToolConfig",
             factory="lamina_code_interpreter.provider:create_provider",
-            pip_packages=["lamina-code-interpreter"],
             description=(
                 "The code interpreter (builtin::code_interpreter, tool code_interpreter): Python run in a "
                 "bubblewrap sandbox without network or the server's files, under CPU, wall-time, memory, "

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from lamina.errors import UpstreamError
 from lamina.providers import ProviderContext
-from lamina_websearch.config import BraveSearchToolConfig
+from lamina_websearch.config import BraveSearchProviderData, BraveSearchToolConfig
 from lamina_websearch.search import WebSearchProvider
 
 #: per result type, the fields worth a model's context (Brave's own names)
@@ -36,6 +36,7 @@ async def create_provider(
 
 class BraveSearchProvider(WebSearchProvider):
     data_key = "brave_search_api_key"
+    provider_data_model = BraveSearchProviderData
 
     def __init__(self, config: BraveSearchToolConfig, context: ProviderContext) -> None:
         super().__init__(config, context, config.base_url)

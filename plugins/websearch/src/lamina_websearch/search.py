@@ -13,11 +13,13 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any
 
+from pydantic import BaseModel
+
 from lamina.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from lamina.errors import BadRequestError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers.http_upstream import Timeouts, UpstreamClient
-from lamina.request_context import provider_data
+from lamina.request_context import request_provider_data
 from lamina_websearch.config import SearchConfig
 
 WEB_SEARCH = "web_search"
@@ -31,8 +33,9 @@ WEB_SEARCH_DEF = ToolDef(
 class WebSearchProvider(ProviderBase, ABC):
     """A search API behind ``web_search``; subclasses say where the key goes and how results read."""
 
-    #: the provider-data key a request's own API key comes in (Llama Stack's name)
+    #: the provider-data key a request's own API key comes in (Llama Stack's name), and its model
     data_key: str = ""
+    provider_data_model: type[BaseModel] = BaseModel
 
     def __init__(self, config: SearchConfig, context: ProviderContext, base_url: str) -> None:
         super().__init__(context)
@@ -90,13 +93,9 @@ class WebSearchProvider(ProviderBase, ABC):
     def api_key(self) -> str:
         if self.config.api_key:
             return self.config.api_key
-        key = provider_data().get(self.data_key)
-        if key is not None and not isinstance(key, str):
-            raise BadRequestError(
-                f"X-LlamaStack-Provider-Data: {self.data_key} must be a string (the API key), not "
-                f"{type(key).__name__}",
-                param=f"X-LlamaStack-Provider-Data.{self.data_key}",
-            )
+        # validated by the server against the provider's model before the request got here
+        data = request_provider_data(self.provider_data_model)
+        key = getattr(data, self.data_key, None) if data is not None else None
         if not key:
             raise BadRequestError(
                 f"provider '{self.provider_id}' ({self.context.provider_type}) has no API key: set api_key "

@@ -10,7 +10,7 @@ from typing import Any
 
 from lamina.errors import UpstreamError
 from lamina.providers import ProviderContext
-from lamina_websearch.config import TavilySearchToolConfig
+from lamina_websearch.config import TavilySearchProviderData, TavilySearchToolConfig
 from lamina_websearch.search import WebSearchProvider
 
 _FIELDS = ("title", "url", "content", "score", "published_date")
@@ -24,6 +24,7 @@ async def create_provider(
 
 class TavilySearchProvider(WebSearchProvider):
     data_key = "tavily_search_api_key"
+    provider_data_model = TavilySearchProviderData
 
     def __init__(self, config: TavilySearchToolConfig, context: ProviderContext) -> None:
         super().__init__(config, context, config.base_url)
