@@ -1,7 +1,7 @@
 """Generate the provider contract (docs/provider-contract.md) from the provider Protocols.
 
-Every class of ``lamina.apis.*`` named ``<Something>Provider`` that is a ``typing.Protocol`` is a
-provider contract: its docstring says what a provider of that API must do, and each method's
+The provider Protocol of every API the table serves (``lamina.api_table``) is a provider contract:
+its docstring says what a provider of that API must do, and each method's
 signature and docstring say what it gets and returns. The reference also documents what every
 provider shares (``lamina.providers.base``: the factory's ``ProviderContext`` and the lifecycle of
 ``ProviderBase``), the errors a provider raises (``lamina.errors``) and every pydantic type a
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import pkgutil
 import typing
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -31,20 +30,14 @@ _SOURCES = (
 
 
 def provider_protocols() -> list[type]:
-    """Every ``*Provider`` Protocol of ``lamina.apis``, by module name then declaration order."""
-    import lamina.apis
+    """The provider Protocol of every served API, in the API table's order (``lamina.api_table``);
+    an API whose providers share another's Protocol is listed once."""
+    from lamina.api_table import provider_protocols as table
 
     found: list[type] = []
-    for info in sorted(pkgutil.iter_modules(lamina.apis.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"lamina.apis.{info.name}")
-        for name, obj in vars(module).items():
-            if (
-                inspect.isclass(obj)
-                and obj.__module__ == module.__name__
-                and name.endswith("Provider")
-                and getattr(obj, "_is_protocol", False)
-            ):
-                found.append(obj)
+    for _api, protocol in table():
+        if protocol is not None and protocol not in found:
+            found.append(protocol)
     return found
 
 
@@ -226,8 +219,8 @@ def render() -> str:
         "",
         "# Provider contract",
         "",
-        "What a provider of each API implements, generated from the provider Protocols (`lamina.apis.*`, "
-        "the classes named `...Provider`): every method with its request and return types, what it "
+        "What a provider of each API implements, generated from the provider Protocols of the APIs the "
+        "server serves (`lamina.api_table`): every method with its request and return types, what it "
         "streams, which routes reach it, and the rules a provider follows. A provider is the object a "
         "plugin's factory returns; the plugin's hooks ([hooks.md](hooks.md)) say which provider types it "
         "offers, and the HTTP routes ([api.md](api.md)) are what clients call. "
