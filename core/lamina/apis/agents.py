@@ -251,7 +251,7 @@ class AgentCreateResponse(BaseModel):
 
 
 class AgentRequest(BaseModel):
-    agent_id: str
+    agent_id: str = Field(min_length=1)
 
 
 class PageRequest(BaseModel):
@@ -260,7 +260,7 @@ class PageRequest(BaseModel):
 
 
 class ListAgentSessionsRequest(PageRequest):
-    agent_id: str
+    agent_id: str = Field(min_length=1)
 
 
 class PaginatedResponse(BaseModel):
@@ -272,7 +272,7 @@ class PaginatedResponse(BaseModel):
 
 
 class CreateAgentSessionRequest(BaseModel):
-    agent_id: str
+    agent_id: str = Field(min_length=1)
     session_name: str
 
 
@@ -281,8 +281,8 @@ class AgentSessionCreateResponse(BaseModel):
 
 
 class SessionRequest(BaseModel):
-    agent_id: str
-    session_id: str
+    agent_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
 
 
 class GetAgentSessionRequest(SessionRequest):
@@ -292,8 +292,8 @@ class GetAgentSessionRequest(SessionRequest):
 class AgentTurnCreateRequest(BaseModel):
     """A turn: its messages, and the tool groups and tool config it uses instead of the agent's."""
 
-    agent_id: str
-    session_id: str
+    agent_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
     messages: list[UserMessage | ToolResponseMessage] = Field(min_length=1)
     stream: bool | None = False
     documents: list[Document] | None = None
@@ -306,19 +306,19 @@ class AgentTurnCreateRequest(BaseModel):
 
 
 class AgentTurnResumeRequest(BaseModel):
-    agent_id: str
-    session_id: str
-    turn_id: str
+    agent_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    turn_id: str = Field(min_length=1)
     tool_responses: list[ToolResponse] = Field(min_length=1)
     stream: bool | None = False
 
 
 class TurnRequest(SessionRequest):
-    turn_id: str
+    turn_id: str = Field(min_length=1)
 
 
 class StepRequest(TurnRequest):
-    step_id: str
+    step_id: str = Field(min_length=1)
 
 
 class AgentStepResponse(BaseModel):

@@ -388,7 +388,7 @@ class CreateResponseRequest(BaseModel):
 
 
 class ResponseIdRequest(BaseModel):
-    response_id: str
+    response_id: str = Field(min_length=1)
 
 
 class ResponseDeleted(BaseModel):
@@ -417,7 +417,7 @@ class ListResponsesResponse(BaseModel):
 
 
 class ListInputItemsRequest(BaseModel):
-    response_id: str
+    response_id: str = Field(min_length=1)
     after: str | None = None
     before: str | None = None
     include: list[str] | None = None
