@@ -90,9 +90,13 @@ class MCPToolRuntimeProvider(ProviderBase):
         uri = tool_group.mcp_endpoint.uri if tool_group.mcp_endpoint else None
         self._tools = {k: v for k, v in self._tools.items() if k[0] != uri}
 
-    async def list_runtime_tools(self, tool_group: ToolGroup) -> list[ToolDef]:
+    async def list_runtime_tools(
+        self, tool_group: ToolGroup, headers: dict[str, str] | None = None
+    ) -> list[ToolDef]:
+        """The server's tools. ``headers`` (the Responses API's ``mcp`` tool has its own) are sent
+        over the caller's ``mcp_headers``; ``tool_group`` need not be registered."""
         uri = _endpoint(tool_group)
-        headers = self._headers(uri)
+        headers = {**self._headers(uri), **(headers or {})}
         key = (uri, tuple(sorted(headers.items())))
         cached = self._tools.get(key)
         if cached is not None and cached[0] > time.monotonic():
@@ -106,10 +110,15 @@ class MCPToolRuntimeProvider(ProviderBase):
         return defs
 
     async def invoke_tool(
-        self, tool_group: ToolGroup, tool_name: str, kwargs: dict[str, Any]
+        self,
+        tool_group: ToolGroup,
+        tool_name: str,
+        kwargs: dict[str, Any],
+        headers: dict[str, str] | None = None,
     ) -> ToolInvocationResult:
+        """Call one tool (``headers`` as in ``list_runtime_tools``)."""
         uri = _endpoint(tool_group)
-        headers = self._headers(uri)
+        headers = {**self._headers(uri), **(headers or {})}
 
         async def call(session: Any) -> Any:
             return await session.call_tool(tool_name, kwargs)
