@@ -1,10 +1,10 @@
 """A real MCP server for the tests: ``python -m mcp_test_server --port P --transport sse|streamable_http``.
 
 Run from this directory (the tests start it as a subprocess on 127.0.0.1). Tools: ``add`` (two
-numbers), ``echo`` (text), ``picture`` (a text and a PNG image), ``fail`` (raises: the server answers
-``isError``), ``protocol_fail`` (raises MCPError: the server answers a JSON-RPC error) and ``sleep``
-(waits ``seconds``). Every tool answer says which process served it (``pid``), so a test can tell a
-restarted server from the old one.
+numbers), ``echo`` (text), ``describe`` (optional parameters), ``picture`` (a text and a PNG
+image), ``fail`` (raises: the server answers ``isError``), ``protocol_fail`` (raises MCPError: the
+server answers a JSON-RPC error) and ``sleep`` (waits ``seconds``). ``echo`` says which process
+served it (``pid``), so a test can tell a restarted server from the old one.
 
 ``GET /stats`` answers how many MCP sessions clients opened (``{"sessions": n}``: SSE streams
 opened, or streamable HTTP POSTs without a session id), so a test can tell whether sessions are
@@ -43,6 +43,10 @@ def build_server() -> MCPServer:
     @server.tool(description="Echo the text back, with the serving process id.")
     def echo(text: str, repeat: int = 1) -> str:
         return f"{text * repeat} (pid {os.getpid()})"
+
+    @server.tool(description="Describe someone (optional parameters: anyOf schemas without a type).")
+    def describe(name: str, title: str | None = None, tags: list[str] | None = None) -> str:
+        return " ".join([title or "", name, *(f"#{t}" for t in tags or [])]).strip()
 
     @server.tool(description="A caption and a picture.")
     def picture() -> list:

@@ -127,13 +127,17 @@ def assert_serving(client: LlamaStackClient) -> None:
 @pytest.mark.parametrize("group", ["mcp::http", "mcp::sse"])
 def test_list_tools_in_llama_stack_shape(client: LlamaStackClient, group: str) -> None:
     tools = {t.name: t for t in client.tool_runtime.list_tools(tool_group_id=group)}
-    assert set(tools) == {"add", "echo", "picture", "fail", "protocol_fail", "sleep"}
+    assert set(tools) == {"add", "echo", "describe", "picture", "fail", "protocol_fail", "sleep"}
     assert tools["add"].description == "Add two numbers."
     params = {p.name: p for p in tools["echo"].parameters}
     assert params["text"].parameter_type == "string" and params["text"].required is True
     assert params["repeat"].parameter_type == "integer" and params["repeat"].required is False
     assert params["repeat"].default == 1
     assert [p.parameter_type for p in tools["add"].parameters] == ["number", "number"]
+    # Optional parameters have an anyOf schema without a "type": their type is the non-null one.
+    params = {p.name: p for p in tools["describe"].parameters}
+    assert (params["title"].parameter_type, params["title"].required) == ("string", False)
+    assert (params["tags"].parameter_type, params["tags"].required) == ("array", False)
     listed = client.tools.list(toolgroup_id=group)
     assert {t.identifier for t in listed} == set(tools)
     assert {t.toolgroup_id for t in listed} == {group}
@@ -146,6 +150,10 @@ def test_invoke_returns_the_tool_s_content(client: LlamaStackClient, group: str)
     assert result.error_message is None
     result = client.tool_runtime.invoke_tool(tool_name=f"{group}/echo", kwargs={"text": "ab", "repeat": 2})
     assert result.content[0].text.startswith("abab (pid ")
+    result = client.tool_runtime.invoke_tool(
+        tool_name=f"{group}/describe", kwargs={"name": "Ada", "title": "Dr", "tags": ["math", "code"]}
+    )
+    assert result.content[0].text == "Dr Ada #math #code"
     picture = client.tool_runtime.invoke_tool(tool_name=f"{group}/picture", kwargs={})
     assert picture.content[0].type == "text" and picture.content[0].text == "a tiny picture"
     assert picture.content[1].type == "image"

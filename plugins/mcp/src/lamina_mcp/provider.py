@@ -269,13 +269,10 @@ def _tool_def(tool: Any, uri: str) -> ToolDef:
     parameters = []
     for name, prop in (schema.get("properties") or {}).items():
         prop = prop if isinstance(prop, dict) else {}
-        kind = prop.get("type", "string")
-        if isinstance(kind, list):  # ["string", "null"]: the first real type
-            kind = next((k for k in kind if k != "null"), "string")
         parameters.append(
             ToolParameter(
                 name=name,
-                parameter_type=str(kind),
+                parameter_type=_json_type(prop),
                 description=prop.get("description") or prop.get("title") or "",
                 required=name in required,
                 default=prop.get("default"),
@@ -284,6 +281,23 @@ def _tool_def(tool: Any, uri: str) -> ToolDef:
     return ToolDef(
         name=tool.name, description=tool.description, parameters=parameters, metadata={"endpoint": uri}
     )
+
+
+def _json_type(schema: dict[str, Any]) -> str:
+    """A property's JSON type: ``type`` (its first non-null one when a list), else the first non-null
+    type among ``anyOf``/``oneOf`` (an optional parameter's schema), else "any" (unchecked by the
+    router; Llama Stack says "string", which made valid non-string arguments a 400)."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if isinstance(kind, str) and kind != "null":
+        return kind
+    for option in schema.get("anyOf") or schema.get("oneOf") or []:
+        if isinstance(option, dict):
+            found = _json_type(option)
+            if found not in ("any", "null"):
+                return found
+    return "any"
 
 
 def _content_item(item: Any) -> TextContentItem | ImageContentItem | None:
