@@ -122,3 +122,16 @@ async def test_idle_zero_opens_a_session_per_call(auth_server: ServerProcess, ma
             0
         ].text == "2"
     assert await asyncio.to_thread(_sessions, auth_server) == before + 3
+
+
+async def test_tool_listings_cached_per_headers_stay_bounded(
+    auth_server: ServerProcess, make_provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lamina_mcp.provider._MAX_CACHED_LISTINGS", 3)
+    provider = make_provider()
+    group = _group(auth_server.url + "/mcp")
+    for caller in range(6):
+        headers = {"Authorization": f"Bearer {TOKEN}", "X-Caller": str(caller)}
+        assert "add" in {t.name for t in await provider.list_runtime_tools(group, headers=headers)}
+    assert len(provider._tools) == 3
+    assert {dict(k[1])["X-Caller"] for k in provider._tools} == {"3", "4", "5"}, "the newest are kept"

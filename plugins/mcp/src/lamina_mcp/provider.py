@@ -50,6 +50,7 @@ from lamina_mcp.sessions import NOT_STREAMABLE_HTTP, SessionOpenError, SessionPo
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+_MAX_CACHED_LISTINGS = 1024
 
 
 async def create_provider(
@@ -106,7 +107,12 @@ class MCPToolRuntimeProvider(ProviderBase):
         )
         defs = [_tool_def(tool, uri) for tool in tools]
         if self.config.tools_cache_seconds:
-            self._tools[key] = (time.monotonic() + self.config.tools_cache_seconds, defs)
+            now = time.monotonic()
+            if len(self._tools) >= _MAX_CACHED_LISTINGS:  # one entry per caller's headers: keep it bounded
+                self._tools = {k: v for k, v in self._tools.items() if v[0] > now}
+                while len(self._tools) >= _MAX_CACHED_LISTINGS:
+                    del self._tools[min(self._tools, key=lambda k: self._tools[k][0])]
+            self._tools[key] = (now + self.config.tools_cache_seconds, defs)
         return defs
 
     async def invoke_tool(
