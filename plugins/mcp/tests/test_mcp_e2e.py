@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).parent
 TOKEN = "s3cret-token"
+LATER_URI = f"http://127.0.0.1:{free_port()}/mcp"
 
 
 def mcp_server(log_dir: Path, name: str, *args: str) -> ServerProcess:
@@ -87,6 +88,12 @@ def lamina(
                 "toolgroup_id": "mcp::sse",
                 "provider_id": "model-context-protocol",
                 "mcp_endpoint": {"uri": servers["sse"].url + "/sse"},
+            },
+            # Nothing listens there yet: lamina still starts (registering never contacts the server).
+            {
+                "toolgroup_id": "mcp::later",
+                "provider_id": "model-context-protocol",
+                "mcp_endpoint": {"uri": LATER_URI},
             },
             # Needs a token the run config does not have: registering must not need it.
             {
@@ -280,6 +287,13 @@ def test_unreachable_server_is_a_502_naming_it(client: LlamaStackClient) -> None
         assert "mcp::http" in {t.toolgroup_id for t in client.tools.list()}
     finally:
         client.toolgroups.unregister("mcp::down")
+
+
+def test_run_config_group_whose_server_is_down_at_start(client: LlamaStackClient) -> None:
+    assert client.toolgroups.get("mcp::later").mcp_endpoint.uri == LATER_URI
+    status, body = error_of(lambda: client.tool_runtime.list_tools(tool_group_id="mcp::later"))
+    assert status == 502 and "mcp::later" in body and LATER_URI in body, body
+    assert_serving(client)
 
 
 def test_server_that_never_answers_is_a_504(
