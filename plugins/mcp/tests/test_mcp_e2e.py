@@ -308,6 +308,15 @@ def test_server_that_never_answers_is_a_504(
         assert "mcp::hang" in body and uri in body
         assert time.monotonic() - started < 30  # the configured 3 s, not the client's 60 s
         assert_serving(client)
+        # The failure is remembered for a few seconds: every bare tool name resolved meanwhile (which
+        # lists every group) does not wait for the hung server again.
+        tried = sessions_opened(servers["hang"])
+        status, body = error_of(lambda: client.tool_runtime.list_tools(tool_group_id="mcp::hang"))
+        assert status == 504 and "mcp::hang" in body, body
+        assert (
+            client.tool_runtime.invoke_tool(tool_name="add", kwargs={"a": 1, "b": 2}).content[0].text == "3"
+        )
+        assert sessions_opened(servers["hang"]) == tried, "the hung server was not tried again"
     finally:
         client.toolgroups.unregister("mcp::hang")
 

@@ -41,6 +41,13 @@ class MCPProviderConfig(BaseModel):
         description="How long a server's tool list (per endpoint and headers) is reused before it is asked "
         "again. 0: ask on every listing and invocation.",
     )
+    failure_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a tool listing that failed because the server is unreachable, hung or broken "
+        "(a 502/504) is answered with the same error without trying again: resolving a bare tool name "
+        "lists every group, and must not wait for a hung server on every call. 0: always try.",
+    )
 
 
 class MCPProviderDataValidator(BaseModel):

@@ -19,7 +19,8 @@ that fails because a cached session went stale (the server restarted) is retried
 
 Failures name the tool group and the endpoint: unreachable, a protocol error, or an error answer
 are 502; no answer in time is 504; a 401/403 from the server is a 401/403 telling the caller to send
-``mcp_headers``. Tool listings are cached per endpoint and headers for ``tools_cache_seconds``.
+``mcp_headers``. Tool listings are cached per endpoint and headers for ``tools_cache_seconds``, and
+a listing that failed with a 502/504 for ``failure_cache_seconds``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class MCPToolRuntimeProvider(ProviderBase):
             max_sessions=config.max_sessions,
         )
         self._transports: dict[str, Transport] = {}  # uri -> what `auto` found it speaks
-        self._tools: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, list[ToolDef]]] = {}
+        # (uri, headers) -> (expiry, the listing or the failure to list)
+        self._tools: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
 
     async def health(self) -> dict[str, Any]:
         return {"status": "OK"}
@@ -101,19 +103,31 @@ class MCPToolRuntimeProvider(ProviderBase):
         key = (uri, tuple(sorted(headers.items())))
         cached = self._tools.get(key)
         if cached is not None and cached[0] > time.monotonic():
+            if isinstance(cached[1], UpstreamError):
+                raise cached[1].with_traceback(None)
             return cached[1]
-        tools = await self._request(
-            tool_group, uri, headers, "listing its tools", _list_tools, self.config.timeout_seconds
-        )
+        try:
+            tools = await self._request(
+                tool_group, uri, headers, "listing its tools", _list_tools, self.config.timeout_seconds
+            )
+        except UpstreamError as exc:
+            self._remember(key, exc, self.config.failure_cache_seconds)
+            raise
         defs = [_tool_def(tool, uri) for tool in tools]
-        if self.config.tools_cache_seconds:
-            now = time.monotonic()
-            if len(self._tools) >= _MAX_CACHED_LISTINGS:  # one entry per caller's headers: keep it bounded
-                self._tools = {k: v for k, v in self._tools.items() if v[0] > now}
-                while len(self._tools) >= _MAX_CACHED_LISTINGS:
-                    del self._tools[min(self._tools, key=lambda k: self._tools[k][0])]
-            self._tools[key] = (now + self.config.tools_cache_seconds, defs)
+        self._remember(key, defs, self.config.tools_cache_seconds)
         return defs
+
+    def _remember(self, key: Any, listing: list[ToolDef] | UpstreamError, seconds: float) -> None:
+        """Cache a listing (or the failure to list) per endpoint and headers, bounded in size."""
+        if not seconds:
+            self._tools.pop(key, None)
+            return
+        now = time.monotonic()
+        if len(self._tools) >= _MAX_CACHED_LISTINGS:  # one entry per caller's headers: keep it bounded
+            self._tools = {k: v for k, v in self._tools.items() if v[0] > now}
+            while len(self._tools) >= _MAX_CACHED_LISTINGS:
+                del self._tools[min(self._tools, key=lambda k: self._tools[k][0])]
+        self._tools[key] = (now + seconds, listing)
 
     async def invoke_tool(
         self,
