@@ -296,10 +296,11 @@ def test_run_config_group_whose_server_is_down_at_start(client: LlamaStackClient
     assert_serving(client)
 
 
+@pytest.mark.parametrize("path", ["/mcp", "/sse"])
 def test_server_that_never_answers_is_a_504(
-    client: LlamaStackClient, servers: dict[str, ServerProcess]
+    client: LlamaStackClient, servers: dict[str, ServerProcess], path: str
 ) -> None:
-    uri = servers["hang"].url + "/mcp"
+    uri = servers["hang"].url + path
     _register(client, "mcp::hang", uri)
     try:
         started = time.monotonic()
@@ -321,8 +322,11 @@ def test_server_that_never_answers_is_a_504(
         client.toolgroups.unregister("mcp::hang")
 
 
-def test_server_that_is_not_mcp_is_a_502(client: LlamaStackClient, servers: dict[str, ServerProcess]) -> None:
-    uri = servers["garbage"].url + "/mcp"
+@pytest.mark.parametrize("path", ["/mcp", "/sse"])
+def test_server_that_is_not_mcp_is_a_502(
+    client: LlamaStackClient, servers: dict[str, ServerProcess], path: str
+) -> None:
+    uri = servers["garbage"].url + path
     _register(client, "mcp::garbage", uri)
     try:
         status, body = error_of(lambda: client.tool_runtime.list_tools(tool_group_id="mcp::garbage"))
