@@ -85,6 +85,8 @@ class _Session:
             self.failed = exc
             if not self._ready.done():
                 self._ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError(repr(exc)))
+                # Retrieved here: when open() gave up waiting (timeout), nobody else reads it.
+                self._ready.exception()
             else:
                 log.info("mcp_session_ended", uri=self.uri, error=repr(leaf(exc))[:200])
             if isinstance(exc, asyncio.CancelledError):
