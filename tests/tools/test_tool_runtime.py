@@ -22,7 +22,7 @@ from lamina.apis.tools import (
     ToolInvocationResult,
     ToolParameter,
 )
-from lamina.errors import BadRequestError, ConflictError, NotFoundError, UpstreamError
+from lamina.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError, UpstreamError
 from lamina.plugins import PluginManager
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
@@ -264,3 +264,44 @@ async def test_rag_goes_to_builtin_rag_s_provider(registry: ResourceRegistry) ->
     )
     result = await router.rag_tool.query(RAGQueryRequest(content="q", vector_db_ids=["db"]))
     assert result.metadata == {"by": id(providers["b-rag"])}
+
+
+class PerCallerTools(FakeTools):
+    """Like an MCP server behind credentials: what it lists depends on the caller (``caller``)."""
+
+    tools_depend_on_request = True
+
+    def __init__(self, tools: list[ToolDef]) -> None:
+        super().__init__(tools)
+        self.caller: str | None = None
+
+    async def list_runtime_tools(self, group: ToolGroup) -> list[ToolDef]:
+        self.listed += 1
+        if self.caller is None:
+            raise UnauthorizedError("send your credentials", param="X-LlamaStack-Provider-Data.mcp_headers")
+        return self.tools
+
+
+async def test_tools_depending_on_the_request_are_listed_per_request(registry: ResourceRegistry) -> None:
+    provider = PerCallerTools([ECHO])
+    t = make_table(registry, {"mcp": provider, "math": FakeTools([ADD])})
+    # Registering needs neither the server nor the caller's credentials (as in Llama Stack).
+    await t.register_tool_group(RegisterToolGroupRequest(toolgroup_id="a-mcp", provider_id="mcp"))
+    await t.register_tool_group(RegisterToolGroupRequest(toolgroup_id="calc", provider_id="math"))
+    assert provider.listed == 0
+    with pytest.raises(UnauthorizedError):
+        await t.list_tools(ListToolsRequest(toolgroup_id="a-mcp"))
+    provider.caller = "alice"
+    assert [x.identifier for x in (await t.list_tools(ListToolsRequest(toolgroup_id="a-mcp"))).data] == [
+        "echo"
+    ]
+    provider.caller = None  # the next caller has no credentials: alice's listing is not reused
+    with pytest.raises(UnauthorizedError):
+        await t.list_tools(ListToolsRequest(toolgroup_id="a-mcp"))
+    router = ToolRuntimeRouter(t)
+    # A bare name another group has still resolves; one nobody this caller can list has is the refusal.
+    assert (
+        await router.invoke_tool(InvokeToolRequest(tool_name="add", kwargs={"a": 1, "b": 2}))
+    ).content == "3"
+    with pytest.raises(UnauthorizedError, match="send your credentials"):
+        await router.invoke_tool(InvokeToolRequest(tool_name="echo", kwargs={"text": "x"}))

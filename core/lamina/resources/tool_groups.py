@@ -5,6 +5,10 @@ config's ``tool_groups:`` and plugins' ``lamina_tool_groups`` defaults). Their t
 group's tools are what its provider's ``list_runtime_tools`` answers, asked when the group is
 registered (a provider that cannot list them refuses the registration) and again, lazily, by each
 process that needs them; the answers are cached per group until it is registered again or removed.
+A provider whose tools depend on the request (``tools_depend_on_request = True``: an MCP server
+lists tools to callers who send its credentials) is asked on every listing instead, and not at
+registration: registering such a group needs neither the server up nor the caller's credentials,
+as in Llama Stack.
 
 A tool is named by its bare name (``knowledge_search``) or as ``<toolgroup_id>/<tool name>``
 (``builtin::rag/knowledge_search``, as Llama Stack also accepts). When two groups define one bare
@@ -52,7 +56,8 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
         register = getattr(provider, "register_toolgroup", None)
         if callable(register):
             await register(resource)
-        self._tools[resource.identifier] = await self._list_provider_tools(provider, resource)
+        if not _tools_depend_on_request(provider):
+            self._tools[resource.identifier] = await self._list_provider_tools(provider, resource)
         return resource
 
     async def provider_unregister(self, provider: Any, resource: ToolGroup) -> None:
@@ -139,7 +144,8 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
             return cached
         _, provider = await self.resolve(group.identifier)
         tools = await self._list_provider_tools(provider, group)
-        self._tools[group.identifier] = tools
+        if not _tools_depend_on_request(provider):
+            self._tools[group.identifier] = tools
         return tools
 
     async def _list_provider_tools(self, provider: Any, group: ToolGroup) -> list[Tool]:
@@ -179,15 +185,20 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
                     if tool.identifier == bare:
                         return tool, group
         groups = await self.list(HOT_LIST_MAX_AGE)
+        refused: LaminaError | None = None
         for group in groups:  # sorted by identifier: the first group defining the name owns it
             try:
                 tools = await self.tools_of(group)
             except LaminaError as exc:
                 log.warning("tool_group_tools_not_listed", toolgroup_id=group.identifier, error=exc.message)
+                if exc.status in (401, 403) and refused is None:
+                    refused = exc
                 continue
             for tool in tools:
                 if tool.identifier == tool_name:
                     return tool, group
+        if refused is not None:  # the tool may be behind credentials the caller did not send
+            raise refused
         known = [
             f"{t.identifier} ({g.identifier})" for g in groups for t in self._tools.get(g.identifier, [])
         ]
@@ -215,6 +226,10 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
             f"providers.tool_runtime in the run config (for example inline::rag-runtime). Configured "
             f"tool_runtime providers: {', '.join(sorted(self.providers)) or 'none'}."
         )
+
+
+def _tools_depend_on_request(provider: Any) -> bool:
+    return getattr(provider, "tools_depend_on_request", False) is True
 
 
 def _serves_rag(provider: Any) -> bool:
