@@ -264,6 +264,21 @@ def test_run_config_group_needing_auth_registered_without_it(
     assert status == 401 and "mcp_headers" in body, body
 
 
+def test_malformed_mcp_headers_are_a_400_naming_them(
+    client: LlamaStackClient, servers: dict[str, ServerProcess]
+) -> None:
+    """The server validates the header with the provider's MCPProviderDataValidator before any tool
+    runs: headers that are not a map of header names to strings are a 400 naming the field."""
+    uri = servers["auth"].url + "/mcp"
+    bad = {"X-LlamaStack-Provider-Data": json.dumps({"mcp_headers": {uri: "Bearer x"}})}
+    status, body = error_of(
+        lambda: client.tool_runtime.invoke_tool(
+            tool_name="mcp::auth/echo", kwargs={"text": "x"}, extra_headers=bad
+        )
+    )
+    assert status == 400 and "X-LlamaStack-Provider-Data.mcp_headers" in body, body
+
+
 # -- faults -----------------------------------------------------------------------------------------
 
 
