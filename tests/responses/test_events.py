@@ -80,7 +80,7 @@ def _without_string_mcp_error(wire: dict) -> dict:
     '{"type": "mcp_tool_execution_error" | "http_error" | "mcp_protocol_error", ...}; Lamina sends a string',
 )
 def test_a_failed_mcp_calls_error_shape() -> None:
-    events, offer, client = run(
+    events, offer, _client = run(
         [{"type": "mcp", "server_label": "geo", "server_url": "http://x", "require_approval": "never"}],
         {"geo": [McpListedTool(name="capital", input_schema={"type": "object"})]},
     )
@@ -155,7 +155,7 @@ def test_text_then_a_streamed_function_call_ends_the_run_for_the_client() -> Non
         "response.output_item.done",
         "response.completed",
     ]
-    message, call = events.response.output
+    _message, call = events.response.output
     assert (
         call.type == "function_call" and call.arguments == '{"city":"Paris"}' and call.status == "completed"
     )
