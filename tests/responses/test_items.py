@@ -641,3 +641,74 @@ def test_an_input_message_with_ids_from_an_earlier_output_keeps_them() -> None:
         and items[1].id.startswith("fc_")
         and items[1].status == "completed"
     )
+
+
+def test_function_calls_left_without_output_are_a_400_naming_their_call_ids() -> None:
+    """The chat format (and every upstream) rejects a tool call with no result after it: say so first."""
+    previous = _previous()
+    previous.messages.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [_call("call_a", "book"), _call("call_b", "book")],
+        }
+    )
+    answered = [
+        {"type": "function_call_output", "call_id": "call_a", "output": "ok"},
+        {"role": "user", "content": "and?"},
+    ]
+    with pytest.raises(
+        BadRequestError, match=r"input: .*no function_call_output for call_id\(s\) \['call_b'\]"
+    ) as err:
+        conversation(request(input=answered, previous_response_id="resp_prev"), previous)
+    assert err.value.param == "input"
+    stateless = [EVERY_INPUT[3]]  # a function_call item with no output after it
+    with pytest.raises(BadRequestError, match=r"\['call_1'\]"):
+        conversation(request(input=stateless), None)
+    # outputs may come in any order, after other input: each goes right after the call it answers
+    both = [*answered, {"type": "function_call_output", "call_id": "call_b", "output": "ok b"}]
+    messages = conversation(request(input=both, previous_response_id="resp_prev"), previous)
+    assert messages[-4:] == [
+        previous.messages[-1],
+        {"role": "tool", "tool_call_id": "call_a", "content": "ok"},
+        {"role": "tool", "tool_call_id": "call_b", "content": "ok b"},
+        {"role": "user", "content": "and?"},
+    ]
+    chat_valid(messages)
+    orphan = [{"type": "function_call_output", "call_id": "call_zz", "output": "?"}]
+    with pytest.raises(
+        BadRequestError, match=r"input: function_call_output call_id\(s\) \['call_zz'\] answer no"
+    ):
+        conversation(request(input=orphan), None)
+
+
+def test_a_spent_output_budget_is_never_sent_as_max_tokens() -> None:
+    req = request(max_output_tokens=10)
+    spent = Usage(input_tokens=1, output_tokens=10, total_tokens=11)
+    with pytest.raises(ValueError, match="no output tokens left"):
+        chat_request(req, conversation(req, None), offer_tools(None, {}), usage=spent)
+
+
+def test_include_is_checked_alone_for_the_input_items_route() -> None:
+    from lamina.providers.responses_items import check_include
+
+    check_include(["file_search_call.results"])
+    check_include(None)
+    with pytest.raises(BadRequestError, match=r"include: \['reasoning.encrypted_content'\] not supported"):
+        check_include(["reasoning.encrypted_content"])
+
+
+def test_a_call_id_reused_from_one_turn_to_the_next_pairs_with_its_own_result() -> None:
+    """Some servers number calls per answer ("call_0" every turn): results pair by position too."""
+    previous = _previous()
+    previous.messages += [
+        {"role": "assistant", "content": None, "tool_calls": [_call("call_0", "book")]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "first"},
+        {"role": "assistant", "content": None, "tool_calls": [_call("call_0", "book")]},
+    ]
+    req = request(
+        input=[{"type": "function_call_output", "call_id": "call_0", "output": "second"}],
+        previous_response_id="resp_prev",
+    )
+    messages = conversation(req, previous)
+    assert [m.get("content") for m in messages[-4:]] == [None, "first", None, "second"]

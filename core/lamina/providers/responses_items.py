@@ -101,13 +101,18 @@ def new_id(prefix: str) -> str:
 # -- the request -------------------------------------------------------------------------------
 
 
-def check_request(request: CreateResponseRequest) -> None:
-    """400 naming the field for what this server cannot serve (before anything runs)."""
-    unknown = [v for v in request.include or [] if v not in SUPPORTED_INCLUDE]
+def check_include(include: list[str] | None) -> None:
+    """400 for an ``include`` value this server does not serve (create and input_items routes)."""
+    unknown = [v for v in include or [] if v not in SUPPORTED_INCLUDE]
     if unknown:
         raise BadRequestError(
             f"include: {unknown} not supported; supported values: {list(SUPPORTED_INCLUDE)}", param="include"
         )
+
+
+def check_request(request: CreateResponseRequest) -> None:
+    """400 naming the field for what this server cannot serve (before anything runs)."""
+    check_include(request.include)
     if isinstance(request.input, list):
         for i, item in enumerate(request.input):
             if not isinstance(item, InputMessage) or isinstance(item.content, str):
@@ -292,7 +297,42 @@ def conversation(
         messages.append({"role": "user", "content": request.input})
     else:
         messages.extend(input_to_messages(request.input))
-    return messages
+    return _pair_tool_results(messages)
+
+
+def _pair_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each tool result right after the assistant message that made the call, as the chat format
+    requires (clients send function_call_output items in any order, after other input); a call
+    without a result, or a result without a call, is the client's mistake: a 400 naming the ids."""
+    # by position, not only by id: some servers reuse call ids ("call_0") from one turn to the next
+    waiting = [i for i, m in enumerate(messages) if m["role"] == "tool"]
+    paired: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for i, message in enumerate(messages):
+        if message["role"] == "tool":
+            continue
+        paired.append(message)
+        for call in message.get("tool_calls") or []:
+            found = next((p for p in waiting if p > i and messages[p]["tool_call_id"] == call["id"]), None)
+            if found is None:
+                missing.append(call["id"])
+            else:
+                waiting.remove(found)
+                paired.append(messages[found])
+    if missing:
+        raise BadRequestError(
+            f"input: no function_call_output for call_id(s) {missing}; send one "
+            f'{{"type": "function_call_output", "call_id": ..., "output": ...}} item for each call',
+            param="input",
+        )
+    if waiting:
+        orphans = [messages[p]["tool_call_id"] for p in waiting]
+        raise BadRequestError(
+            f"input: function_call_output call_id(s) {orphans} answer no function call of this "
+            f"input or of the previous response (previous_response_id)",
+            param="input",
+        )
+    return paired
 
 
 def stored_messages(messages: list[dict[str, Any]], request: CreateResponseRequest) -> list[dict[str, Any]]:
@@ -517,6 +557,11 @@ def chat_request(
         if getattr(request, name) is not None:
             body[name] = getattr(request, name)
     left = remaining_output_tokens(request, usage)
+    if left == 0:
+        raise ValueError(
+            "no output tokens left of max_output_tokens: end the response incomplete "
+            "(ResponseEvents.incomplete('max_output_tokens')) instead of calling the model"
+        )
     if left is not None:
         body["max_tokens"] = left
     return body

@@ -346,8 +346,8 @@ class SqliteResponsesStore(ResponsesStore):
     async def _execute(self, sql: str, params: list[Any]) -> int:
         async with self._write_lock:
             try:
-                cursor = await self.conn.execute(sql, params)
-                changed = cursor.rowcount
+                async with self.conn.execute(sql, params) as cursor:
+                    changed = cursor.rowcount
                 await self.conn.commit()
                 return changed
             except sqlite3.Error as exc:
