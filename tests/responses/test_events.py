@@ -10,6 +10,7 @@ import pytest
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
+from llama_stack_client.types import ResponseObjectStream as LSEvent
 from pydantic import TypeAdapter
 
 from lamina.apis.responses import (
@@ -30,6 +31,26 @@ from lamina.providers.responses_items import (
 )
 
 OPENAI_EVENT = TypeAdapter(ResponseStreamEvent)
+LS_EVENT = TypeAdapter(LSEvent)
+LS_KNOWS = {  # the event types llama-stack-client 0.2.12 has a model for, named as OpenAI names them
+    "response.created",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.web_search_call.in_progress",
+    "response.web_search_call.searching",
+    "response.web_search_call.completed",
+    "response.mcp_list_tools.in_progress",
+    "response.mcp_list_tools.failed",
+    "response.mcp_list_tools.completed",
+    "response.mcp_call.in_progress",
+    "response.mcp_call.failed",
+    "response.mcp_call.completed",
+    "response.completed",
+}
 USAGE = Usage(input_tokens=12, output_tokens=5, total_tokens=17)
 
 
@@ -48,10 +69,17 @@ class Client:
             assert theirs.sequence_number == len(self.events), "sequence numbers run 0, 1, 2, ... with no gap"
             self.state.handle_event(theirs)
             self.events.append(theirs)
+            if wire["type"] in LS_KNOWS and not _has_approval_request(wire):  # 0.2.12 predates approvals
+                assert LS_EVENT.validate_python(wire).type == wire["type"]
 
     @property
     def types(self) -> list[str]:
         return [e.type for e in self.events]
+
+
+def _has_approval_request(wire: dict) -> bool:
+    items = [wire.get("item") or {}, *((wire.get("response") or {}).get("output") or [])]
+    return any(i.get("type") == "mcp_approval_request" for i in items)
 
 
 def _without_string_mcp_error(wire: dict) -> dict:
