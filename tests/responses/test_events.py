@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from llama_stack_client.types import ResponseObjectStream as LSEvent
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
-from llama_stack_client.types import ResponseObjectStream as LSEvent
 from pydantic import TypeAdapter
 
 from lamina.apis.responses import (

@@ -1,29 +1,31 @@
 """The Responses API's item conversion and rules, as pure functions for a facade over an agent loop.
 
-A Responses facade calls these in this order (no I/O here; the facade lists MCP tools, calls the
-model through the Inference router, runs tools and reads/writes the ``ResponsesStore``):
+No I/O here: the facade lists MCP tools, calls the model through the Inference router, runs tools and
+reads/writes the ``ResponsesStore`` (``lamina.storage.responses_store``). Per request it calls, in
+this order (tests/responses/test_flow.py walks through all of it):
 
-1. ``check_request(request)``: rejects what cannot be served (an unknown ``include``, an image by
-   file id) with a 400 naming the field.
-2. ``new_response(request)``: the ``in_progress`` response echoing the request
-   (``previous_response_id`` included; MCP header values redacted, so no secret is stored).
-3. ``input_items(request.input, previous)``: every item the response is given, ids assigned: the
-   continued response's input and output, then this request's input. What the store keeps and
-   ``input_items`` lists.
-4. ``conversation(request, previous)``: the chat messages of the first model call: the
-   instructions (never inherited from the previous response, as OpenAI says), the previous
-   response's stored conversation, this input converted by ``input_to_messages``.
+1. ``check_request(request)``: a 400 naming the field for what cannot be served (an unknown
+   ``include``, an image by file id). The input_items route calls ``check_include``.
+2. ``previous = await store.get(request.previous_response_id)`` (404 naming it when absent).
+3. ``offer_tools(request.tools, mcp_listings)``: the functions the model is offered and which
+   request tool serves each name; its ``list_items`` are ``mcp_list_tools`` output items.
+4. ``events = ResponseEvents(new_response(request), offer)`` (``lamina.providers.responses_events``)
+   and ``events.start()``: ``new_response`` echoes the request (``previous_response_id`` included)
+   with MCP header values redacted, so no credential is stored or echoed.
 5. ``approval_decisions(request.input, previous)``: each ``mcp_approval_response`` matched to its
-   ``mcp_approval_request``; the facade runs the approved calls (``tool_exchange`` puts call and
-   result into the conversation) before the first model call.
-6. ``offer_tools(request.tools, mcp_listings)``: what the model is offered, and for each name which
-   request tool serves it; ``mcp_list_tools`` output items.
-7. Per model call: ``chat_request(...)`` (the Inference router's ``openai_chat_completion`` body:
-   tools, tool choice, ``response_format`` from ``text.format``, ``max_tokens`` from what is left of
-   ``max_output_tokens``, ``parallel_tool_calls``), then ``plan_tool_calls(...)`` on the answer's tool
-   calls, ``add_usage`` on its usage.
-8. The stream: ``lamina.providers.responses_events.ResponseEvents`` numbers the events.
-9. ``stored_messages(messages, request)`` and the store's ``store(...)`` unless ``store`` is false.
+   ``mcp_approval_request``; the facade runs approved calls (``mcp_call_item``) and answers refused
+   ones with ``denied_result``, each as ``tool_exchange`` messages.
+6. ``messages = conversation(request, previous, approved)``: the instructions (never inherited, as
+   OpenAI says), the previous response's stored conversation, the approved exchanges, this input
+   (``input_to_messages``), every tool result right after its call.
+7. Per model call: ``chat_request(request, messages, offer, call_index=n, usage=usage)`` (the body of
+   the Inference router's ``openai_chat_completion``), the answer's deltas into ``events``,
+   ``plan_tool_calls`` on its tool calls, ``events.finish_model_call(plan.function_calls)``,
+   ``plan.assistant_message(text)`` appended, server calls run, ``add_usage``; the run stops when
+   ``plan.stops_run`` (function calls for the client, approval requests) or the model answers.
+8. ``events.complete(usage)`` (or ``incomplete`` / ``fail``); ``events.response`` is the response.
+9. Unless ``store`` is false: ``store.store(events.response, input_items(request.input, previous),
+   stored_messages(messages, request))``.
 """
 
 from __future__ import annotations
