@@ -3,7 +3,8 @@
 ``lamina run local`` (the ``local_lamina`` session fixture): the bundled SmolLM2-135M-Instruct on
 llama.cpp, the bundled embedding model, faiss and the rag-runtime; no upstream, no network. The
 model is forced (``tool_choice`` = the tool's name) to call ``knowledge_search``, which searches a
-vector DB bound in the agent's tool group args; greedy sampling and max_tokens 128 (room for the tool call) keep it short.
+vector DB bound in the agent's tool group args; greedy sampling and max_tokens 128 (room for the
+tool call: 48 cut it) keep it short.
 """
 
 from __future__ import annotations
