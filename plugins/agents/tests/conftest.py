@@ -11,7 +11,9 @@ import pytest
 from lamina.testing.processes import ServerProcess
 
 
-def run_config(fake: ServerProcess, db: Path) -> dict[str, Any]:
+def run_config(fake: ServerProcess, db: Path | dict[str, Any]) -> dict[str, Any]:
+    """``db``: a SQLite file, or a whole ``persistence_store`` config (postgres)."""
+    store = db if isinstance(db, dict) else {"type": "sqlite", "db_path": str(db)}
     return {
         "version": 2,
         "image_name": "agents-e2e",
@@ -30,7 +32,7 @@ def run_config(fake: ServerProcess, db: Path) -> dict[str, Any]:
                 {
                     "provider_id": "meta-reference",
                     "provider_type": "inline::meta-reference",
-                    "config": {"persistence_store": {"type": "sqlite", "db_path": str(db)}},
+                    "config": {"persistence_store": store},
                 }
             ],
         },

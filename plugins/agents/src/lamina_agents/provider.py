@@ -466,8 +466,8 @@ def _ensure_parent(path: str) -> None:
 
 
 def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, GeneratorExit):
-        return "the client closed the stream before the turn ended"
+    if isinstance(exc, GeneratorExit | asyncio.CancelledError):  # aiohttp cancels a gone client's handler
+        return "the client closed the connection (or the server shut down) before the turn ended"
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {message}"
 
