@@ -242,6 +242,8 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
                 else [_chunk(cid, model, text), _chunk(cid, model, None, "stop")]
             ):
                 await emit(piece)
+            if (body.get("stream_options") or {}).get("include_usage"):  # a tool call's stream counts too
+                await emit(_usage_chunk(cid, model, 1, 3 if tool else 1))
             await emit(b"data: [DONE]\n\n")
             return resp
         n = int(request.query.get("chunks", body.get("n_chunks", 8)))
