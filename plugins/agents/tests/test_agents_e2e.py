@@ -303,6 +303,25 @@ def test_unknown_ids_are_404_naming_them(ls: LlamaStackClient) -> None:
     assert gone.status_code == 404 and agent_id in gone.json()["detail"]
 
 
+def test_an_unknown_model_or_shield_fails_the_turn_request_before_a_turn_is_stored(
+    ls: LlamaStackClient,
+) -> None:
+    for config, status, words in [
+        ({"model": "no-such-model"}, 404, ["agent_config.model", "no-such-model", "fake/ok"]),
+        ({"input_shields": ["no-shield"]}, 404, ["agent_config.input_shields", "no-shield"]),
+    ]:
+        agent_id = _agent(ls, **config)
+        session_id = _session(ls, agent_id)
+        for stream in (False, True):
+            resp = httpx.post(
+                f"{ls.base_url}/v1/agents/{agent_id}/session/{session_id}/turn",
+                json={"messages": HI, "stream": stream},
+            )
+            assert resp.status_code == status, resp.text
+            assert all(w in resp.json()["detail"] for w in words), resp.json()["detail"]
+        assert ls.agents.session.retrieve(session_id, agent_id=agent_id).turns == []
+
+
 def test_bad_agent_config_is_400_naming_the_field(ls: LlamaStackClient) -> None:
     resp = httpx.post(
         f"{ls.base_url}/v1/agents",

@@ -22,6 +22,7 @@ import structlog
 
 from lamina.apis.agents import (
     Agent,
+    AgentConfig,
     AgentCreateResponse,
     AgentRequest,
     AgentSessionCreateResponse,
@@ -237,6 +238,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
                 f"session '{request.session_id}' has a turn still running; wait for it to end",
                 param="session_id",
             )
+        await self._preflight(agent.agent_config)
         engine_request = await build_request(
             agent.agent_config, request, history(agent.agent_config, previous), self.tool_runtime
         )
@@ -319,6 +321,28 @@ class MetaReferenceAgentsImpl(ProviderBase):
         )
         events = self._run(record, engine_request, start=False, first=first)
         return events if request.stream else await _collect(events, record)
+
+    async def _preflight(self, config: AgentConfig) -> None:
+        """What would fail a turn's first step fails the request instead (a 4xx, no turn stored): an
+        unknown model or shield, shields without a safety provider."""
+        try:
+            await self.inference.models.resolve_typed(config.model, "llm")
+        except (NotFoundError, BadRequestError) as exc:
+            raise type(exc)(f"agent_config.model: {exc.message}", param="agent_config.model") from None
+        for field in ("input_shields", "output_shields"):
+            for shield_id in getattr(config, field) or []:
+                if self.safety is None:
+                    raise BadRequestError(
+                        f"agent_config.{field}: the agent uses shield '{shield_id}' but no safety provider "
+                        "is configured; add one under providers.safety or remove the shield",
+                        param=f"agent_config.{field}",
+                    )
+                try:
+                    await self.safety.shields.resolve(shield_id)
+                except (NotFoundError, BadRequestError) as exc:
+                    raise type(exc)(
+                        f"agent_config.{field}: {exc.message}", param=f"agent_config.{field}"
+                    ) from None
 
     async def _run(
         self,
