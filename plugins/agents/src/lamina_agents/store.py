@@ -14,7 +14,6 @@ awaiting_input or failed), so its steps are readable while it runs and a crash l
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -142,7 +141,3 @@ def mark_failed(record: TurnRecord, reason: str) -> None:
     record.turn.completed_at = datetime.now(UTC)
     record.turn.output_message.content = f"turn failed: {reason}"
     record.turn.output_message.tool_calls = []
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value)
