@@ -135,3 +135,45 @@ async def test_a_client_tool_call_ends_the_run_awaiting_its_result(server: Serve
     assert [(c.name, c.parsed_arguments()) for c in awaiting.calls] == [("get_weather", {"city": "Paris"})]
     assert awaiting.iterations_done == 1 and awaiting.usage["completion_tokens"] == 3
     assert awaiting.added[0]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+async def test_a_facade_can_run_its_own_tool_in_the_same_loop(server: ServerProcess) -> None:
+    """A tool with ``invoke`` (a Responses file_search, say) is run by it, with the bound args merged."""
+    ls = LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
+    vdb = f"kb-{uuid.uuid4().hex[:8]}"
+    ls.vector_dbs.register(
+        vector_db_id=vdb, embedding_model="fake/embed", embedding_dimension=4, provider_id="faiss"
+    )
+    ls.tool_runtime.rag_tool.insert(
+        documents=[{"document_id": "d", "content": "Lyon is on the Rhone.", "metadata": {}}],
+        vector_db_id=vdb,
+        chunk_size_in_tokens=64,
+    )
+    seen: list[dict] = []
+
+    async def file_search(kwargs: dict) -> ToolInvocationResult:
+        seen.append(kwargs)
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.post(
+                f"{server.url}/v1/vector-io/query",
+                json={"vector_db_id": kwargs["store"], "query": kwargs["query"]},
+            )
+        chunks = resp.json()["chunks"]
+        return ToolInvocationResult(content="\n".join(c["content"] for c in chunks))
+
+    tool = E.EngineTool(
+        "file_search",
+        "Search files",
+        {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+        bound_args={"store": vdb},
+        invoke=file_search,
+    )
+    engine = E.AgentEngine(HttpInference(server.url))  # no tool runtime: the tool runs itself
+    request = E.EngineRequest(
+        model="fake/ok", messages=[{"role": "user", "content": "?"}], tools=[tool], tool_choice="file_search"
+    )
+    events = await _run(engine, request)
+    assert seen == [{"query": "Paris", "store": vdb}]
+    done = next(e for e in events if isinstance(e, E.ToolFinished))
+    assert done.result.error is None and "Lyon is on the Rhone." in done.result.content
+    assert isinstance(events[-1], E.Finished)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +38,7 @@ import structlog
 from lamina.apis.common import content_to_text
 from lamina.apis.inference import OpenAIChatCompletionRequest, UserMessage
 from lamina.apis.safety import RunShieldRequest, SafetyViolation
-from lamina.apis.tools import InvokeToolRequest
+from lamina.apis.tools import InvokeToolRequest, ToolInvocationResult
 from lamina.errors import BadRequestError, LaminaError
 
 log = structlog.get_logger(__name__)
@@ -55,6 +55,9 @@ class EngineTool:
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     client: bool = False
     bound_args: dict[str, Any] = field(default_factory=dict)  # merged over the model's arguments
+    # Runs the tool instead of the Tool Runtime router: a facade's own tools (a Responses file_search
+    # over vector stores, an MCP server named by URL) take the same loop, steps and events.
+    invoke: Callable[[dict[str, Any]], Awaitable[ToolInvocationResult]] | None = None
 
     def openai(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
@@ -371,15 +374,19 @@ class AgentEngine:
                 f"error: the arguments are not a JSON object: {call.arguments[:200]}",
                 error="bad arguments",
             )
-        elif self.tool_runtime is None:
+        elif self.tool_runtime is None and tool.invoke is None:
             result = ToolResult(
                 call.call_id, call.name, "error: no tool runtime is configured", error="no runtime"
             )
         else:
             try:
-                invoked = await self.tool_runtime.invoke_tool(
-                    InvokeToolRequest(tool_name=call.name, kwargs={**args, **tool.bound_args})
-                )
+                kwargs = {**args, **tool.bound_args}
+                if tool.invoke is not None:
+                    invoked = await tool.invoke(kwargs)
+                else:
+                    invoked = await self.tool_runtime.invoke_tool(
+                        InvokeToolRequest(tool_name=call.name, kwargs=kwargs)
+                    )
                 if invoked.error_message:
                     result = ToolResult(
                         call.call_id,
