@@ -251,6 +251,60 @@ def test_builtin_rag_searches_the_vector_dbs_bound_in_the_agents_args(ls: LlamaS
     assert "330 metres" in text and "knowledge_search tool found" in text
 
 
+def test_a_turns_tool_group_args_win_over_the_agents(ls: LlamaStackClient) -> None:
+    dbs = []
+    for text in ("Rome is in Italy.", "Oslo is in Norway."):
+        vdb = f"kb-{uuid.uuid4().hex[:8]}"
+        ls.vector_dbs.register(
+            vector_db_id=vdb, embedding_model="fake/embed", embedding_dimension=4, provider_id="faiss"
+        )
+        ls.tool_runtime.rag_tool.insert(
+            documents=[{"document_id": "d", "content": text, "metadata": {}}],
+            vector_db_id=vdb,
+            chunk_size_in_tokens=64,
+        )
+        dbs.append(vdb)
+    agent_id = _agent(
+        ls,
+        toolgroups=[{"name": "builtin::rag", "args": {"vector_db_ids": [dbs[0]]}}],
+        tool_config={"tool_choice": "required"},
+    )
+    session_id = _session(ls, agent_id)
+    mine = ls.agents.turn.create(session_id, agent_id=agent_id, messages=HI, stream=False)
+    assert "Rome" in str(mine.steps[1].tool_responses[0].content)
+    theirs = ls.agents.turn.create(
+        session_id,
+        agent_id=agent_id,
+        messages=HI,
+        toolgroups=[{"name": "builtin::rag/knowledge_search", "args": {"vector_db_ids": [dbs[1]]}}],
+        stream=False,
+    )
+    found = str(theirs.steps[1].tool_responses[0].content)
+    assert "Oslo" in found and "Rome" not in found
+
+
+def test_sampling_and_response_format_reach_the_model(ls: LlamaStackClient) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    agent_id = _agent(
+        ls,
+        model="fake/echo",
+        sampling_params={
+            "strategy": {"type": "top_p", "temperature": 0.5, "top_p": 0.8},
+            "max_tokens": 7,
+            "stop": ["X"],
+        },
+        response_format={"type": "json_schema", "json_schema": schema},
+    )
+    turn = ls.agents.turn.create(_session(ls, agent_id), agent_id=agent_id, messages=HI, stream=False)
+    sent = json.loads(turn.output_message.content)  # what the upstream received
+    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["stop"]) == (0.5, 0.8, 7, ["X"])
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": schema},
+    }
+    assert sent["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
+
+
 def test_a_turns_toolgroups_replace_the_agents(ls: LlamaStackClient) -> None:
     agent_id = _agent(ls, toolgroups=["builtin::rag"], tool_config={"tool_choice": "required"})
     session_id = _session(ls, agent_id)
