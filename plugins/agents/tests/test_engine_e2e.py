@@ -177,3 +177,22 @@ async def test_a_facade_can_run_its_own_tool_in_the_same_loop(server: ServerProc
     done = next(e for e in events if isinstance(e, E.ToolFinished))
     assert done.result.error is None and "Lyon is on the Rhone." in done.result.content
     assert isinstance(events[-1], E.Finished)
+
+
+async def test_max_infer_iters_ends_the_run_without_leaving_unanswered_calls(server: ServerProcess) -> None:
+    """The calls of the last allowed model call are not run, and the transcript a next turn builds on has
+    no tool call that no tool message answers (OpenAI-compatible upstreams refuse such a history)."""
+    tool = E.EngineTool("get_weather", None, {"type": "object", "properties": {"city": {"type": "string"}}})
+    engine = E.AgentEngine(HttpInference(server.url))
+    request = E.EngineRequest(
+        model="fake/ok",
+        messages=[{"role": "user", "content": "w?"}],
+        tools=[tool],
+        tool_choice="required",
+        max_infer_iters=1,
+    )
+    events = await _run(engine, request)
+    assert [e.step_type for e in events if isinstance(e, E.StepStarted)] == ["inference"]
+    done = events[-1]
+    assert isinstance(done, E.Finished) and done.iterations_done == 1
+    assert not any(m.get("tool_calls") for m in done.added)

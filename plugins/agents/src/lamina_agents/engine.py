@@ -211,7 +211,7 @@ class AgentEngine:
         self.inference = inference
         self.tool_runtime = tool_runtime
         self.safety = safety
-        self.overhead_ns = 0  # the engine's own time, excluding model, tool and shield calls (bench)
+        self.overhead_ns = 0  # the engine's own time in model calls: building requests, reading chunks
 
     async def run(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         _check_tool_choice(request)
@@ -254,6 +254,11 @@ class AgentEngine:
             if not inference.tool_calls or iters >= request.max_infer_iters or out_of_tokens:
                 if inference.tool_calls:  # max_infer_iters: the calls are not run
                     log.info("agent_max_infer_iters", iterations=iters)
+                    # Calls without results would make the next turn's history invalid (OpenAI-compatible
+                    # upstreams refuse a tool call no tool message answers): keep the text only.
+                    added.pop()
+                    if inference.text:
+                        added.append({"role": "assistant", "content": inference.text})
                 if request.output_shields:
                     async for event in self._shields(request.output_shields, messages, "llm-output"):
                         yield event
