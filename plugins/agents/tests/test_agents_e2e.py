@@ -177,6 +177,29 @@ def test_a_turn_awaits_client_tools_and_resume_needs_every_result(ls: LlamaStack
     assert again.status_code == 400 and "completed" in again.json()["detail"]
 
 
+def test_resume_sends_the_model_the_history_with_only_the_awaited_results(ls: LlamaStackClient) -> None:
+    tool = {"name": "get_weather", "description": "weather", "parameters": []}
+    agent_id = _agent(ls, model="fake/echo", client_tools=[tool], tool_config={"tool_choice": "required"})
+    session_id = _session(ls, agent_id)
+    awaiting = list(ls.agents.turn.create(session_id, agent_id=agent_id, messages=HI, stream=True))[-1]
+    call = awaiting.event.payload.turn.output_message.tool_calls[0]
+    done = ls.agents.turn.resume(
+        awaiting.event.payload.turn.turn_id,
+        agent_id=agent_id,
+        session_id=session_id,
+        tool_responses=[
+            {"call_id": call.call_id, "tool_name": "get_weather", "content": "sunny"},
+            {"call_id": "not-asked", "tool_name": "get_weather", "content": "stray"},
+        ],
+        stream=False,
+    )
+    sent = json.loads(done.output_message.content)["messages"]  # echo: what the upstream received
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+    assert sent[2]["tool_calls"][0]["id"] == call.call_id
+    assert sent[3] == {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}
+    assert [r.call_id for r in done.steps[1].tool_responses] == [call.call_id]
+
+
 def test_tool_choice_none_offers_no_tools(ls: LlamaStackClient) -> None:
     tool = {"name": "get_weather", "description": "weather", "parameters": []}
     agent_id = _agent(ls, client_tools=[tool], tool_config={"tool_choice": "none"})

@@ -284,20 +284,11 @@ class MetaReferenceAgentsImpl(ProviderBase):
             t for t in await self.db.list_turns(request.session_id) if t.turn.turn_id != record.turn.turn_id
         ]
         messages = history(agent.agent_config, previous) + record.transcript
-        results = tool_response_messages(request.tool_responses)
-        step = ToolExecutionStep(
-            step_id=record.pending_step_id or str(uuid.uuid4()),
-            turn_id=record.turn.turn_id,
-            tool_calls=[ToolCall.model_validate(c) for c in record.pending_calls],
-            tool_responses=request.tool_responses,
-            started_at=record.turn.completed_at,
-            completed_at=_now(),
-        )
-        record.turn.steps.append(step)
-        record.transcript += results
-        record.status, record.pending_calls, record.pending_step_id = RUNNING, [], None
-        record.turn.completed_at = None
-        await self.db.put_turn(record)
+        # Results for calls the turn did not make are dropped: a tool message answering no call of the
+        # conversation is refused by OpenAI-compatible upstreams.
+        responses = [r for r in request.tool_responses if r.call_id in expected]
+        results = tool_response_messages(responses)
+        await self._preflight(agent.agent_config)
         engine_request = await build_request(
             agent.agent_config,
             None,
@@ -309,6 +300,20 @@ class MetaReferenceAgentsImpl(ProviderBase):
             ],
             turn_tool_config=ToolConfig.model_validate(record.tool_config) if record.tool_config else None,
         )
+        # Only now, with everything checked, does the turn run again (a 4xx above leaves it awaiting).
+        step = ToolExecutionStep(
+            step_id=record.pending_step_id or str(uuid.uuid4()),
+            turn_id=record.turn.turn_id,
+            tool_calls=[ToolCall.model_validate(c) for c in record.pending_calls],
+            tool_responses=responses,
+            started_at=record.turn.completed_at,
+            completed_at=_now(),
+        )
+        record.turn.steps.append(step)
+        record.transcript += results
+        record.status, record.pending_calls, record.pending_step_id = RUNNING, [], None
+        record.turn.completed_at = None
+        await self.db.put_turn(record)
         engine_request.iterations_done = record.iterations_done
         engine_request.check_input = False
         if engine_request.tool_choice != "none":  # a forced call was made: the model decides from now on
