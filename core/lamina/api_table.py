@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lamina.apis.agents import Agents, AgentsProvider
 from lamina.apis.files import Files, FilesProvider
 from lamina.apis.inference import Inference, InferenceProvider
 from lamina.apis.inspect import Inspect, Providers
@@ -41,6 +42,7 @@ from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
+from lamina.routers.agents import AgentsRouter
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
 from lamina.routers.safety import SafetyRouter
@@ -114,6 +116,11 @@ def _safety(stack: Stack) -> Built:
     return Built(router, shields, {Shields: shields})
 
 
+def _agents(stack: Stack) -> Built:
+    # The first provider under providers.agents serves every route (lamina.routers.agents).
+    return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
+
+
 API_TABLE: tuple[ApiEntry, ...] = (
     ApiEntry(
         Api.inference,
@@ -139,6 +146,8 @@ API_TABLE: tuple[ApiEntry, ...] = (
         _tool_runtime,
     ),
     ApiEntry(Api.safety, (Shields, Safety), SafetyProvider, ResourceType.shield, _safety),
+    # Last: an agent runs on every API above (its provider gets their routers as deps).
+    ApiEntry(Api.agents, (Agents,), AgentsProvider, None, _agents),
 )
 
 # Protocols the server answers itself, with no provider behind them (no upstream errors).

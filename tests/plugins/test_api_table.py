@@ -1,7 +1,8 @@
 """``lamina.api_table``: one entry serves a new API everywhere the server lists APIs.
 
-The test adds an entry for Agents (an API the server does not serve yet), as the next API would be
-added: a Protocol with its route, a router, and the table entry; nothing else in the core changes.
+The test adds an entry for Eval (an API the server does not serve yet; Agents was the last one added,
+the same way), as the next API would be added: a Protocol with its route, a router, and the table
+entry; nothing else in the core changes.
 Its provider is the test distribution's GenericProvider (``lamina_test_alpha.provider``).
 """
 
@@ -36,18 +37,18 @@ class EchoResponse(BaseModel):
     answer: str
 
 
-class Agents(Protocol):
-    @webmethod("POST", "/v1/agents/echo", request=EchoRequest, response=EchoResponse)
+class Eval(Protocol):
+    @webmethod("POST", "/v1/eval/echo", request=EchoRequest, response=EchoResponse)
     async def echo(self, request: EchoRequest) -> EchoResponse:
-        """Answer with the text, as the agents provider labels it."""
+        """Answer with the text, as the eval provider labels it."""
         ...
 
 
-class AgentsProvider(Protocol):
+class EvalProvider(Protocol):
     config: Any
 
 
-class AgentsRouter:
+class EvalRouter:
     def __init__(self, providers: dict[str, Any]) -> None:
         self.providers = providers  # filled as providers start
 
@@ -56,28 +57,26 @@ class AgentsRouter:
         return EchoResponse(answer=f"{provider.config.label}: {request.text}")
 
 
-AGENTS = ApiEntry(
-    Api.agents, (Agents,), AgentsProvider, None, lambda stack: Built(AgentsRouter(stack.impls[Api.agents]))
-)
+EVAL = ApiEntry(Api.eval, (Eval,), EvalProvider, None, lambda stack: Built(EvalRouter(stack.impls[Api.eval])))
 
 
 def _stack(tmp_path: Path, installed: Any) -> Stack:
     installed("alpha")  # GenericProvider
     pm = PluginManager(strict=True, allow=(), deny=(), trace=False)
     offer = ProviderSpec(
-        api=Api.agents,
-        provider_type="inline::echo-agents",
+        api=Api.eval,
+        provider_type="inline::echo-eval",
         config_class="lamina_test_alpha.provider:GenericConfig",
         factory="lamina_test_alpha.provider:create_generic_provider",
     )
-    module = types.ModuleType("lamina_test_echo_agents")
-    module.lamina_agents_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
-    pm.register(module, name="echo_agents", distribution="lamina-test-echo")
+    module = types.ModuleType("lamina_test_echo_eval")
+    module.lamina_eval_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
+    pm.register(module, name="echo_eval", distribution="lamina-test-echo")
     doc = {
         "version": 2,
         "image_name": "table",
         "providers": {
-            "agents": [{"provider_id": "a", "provider_type": "inline::echo-agents", "config": {"label": "L"}}]
+            "eval": [{"provider_id": "a", "provider_type": "inline::echo-eval", "config": {"label": "L"}}]
         },
         "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
     }
@@ -86,7 +85,7 @@ def _stack(tmp_path: Path, installed: Any) -> Stack:
 
 def test_the_table_lists_each_api_once_with_its_protocols() -> None:
     apis = served_apis()
-    assert apis == [Api.inference, Api.files, Api.vector_io, Api.tool_runtime, Api.safety]
+    assert apis == [Api.inference, Api.files, Api.vector_io, Api.tool_runtime, Api.safety, Api.agents]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
     served = [p for entry in API_TABLE for p in (*entry.always_served, *entry.protocols)]
     assert len(served) == len(set(served)) and Inference in served
@@ -94,28 +93,28 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
 
 
 def test_an_api_missing_from_the_table_is_a_start_up_error(tmp_path: Path, installed: Any) -> None:
-    with pytest.raises(ConfigError, match=r"does not serve the agents API \(it serves: inference, files"):
+    with pytest.raises(ConfigError, match=r"does not serve the eval API \(it serves: inference, files"):
         _stack(tmp_path, installed)
 
 
 async def test_one_table_entry_serves_a_new_api_everywhere(
     tmp_path: Path, installed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, AGENTS))
-    assert served_apis()[-1] == Api.agents and provider_protocols()[-1] == (Api.agents, AgentsProvider)
+    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, EVAL))
+    assert served_apis()[-1] == Api.eval and provider_protocols()[-1] == (Api.eval, EvalProvider)
     stack = _stack(tmp_path, installed)
-    assert (Agents, stack.protocol_impls[Agents], ["inline::echo-agents"]) in stack.api_impls()
+    assert (Eval, stack.protocol_impls[Eval], ["inline::echo-eval"]) in stack.api_impls()
     async with TestClient(TestServer(create_app(stack))) as client:
-        resp = await client.post("/v1/agents/echo", json={"text": "hi"})
+        resp = await client.post("/v1/eval/echo", json={"text": "hi"})
         assert resp.status == 200 and await resp.json() == {"answer": "L: hi"}
         routes = (await (await client.get("/v1/inspect/routes")).json())["data"]
         assert {
-            "route": "/v1/agents/echo",
+            "route": "/v1/eval/echo",
             "method": "POST",
-            "provider_types": ["inline::echo-agents"],
+            "provider_types": ["inline::echo-eval"],
         } in routes
         openapi = await (await client.get("/openapi.json")).json()
-        assert openapi["paths"]["/v1/agents/echo"]["post"]["tags"] == ["Agents"]
-        bad = await client.post("/v1/agents/echo", json={})
+        assert openapi["paths"]["/v1/eval/echo"]["post"]["tags"] == ["Eval"]
+        bad = await client.post("/v1/eval/echo", json={})
         assert bad.status == 400 and "text: required, but missing" in (await bad.json())["detail"]
-    assert [d.name for d in routes_of(Agents)] == ["echo"]
+    assert [d.name for d in routes_of(Eval)] == ["echo"]

@@ -414,3 +414,52 @@ class Agents(Protocol):
     async def get_agents_step(self, request: StepRequest) -> AgentStepResponse:
         """One step of a turn."""
         ...
+
+
+class AgentsProvider(Protocol):
+    """What an agents provider implements: every ``Agents`` method, with the same requests and answers.
+
+    The router (``lamina.routers.agents``) hands each call to the first configured agents provider,
+    unchanged. Contract:
+
+    - unknown agent, session, turn or step ids raise ``NotFoundError`` naming the id; a turn whose
+      configuration cannot run (unknown tool group, a turn resumed that does not await input) raises
+      ``BadRequestError`` naming the field;
+    - ``create_agent_turn`` and ``resume_agent_turn`` return the finished ``Turn`` when
+      ``request.stream`` is false, else an async iterator of ``AgentTurnResponseStreamChunk``; a
+      failure before the first chunk raises (the client gets its HTTP status), a failure after ends
+      the stream (the server turns the exception into a last error event) with the turn recorded
+      failed;
+    - agents, sessions, turns and steps are kept in the provider's ``persistence_store`` and survive a
+      restart; a turn a crash interrupted reads as failed after the restart, never as running.
+    """
+
+    async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse: ...
+
+    async def list_agents(self, request: PageRequest) -> PaginatedResponse: ...
+
+    async def get_agent(self, request: AgentRequest) -> Agent: ...
+
+    async def delete_agent(self, request: AgentRequest) -> None: ...
+
+    async def create_agent_session(
+        self, request: CreateAgentSessionRequest
+    ) -> AgentSessionCreateResponse: ...
+
+    async def list_agent_sessions(self, request: ListAgentSessionsRequest) -> PaginatedResponse: ...
+
+    async def get_agents_session(self, request: GetAgentSessionRequest) -> Session: ...
+
+    async def delete_agents_session(self, request: SessionRequest) -> None: ...
+
+    async def create_agent_turn(
+        self, request: AgentTurnCreateRequest
+    ) -> Turn | AsyncIterator[AgentTurnResponseStreamChunk]: ...
+
+    async def resume_agent_turn(
+        self, request: AgentTurnResumeRequest
+    ) -> Turn | AsyncIterator[AgentTurnResponseStreamChunk]: ...
+
+    async def get_agents_turn(self, request: TurnRequest) -> Turn: ...
+
+    async def get_agents_step(self, request: StepRequest) -> AgentStepResponse: ...

@@ -27,7 +27,9 @@ shape. Every completion gets its own id (``chatcmpl-fake-<n>``, counting from 1 
 the chunks of one stream share theirs.
 
 Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
-gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``.
+gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``, or, when the
+function's parameters require properties and ``city`` is not one of them, each required property set
+to ``"Paris"`` (``{"query": "Paris"}`` for a search tool).
 
 Run it with ``python -m lamina.testing.fake_openai --port N``.
 """
@@ -117,31 +119,36 @@ def _text_chunk(chunk: bytes) -> bytes:
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
-def _forced_tool(body: dict) -> str | None:
+def _forced_tool(body: dict) -> tuple[str, str] | None:
+    """(name, JSON arguments) of the call a request forces, if it forces one."""
     tools, choice = body.get("tools") or [], body.get("tool_choice")
     if not tools or choice in (None, "auto", "none"):
         return None
-    if isinstance(choice, dict):
-        return choice.get("function", {}).get("name")
-    return tools[0].get("function", {}).get("name")
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    name = name or tools[0].get("function", {}).get("name")
+    function = next((t.get("function", {}) for t in tools if t.get("function", {}).get("name") == name), {})
+    required = (function.get("parameters") or {}).get("required") or []
+    if not required or "city" in required:
+        return name, TOOL_ARGS
+    return name, json.dumps({param: "Paris" for param in required})
 
 
 TOOL_ARGS = '{"city": "Paris"}'
 
 
-def _tool_completion(model: str, name: str) -> dict:
-    call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": TOOL_ARGS}}
+def _tool_completion(model: str, tool: tuple[str, str]) -> dict:
+    name, args = tool
+    call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": args}}
     doc = _completion(model, "")
     doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
     doc["choices"][0]["finish_reason"] = "tool_calls"
     return doc
 
 
-def _tool_chunks(model: str, name: str, cid: str) -> list[bytes]:
+def _tool_chunks(model: str, tool: tuple[str, str], cid: str) -> list[bytes]:
+    name, args = tool
     first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
-    parts = [first] + [
-        {"index": 0, "function": {"arguments": piece}} for piece in (TOOL_ARGS[:8], TOOL_ARGS[8:])
-    ]
+    parts = [first] + [{"index": 0, "function": {"arguments": piece}} for piece in (args[:8], args[8:])]
     out = [_chunk(cid, model, None, delta={"tool_calls": [p]}) for p in parts]
     out.append(_chunk(cid, model, None, "tool_calls"))
     return out
@@ -235,6 +242,8 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
                 else [_chunk(cid, model, text), _chunk(cid, model, None, "stop")]
             ):
                 await emit(piece)
+            if (body.get("stream_options") or {}).get("include_usage"):  # a tool call's stream counts too
+                await emit(_usage_chunk(cid, model, 1, 3 if tool else 1))
             await emit(b"data: [DONE]\n\n")
             return resp
         n = int(request.query.get("chunks", body.get("n_chunks", 8)))

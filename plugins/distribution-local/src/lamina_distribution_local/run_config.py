@@ -12,6 +12,7 @@ apis:
 - files
 - tool_runtime
 - safety
+- agents
 providers:
   inference:
   - provider_id: llama-cpp
@@ -64,6 +65,12 @@ providers:
       # SmolLM2 is no Llama Guard: constrain its verdict to JSON so it always parses. It is a
       # placeholder guard (see docs/benchmarks.md); point the shield at a real Llama Guard model.
       constrained_output: true
+  agents:
+  - provider_id: meta-reference
+    provider_type: inline::meta-reference
+    # Agents, sessions, turns and steps persist (persistence_store; absent: SQLite in the state
+    # directory) and survive a restart; a turn a crash interrupted reads as failed after it.
+    config: {}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the
 # code-interpreter plugin.

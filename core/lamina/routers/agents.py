@@ -1,0 +1,94 @@
+"""The agents router: every Agents route goes to one agents provider.
+
+Agent, session and turn ids carry no provider, so, as with Files, the first provider listed under
+``providers.agents`` serves every route (a warning names the others, unused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+
+from lamina.apis.agents import (
+    Agent,
+    AgentCreateResponse,
+    AgentRequest,
+    AgentSessionCreateResponse,
+    AgentStepResponse,
+    AgentTurnCreateRequest,
+    AgentTurnResponseStreamChunk,
+    AgentTurnResumeRequest,
+    CreateAgentRequest,
+    CreateAgentSessionRequest,
+    GetAgentSessionRequest,
+    ListAgentSessionsRequest,
+    PageRequest,
+    PaginatedResponse,
+    Session,
+    SessionRequest,
+    StepRequest,
+    Turn,
+    TurnRequest,
+)
+from lamina.errors import ServiceUnavailableError
+
+log = structlog.get_logger(__name__)
+
+
+class AgentsRouter:
+    def __init__(self, impls: dict[str, Any], order: list[str] | None = None) -> None:
+        self.impls = impls  # provider_id -> provider; filled as providers start
+        self.order = order or []  # provider ids in run-config order
+        self._warned = False
+
+    @property
+    def provider(self) -> Any:
+        ids = [pid for pid in self.order if pid in self.impls] or list(self.impls)
+        if not ids:
+            raise ServiceUnavailableError("no agents provider has started; add one under providers.agents")
+        if len(ids) > 1 and not self._warned:
+            self._warned = True
+            log.warning("agents_providers_unused", serving=ids[0], unused=ids[1:])
+        return self.impls[ids[0]]
+
+    async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse:
+        return await self.provider.create_agent(request)
+
+    async def list_agents(self, request: PageRequest) -> PaginatedResponse:
+        return await self.provider.list_agents(request)
+
+    async def get_agent(self, request: AgentRequest) -> Agent:
+        return await self.provider.get_agent(request)
+
+    async def delete_agent(self, request: AgentRequest) -> None:
+        await self.provider.delete_agent(request)
+
+    async def create_agent_session(self, request: CreateAgentSessionRequest) -> AgentSessionCreateResponse:
+        return await self.provider.create_agent_session(request)
+
+    async def list_agent_sessions(self, request: ListAgentSessionsRequest) -> PaginatedResponse:
+        return await self.provider.list_agent_sessions(request)
+
+    async def get_agents_session(self, request: GetAgentSessionRequest) -> Session:
+        return await self.provider.get_agents_session(request)
+
+    async def delete_agents_session(self, request: SessionRequest) -> None:
+        await self.provider.delete_agents_session(request)
+
+    async def create_agent_turn(
+        self, request: AgentTurnCreateRequest
+    ) -> Turn | AsyncIterator[AgentTurnResponseStreamChunk]:
+        return await self.provider.create_agent_turn(request)
+
+    async def resume_agent_turn(
+        self, request: AgentTurnResumeRequest
+    ) -> Turn | AsyncIterator[AgentTurnResponseStreamChunk]:
+        return await self.provider.resume_agent_turn(request)
+
+    async def get_agents_turn(self, request: TurnRequest) -> Turn:
+        return await self.provider.get_agents_turn(request)
+
+    async def get_agents_step(self, request: StepRequest) -> AgentStepResponse:
+        return await self.provider.get_agents_step(request)
