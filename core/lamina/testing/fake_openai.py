@@ -15,6 +15,8 @@ Not a model: it answers instantly with canned text. The requested model name pic
 - ``stall``: streams one chunk, then goes silent (read timeouts mid-stream)
 - ``echo``: answers with the request body it received, as JSON text (to check pass-through), plus
   the ``Authorization`` header it got under ``"_authorization"``
+- ``toolcap``: like ``ok``, but an answer with a tool call ends with ``finish_reason: "length"``, as a
+  small model that writes whole calls and then runs on to its token limit does (SmolLM2 on llama.cpp)
 - ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
   request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
   one verbatim, with each backslash-n pair turned into a newline: a user message containing
@@ -58,6 +60,7 @@ MODELS = [
     "embed",
     "garbage-embed",
     "guard",
+    "toolcap",
 ]
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
@@ -136,12 +139,16 @@ def _forced_tool(body: dict) -> tuple[str, str] | None:
 TOOL_ARGS = '{"city": "Paris"}'
 
 
+def _tool_finish(model: str) -> str:
+    return "length" if model == "toolcap" else "tool_calls"
+
+
 def _tool_completion(model: str, tool: tuple[str, str]) -> dict:
     name, args = tool
     call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": args}}
     doc = _completion(model, "")
     doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
-    doc["choices"][0]["finish_reason"] = "tool_calls"
+    doc["choices"][0]["finish_reason"] = _tool_finish(model)
     return doc
 
 
@@ -150,7 +157,7 @@ def _tool_chunks(model: str, tool: tuple[str, str], cid: str) -> list[bytes]:
     first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
     parts = [first] + [{"index": 0, "function": {"arguments": piece}} for piece in (args[:8], args[8:])]
     out = [_chunk(cid, model, None, delta={"tool_calls": [p]}) for p in parts]
-    out.append(_chunk(cid, model, None, "tool_calls"))
+    out.append(_chunk(cid, model, None, _tool_finish(model)))
     return out
 
 

@@ -196,3 +196,32 @@ async def test_max_infer_iters_ends_the_run_without_leaving_unanswered_calls(ser
     done = events[-1]
     assert isinstance(done, E.Finished) and done.iterations_done == 1
     assert not any(m.get("tool_calls") for m in done.added)
+
+
+async def test_whole_tool_calls_of_an_answer_cut_by_the_token_limit_are_run(server: ServerProcess) -> None:
+    """A small model writes complete calls and runs on to max_tokens (finish_reason "length", which
+    the fake's ``toolcap`` model reproduces): the calls are run, as Llama Stack does, instead of ending
+    the turn out of tokens with the calls unanswered."""
+    echo = E.EngineTool(
+        "get_weather",
+        None,
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        invoke=_sunny,
+    )
+    engine = E.AgentEngine(HttpInference(server.url))
+    request = E.EngineRequest(
+        model="fake/toolcap",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[echo],
+        tool_choice="required",
+    )
+    events = await _run(engine, request)
+    tool = next(e for e in events if isinstance(e, E.ToolFinished))
+    assert tool.result.content == "sunny in Paris"
+    steps = [e.step_type for e in events if isinstance(e, E.StepStarted)]
+    assert steps == ["inference", "tool_execution", "inference"]
+    assert events[-1].stop_reason == "end_of_turn"
+
+
+async def _sunny(kwargs: dict[str, Any]) -> ToolInvocationResult:
+    return ToolInvocationResult(content=f"sunny in {kwargs['city']}")

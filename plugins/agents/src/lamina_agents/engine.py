@@ -251,6 +251,10 @@ class AgentEngine:
             messages.append(assistant)
             added.append(assistant)
             out_of_tokens = inference.finish_reason == "length"
+            if out_of_tokens and inference.tool_calls and all(_whole(c) for c in inference.tool_calls):
+                # The model wrote whole calls, then ran on to its token limit (SmolLM2 does): run them,
+                # as Llama Stack does; only a call cut off mid-arguments ends the turn out of tokens.
+                out_of_tokens = False
             if not inference.tool_calls or iters >= request.max_infer_iters or out_of_tokens:
                 if inference.tool_calls:  # max_infer_iters: the calls are not run
                     log.info("agent_max_infer_iters", iterations=iters)
@@ -476,3 +480,11 @@ async def _as_stream(answer: Any) -> AsyncIterator[dict[str, Any]]:
             }
         )
     yield {"choices": choices, "usage": doc.get("usage")}
+
+
+def _whole(call: EngineToolCall) -> bool:
+    """Whether a call's arguments are complete JSON (an object), not cut off by the token limit."""
+    try:
+        return isinstance(json.loads(call.arguments or "{}"), dict)
+    except ValueError:
+        return False
