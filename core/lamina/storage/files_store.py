@@ -15,8 +15,6 @@ has passed are invisible to ``get`` and ``list``; ``expired`` names them for the
 
 from __future__ import annotations
 
-import sqlite3
-from abc import ABC, abstractmethod
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,9 +22,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from lamina.errors import BadRequestError
-from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
 from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
-from lamina.storage.kvstore import StorageError
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
 
 DEFAULT_TABLE = "openai_files"
 DEFAULT_DB_NAME = "files_metadata.db"
@@ -83,29 +80,12 @@ def _unknown_cursor(after: str) -> BadRequestError:
     )
 
 
-class FilesStore(ABC):
-    def __init__(self, table: str) -> None:
-        self.table = table
+class FilesStore(SqlTable):
+    what = "files store"
 
-    @property
-    @abstractmethod
-    def where(self) -> str: ...
-
-    @abstractmethod
-    async def initialize(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    @abstractmethod
-    async def _execute(self, sql: str, params: list[Any]) -> None: ...
-
-    @abstractmethod
-    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
-
-    @abstractmethod
-    def _p(self, i: int) -> str:
-        """The i-th (1-based) placeholder."""
+    def _schema_for(self, backend: Backend) -> list[str]:
+        # Postgres: ``id`` in the "C" collation, so ties order as in SQLite
+        return self._schema("TEXT" if backend == "sqlite" else 'TEXT COLLATE "C"')
 
     def _schema(self, id_type: str) -> list[str]:
         t = self.table
@@ -187,103 +167,12 @@ class FilesStore(ABC):
         return {r[0] for r in await self._fetch(f"SELECT id FROM {self.table}", [])}
 
 
-class SqliteFilesStore(FilesStore):
-    def __init__(self, config: SqliteFilesStoreConfig) -> None:
-        super().__init__(config.table_name)
-        if not config.db_path:
-            raise ValueError("db_path is unset; use files_store_config()")
-        self.path = Path(config.db_path).expanduser()
-        self._conn: Any = None
-
-    @property
-    def where(self) -> str:
-        return f"sqlite files store {self.path}"
-
-    def _p(self, i: int) -> str:
-        return "?"
-
-    async def initialize(self) -> None:
-        try:
-            self._conn = await open_sqlite(self.path, synchronous=None)
-            for statement in self._schema("TEXT"):
-                await self._conn.execute(statement)
-            await self._conn.commit()
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    @property
-    def conn(self) -> Any:
-        if self._conn is None:
-            raise StorageError(f"the {self.where} is not open")
-        return self._conn
-
-    async def _execute(self, sql: str, params: list[Any]) -> None:
-        try:
-            await self.conn.execute(sql, params)
-            await self.conn.commit()
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-
-    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        try:
-            async with self.conn.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
+class SqliteFilesStore(SqliteTable, FilesStore):
+    synchronous = None
 
 
-class PostgresFilesStore(FilesStore):
-    """asyncpg pool; ``id`` uses the "C" collation so ties order as in SQLite."""
-
-    def __init__(self, config: PostgresFilesStoreConfig) -> None:
-        super().__init__(config.table_name)
-        self.config = config
-        self._pool: Any = None
-
-    @property
-    def where(self) -> str:
-        c = self.config
-        return f"postgres files store {c.user}@{c.host}:{c.port}/{c.db} table {self.table}"
-
-    def _p(self, i: int) -> str:
-        return f"${i}"
-
-    async def initialize(self) -> None:
-        self._pool = await open_postgres_pool(self.config, self.where)
-        try:
-            async with self._pool.acquire() as conn:
-                for statement in self._schema('TEXT COLLATE "C"'):
-                    await conn.execute(statement)
-        except postgres_errors() as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    @property
-    def pool(self) -> Any:
-        if self._pool is None:
-            raise StorageError(f"the {self.where} is not open")
-        return self._pool
-
-    async def _execute(self, sql: str, params: list[Any]) -> None:
-        try:
-            await self.pool.execute(sql, *params)
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-
-    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        try:
-            return [tuple(r) for r in await self.pool.fetch(sql, *params)]
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
+class PostgresFilesStore(PostgresTable, FilesStore):
+    pass
 
 
 async def open_files_store(config: SqliteFilesStoreConfig | PostgresFilesStoreConfig) -> FilesStore:

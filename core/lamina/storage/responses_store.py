@@ -31,10 +31,7 @@ back another's.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,9 +47,8 @@ from lamina.apis.responses import (
     ResponseWithInput,
 )
 from lamina.errors import BadRequestError, NotFoundError
-from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
 from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
-from lamina.storage.kvstore import StorageError
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
 
 DEFAULT_TABLE = "openai_responses"
 DEFAULT_DB_NAME = "responses_store.db"
@@ -155,34 +151,16 @@ def _unknown_cursor(after: str) -> BadRequestError:
 # -- the store ---------------------------------------------------------------------------------
 
 
-class ResponsesStore(ABC):
+class ResponsesStore(SqlTable):
     """The responses table. Methods raise NotFoundError (404) / BadRequestError (400) for the caller's
     mistakes and StorageError when the database fails."""
 
-    def __init__(self, table: str) -> None:
-        self.table = table
+    what = "responses store"
 
-    @property
-    @abstractmethod
-    def where(self) -> str:
-        """The store, for messages."""
-
-    @abstractmethod
-    async def initialize(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    @abstractmethod
-    async def _execute(self, sql: str, params: list[Any]) -> int:
-        """Run one write statement and commit it; the number of rows it changed."""
-
-    @abstractmethod
-    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
-
-    @abstractmethod
-    def _p(self, i: int) -> str:
-        """The i-th (1-based) placeholder."""
+    def _schema_for(self, backend: Backend) -> list[str]:
+        if backend == "sqlite":
+            return self._schema("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT")
+        return self._schema("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TEXT")
 
     def _schema(self, seq: str, id_type: str) -> list[str]:
         t = self.table
@@ -305,114 +283,12 @@ class ResponsesStore(ABC):
         )
 
 
-class SqliteResponsesStore(ResponsesStore):
-    """One aiosqlite connection (WAL, busy timeout): other processes on the same file wait their turn."""
-
-    def __init__(self, config: SqliteResponsesStoreConfig) -> None:
-        super().__init__(config.table_name)
-        if not config.db_path:
-            raise ValueError("db_path is unset; use responses_store_config()")
-        self.path = Path(config.db_path).expanduser()
-        self._conn: Any = None
-        self._write_lock = asyncio.Lock()
-
-    @property
-    def where(self) -> str:
-        return f"sqlite responses store {self.path}"
-
-    def _p(self, i: int) -> str:
-        return "?"
-
-    async def initialize(self) -> None:
-        try:
-            self._conn = await open_sqlite(self.path)
-            for statement in self._schema("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"):
-                await self._conn.execute(statement)
-            await self._conn.commit()
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    @property
-    def conn(self) -> Any:
-        if self._conn is None:
-            raise StorageError(f"the {self.where} is not open")
-        return self._conn
-
-    async def _execute(self, sql: str, params: list[Any]) -> int:
-        async with self._write_lock:
-            try:
-                async with self.conn.execute(sql, params) as cursor:
-                    changed = cursor.rowcount
-                await self.conn.commit()
-                return changed
-            except sqlite3.Error as exc:
-                try:
-                    await self.conn.rollback()
-                except sqlite3.Error:
-                    pass
-                raise StorageError(f"{self.where}: {exc}") from exc
-
-    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        try:
-            async with self.conn.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
+class SqliteResponsesStore(SqliteTable, ResponsesStore):
+    pass
 
 
-class PostgresResponsesStore(ResponsesStore):
-    """asyncpg pool; each statement runs in its own transaction, so replicas share the table safely."""
-
-    def __init__(self, config: PostgresResponsesStoreConfig) -> None:
-        super().__init__(config.table_name)
-        self.config = config
-        self._pool: Any = None
-
-    @property
-    def where(self) -> str:
-        c = self.config
-        return f"postgres responses store {c.user}@{c.host}:{c.port}/{c.db} table {self.table}"
-
-    def _p(self, i: int) -> str:
-        return f"${i}"
-
-    async def initialize(self) -> None:
-        self._pool = await open_postgres_pool(self.config, self.where)
-        try:
-            async with self._pool.acquire() as conn:
-                for statement in self._schema("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TEXT"):
-                    await conn.execute(statement)
-        except postgres_errors() as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    @property
-    def pool(self) -> Any:
-        if self._pool is None:
-            raise StorageError(f"the {self.where} is not open")
-        return self._pool
-
-    async def _execute(self, sql: str, params: list[Any]) -> int:
-        try:
-            status = await self.pool.execute(sql, *params)  # e.g. "DELETE 1", "INSERT 0 1"
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-        return int(status.rsplit(" ", 1)[-1])
-
-    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        try:
-            return [tuple(r) for r in await self.pool.fetch(sql, *params)]
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
+class PostgresResponsesStore(PostgresTable, ResponsesStore):
+    pass
 
 
 async def open_responses_store(

@@ -1,0 +1,175 @@
+"""One SQL table of a store, on SQLite (aiosqlite) or PostgreSQL (asyncpg): the plumbing written once.
+
+A store (files metadata, stored responses, ...) subclasses ``SqlTable`` with its own methods, written
+once with ``self._p(i)`` placeholders and run through ``_execute`` / ``_fetch``, and its schema per
+backend (``_schema_for``). Its SQLite and PostgreSQL classes then only combine it with
+``SqliteTable`` or ``PostgresTable``::
+
+    class FilesStore(SqlTable): ...                       # the store's statements
+    class SqliteFilesStore(SqliteTable, FilesStore): ...  # + one SQLite connection
+    class PostgresFilesStore(PostgresTable, FilesStore): ...  # + an asyncpg pool
+
+SQLite: one connection (WAL, busy timeout), writes serialized by a lock and rolled back on failure, so
+one failed write never undoes another; other processes on the same file wait their turn. PostgreSQL:
+a pool; each statement is its own transaction, so replicas share the table. Database failures are
+``StorageError`` naming the store (``where``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
+from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
+from lamina.storage.kvstore import StorageError
+
+Backend = Literal["sqlite", "postgres"]
+
+
+class SqlTable(ABC):
+    #: what the store is, for messages ("files store")
+    what: ClassVar[str] = "store"
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The store and its database, for messages."""
+
+    @abstractmethod
+    async def initialize(self) -> None:
+        """Open the database and create the table and indexes if missing."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, params: list[Any]) -> int:
+        """Run one write statement and commit it; the number of rows it changed."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def _p(self, i: int) -> str:
+        """The i-th (1-based) placeholder."""
+
+    @abstractmethod
+    def _schema_for(self, backend: Backend) -> list[str]:
+        """The statements that create the table and its indexes (``IF NOT EXISTS``) on ``backend``."""
+
+
+class SqliteTable(SqlTable):
+    #: PRAGMA synchronous (None: SQLite's default, FULL)
+    synchronous: ClassVar[str | None] = "NORMAL"
+
+    def __init__(self, config: SqliteSqlStoreConfig) -> None:
+        super().__init__(config.table_name)
+        if not config.db_path:
+            raise ValueError(f"db_path is unset for the sqlite {self.what}")
+        self.path = Path(config.db_path).expanduser()
+        self._conn: Any = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"sqlite {self.what} {self.path}"
+
+    def _p(self, i: int) -> str:
+        return "?"
+
+    async def initialize(self) -> None:
+        try:
+            self._conn = await open_sqlite(self.path, synchronous=self.synchronous)
+            for statement in self._schema_for("sqlite"):
+                await self._conn.execute(statement)
+            await self._conn.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            raise StorageError(f"the {self.where} is not open")
+        return self._conn
+
+    async def _execute(self, sql: str, params: list[Any]) -> int:
+        async with self._write_lock:
+            try:
+                async with self.conn.execute(sql, params) as cursor:
+                    changed = cursor.rowcount
+                await self.conn.commit()
+                return changed
+            except sqlite3.Error as exc:
+                try:
+                    await self.conn.rollback()
+                except sqlite3.Error:
+                    pass
+                raise StorageError(f"{self.where}: {exc}") from exc
+
+    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            async with self.conn.execute(sql, params) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+
+
+class PostgresTable(SqlTable):
+    def __init__(self, config: PostgresSqlStoreConfig) -> None:
+        super().__init__(config.table_name)
+        self.config = config
+        self._pool: Any = None
+
+    @property
+    def where(self) -> str:
+        c = self.config
+        return f"postgres {self.what} {c.user}@{c.host}:{c.port}/{c.db} table {self.table}"
+
+    def _p(self, i: int) -> str:
+        return f"${i}"
+
+    async def initialize(self) -> None:
+        self._pool = await open_postgres_pool(self.config, self.where)
+        try:
+            async with self._pool.acquire() as conn:
+                for statement in self._schema_for("postgres"):
+                    await conn.execute(statement)
+        except postgres_errors() as exc:
+            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise StorageError(f"the {self.where} is not open")
+        return self._pool
+
+    async def _execute(self, sql: str, params: list[Any]) -> int:
+        try:
+            status = await self.pool.execute(sql, *params)  # e.g. "DELETE 1", "INSERT 0 1"
+        except postgres_errors() as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return [tuple(r) for r in await self.pool.fetch(sql, *params)]
+        except postgres_errors() as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
