@@ -7,9 +7,6 @@ Agent, session and turn ids carry no provider, so, as with Files, the first prov
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
-
-import structlog
 
 from lamina.apis.agents import (
     Agent,
@@ -32,26 +29,11 @@ from lamina.apis.agents import (
     Turn,
     TurnRequest,
 )
-from lamina.errors import ServiceUnavailableError
-
-log = structlog.get_logger(__name__)
+from lamina.routers.single_provider import SingleProviderRouter
 
 
-class AgentsRouter:
-    def __init__(self, impls: dict[str, Any], order: list[str] | None = None) -> None:
-        self.impls = impls  # provider_id -> provider; filled as providers start
-        self.order = order or []  # provider ids in run-config order
-        self._warned = False
-
-    @property
-    def provider(self) -> Any:
-        ids = [pid for pid in self.order if pid in self.impls] or list(self.impls)
-        if not ids:
-            raise ServiceUnavailableError("no agents provider has started; add one under providers.agents")
-        if len(ids) > 1 and not self._warned:
-            self._warned = True
-            log.warning("agents_providers_unused", serving=ids[0], unused=ids[1:])
-        return self.impls[ids[0]]
+class AgentsRouter(SingleProviderRouter):
+    api_name = "agents"
 
     async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse:
         return await self.provider.create_agent(request)

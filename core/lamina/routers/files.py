@@ -7,10 +7,6 @@ warning says so at start-up): file ids carry no provider, and one listing must p
 
 from __future__ import annotations
 
-from typing import Any
-
-import structlog
-
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.files import (
     FileIdRequest,
@@ -20,26 +16,11 @@ from lamina.apis.files import (
     OpenAIFileObject,
     UploadFileRequest,
 )
-from lamina.errors import ServiceUnavailableError
-
-log = structlog.get_logger(__name__)
+from lamina.routers.single_provider import SingleProviderRouter
 
 
-class FilesRouter:
-    def __init__(self, impls: dict[str, Any], order: list[str] | None = None) -> None:
-        self.impls = impls  # provider_id -> provider; filled as providers start
-        self.order = order or []  # provider ids in run-config order
-        self._warned = False
-
-    @property
-    def provider(self) -> Any:
-        ids = [pid for pid in self.order if pid in self.impls] or list(self.impls)
-        if not ids:
-            raise ServiceUnavailableError("no files provider has started; add one under providers.files")
-        if len(ids) > 1 and not self._warned:
-            self._warned = True
-            log.warning("files_providers_unused", serving=ids[0], unused=ids[1:])
-        return self.impls[ids[0]]
+class FilesRouter(SingleProviderRouter):
+    api_name = "files"
 
     async def openai_upload_file(self, request: UploadFileRequest) -> OpenAIFileObject:
         return await self.provider.openai_upload_file(request)
