@@ -1,0 +1,300 @@
+"""The Responses facade: OpenAI's Responses API on the agent engine (``lamina_agents.engine``).
+
+A thin layer: the request becomes an ``EngineRequest`` (the data layer's pure functions in
+``lamina.providers.responses_items`` build the conversation and the tool offer), the engine's events
+become ``response.*`` events through ``ResponseEvents`` (``lamina.providers.responses_events``), and
+the finished response is kept in the ``ResponsesStore`` (``responses_store`` of the provider config).
+
+- ``function`` tools are client tools: a call ends the run with ``function_call`` items; the client
+  answers with ``function_call_output`` items and ``previous_response_id``.
+- ``file_search`` runs as an engine tool with its own ``invoke`` over the Vector Stores router (its
+  results become a ``file_search_call`` item; kept in it with ``include=["file_search_call.results"]``).
+- ``web_search`` runs through the Tool Runtime router's ``web_search`` tool (``builtin::websearch``).
+- A streamed and a non-streamed response run the same steps (``ResponseEvents`` builds the response
+  either way); a model failure fails a streamed response with ``response.failed`` and is the router's
+  4xx/5xx for a non-streamed one. A failed response is not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from lamina.apis.responses import (
+    CreateResponseRequest,
+    FileSearchResult,
+    FileSearchTool,
+    InputItemList,
+    ListInputItemsRequest,
+    ListResponsesRequest,
+    ListResponsesResponse,
+    McpApprovalResponse,
+    McpTool,
+    ResponseDeleted,
+    ResponseIdRequest,
+    ResponseObject,
+    ToolChoiceFunction,
+)
+from lamina.apis.tools import ToolInvocationResult
+from lamina.apis.vector_stores import SearchVectorStoreRequest
+from lamina.errors import BadRequestError, ConfigError, LaminaError
+from lamina.providers.responses_events import ResponseEvents
+from lamina.providers.responses_items import (
+    add_usage,
+    check_include,
+    check_request,
+    conversation,
+    file_search_item,
+    file_search_params,
+    file_search_text,
+    input_items,
+    new_response,
+    offer_tools,
+    plan_tool_calls,
+    response_format,
+    stored_messages,
+    web_search_item,
+)
+from lamina.storage.responses_store import ResponsesStore, open_responses_store, responses_store_config
+from lamina_agents import engine as E
+
+log = structlog.get_logger(__name__)
+
+
+class ResponsesFacade:
+    def __init__(
+        self,
+        engine: E.AgentEngine,
+        store_config: Any,
+        default_db: Path,
+        vector_stores: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.vector_stores = vector_stores  # lamina.routers.vector_stores.VectorStoresRouter, if served
+        try:
+            self.store_config = responses_store_config(store_config, default_db)
+        except ValidationError as exc:
+            raise ConfigError(f"agents provider config responses_store: {exc}") from None
+        self._store: ResponsesStore | None = None
+
+    async def initialize(self) -> None:
+        if getattr(self.store_config, "db_path", None):
+            await asyncio.to_thread(Path(self.store_config.db_path).parent.mkdir, parents=True, exist_ok=True)
+        self._store = await open_responses_store(self.store_config)
+
+    async def shutdown(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+    @property
+    def store(self) -> ResponsesStore:
+        assert self._store is not None, "the agents provider is not initialized"
+        return self._store
+
+    # -- the stored responses -------------------------------------------------------------------
+
+    async def get(self, request: ResponseIdRequest) -> ResponseObject:
+        return (await self.store.get(request.response_id)).response
+
+    async def delete(self, request: ResponseIdRequest) -> ResponseDeleted:
+        await self.store.delete(request.response_id)
+        return ResponseDeleted(id=request.response_id)
+
+    async def list(self, request: ListResponsesRequest) -> ListResponsesResponse:
+        return await self.store.list(
+            after=request.after, limit=request.limit or 50, model=request.model, order=request.order or "desc"
+        )
+
+    async def input_items(self, request: ListInputItemsRequest) -> InputItemList:
+        check_include(request.include)
+        return await self.store.list_input_items(
+            request.response_id,
+            after=request.after,
+            before=request.before,
+            include=request.include,
+            limit=request.limit or 20,
+            order=request.order or "desc",
+        )
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, request: CreateResponseRequest) -> ResponseObject | AsyncIterator[Any]:
+        """Everything that can be refused is checked before a stream starts (a 4xx, not an event)."""
+        check_request(request)
+        for i, tool in enumerate(request.tools or []):
+            if isinstance(tool, McpTool):
+                raise BadRequestError(
+                    f"tools[{i}]: mcp tools are not served by this server yet; register the MCP server as "
+                    f"a tool group (remote::model-context-protocol) and use the Agents API",
+                    param=f"tools[{i}]",
+                )
+        if isinstance(request.input, list) and any(isinstance(i, McpApprovalResponse) for i in request.input):
+            raise BadRequestError(
+                "input: mcp_approval_response items answer mcp tools, which this server does not serve yet",
+                param="input",
+            )
+        previous = None
+        if request.previous_response_id:
+            previous = await self.store.get(request.previous_response_id)
+        offer = offer_tools(request.tools, {})
+        choice = request.tool_choice
+        if isinstance(choice, ToolChoiceFunction) and choice.name not in offer.by_name:
+            raise BadRequestError(
+                f"tool_choice: no tool is named {choice.name!r}; offered: {sorted(offer.by_name)}",
+                param="tool_choice",
+            )
+        messages = conversation(request, previous)
+        events = ResponseEvents(new_response(request), offer)
+        run = _Run(self, request, previous, offer, messages, events)
+        if request.stream:
+            return run.stream()
+        async for _ in run.steps():
+            pass
+        if run.error is not None:
+            raise run.error
+        return events.response
+
+
+class _Run:
+    """One response: the engine run and its events."""
+
+    def __init__(
+        self,
+        facade: ResponsesFacade,
+        request: CreateResponseRequest,
+        previous: Any,
+        offer: Any,
+        messages: list[dict[str, Any]],
+        events: ResponseEvents,
+    ) -> None:
+        self.facade, self.request, self.previous, self.offer = facade, request, previous, offer
+        self.messages, self.events = messages, events
+        self.error: LaminaError | None = None
+        self.searches: dict[str, list[FileSearchResult]] = {}  # by query: what file_search found
+
+    def engine_request(self) -> E.EngineRequest:
+        tools = []
+        for chat_tool in self.offer.chat_tools:
+            function = chat_tool["function"]
+            offered = self.offer.by_name[function["name"]]
+            tool = E.EngineTool(function["name"], function.get("description"), function["parameters"] or {})
+            if offered.kind == "function":
+                tool.client = True
+            elif offered.kind == "file_search":
+                tool.invoke = self._file_search_invoker(offered.tool)
+            tools.append(tool)
+        choice = self.request.tool_choice
+        sampling: dict[str, Any] = {}
+        for name in ("temperature", "top_p", "user"):
+            if getattr(self.request, name) is not None:
+                sampling[name] = getattr(self.request, name)
+        if self.request.max_output_tokens is not None:
+            sampling["max_tokens"] = self.request.max_output_tokens
+        return E.EngineRequest(
+            model=self.request.model,
+            messages=list(self.messages),
+            tools=tools,
+            tool_choice=choice.name if isinstance(choice, ToolChoiceFunction) else (choice or "auto"),
+            sampling=sampling,
+            response_format=response_format(self.request.text),
+            max_infer_iters=self.request.max_infer_iters or 10,
+        )
+
+    def _file_search_invoker(self, tool: FileSearchTool) -> Any:
+        async def invoke(kwargs: dict[str, Any]) -> ToolInvocationResult:
+            query = str(kwargs.get("query") or "")
+            if self.facade.vector_stores is None:
+                return ToolInvocationResult(
+                    error_message="no vector_io provider is configured: add one to serve file_search"
+                )
+            results: list[FileSearchResult] = []
+            params = file_search_params(tool, query)
+            for store_id in tool.vector_store_ids:
+                page = await self.facade.vector_stores.openai_search_vector_store(
+                    SearchVectorStoreRequest(vector_store_id=store_id, **params)
+                )
+                for hit in page.data:
+                    text = "\n".join(c.text for c in hit.content)
+                    attributes = {
+                        k: v
+                        for k, v in (hit.attributes or {}).items()
+                        if isinstance(v, str | float | bool | int)
+                    }
+                    results.append(
+                        FileSearchResult(
+                            file_id=hit.file_id,
+                            filename=hit.filename,
+                            text=text,
+                            score=hit.score,
+                            attributes=attributes,
+                        )
+                    )
+            results.sort(key=lambda r: r.score, reverse=True)
+            results = results[: tool.max_num_results]
+            self.searches[query] = results
+            return ToolInvocationResult(content=file_search_text(query, results))
+
+        return invoke
+
+    async def steps(self) -> AsyncIterator[list[Any]]:
+        """The run's events, one step's worth at a time."""
+        events, usage, added = self.events, None, []
+        yield events.start()
+        try:
+            async for event in self.facade.engine.run(self.engine_request()):
+                if isinstance(event, E.TextDelta):
+                    yield events.text_delta(event.text)
+                elif isinstance(event, E.ToolCallDelta):
+                    yield events.tool_call_delta(
+                        event.index, call_id=event.call_id, name=event.name, arguments=event.arguments
+                    )
+                elif isinstance(event, E.InferenceFinished):
+                    usage = add_usage(usage, event.usage)
+                    calls = [
+                        {"id": c.call_id, "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in event.tool_calls
+                    ]
+                    plan = plan_tool_calls(calls, self.offer)
+                    yield events.finish_model_call(plan.function_calls)
+                elif isinstance(event, E.ToolFinished):
+                    yield self._tool_item(event)
+                elif isinstance(event, E.AwaitingClientTools | E.Finished):
+                    added = event.added
+                    if isinstance(event, E.Finished) and event.stop_reason == "out_of_tokens":
+                        yield events.incomplete("max_output_tokens", usage)
+                    else:
+                        yield events.complete(usage)
+        except LaminaError as exc:
+            log.warning("response_failed", response_id=events.response.id, error=exc.message)
+            self.error = exc
+            yield events.fail(exc.message, usage=usage)
+            return
+        if self.request.store is not False:
+            await self.facade.store.store(
+                events.response,
+                input_items(self.request.input, self.previous),
+                stored_messages(self.messages + added, self.request),
+            )
+
+    def _tool_item(self, event: E.ToolFinished) -> list[Any]:
+        offered = self.offer.by_name.get(event.call.name)
+        args = event.call.parsed_arguments() or {}
+        query = str(args.get("query") or "")
+        if offered is not None and offered.kind == "file_search":
+            results = self.searches.get(query, [])
+            failed = event.result.error is not None
+            item = file_search_item(query, results, self.request.include, failed=failed)
+            return self.events.add_item(item)
+        if offered is not None and offered.kind == "web_search":
+            return self.events.add_item(web_search_item(query, failed=event.result.error is not None))
+        return []  # a tool nobody offered: the model hears so; no output item
+
+    async def stream(self) -> AsyncIterator[Any]:
+        async for batch in self.steps():
+            for event in batch:
+                yield event
