@@ -10,6 +10,7 @@ tool on demand and deterministically; it calls the first (or the named) tool whe
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
-from lamina.testing.processes import ServerProcess, lamina_server
+from lamina.testing.processes import ServerProcess, free_port, lamina_server
 
 pytestmark = pytest.mark.e2e
 
@@ -195,3 +196,48 @@ def test_llama_stack_client_creates_and_retrieves(server: ServerProcess) -> None
     assert ls.responses.retrieve(response.id).id == response.id
     chunks = list(ls.responses.create(model=MODEL, input="hello", stream=True))
     assert chunks[0].type == "response.created" and chunks[-1].type == "response.completed"
+
+
+# -- web_search: the Tool Runtime's builtin::websearch (remote::brave-search) -----------------------
+
+
+@pytest.fixture(scope="module")
+def search_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The websearch plugin's local Brave/Tavily stand-in (no real search API is reachable here)."""
+    script = Path(__file__).parents[2] / "websearch" / "tests" / "fake_search.py"
+    port = free_port()
+    argv = [sys.executable, str(script), "--port", str(port), "--keys", "server-key"]
+    with ServerProcess(argv, port, log_path=tmp_path_factory.mktemp("search") / "search.log") as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def web_oa(
+    fake_upstream: ServerProcess,
+    search_api: ServerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+    agents_run_config: Callable[..., dict],
+) -> Iterator[OpenAI]:
+    work: Path = tmp_path_factory.mktemp("responses-web")
+    config = agents_run_config(fake_upstream, work / "agents.db")
+    config["providers"]["tool_runtime"].append(
+        {
+            "provider_id": "brave-search",
+            "provider_type": "remote::brave-search",
+            "config": {"api_key": "server-key", "max_results": 3, "base_url": f"{search_api.url}/res/v1"},
+        }
+    )
+    with lamina_server(config, work) as lamina:
+        yield OpenAI(base_url=lamina.url + "/v1/openai/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def test_web_search_runs_the_tool_runtimes_web_search(web_oa: OpenAI, search_api: ServerProcess) -> None:
+    response = web_oa.responses.create(
+        model="fake/echo", input="News about Paris?", tools=[{"type": "web_search"}], tool_choice="required"
+    )
+    assert [o.type for o in response.output] == ["web_search_call", "message"]
+    assert response.output[0].status == "completed" and response.output[0].action.query == "Paris"
+    seen_by_model = json.loads(response.output_text)["messages"]  # echo: what the model was given
+    assert seen_by_model[-1]["role"] == "tool" and "About Paris" in seen_by_model[-1]["content"]
+    seen = httpx.get(f"{search_api.url}/_seen").json()
+    assert seen[-1]["api"] == "brave" and seen[-1]["query"] == "Paris"
