@@ -123,6 +123,14 @@ def test_a_function_call_ends_the_response_and_its_output_continues_it(oa: OpenA
         )
 
 
+def test_parallel_tool_calls_false_reaches_the_model(oa: OpenAI) -> None:
+    response = oa.responses.create(
+        model="fake/echo", input="hi", tools=[WEATHER], tool_choice="auto", parallel_tool_calls=False
+    )
+    assert response.parallel_tool_calls is False
+    assert json.loads(response.output_text)["parallel_tool_calls"] is False
+
+
 def test_a_streamed_response_sends_openais_events_in_order(oa: OpenAI) -> None:
     events = list(
         oa.responses.create(

@@ -195,6 +195,8 @@ class _Run:
                 sampling[name] = getattr(self.request, name)
         if self.request.max_output_tokens is not None:
             sampling["max_tokens"] = self.request.max_output_tokens
+        if self.request.parallel_tool_calls is False and tools and choice != "none":
+            sampling["parallel_tool_calls"] = False  # the chat field: the model makes one call at a time
         return E.EngineRequest(
             model=self.request.model,
             messages=list(self.messages),
