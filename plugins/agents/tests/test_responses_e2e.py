@@ -10,6 +10,7 @@ tool on demand and deterministically; it calls the first (or the named) tool whe
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -249,3 +250,105 @@ def test_web_search_runs_the_tool_runtimes_web_search(web_oa: OpenAI, search_api
     assert seen_by_model[-1]["role"] == "tool" and "About Paris" in seen_by_model[-1]["content"]
     seen = httpx.get(f"{search_api.url}/_seen").json()
     assert seen[-1]["api"] == "brave" and seen[-1]["query"] == "Paris"
+
+
+# -- mcp: a real MCP server (the mcp plugin's test server), both transports --------------------------
+
+MCP_TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def mcp_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+    here = Path(__file__).parents[2] / "mcp" / "tests"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    logs = tmp_path_factory.mktemp("mcp")
+    started = {}
+    for transport in ("streamable_http", "sse"):
+        port = free_port()
+        argv = [sys.executable, "-m", "mcp_test_server", "--port", str(port), "--transport", transport]
+        argv += ["--token", MCP_TOKEN]
+        started[transport] = ServerProcess(
+            argv, port, log_path=logs / f"{transport}.log", env=env, ready_path="/health"
+        )
+    try:
+        for server in started.values():
+            server.start()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def mcp_oa(
+    fake_upstream: ServerProcess,
+    mcp_servers: dict[str, ServerProcess],
+    tmp_path_factory: pytest.TempPathFactory,
+    agents_run_config: Callable[..., dict],
+) -> Iterator[OpenAI]:
+    work: Path = tmp_path_factory.mktemp("responses-mcp")
+    config = agents_run_config(fake_upstream, work / "agents.db")
+    config["providers"]["tool_runtime"].append(
+        {
+            "provider_id": "model-context-protocol",
+            "provider_type": "remote::model-context-protocol",
+            "config": {"timeout_seconds": 5, "tool_timeout_seconds": 5},
+        }
+    )
+    with lamina_server(config, work) as lamina:
+        yield OpenAI(base_url=lamina.url + "/v1/openai/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def _mcp_tool(server: ServerProcess, transport: str, approval: str) -> dict:
+    path = "/mcp" if transport == "streamable_http" else "/sse"
+    return {
+        "type": "mcp",
+        "server_label": "calc",
+        "server_url": server.url + path,
+        "headers": {"Authorization": f"Bearer {MCP_TOKEN}"},
+        "allowed_tools": ["echo"],
+        "require_approval": approval,
+    }
+
+
+@pytest.mark.parametrize("transport", ["streamable_http", "sse"])
+def test_an_mcp_tool_is_listed_and_called(
+    mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess], transport: str
+) -> None:
+    tool = _mcp_tool(mcp_servers[transport], transport, "never")
+    response = mcp_oa.responses.create(model=MODEL, input="Echo Paris", tools=[tool], tool_choice="required")
+    assert [o.type for o in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    assert [t.name for t in response.output[0].tools] == ["echo"]  # allowed_tools
+    call = response.output[1]
+    assert call.name == "echo" and call.server_label == "calc" and "Paris" in call.output
+    assert response.tools[0].headers == {"Authorization": "<redacted>"}  # no credential echoed or stored
+
+
+def test_an_unreachable_mcp_server_is_a_listing_error_not_a_500(mcp_oa: OpenAI) -> None:
+    tool = {"type": "mcp", "server_label": "gone", "server_url": f"http://127.0.0.1:{free_port()}/mcp"}
+    response = mcp_oa.responses.create(model=MODEL, input="hi", tools=[tool])
+    assert response.output[0].type == "mcp_list_tools" and response.output[0].error
+    assert response.status == "completed"
+
+
+def test_require_approval_is_enforced_and_an_approval_runs_the_call(
+    mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess]
+) -> None:
+    tool = _mcp_tool(mcp_servers["streamable_http"], "streamable_http", "always")
+    first = mcp_oa.responses.create(model=MODEL, input="Echo Paris", tools=[tool], tool_choice="required")
+    assert [o.type for o in first.output] == ["mcp_list_tools", "mcp_approval_request"]
+    request = first.output[1]
+    assert request.name == "echo" and json.loads(request.arguments) == {"text": "Paris"}
+    approval = {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+    second = mcp_oa.responses.create(
+        model="fake/echo", input=[approval], previous_response_id=first.id, tools=[tool]
+    )
+    types = [o.type for o in second.output]
+    assert types == ["mcp_list_tools", "mcp_call", "message"]
+    call = second.output[1]
+    assert call.approval_request_id == request.id and "Paris" in call.output
+    seen = json.loads(second.output_text)["messages"]  # the model got the call and its result
+    assert seen[-2]["tool_calls"][0]["function"]["name"] == "echo" and "Paris" in seen[-1]["content"]
+    # answering the same request twice is a 400 naming it
+    with pytest.raises(openai.BadRequestError, match=request.id):
+        mcp_oa.responses.create(model=MODEL, input=[approval], previous_response_id=second.id, tools=[tool])

@@ -134,6 +134,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
             config.responses_store,
             context.state_dir / "responses_store.db",
             getattr(vector_io, "vector_stores", None),
+            self.tool_runtime,
         )
 
     async def initialize(self) -> None:
