@@ -352,3 +352,16 @@ def test_require_approval_is_enforced_and_an_approval_runs_the_call(
     # answering the same request twice is a 400 naming it
     with pytest.raises(openai.BadRequestError, match=request.id):
         mcp_oa.responses.create(model=MODEL, input=[approval], previous_response_id=second.id, tools=[tool])
+
+
+def test_max_output_tokens_bounds_the_whole_response(
+    mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess]
+) -> None:
+    """The fake upstream counts 3 completion tokens for a tool call: what is left goes to the next call."""
+    tool = _mcp_tool(mcp_servers["streamable_http"], "streamable_http", "never")
+    body = {"input": "Echo Paris", "tools": [tool], "tool_choice": "required"}
+    response = mcp_oa.responses.create(model="fake/echo", max_output_tokens=10, **body)
+    assert json.loads(response.output_text)["max_tokens"] == 7  # the second model call's budget
+    spent = mcp_oa.responses.create(model="fake/echo", max_output_tokens=3, **body)
+    assert spent.status == "incomplete" and spent.incomplete_details.reason == "max_output_tokens"
+    assert [o.type for o in spent.output] == ["mcp_list_tools", "mcp_call"]  # no model call after it

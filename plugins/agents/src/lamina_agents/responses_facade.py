@@ -206,8 +206,6 @@ class _Run:
         for name in ("temperature", "top_p", "user"):
             if getattr(self.request, name) is not None:
                 sampling[name] = getattr(self.request, name)
-        if self.request.max_output_tokens is not None:
-            sampling["max_tokens"] = self.request.max_output_tokens
         if self.request.parallel_tool_calls is False and tools and choice != "none":
             sampling["parallel_tool_calls"] = False  # the chat field: the model makes one call at a time
         return E.EngineRequest(
@@ -218,6 +216,7 @@ class _Run:
             sampling=sampling,
             response_format=response_format(self.request.text),
             max_infer_iters=self.request.max_infer_iters or 10,
+            max_output_tokens=self.request.max_output_tokens,
         )
 
     def _file_search_invoker(self, tool: FileSearchTool) -> Any:
