@@ -365,3 +365,22 @@ def test_max_output_tokens_bounds_the_whole_response(
     spent = mcp_oa.responses.create(model="fake/echo", max_output_tokens=3, **body)
     assert spent.status == "incomplete" and spent.incomplete_details.reason == "max_output_tokens"
     assert [o.type for o in spent.output] == ["mcp_list_tools", "mcp_call"]  # no model call after it
+
+
+def test_a_streamed_mcp_call_sends_the_mcp_events(
+    mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess]
+) -> None:
+    tool = _mcp_tool(mcp_servers["sse"], "sse", "never")
+    events = list(
+        mcp_oa.responses.create(
+            model=MODEL, input="Echo Paris", tools=[tool], tool_choice="required", stream=True
+        )
+    )
+    types = [e.type for e in events]
+    for expected in ("response.mcp_list_tools.completed", "response.mcp_call.in_progress"):
+        assert expected in types
+    assert types.index("response.mcp_call.completed") < types.index("response.output_text.delta")
+    assert types[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1].response
+    assert [o.type for o in final.output] == ["mcp_list_tools", "mcp_call", "message"]
