@@ -33,6 +33,7 @@ from lamina.apis.files import Files, FilesProvider
 from lamina.apis.inference import Inference, InferenceProvider
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Models
+from lamina.apis.responses import Responses
 from lamina.apis.safety import Safety, SafetyProvider, Shields
 from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRuntimeProvider
 from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
@@ -100,6 +101,7 @@ def _vector_io(stack: Stack) -> Built:
         stack.routers[Api.files],
         ingestion_wait=stack.config.vector_stores.ingestion_wait_seconds,
     )
+    router.vector_stores = stores  # for dependents that search vector stores (Responses file_search)
     impls = {VectorDBs: vector_dbs, VectorStores: stores, VectorStoreFileBatches: stores.file_batches}
     return Built(router, vector_dbs, impls)
 
@@ -147,7 +149,7 @@ API_TABLE: tuple[ApiEntry, ...] = (
     ),
     ApiEntry(Api.safety, (Shields, Safety), SafetyProvider, ResourceType.shield, _safety),
     # Last: an agent runs on every API above (its provider gets their routers as deps).
-    ApiEntry(Api.agents, (Agents,), AgentsProvider, None, _agents),
+    ApiEntry(Api.agents, (Agents, Responses), AgentsProvider, None, _agents),
 )
 
 # Protocols the server answers itself, with no provider behind them (no upstream errors).

@@ -1,4 +1,4 @@
-"""The agents router: every Agents route goes to one agents provider.
+"""The agents router: every Agents and Responses route goes to one agents provider.
 
 Agent, session and turn ids carry no provider, so, as with Files, the first provider listed under
 ``providers.agents`` serves every route (a warning names the others, unused).
@@ -28,6 +28,17 @@ from lamina.apis.agents import (
     StepRequest,
     Turn,
     TurnRequest,
+)
+from lamina.apis.responses import (
+    CreateResponseRequest,
+    InputItemList,
+    ListInputItemsRequest,
+    ListResponsesRequest,
+    ListResponsesResponse,
+    ResponseDeleted,
+    ResponseIdRequest,
+    ResponseObject,
+    ResponseStreamChunk,
 )
 from lamina.routers.single_provider import SingleProviderRouter
 
@@ -74,3 +85,22 @@ class AgentsRouter(SingleProviderRouter):
 
     async def get_agents_step(self, request: StepRequest) -> AgentStepResponse:
         return await self.provider.get_agents_step(request)
+
+    # -- the Responses API: the agents provider serves it (Llama Stack's meta-reference does too) --
+
+    async def create_openai_response(
+        self, request: CreateResponseRequest
+    ) -> ResponseObject | AsyncIterator[ResponseStreamChunk]:
+        return await self.provider.create_openai_response(request)
+
+    async def list_openai_responses(self, request: ListResponsesRequest) -> ListResponsesResponse:
+        return await self.provider.list_openai_responses(request)
+
+    async def get_openai_response(self, request: ResponseIdRequest) -> ResponseObject:
+        return await self.provider.get_openai_response(request)
+
+    async def delete_openai_response(self, request: ResponseIdRequest) -> ResponseDeleted:
+        return await self.provider.delete_openai_response(request)
+
+    async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList:
+        return await self.provider.list_openai_response_input_items(request)

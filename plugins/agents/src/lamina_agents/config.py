@@ -2,8 +2,9 @@
 
 ``persistence_store`` (a KV store: SQLite or Postgres, ``lamina.storage.config``) keeps agents,
 sessions, turns and steps; absent, a SQLite file in the provider's state directory. ``responses_store``
-(a SQL store) is accepted, as Llama Stack's run.yaml carries it, for the Responses API; the Agents API
-does not use it.
+(a SQL store, read by ``lamina.storage.responses_store.responses_store_config``) keeps the Responses
+API's responses (``lamina_agents.responses_facade``); absent, ``responses_store.db`` in the provider's
+state directory.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ class MetaReferenceAgentsImplConfig(BaseModel):
     )
     responses_store: dict[str, Any] | None = Field(
         default=None,
-        description="The Responses API's SQL store (Llama Stack's field, kept for the Responses facade; "
-        "the Agents API does not read it).",
+        description="Where the Responses API keeps responses: SQL, sqlite (db_path) or postgres "
+        "(absent: <state_dir>/responses_store.db).",
     )
 
     @classmethod

@@ -79,6 +79,9 @@ class EngineRequest:
     max_infer_iters: int = 10
     iterations_done: int = 0  # model calls already made in this turn (a resumed turn)
     check_input: bool = True  # run the input shields (not again when a turn resumes)
+    # A bound on the completion tokens of every model call of the run together (the Responses API's
+    # max_output_tokens): each call gets what is left as max_tokens; none left ends the run out_of_tokens.
+    max_output_tokens: int | None = None
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -228,10 +231,16 @@ class AgentEngine:
         tool_choice = request.tool_choice
         iters = request.iterations_done
         while True:
+            left = None
+            if request.max_output_tokens is not None:
+                left = request.max_output_tokens - usage.get("completion_tokens", 0)
+                if left <= 0:
+                    yield Finished("", "out_of_tokens", iters, added, usage)
+                    return
             step = StepStarted(str(uuid.uuid4()), "inference")
             yield step
             inference: InferenceFinished | None = None
-            async for event in self._infer(request, step.step_id, messages, tool_choice):
+            async for event in self._infer(request, step.step_id, messages, tool_choice, left):
                 if isinstance(event, InferenceFinished):
                     inference = event
                 yield event
@@ -299,7 +308,12 @@ class AgentEngine:
     # -- one model call ---------------------------------------------------------------------------
 
     async def _infer(
-        self, request: EngineRequest, step_id: str, messages: list[dict[str, Any]], tool_choice: str
+        self,
+        request: EngineRequest,
+        step_id: str,
+        messages: list[dict[str, Any]],
+        tool_choice: str,
+        max_tokens: int | None = None,
     ) -> AsyncIterator[EngineEvent]:
         started = _now()
         t0 = time.perf_counter_ns()
@@ -310,6 +324,8 @@ class AgentEngine:
             "stream_options": {"include_usage": True},
             **request.sampling,
         }
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         if request.tools and tool_choice != "none":
             body["tools"] = [tool.openai() for tool in request.tools]
             if tool_choice in ("auto", "required"):

@@ -55,6 +55,16 @@ from lamina.apis.agents import (
     TurnRequest,
 )
 from lamina.apis.inference import CompletionMessage, TextDelta, ToolCall, ToolCallDelta, ToolConfig
+from lamina.apis.responses import (
+    CreateResponseRequest,
+    InputItemList,
+    ListInputItemsRequest,
+    ListResponsesRequest,
+    ListResponsesResponse,
+    ResponseDeleted,
+    ResponseIdRequest,
+    ResponseObject,
+)
 from lamina.errors import BadRequestError, NotFoundError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.specs import Api
@@ -62,6 +72,7 @@ from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore
 from lamina_agents import engine as E
 from lamina_agents.config import MetaReferenceAgentsImplConfig
+from lamina_agents.responses_facade import ResponsesFacade
 from lamina_agents.store import (
     AWAITING,
     COMPLETED,
@@ -117,6 +128,14 @@ class MetaReferenceAgentsImpl(ProviderBase):
         self.safety = deps.get(Api.safety)
         self.engine = E.AgentEngine(self.inference, self.tool_runtime, self.safety)
         self.store: AgentsStore | None = None
+        vector_io = deps.get(Api.vector_io)
+        self.responses = ResponsesFacade(
+            self.engine,
+            config.responses_store,
+            context.state_dir / "responses_store.db",
+            getattr(vector_io, "vector_stores", None),
+            self.tool_runtime,
+        )
 
     async def initialize(self) -> None:
         kv_config = self.config.persistence_store or SqliteKVStoreConfig(
@@ -128,15 +147,34 @@ class MetaReferenceAgentsImpl(ProviderBase):
         failed = await self.store.fail_interrupted()
         if failed:
             log.warning("agents_interrupted_turns_failed", turns=failed)
+        await self.responses.initialize()
 
     async def shutdown(self) -> None:
         if self.store is not None:
             await self.store.kv.close()
+        await self.responses.shutdown()
 
     @property
     def db(self) -> AgentsStore:
         assert self.store is not None, "the agents provider is not initialized"
         return self.store
+
+    # -- the Responses API (lamina_agents.responses_facade) -----------------------------------------
+
+    async def create_openai_response(self, request: CreateResponseRequest) -> Any:
+        return await self.responses.create(request)
+
+    async def list_openai_responses(self, request: ListResponsesRequest) -> ListResponsesResponse:
+        return await self.responses.list(request)
+
+    async def get_openai_response(self, request: ResponseIdRequest) -> ResponseObject:
+        return await self.responses.get(request)
+
+    async def delete_openai_response(self, request: ResponseIdRequest) -> ResponseDeleted:
+        return await self.responses.delete(request)
+
+    async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList:
+        return await self.responses.input_items(request)
 
     # -- agents and sessions ------------------------------------------------------------------------
 
