@@ -131,6 +131,8 @@ def type_name(tp: Any) -> str:
         return "Any"
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is typing.Annotated:  # the type, not its validation metadata (which may print addresses)
+        return type_name(args[0])
     if origin is typing.Literal:
         return "Literal[" + ", ".join(repr(a) for a in args) + "]"
     if origin in (typing.Union, types.UnionType):

@@ -30,6 +30,17 @@ from lamina.apis.inference import (
     ToolResponseMessage,
     UserMessage,
 )
+from lamina.apis.responses import (
+    CreateResponseRequest,
+    InputItemList,
+    ListInputItemsRequest,
+    ListResponsesRequest,
+    ListResponsesResponse,
+    ResponseDeleted,
+    ResponseIdRequest,
+    ResponseObject,
+    ResponseStreamChunk,
+)
 from lamina.apis.safety import SafetyViolation
 from lamina.apis.tools import ToolDef
 from lamina.apis.webmethod import webmethod
@@ -417,7 +428,8 @@ class Agents(Protocol):
 
 
 class AgentsProvider(Protocol):
-    """What an agents provider implements: every ``Agents`` method, with the same requests and answers.
+    """What an agents provider implements: every ``Agents`` and ``Responses`` method, with the same
+    requests and answers.
 
     The router (``lamina.routers.agents``) hands each call to the first configured agents provider,
     unchanged. Contract:
@@ -431,7 +443,11 @@ class AgentsProvider(Protocol):
       the stream (the server turns the exception into a last error event) with the turn recorded
       failed;
     - agents, sessions, turns and steps are kept in the provider's ``persistence_store`` and survive a
-      restart; a turn a crash interrupted reads as failed after the restart, never as running.
+      restart; a turn a crash interrupted reads as failed after the restart, never as running;
+    - ``create_openai_response`` answers a ``ResponseObject``, or (``stream``) an async iterator of
+      ``ResponseStreamChunk`` events numbered by ``sequence_number``; stored responses (unless
+      ``store`` is false) live in the provider's ``responses_store`` (``lamina.storage.responses_store``)
+      and unknown ids raise ``NotFoundError``.
     """
 
     async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse: ...
@@ -463,3 +479,17 @@ class AgentsProvider(Protocol):
     async def get_agents_turn(self, request: TurnRequest) -> Turn: ...
 
     async def get_agents_step(self, request: StepRequest) -> AgentStepResponse: ...
+
+    # -- the OpenAI Responses API (lamina.apis.responses), served by the same provider --------------
+
+    async def create_openai_response(
+        self, request: CreateResponseRequest
+    ) -> ResponseObject | AsyncIterator[ResponseStreamChunk]: ...
+
+    async def list_openai_responses(self, request: ListResponsesRequest) -> ListResponsesResponse: ...
+
+    async def get_openai_response(self, request: ResponseIdRequest) -> ResponseObject: ...
+
+    async def delete_openai_response(self, request: ResponseIdRequest) -> ResponseDeleted: ...
+
+    async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList: ...
