@@ -65,3 +65,26 @@ async def test_invalid_json_is_still_a_502_naming_the_provider(upstream) -> None
     with pytest.raises(UpstreamError, match="invalid JSON") as info:
         await client.request_json("POST", "broken", {})
     assert info.value.status == 502
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [
+        ("http://127.0.0.1:{free}/v1", "Connection refused"),  # nothing listens there
+        ("http://no-such-host.invalid/v1", "its host name does not resolve"),  # RFC 2606: never resolves
+    ],
+)
+async def test_a_connect_error_names_why_but_never_the_address(base_url: str, reason: str) -> None:
+    from lamina.testing.processes import free_port
+
+    free = free_port()
+    client = UpstreamClient("up", base_url.format(free=free))
+    await client.start()
+    try:
+        with pytest.raises(UpstreamError) as err:
+            await client.request_json("POST", "chat/completions", {"model": "m"})
+    finally:
+        await client.close()
+    message = str(err.value)
+    assert "provider 'up'" in message and reason in message
+    assert str(free) not in message and "no-such-host" not in message  # the address stays in the log

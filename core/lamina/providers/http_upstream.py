@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -211,7 +212,10 @@ class UpstreamClient:
             # os_error's own text names the address ("Connect call failed ('10.0.0.5', 8000)"): only the
             # errno's meaning reaches the client.
             code = getattr(exc.os_error, "errno", None)
-            reason = os.strerror(code) if code else type(exc.os_error).__name__
+            if isinstance(exc.os_error, socket.gaierror):  # its errno is a resolver code (-2), no strerror
+                reason = "its host name does not resolve"
+            else:
+                reason = os.strerror(code) if code else type(exc.os_error).__name__
             return UpstreamError(
                 self.provider_id,
                 f"cannot connect to its upstream ({reason}). Is the server running? Check the provider's "
