@@ -29,35 +29,13 @@ from pathlib import Path
 import httpx
 
 from bench.report import console_table, markdown_table, update_doc
+from lamina.testing.tool_defs import TIME, WEATHER
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 MODEL = "SmolLM2-135M-Instruct"
 FORMATS = {"before (tool_format: lamina)": "smollm2-lamina-format", "after (SmolLM2 format)": MODEL}
 SAMPLING = {"temperature": 0, "seed": 1, "max_tokens": 64}
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "The city name"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city"],
-        },
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Get the current local time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 WEATHER_QUESTIONS = [
     ("What is the weather in Paris?", "Paris"),
     ("What's the weather like in Tokyo right now?", "Tokyo"),

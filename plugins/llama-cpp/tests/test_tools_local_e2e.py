@@ -20,31 +20,9 @@ from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
 from lamina.testing.processes import ServerProcess, free_port
+from lamina.testing.tool_defs import TIME, WEATHER
 
 MODEL = "SmolLM2-135M-Instruct"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "The city name"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city"],
-        },
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Get the current local time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 SAMPLING = {"temperature": 0, "seed": 1, "max_tokens": 64}
 NATIVE_WEATHER = {
