@@ -13,8 +13,8 @@ from lamina.storage.inference_store import (
     DEFAULT_DB_NAME,
     CompletionRecord,
     InferenceStore,
-    PostgresSqlStoreConfig,
-    SqliteSqlStoreConfig,
+    PostgresInferenceStoreConfig,
+    SqliteInferenceStoreConfig,
     inference_store_config,
     open_inference_store,
 )
@@ -155,7 +155,7 @@ async def test_the_table_survives_reopening(store_section: dict, tmp_path: Path)
 
 def test_no_section_means_sqlite_in_the_state_dir(tmp_path: Path) -> None:
     config = inference_store_config(None, tmp_path)
-    assert isinstance(config, SqliteSqlStoreConfig)
+    assert isinstance(config, SqliteInferenceStoreConfig)
     assert config.db_path == str(tmp_path / DEFAULT_DB_NAME)
     assert inference_store_config({"type": "sqlite"}, tmp_path).db_path == str(tmp_path / DEFAULT_DB_NAME)
 
@@ -166,7 +166,7 @@ def test_llama_stack_sections_validate(tmp_path: Path) -> None:
     pg = inference_store_config(
         {"type": "postgres", "host": "db", "port": 5433, "db": "ls", "user": "u", "password": "p"}, tmp_path
     )
-    assert isinstance(pg, PostgresSqlStoreConfig) and (pg.host, pg.port, pg.table_name) == (
+    assert isinstance(pg, PostgresInferenceStoreConfig) and (pg.host, pg.port, pg.table_name) == (
         "db",
         5433,
         "chat_completions",

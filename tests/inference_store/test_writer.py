@@ -24,17 +24,16 @@ from lamina.routers.inference import InferenceRouter
 from lamina.storage.inference_store import (
     CompletionRecord,
     CompletionWriter,
-    InferenceStore,
     Page,
     record_from_completion,
 )
 
 
-class MemoryStore(InferenceStore):
-    """An in-memory store whose insert can be held on an event, and can be told to fail."""
+class MemoryStore:
+    """An in-memory stand-in for InferenceStore (the methods the writer and the router call), whose
+    insert can be held on an event and can be told to fail."""
 
     def __init__(self) -> None:
-        super().__init__("memory")
         self.rows: dict[str, CompletionRecord] = {}
         self.batches: list[list[str]] = []
         self.gate: asyncio.Event | None = None

@@ -19,10 +19,10 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
 from lamina.errors import BadRequestError
-from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
+from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
 from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
 
 DEFAULT_TABLE = "openai_files"
@@ -44,14 +44,7 @@ FilesStoreConfig = Annotated[SqliteFilesStoreConfig | PostgresFilesStoreConfig, 
 
 def files_store_config(raw: Any, default_db: Path) -> SqliteFilesStoreConfig | PostgresFilesStoreConfig:
     """Validate a ``metadata_store`` section (None: SQLite at ``default_db``)."""
-    if raw is None:
-        raw = {"type": "sqlite"}
-    elif not isinstance(raw, dict):
-        raw = raw.model_dump()
-    config = TypeAdapter(FilesStoreConfig).validate_python(raw)
-    if isinstance(config, SqliteFilesStoreConfig) and not config.db_path:
-        config = config.model_copy(update={"db_path": str(default_db)})
-    return config
+    return sql_store_config(SqliteFilesStoreConfig, PostgresFilesStoreConfig, raw, default_db)
 
 
 @dataclass

@@ -25,27 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import sqlite3
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, Field
 
 from lamina.errors import BadRequestError
-from lamina.storage.connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # re-exported
-from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
-from lamina.storage.kvstore import StorageError
+from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_DB_NAME = "inference_store.db"
 DEFAULT_TABLE = "chat_completions"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")  # room for index-name suffixes within 63
 
 Order = Literal["asc", "desc"]
 
@@ -53,63 +48,29 @@ Order = Literal["asc", "desc"]
 # -- config ------------------------------------------------------------------------------------
 
 
-class _SqlStoreConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SqliteInferenceStoreConfig(SqliteSqlStoreConfig):
     table_name: str = Field(default=DEFAULT_TABLE, description="Table holding the completions.")
 
-    @field_validator("table_name")
-    @classmethod
-    def _table_name(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError("must be a plain SQL identifier (letters, digits, underscores; at most 48)")
-        return value
+
+class PostgresInferenceStoreConfig(PostgresSqlStoreConfig):
+    table_name: str = Field(default=DEFAULT_TABLE, description="Table holding the completions.")
 
 
-class SqliteSqlStoreConfig(_SqlStoreConfig):
-    type: Literal["sqlite"] = "sqlite"
-    db_path: str | None = Field(
-        default=None, description=f"SQLite file (created if missing); default <state dir>/{DEFAULT_DB_NAME}."
-    )
+InferenceStoreConfig = Annotated[
+    SqliteInferenceStoreConfig | PostgresInferenceStoreConfig, Field(discriminator="type")
+]
 
 
-class PostgresSqlStoreConfig(_SqlStoreConfig):
-    type: Literal["postgres"] = "postgres"
-    host: str = "localhost"
-    port: int = Field(default=5432, ge=1, le=65535)
-    db: str = "llamastack"
-    user: str
-    password: str | None = None
-    ssl_mode: str | None = Field(default=None, description="libpq sslmode: disable, require, ...")
-    ca_cert_path: str | None = None
-    pool_min_size: int = Field(default=1, ge=0)
-    pool_max_size: int = Field(default=5, ge=1)
-
-
-SqlStoreConfig = Annotated[SqliteSqlStoreConfig | PostgresSqlStoreConfig, Field(discriminator="type")]
-
-
-_CONFIG_CLASSES: dict[str, type[_SqlStoreConfig]] = {
-    "sqlite": SqliteSqlStoreConfig,
-    "postgres": PostgresSqlStoreConfig,
-}
-
-
-def inference_store_config(raw: dict[str, Any] | None, state_dir: Path) -> SqlStoreConfig:
+def inference_store_config(
+    raw: dict[str, Any] | None, state_dir: Path
+) -> SqliteInferenceStoreConfig | PostgresInferenceStoreConfig:
     """The store config for a run config's ``inference_store`` (None: SQLite in the state dir).
 
     Raises pydantic's ValidationError on a bad section; the caller names the run config file.
     """
-    raw = raw or {"type": "sqlite"}
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    config_class = _CONFIG_CLASSES.get(kind) if isinstance(kind, str) else None
-    if config_class is None:  # an unknown type: the union's message lists the known ones
-        config = TypeAdapter(SqlStoreConfig).validate_python(raw)
-    else:  # validated by its class directly, so error locations carry no union tag
-        config = config_class.model_validate(raw)
-    if isinstance(config, SqliteSqlStoreConfig) and not config.db_path:
-        config = config.model_copy(update={"db_path": str(state_dir / DEFAULT_DB_NAME)})
-    return config
+    return sql_store_config(
+        SqliteInferenceStoreConfig, PostgresInferenceStoreConfig, raw, state_dir / DEFAULT_DB_NAME
+    )
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -182,38 +143,61 @@ def _unknown_cursor(after: str) -> BadRequestError:
     )
 
 
-class InferenceStore(ABC):
+class InferenceStore(SqlTable):
     """The chat completions table; ``insert`` takes a batch in one transaction."""
 
-    def __init__(self, table: str) -> None:
-        self.table = table
+    what = "inference store"
 
-    @property
-    @abstractmethod
-    def where(self) -> str:
-        """The store, for messages."""
-
-    @abstractmethod
-    async def initialize(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    @abstractmethod
     async def insert(self, records: list[CompletionRecord]) -> None:
         """Insert (or replace, by id) the records, all in one transaction."""
+        p = [self._p(i) for i in range(1, 6)]
+        await self._execute_many(
+            f"INSERT INTO {self.table} (id, created, model, completion, input_messages) "
+            f"VALUES ({', '.join(p)}) ON CONFLICT (id) DO UPDATE SET "
+            f"created = excluded.created, model = excluded.model, completion = excluded.completion, "
+            f"input_messages = excluded.input_messages",
+            [self._values(r) for r in records],
+        )
 
-    @abstractmethod
     async def get(self, completion_id: str) -> dict[str, Any] | None:
         """The stored completion with its ``input_messages``, or None."""
+        rows = await self._fetch(
+            f"SELECT completion, input_messages FROM {self.table} WHERE id = {self._p(1)}", [completion_id]
+        )
+        return _row(*rows[0]) if rows else None
 
-    @abstractmethod
     async def list(
         self, *, after: str | None = None, limit: int = 20, order: Order = "desc", model: str | None = None
     ) -> Page:
         """Up to ``limit`` completions by (created, id) in ``order``, after the completion ``after``."""
+        cursor = None
+        if after is not None:
+            found = await self._fetch(f"SELECT created FROM {self.table} WHERE id = {self._p(1)}", [after])
+            if not found:
+                raise _unknown_cursor(after)
+            cursor = (found[0][0], after)
+        conds: list[str] = []
+        params: list[Any] = []
+        if model is not None:
+            params.append(model)
+            conds.append(f"model = {self._p(len(params))}")
+        if cursor is not None:
+            params.extend(cursor)
+            op = "<" if order == "desc" else ">"
+            conds.append(f"(created, id) {op} ({self._p(len(params) - 1)}, {self._p(len(params))})")
+        params.append(limit + 1)  # one more than asked tells whether there is a next page
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        direction = "DESC" if order == "desc" else "ASC"
+        rows = await self._fetch(
+            f"SELECT completion, input_messages FROM {self.table}{where} "
+            f"ORDER BY created {direction}, id {direction} LIMIT {self._p(len(params))}",
+            params,
+        )
+        return Page([_row(c, m) for c, m in rows[:limit]], has_more=len(rows) > limit)
 
-    def _schema(self, id_type: str, int_type: str) -> list[str]:
+    def _schema_for(self, backend: Backend) -> list[str]:
+        # PostgreSQL: ``id`` in the "C" collation, so ties order as in SQLite (code point order).
+        id_type, int_type = ("TEXT", "INTEGER") if backend == "sqlite" else ('TEXT COLLATE "C"', "BIGINT")
         t = self.table
         return [
             f"CREATE TABLE IF NOT EXISTS {t} (id {id_type} PRIMARY KEY, created {int_type} NOT NULL, "
@@ -221,39 +205,6 @@ class InferenceStore(ABC):
             f"CREATE INDEX IF NOT EXISTS {t}_created_id ON {t} (created, id)",
             f"CREATE INDEX IF NOT EXISTS {t}_model_created_id ON {t} (model, created, id)",
         ]
-
-    def _upsert_sql(self, p: list[str]) -> str:
-        return (
-            f"INSERT INTO {self.table} (id, created, model, completion, input_messages) "
-            f"VALUES ({p[0]}, {p[1]}, {p[2]}, {p[3]}, {p[4]}) ON CONFLICT (id) DO UPDATE SET "
-            f"created = excluded.created, model = excluded.model, completion = excluded.completion, "
-            f"input_messages = excluded.input_messages"
-        )
-
-    def _list_sql(
-        self, placeholder: Any, *, cursor: tuple[int, str] | None, limit: int, order: Order, model: str | None
-    ) -> tuple[str, list[Any]]:
-        conds: list[str] = []
-        params: list[Any] = []
-        if model is not None:
-            params.append(model)
-            conds.append(f"model = {placeholder(len(params))}")
-        if cursor is not None:
-            params.extend(cursor)
-            op = "<" if order == "desc" else ">"
-            conds.append(f"(created, id) {op} ({placeholder(len(params) - 1)}, {placeholder(len(params))})")
-        params.append(limit + 1)  # one more than asked tells whether there is a next page
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        direction = "DESC" if order == "desc" else "ASC"
-        sql = (
-            f"SELECT completion, input_messages FROM {self.table}{where} "
-            f"ORDER BY created {direction}, id {direction} LIMIT {placeholder(len(params))}"
-        )
-        return sql, params
-
-    @staticmethod
-    def _page(rows: list[tuple[str, str]], limit: int) -> Page:
-        return Page([_row(c, m) for c, m in rows[:limit]], has_more=len(rows) > limit)
 
     @staticmethod
     def _values(record: CompletionRecord) -> tuple[str, int, str, str, str]:
@@ -266,163 +217,23 @@ class InferenceStore(ABC):
         )
 
 
-class SqliteInferenceStore(InferenceStore):
-    """aiosqlite, one connection, WAL journal and a busy timeout (as the SQLite KV store)."""
-
-    def __init__(self, config: SqliteSqlStoreConfig) -> None:
-        super().__init__(config.table_name)
-        if not config.db_path:
-            raise ValueError("SqliteSqlStoreConfig.db_path is unset; use inference_store_config()")
-        self.path = Path(config.db_path).expanduser()
-        self._conn: Any = None
-
-    @property
-    def where(self) -> str:
-        return f"sqlite inference store {self.path}"
-
-    @property
-    def conn(self) -> Any:
-        if self._conn is None:
-            raise StorageError(f"the {self.where} is not open")
-        return self._conn
-
-    async def initialize(self) -> None:
-        try:
-            self._conn = await open_sqlite(self.path)
-            for statement in self._schema("TEXT", "INTEGER"):
-                await self._conn.execute(statement)
-            await self._conn.commit()
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    async def insert(self, records: list[CompletionRecord]) -> None:
-        values = [self._values(r) for r in records]
-        try:
-            await self.conn.executemany(self._upsert_sql(["?"] * 5), values)
-            await self.conn.commit()
-        except sqlite3.Error as exc:
-            await self._rollback()
-            raise StorageError(f"{self.where}: {exc}") from exc
-
-    async def _rollback(self) -> None:
-        try:
-            await self.conn.rollback()
-        except sqlite3.Error:
-            pass
-
-    async def get(self, completion_id: str) -> dict[str, Any] | None:
-        try:
-            async with self.conn.execute(
-                f"SELECT completion, input_messages FROM {self.table} WHERE id = ?", (completion_id,)
-            ) as cur:
-                row = await cur.fetchone()
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-        return _row(*row) if row else None
-
-    async def list(
-        self, *, after: str | None = None, limit: int = 20, order: Order = "desc", model: str | None = None
-    ) -> Page:
-        try:
-            cursor = None
-            if after is not None:
-                async with self.conn.execute(
-                    f"SELECT created FROM {self.table} WHERE id = ?", (after,)
-                ) as cur:
-                    found = await cur.fetchone()
-                if found is None:
-                    raise _unknown_cursor(after)
-                cursor = (found[0], after)
-            sql, params = self._list_sql(lambda _i: "?", cursor=cursor, limit=limit, order=order, model=model)
-            async with self.conn.execute(sql, params) as cur:
-                rows = await cur.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-        return self._page(rows, limit)
+class SqliteInferenceStore(SqliteTable, InferenceStore):
+    """One aiosqlite connection, WAL journal and a busy timeout (lamina.storage.sql_table)."""
 
 
-class PostgresInferenceStore(InferenceStore):
-    """asyncpg pool. ``id`` uses the "C" collation so ties order as in SQLite (code point order)."""
-
-    def __init__(self, config: PostgresSqlStoreConfig) -> None:
-        super().__init__(config.table_name)
-        self.config = config
-        self._pool: Any = None
-
-    @property
-    def where(self) -> str:
-        c = self.config
-        return f"postgres inference store {c.user}@{c.host}:{c.port}/{c.db} table {self.table}"
-
-    @property
-    def pool(self) -> Any:
-        if self._pool is None:
-            raise StorageError(f"the {self.where} is not open")
-        return self._pool
-
-    async def initialize(self) -> None:
-        self._pool = await open_postgres_pool(self.config, self.where)
-        try:
-            async with self._pool.acquire() as conn:
-                for statement in self._schema('TEXT COLLATE "C"', "BIGINT"):
-                    await conn.execute(statement)
-        except postgres_errors() as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    async def insert(self, records: list[CompletionRecord]) -> None:
-        values = [self._values(r) for r in records]
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.executemany(self._upsert_sql([f"${i}" for i in range(1, 6)]), values)
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-
-    async def get(self, completion_id: str) -> dict[str, Any] | None:
-        try:
-            row = await self.pool.fetchrow(
-                f"SELECT completion, input_messages FROM {self.table} WHERE id = $1", completion_id
-            )
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-        return _row(row[0], row[1]) if row else None
-
-    async def list(
-        self, *, after: str | None = None, limit: int = 20, order: Order = "desc", model: str | None = None
-    ) -> Page:
-        try:
-            cursor = None
-            if after is not None:
-                created = await self.pool.fetchval(f"SELECT created FROM {self.table} WHERE id = $1", after)
-                if created is None:
-                    raise _unknown_cursor(after)
-                cursor = (created, after)
-            sql, params = self._list_sql(
-                lambda i: f"${i}", cursor=cursor, limit=limit, order=order, model=model
-            )
-            rows = await self.pool.fetch(sql, *params)
-        except postgres_errors() as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
-        return self._page([(r[0], r[1]) for r in rows], limit)
+class PostgresInferenceStore(PostgresTable, InferenceStore):
+    """An asyncpg pool (lamina.storage.sql_table)."""
 
 
-async def open_inference_store(config: SqlStoreConfig) -> InferenceStore:
+async def open_inference_store(
+    config: SqliteInferenceStoreConfig | PostgresInferenceStoreConfig,
+) -> InferenceStore:
     """Create and initialise the store ``config.type`` names (tables and indexes created if missing)."""
+    store: InferenceStore
     if isinstance(config, SqliteSqlStoreConfig):
-        store: InferenceStore = SqliteInferenceStore(config)
-    elif isinstance(config, PostgresSqlStoreConfig):
+        store = SqliteInferenceStore(config)
+    else:
         store = PostgresInferenceStore(config)
-    else:  # pragma: no cover - the discriminated union admits nothing else
-        raise TypeError(f"unknown inference store config {type(config).__name__}")
     await store.initialize()
     return store
 

@@ -47,7 +47,7 @@ from lamina.apis.responses import (
     ResponseWithInput,
 )
 from lamina.errors import BadRequestError, NotFoundError
-from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
+from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
 from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
 
 DEFAULT_TABLE = "openai_responses"
@@ -78,14 +78,7 @@ def responses_store_config(
 
     Raises pydantic's ValidationError on a bad section; the caller names the run config file and key.
     """
-    if raw is None:
-        raw = {"type": "sqlite"}
-    elif isinstance(raw, BaseModel):
-        raw = raw.model_dump(exclude_unset=True)
-    config = TypeAdapter(ResponsesStoreConfig).validate_python(raw)
-    if isinstance(config, SqliteResponsesStoreConfig) and not config.db_path:
-        config = config.model_copy(update={"db_path": str(default_db)})
-    return config
+    return sql_store_config(SqliteResponsesStoreConfig, PostgresResponsesStoreConfig, raw, default_db)
 
 
 # -- records -----------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig
 from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
-from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
 from lamina.storage.kvstore import StorageError
 
 Backend = Literal["sqlite", "postgres"]
@@ -52,6 +52,10 @@ class SqlTable(ABC):
     @abstractmethod
     async def _execute(self, sql: str, params: list[Any]) -> int:
         """Run one write statement and commit it; the number of rows it changed."""
+
+    @abstractmethod
+    async def _execute_many(self, sql: str, rows: list[Any]) -> None:
+        """Run one write statement once per row of parameters, all in one transaction."""
 
     @abstractmethod
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
@@ -118,6 +122,18 @@ class SqliteTable(SqlTable):
                     pass
                 raise StorageError(f"{self.where}: {exc}") from exc
 
+    async def _execute_many(self, sql: str, rows: list[Any]) -> None:
+        async with self._write_lock:
+            try:
+                await self.conn.executemany(sql, rows)
+                await self.conn.commit()
+            except sqlite3.Error as exc:
+                try:
+                    await self.conn.rollback()
+                except sqlite3.Error:
+                    pass
+                raise StorageError(f"{self.where}: {exc}") from exc
+
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
             async with self.conn.execute(sql, params) as cur:
@@ -167,6 +183,13 @@ class PostgresTable(SqlTable):
             raise StorageError(f"{self.where}: {exc}") from exc
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+    async def _execute_many(self, sql: str, rows: list[Any]) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql, rows)
+        except postgres_errors() as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
