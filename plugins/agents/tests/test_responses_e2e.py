@@ -132,6 +132,30 @@ def test_parallel_tool_calls_false_reaches_the_model(oa: OpenAI) -> None:
     assert json.loads(response.output_text)["parallel_tool_calls"] is False
 
 
+def test_parallel_tool_calls_false_runs_and_returns_only_the_first_call(oa: OpenAI) -> None:
+    """``fake/twocalls`` answers two calls even when asked for one: only the first is returned (and
+    continues the conversation); the second is dropped, streamed or not."""
+    body = {"input": "Weather?", "tools": [WEATHER], "tool_choice": "required"}
+    both = oa.responses.create(model="fake/twocalls", **body)
+    assert [o.call_id for o in both.output if o.type == "function_call"] == ["call_fake1", "call_fake2"]
+    one = oa.responses.create(model="fake/twocalls", parallel_tool_calls=False, **body)
+    assert [(o.type, o.call_id) for o in one.output] == [("function_call", "call_fake1")]
+    assert [o.call_id for o in oa.responses.retrieve(one.id).output] == ["call_fake1"]
+    events = list(oa.responses.create(model="fake/twocalls", parallel_tool_calls=False, stream=True, **body))
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert [i.call_id for i in added] == ["call_fake1"]
+    assert [o.call_id for o in events[-1].response.output] == ["call_fake1"]
+    # the one call's output continues the response: the model sees one call and its result
+    follow = oa.responses.create(
+        model="fake/echo",
+        previous_response_id=one.id,
+        input=[{"type": "function_call_output", "call_id": "call_fake1", "output": "sunny"}],
+    )
+    seen = json.loads(follow.output_text)["messages"]
+    assert [c["id"] for c in seen[-2]["tool_calls"]] == ["call_fake1"]
+    assert seen[-1] == {"role": "tool", "tool_call_id": "call_fake1", "content": "sunny"}
+
+
 def test_a_streamed_response_sends_openais_events_in_order(oa: OpenAI) -> None:
     events = list(
         oa.responses.create(

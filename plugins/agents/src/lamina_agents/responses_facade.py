@@ -217,6 +217,7 @@ class _Run:
             response_format=response_format(self.request.text),
             max_infer_iters=self.request.max_infer_iters or 10,
             max_output_tokens=self.request.max_output_tokens,
+            parallel_tool_calls=self.request.parallel_tool_calls is not False,
         )
 
     def _file_search_invoker(self, tool: FileSearchTool) -> Any:
