@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -185,6 +186,56 @@ def test_a_model_failure_is_the_providers_error_and_a_failed_stream(oa: OpenAI) 
     assert events[-1].type == "response.failed" and events[-1].response.error.message
     # the server keeps serving
     assert oa.responses.create(model=MODEL, input="hello").status == "completed"
+
+
+def _listed(server: ServerProcess, **params: Any) -> list[dict]:
+    """GET /v1/openai/v1/responses (the openai SDK here has no responses.list)."""
+    answer = httpx.get(f"{server.url}/v1/openai/v1/responses", params=params, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def test_a_failed_response_is_stored_with_its_error_and_listed(oa: OpenAI, server: ServerProcess) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        oa.responses.create(model="fake/error500", input="hello failed")
+    assert caught.value.status_code == 502
+    failed = _listed(server, limit=5, model="fake/error500")[0]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
+    assert "fake" in failed["error"]["message"]  # names the provider, as the 502 did
+    stored = oa.responses.retrieve(failed["id"])
+    assert stored.status == "failed" and stored.error.message == failed["error"]["message"]
+    assert [i.content[0].text for i in oa.responses.input_items.list(failed["id"]).data] == ["hello failed"]
+    events = list(oa.responses.create(model="fake/error500", input="hello", stream=True))
+    final = events[-1].response
+    assert events[-1].type == "response.failed"
+    again = oa.responses.retrieve(final.id)
+    assert again.status == "failed" and again.error.message == final.error.message
+    assert final.id in [r["id"] for r in _listed(server, limit=5)]
+    events = list(oa.responses.create(model="fake/error500", input="hello", stream=True, store=False))
+    with pytest.raises(openai.NotFoundError):
+        oa.responses.retrieve(events[-1].response.id)
+
+
+def test_a_client_leaving_a_streamed_response_leaves_it_stored_failed(
+    oa: OpenAI, server: ServerProcess
+) -> None:
+    """``fake/slow`` answers after 5 s: the client reads response.created and goes away."""
+    body = {"model": "fake/slow", "input": "hello", "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/openai/v1/responses", json=body, timeout=30) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:") and '"response.created"' in line:
+                response_id = json.loads(line[5:])["response"]["id"]
+                break
+    deadline = time.monotonic() + 20
+    while True:  # the server notices the gone client when the model answers (<= 5 s)
+        try:
+            stored = oa.responses.retrieve(response_id)
+            break
+        except openai.NotFoundError:
+            assert time.monotonic() < deadline, "the abandoned response was never stored"
+            time.sleep(0.2)
+    assert stored.status == "failed" and "client closed the connection" in stored.error.message
+    assert oa.responses.create(model=MODEL, input="hello").status == "completed"  # still serving
 
 
 def test_file_search_returns_the_passage_of_the_filtered_file(oa: OpenAI) -> None:
