@@ -57,6 +57,9 @@ class EngineTool:
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     client: bool = False
     bound_args: dict[str, Any] = field(default_factory=dict)  # merged over the model's arguments
+    # The name the Tool Runtime router resolves (``<toolgroup_id>/<tool>``): two groups may offer a tool
+    # of the same bare name (two MCP servers' ``echo``), and the model only sees the bare one.
+    runtime_name: str | None = None
     # Runs the tool instead of the Tool Runtime router: a facade's own tools (a Responses file_search
     # over vector stores, an MCP server named by URL) take the same loop, steps and events.
     invoke: Callable[[dict[str, Any]], Awaitable[ToolInvocationResult]] | None = None
@@ -424,7 +427,7 @@ class AgentEngine:
                     invoked = await tool.invoke(kwargs)
                 else:
                     invoked = await self.tool_runtime.invoke_tool(
-                        InvokeToolRequest(tool_name=call.name, kwargs=kwargs)
+                        InvokeToolRequest(tool_name=tool.runtime_name or call.name, kwargs=kwargs)
                     )
                 if invoked.error_message:
                     result = ToolResult(

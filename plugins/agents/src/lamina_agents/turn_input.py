@@ -228,6 +228,7 @@ async def resolve_tools(
                 tool.description,
                 parameters_schema(tool.parameters),
                 bound_args=args.get(group_id, {}),
+                runtime_name=f"{tool.toolgroup_id or group_id}/{tool.identifier}",
             )
     return list(tools.values())
 
