@@ -309,7 +309,9 @@ class _Run:
             log.warning("response_failed", response_id=events.response.id, error=exc.message)
             self.error = exc
             batch = events.fail(exc.message, usage=usage)
-            await self._store([])  # before the last event: a client reading it finds the response stored
+            # before the last event: a client reading it finds the response stored; a store that fails
+            # too must not hide the model's failure from the client
+            await _quietly(self._store([]))
             yield batch
             return
         except (GeneratorExit, asyncio.CancelledError):  # the client left mid-stream (aiohttp cancels)
