@@ -176,3 +176,26 @@ def test_an_mcp_server_that_is_down_fails_the_turn_request_naming_the_group(ls: 
         tool_config={"tool_choice": "required"},
     )
     assert [s.step_type for s in _echo_turn(agent).steps] == ["inference", "tool_execution", "inference"]
+
+
+def test_an_mcp_server_failing_a_call_mid_turn_gives_the_model_the_error_naming_the_group(
+    ls: LlamaStackClient,
+) -> None:
+    """The server answers the call with a JSON-RPC error (``protocol_fail``): a 502 for the Tool
+    Runtime API; in a turn the model gets it as the tool's result and the turn goes on."""
+    agent = Agent(
+        ls,
+        model="fake/echo",
+        instructions="Use the tools.",
+        tools=["mcp::http/protocol_fail"],
+        tool_config={"tool_choice": "required"},
+    )
+    session_id = agent.create_session("mcp-fail")
+    turn = agent.create_turn(
+        messages=[{"role": "user", "content": "Fail [[args:{}]]"}], session_id=session_id, stream=False
+    )
+    assert [s.step_type for s in turn.steps] == ["inference", "tool_execution", "inference"]
+    result = turn.steps[1].tool_responses[0].content
+    assert "mcp::http" in result and "internal failure on purpose" in result, result
+    sent = json.loads(turn.output_message.content)["messages"]
+    assert sent[-1]["role"] == "tool" and sent[-1]["content"] == result
