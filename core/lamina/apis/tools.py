@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lamina.apis.common import URL, Empty, InterleavedContent, Resource
 from lamina.apis.vector_io import RRFRanker, WeightedRanker
@@ -121,9 +121,24 @@ class GetToolRequest(BaseModel):
 
 class ListRuntimeToolsRequest(BaseModel):
     tool_group_id: str | None = None
-    mcp_endpoint: Any | None = Field(
-        default=None, description="Accepted; MCP tool groups are not served yet."
+    mcp_endpoint: URL | None = Field(
+        default=None,
+        description="An MCP server whose tools to list without registering it (needs a "
+        "remote::model-context-protocol provider); in a query, mcp_endpoint[uri]=<url> or "
+        "mcp_endpoint=<url>.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_from_query(cls, data: Any) -> Any:
+        """llama-stack-client sends the nested field as ``mcp_endpoint[uri]``; a bare URL is accepted."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if "mcp_endpoint[uri]" in data:
+                data["mcp_endpoint"] = {"uri": data.pop("mcp_endpoint[uri]")}
+            elif isinstance(data.get("mcp_endpoint"), str):
+                data["mcp_endpoint"] = {"uri": data["mcp_endpoint"]}
+        return data
 
 
 class InvokeToolRequest(BaseModel):

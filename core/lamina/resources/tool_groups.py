@@ -10,6 +10,11 @@ lists tools to callers who send its credentials) is asked on every listing inste
 registration: registering such a group needs neither the server up nor the caller's credentials,
 as in Llama Stack.
 
+Listing every group's tools skips a group whose server fails (with a warning: one broken server must
+not hide every other tool) but not one that refuses the caller (401/403): that is the answer, naming
+the group and the credentials to send, as in Llama Stack. ``endpoint_tools`` lists an MCP server
+named by URL without registering it (list-tools' ``mcp_endpoint``).
+
 A tool is named by its bare name (``knowledge_search``) or as ``<toolgroup_id>/<tool name>``
 (``builtin::rag/knowledge_search``, as Llama Stack also accepts). When two groups define one bare
 name, the group whose identifier sorts first owns it; the qualified form reaches the other.
@@ -21,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from lamina.apis.common import Empty
+from lamina.apis.common import URL, Empty
 from lamina.apis.tools import (
     RAG_TOOL_GROUP,
     GetToolGroupRequest,
@@ -113,9 +118,30 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
         for group in await self.list():
             try:
                 out.extend(await self.tools_of(group))
-            except LaminaError as exc:  # one broken provider must not hide every other tool
+            except LaminaError as exc:
+                if exc.status in (401, 403):  # the caller lacks a group's credentials: say so, as LS does
+                    raise
+                # one broken server must not hide every other tool
                 log.warning("tool_group_tools_not_listed", toolgroup_id=group.identifier, error=exc.message)
         return ListToolsResponse(data=out)
+
+    async def endpoint_tools(self, mcp_endpoint: URL, toolgroup_id: str | None = None) -> list[Tool]:
+        """The tools of an MCP server named by URL, registered or not (list-tools' ``mcp_endpoint``)."""
+        able = [pid for pid, p in sorted(self.providers.items()) if _is_mcp(p)]
+        if not able:
+            configured = ", ".join(sorted(self.providers)) or "none"
+            raise BadRequestError(
+                f"mcp_endpoint: listing the tools of an MCP server needs a {MCP_PROVIDER_TYPE} provider; "
+                f"add one under providers.tool_runtime (configured: {configured})",
+                param="mcp_endpoint",
+            )
+        group = ToolGroup(
+            identifier=toolgroup_id or mcp_endpoint.uri,
+            provider_resource_id=toolgroup_id or mcp_endpoint.uri,
+            provider_id=able[0],
+            mcp_endpoint=mcp_endpoint,
+        )
+        return await self._list_provider_tools(self.providers[able[0]], group)
 
     async def _group_of(self, toolgroup_id: str) -> ToolGroup:
         """The group ``toolgroup_id`` names: itself when registered (ids may contain ``/``), else the
@@ -226,6 +252,13 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
             f"providers.tool_runtime in the run config (for example inline::rag-runtime). Configured "
             f"tool_runtime providers: {', '.join(sorted(self.providers)) or 'none'}."
         )
+
+
+MCP_PROVIDER_TYPE = "remote::model-context-protocol"
+
+
+def _is_mcp(provider: Any) -> bool:
+    return getattr(getattr(provider, "context", None), "provider_type", None) == MCP_PROVIDER_TYPE
 
 
 def _tools_depend_on_request(provider: Any) -> bool:

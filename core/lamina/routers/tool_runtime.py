@@ -65,8 +65,11 @@ class ToolRuntimeRouter:
         self.rag_tool = RAGToolRouter(tool_groups)
 
     async def list_runtime_tools(self, request: ListRuntimeToolsRequest) -> ListRuntimeToolsResponse:
-        tools = await self.tool_groups.list_tools(ListToolsRequest(toolgroup_id=request.tool_group_id))
-        return ListRuntimeToolsResponse(data=[_tool_def(t) for t in tools.data])
+        if request.mcp_endpoint is not None:
+            tools = await self.tool_groups.endpoint_tools(request.mcp_endpoint, request.tool_group_id)
+            return ListRuntimeToolsResponse(data=[_tool_def(t) for t in tools])
+        listed = await self.tool_groups.list_tools(ListToolsRequest(toolgroup_id=request.tool_group_id))
+        return ListRuntimeToolsResponse(data=[_tool_def(t) for t in listed.data])
 
     async def invoke_tool(self, request: InvokeToolRequest) -> ToolInvocationResult:
         tool, group = await self.tool_groups.resolve_tool(request.tool_name)

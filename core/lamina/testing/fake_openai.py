@@ -17,6 +17,9 @@ Not a model: it answers instantly with canned text. The requested model name pic
   the ``Authorization`` header it got under ``"_authorization"``
 - ``toolcap``: like ``ok``, but an answer with a tool call ends with ``finish_reason: "length"``, as a
   small model that writes whole calls and then runs on to its token limit does (SmolLM2 on llama.cpp)
+- ``twocalls``: like ``ok``, but a forced answer makes two calls (``call_fake1``, ``call_fake2``): the
+  forced function, then the next offered one (the same again when only one is offered), as a model
+  that ignores ``parallel_tool_calls: false`` does
 - ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
   request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
   one verbatim, with each backslash-n pair turned into a newline: a user message containing
@@ -31,7 +34,8 @@ the chunks of one stream share theirs.
 Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``, or, when the
 function's parameters require properties and ``city`` is not one of them, each required property set
-to ``"Paris"`` (``{"query": "Paris"}`` for a search tool).
+to ``"Paris"`` (``{"query": "Paris"}`` for a search tool). A directive ``[[args:<JSON>]]`` in the
+messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``.
 
 Run it with ``python -m lamina.testing.fake_openai --port N``.
 """
@@ -61,10 +65,12 @@ MODELS = [
     "garbage-embed",
     "guard",
     "toolcap",
+    "twocalls",
 ]
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
+_ARGS_DIRECTIVE = re.compile(r"\[\[args:(.*?)\]\]", re.DOTALL)
 _ids = itertools.count(1)
 
 
@@ -122,18 +128,27 @@ def _text_chunk(chunk: bytes) -> bytes:
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
-def _forced_tool(body: dict) -> tuple[str, str] | None:
-    """(name, JSON arguments) of the call a request forces, if it forces one."""
+def _forced_tool(body: dict, model: str = "ok") -> list[tuple[str, str]] | None:
+    """(name, JSON arguments) of each call a request forces, if it forces one (``twocalls``: two)."""
     tools, choice = body.get("tools") or [], body.get("tool_choice")
     if not tools or choice in (None, "auto", "none"):
         return None
+    functions = [t.get("function", {}) for t in tools]
     name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
-    name = name or tools[0].get("function", {}).get("name")
-    function = next((t.get("function", {}) for t in tools if t.get("function", {}).get("name") == name), {})
+    name = name or functions[0].get("name")
+    first = next((i for i, f in enumerate(functions) if f.get("name") == name), 0)
+    picked = [first] if model != "twocalls" else [first, (first + 1) % len(functions)]
+    return [(functions[i].get("name") or name, _arguments(functions[i], body)) for i in picked]
+
+
+def _arguments(function: dict, body: dict) -> str:
+    scripted = _ARGS_DIRECTIVE.findall("\n".join(_message_texts(body)))
+    if scripted:
+        return scripted[-1]
     required = (function.get("parameters") or {}).get("required") or []
     if not required or "city" in required:
-        return name, TOOL_ARGS
-    return name, json.dumps({param: "Paris" for param in required})
+        return TOOL_ARGS
+    return json.dumps({param: "Paris" for param in required})
 
 
 TOOL_ARGS = '{"city": "Paris"}'
@@ -143,19 +158,25 @@ def _tool_finish(model: str) -> str:
     return "length" if model == "toolcap" else "tool_calls"
 
 
-def _tool_completion(model: str, tool: tuple[str, str]) -> dict:
-    name, args = tool
-    call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": args}}
+def _tool_completion(model: str, tools: list[tuple[str, str]]) -> dict:
+    calls = [
+        {"id": f"call_fake{i + 1}", "type": "function", "function": {"name": name, "arguments": args}}
+        for i, (name, args) in enumerate(tools)
+    ]
     doc = _completion(model, "")
-    doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
     doc["choices"][0]["finish_reason"] = _tool_finish(model)
     return doc
 
 
-def _tool_chunks(model: str, tool: tuple[str, str], cid: str) -> list[bytes]:
-    name, args = tool
-    first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
-    parts = [first] + [{"index": 0, "function": {"arguments": piece}} for piece in (args[:8], args[8:])]
+def _tool_chunks(model: str, tools: list[tuple[str, str]], cid: str) -> list[bytes]:
+    parts: list[dict] = []
+    for i, (name, args) in enumerate(tools):
+        opening = {"index": i, "id": f"call_fake{i + 1}", "type": "function", "function": {"name": name}}
+        opening["function"]["arguments"] = ""
+        parts += [opening] + [
+            {"index": i, "function": {"arguments": piece}} for piece in (args[:8], args[8:])
+        ]
     out = [_chunk(cid, model, None, delta={"tool_calls": [p]}) for p in parts]
     out.append(_chunk(cid, model, None, _tool_finish(model)))
     return out
@@ -217,7 +238,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             return web.Response(text="this is { not json", content_type="application/json")
         if model == "garbage" and not body.get("stream"):
             return web.json_response(GARBAGE)
-        tool = _forced_tool(body)
+        tool = _forced_tool(body, model)
         if model == "echo":
             text = json.dumps({**body, "_authorization": request.headers.get("Authorization")})
         elif model == "guard":

@@ -39,7 +39,7 @@ def run_config(fake: ServerProcess, db: Path | dict[str, Any]) -> dict[str, Any]
         "models": [
             *(
                 {"model_id": f"fake/{m}", "provider_id": "fake", "provider_model_id": m}
-                for m in ("ok", "slow", "error500", "echo", "toolcap")
+                for m in ("ok", "slow", "error500", "echo", "toolcap", "twocalls")
             ),
             {
                 "model_id": "fake/embed",

@@ -19,6 +19,7 @@ import pytest
 from llama_stack_client import LlamaStackClient, NotFoundError
 from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
+from llama_stack_client.types.memory_retrieval_step import MemoryRetrievalStep
 
 from lamina.testing.processes import ServerProcess, lamina_server
 
@@ -355,6 +356,42 @@ def test_documents_reach_the_model_with_the_last_user_message(ls: LlamaStackClie
         json={"messages": HI, "documents": url_doc},
     )
     assert bad.status_code == 400 and "documents[0].content" in bad.json()["detail"]
+
+
+def test_documents_are_recorded_as_a_memory_retrieval_step_before_the_inference(ls: LlamaStackClient) -> None:
+    """The issue names memory_retrieval steps (llama-stack 0.2.12 never emits them): what a turn's
+    documents inserted into the context is a step of its own, checked against the client's type."""
+    agent_id = _agent(ls, model="fake/echo")
+    session_id = _session(ls, agent_id)
+    docs = [
+        {"content": "The vault code is 4711.", "mime_type": "text/plain"},
+        {"content": {"uri": "data:text/plain;base64,VGhlIGRvb3IgaXMgcmVkLg=="}, "mime_type": "text/plain"},
+    ]
+    chunks = list(
+        ls.agents.turn.create(session_id, agent_id=agent_id, messages=HI, documents=docs, stream=True)
+    )
+    events = [c.event.payload for c in chunks]
+    assert [(e.event_type, getattr(e, "step_type", None)) for e in events[:4]] == [
+        ("turn_start", None),
+        ("step_start", "memory_retrieval"),
+        ("step_complete", "memory_retrieval"),
+        ("step_start", "inference"),
+    ]
+    step = events[2].step_details
+    assert isinstance(step, MemoryRetrievalStep)
+    assert step.inserted_context == "The vault code is 4711.\nThe door is red."
+    assert step.vector_db_ids == "" and step.started_at <= step.completed_at
+    turn = events[-1].turn
+    assert [s.step_type for s in turn.steps] == ["memory_retrieval", "inference"]
+    assert turn.steps[1].started_at >= step.completed_at
+    sent = json.loads(turn.output_message.content)["messages"]  # echo: exactly that was inserted
+    assert sent[-1]["content"] == "hello\n" + step.inserted_context
+    got = ls.agents.steps.retrieve(
+        step.step_id, agent_id=agent_id, session_id=session_id, turn_id=turn.turn_id
+    )
+    assert isinstance(got.step, MemoryRetrievalStep) and got.step.inserted_context == step.inserted_context
+    plain = ls.agents.turn.create(session_id, agent_id=agent_id, messages=HI, stream=False)
+    assert [s.step_type for s in plain.steps] == ["inference"]  # no documents, no retrieval step
 
 
 # -- errors ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -132,6 +133,30 @@ def test_parallel_tool_calls_false_reaches_the_model(oa: OpenAI) -> None:
     assert json.loads(response.output_text)["parallel_tool_calls"] is False
 
 
+def test_parallel_tool_calls_false_runs_and_returns_only_the_first_call(oa: OpenAI) -> None:
+    """``fake/twocalls`` answers two calls even when asked for one: only the first is returned (and
+    continues the conversation); the second is dropped, streamed or not."""
+    body = {"input": "Weather?", "tools": [WEATHER], "tool_choice": "required"}
+    both = oa.responses.create(model="fake/twocalls", **body)
+    assert [o.call_id for o in both.output if o.type == "function_call"] == ["call_fake1", "call_fake2"]
+    one = oa.responses.create(model="fake/twocalls", parallel_tool_calls=False, **body)
+    assert [(o.type, o.call_id) for o in one.output] == [("function_call", "call_fake1")]
+    assert [o.call_id for o in oa.responses.retrieve(one.id).output] == ["call_fake1"]
+    events = list(oa.responses.create(model="fake/twocalls", parallel_tool_calls=False, stream=True, **body))
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert [i.call_id for i in added] == ["call_fake1"]
+    assert [o.call_id for o in events[-1].response.output] == ["call_fake1"]
+    # the one call's output continues the response: the model sees one call and its result
+    follow = oa.responses.create(
+        model="fake/echo",
+        previous_response_id=one.id,
+        input=[{"type": "function_call_output", "call_id": "call_fake1", "output": "sunny"}],
+    )
+    seen = json.loads(follow.output_text)["messages"]
+    assert [c["id"] for c in seen[-2]["tool_calls"]] == ["call_fake1"]
+    assert seen[-1] == {"role": "tool", "tool_call_id": "call_fake1", "content": "sunny"}
+
+
 def test_a_streamed_response_sends_openais_events_in_order(oa: OpenAI) -> None:
     events = list(
         oa.responses.create(
@@ -161,6 +186,56 @@ def test_a_model_failure_is_the_providers_error_and_a_failed_stream(oa: OpenAI) 
     assert events[-1].type == "response.failed" and events[-1].response.error.message
     # the server keeps serving
     assert oa.responses.create(model=MODEL, input="hello").status == "completed"
+
+
+def _listed(server: ServerProcess, **params: Any) -> list[dict]:
+    """GET /v1/openai/v1/responses (the openai SDK here has no responses.list)."""
+    answer = httpx.get(f"{server.url}/v1/openai/v1/responses", params=params, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def test_a_failed_response_is_stored_with_its_error_and_listed(oa: OpenAI, server: ServerProcess) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        oa.responses.create(model="fake/error500", input="hello failed")
+    assert caught.value.status_code == 502
+    failed = _listed(server, limit=5, model="fake/error500")[0]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
+    assert "fake" in failed["error"]["message"]  # names the provider, as the 502 did
+    stored = oa.responses.retrieve(failed["id"])
+    assert stored.status == "failed" and stored.error.message == failed["error"]["message"]
+    assert [i.content[0].text for i in oa.responses.input_items.list(failed["id"]).data] == ["hello failed"]
+    events = list(oa.responses.create(model="fake/error500", input="hello", stream=True))
+    final = events[-1].response
+    assert events[-1].type == "response.failed"
+    again = oa.responses.retrieve(final.id)
+    assert again.status == "failed" and again.error.message == final.error.message
+    assert final.id in [r["id"] for r in _listed(server, limit=5)]
+    events = list(oa.responses.create(model="fake/error500", input="hello", stream=True, store=False))
+    with pytest.raises(openai.NotFoundError):
+        oa.responses.retrieve(events[-1].response.id)
+
+
+def test_a_client_leaving_a_streamed_response_leaves_it_stored_failed(
+    oa: OpenAI, server: ServerProcess
+) -> None:
+    """``fake/slow`` answers after 5 s: the client reads response.created and goes away."""
+    body = {"model": "fake/slow", "input": "hello", "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/openai/v1/responses", json=body, timeout=30) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:") and '"response.created"' in line:
+                response_id = json.loads(line[5:])["response"]["id"]
+                break
+    deadline = time.monotonic() + 20
+    while True:  # the server notices the gone client when the model answers (<= 5 s)
+        try:
+            stored = oa.responses.retrieve(response_id)
+            break
+        except openai.NotFoundError:
+            assert time.monotonic() < deadline, "the abandoned response was never stored"
+            time.sleep(0.2)
+    assert stored.status == "failed" and "client closed the connection" in stored.error.message
+    assert oa.responses.create(model=MODEL, input="hello").status == "completed"  # still serving
 
 
 def test_file_search_returns_the_passage_of_the_filtered_file(oa: OpenAI) -> None:
@@ -354,6 +429,75 @@ def test_require_approval_is_enforced_and_an_approval_runs_the_call(
         mcp_oa.responses.create(model=MODEL, input=[approval], previous_response_id=second.id, tools=[tool])
 
 
+def _assert_every_call_answered(messages: list[dict]) -> None:
+    """What any OpenAI-compatible model accepts: each assistant message's calls answered by tool
+    messages right after it, and no tool message answering nothing."""
+    pending: set[str] = set()
+    for message in messages:
+        if message["role"] == "tool":
+            assert message["tool_call_id"] in pending, (message, messages)
+            pending.discard(message["tool_call_id"])
+            continue
+        assert not pending, (pending, messages)
+        pending = {c["id"] for c in message.get("tool_calls") or []}
+    assert not pending, (pending, messages)
+
+
+def test_a_refused_approval_tells_the_model_and_makes_no_call(
+    mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess]
+) -> None:
+    tool = _mcp_tool(mcp_servers["streamable_http"], "streamable_http", "always")
+    first = mcp_oa.responses.create(model=MODEL, input="Echo Paris", tools=[tool], tool_choice="required")
+    request = first.output[1]
+    assert request.type == "mcp_approval_request"
+    refusal = {
+        "type": "mcp_approval_response",
+        "approval_request_id": request.id,
+        "approve": False,
+        "reason": "not today",
+    }
+    second = mcp_oa.responses.create(
+        model="fake/echo", input=[refusal], previous_response_id=first.id, tools=[tool]
+    )
+    assert [o.type for o in second.output] == ["mcp_list_tools", "message"]  # no mcp_call: nothing ran
+    seen = json.loads(second.output_text)["messages"]
+    _assert_every_call_answered(seen)
+    assert seen[-2]["tool_calls"][0]["function"]["name"] == "echo"
+    told = seen[-1]["content"]
+    assert "denied" in told and "not today" in told and "pid" not in told  # echo's output would name a pid
+
+
+def test_an_approval_request_and_a_function_call_in_one_answer(
+    mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess]
+) -> None:
+    """``fake/twocalls`` calls the MCP tool (approval required) and the function in one answer: both
+    wait for the client; the next request answers both and the model sees a valid conversation."""
+    tools = [_mcp_tool(mcp_servers["streamable_http"], "streamable_http", "always"), WEATHER]
+    first = mcp_oa.responses.create(
+        model="fake/twocalls", input="Echo Paris and the weather", tools=tools, tool_choice="required"
+    )
+    types = [o.type for o in first.output]
+    assert types[0] == "mcp_list_tools" and sorted(types[1:]) == ["function_call", "mcp_approval_request"]
+    approval = next(o for o in first.output if o.type == "mcp_approval_request")
+    call = next(o for o in first.output if o.type == "function_call")
+    assert approval.name == "echo" and call.name == "get_weather"
+    second = mcp_oa.responses.create(
+        model="fake/echo",
+        previous_response_id=first.id,
+        tools=tools,
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+            {"type": "mcp_approval_response", "approval_request_id": approval.id, "approve": True},
+        ],
+    )
+    assert [o.type for o in second.output] == ["mcp_list_tools", "mcp_call", "message"]
+    assert second.output[1].approval_request_id == approval.id and "Paris" in second.output[1].output
+    seen = json.loads(second.output_text)["messages"]
+    _assert_every_call_answered(seen)
+    results = {m["content"] for m in seen if m["role"] == "tool"}
+    assert "sunny" in results and any("Paris (pid" in r for r in results)
+
+
 def test_max_output_tokens_bounds_the_whole_response(
     mcp_oa: OpenAI, mcp_servers: dict[str, ServerProcess]
 ) -> None:
@@ -384,3 +528,46 @@ def test_a_streamed_mcp_call_sends_the_mcp_events(
     assert [e.sequence_number for e in events] == list(range(len(events)))
     final = events[-1].response
     assert [o.type for o in final.output] == ["mcp_list_tools", "mcp_call", "message"]
+
+
+# -- postgres as responses_store ---------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_responses_stored_in_postgres_survive_a_restart(
+    fake_upstream: ServerProcess,
+    start_lamina: Callable[..., ServerProcess],
+    postgres_server: Any,
+    tmp_path: Path,
+    agents_run_config: Callable[..., dict],
+) -> None:
+    """Llama Stack's ``responses_store`` SQL config, ``type: postgres``, on the test PostgreSQL server."""
+    pg = postgres_server
+    config = agents_run_config(fake_upstream, tmp_path / "agents.db")
+    config["providers"]["agents"][0]["config"]["responses_store"] = {
+        "type": "postgres",
+        "host": pg.host,
+        "port": pg.port,
+        "db": pg.db,
+        "user": pg.user,
+        "table_name": f"responses_{tmp_path.name[-8:].replace('-', '_')}",
+    }
+    server = start_lamina(config)
+    oa = OpenAI(base_url=server.url + "/v1/openai/v1", api_key="none", max_retries=0, timeout=60)
+    first = oa.responses.create(model=MODEL, input="hello", instructions="Be brief.")
+    second = oa.responses.create(model="fake/echo", input="again", previous_response_id=first.id)
+    with pytest.raises(openai.APIStatusError):
+        oa.responses.create(model="fake/error500", input="boom")
+    server.restart()
+    assert oa.responses.retrieve(first.id).output_text == first.output_text
+    listed = [r["id"] for r in _listed(server)]
+    assert listed[1:] == [second.id, first.id] and oa.responses.retrieve(listed[0]).status == "failed"
+    items = oa.responses.input_items.list(second.id, order="asc").data
+    assert [i.role for i in items] == ["user", "assistant", "user"]
+    third = oa.responses.create(model="fake/echo", input="more", previous_response_id=second.id)
+    seen = json.loads(third.output_text)["messages"]
+    assert [m["role"] for m in seen] == ["user", "assistant", "user", "assistant", "user"]
+    oa.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        oa.responses.retrieve(first.id)
+    assert oa.responses.retrieve(third.id).previous_response_id == second.id

@@ -71,6 +71,12 @@ def main() -> None:
             timeout=120,
         )
         code_result = code.json() if code.status_code == 200 else code.text
+        response, turn = _agents_offline(server, client)
+        tool_providers = sorted(
+            p["provider_type"]
+            for p in httpx.get(f"{server.url}/v1/providers").json()["data"]
+            if p["api"] == "tool_runtime"
+        )
     print(
         json.dumps(
             {
@@ -88,8 +94,59 @@ def main() -> None:
                 "shields": shields,
                 "moderation": moderation.results[0].model_dump(),
                 "code_interpreter": code_result,
+                "tool_providers": tool_providers,
+                "response": response,
+                "agent_turn": turn,
             }
         )
+    )
+
+
+def _agents_offline(server: ServerProcess, client: OpenAI) -> tuple[dict, dict]:
+    """A Responses call (the openai SDK) and an agent turn whose model calls knowledge_search over a
+    vector DB (llama-stack-client's Agent helper): SmolLM2, greedy, few tokens."""
+    from llama_stack_client import LlamaStackClient
+    from llama_stack_client.lib.agents.agent import Agent
+
+    model = "SmolLM2-135M-Instruct"
+    response = client.responses.create(model=model, input="Say hello.", max_output_tokens=8, temperature=0)
+    stored = client.responses.retrieve(response.id)
+    ls = LlamaStackClient(base_url=server.url, max_retries=0, timeout=600)
+    ls.vector_dbs.register(
+        vector_db_id="offline-kb", embedding_model="all-MiniLM-L6-v2", embedding_dimension=384
+    )
+    ls.tool_runtime.rag_tool.insert(
+        documents=[
+            {"document_id": "eiffel", "content": "The Eiffel tower is 330 metres tall.", "metadata": {}}
+        ],
+        vector_db_id="offline-kb",
+        chunk_size_in_tokens=64,
+    )
+    agent = Agent(
+        ls,
+        model=model,
+        instructions="Answer with the knowledge_search tool.",
+        tools=[{"name": "builtin::rag", "args": {"vector_db_ids": ["offline-kb"]}}],
+        tool_config={"tool_choice": "knowledge_search"},
+        sampling_params={"strategy": {"type": "greedy"}, "max_tokens": 128},
+        max_infer_iters=2,
+    )
+    question = [{"role": "user", "content": "How tall is the Eiffel tower?"}]
+    turn = agent.create_turn(messages=question, session_id=agent.create_session("offline"), stream=False)
+    steps = [s.step_type for s in turn.steps]
+    tool_step = turn.steps[1] if len(turn.steps) > 1 and steps[1] == "tool_execution" else None
+    return (
+        {
+            "status": response.status,
+            "text": response.output_text,
+            "output_tokens": response.usage.output_tokens,
+            "stored_text": stored.output_text,
+        },
+        {
+            "steps": steps,
+            "tool": tool_step.tool_calls[0].tool_name if tool_step else None,
+            "result": str(tool_step.tool_responses[0].content) if tool_step else None,
+        },
     )
 
 

@@ -37,7 +37,10 @@ def test_distributions_lists_local_as_the_default_with_its_providers() -> None:
     assert "local (default)" in out.stdout
     assert "inference: inline::llama-cpp, inline::sentence-transformers" in out.stdout
     assert "vector_io: inline::faiss" in out.stdout and "files: inline::localfs" in out.stdout
-    assert "tool_runtime: inline::rag-runtime, inline::code-interpreter" in out.stdout
+    assert (
+        "tool_runtime: inline::rag-runtime, inline::code-interpreter, remote::model-context-protocol"
+        in out.stdout
+    )
     assert "safety: inline::rules, inline::prompt-guard, inline::llama-guard" in out.stdout
 
 
@@ -98,7 +101,7 @@ def test_local_distribution_works_with_the_network_off(tmp_path: Path) -> None:
         [*prefix, sys.executable, str(HERE / "offline_check.py"), str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # SmolLM2 answers a response and two model calls of an agent turn on 2 busy cores
     )
     assert out.returncode == 0, out.stdout + out.stderr + (tmp_path / "offline-lamina.log").read_text()
     seen = json.loads(out.stdout.strip().splitlines()[-1])
@@ -117,6 +120,16 @@ def test_local_distribution_works_with_the_network_off(tmp_path: Path) -> None:
     assert shields["prompt-guard"]["violation"]["violation_level"] == "error"
     assert shields["llama-guard"] == {"violation": None}  # the JSON-constrained local model judged it
     assert seen["moderation"]["flagged"] and seen["moderation"]["categories"]["pii/email"]
+    # issue 13 item 4: the Responses API and an agent with builtin::rag, offline, on SmolLM2
+    response = seen["response"]
+    assert response["status"] in ("completed", "incomplete") and response["text"], response
+    assert response["output_tokens"] <= 8 and response["stored_text"] == response["text"]
+    turn = seen["agent_turn"]
+    assert turn["steps"][:2] == ["inference", "tool_execution"] and turn["tool"] == "knowledge_search", turn
+    assert "330 metres" in turn["result"], turn
+    # MCP is served (no group registered: users add theirs) and needs no network to start
+    assert "remote::model-context-protocol" in seen["tool_providers"]
+    assert not any(g.startswith("mcp::") for g in seen["toolgroups"])
 
 
 def test_the_rag_tool_does_not_fetch_document_urls() -> None:

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from llama_stack_client import APIStatusError, LlamaStackClient
 
@@ -279,6 +280,62 @@ def test_malformed_mcp_headers_are_a_400_naming_them(
     assert status == 400 and "X-LlamaStack-Provider-Data.mcp_headers" in body, body
 
 
+def test_listing_every_tool_when_a_group_refuses_the_caller_is_a_401_naming_it(
+    client: LlamaStackClient, servers: dict[str, ServerProcess]
+) -> None:
+    """As Llama Stack 0.2.12 (its tests/integration/tool_runtime/test_mcp.py expects "Unauthorized"
+    from ``tools.list()``): a group whose server refuses the caller's credentials is not skipped
+    silently. A group whose server is down (mcp::later) is skipped with a warning: one broken server
+    must not hide every other tool."""
+    uri = servers["auth"].url + "/mcp"
+    for listing in (client.tools.list, client.tool_runtime.list_tools):
+        status, body = error_of(listing)
+        assert status == 401, body
+        assert "mcp::auth" in body and "Unauthorized" in body and "mcp_headers" in body, body
+    listed = client.tools.list(extra_headers=auth_headers(uri))
+    groups = {t.toolgroup_id for t in listed}
+    assert {"mcp::http", "mcp::sse", "mcp::auth"} <= groups and "mcp::later" not in groups, groups
+    runtime = client.tool_runtime.list_tools(extra_headers=auth_headers(uri))
+    assert {t.name for t in runtime} >= {"add", "echo"}
+    assert_serving(client)
+
+
+@pytest.mark.parametrize(("name", "path"), [("http", "/mcp"), ("sse", "/sse")])
+def test_list_tools_of_an_unregistered_mcp_endpoint(
+    client: LlamaStackClient, servers: dict[str, ServerProcess], name: str, path: str
+) -> None:
+    """``mcp_endpoint`` on list-tools lists a server's tools without registering a group (as Llama
+    Stack's MCP provider does)."""
+    uri = servers[name].url + path
+    groups_before = {g.identifier for g in client.toolgroups.list()}
+    tools = client.tool_runtime.list_tools(mcp_endpoint={"uri": uri})
+    names = [t.name for t in tools]
+    assert {"add", "echo", "sleep"} <= set(names) and len(names) == len(set(names))  # this server's only
+    assert {t.metadata["endpoint"] for t in tools} == {uri}
+    add = next(t for t in tools if t.name == "add")
+    assert [p.name for p in add.parameters] == ["a", "b"]
+    assert {g.identifier for g in client.toolgroups.list()} == groups_before  # nothing registered
+    # a plain URL in the query works too (mcp_endpoint=<url>, not only mcp_endpoint[uri]=<url>)
+    plain = httpx.get(f"{client.base_url}/v1/tool-runtime/list-tools", params={"mcp_endpoint": uri})
+    assert plain.status_code == 200 and {t["metadata"]["endpoint"] for t in plain.json()["data"]} == {uri}
+
+
+def test_list_tools_of_an_mcp_endpoint_needing_auth_or_not_http(
+    client: LlamaStackClient, servers: dict[str, ServerProcess]
+) -> None:
+    uri = servers["auth"].url + "/mcp"
+    status, body = error_of(lambda: client.tool_runtime.list_tools(mcp_endpoint={"uri": uri}))
+    assert status == 401 and uri in body and "mcp_headers" in body, body
+    tools = client.tool_runtime.list_tools(mcp_endpoint={"uri": uri}, extra_headers=auth_headers(uri))
+    assert "echo" in {t.name for t in tools}
+    status, body = error_of(lambda: client.tool_runtime.list_tools(mcp_endpoint={"uri": "ftp://x/mcp"}))
+    assert status == 400 and "mcp_endpoint" in body, body
+    down = f"http://127.0.0.1:{free_port()}/mcp"
+    status, body = error_of(lambda: client.tool_runtime.list_tools(mcp_endpoint={"uri": down}))
+    assert status == 502 and down in body, body
+    assert_serving(client)
+
+
 # -- faults -----------------------------------------------------------------------------------------
 
 
@@ -288,7 +345,9 @@ def _register(client: LlamaStackClient, group: str, uri: str) -> None:
     )
 
 
-def test_unreachable_server_is_a_502_naming_it(client: LlamaStackClient) -> None:
+def test_unreachable_server_is_a_502_naming_it(
+    client: LlamaStackClient, servers: dict[str, ServerProcess]
+) -> None:
     uri = f"http://127.0.0.1:{free_port()}/mcp"
     _register(client, "mcp::down", uri)
     try:
@@ -298,8 +357,10 @@ def test_unreachable_server_is_a_502_naming_it(client: LlamaStackClient) -> None
         status, body = error_of(lambda: client.tool_runtime.invoke_tool(tool_name="mcp::down/add", kwargs={}))
         assert status == 502 and "mcp::down" in body
         assert_serving(client)
-        # A healthy group's tools are still listed with every tool (the broken one is skipped).
-        assert "mcp::http" in {t.toolgroup_id for t in client.tools.list()}
+        # A healthy group's tools are still listed with every tool (the broken one is skipped); the
+        # caller sends mcp::auth's token (a group refusing the caller is a 401, not skipped).
+        listed = client.tools.list(extra_headers=auth_headers(servers["auth"].url + "/mcp"))
+        assert "mcp::http" in {t.toolgroup_id for t in listed}
     finally:
         client.toolgroups.unregister("mcp::down")
 

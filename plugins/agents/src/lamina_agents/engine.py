@@ -19,6 +19,8 @@ A run: input shields -> (inference -> tool calls)* -> output shields -> ``Finish
   appended and ``iterations_done`` carried over.
 - A shield violation at level ``error`` ends the run with the shield's message as the output; a
   ``warn`` is recorded in the step and the run goes on.
+- ``parallel_tool_calls`` false: only the first call of an answer is kept (run, returned, in the
+  history); the others are dropped and logged, as OpenAI makes at most one call then.
 - A model call that fails raises (the router's 4xx/5xx error naming the provider): the facade records
   the turn failed and ends its stream.
 """
@@ -55,6 +57,9 @@ class EngineTool:
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     client: bool = False
     bound_args: dict[str, Any] = field(default_factory=dict)  # merged over the model's arguments
+    # The name the Tool Runtime router resolves (``<toolgroup_id>/<tool>``): two groups may offer a tool
+    # of the same bare name (two MCP servers' ``echo``), and the model only sees the bare one.
+    runtime_name: str | None = None
     # Runs the tool instead of the Tool Runtime router: a facade's own tools (a Responses file_search
     # over vector stores, an MCP server named by URL) take the same loop, steps and events.
     invoke: Callable[[dict[str, Any]], Awaitable[ToolInvocationResult]] | None = None
@@ -82,6 +87,9 @@ class EngineRequest:
     # A bound on the completion tokens of every model call of the run together (the Responses API's
     # max_output_tokens): each call gets what is left as max_tokens; none left ends the run out_of_tokens.
     max_output_tokens: int | None = None
+    # False (the Responses API's parallel_tool_calls): one call per model answer. The model is asked
+    # (the chat field), and a model that still makes several gets only its first run and returned.
+    parallel_tool_calls: bool = True
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -341,6 +349,8 @@ class AgentEngine:
         calls: dict[int, dict[str, str]] = {}
         finish: str | None = None
         usage: dict[str, int] = {}
+        only: int | None = None  # parallel_tool_calls false: the index of the one call kept
+        dropped: set[int] = set()
         if not hasattr(stream, "__anext__"):  # a provider that answered in one piece
             stream = _as_stream(stream)
         try:
@@ -354,6 +364,11 @@ class AgentEngine:
                         yield TextDelta(step_id, delta["content"])
                     for part in delta.get("tool_calls") or []:
                         index = part.get("index", 0)
+                        if not request.parallel_tool_calls:
+                            only = index if only is None else only
+                            if index != only:
+                                dropped.add(index)
+                                continue
                         call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
                         function = part.get("function") or {}
                         call["id"] = part.get("id") or call["id"]
@@ -376,6 +391,8 @@ class AgentEngine:
             EngineToolCall(c["id"] or f"call_{uuid.uuid4().hex[:24]}", c["name"], c["arguments"] or "{}")
             for _, c in sorted(calls.items())
         ]
+        if dropped:
+            log.warning("agent_parallel_tool_calls_dropped", model=request.model, dropped=len(dropped))
         yield InferenceFinished(step_id, started, _now(), "".join(text), tool_calls, finish, usage)
 
     # -- tools and shields --------------------------------------------------------------------------
@@ -410,7 +427,7 @@ class AgentEngine:
                     invoked = await tool.invoke(kwargs)
                 else:
                     invoked = await self.tool_runtime.invoke_tool(
-                        InvokeToolRequest(tool_name=call.name, kwargs=kwargs)
+                        InvokeToolRequest(tool_name=tool.runtime_name or call.name, kwargs=kwargs)
                     )
                 if invoked.error_message:
                     result = ToolResult(

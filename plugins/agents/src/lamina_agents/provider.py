@@ -43,6 +43,7 @@ from lamina.apis.agents import (
     GetAgentSessionRequest,
     InferenceStep,
     ListAgentSessionsRequest,
+    MemoryRetrievalStep,
     PageRequest,
     PaginatedResponse,
     Session,
@@ -82,7 +83,13 @@ from lamina_agents.store import (
     TurnRecord,
     mark_failed,
 )
-from lamina_agents.turn_input import build_request, history, input_to_openai, tool_response_messages
+from lamina_agents.turn_input import (
+    build_request,
+    documents_text,
+    history,
+    input_to_openai,
+    tool_response_messages,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -276,17 +283,31 @@ class MetaReferenceAgentsImpl(ProviderBase):
                 param="session_id",
             )
         await self._preflight(agent.agent_config)
+        retrieval_started = _now()
         engine_request = await build_request(
             agent.agent_config, request, history(agent.agent_config, previous), self.tool_runtime
         )
         turn_id = str(uuid.uuid4())
+        steps: list[Any] = []
+        inserted = documents_text(request.documents)
+        if inserted is not None:  # the documents went into the context: a memory_retrieval step says so
+            steps.append(
+                MemoryRetrievalStep(
+                    turn_id=turn_id,
+                    step_id=str(uuid.uuid4()),
+                    started_at=retrieval_started,
+                    completed_at=_now(),
+                    vector_db_ids="",  # attached to the turn, not searched in a vector DB
+                    inserted_context=inserted,
+                )
+            )
         record = TurnRecord(
             key=await self.db.new_turn_key(request.session_id, turn_id),
             turn=Turn(
                 turn_id=turn_id,
                 session_id=request.session_id,
                 input_messages=request.messages,
-                steps=[],
+                steps=list(steps),
                 output_message=CompletionMessage(content=""),
                 started_at=_now(),
             ),
@@ -296,7 +317,8 @@ class MetaReferenceAgentsImpl(ProviderBase):
             tool_config=request.tool_config.model_dump() if request.tool_config else None,
         )
         await self.db.put_turn(record)
-        events = self._run(record, engine_request, start=True)
+        first = [chunk for step in steps for chunk in _step_chunks(step)]
+        events = self._run(record, engine_request, start=True, first=first)
         return events if request.stream else await _collect(events, record)
 
     async def resume_agent_turn(
@@ -356,11 +378,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
         engine_request.check_input = False
         if engine_request.tool_choice != "none":  # a forced call was made: the model decides from now on
             engine_request.tool_choice = "auto"
-        first = _chunk(
-            AgentTurnResponseStepCompletePayload(
-                step_type="tool_execution", step_id=step.step_id, step_details=step
-            )
-        )
+        first = [_step_complete(step)]
         events = self._run(record, engine_request, start=False, first=first)
         return events if request.stream else await _collect(events, record)
 
@@ -392,13 +410,14 @@ class MetaReferenceAgentsImpl(ProviderBase):
         request: E.EngineRequest,
         *,
         start: bool,
-        first: AgentTurnResponseStreamChunk | None = None,
+        first: list[AgentTurnResponseStreamChunk] | None = None,
     ) -> AsyncIterator[AgentTurnResponseStreamChunk]:
+        """``first``: the chunks of steps recorded before the loop (memory retrieval, resumed tools)."""
         turn = record.turn
         if start:
             yield _chunk(AgentTurnResponseTurnStartPayload(turn_id=turn.turn_id))
-        if first is not None:
-            yield first
+        for chunk in first or []:
+            yield chunk
         try:
             async for event in self.engine.run(request):
                 for chunk in await self._on_event(record, event):
@@ -511,11 +530,21 @@ class MetaReferenceAgentsImpl(ProviderBase):
     async def _step_done(self, record: TurnRecord, step: Any) -> AgentTurnResponseStreamChunk:
         record.turn.steps.append(step)
         await self.db.put_turn(record)
-        return _chunk(
-            AgentTurnResponseStepCompletePayload(
-                step_type=step.step_type, step_id=step.step_id, step_details=step
-            )
+        return _step_complete(step)
+
+
+def _step_complete(step: Any) -> AgentTurnResponseStreamChunk:
+    return _chunk(
+        AgentTurnResponseStepCompletePayload(
+            step_type=step.step_type, step_id=step.step_id, step_details=step
         )
+    )
+
+
+def _step_chunks(step: Any) -> list[AgentTurnResponseStreamChunk]:
+    """A step recorded whole (no progress): its step_start and step_complete."""
+    start = AgentTurnResponseStepStartPayload(step_type=step.step_type, step_id=step.step_id)
+    return [_chunk(start), _step_complete(step)]
 
 
 async def _collect(events: AsyncIterator[AgentTurnResponseStreamChunk], record: TurnRecord) -> Turn:

@@ -17,7 +17,9 @@ the finished response is kept in the ``ResponsesStore`` (``responses_store`` of 
   in the next request runs the call (or tells the model it was refused) before the model is called.
 - A streamed and a non-streamed response run the same steps (``ResponseEvents`` builds the response
   either way); a model failure fails a streamed response with ``response.failed`` and is the router's
-  4xx/5xx for a non-streamed one. A failed response is not stored.
+  4xx/5xx for a non-streamed one. A failed response is stored (``store`` true) with status ``failed``
+  and its ``error``, as OpenAI keeps it; so is one whose client left mid-stream (failed, saying so:
+  nothing runs on in the background).
 """
 
 from __future__ import annotations
@@ -217,6 +219,7 @@ class _Run:
             response_format=response_format(self.request.text),
             max_infer_iters=self.request.max_infer_iters or 10,
             max_output_tokens=self.request.max_output_tokens,
+            parallel_tool_calls=self.request.parallel_tool_calls is not False,
         )
 
     def _file_search_invoker(self, tool: FileSearchTool) -> Any:
@@ -305,14 +308,34 @@ class _Run:
         except LaminaError as exc:
             log.warning("response_failed", response_id=events.response.id, error=exc.message)
             self.error = exc
-            yield events.fail(exc.message, usage=usage)
+            batch = events.fail(exc.message, usage=usage)
+            # before the last event: a client reading it finds the response stored; a store that fails
+            # too must not hide the model's failure from the client
+            await _quietly(self._store([]))
+            yield batch
             return
-        if self.request.store is not False:
-            await self.facade.store.store(
-                events.response,
-                input_items(self.request.input, self.previous),
-                stored_messages(self.messages + added, self.request),
-            )
+        except (GeneratorExit, asyncio.CancelledError):  # the client left mid-stream (aiohttp cancels)
+            if not events.finished:
+                log.warning("response_abandoned", response_id=events.response.id)
+                events.fail(
+                    "the client closed the connection before the response ended; nothing was finished "
+                    "in the background: create the response again",
+                    usage=usage,
+                )
+                await _quietly(self._store([]))
+            raise
+        await self._store(added)
+
+    async def _store(self, added: list[dict[str, Any]]) -> None:
+        """Keep the response (unless ``store`` is false): a failed one with its error and its input."""
+        if self.request.store is False:
+            return
+        messages = self.messages or conversation(self.request, self.previous)
+        await self.facade.store.store(
+            self.events.response,
+            input_items(self.request.input, self.previous),
+            stored_messages(messages + added, self.request),
+        )
 
     def _tool_item(self, event: E.ToolFinished) -> list[Any]:
         offered = self.offer.by_name.get(event.call.name)
@@ -340,6 +363,13 @@ class _Run:
         async for batch in self.steps():
             for event in batch:
                 yield event
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # the client is gone: nobody to tell but the log
+        log.warning("response_store_failed", error=str(exc))
 
 
 def _without_calls(messages: list[dict[str, Any]], call_ids: set[str]) -> list[dict[str, Any]]:

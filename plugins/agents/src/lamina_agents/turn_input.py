@@ -88,15 +88,22 @@ def input_to_openai(
             if message.context:
                 text = f"{text}\n\n{_content(message.context)}"
             out.append({"role": "user", "content": text})
-    if documents:
-        texts = [_document_text(doc, i) for i, doc in enumerate(documents)]
+    inserted = documents_text(documents)
+    if inserted is not None:
         for message in reversed(out):
             if message["role"] == "user":
-                message["content"] = "\n".join([message["content"], *texts])
+                message["content"] = "\n".join([message["content"], inserted])
                 break
         else:
-            out.append({"role": "user", "content": "\n".join(texts)})
+            out.append({"role": "user", "content": inserted})
     return out
+
+
+def documents_text(documents: list[Document] | None) -> str | None:
+    """What a turn's documents put into the context (the turn's memory_retrieval step records it)."""
+    if not documents:
+        return None
+    return "\n".join(_document_text(doc, i) for i, doc in enumerate(documents))
 
 
 def _document_text(doc: Document, index: int) -> str:
@@ -221,6 +228,7 @@ async def resolve_tools(
                 tool.description,
                 parameters_schema(tool.parameters),
                 bound_args=args.get(group_id, {}),
+                runtime_name=f"{tool.toolgroup_id or group_id}/{tool.identifier}",
             )
     return list(tools.values())
 

@@ -51,6 +51,13 @@ providers:
       # in the lamina-code-interpreter README). Without a working bwrap the server still starts and
       # code_interpreter calls answer 503 naming the fix (apt-get install bubblewrap).
       require_sandbox: false
+  - provider_id: model-context-protocol
+    provider_type: remote::model-context-protocol
+    # MCP servers' tools (streamable HTTP or SSE). It contacts nothing at start-up and no group is
+    # registered: add yours with POST /v1/toolgroups {"toolgroup_id": "mcp::x", "provider_id":
+    # "model-context-protocol", "mcp_endpoint": {"uri": "http://127.0.0.1:8000/mcp"}}, or use a
+    # Responses `mcp` tool.
+    config: {}
   safety:
   - provider_id: rules
     provider_type: inline::rules
