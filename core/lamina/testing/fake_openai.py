@@ -17,6 +17,12 @@ Not a model: it answers instantly with canned text. The requested model name pic
   the ``Authorization`` header it got under ``"_authorization"``
 - ``toolcap``: like ``ok``, but an answer with a tool call ends with ``finish_reason: "length"``, as a
   small model that writes whole calls and then runs on to its token limit does (SmolLM2 on llama.cpp)
+- ``tools<N>`` (``tools3``...): an agent's model that uses its tools N times, then answers. While the
+  messages after the last user message hold fewer than N tool results (and tools are offered,
+  ``tool_choice`` not ``none``), it calls the offered tools in turn (call k: tool k mod the number
+  offered; id ``call_fake<k+1>``) with arguments typed after the tool's required parameters (a
+  number 1, a string ``"Paris"``, a boolean true); then it answers like ``ok``. Stateless: the
+  conversation says how far it is, so concurrent turns do not disturb each other
 - ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
   request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
   one verbatim, with each backslash-n pair turned into a newline: a user message containing
@@ -61,9 +67,11 @@ MODELS = [
     "garbage-embed",
     "guard",
     "toolcap",
+    "tools3",
 ]
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
+_TOOLS_MODEL = re.compile(r"tools(\d+)")
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
 _ids = itertools.count(1)
 
@@ -137,24 +145,43 @@ def _forced_tool(body: dict) -> tuple[str, str] | None:
 
 
 TOOL_ARGS = '{"city": "Paris"}'
+_TYPED_VALUES = {"number": 1, "integer": 1, "boolean": True, "array": [], "object": {}}
+
+
+def _scripted_tool(model: str, body: dict) -> tuple[str, str, str] | None:
+    """(name, JSON arguments, call id) of the call a ``tools<N>`` model makes now, if it makes one."""
+    match = _TOOLS_MODEL.fullmatch(model)
+    tools = [t.get("function", {}) for t in body.get("tools") or []]
+    if match is None or not tools or body.get("tool_choice") == "none":
+        return None
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    done = sum(1 for m in messages[last_user + 1 :] if m.get("role") == "tool")
+    if done >= int(match.group(1)):
+        return None
+    function = tools[done % len(tools)]
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    required = (function.get("parameters") or {}).get("required") or []
+    args = {p: _TYPED_VALUES.get((properties.get(p) or {}).get("type"), "Paris") for p in required}
+    return function.get("name", ""), json.dumps(args), f"call_fake{done + 1}"
 
 
 def _tool_finish(model: str) -> str:
     return "length" if model == "toolcap" else "tool_calls"
 
 
-def _tool_completion(model: str, tool: tuple[str, str]) -> dict:
+def _tool_completion(model: str, tool: tuple[str, str], call_id: str = "call_fake1") -> dict:
     name, args = tool
-    call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": args}}
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
     doc = _completion(model, "")
     doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
     doc["choices"][0]["finish_reason"] = _tool_finish(model)
     return doc
 
 
-def _tool_chunks(model: str, tool: tuple[str, str], cid: str) -> list[bytes]:
+def _tool_chunks(model: str, tool: tuple[str, str], cid: str, call_id: str = "call_fake1") -> list[bytes]:
     name, args = tool
-    first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}
+    first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
     parts = [first] + [{"index": 0, "function": {"arguments": piece}} for piece in (args[:8], args[8:])]
     out = [_chunk(cid, model, None, delta={"tool_calls": [p]}) for p in parts]
     out.append(_chunk(cid, model, None, _tool_finish(model)))
@@ -217,7 +244,10 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             return web.Response(text="this is { not json", content_type="application/json")
         if model == "garbage" and not body.get("stream"):
             return web.json_response(GARBAGE)
-        tool = _forced_tool(body)
+        tool, call_id = _forced_tool(body), "call_fake1"
+        if _TOOLS_MODEL.fullmatch(model):  # its script decides, whatever tool_choice says
+            scripted = _scripted_tool(model, body)
+            tool, call_id = (scripted[:2], scripted[2]) if scripted else (None, call_id)
         if model == "echo":
             text = json.dumps({**body, "_authorization": request.headers.get("Authorization")})
         elif model == "guard":
@@ -226,7 +256,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             text = "Hello from the fake upstream."
         if not body.get("stream"):
             if tool:
-                return web.json_response(_tool_completion(model, tool))
+                return web.json_response(_tool_completion(model, tool, call_id))
             doc = _completion(model, text)
             return web.json_response(_as_text_completion(doc) if text_shape else doc)
         cid = _new_id()
@@ -244,7 +274,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
 
         if tool or model in ("echo", "guard"):
             for piece in (
-                _tool_chunks(model, tool, cid)
+                _tool_chunks(model, tool, cid, call_id)
                 if tool
                 else [_chunk(cid, model, text), _chunk(cid, model, None, "stop")]
             ):
