@@ -296,7 +296,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
             or None,
             tool_config=request.tool_config.model_dump() if request.tool_config else None,
         )
-        await self.db.put_turn(record)
+        await self.db.put_turn(record, new=True)
         events = self._run(record, engine_request, start=True)
         return events if request.stream else await _collect(events, record)
 
