@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -320,8 +321,9 @@ def render(args: argparse.Namespace, out: dict[str, Any], seconds: float) -> tup
                 str(errors),
                 f"{runs.stat(50, 'engine'):.0f}",
                 f"{runs.stat(99, 'engine'):.0f}",
-                f"{runs.stat(50, 'engine', 'facade'):.0f}",
-                f"{runs.stat(99, 'engine', 'facade'):.0f}",
+                # the Responses facade does not time its own work: engine only there
+                f"{runs.stat(50, 'engine', 'facade'):.0f}" if key != "responses" else "-",
+                f"{runs.stat(99, 'engine', 'facade'):.0f}" if key != "responses" else "-",
                 f"{runs.stat(50, 'store'):.0f}" if key != "responses" else "-",
                 f"{1000 * usage.ours.get('lamina', 0.0) / max(len(results), 1):.2f}",
                 f"{1000 * _pct([r.seconds for r in results], 50):.1f}",
@@ -330,11 +332,13 @@ def render(args: argparse.Namespace, out: dict[str, Any], seconds: float) -> tup
         )
     results, runs, usage, wall = out["concurrent"]
     first_error = next((r.error for r in results if r.error), None)
-    worst = max(runs.stat(50, "engine", "facade"), out["sequential"][1].stat(50, "engine", "facade"))
+    p50 = max(runs.stat(50, "engine", "facade"), out["sequential"][1].stat(50, "engine", "facade"))
+    worst = max(runs.stat(99, "engine", "facade"), out["sequential"][1].stat(99, "engine", "facade"))
     seq_usage = out["sequential"][2]
     verdicts = [
-        f"agent loop's own time per step <= {TARGET_STEP_MS:g} ms (p50, engine+facade, either phase): "
-        f"{worst / 1000:.3f} ms: {'met' if worst / 1000 <= TARGET_STEP_MS else 'missed'}",
+        f"agent loop's own time per step <= {TARGET_STEP_MS:g} ms (engine+facade, the higher of the two "
+        f"Agents phases): p99 {worst / 1000:.3f} ms (p50 {p50 / 1000:.3f} ms): "
+        f"{'met' if worst / 1000 <= TARGET_STEP_MS else 'missed'}",
         f">= {TARGET_CONCURRENT} concurrent turns on one process without errors: {len(results)} turns, "
         f"{sum(r.error is not None for r in results)} errors, {wall:.1f} s wall: "
         f"{'met' if len(results) >= TARGET_CONCURRENT and first_error is None else 'missed'}",
@@ -348,7 +352,7 @@ def render(args: argparse.Namespace, out: dict[str, Any], seconds: float) -> tup
         f"{mcp_ms:.2f} ms of CPU per turn; every other process on the machine "
         f"{seq_usage.foreign_pct:.0f}% of a core."
     )
-    command = f"hatch run bench agents{' --responses' if args.responses else ''}"
+    command = shlex.join(["hatch", "run", "bench", "agents", *args.argv])
     md = "\n".join(
         [
             "## Agents (issue 13)",
@@ -374,6 +378,7 @@ def render(args: argparse.Namespace, out: dict[str, Any], seconds: float) -> tup
             "and the shields; *facade* is the Agents facade's own work on those events (steps, stream "
             "chunks), less its waits on the store. Persistence (the turn written after every step) is the "
             "*store wait*, reported apart. Per step = the run's total over its steps; percentiles over runs. "
+            "The Responses facade does not time its own work, so its row has the engine's alone. "
             "*Server CPU* is the whole `lamina run` process (every thread: HTTP in and out, SSE encoding, "
             "debug logging, SQLite) from /proc, divided by the turns. Turn latency is the client's, request "
             "sent to stream end. " + cpu_note,
@@ -396,6 +401,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=None, help="update this markdown file's agents section")
     parser.add_argument("--work-dir", type=Path, default=None, help="logs and state (default: a temp dir)")
     args = parser.parse_args(argv)
+    args.argv = argv
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lamina-bench-agents-") as tmp:
         work = args.work_dir or Path(tmp)
