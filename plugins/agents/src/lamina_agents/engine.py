@@ -400,6 +400,9 @@ class AgentEngine:
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
+            # The turn or response is what is kept; its model calls are not the caller's chat
+            # completions, so they stay out of the inference store's listing.
+            "store": False,
             **request.sampling,
         }
         if max_tokens is not None:
