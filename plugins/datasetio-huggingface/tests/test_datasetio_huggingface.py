@@ -4,6 +4,7 @@ not answer failing at once (a closed loopback port stands for the hub: no test l
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -84,7 +85,8 @@ async def test_a_local_csv_pages_offline(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     path = tmp_path / "qa.csv"
-    path.write_text("question,answer,n\n" + "".join(f"{r['question']},{r['answer']},{r['n']}\n" for r in ROWS))
+    lines = "".join(f"{r['question']},{r['answer']},{r['n']}\n" for r in ROWS)
+    path.write_text("question,answer,n\n" + lines)
     provider = await _provider(tmp_path)
     dataset = _dataset(f"huggingface://csv?data_files={path}&split=train")
     started = time.monotonic()
@@ -114,7 +116,8 @@ async def test_a_local_directory_and_its_splits(tmp_path: Path) -> None:
 
 async def test_appended_rows_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
-    path.write_text("".join(f'{{"question": "{r["question"]}", "answer": "{r["answer"]}"}}\n' for r in ROWS[:3]))
+    qa = [{"question": r["question"], "answer": r["answer"]} for r in ROWS[:3]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in qa))
     provider = await _provider(tmp_path)
     dataset = _dataset(f"huggingface://json?data_files={path}&split=train")
     await provider.register_dataset(dataset)
@@ -145,5 +148,7 @@ async def test_sources_it_cannot_read_are_400s(tmp_path: Path) -> None:
         await provider.register_dataset(_dataset("/data/qa.csv"))
     assert info.value.param == "source.uri" and "inline::localfs" in info.value.message
     with pytest.raises(BadRequestError) as info:
-        await provider.register_dataset(_dataset(f"huggingface://csv?data_files={tmp_path}/none.csv&split=train"))
+        await provider.register_dataset(
+            _dataset(f"huggingface://csv?data_files={tmp_path}/none.csv&split=train")
+        )
     assert info.value.param == "source.uri" and "none.csv" in info.value.message
