@@ -261,3 +261,36 @@ async def test_an_unknown_extension_or_a_broken_file_is_a_400(tmp_path: Path) ->
     broken.write_text("{not json}\n")
     with pytest.raises(BadRequestError, match="line 1 is not JSON"):
         await provider.register_dataset(_dataset(_uri(broken)))
+
+
+class _Table:
+    """The one thing the router asks its routing table: the dataset and its provider."""
+
+    def __init__(self, dataset: Dataset, provider: LocalFSDatasetIO) -> None:
+        self.entry = (dataset, provider)
+
+    async def resolve(self, dataset_id: str) -> tuple[Dataset, LocalFSDatasetIO]:
+        return self.entry
+
+
+async def test_the_router_caps_a_page_and_refuses_every_row_of_a_long_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.apis.datasets import IterRowsRequest
+    from lamina.routers import datasetio
+
+    monkeypatch.setattr(datasetio, "MAX_PAGE_ROWS", 10)
+    provider = await _provider(tmp_path)
+    dataset = _dataset(_uri(_write(tmp_path, "jsonl")))
+    await provider.register_dataset(dataset)
+    router = datasetio.DatasetIORouter(_Table(dataset, provider))
+
+    capped = await router.iterrows(IterRowsRequest(dataset_id="ds", limit=50))
+    assert capped.data == ROWS[:10] and capped.has_more
+    tail = await router.iterrows(IterRowsRequest(dataset_id="ds", start_index=15, limit=-1))
+    assert tail.data == ROWS[15:] and not tail.has_more  # 10 rows: every row fits
+    with pytest.raises(BadRequestError) as info:
+        await router.iterrows(IterRowsRequest(dataset_id="ds"))
+    assert info.value.param == "limit" and "start_index" in info.value.message
+    pages = [page async for page in router.pages("ds", page_rows=7)]
+    assert [len(p) for p in pages] == [7, 7, 7, 4] and [r for p in pages for r in p] == ROWS
