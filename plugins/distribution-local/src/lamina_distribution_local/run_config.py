@@ -13,6 +13,7 @@ apis:
 - tool_runtime
 - safety
 - agents
+- datasetio
 providers:
   inference:
   - provider_id: llama-cpp
@@ -77,6 +78,15 @@ providers:
     provider_type: inline::meta-reference
     # Agents, sessions, turns and steps persist (persistence_store; absent: SQLite in the state
     # directory) and survive a restart; a turn a crash interrupted reads as failed after it.
+    config: {}
+  datasetio:
+  # Not `localfs` (Llama Stack's id here): provider ids are unique across APIs, and the files provider
+  # above has it. Datasets pick this provider by its type, so Llama Stack's requests need no id.
+  - provider_id: localfs-datasetio
+    provider_type: inline::localfs
+    # Datasets from CSV/TSV/JSONL/Parquet/XLSX paths, file:// and data: URIs, and Files API files
+    # (files://<file_id>), read a page at a time; appended rows persist (kvstore; absent: SQLite in
+    # the state directory).
     config: {}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the
