@@ -31,7 +31,9 @@ the chunks of one stream share theirs.
 Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a named function
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``, or, when the
 function's parameters require properties and ``city`` is not one of them, each required property set
-to ``"Paris"`` (``{"query": "Paris"}`` for a search tool).
+to ``"Paris"`` (``{"query": "Paris"}`` for a search tool). A message holding the directive
+``[[tool-args:<JSON object>]]`` scripts those arguments instead (the last directive wins): an LLM
+scorer that reads its verdict from a forced tool call (autoevals) gets the verdict the test wrote.
 
 Run it with ``python -m lamina.testing.fake_openai --port N``.
 """
@@ -65,6 +67,7 @@ MODELS = [
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
+_TOOL_ARGS_DIRECTIVE = re.compile(r"\[\[tool-args:(\{.*?\})\]\]", re.DOTALL)
 _ids = itertools.count(1)
 
 
@@ -130,6 +133,9 @@ def _forced_tool(body: dict) -> tuple[str, str] | None:
     name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
     name = name or tools[0].get("function", {}).get("name")
     function = next((t.get("function", {}) for t in tools if t.get("function", {}).get("name") == name), {})
+    scripted = _TOOL_ARGS_DIRECTIVE.findall("\n".join(_message_texts(body)))
+    if scripted:
+        return name, scripted[-1]
     required = (function.get("parameters") or {}).get("required") or []
     if not required or "city" in required:
         return name, TOOL_ARGS
