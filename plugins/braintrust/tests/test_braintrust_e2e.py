@@ -105,12 +105,14 @@ def test_factuality_is_judged_by_a_served_model(client: LlamaStackClient) -> Non
 def test_answer_similarity_embeds_with_a_served_embedding_model(client: LlamaStackClient) -> None:
     rows = [
         {"input_query": "q", "generated_answer": "Paris", "expected_answer": "Paris"},
-        {"input_query": "q", "generated_answer": "Paris", "expected_answer": "a much longer answer than that"},
+        {"input_query": "q", "generated_answer": "Paris", "expected_answer": "a much longer answer"},
     ]
     aggregations = ["accuracy", "median", "categorical_count", "average"]
     response = client.scoring.score(
         input_rows=rows,
-        scoring_functions={"braintrust::answer-similarity": {"type": "basic", "aggregation_functions": aggregations}},
+        scoring_functions={
+            "braintrust::answer-similarity": {"type": "basic", "aggregation_functions": aggregations}
+        },
     )
     result = response.results["braintrust::answer-similarity"]
     scores = [r["score"] for r in result.score_rows]
@@ -141,7 +143,7 @@ def test_judge_problems_are_clear_errors(client: LlamaStackClient) -> None:
         client.scoring.score(input_rows=ROWS, scoring_functions={"failing-factuality": None})
     assert err.value.status_code == 502
     detail = err.value.body["detail"]
-    assert detail.startswith("provider 'bt-500': scoring function 'failing-factuality': the judge's call for row")
+    assert detail.startswith("provider 'bt-500': scoring function 'failing-factuality': the judge's call")
     assert "(502): provider 'fake'" in detail  # the inference provider's own error, as Lamina answered it
 
     with pytest.raises(llama_stack_client.BadRequestError) as err:
@@ -154,14 +156,16 @@ def test_judge_problems_are_clear_errors(client: LlamaStackClient) -> None:
         )
     assert err.value.body["error"]["param"] == "provider_scoring_fn_id"
 
-    rows = [{"input_query": "q", "generated_answer": "[[tool-args:{\"choice\": \"Z\"}]]", "expected_answer": "x"}]
+    rows = [{"input_query": "q", "generated_answer": verdict("Z"), "expected_answer": "x"}]
     with pytest.raises(llama_stack_client.InternalServerError) as err:
         client.scoring.score(input_rows=rows, scoring_functions={"braintrust::factuality": None})
     assert err.value.status_code == 502
     assert "provider 'braintrust'" in str(err.value) and "not what autoevals expects" in str(err.value)
 
     with pytest.raises(llama_stack_client.BadRequestError) as err:
-        client.scoring.score(input_rows=[{"generated_answer": "x"}], scoring_functions={"braintrust::factuality": None})
+        client.scoring.score(
+            input_rows=[{"generated_answer": "x"}], scoring_functions={"braintrust::factuality": None}
+        )
     assert "input_rows[0]" in str(err.value) and "no column 'input_query'" in str(err.value)
 
     # The server keeps serving.
