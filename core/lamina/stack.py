@@ -18,6 +18,7 @@ import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lamina import __version__, api_table
+from lamina.apis.datasets import RegisterDatasetRequest
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Model, RegisterModelRequest
 from lamina.apis.safety import RegisterShieldRequest
@@ -31,6 +32,7 @@ from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
 from lamina.request_context import PROVIDER_DATA_HEADER
+from lamina.resources.datasets import DatasetsRoutingTable
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.shields import ShieldsRoutingTable
@@ -114,6 +116,10 @@ class Stack:
     @property
     def shields(self) -> ShieldsRoutingTable:
         return self.tables[ResourceType.shield]
+
+    @property
+    def datasets(self) -> DatasetsRoutingTable:
+        return self.tables[ResourceType.dataset]
 
     @property
     def vector_stores(self) -> VectorStoresRouter:
@@ -327,6 +333,7 @@ class Stack:
         await self._register_vector_dbs()
         await self._register_tool_groups()
         await self._register_shields()
+        await self._register_datasets()
         await self._register_scoring_functions()
 
     async def _register_vector_dbs(self) -> None:
@@ -412,6 +419,37 @@ class Stack:
             ),
         )
         await self._check_default_shield()
+
+    async def _register_datasets(self) -> None:
+        """Reopen persisted datasets, then plugins' default datasets, then the run config's."""
+        if Api.datasetio not in self.providers:
+            return
+        await self.datasets.reopen()
+        await self._register_defaults(
+            Api.datasetio,
+            ResourceType.dataset,
+            lambda res, record: self.datasets.register_dataset(
+                RegisterDatasetRequest(
+                    dataset_id=res.identifier, provider_id=record.provider_id, **res.params
+                )
+            ),
+        )
+        await self._register_configured(
+            "datasets",
+            self.config.datasets,
+            "dataset_id",
+            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.datasetio, exc),
+            register=lambda entry: self.datasets.register_dataset(
+                RegisterDatasetRequest(
+                    dataset_id=entry.dataset_id,
+                    purpose=entry.purpose,
+                    source=entry.source,
+                    metadata=entry.metadata,
+                    provider_id=entry.provider_id,
+                ),
+                replace=True,
+            ),
+        )
 
     async def _register_scoring_functions(self) -> None:
         """Plugins' built-in scoring functions (for the first provider of their type), then the run

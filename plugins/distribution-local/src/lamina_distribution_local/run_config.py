@@ -14,6 +14,7 @@ apis:
 - safety
 - scoring
 - agents
+- datasetio
 providers:
   inference:
   - provider_id: llama-cpp
@@ -82,6 +83,13 @@ providers:
     provider_type: inline::meta-reference
     # Agents, sessions, turns and steps persist (persistence_store; absent: SQLite in the state
     # directory) and survive a restart; a turn a crash interrupted reads as failed after it.
+    config: {}
+  datasetio:
+  - provider_id: localfs
+    provider_type: inline::localfs
+    # Datasets from CSV/TSV/JSONL/Parquet/XLSX paths, file:// and data: URIs, and Files API files
+    # (files://<file_id>), read a page at a time; appended rows persist (kvstore; absent: SQLite in
+    # the state directory).
     config: {}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the
