@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,8 +45,9 @@ async def _close_providers() -> Any:
         await _OPEN.pop().shutdown()  # its SQLite thread would keep the test process alive
 
 
-async def _provider(tmp_path: Path) -> LocalFSDatasetIO:
-    provider = LocalFSDatasetIO(LocalFSDatasetIOConfig(), _context(tmp_path))
+async def _provider(tmp_path: Path, kvstore: dict[str, Any] | None = None) -> LocalFSDatasetIO:
+    config = LocalFSDatasetIOConfig.model_validate({"kvstore": kvstore})
+    provider = LocalFSDatasetIO(config, _context(tmp_path))
     await provider.initialize()
     _OPEN.append(provider)
     return provider
@@ -139,8 +141,19 @@ async def test_file_uris_and_rows(tmp_path: Path) -> None:
     assert page.data == ROWS[1:2] and page.has_more
 
 
-async def test_appended_rows_follow_the_source_and_survive_a_restart(tmp_path: Path) -> None:
-    provider = await _provider(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def kvstore(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any] | None:
+    """The provider's kvstore: its default SQLite file, or a fresh table on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    return server.kvstore_config(table_name=f"datasetio_{uuid.uuid4().hex[:12]}")
+
+
+async def test_appended_rows_follow_the_source_and_survive_a_restart(
+    tmp_path: Path, kvstore: dict[str, Any] | None
+) -> None:
+    provider = await _provider(tmp_path, kvstore)
     dataset = _dataset(_uri(_write(tmp_path, "csv")))
     await provider.register_dataset(dataset)
     added = [{"input_query": f"new{i}", "expected_answer": "x", "n": 100 + i} for i in range(1500)]
@@ -148,7 +161,7 @@ async def test_appended_rows_follow_the_source_and_survive_a_restart(tmp_path: P
     await provider.append_rows(dataset, added[1200:])
     await _OPEN.pop().shutdown()
 
-    restarted = await _provider(tmp_path)
+    restarted = await _provider(tmp_path, kvstore)
     await restarted.register_dataset(dataset)
     page = await restarted.iterrows(dataset, 20, 10)
     assert page.data == ROWS[20:] + added[:5] and page.has_more
@@ -248,3 +261,36 @@ async def test_an_unknown_extension_or_a_broken_file_is_a_400(tmp_path: Path) ->
     broken.write_text("{not json}\n")
     with pytest.raises(BadRequestError, match="line 1 is not JSON"):
         await provider.register_dataset(_dataset(_uri(broken)))
+
+
+class _Table:
+    """The one thing the router asks its routing table: the dataset and its provider."""
+
+    def __init__(self, dataset: Dataset, provider: LocalFSDatasetIO) -> None:
+        self.entry = (dataset, provider)
+
+    async def resolve(self, dataset_id: str) -> tuple[Dataset, LocalFSDatasetIO]:
+        return self.entry
+
+
+async def test_the_router_caps_a_page_and_refuses_every_row_of_a_long_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.apis.datasets import IterRowsRequest
+    from lamina.routers import datasetio
+
+    monkeypatch.setattr(datasetio, "MAX_PAGE_ROWS", 10)
+    provider = await _provider(tmp_path)
+    dataset = _dataset(_uri(_write(tmp_path, "jsonl")))
+    await provider.register_dataset(dataset)
+    router = datasetio.DatasetIORouter(_Table(dataset, provider))
+
+    capped = await router.iterrows(IterRowsRequest(dataset_id="ds", limit=50))
+    assert capped.data == ROWS[:10] and capped.has_more
+    tail = await router.iterrows(IterRowsRequest(dataset_id="ds", start_index=15, limit=-1))
+    assert tail.data == ROWS[15:] and not tail.has_more  # 10 rows: every row fits
+    with pytest.raises(BadRequestError) as info:
+        await router.iterrows(IterRowsRequest(dataset_id="ds"))
+    assert info.value.param == "limit" and "start_index" in info.value.message
+    pages = [page async for page in router.pages("ds", page_rows=7)]
+    assert [len(p) for p in pages] == [7, 7, 7, 4] and [r for p in pages for r in p] == ROWS
