@@ -28,7 +28,7 @@ def test_basic_functions_and_a_judge_on_the_bundled_model(local_lamina: ServerPr
         "type": "llm_as_judge",
         "judge_model": "SmolLM2-135M-Instruct",
         "prompt_template": "Question: {input_query}\nExpected: {expected_answer}\n"
-        "Answer: {generated_answer}\nIs the answer correct? Reply with 'Score: 1' if it is, 'Score: 0' if not.",
+        "Answer: {generated_answer}\nIs the answer correct? Reply 'Score: 1' if it is, 'Score: 0' if not.",
         "judge_score_regexes": [r"Score:\s*(\d)"],
         "aggregation_functions": ["categorical_count"],
     }
