@@ -199,6 +199,13 @@ class Stack:
                 f"but no safety provider is configured; add one under providers.safety (and the shield "
                 f"under shields:), or remove the setting"
             )
+        listed = [entry for entry in config.scoring_fns if entry.scoring_fn_id]
+        if listed and Api.scoring not in providers:
+            raise ConfigError(
+                f"{source}: scoring_fns: {len(listed)} scoring functions are listed, but no scoring provider "
+                f"is configured to serve them; add one under providers.scoring (inline::basic, "
+                f"inline::llm-as-judge, ...), or remove them"
+            )
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 
