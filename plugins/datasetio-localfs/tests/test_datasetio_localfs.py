@@ -294,3 +294,22 @@ async def test_the_router_caps_a_page_and_refuses_every_row_of_a_long_dataset(
     assert info.value.param == "limit" and "start_index" in info.value.message
     pages = [page async for page in router.pages("ds", page_rows=7)]
     assert [len(p) for p in pages] == [7, 7, 7, 4] and [r for p in pages for r in p] == ROWS
+
+
+async def test_a_deep_page_does_not_parse_the_rows_before_it(tmp_path: Path) -> None:
+    """Once indexed, a deep page is parsed from the nearest indexed row: garbage written over the top
+    of the file (same size, same mtime, so the index still stands) does not reach it."""
+    import os
+
+    path = tmp_path / "tricky.csv"
+    expected = _tricky_csv(path, 5000)
+    provider = await _provider(tmp_path)
+    dataset = _dataset(_uri(path))
+    await provider.register_dataset(dataset)
+    assert (await provider.iterrows(dataset, 4000, 2)).data == expected[4000:4002]  # builds the index
+    stat = path.stat()
+    garbage = path.read_bytes()
+    path.write_bytes(garbage[:20] + b'"' * 20_000 + garbage[20_020:])  # an unclosed quote at the top
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (await provider.iterrows(dataset, 4500, 3)).data == expected[4500:4503]
+    assert provider.indexes.builds == 1
