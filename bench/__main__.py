@@ -12,6 +12,7 @@ BENCHMARKS = {
     "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
     "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
+    "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
 }
 
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench lone (~1 min; not written to the docs)")
         print("                               hatch run bench tools (~5 min)")
         print("                               hatch run bench agents --responses --out docs/benchmarks.md")
+        print("                               hatch run bench scoring (~1 min)")
         print("                               hatch run bench datasets (~5 min; writes 1 GB to /tmp)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
@@ -63,6 +65,10 @@ def main(argv: list[str]) -> int:
         from bench.tools import main as tools
 
         return tools(argv[1:])
+    if argv[0] == "scoring":
+        from bench.scoring import main as scoring
+
+        return scoring(argv[1:])
     return 2
 
 

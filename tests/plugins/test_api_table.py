@@ -92,6 +92,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.tool_runtime,
         Api.safety,
         Api.datasetio,
+        Api.scoring,
         Api.agents,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider

@@ -41,7 +41,9 @@ Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``, or, when the
 function's parameters require properties and ``city`` is not one of them, each required property set
 to ``"Paris"`` (``{"query": "Paris"}`` for a search tool). A directive ``[[args:<JSON>]]`` in the
-messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``.
+messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``
+(an LLM scorer that reads its verdict from a forced tool call, as autoevals does, gets the verdict
+the test wrote).
 
 Run it with ``python -m lamina.testing.fake_openai --port N``.
 """
