@@ -53,15 +53,14 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                 for name, field in fields.items():
                     if name in path_params:
                         continue
-                    op["parameters"].append(
-                        {
-                            "name": name,
-                            "in": "query",
-                            "required": field.is_required(),
-                            "schema": _param_schema(components, ref(d.request), name) or {"type": "string"},
-                            "description": field.description or "",
-                        }
-                    )
+                    schema = _param_schema(components, ref(d.request), name) or {"type": "string"}
+                    param: dict[str, Any] = {"name": name, "in": "query", "required": field.is_required()}
+                    if "$ref" in schema:  # an object, sent as name[key]=value (llama-stack-client does)
+                        target = components[schema.pop("$ref").rsplit("/", 1)[-1]]
+                        schema = {k: v for k, v in target.items() if k not in ("title", "description")}
+                        param.update(style="deepObject", explode=True)
+                    param.update(schema=schema, description=field.description or "")
+                    op["parameters"].append(param)
             elif d.request is not None:
                 media = "multipart/form-data" if d.multipart else "application/json"
                 op["requestBody"] = {"required": True, "content": {media: {"schema": ref(d.request)}}}
