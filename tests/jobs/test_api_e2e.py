@@ -144,3 +144,38 @@ async def test_a_job_on_postgres_survives_kill_9_of_the_server(
     store = postgres_server.kvstore_config(table_name=f"jobs_{uuid.uuid4().hex[:12]}")
     config = run_config(tmp_path, lease_seconds=2, store=store)
     await check_kill_and_restart(start_lamina, config, test_jobs_dir, tmp_path)
+
+
+@pytest.mark.postgres
+async def test_two_replicas_on_one_postgres_share_their_jobs(
+    start_lamina, test_jobs_dir: Path, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Submit through one replica, watch and cancel through the other; kill one mid-job and the other
+    resumes it."""
+    tag = uuid.uuid4().hex[:10]
+    store = postgres_server.kvstore_config(table_name=f"jobs_{tag}")
+    config = run_config(tmp_path, lease_seconds=2, store=store, executor="test-counting")
+    config["metadata_store"] = postgres_server.kvstore_config(table_name=f"registry_{tag}")
+    env = {"PYTHONPATH": str(test_jobs_dir)}
+    a = start_lamina(config, env=env, work_dir=tmp_path / "a", name="a")
+    b = start_lamina(config, env=env, work_dir=tmp_path / "b", name="b")
+    async with aiohttp.ClientSession() as http:
+        slow = await submit(http, a.url, "test.count", items=1000, delay=0.05)
+        seen = await until(http, b.url, slow["id"], lambda j: j["progress"]["done"] >= 3)
+        assert seen["status"] == "in_progress"
+        async with http.post(f"{b.url}/v1/jobs/{slow['id']}/cancel") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
+        await asyncio.sleep(2.0)  # the runner notices within a heartbeat (lease / 3) or its next write
+        _, first = await get(http, a.url, f"/v1/jobs/{slow['id']}")
+        await asyncio.sleep(1.0)
+        _, second = await get(http, a.url, f"/v1/jobs/{slow['id']}")
+        assert first["status"] == second["status"] == "cancelled"
+        assert first["progress"] == second["progress"], "the work stopped on the replica that ran it"
+
+        job = await submit(http, a.url, "test.count", items=30, delay=0.1)
+        await until(http, b.url, job["id"], lambda j: j["progress"]["done"] >= 3)
+        _, ran_by_a = await get(http, a.url, "/test-jobs/executor")
+        runner, other = (a, b) if job["id"] in ran_by_a["runs"] else (b, a)
+        runner.kill()
+        done = await until(http, other.url, job["id"], lambda j: j["status"] == "completed")
+        assert done["attempts"] == 2 and done["result"]["resumed_at"] >= 3
