@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
+from lamina.storage.connections import (
+    create_postgres_schema,
+    open_postgres_pool,
+    open_sqlite,
+    postgres_errors,
+)
 from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
 from lamina.storage.kvstore import StorageError
 
@@ -151,13 +155,8 @@ class PostgresTable(SqlTable):
     async def initialize(self) -> None:
         self._pool = await open_postgres_pool(self.config, self.where)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                # CREATE ... IF NOT EXISTS is not safe against itself: replicas creating one new table at
-                # once fail on pg_type's unique index. A transaction-scoped lock on the table's name makes
-                # them take turns (held until commit).
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(self.table.encode()))
-                for statement in self._schema_for("postgres"):
-                    await conn.execute(statement)
+            async with self._pool.acquire() as conn:
+                await create_postgres_schema(conn, self.table, self._schema_for("postgres"))
         except postgres_errors() as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 

@@ -1,4 +1,4 @@
-"""Several processes (replicas) opening one store's table at the same moment, on a real PostgreSQL."""
+"""Several replicas opening one store's new table at the same moment, on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
 from lamina.jobs import jobs_store_config, open_jobs_store
+from lamina.storage import KVStoreConfig, open_kvstore
 from lamina.testing.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -23,6 +25,20 @@ async def test_replicas_creating_a_new_table_at_once_all_start(
         section = postgres_server.kvstore_config(table_name=f"race_{uuid.uuid4().hex[:12]}")
         config = jobs_store_config(section, tmp_path / "unused.db")
         stores = await asyncio.gather(*(open_jobs_store(config) for _ in range(8)), return_exceptions=True)
+        failures = [s for s in stores if isinstance(s, BaseException)]
+        for store in stores:
+            if not isinstance(store, BaseException):
+                await store.close()
+        assert not failures, failures[0]
+
+
+async def test_replicas_creating_a_new_kv_table_at_once_all_start(postgres_server: PostgresServer) -> None:
+    """The same race for the key-value store (the registry every replica opens at start-up)."""
+    for _ in range(5):
+        config = TypeAdapter(KVStoreConfig).validate_python(
+            postgres_server.kvstore_config(table_name=f"kvrace_{uuid.uuid4().hex[:12]}")
+        )
+        stores = await asyncio.gather(*(open_kvstore(config) for _ in range(8)), return_exceptions=True)
         failures = [s for s in stores if isinstance(s, BaseException)]
         for store in stores:
             if not isinstance(store, BaseException):
