@@ -38,7 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from lamina.errors import BadRequestError
 from lamina.storage.connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # re-exported
-from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
+from lamina.storage.connections import (
+    create_postgres_schema,
+    open_postgres_pool,
+    open_sqlite,
+    postgres_errors,
+)
 from lamina.storage.kvstore import StorageError
 
 log = structlog.get_logger(__name__)
@@ -369,8 +374,7 @@ class PostgresInferenceStore(InferenceStore):
         self._pool = await open_postgres_pool(self.config, self.where)
         try:
             async with self._pool.acquire() as conn:
-                for statement in self._schema('TEXT COLLATE "C"', "BIGINT"):
-                    await conn.execute(statement)
+                await create_postgres_schema(conn, self.table, self._schema('TEXT COLLATE "C"', "BIGINT"))
         except postgres_errors() as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 
