@@ -179,3 +179,22 @@ async def test_two_replicas_on_one_postgres_share_their_jobs(
         runner.kill()
         done = await until(http, other.url, job["id"], lambda j: j["status"] == "completed")
         assert done["attempts"] == 2 and done["result"]["resumed_at"] >= 3
+
+
+async def test_a_graceful_restart_hands_a_running_job_back_at_once(
+    start_lamina, test_jobs_dir: Path, tmp_path: Path
+) -> None:
+    """SIGTERM: the resumable job is released with its checkpoint and the next start resumes it without
+    waiting for its lease (an hour here); the one that cannot resume fails with the reason."""
+    config = run_config(tmp_path, lease_seconds=3600)
+    env = {"PYTHONPATH": str(test_jobs_dir)}
+    server = start_lamina(config, env=env, work_dir=tmp_path / "server", name="graceful")
+    async with aiohttp.ClientSession() as http:
+        job = await submit(http, server.url, "test.count", items=30, delay=0.1)
+        once = await submit(http, server.url, "test.once", items=30, delay=0.1)
+        seen = await until(http, server.url, job["id"], lambda j: j["progress"]["done"] >= 3)
+        server.restart()  # SIGTERM, then a new process on the same state
+        done = await until(http, server.url, job["id"], lambda j: j["status"] == "completed", within=60)
+        assert done["attempts"] == 2 and done["result"]["resumed_at"] >= seen["progress"]["done"]
+        failed = await until(http, server.url, once["id"], lambda j: j["status"] == "failed")
+        assert "the server stopped while this job ran; it cannot resume" in failed["error"]
