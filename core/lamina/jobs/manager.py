@@ -160,14 +160,11 @@ class JobManager:
         return job
 
     async def get(self, job_id: str) -> Job:
+        """The job as stored: every replica shows the same, and progress never goes back after a crash
+        (it lags the handler by up to ``progress_interval``)."""
         job = await self.store.get(job_id)
         if job is None:
             raise _not_found(job_id)
-        running = self._running.get(job_id)
-        if running is not None and job.status == JobStatus.in_progress:
-            # Progress not written yet (throttled) is shown all the same.
-            ctx = running.context
-            job.progress = JobProgress(done=ctx.done, total=ctx.total)
         return job
 
     async def list(
