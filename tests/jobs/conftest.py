@@ -3,6 +3,8 @@ managers over it that are shut down after the test."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import subprocess
 import sys
 import uuid
@@ -47,7 +49,7 @@ async def open_store(store_section: dict[str, Any], tmp_path: Path) -> AsyncIter
 
     yield open_
     for store in opened:
-        await store.close()
+        await bounded(store.close(), f"closing {store.where}")
 
 
 @pytest.fixture
@@ -63,7 +65,18 @@ async def managers(open_store: Callable[..., Any]) -> AsyncIterator[Callable[...
 
     yield make
     for manager in made:
-        await manager.shutdown()
+        await bounded(manager.shutdown(), "a job manager's shutdown")
+
+
+async def bounded(step: Any, what: str, seconds: float = 60.0) -> None:
+    """Await a teardown step; one that hangs fails with every asyncio task's stack, not a stalled run."""
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=stacks)
+        pytest.fail(f"{what} did not finish within {seconds:g}s; tasks:\n{stacks.getvalue()}")
 
 
 ROOT = Path(__file__).resolve().parents[2]
