@@ -123,11 +123,19 @@ class SqliteTable(SqlTable):
                 await self.conn.commit()
                 return changed
             except sqlite3.Error as exc:
-                try:
-                    await self.conn.rollback()
-                except sqlite3.Error:
-                    pass
+                await self._rollback()
                 raise StorageError(f"{self.where}: {exc}") from exc
+            except asyncio.CancelledError:
+                # Cancelled between two calls of the write: its transaction (and the file's write lock)
+                # would stay open, and every other connection's write would fail after the busy timeout.
+                await asyncio.shield(self._rollback())
+                raise
+
+    async def _rollback(self) -> None:
+        try:
+            await self.conn.rollback()
+        except sqlite3.Error:
+            pass
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
