@@ -402,3 +402,14 @@ async def test_the_heartbeat_keeps_a_quiet_long_job_its_own(managers) -> None:
     await b.start()
     done = await a.wait(job.id, within=WAIT)
     assert done.status == JobStatus.completed and done.attempts == 1 and runs == [job.id]
+
+
+async def test_shutdown_always_stops_the_scheduler(managers) -> None:
+    """A cancel that lands as the scheduler's poll times out must still stop it (with asyncio.wait_for
+    on Python 3.11 it became a TimeoutError, the loop went on, and shutdown waited forever)."""
+    for _ in range(100):
+        manager: JobManager = await managers(poll_seconds=0.0005, lease_seconds=0.003)
+        manager.register("demo.gate", Gate().handler)
+        await manager.start()
+        await asyncio.sleep(0.002)
+        await asyncio.wait_for(manager.shutdown(), 10)

@@ -206,10 +206,8 @@ class JobManager:
                 if job.status.finished:
                     return job
                 async with self._finished:
-                    try:  # woken by a job ending here; polled for jobs that run elsewhere
-                        await asyncio.wait_for(self._finished.wait(), min(self.poll_seconds, 0.5))
-                    except TimeoutError:
-                        pass
+                    # Woken by a job ending here; polled for jobs that run elsewhere.
+                    await _wait_at_most(self._finished.wait(), min(self.poll_seconds, 0.5))
 
         return await asyncio.wait_for(finished(), within)
 
@@ -234,14 +232,11 @@ class JobManager:
         if self._closing:
             return
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_until_done(self._tasks)
         running = [r for r in self._running.values() if r.task is not None]
         for r in running:
             r.stop = r.stop or "shutdown"
-            r.task.cancel()  # type: ignore[union-attr]
-        await asyncio.gather(*(r.task for r in running), return_exceptions=True)  # type: ignore[misc]
+        await _cancel_until_done([r.task for r in running if r.task is not None])
         try:
             await self.executor.shutdown()
         except Exception as exc:  # keep shutting down
@@ -250,7 +245,7 @@ class JobManager:
     # -- scheduling ----------------------------------------------------------------------------
 
     async def _schedule_loop(self) -> None:
-        while True:
+        while not self._closing:
             self._wake.clear()
             try:
                 if self._clock() - self._last_scan >= self.poll_seconds:
@@ -258,10 +253,7 @@ class JobManager:
                 await self._fill()
             except StorageError as exc:  # the database is down: try again at the next poll
                 log.warning("jobs_schedule_failed", error=str(exc))
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
+            await _wait_at_most(self._wake.wait(), self.poll_seconds)
 
     async def _scan_expired(self) -> None:
         """Resume (back to scheduled) or fail the in_progress jobs whose lease ran out."""
@@ -400,7 +392,7 @@ class JobManager:
 
     async def _heartbeat_loop(self) -> None:
         interval = max(self.lease_seconds / 3, 0.05)
-        while True:
+        while not self._closing:
             await asyncio.sleep(interval)
             try:
                 await self._heartbeat()
@@ -427,6 +419,28 @@ class JobManager:
                     if r.task is not None:
                         r.stop = r.stop or "lost"
                         r.task.cancel()
+
+
+async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again any still running a second later: on Python
+    3.11 ``asyncio.wait_for`` (which asyncpg uses for every query) loses a cancel that lands as its
+    awaited call completes, and a manager's shutdown once waited forever on such a task."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+
+
+async def _wait_at_most(awaitable: Any, seconds: float) -> None:
+    """Await ``awaitable`` for up to ``seconds``. Not ``asyncio.wait_for`` in a loop: on Python 3.11 a
+    cancel that lands as its timeout fires becomes a TimeoutError, the loop goes on, and the task
+    never stops (a manager's shutdown then hung on it). ``asyncio.timeout`` tells the two apart."""
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        pass
 
 
 def _describe(exc: BaseException) -> str:
