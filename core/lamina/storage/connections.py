@@ -7,6 +7,8 @@ when first used, so a process that never opens a store of that kind does not nee
 from __future__ import annotations
 
 import ssl
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,3 +83,16 @@ async def open_postgres_pool(config: PostgresConnectionConfig, where: str) -> An
         )
     except postgres_errors() as exc:
         raise StorageError(f"cannot open the {where}: {exc}") from exc
+
+
+async def create_postgres_schema(conn: Any, table: str, statements: Iterable[str]) -> None:
+    """Run a table's ``CREATE ... IF NOT EXISTS`` statements so that replicas starting at once all succeed.
+
+    Those statements are not safe against themselves: two sessions creating one new table at the same
+    moment, one fails on pg_type's unique index. A transaction-scoped advisory lock on the table's name
+    makes them take turns (released at commit).
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(table.encode()))
+        for statement in statements:
+            await conn.execute(statement)

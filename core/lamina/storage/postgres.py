@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 
 from lamina.storage.config import PostgresKVStoreConfig
-from lamina.storage.connections import open_postgres_pool, postgres_errors
+from lamina.storage.connections import create_postgres_schema, open_postgres_pool, postgres_errors
 from lamina.storage.kvstore import KVStore, StorageError
 
 _ERRORS = postgres_errors()
@@ -39,10 +39,11 @@ class PostgresKVStore(KVStore):
         self._pool = await open_postgres_pool(self.config, self.where)
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(
+                schema = (
                     f"CREATE TABLE IF NOT EXISTS {self.table} ("
                     f'key TEXT COLLATE "C" PRIMARY KEY, value TEXT, expiration TIMESTAMPTZ)'
                 )
+                await create_postgres_schema(conn, self.table, [schema])
         except _ERRORS as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig
-from lamina.storage.connections import open_postgres_pool, open_sqlite, postgres_errors
+from lamina.storage.connections import (
+    create_postgres_schema,
+    open_postgres_pool,
+    open_sqlite,
+    postgres_errors,
+)
 from lamina.storage.kvstore import StorageError
 
 Backend = Literal["sqlite", "postgres"]
@@ -72,6 +77,10 @@ class SqlTable(ABC):
 class SqliteTable(SqlTable):
     #: PRAGMA synchronous (None: SQLite's default, FULL)
     synchronous: ClassVar[str | None] = "NORMAL"
+    #: Start each write with BEGIN IMMEDIATE. A store that several processes write at once needs it: a
+    #: deferred write that finds another connection's commit newer than its read snapshot fails at once
+    #: with "database is locked" (SQLITE_BUSY_SNAPSHOT), without waiting out the busy timeout.
+    immediate_writes: ClassVar[bool] = False
 
     def __init__(self, config: SqliteSqlStoreConfig) -> None:
         super().__init__(config.table_name)
@@ -111,33 +120,46 @@ class SqliteTable(SqlTable):
     async def _execute(self, sql: str, params: list[Any]) -> int:
         async with self._write_lock:
             try:
+                if self.immediate_writes:
+                    await self.conn.execute("BEGIN IMMEDIATE")
                 async with self.conn.execute(sql, params) as cursor:
                     changed = cursor.rowcount
                 await self.conn.commit()
                 return changed
             except sqlite3.Error as exc:
-                try:
-                    await self.conn.rollback()
-                except sqlite3.Error:
-                    pass
+                await self._rollback()
                 raise StorageError(f"{self.where}: {exc}") from exc
+            except asyncio.CancelledError:
+                # Cancelled between two calls of the write: its transaction (and the file's write lock)
+                # would stay open, and every other connection's write would fail after the busy timeout.
+                await asyncio.shield(self._rollback())
+                raise
+
+    async def _rollback(self) -> None:
+        try:
+            await self.conn.rollback()
+        except sqlite3.Error:
+            pass
 
     async def _execute_many(self, sql: str, rows: list[Any]) -> None:
         async with self._write_lock:
             try:
+                if self.immediate_writes:
+                    await self.conn.execute("BEGIN IMMEDIATE")
                 await self.conn.executemany(sql, rows)
                 await self.conn.commit()
             except sqlite3.Error as exc:
-                try:
-                    await self.conn.rollback()
-                except sqlite3.Error:
-                    pass
+                await self._rollback()
                 raise StorageError(f"{self.where}: {exc}") from exc
+            except asyncio.CancelledError:  # as in _execute: never leave the transaction open
+                await asyncio.shield(self._rollback())
+                raise
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
-            async with self.conn.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
+            # One call on the connection's thread: a SELECT left open between two calls holds a read
+            # snapshot that makes a write of another coroutine on this connection fail at once.
+            return [tuple(r) for r in await self.conn.execute_fetchall(sql, params)]
         except sqlite3.Error as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
@@ -160,8 +182,7 @@ class PostgresTable(SqlTable):
         self._pool = await open_postgres_pool(self.config, self.where)
         try:
             async with self._pool.acquire() as conn:
-                for statement in self._schema_for("postgres"):
-                    await conn.execute(statement)
+                await create_postgres_schema(conn, self.table, self._schema_for("postgres"))
         except postgres_errors() as exc:
             raise StorageError(f"cannot open the {self.where}: {exc}") from exc
 
