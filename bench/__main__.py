@@ -11,6 +11,7 @@ BENCHMARKS = {
     "safety": "shields on the labelled prompt set: precision, recall, run-shield p50/p99 through Lamina",
     "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
+    "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
 }
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench safety (~5 min)")
         print("                               hatch run bench lone (~1 min; not written to the docs)")
         print("                               hatch run bench tools (~5 min)")
+        print("                               hatch run bench scoring (~1 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -51,6 +53,10 @@ def main(argv: list[str]) -> int:
         from bench.tools import main as tools
 
         return tools(argv[1:])
+    if argv[0] == "scoring":
+        from bench.scoring import main as scoring
+
+        return scoring(argv[1:])
     return 2
 
 

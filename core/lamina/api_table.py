@@ -35,11 +35,13 @@ from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Models
 from lamina.apis.responses import Responses
 from lamina.apis.safety import Safety, SafetyProvider, Shields
+from lamina.apis.scoring import Scoring, ScoringFunctions, ScoringProvider
 from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRuntimeProvider
 from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
 from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
 from lamina.apis.vector_stores import VectorStores
 from lamina.resources.models import ModelsRoutingTable
+from lamina.resources.scoring_functions import ScoringFunctionsRoutingTable
 from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
@@ -47,6 +49,8 @@ from lamina.routers.agents import AgentsRouter
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
 from lamina.routers.safety import SafetyRouter
+from lamina.routers.scoring import ScoringRouter
+from lamina.routers.scoring_datasets import DatasetAccess
 from lamina.routers.tool_runtime import ToolRuntimeRouter
 from lamina.routers.vector_io import VectorIORouter
 from lamina.routers.vector_stores import VectorStoresRouter
@@ -118,6 +122,13 @@ def _safety(stack: Stack) -> Built:
     return Built(router, shields, {Shields: shields})
 
 
+def _scoring(stack: Stack) -> Built:
+    functions = ScoringFunctionsRoutingTable(stack.registry, stack.impls[Api.scoring], stack.pm)
+    # score-batch reads and saves datasets through the DatasetIO router, when one is configured.
+    datasets = DatasetAccess(stack) if Api.datasetio in stack.providers else None
+    return Built(ScoringRouter(functions, datasets), functions, {ScoringFunctions: functions})
+
+
 def _agents(stack: Stack) -> Built:
     # The first provider under providers.agents serves every route (lamina.routers.agents).
     return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
@@ -148,6 +159,13 @@ API_TABLE: tuple[ApiEntry, ...] = (
         _tool_runtime,
     ),
     ApiEntry(Api.safety, (Shields, Safety), SafetyProvider, ResourceType.shield, _safety),
+    ApiEntry(
+        Api.scoring,
+        (ScoringFunctions, Scoring),
+        ScoringProvider,
+        ResourceType.scoring_function,
+        _scoring,
+    ),
     # Last: an agent runs on every API above (its provider gets their routers as deps).
     ApiEntry(Api.agents, (Agents, Responses), AgentsProvider, None, _agents),
 )

@@ -21,6 +21,7 @@ from lamina import __version__, api_table
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Model, RegisterModelRequest
 from lamina.apis.safety import RegisterShieldRequest
+from lamina.apis.scoring import RegisterScoringFunctionRequest
 from lamina.apis.tools import RegisterToolGroupRequest
 from lamina.apis.vector_io import RegisterVectorDBRequest
 from lamina.apis.vector_stores import VectorStores
@@ -78,6 +79,9 @@ class Stack:
     inference_store: InferenceStore | None = None
     completion_writer: CompletionWriter | None = None
     refreshers: dict[str, asyncio.Task] = field(default_factory=dict)  # provider_id -> model refresh loop
+    # Where this server answers (set by lamina.server.app.run_server before start): providers that call
+    # the server's own OpenAI-compatible routes (inline::braintrust) read it as context.extra["server_url"].
+    server_url: str | None = None
 
     def __post_init__(self) -> None:
         # Which providers are down, and their background retries (lamina.provider_health).
@@ -224,6 +228,7 @@ class Stack:
                 provider_type=record.spec.provider_type,
                 state_dir=state_dir / "providers" / record.provider_id,
                 metadata_store=store_cfg,
+                extra={"server_url": self.server_url} if self.server_url else {},
             )
             factory = import_object(record.spec.factory)
             impl = await factory(record.config, deps, context)
@@ -322,6 +327,7 @@ class Stack:
         await self._register_vector_dbs()
         await self._register_tool_groups()
         await self._register_shields()
+        await self._register_scoring_functions()
 
     async def _register_vector_dbs(self) -> None:
         """Reopen the persisted vector DBs at their providers, then register the run config's."""
@@ -406,6 +412,41 @@ class Stack:
             ),
         )
         await self._check_default_shield()
+
+    async def _register_scoring_functions(self) -> None:
+        """Plugins' built-in scoring functions (for the first provider of their type), then the run
+        config's."""
+        if Api.scoring not in self.providers:
+            return
+        table = self.tables[ResourceType.scoring_function]
+        await self._register_defaults(
+            Api.scoring,
+            ResourceType.scoring_function,
+            lambda res, record: table.register_scoring_function(
+                RegisterScoringFunctionRequest(
+                    scoring_fn_id=res.identifier,
+                    provider_id=record.provider_id,
+                    provider_scoring_fn_id=res.provider_resource_id,
+                    **res.params,
+                )
+            ),
+        )
+        await self._register_configured(
+            "scoring_fns",
+            self.config.scoring_fns,
+            "scoring_fn_id",
+            lambda entry: table.register_scoring_function(
+                RegisterScoringFunctionRequest(
+                    scoring_fn_id=entry.scoring_fn_id,
+                    provider_id=entry.provider_id,
+                    provider_scoring_fn_id=entry.provider_scoring_fn_id,
+                    description=entry.description,
+                    return_type=entry.return_type or {"type": "number"},
+                    params=entry.params,
+                ),
+                replace=True,
+            ),
+        )
 
     async def _check_default_shield(self) -> None:
         """``safety.default_shield_id`` must name a shield once the run config's are registered (or

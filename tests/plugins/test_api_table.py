@@ -85,7 +85,15 @@ def _stack(tmp_path: Path, installed: Any) -> Stack:
 
 def test_the_table_lists_each_api_once_with_its_protocols() -> None:
     apis = served_apis()
-    assert apis == [Api.inference, Api.files, Api.vector_io, Api.tool_runtime, Api.safety, Api.agents]
+    assert apis == [
+        Api.inference,
+        Api.files,
+        Api.vector_io,
+        Api.tool_runtime,
+        Api.safety,
+        Api.scoring,
+        Api.agents,
+    ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
     served = [p for entry in API_TABLE for p in (*entry.always_served, *entry.protocols)]
     assert len(served) == len(set(served)) and Inference in served

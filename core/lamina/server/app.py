@@ -93,6 +93,11 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
             hint=f"bind {DEFAULT_HOST} (the default) or put an authenticating reverse proxy in front",
         )
 
+    # A wildcard bind is reached on loopback from inside (the server calling its own routes).
+    own_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    own_host = f"[{own_host}]" if ":" in own_host else own_host
+    stack.server_url = f"http{'s' if ssl_context else ''}://{own_host}:{port}"
+
     def announce(message: str) -> None:
         log.info(
             "serving",

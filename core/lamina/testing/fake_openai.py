@@ -35,7 +35,9 @@ Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``, or, when the
 function's parameters require properties and ``city`` is not one of them, each required property set
 to ``"Paris"`` (``{"query": "Paris"}`` for a search tool). A directive ``[[args:<JSON>]]`` in the
-messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``.
+messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``;
+``[[tool-args:<JSON object>]]`` does the same (an LLM scorer that reads its verdict from a forced
+tool call (autoevals) gets the verdict the test wrote).
 
 Run it with ``python -m lamina.testing.fake_openai --port N``.
 """
@@ -70,7 +72,7 @@ MODELS = [
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
-_ARGS_DIRECTIVE = re.compile(r"\[\[args:(.*?)\]\]", re.DOTALL)
+_ARGS_DIRECTIVE = re.compile(r"\[\[(?:tool-)?args:(.*?)\]\]", re.DOTALL)
 _ids = itertools.count(1)
 
 

@@ -12,6 +12,7 @@ apis:
 - files
 - tool_runtime
 - safety
+- scoring
 - agents
 providers:
   inference:
@@ -72,6 +73,17 @@ providers:
       # SmolLM2 is no Llama Guard: constrain its verdict to JSON so it always parses. It is a
       # placeholder guard (see docs/benchmarks.md); point the shield at a real Llama Guard model.
       constrained_output: true
+  scoring:
+  # basic::equality, subset_of, regex answer parsers, docvqa; llm-as-judge::base (send judge params with
+  # each call, or register judge functions; SmolLM2 is a weak judge). inline::braintrust (autoevals) is
+  # not here: its LLM scorers need a judge that makes tool calls, which SmolLM2 does not (see the
+  # lamina-braintrust README to add it with a better judge_model).
+  - provider_id: basic
+    provider_type: inline::basic
+    config: {}
+  - provider_id: llm-as-judge
+    provider_type: inline::llm-as-judge
+    config: {}
   agents:
   - provider_id: meta-reference
     provider_type: inline::meta-reference

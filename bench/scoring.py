@@ -1,0 +1,169 @@
+"""Scoring throughput: basic::equality rows/s through the API, score (rows inline) and score-batch.
+
+Starts ``lamina run`` pinned to one core (``taskset -c 0``; the client runs on the others) with the
+``inline::basic`` scoring provider (and ``inline::localfs`` datasetio for score-batch, when installed),
+then:
+
+- ``score``: POSTs ``--rows`` rows per request to ``/v1/scoring/score`` with ``basic::equality``
+  (half the rows equal), ``--requests`` times after one warm-up; the body is encoded once, before
+  timing, so the client's JSON work is not counted;
+- ``score-batch``: registers a CSV of ``--batch-rows`` rows (a file:// URI) as a dataset and POSTs
+  ``/v1/scoring/score-batch``, which reads it through DatasetIO in pages.
+
+Rows/s is rows over wall time; "rows/CPU-s" is rows over the server process's CPU time (user + system,
+from /proc), which a busy shared machine disturbs less. Each answer is checked (rows scored, accuracy
+0.5) so a fast error never counts as throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.report import console_table, markdown_table, update_doc
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+FN = "basic::equality"
+
+
+def rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "input_query": f"What is {i} + {i}?",
+            "generated_answer": str(2 * i if i % 2 == 0 else 2 * i + 1),
+            "expected_answer": str(2 * i),
+        }
+        for i in range(n)
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def run_config(with_datasets: bool) -> dict[str, Any]:
+    providers: dict[str, Any] = {
+        "scoring": [{"provider_id": "basic", "provider_type": "inline::basic", "config": {}}]
+    }
+    if with_datasets:
+        localfs = {"provider_id": "localfs", "provider_type": "inline::localfs", "config": {}}
+        providers["datasetio"] = [localfs]
+    return {"version": 2, "image_name": "bench-scoring", "providers": providers}
+
+
+def datasetio_installed() -> bool:
+    from lamina.plugins import load_plugin_manager
+    from lamina.specs import Api
+
+    try:
+        return "inline::localfs" in load_plugin_manager().provider_specs(Api.datasetio)
+    except Exception:
+        return False
+
+
+def check(answer: dict[str, Any], n: int) -> None:
+    result = answer["results"][FN]
+    assert len(result["score_rows"]) == n, f"{len(result['score_rows'])} rows scored, {n} sent"
+    assert result["aggregated_results"]["accuracy"]["accuracy"] == 0.5, result["aggregated_results"]
+
+
+def bench_score(url: str, pid: int, n: int, requests_n: int) -> dict[str, Any]:
+    session = requests.Session()
+    body = json.dumps({"input_rows": rows(n), "scoring_functions": {FN: None}}).encode()
+    headers = {"Content-Type": "application/json"}
+    response = session.post(f"{url}/v1/scoring/score", data=body, headers=headers, timeout=300)
+    response.raise_for_status()
+    check(response.json(), n)  # warm-up
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    for _ in range(requests_n):
+        response = session.post(f"{url}/v1/scoring/score", data=body, headers=headers, timeout=300)
+        response.raise_for_status()
+        answer = response.json()
+    wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    check(answer, n)
+    total = n * requests_n
+    return {"case": f"score, {n:,} rows inline x {requests_n}", "rows": total, "wall": wall, "cpu": cpu}
+
+
+def bench_score_batch(url: str, pid: int, n: int, work: Path) -> dict[str, Any]:
+    path = work / "equality.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["input_query", "generated_answer", "expected_answer"])
+        writer.writeheader()
+        writer.writerows(rows(n))
+    session = requests.Session()
+    register = {
+        "dataset_id": "bench-equality",
+        "purpose": "eval/question-answer",
+        "source": {"type": "uri", "uri": path.as_uri()},
+    }
+    session.post(f"{url}/v1/datasets", json=register, timeout=60).raise_for_status()
+    body = {"dataset_id": "bench-equality", "scoring_functions": {FN: None}, "save_results_dataset": False}
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    response = session.post(f"{url}/v1/scoring/score-batch", json=body, timeout=600)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    response.raise_for_status()
+    check(response.json(), n)
+    return {"case": f"score-batch, a {n:,}-row CSV (file://)", "rows": n, "wall": wall, "cpu": cpu}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench scoring", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000, help="rows per score request")
+    parser.add_argument("--requests", type=int, default=10, help="score requests timed")
+    parser.add_argument("--batch-rows", type=int, default=200_000, help="rows of the score-batch dataset")
+    parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+
+    from lamina.testing.processes import lamina_server
+
+    with_datasets = datasetio_installed()
+    with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
+        work = Path(tmp)
+        server = lamina_server(run_config(with_datasets), work, env={"LAMINA_LOG_LEVEL": "warning"})
+        server.argv = ["taskset", "-c", "0", *server.argv]  # the server on one core
+        server.start()
+        try:
+            assert server.pid is not None
+            results = [bench_score(server.url, server.pid, args.rows, args.requests)]
+            if with_datasets:
+                results.append(bench_score_batch(server.url, server.pid, args.batch_rows, work))
+        finally:
+            server.stop()
+
+    header = ["case", "rows", "rows/s (wall)", "rows/CPU-s (server)"]
+    table = [
+        [
+            r["case"],
+            f"{r['rows']:,}",
+            f"{r['rows'] / r['wall']:,.0f}",
+            f"{r['rows'] / max(r['cpu'], 0.001):,.0f}",
+        ]
+        for r in results
+    ]
+    print(console_table(header, table))
+    if not with_datasets:
+        print("score-batch: not measured (no datasetio provider inline::localfs installed)")
+    if not args.no_doc:
+        command = "hatch run bench scoring"
+        text = (
+            f"`{command}` (server pinned to one core with `taskset -c 0`; target: >= 20,000 rows/s for "
+            f"basic::equality through the API)\n\n" + markdown_table(header, table)
+        )
+        update_doc(DOC, text, section="scoring")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Lamina's inline::braintrust scoring provider: autoevals scorers judged by a served model."""

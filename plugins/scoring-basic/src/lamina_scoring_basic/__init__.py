@@ -1,0 +1,1 @@
+"""Lamina's inline::basic scoring provider: scoring functions that need no model."""
