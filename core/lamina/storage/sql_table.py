@@ -72,6 +72,10 @@ class SqlTable(ABC):
 class SqliteTable(SqlTable):
     #: PRAGMA synchronous (None: SQLite's default, FULL)
     synchronous: ClassVar[str | None] = "NORMAL"
+    #: Start each write with BEGIN IMMEDIATE. A store that several processes write at once needs it: a
+    #: deferred write that finds another connection's commit newer than its read snapshot fails at once
+    #: with "database is locked" (SQLITE_BUSY_SNAPSHOT), without waiting out the busy timeout.
+    immediate_writes: ClassVar[bool] = False
 
     def __init__(self, config: SqliteSqlStoreConfig) -> None:
         super().__init__(config.table_name)
@@ -111,6 +115,8 @@ class SqliteTable(SqlTable):
     async def _execute(self, sql: str, params: list[Any]) -> int:
         async with self._write_lock:
             try:
+                if self.immediate_writes:
+                    await self.conn.execute("BEGIN IMMEDIATE")
                 async with self.conn.execute(sql, params) as cursor:
                     changed = cursor.rowcount
                 await self.conn.commit()
@@ -136,8 +142,9 @@ class SqliteTable(SqlTable):
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         try:
-            async with self.conn.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
+            # One call on the connection's thread: a SELECT left open between two calls holds a read
+            # snapshot that makes a write of another coroutine on this connection fail at once.
+            return [tuple(r) for r in await self.conn.execute_fetchall(sql, params)]
         except sqlite3.Error as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
