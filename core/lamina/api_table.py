@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lamina.apis.agents import Agents, AgentsProvider
+from lamina.apis.eval import Benchmarks, Eval, EvalProvider
 from lamina.apis.files import Files, FilesProvider
 from lamina.apis.inference import Inference, InferenceProvider
 from lamina.apis.inspect import Inspect, Providers
@@ -40,12 +41,14 @@ from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRunti
 from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
 from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
 from lamina.apis.vector_stores import VectorStores
+from lamina.resources.benchmarks import BenchmarksRoutingTable
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.scoring_functions import ScoringFunctionsRoutingTable
 from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.agents import AgentsRouter
+from lamina.routers.eval import EvalRouter
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
 from lamina.routers.safety import SafetyRouter
@@ -134,6 +137,20 @@ def _agents(stack: Stack) -> Built:
     return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
 
 
+def _eval(stack: Stack) -> Built:
+    # Registering a benchmark checks its dataset (through the served Datasets API, looked up at call
+    # time) and its scoring functions (the scoring table, built before this entry).
+    datasets = DatasetAccess(stack) if Api.datasetio in stack.providers else None
+    benchmarks = BenchmarksRoutingTable(
+        stack.registry,
+        stack.impls[Api.eval],
+        stack.pm,
+        get_dataset=datasets.get if datasets is not None else None,
+        scoring_functions=stack.tables.get(ResourceType.scoring_function),
+    )
+    return Built(EvalRouter(benchmarks), benchmarks, {Benchmarks: benchmarks})
+
+
 API_TABLE: tuple[ApiEntry, ...] = (
     ApiEntry(
         Api.inference,
@@ -168,6 +185,9 @@ API_TABLE: tuple[ApiEntry, ...] = (
     ),
     # Last: an agent runs on every API above (its provider gets their routers as deps).
     ApiEntry(Api.agents, (Agents, Responses), AgentsProvider, None, _agents),
+    # After agents: an eval runs model candidates through Inference, agent candidates through Agents,
+    # reads rows through DatasetIO and scores through Scoring.
+    ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),
 )
 
 # Protocols the server answers itself, with no provider behind them (no upstream errors).

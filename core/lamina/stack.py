@@ -18,6 +18,7 @@ import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lamina import __version__, api_table
+from lamina.apis.eval import RegisterBenchmarkRequest
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.models import Model, RegisterModelRequest
 from lamina.apis.safety import RegisterShieldRequest
@@ -328,6 +329,7 @@ class Stack:
         await self._register_tool_groups()
         await self._register_shields()
         await self._register_scoring_functions()
+        await self._register_benchmarks()  # last: a benchmark names a dataset and scoring functions
 
     async def _register_vector_dbs(self) -> None:
         """Reopen the persisted vector DBs at their providers, then register the run config's."""
@@ -443,6 +445,29 @@ class Stack:
                     description=entry.description,
                     return_type=entry.return_type or {"type": "number"},
                     params=entry.params,
+                ),
+                replace=True,
+            ),
+        )
+
+    async def _register_benchmarks(self) -> None:
+        """Reopen persisted benchmarks at their providers, then register the run config's."""
+        if Api.eval not in self.providers:
+            return
+        table = self.tables[ResourceType.benchmark]
+        await table.reopen()
+        await self._register_configured(
+            "benchmarks",
+            self.config.benchmarks,
+            "benchmark_id",
+            lambda entry: table.register_benchmark(
+                RegisterBenchmarkRequest(
+                    benchmark_id=entry.benchmark_id,
+                    dataset_id=entry.dataset_id,
+                    scoring_functions=entry.scoring_functions,
+                    provider_id=entry.provider_id,
+                    provider_benchmark_id=entry.provider_benchmark_id,
+                    metadata=entry.metadata,
                 ),
                 replace=True,
             ),
