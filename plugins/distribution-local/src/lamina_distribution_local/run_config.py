@@ -14,6 +14,7 @@ apis:
 - safety
 - scoring
 - agents
+- eval
 providers:
   inference:
   - provider_id: llama-cpp
@@ -89,6 +90,13 @@ providers:
     provider_type: inline::meta-reference
     # Agents, sessions, turns and steps persist (persistence_store; absent: SQLite in the state
     # directory) and survive a restart; a turn a crash interrupted reads as failed after it.
+    config: {}
+  eval:
+  # Benchmarks (POST /v1/eval/benchmarks) run by a model or an agent: run_eval is a job that survives a
+  # restart (generations kept in kvstore; absent: SQLite in the state directory), evaluate_rows answers
+  # inline. Rows come from datasetio; send small max_tokens in sampling_params for SmolLM2.
+  - provider_id: meta-reference
+    provider_type: inline::meta-reference
     config: {}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the
