@@ -33,6 +33,7 @@ from lamina.apis.eval import Benchmarks, Eval, EvalProvider
 from lamina.apis.files import Files, FilesProvider
 from lamina.apis.inference import Inference, InferenceProvider
 from lamina.apis.inspect import Inspect, Providers
+from lamina.apis.jobs import Jobs
 from lamina.apis.models import Models
 from lamina.apis.responses import Responses
 from lamina.apis.safety import Safety, SafetyProvider, Shields
@@ -191,7 +192,7 @@ API_TABLE: tuple[ApiEntry, ...] = (
 )
 
 # Protocols the server answers itself, with no provider behind them (no upstream errors).
-SERVER_PROTOCOLS: tuple[type, ...] = (Inspect, Providers)
+SERVER_PROTOCOLS: tuple[type, ...] = (Inspect, Providers, Jobs)
 
 
 def served_apis() -> list[Api]:

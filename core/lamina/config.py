@@ -146,6 +146,41 @@ class VectorStoresConfig(_Section):
     )
 
 
+class JobsConfig(_Section):
+    """Long-running jobs (``lamina.jobs``, docs/jobs.md): where they are kept and how they run."""
+
+    store: dict[str, Any] | None = Field(
+        default=None,
+        description="A SQL store config (type: sqlite with db_path, or type: postgres with host, port, db, "
+        "user, password; table_name default lamina_jobs); default SQLite at <state dir>/jobs.db. Replicas "
+        "of one deployment share one PostgreSQL store.",
+    )
+    max_concurrent: int = Field(default=4, ge=1, description="Jobs running at once in this server process.")
+    executor: str = Field(
+        default="inline",
+        description="Where handlers run: inline (this process's event loop) or an executor a plugin adds "
+        "(lamina_job_executors).",
+    )
+    executor_config: dict[str, Any] = Field(default_factory=dict, description="Settings for that executor.")
+    lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="How long a running job stays this process's without a heartbeat; a killed server's "
+        "jobs are resumed (or failed) this long after it stopped.",
+    )
+    progress_interval: float = Field(
+        default=1.0, ge=0, le=60, description="At most one progress write per job per this many seconds."
+    )
+    poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often the scheduler looks for jobs submitted by other replicas and for expired "
+        "leases.",
+    )
+
+
 class RunConfig(_Section):
     version: int | str = 2
     image_name: str = "lamina"
@@ -164,15 +199,16 @@ class RunConfig(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     logging: dict[str, Any] | None = None
     external_providers_dir: str | None = None
 
     source: str = Field(default="<run config>", exclude=True, description="Where this config came from.")
 
-    @field_validator("safety", mode="before")
+    @field_validator("safety", "jobs", mode="before")
     @classmethod
     def _empty_safety(cls, value: Any) -> Any:
-        return {} if value is None else value  # `safety:` with nothing under it
+        return {} if value is None else value  # `safety:` (or `jobs:`) with nothing under it
 
     def state_dir(self) -> Path:
         return lamina_home() / self.image_name
@@ -238,6 +274,8 @@ def parse_run_config(doc: Any, *, source: str, env: Mapping[str, str] | None = N
                     key=f"providers.{api}[{i}].module",
                     reason="external provider modules are installed as plugins in Lamina",
                 )
+    for key in sorted(config.jobs.model_extra or {}):
+        log.warning("config_key_ignored", source=source, key=f"jobs.{key}", reason="not a jobs setting")
     for key in sorted(config.safety.model_extra or {}):
         log.warning("config_key_ignored", source=source, key=f"safety.{key}", reason="not a safety setting")
     return config

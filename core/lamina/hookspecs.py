@@ -34,6 +34,7 @@ import pluggy
 from lamina.specs import (
     DefaultResource,
     DistributionSpec,
+    JobExecutorSpec,
     MiddlewareSpec,
     ProviderSpec,
     ResourceVeto,
@@ -563,6 +564,45 @@ def lamina_middlewares() -> list[MiddlewareSpec]:
         @hookimpl
         def lamina_middlewares():
             return [MiddlewareSpec(name="acme-auth", middleware="lamina_acme.auth:middleware", order=10)]
+    """
+
+
+@hookspec
+def lamina_job_executors() -> list[JobExecutorSpec]:
+    """Offer job executors: places other than the server's event loop where job handlers run.
+
+    Called: at start-up, once per process, when the run config's ``jobs.executor`` names an executor other
+    than the built-in ``inline`` (the plugin manager caches the answer, sorted by name), and by ``lamina
+    plugins``.
+
+    Returns: a list of ``JobExecutorSpec``: a ``name`` (what ``jobs.executor`` says), ``factory`` (the import
+    path of ``def factory(config: dict) -> JobExecutor``, called once at start-up with
+    ``jobs.executor_config``; raise ``ValueError`` naming a bad setting) and a ``description``. Dicts with
+    the same fields are accepted. Return ``[]`` or ``None`` for none.
+
+    Rules:
+
+    - No I/O here; ``factory`` is a string the core imports at start-up. Connect to a cluster in the
+      executor's ``start``.
+    - The executor implements ``lamina.jobs.JobExecutor``: ``async start()`` (before any job runs),
+      ``async run(handler, context) -> result`` and ``async shutdown()`` (after every job here stopped).
+      ``run`` runs one job's ``handler(context)`` to its end and returns its result (small JSON) or raises
+      its exception. Cancelling the task that awaits ``run`` must stop the work and raise
+      ``CancelledError``: that is how cancel and shutdown reach the handler. Calls the handler makes to
+      ``context.progress`` must reach the ``context`` given (relay them when the handler runs elsewhere),
+      since they persist progress and checkpoints and renew the job's lease.
+    - The manager, not the executor, owns each job's state, lease, concurrency limits and order; an
+      executor may run parts of a job in parallel elsewhere (fanning a batch out to a cluster) as long as
+      ``run`` returns only when the job's work is done.
+    - An executor name offered by two distributions, or one no installed plugin offers, fails start-up
+      with an error naming them; ``inline`` is the core's own and cannot be replaced.
+
+    Example::
+
+        @hookimpl
+        def lamina_job_executors():
+            return [JobExecutorSpec(name="ray", factory="lamina_ray.executor:create_executor",
+                                    description="Runs job work as Ray tasks on a cluster")]
     """
 
 

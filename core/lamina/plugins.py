@@ -31,6 +31,7 @@ from lamina.specs import (
     Api,
     DefaultResource,
     DistributionSpec,
+    JobExecutorSpec,
     MiddlewareSpec,
     ProviderSpec,
     ResourceType,
@@ -382,6 +383,27 @@ class PluginManager:
                 key=lambda m: (m.order, m.name),
             ),
         )
+
+    def job_executors(self) -> dict[str, JobExecutorSpec]:
+        """Every job executor plugins offer, by name; a name offered twice (or ``inline``) fails, naming
+        both offerers."""
+
+        def compute() -> dict[str, JobExecutorSpec]:
+            out: dict[str, JobExecutorSpec] = {}
+            owners: dict[str, str] = {"inline": "the core"}
+            for info, value in self.call_each("lamina_job_executors", convert=_list_of(JobExecutorSpec)):
+                for spec in value:
+                    if spec.name in owners:
+                        raise PluginError(
+                            f"job executor {spec.name!r} is offered by two distributions: "
+                            f"{owners[spec.name]} and {info.distribution}. Uninstall one, or disable one "
+                            f"with LAMINA_DISABLE_PLUGINS=<distribution>."
+                        )
+                    owners[spec.name] = info.distribution
+                    out[spec.name] = spec
+            return dict(sorted(out.items()))
+
+        return self._cached("job_executors", compute)
 
     def cli_commands(self) -> list[Any]:
         cmds = [c for _i, v in self.call_each("lamina_cli_commands", convert=_click_commands) for c in v]

@@ -134,6 +134,22 @@ class MiddlewareSpec(BaseModel):
     order: int = 100
 
 
+class JobExecutorSpec(BaseModel):
+    """A job executor a plugin offers: where job handlers run (``lamina.jobs.executor``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]*$", description="What the run config's `jobs.executor` names it by."
+    )
+    factory: str = Field(
+        description=(
+            "Import path of `def factory(config: dict) -> JobExecutor` (config: `jobs.executor_config`)."
+        )
+    )
+    description: str = ""
+
+
 class DistributionSpec(BaseModel):
     """A named, pre-packaged run config."""
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from lamina import __version__, api_table
 from lamina.apis.eval import RegisterBenchmarkRequest
 from lamina.apis.inspect import Inspect, Providers
+from lamina.apis.jobs import Jobs
 from lamina.apis.models import Model, RegisterModelRequest
 from lamina.apis.safety import RegisterShieldRequest
 from lamina.apis.scoring import RegisterScoringFunctionRequest
@@ -28,6 +29,9 @@ from lamina.apis.vector_io import RegisterVectorDBRequest
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
 from lamina.errors import ConfigError, LaminaError, UpstreamError, validation_error
+from lamina.jobs.executor import check_executor, create_executor
+from lamina.jobs.manager import JobManager
+from lamina.jobs.store import jobs_store_config, open_jobs_store
 from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
@@ -38,6 +42,7 @@ from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.inspect import InspectImpl, ProvidersImpl
+from lamina.routers.jobs import JobsImpl
 from lamina.routers.vector_stores import VectorStoresRouter
 from lamina.specs import Api, DefaultResource, ProviderSpec, ResourceType, import_object
 from lamina.storage import KVStore, KVStoreConfig, open_kvstore
@@ -83,6 +88,7 @@ class Stack:
     # Where this server answers (set by lamina.server.app.run_server before start): providers that call
     # the server's own OpenAI-compatible routes (inline::braintrust) read it as context.extra["server_url"].
     server_url: str | None = None
+    jobs: JobManager | None = None  # open from start() to shutdown(); providers get it as context.jobs
 
     def __post_init__(self) -> None:
         # Which providers are down, and their background retries (lamina.provider_health).
@@ -194,6 +200,10 @@ class Stack:
                 f"but no safety provider is configured; add one under providers.safety (and the shield "
                 f"under shields:), or remove the setting"
             )
+        try:
+            check_executor(config.jobs.executor, pm)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: jobs.executor: {exc}") from None
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 
@@ -213,6 +223,7 @@ class Stack:
         await self.registry.attach(self.store)
         if Api.inference in self.providers:
             await self._open_inference_store(state_dir)
+        await self._open_jobs(state_dir)
 
         for record in self.order:
             deps = {dep: self.routers.get(dep) for dep in record.spec.api_dependencies}
@@ -230,6 +241,7 @@ class Stack:
                 state_dir=state_dir / "providers" / record.provider_id,
                 metadata_store=store_cfg,
                 extra={"server_url": self.server_url} if self.server_url else {},
+                jobs=self.jobs,
             )
             factory = import_object(record.spec.factory)
             impl = await factory(record.config, deps, context)
@@ -251,6 +263,41 @@ class Stack:
         await self._start_model_refresh()
         if Api.vector_io in self.providers and self.store is not None:
             await self.vector_stores.start(self.store)  # resumes files left in_progress
+        # Last: providers registered their job kinds in initialize(), so what a stopped server left
+        # is resumed (or failed, naming its kind) by the handlers that are there now.
+        assert self.jobs is not None
+        await self.jobs.start()
+
+    async def _open_jobs(self, state_dir: Path) -> None:
+        """Open the jobs store (``jobs.store``; default SQLite in the state dir) and its manager."""
+        settings = self.config.jobs
+        try:
+            config = jobs_store_config(settings.store, state_dir / "jobs.db")
+        except ValidationError as exc:
+            raise ConfigError(validation_message(self.config.source, exc, ("jobs", "store"))) from None
+        try:
+            executor = create_executor(settings.executor, settings.executor_config, self.pm)
+        except ValueError as exc:
+            raise ConfigError(f"{self.config.source}: jobs.executor_config: {exc}") from None
+        store = await open_jobs_store(config)
+        self.jobs = JobManager(
+            store,
+            executor=executor,
+            max_concurrent=settings.max_concurrent,
+            lease_seconds=settings.lease_seconds,
+            progress_interval=settings.progress_interval,
+            poll_seconds=settings.poll_seconds,
+        )
+        log.info("jobs_store_opened", store=store.where, executor=settings.executor)
+
+    async def _close_jobs(self) -> None:
+        if self.jobs is None:
+            return
+        manager, self.jobs = self.jobs, None
+        try:
+            await manager.shutdown()
+        finally:
+            await manager.store.close()
 
     async def _open_inference_store(self, state_dir: Path) -> None:
         """Open the chat completions store (``inference_store``; default SQLite in the state dir)."""
@@ -278,6 +325,13 @@ class Stack:
             await store.close()
 
     async def shutdown(self) -> None:
+        # Jobs first: their handlers use the providers closed below.
+        jobs = self.jobs
+        if jobs is not None:
+            try:
+                await jobs.shutdown()
+            except Exception as exc:  # keep closing the rest
+                log.warning("jobs_shutdown_failed", error=str(exc))
         await self.health.stop()
         await self.vector_stores.shutdown()
         await self._stop_model_refresh()
@@ -291,6 +345,10 @@ class Stack:
                     await record.impl.shutdown()
                 except Exception as exc:  # keep closing the others
                     log.warning("provider_shutdown_failed", provider_id=record.provider_id, error=str(exc))
+        try:
+            await self._close_jobs()
+        except Exception as exc:
+            log.warning("jobs_store_close_failed", error=str(exc))
         if self.store is not None:
             await self.store.close()
 
@@ -635,6 +693,7 @@ class Stack:
         out: list[tuple[type, Any, list[str]]] = [
             (Inspect, InspectImpl(self), []),
             (Providers, ProvidersImpl(self), []),
+            (Jobs, JobsImpl(self), []),
         ]
         for entry in api_table.API_TABLE:
             served = (*entry.always_served, *(entry.protocols if entry.api in self.providers else ()))

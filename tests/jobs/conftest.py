@@ -3,6 +3,8 @@ managers over it that are shut down after the test."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -62,3 +64,21 @@ async def managers(open_store: Callable[..., Any]) -> AsyncIterator[Callable[...
     yield make
     for manager in made:
         await manager.shutdown()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_JOBS_DIST = ROOT / "tests" / "plugin_dists" / "lamina-test-jobs"
+
+
+@pytest.fixture(scope="session")
+def test_jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding lamina-test-jobs (with its entry point): put it on PYTHONPATH."""
+    target = tmp_path_factory.mktemp("test-jobs-dist")
+    argv = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+        "--no-input", "--disable-pip-version-check", "--target", str(target), str(TEST_JOBS_DIST),
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"pip install of lamina-test-jobs failed:\n{result.stdout}{result.stderr}")
+    return target

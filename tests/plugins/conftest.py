@@ -29,7 +29,7 @@ from lamina.testing.processes import ServerProcess, lamina_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTS_DIR = ROOT / "tests" / "plugin_dists"
-DIST_NAMES = ("alpha", "beta", "broken", "dup", "badhook")
+DIST_NAMES = ("alpha", "beta", "broken", "dup", "badhook", "jobs")
 PLUGIN_ENV = (
     "LAMINA_LOAD_PLUGINS",
     "LAMINA_DISABLE_PLUGINS",

@@ -491,6 +491,36 @@ async def test_hook_lamina_middlewares(load, tmp_path: Path) -> None:
         assert "X-Lamina-Test-Beta" not in (await client.get("/v1/health")).headers
 
 
+async def test_hook_lamina_job_executors(load, tmp_path: Path) -> None:
+    pm = load("jobs")
+    [(name, spec)] = pm.job_executors().items()
+    assert (name, spec.factory) == ("test-counting", "lamina_test_jobs.executor:create_executor")
+    providers = {"inference": [{"provider_id": "jobs", "provider_type": "inline::test-jobs", "config": {}}]}
+    jobs = {"executor": "test-counting", "executor_config": {"label": "hooks"}}
+    async with started(Stack.build(run_config(tmp_path, providers, jobs=jobs), pm)) as stack:
+        assert stack.jobs is not None
+        executor = stack.jobs.executor
+        assert executor.label == "hooks" and executor.events == ["start"]
+        job = await stack.jobs.submit("test.count", {"items": 2})
+        done = await stack.jobs.wait(job.id, within=30)
+        assert done.status == "completed" and done.result["items"] == 2
+        assert executor.runs == [job.id], "the configured executor ran the handler"
+    assert executor.events == ["start", "shutdown"]
+    # A name nobody offers fails the build, listing what is there; so does a bad executor_config.
+    with pytest.raises(ConfigError, match=r"jobs.executor: no installed plugin offers job executor 'ray' "):
+        Stack.build(run_config(tmp_path, providers, jobs={"executor": "ray"}), pm)
+    bad = Stack.build(run_config(tmp_path, providers, jobs={**jobs, "executor_config": {"x": 1}}), pm)
+    with pytest.raises(ConfigError, match=r"jobs\.executor_config: test-counting takes only 'label'"):
+        await bad.start()
+    await bad.shutdown()
+    # An executor name offered twice fails, naming both distributions.
+    twin = {"name": "test-counting", "factory": "lamina_test_jobs.executor:create_executor"}
+    twin_plugin = plugin_module("twin", lamina_job_executors=lambda: [twin])
+    pm.register(twin_plugin, name="twin", distribution="lamina-twin")
+    with pytest.raises(PluginError, match="'test-counting' is offered by two distributions: lamina-test-j"):
+        pm.job_executors()
+
+
 def test_hook_lamina_cli_commands(load, dists) -> None:
     pm = load("alpha", strict=False)
     pm.register(plugin_module("cmds", lamina_cli_commands=lambda: ["not-a-command"]), name="cmds")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.apis.models import Model
+from lamina.jobs.manager import JobManager
 from lamina.specs import Api
 
 
@@ -20,6 +21,8 @@ class ProviderContext:
     state_dir: Path
     metadata_store: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The server's job manager (lamina.jobs): register job kinds in ``initialize`` and submit jobs.
+    jobs: JobManager | None = None
 
 
 class ProviderBase:
