@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lamina.apis.agents import Agents, AgentsProvider
+from lamina.apis.datasets import DatasetIO, DatasetIOProvider, Datasets
 from lamina.apis.eval import Benchmarks, Eval, EvalProvider
 from lamina.apis.files import Files, FilesProvider
 from lamina.apis.inference import Inference, InferenceProvider
@@ -43,12 +44,14 @@ from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
 from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
 from lamina.apis.vector_stores import VectorStores
 from lamina.resources.benchmarks import BenchmarksRoutingTable
+from lamina.resources.datasets import DatasetsRoutingTable
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.scoring_functions import ScoringFunctionsRoutingTable
 from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.agents import AgentsRouter
+from lamina.routers.datasetio import DatasetIORouter
 from lamina.routers.eval import EvalRouter
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
@@ -126,6 +129,13 @@ def _safety(stack: Stack) -> Built:
     return Built(router, shields, {Shields: shields})
 
 
+def _datasetio(stack: Stack) -> Built:
+    records = stack.providers.get(Api.datasetio, {})
+    types = {provider_id: record.spec.provider_type for provider_id, record in records.items()}
+    datasets = DatasetsRoutingTable(stack.registry, stack.impls[Api.datasetio], stack.pm, types)
+    return Built(DatasetIORouter(datasets), datasets, {Datasets: datasets})
+
+
 def _scoring(stack: Stack) -> Built:
     functions = ScoringFunctionsRoutingTable(stack.registry, stack.impls[Api.scoring], stack.pm)
     # score-batch reads and saves datasets through the DatasetIO router, when one is configured.
@@ -177,6 +187,8 @@ API_TABLE: tuple[ApiEntry, ...] = (
         _tool_runtime,
     ),
     ApiEntry(Api.safety, (Shields, Safety), SafetyProvider, ResourceType.shield, _safety),
+    # Datasets read local files and data: URIs, and the Files API's files (files://<file_id>).
+    ApiEntry(Api.datasetio, (Datasets, DatasetIO), DatasetIOProvider, ResourceType.dataset, _datasetio),
     ApiEntry(
         Api.scoring,
         (ScoringFunctions, Scoring),

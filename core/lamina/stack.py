@@ -18,6 +18,7 @@ import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lamina import __version__, api_table
+from lamina.apis.datasets import RegisterDatasetRequest
 from lamina.apis.eval import RegisterBenchmarkRequest
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.jobs import Jobs
@@ -36,6 +37,7 @@ from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor, Pending
 from lamina.providers.base import ProviderContext
 from lamina.request_context import PROVIDER_DATA_HEADER
+from lamina.resources.datasets import DatasetsRoutingTable
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.shields import ShieldsRoutingTable
@@ -121,6 +123,10 @@ class Stack:
     @property
     def shields(self) -> ShieldsRoutingTable:
         return self.tables[ResourceType.shield]
+
+    @property
+    def datasets(self) -> DatasetsRoutingTable:
+        return self.tables[ResourceType.dataset]
 
     @property
     def vector_stores(self) -> VectorStoresRouter:
@@ -387,6 +393,7 @@ class Stack:
         await self._register_tool_groups()
         await self._register_shields()
         await self._register_scoring_functions()
+        await self._register_datasets()
         await self._register_benchmarks()  # last: a benchmark names a dataset and scoring functions
 
     async def _register_vector_dbs(self) -> None:
@@ -503,6 +510,37 @@ class Stack:
                     description=entry.description,
                     return_type=entry.return_type or {"type": "number"},
                     params=entry.params,
+                ),
+                replace=True,
+            ),
+        )
+
+    async def _register_datasets(self) -> None:
+        """Reopen persisted datasets, then plugins' default datasets, then the run config's."""
+        if Api.datasetio not in self.providers:
+            return
+        await self.datasets.reopen()
+        await self._register_defaults(
+            Api.datasetio,
+            ResourceType.dataset,
+            lambda res, record: self.datasets.register_dataset(
+                RegisterDatasetRequest(
+                    dataset_id=res.identifier, provider_id=record.provider_id, **res.params
+                )
+            ),
+        )
+        await self._register_configured(
+            "datasets",
+            self.config.datasets,
+            "dataset_id",
+            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.datasetio, exc),
+            register=lambda entry: self.datasets.register_dataset(
+                RegisterDatasetRequest(
+                    dataset_id=entry.dataset_id,
+                    purpose=entry.purpose,
+                    source=entry.source,
+                    metadata=entry.metadata,
+                    provider_id=entry.provider_id,
                 ),
                 replace=True,
             ),

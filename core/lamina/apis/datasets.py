@@ -156,9 +156,7 @@ class DatasetIO(Protocol):
         """A page of a dataset's rows: [start_index, start_index + limit), and whether more follow."""
         ...
 
-    @webmethod(
-        "POST", "/v1/datasetio/append-rows/{dataset_id:.+}", request=AppendRowsRequest, response=None
-    )
+    @webmethod("POST", "/v1/datasetio/append-rows/{dataset_id:.+}", request=AppendRowsRequest, response=None)
     async def append_rows(self, request: AppendRowsRequest) -> None:
         """Append rows to a dataset (persisted: they survive a restart)."""
         ...

@@ -14,6 +14,7 @@ apis:
 - safety
 - scoring
 - agents
+- datasetio
 - eval
 providers:
   inference:
@@ -90,6 +91,13 @@ providers:
     provider_type: inline::meta-reference
     # Agents, sessions, turns and steps persist (persistence_store; absent: SQLite in the state
     # directory) and survive a restart; a turn a crash interrupted reads as failed after it.
+    config: {}
+  datasetio:
+  - provider_id: localfs
+    provider_type: inline::localfs
+    # Datasets from CSV/TSV/JSONL/Parquet/XLSX paths, file:// and data: URIs, and Files API files
+    # (files://<file_id>), read a page at a time; appended rows persist (kvstore; absent: SQLite in
+    # the state directory).
     config: {}
   eval:
   # Benchmarks (POST /v1/eval/benchmarks) run by a model or an agent: run_eval is a job that survives a

@@ -1,0 +1,2 @@
+"""Lamina datasetio provider ``remote::huggingface``: datasets through the Hugging Face ``datasets``
+library."""
