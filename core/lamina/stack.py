@@ -392,8 +392,8 @@ class Stack:
         await self._register_vector_dbs()
         await self._register_tool_groups()
         await self._register_shields()
-        await self._register_scoring_functions()
         await self._register_datasets()
+        await self._register_scoring_functions()
         await self._register_benchmarks()  # last: a benchmark names a dataset and scoring functions
 
     async def _register_vector_dbs(self) -> None:

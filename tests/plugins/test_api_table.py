@@ -91,6 +91,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.vector_io,
         Api.tool_runtime,
         Api.safety,
+        Api.datasetio,
         Api.scoring,
         Api.agents,
     ]

@@ -67,9 +67,15 @@ class ScoringRouter:
     async def _score_page(
         self, jobs: list[_Job], rows: list[dict[str, Any]], first_row: int, where: str
     ) -> None:
-        """Score one page with every function at once (an LLM judge and equality overlap)."""
-        results = await asyncio.gather(*(self._score_one(job, rows, first_row, where) for job in jobs))
-        for job, scored in zip(jobs, results, strict=True):
+        """Score one page with every function at once (an LLM judge and equality overlap); the first
+        failure cancels the others (no judge calls nobody will read)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._score_one(job, rows, first_row, where)) for job in jobs]
+        except BaseExceptionGroup as eg:
+            raise eg.exceptions[0] from None
+        for job, task in zip(jobs, tasks, strict=True):
+            scored = task.result()
             job.aggregator.add(scored)
             job.score_rows.extend(scored)
 

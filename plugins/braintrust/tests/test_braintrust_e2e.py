@@ -101,6 +101,11 @@ def test_factuality_is_judged_by_a_served_model(client: LlamaStackClient) -> Non
     assert result.score_rows[0]["metadata"]["rationale"] == "scripted"
     assert result.aggregated_results == {"average": {"average": pytest.approx(1.6 / 3)}}
 
+    # Llama Stack's callers send their OpenAI key as provider data: accepted, not needed here.
+    keyed = client.with_options(default_headers={"X-LlamaStack-Provider-Data": '{"openai_api_key": "sk-x"}'})
+    response = keyed.scoring.score(input_rows=ROWS[:1], scoring_functions={"braintrust::factuality": None})
+    assert response.results["braintrust::factuality"].score_rows[0]["score"] == 1.0
+
 
 def test_answer_similarity_embeds_with_a_served_embedding_model(client: LlamaStackClient) -> None:
     rows = [
