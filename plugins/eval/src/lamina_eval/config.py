@@ -27,7 +27,8 @@ class MetaReferenceEvalConfig(BaseModel):
         ge=1,
         le=10_000,
         description="Rows read, generated and saved together in a run_eval job: the checkpoint advances a "
-        "chunk at a time, so at most this many rows are generated again after a crash.",
+        "chunk at a time; after a crash only the chunks in flight (1 + max_concurrency / chunk_rows of "
+        "them) are generated again.",
     )
     run_eval_wait_seconds: float = Field(
         default=50.0,

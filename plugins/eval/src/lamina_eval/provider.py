@@ -8,8 +8,9 @@ provider's kvstore beside the job manager's id. The job:
 1. counts the rows to answer (``num_examples``, else the dataset's rows, read a page at a time);
 2. from its checkpoint on, reads ``chunk_rows`` rows, answers them, saves their generations in the
    kvstore (``eval:gen:<job>:<first row>``), then moves the checkpoint past them (progress = rows
-   answered / rows to answer). A server killed mid-run resumes at the checkpoint: rows of saved chunks
-   are never sent to the candidate again (at most one chunk is answered twice);
+   answered / rows to answer); the next chunks are answered meanwhile (``_generate``). A server killed
+   mid-run resumes at the checkpoint: rows of saved chunks are never sent to the candidate again; only
+   the chunks in flight at the kill (1 + max_concurrency / chunk_rows of them) are answered twice;
 3. scores every row (dataset columns plus its generation) through the Scoring API with the
    benchmark's functions and the config's ``scoring_params``, and saves the scores.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from typing import Any
 
 import structlog
@@ -185,11 +187,17 @@ class MetaReferenceEvalProvider(ProviderBase):
         return answer
 
     async def _answer_rows(
-        self, config: BenchmarkConfig, rows: list[dict[str, Any]], first: int, agent_id: str | None
+        self,
+        config: BenchmarkConfig,
+        rows: list[dict[str, Any]],
+        first: int,
+        agent_id: str | None,
+        gate: asyncio.Semaphore | None = None,
     ) -> list[dict[str, Any]]:
-        """Answers for ``rows`` (row ``first`` onwards), ``max_concurrency`` at once; the first failure
-        cancels the rows still waiting and is raised."""
-        gate = asyncio.Semaphore(self.config.max_concurrency)
+        """Answers for ``rows`` (row ``first`` onwards), ``max_concurrency`` at once (``gate``: shared
+        with other chunks of the same run); the first failure cancels the rows still waiting and is
+        raised."""
+        gate = gate or asyncio.Semaphore(self.config.max_concurrency)
 
         async def one(i: int, row: dict[str, Any]) -> dict[str, Any]:
             async with gate:
@@ -274,16 +282,8 @@ class MetaReferenceEvalProvider(ProviderBase):
         if total is None:
             total = await self._count_rows(dataset_id, config.num_examples)
             await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
-        agent_id = await self._create_agent(config) if done < total else None
-        while done < total:
-            page = await self._page(dataset_id, done, min(self.config.chunk_rows, total - done))
-            if not page.data:  # the dataset shrank since it was counted
-                total = done
-                break
-            generations = await self._answer_rows(config, page.data, done, agent_id)
-            await self.store.set(_gen_key(context.job_id, done), json.dumps(generations))
-            done += len(page.data)
-            await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
+        if done < total:
+            total = await self._generate(context, config, dataset_id, done, total)
         rows = await self._scored_rows(context.job_id, dataset_id, total)
         scores = await self._score(rows, params["scoring_functions"], config)
         await self.store.set(
@@ -291,6 +291,43 @@ class MetaReferenceEvalProvider(ProviderBase):
             json.dumps({fn: result.model_dump(mode="json") for fn, result in scores.items()}),
         )
         return {"rows": total}
+
+    async def _generate(
+        self, context: Any, config: BenchmarkConfig, dataset_id: str, done: int, total: int
+    ) -> int:
+        """Answer rows ``[done, total)`` chunk by chunk, saving each chunk's generations and then the
+        checkpoint past it, in row order. Chunks overlap: the next ones are already being answered
+        while the oldest is saved, so ``max_concurrency`` rows stay in flight across chunk boundaries
+        (waiting for a chunk's slowest row and its saves would idle the candidate). Returns the rows
+        there were (fewer than ``total`` when the dataset shrank since it was counted)."""
+        agent_id = await self._create_agent(config)
+        gate = asyncio.Semaphore(self.config.max_concurrency)
+        chunk = self.config.chunk_rows
+        ahead = 1 + -(-self.config.max_concurrency // chunk)  # enough chunks in flight to fill the gate
+        in_flight: deque[tuple[int, int, asyncio.Task]] = deque()
+        next_row = done
+        try:
+            while done < total:
+                while next_row < total and len(in_flight) < ahead:
+                    page = await self._page(dataset_id, next_row, min(chunk, total - next_row))
+                    if not page.data:  # the dataset shrank since it was counted
+                        total = next_row
+                        break
+                    task = asyncio.create_task(self._answer_rows(config, page.data, next_row, agent_id, gate))
+                    in_flight.append((next_row, len(page.data), task))
+                    next_row += len(page.data)
+                if not in_flight:
+                    break
+                first, count, task = in_flight.popleft()
+                generations = await task
+                await self.store.set(_gen_key(context.job_id, first), json.dumps(generations))
+                done = first + count
+                await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
+        finally:
+            for _, _, task in in_flight:  # cancelled, failed or lost: stop the rows still being answered
+                task.cancel()
+            await asyncio.gather(*(task for _, _, task in in_flight), return_exceptions=True)
+        return min(total, done)
 
     async def _page(self, dataset_id: str, start: int, limit: int) -> Any:
         request = IterRowsRequest(dataset_id=dataset_id, start_index=start, limit=limit)
