@@ -12,6 +12,7 @@ BENCHMARKS = {
     "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
     "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
+    "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
 }
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench lone (~1 min; not written to the docs)")
         print("                               hatch run bench tools (~5 min)")
         print("                               hatch run bench scoring (~1 min)")
+        print("                               hatch run bench eval (~1 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -57,6 +59,10 @@ def main(argv: list[str]) -> int:
         from bench.scoring import main as scoring
 
         return scoring(argv[1:])
+    if argv[0] == "eval":
+        from bench.eval import main as eval_bench
+
+        return eval_bench(argv[1:])
     return 2
 
 
