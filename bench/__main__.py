@@ -13,6 +13,7 @@ BENCHMARKS = {
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
     "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
+    "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
 }
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench tools (~5 min)")
         print("                               hatch run bench scoring (~1 min)")
         print("                               hatch run bench eval (~1 min)")
+        print("                               hatch run bench datasets (~5 min; writes 1 GB to /tmp)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -51,6 +53,10 @@ def main(argv: list[str]) -> int:
         from bench.safety import main as safety
 
         return safety(argv[1:])
+    if argv[0] == "datasets":
+        from bench.datasets import main as datasets
+
+        return datasets(argv[1:])
     if argv[0] == "tools":
         from bench.tools import main as tools
 

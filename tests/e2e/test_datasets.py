@@ -5,6 +5,7 @@ append-rows, restart persistence, unregister, and the 4xx for bad input."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,41 @@ def test_bad_paging_and_unknown_ids(server: ServerProcess) -> None:
     assert missing.status_code == 404 and "nope" in missing.text and "from-config" in missing.text
     appended = httpx.post(f"{server.url}/v1/datasetio/append-rows/nope", json={"rows": [{}]}, timeout=30)
     assert appended.status_code == 404
+
+
+def test_huggingface_and_localfs_side_by_side(
+    start_lamina: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Llama Stack's provider choice by source (huggingface:// to remote::huggingface, the rest to
+    inline::localfs), a local CSV through the datasets library, and a hub dataset failing at once
+    (the hub is a closed loopback port: nothing leaves the machine)."""
+    from lamina.testing.processes import free_port
+
+    state = tmp_path / "state"
+    config = run_config(state)
+    config["providers"]["datasetio"].append(
+        {"provider_id": "huggingface", "provider_type": "remote::huggingface", "config": {}}
+    )
+    server = start_lamina(config, env={"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+    c = client(server)
+    csv_path = tmp_path / "qa.csv"
+    csv_path.write_bytes(CSV)
+    hf = c.datasets.register(
+        purpose="eval/question-answer",
+        source={"type": "uri", "uri": f"huggingface://csv?data_files={csv_path}&split=train"},
+    )
+    assert hf.provider_id == "huggingface"
+    page = c.datasets.iterrows(hf.identifier, start_index=11, limit=5)
+    assert [r["input_query"] for r in page.data] == ["question 11"] and not page.has_more
+    local = c.datasets.register(purpose="eval/question-answer", source={"type": "uri", "uri": str(csv_path)})
+    assert local.provider_id == "localfs"
+
+    hub = c.datasets.register(
+        purpose="eval/messages-answer",
+        source={"type": "uri", "uri": "huggingface://datasets/llamastack/simpleqa?split=train"},
+    )
+    started = time.monotonic()
+    response = httpx.get(f"{server.url}/v1/datasetio/iterrows/{hub.identifier}?limit=10", timeout=60)
+    assert time.monotonic() - started < 15  # the library alone waits ~24 s
+    assert response.status_code == 502, response.text
+    assert "llamastack/simpleqa" in response.text and "unreachable" in response.text

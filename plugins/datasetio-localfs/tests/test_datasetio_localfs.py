@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,8 +45,9 @@ async def _close_providers() -> Any:
         await _OPEN.pop().shutdown()  # its SQLite thread would keep the test process alive
 
 
-async def _provider(tmp_path: Path) -> LocalFSDatasetIO:
-    provider = LocalFSDatasetIO(LocalFSDatasetIOConfig(), _context(tmp_path))
+async def _provider(tmp_path: Path, kvstore: dict[str, Any] | None = None) -> LocalFSDatasetIO:
+    config = LocalFSDatasetIOConfig.model_validate({"kvstore": kvstore})
+    provider = LocalFSDatasetIO(config, _context(tmp_path))
     await provider.initialize()
     _OPEN.append(provider)
     return provider
@@ -139,8 +141,19 @@ async def test_file_uris_and_rows(tmp_path: Path) -> None:
     assert page.data == ROWS[1:2] and page.has_more
 
 
-async def test_appended_rows_follow_the_source_and_survive_a_restart(tmp_path: Path) -> None:
-    provider = await _provider(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def kvstore(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any] | None:
+    """The provider's kvstore: its default SQLite file, or a fresh table on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    return server.kvstore_config(table_name=f"datasetio_{uuid.uuid4().hex[:12]}")
+
+
+async def test_appended_rows_follow_the_source_and_survive_a_restart(
+    tmp_path: Path, kvstore: dict[str, Any] | None
+) -> None:
+    provider = await _provider(tmp_path, kvstore)
     dataset = _dataset(_uri(_write(tmp_path, "csv")))
     await provider.register_dataset(dataset)
     added = [{"input_query": f"new{i}", "expected_answer": "x", "n": 100 + i} for i in range(1500)]
@@ -148,7 +161,7 @@ async def test_appended_rows_follow_the_source_and_survive_a_restart(tmp_path: P
     await provider.append_rows(dataset, added[1200:])
     await _OPEN.pop().shutdown()
 
-    restarted = await _provider(tmp_path)
+    restarted = await _provider(tmp_path, kvstore)
     await restarted.register_dataset(dataset)
     page = await restarted.iterrows(dataset, 20, 10)
     assert page.data == ROWS[20:] + added[:5] and page.has_more

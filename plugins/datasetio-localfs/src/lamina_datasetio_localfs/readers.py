@@ -32,7 +32,8 @@ from lamina.errors import BadRequestError
 from lamina_datasetio_localfs.row_index import IndexCache, file_key
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "xlsx")
-CSV_BLOCK = 1 << 20  # bytes per pyarrow CSV block (its default)
+CSV_BLOCK = 1 << 20  # bytes per pyarrow CSV block (its default); the first block infers the types
+MIN_CSV_BLOCK = 64 * 1024
 PARQUET_BATCH = 4096
 
 Row = dict[str, Any]
@@ -72,20 +73,23 @@ class CsvReader:
         names = schema.names
         types = {f.name: (pa.string() if as_text else f.type) for f in schema}
         convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)
+        want = None if stop is None else stop - start
         if start >= self.indexes.stride_hint:
             index = self.indexes.get(self.path, header=True, quoted=True)
             if start >= index.rows:
                 return []
             first, offset = index.seek_point(start)
-            read = pacsv.ReadOptions(block_size=CSV_BLOCK, use_threads=False, column_names=names)
+            block = _block_size(None if want is None else start - first + want)
+            read = pacsv.ReadOptions(block_size=block, use_threads=False, column_names=names)
         else:
             first, offset = 0, 0
-            read = pacsv.ReadOptions(block_size=CSV_BLOCK, use_threads=False)
+            block = _block_size(None if want is None else start + want)
+            read = pacsv.ReadOptions(block_size=block, use_threads=False)
         with pa.OSFile(str(self.path)) as f:
             f.seek(offset)
             parse = self._parse()
             with pacsv.open_csv(f, read_options=read, parse_options=parse, convert_options=convert) as r:
-                return _take(_batches(r), start - first, None if stop is None else stop - start)
+                return _take_batches(r, start - first, want)
 
 
 class JsonlReader:
@@ -158,7 +162,7 @@ class ParquetReader:
             return []
         want = None if stop is None else stop - start
         batch = PARQUET_BATCH if want is None else max(1, min(PARQUET_BATCH, want))
-        return _take(_batches(pf.iter_batches(batch_size=batch, row_groups=groups)), start - skipped, want)
+        return _take_batches(pf.iter_batches(batch_size=batch, row_groups=groups), start - skipped, want)
 
 
 class XlsxReader:
@@ -199,11 +203,27 @@ class XlsxReader:
         return _take(self._rows(), start, None if stop is None else stop - start)
 
 
-def _batches(batches: Any) -> Any:
+def _take_batches(batches: Any, skip: int, want: int | None) -> list[Row]:
+    """Rows ``[skip, skip + want)`` of a stream of record batches; only those rows become Python objects."""
+    out: list[Row] = []
     for batch in batches:
-        yield from batch.to_pylist()
+        n = batch.num_rows
+        if skip >= n:
+            skip -= n
+            continue
+        stop = n if want is None else min(n, skip + want - len(out))
+        out.extend(batch.slice(skip, stop - skip).to_pylist())
+        skip = 0
+        if want is not None and len(out) >= want:
+            break
+    return out
 
 
 def _take(rows: Any, skip: int, want: int | None) -> list[Row]:
     it = itertools.islice(rows, skip, None if want is None else skip + want)
     return list(it)
+
+
+def _block_size(rows: int | None) -> int:
+    """Bytes per CSV block for a page: small pages parse a small block (types are fixed already)."""
+    return CSV_BLOCK if rows is None else max(MIN_CSV_BLOCK, min(CSV_BLOCK, rows * 256))

@@ -93,7 +93,9 @@ providers:
     # directory) and survive a restart; a turn a crash interrupted reads as failed after it.
     config: {}
   datasetio:
-  - provider_id: localfs
+  # Not `localfs` (Llama Stack's id here): provider ids are unique across APIs, and the files provider
+  # above has it. Datasets pick this provider by its type, so Llama Stack's requests need no id.
+  - provider_id: localfs-datasetio
     provider_type: inline::localfs
     # Datasets from CSV/TSV/JSONL/Parquet/XLSX paths, file:// and data: URIs, and Files API files
     # (files://<file_id>), read a page at a time; appended rows persist (kvstore; absent: SQLite in
