@@ -26,6 +26,7 @@ class Gate:
         self.peak = 0
         self.cancelled: list[str] = []
         self.changed = asyncio.Event()
+        self.stopped = asyncio.Event()  # set when a handler sees its cancellation
 
     async def handler(self, ctx: JobContext) -> dict[str, Any]:
         self.started.append(ctx.params["name"])
@@ -36,6 +37,7 @@ class Gate:
             await self.open.wait()
         except asyncio.CancelledError:
             self.cancelled.append(ctx.params["name"])
+            self.stopped.set()
             raise
         finally:
             self.running -= 1
@@ -364,3 +366,39 @@ async def test_two_managers_on_one_table_never_run_the_same_job_twice(managers) 
     ran = [job_id for job_id, _ in runs]
     assert sorted(ran) == sorted(j.id for j in jobs), "every job ran exactly once"
     assert {m for _, m in runs} == {"a", "b"}, "both managers took jobs"
+
+
+async def test_a_cancel_through_another_manager_stops_the_handler_where_it_runs(managers) -> None:
+    runner: JobManager = await managers(lease_seconds=0.3)  # heartbeat every 0.1 s
+    gate = Gate()
+    runner.register("demo.gate", gate.handler)
+    await runner.start()
+    job = await runner.submit("demo.gate", {"name": "far"})
+    await gate.until_started(1)
+    other: JobManager = await managers(lease_seconds=0.3)
+    other.register("demo.gate", Gate().handler)
+    assert (await other.cancel(job.id)).status == JobStatus.cancelled
+    await asyncio.wait_for(gate.stopped.wait(), WAIT)
+    assert gate.cancelled == ["far"]
+    assert (await runner.get(job.id)).status == JobStatus.cancelled, "the runner did not overwrite it"
+
+
+async def test_the_heartbeat_keeps_a_quiet_long_job_its_own(managers) -> None:
+    """A handler that reports no progress for several lease periods is not taken over while its
+    process lives."""
+    runs: list[str] = []
+
+    async def quiet(ctx: JobContext) -> str:
+        runs.append(ctx.job_id)
+        await asyncio.sleep(1.5)  # five leases of 0.3 s without a progress call
+        return "done"
+
+    a: JobManager = await managers(lease_seconds=0.3)
+    b: JobManager = await managers(lease_seconds=0.3)
+    for manager in (a, b):
+        manager.register("demo.quiet", quiet, resumable=True)
+    await a.start()
+    job = await a.submit("demo.quiet")
+    await b.start()
+    done = await a.wait(job.id, within=WAIT)
+    assert done.status == JobStatus.completed and done.attempts == 1 and runs == [job.id]

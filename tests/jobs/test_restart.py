@@ -101,3 +101,39 @@ async def test_a_job_that_cannot_resume_fails_with_the_reason_after_a_kill(
         "submit it again"
     )
     assert failed.progress.done >= 3 and failed.completed_at is not None
+
+
+async def test_two_processes_on_one_store_run_each_job_once(
+    store_section: dict[str, Any], open_store, test_jobs_dir: Path, tmp_path: Path
+) -> None:
+    """Two worker processes race for 40 jobs on one table: each job runs in exactly one of them."""
+    from lamina.jobs import JobManager
+
+    env = {**os.environ, "PYTHONPATH": str(test_jobs_dir)}
+    settings = {"store": store_section, "until_finished": 40, "max_concurrent": 3}
+    workers = [start_worker(settings, env, tmp_path / f"worker{n}.log") for n in (1, 2)]
+    try:
+        for n, worker in enumerate(workers, 1):
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready", (tmp_path / f"worker{n}.log").read_text()
+        # Both are polling the table now: submit from a third manager, which never runs anything.
+        submitter = JobManager(await open_store())
+        submitter.register("test.count", lambda ctx: None)
+        logs = [tmp_path / f"job{i}.log" for i in range(40)]
+        jobs = [
+            await submitter.submit("test.count", {"items": 1, "delay": 0.05, "log": str(log)}) for log in logs
+        ]
+        for n, worker in enumerate(workers, 1):
+            assert worker.wait(120) == 0, (tmp_path / f"worker{n}.log").read_text()
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(30)
+    runs = [items_by_pid(log) for log in logs]
+    assert all(len(r) == 1 for r in runs), [r for r in runs if len(r) != 1]
+    assert {r[0][1] for r in runs} == {w.pid for w in workers}, "both processes took jobs"
+    store = await open_store()
+    for job in jobs:
+        done = await store.get(job.id)
+        assert done is not None and done.status == JobStatus.completed and done.attempts == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -166,7 +167,11 @@ class PostgresTable(SqlTable):
     async def initialize(self) -> None:
         self._pool = await open_postgres_pool(self.config, self.where)
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # CREATE ... IF NOT EXISTS is not safe against itself: replicas creating one new table at
+                # once fail on pg_type's unique index. A transaction-scoped lock on the table's name makes
+                # them take turns (held until commit).
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(self.table.encode()))
                 for statement in self._schema_for("postgres"):
                     await conn.execute(statement)
         except postgres_errors() as exc:
