@@ -11,8 +11,9 @@ then:
   ``/v1/scoring/score-batch``, which reads it through DatasetIO in pages.
 
 Rows/s is rows over wall time; "rows/CPU-s" is rows over the server process's CPU time (user + system,
-from /proc), which a busy shared machine disturbs less. Each answer is checked (rows scored, accuracy
-0.5) so a fast error never counts as throughput.
+from /proc), which a busy shared machine disturbs less; peak RSS is the server's high-water mark
+(VmHWM) after the case. Each answer is checked (rows scored, accuracy 0.5) so a fast error never
+counts as throughput.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def rows(n: int) -> list[dict[str, Any]]:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run_config(with_datasets: bool) -> dict[str, Any]:
@@ -93,7 +101,8 @@ def bench_score(url: str, pid: int, n: int, requests_n: int) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     check(answer, n)
     total = n * requests_n
-    return {"case": f"score, {n:,} rows inline x {requests_n}", "rows": total, "wall": wall, "cpu": cpu}
+    case = f"score, {n:,} rows inline x {requests_n}"
+    return {"case": case, "rows": total, "wall": wall, "cpu": cpu, "rss": peak_rss_mb(pid)}
 
 
 def bench_score_batch(url: str, pid: int, n: int, work: Path) -> dict[str, Any]:
@@ -115,14 +124,15 @@ def bench_score_batch(url: str, pid: int, n: int, work: Path) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     response.raise_for_status()
     check(response.json(), n)
-    return {"case": f"score-batch, a {n:,}-row CSV (file://)", "rows": n, "wall": wall, "cpu": cpu}
+    case = f"score-batch, a {n:,}-row CSV (file://)"
+    return {"case": case, "rows": n, "wall": wall, "cpu": cpu, "rss": peak_rss_mb(pid)}
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scoring", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="rows per score request")
     parser.add_argument("--requests", type=int, default=10, help="score requests timed")
-    parser.add_argument("--batch-rows", type=int, default=200_000, help="rows of the score-batch dataset")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000, help="rows of the score-batch dataset")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
 
@@ -142,13 +152,14 @@ def main(argv: list[str]) -> int:
         finally:
             server.stop()
 
-    header = ["case", "rows", "rows/s (wall)", "rows/CPU-s (server)"]
+    header = ["case", "rows", "rows/s (wall)", "rows/CPU-s (server)", "server peak RSS"]
     table = [
         [
             r["case"],
             f"{r['rows']:,}",
             f"{r['rows'] / r['wall']:,.0f}",
             f"{r['rows'] / max(r['cpu'], 0.001):,.0f}",
+            f"{r['rss']:,.0f} MB",
         ]
         for r in results
     ]

@@ -256,6 +256,8 @@ class ScoringProvider(Protocol):
       neither has any) and returns one result dict per row, in order, each with a ``score``
       (a number, or what the function returns) and optionally ``weight`` (``weighted_average``) and
       details (``judge_feedback``). The core aggregates; a provider never sees a whole dataset.
+      Result dicts may be shared between rows (inline::basic answers the same ``{"score": 1.0}`` for
+      every match, so score-batch keeps a pointer a row): whoever reads them treats them as read-only.
     * A row missing a column the function needs raises ``ScoringRowError`` with the row's index in
       ``rows`` and a message naming the column (the core adds where the page starts); bad ``params``
       raise ``BadRequestError`` naming the field. An upstream that fails (a judge

@@ -173,3 +173,20 @@ def test_every_builtin_is_registered_with_llama_stacks_ids() -> None:
 async def test_large_pages_of_regex_functions_run_off_the_loop(provider) -> None:
     rows = [qa("Answer: A", "A")] * 2000
     assert await scores(provider, "basic::regex_parser_multiple_choice_answer", rows) == [1.0] * 2000
+
+
+@pytest.mark.parametrize("fn_id", ["basic::equality", "basic::subset_of", "basic::docvqa"])
+async def test_results_are_not_a_new_dict_per_row(provider, fn_id) -> None:
+    """score-batch keeps every row's result for the answer: the basic functions' results are two shared
+    read-only dicts, so 100,000 rows cost a list of pointers (0.8 MB), not 100,000 dicts (18 MB)."""
+    import tracemalloc
+
+    rows = [qa("a", "a"), qa("a", "b")] * 50_000
+    tracemalloc.start()
+    try:
+        scored = await provider.score_rows(builtin(fn_id), rows, None)
+        allocated, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [r["score"] for r in scored[:2]] == [1.0, 0.0] and len(scored) == 100_000
+    assert allocated < 2_000_000, f"{allocated:,} bytes for 100,000 results"
