@@ -82,7 +82,9 @@ def _stack(tmp_path: Path, installed: Any) -> Stack:
         "version": 2,
         "image_name": "table",
         "providers": {
-            "post_training": [{"provider_id": "a", "provider_type": "inline::echo-training", "config": {"label": "L"}}]
+            "post_training": [
+                {"provider_id": "a", "provider_type": "inline::echo-training", "config": {"label": "L"}}
+            ]
         },
         "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
     }
@@ -109,7 +111,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
 
 
 def test_an_api_missing_from_the_table_is_a_start_up_error(tmp_path: Path, installed: Any) -> None:
-    with pytest.raises(ConfigError, match=r"does not serve the post_training API \(it serves: inference, files"):
+    with pytest.raises(ConfigError, match=r"does not serve the post_training API \(it serves: inference"):
         _stack(tmp_path, installed)
 
 
