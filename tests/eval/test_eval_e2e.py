@@ -209,6 +209,12 @@ def test_benchmarks_evaluate_rows_and_run_eval(
             benchmark_config=model_candidate(),
         )
 
+    # Results are kept: after a restart the finished jobs answer the same.
+    server.restart()
+    again = c.eval.jobs.retrieve(job_id="0", benchmark_id=benchmark_id)
+    assert again.generations == result.generations and again.scores == result.scores
+    assert c.eval.jobs.status(job_id=failed.job_id, benchmark_id=benchmark_id).status == "failed"
+
     # Unregister (a Lamina route: llama-stack-client 0.2.12 has no method for it).
     assert httpx.delete(f"{server.url}/v1/eval/benchmarks/{benchmark_id}").status_code == 200
     assert c.benchmarks.list() == []
