@@ -133,8 +133,24 @@ def job_record(server: ServerProcess, benchmark_id: str, job_id: str) -> dict[st
 def test_benchmarks_evaluate_rows_and_run_eval(
     start_lamina: Callable[..., ServerProcess], slow_fake: ServerProcess, tmp_path: Path
 ) -> None:
-    server = start_lamina(run_config(slow_fake, tmp_path / "state"))
+    config = run_config(slow_fake, tmp_path / "state")
+    # A benchmark in the run config, on a dataset of the run config.
+    source = {"type": "uri", "uri": qa_csv()}
+    config["datasets"] = [{"dataset_id": "qa", "purpose": "eval/messages-answer", "source": source}]
+    subset = ["basic::subset_of"]
+    config["benchmarks"] = [{"benchmark_id": "configured", "dataset_id": "qa", "scoring_functions": subset}]
+    server = start_lamina(config)
     c = client(server)
+    configured = c.benchmarks.retrieve(benchmark_id="configured")
+    assert (configured.dataset_id, configured.scoring_functions) == ("qa", subset)
+    # The same registration again is fine; a different one under the same id is a 409.
+    c.benchmarks.register(benchmark_id="configured", dataset_id="qa", scoring_functions=subset)
+    with pytest.raises(llama_stack_client.ConflictError, match="already registered differently"):
+        c.benchmarks.register(
+            benchmark_id="configured", dataset_id="qa", scoring_functions=["basic::equality"]
+        )
+    assert httpx.delete(f"{server.url}/v1/eval/benchmarks/configured").status_code == 200
+
     dataset = c.datasets.register(purpose="eval/messages-answer", source={"type": "uri", "uri": qa_csv()})
     rows = c.datasets.iterrows(dataset_id=dataset.identifier, limit=5).data
     benchmark_id = str(uuid.uuid4())
@@ -217,7 +233,8 @@ def test_benchmarks_evaluate_rows_and_run_eval(
 
     # Unregister (a Lamina route: llama-stack-client 0.2.12 has no method for it).
     assert httpx.delete(f"{server.url}/v1/eval/benchmarks/{benchmark_id}").status_code == 200
-    assert c.benchmarks.list() == []
+    # The run config's benchmark, deleted above, was registered again by the restart's start-up.
+    assert [b.identifier for b in c.benchmarks.list()] == ["configured"]
 
 
 def test_agent_candidate_answers_each_row_in_its_own_session(
