@@ -290,6 +290,9 @@ def test_run_eval_progress_and_cancel(
         c.eval.jobs.retrieve(job_id=job.job_id, benchmark_id="long")
     c.eval.jobs.cancel(job_id=job.job_id, benchmark_id="long")
     assert c.eval.jobs.status(job_id=job.job_id, benchmark_id="long").status == "cancelled"
+    finished = f"eval job '{job.job_id}' of benchmark 'long' is cancelled already"
+    with pytest.raises(llama_stack_client.ConflictError, match=finished):
+        c.eval.jobs.cancel(job_id=job.job_id, benchmark_id="long")
     stopped_at = requests_seen(slow_fake, "slow")
     time.sleep(0.5)
     assert requests_seen(slow_fake, "slow") == stopped_at, "cancel stops the generation"

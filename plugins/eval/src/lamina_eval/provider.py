@@ -36,7 +36,7 @@ from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateRespon
 from lamina.apis.inference import ChatCompletionRequest, CompletionRequest
 from lamina.apis.jobs import Job, JobStatus
 from lamina.apis.scoring import ScoreRequest, ScoringResult
-from lamina.errors import BadRequestError, NotFoundError, UpstreamError
+from lamina.errors import BadRequestError, ConflictError, NotFoundError, UpstreamError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
@@ -377,7 +377,15 @@ class MetaReferenceEvalProvider(ProviderBase):
 
     async def job_cancel(self, benchmark: Benchmark, job_id: str) -> None:
         job = await self._job(benchmark, job_id)
-        await self._jobs().cancel(job.id)
+        try:
+            await self._jobs().cancel(job.id)
+        except ConflictError:  # name the eval job the caller knows, not the job system's id
+            job = await self._jobs().get(job.id)
+            raise ConflictError(
+                f"eval job '{job_id}' of benchmark '{benchmark.identifier}' is {job.status.value} already; "
+                f"only scheduled or in_progress jobs can be cancelled",
+                param="job_id",
+            ) from None
 
     async def job_result(self, benchmark: Benchmark, job_id: str) -> EvaluateResponse:
         job = await self._job(benchmark, job_id)
