@@ -9,7 +9,9 @@ path, a ``file://`` or ``data:`` URI, a Files API file: ``inline::localfs``), a 
 Paging follows Llama Stack 0.2.12 (``paginate_records``): rows ``[start_index, start_index + limit)``
 and ``has_more`` when a row follows them; ``start_index`` past the end answers no rows and
 ``has_more: false``. ``limit`` omitted or -1 answers every row from ``start_index`` on (Llama Stack
-ignores ``start_index`` then, which its own docstring contradicts; Lamina honours it).
+ignores ``start_index`` then, which its own docstring contradicts; Lamina honours it). One answer
+holds at most 100,000 rows (``lamina.routers.datasetio.MAX_PAGE_ROWS``): a larger ``limit`` is cut to
+it, and "every row" of a longer dataset is a 400 telling the client to page.
 """
 
 from __future__ import annotations

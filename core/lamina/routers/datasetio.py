@@ -20,6 +20,9 @@ log = structlog.get_logger(__name__)
 
 # Rows per page for ``pages`` (internal readers); a client picks its own with ``limit``.
 PAGE_ROWS = 1000
+# Most rows one iterrows answer holds: a larger limit is cut to it (has_more says more follow), and no
+# limit (Llama Stack's "every row") is refused for a dataset longer than it.
+MAX_PAGE_ROWS = 100_000
 # Rows one append-rows request may carry (the request body limit applies too).
 MAX_APPENDED_ROWS = 100_000
 
@@ -31,10 +34,19 @@ class DatasetIORouter:
     async def iterrows(self, request: IterRowsRequest) -> IterRowsResponse:
         dataset, provider = await self.datasets.resolve(request.dataset_id)
         start = request.start_index or 0
-        limit = None if request.limit is None or request.limit == -1 else request.limit
+        every = request.limit is None or request.limit == -1
+        limit = min(request.limit, MAX_PAGE_ROWS) if not every else MAX_PAGE_ROWS
         started = time.perf_counter()
-        page = await provider.iterrows(dataset, start, limit)
-        page = _checked(dataset, page)
+        page = _checked(dataset, await provider.iterrows(dataset, start, limit))
+        if every and page.has_more:
+            # "Every row" of a large dataset would be held in memory at once, and could take the
+            # server down with it; such a dataset is read a page at a time.
+            raise BadRequestError(
+                f"limit: dataset '{dataset.identifier}' has more than {MAX_PAGE_ROWS:,} rows from "
+                f"start_index {start}, too many for one answer; page through it with limit (at most "
+                f"{MAX_PAGE_ROWS:,}) and start_index, following has_more",
+                param="limit",
+            )
         log.info(
             "dataset_rows_read",
             dataset_id=dataset.identifier,

@@ -261,3 +261,55 @@ async def test_an_unknown_extension_or_a_broken_file_is_a_400(tmp_path: Path) ->
     broken.write_text("{not json}\n")
     with pytest.raises(BadRequestError, match="line 1 is not JSON"):
         await provider.register_dataset(_dataset(_uri(broken)))
+
+
+class _Table:
+    """The one thing the router asks its routing table: the dataset and its provider."""
+
+    def __init__(self, dataset: Dataset, provider: LocalFSDatasetIO) -> None:
+        self.entry = (dataset, provider)
+
+    async def resolve(self, dataset_id: str) -> tuple[Dataset, LocalFSDatasetIO]:
+        return self.entry
+
+
+async def test_the_router_caps_a_page_and_refuses_every_row_of_a_long_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.apis.datasets import IterRowsRequest
+    from lamina.routers import datasetio
+
+    monkeypatch.setattr(datasetio, "MAX_PAGE_ROWS", 10)
+    provider = await _provider(tmp_path)
+    dataset = _dataset(_uri(_write(tmp_path, "jsonl")))
+    await provider.register_dataset(dataset)
+    router = datasetio.DatasetIORouter(_Table(dataset, provider))
+
+    capped = await router.iterrows(IterRowsRequest(dataset_id="ds", limit=50))
+    assert capped.data == ROWS[:10] and capped.has_more
+    tail = await router.iterrows(IterRowsRequest(dataset_id="ds", start_index=15, limit=-1))
+    assert tail.data == ROWS[15:] and not tail.has_more  # 10 rows: every row fits
+    with pytest.raises(BadRequestError) as info:
+        await router.iterrows(IterRowsRequest(dataset_id="ds"))
+    assert info.value.param == "limit" and "start_index" in info.value.message
+    pages = [page async for page in router.pages("ds", page_rows=7)]
+    assert [len(p) for p in pages] == [7, 7, 7, 4] and [r for p in pages for r in p] == ROWS
+
+
+async def test_a_deep_page_does_not_parse_the_rows_before_it(tmp_path: Path) -> None:
+    """Once indexed, a deep page is parsed from the nearest indexed row: garbage written over the top
+    of the file (same size, same mtime, so the index still stands) does not reach it."""
+    import os
+
+    path = tmp_path / "tricky.csv"
+    expected = _tricky_csv(path, 5000)
+    provider = await _provider(tmp_path)
+    dataset = _dataset(_uri(path))
+    await provider.register_dataset(dataset)
+    assert (await provider.iterrows(dataset, 4000, 2)).data == expected[4000:4002]  # builds the index
+    stat = path.stat()
+    garbage = path.read_bytes()
+    path.write_bytes(garbage[:20] + b'"' * 20_000 + garbage[20_020:])  # an unclosed quote at the top
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (await provider.iterrows(dataset, 4500, 3)).data == expected[4500:4503]
+    assert provider.indexes.builds == 1
