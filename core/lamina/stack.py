@@ -210,6 +210,20 @@ class Stack:
             check_executor(config.jobs.executor, pm)
         except ValueError as exc:
             raise ConfigError(f"{source}: jobs.executor: {exc}") from None
+        listed = [entry for entry in config.scoring_fns if entry.scoring_fn_id]
+        if listed and Api.scoring not in providers:
+            raise ConfigError(
+                f"{source}: scoring_fns: {len(listed)} scoring functions are listed, but no scoring provider "
+                f"is configured to serve them; add one under providers.scoring (inline::basic, "
+                f"inline::llm-as-judge, ...), or remove them"
+            )
+        listed = [entry for entry in config.benchmarks if entry.benchmark_id]
+        if listed and Api.eval not in providers:
+            raise ConfigError(
+                f"{source}: benchmarks: {len(listed)} benchmarks are listed, but no eval provider is "
+                f"configured to serve them; add one under providers.eval (inline::meta-reference), or "
+                f"remove them"
+            )
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 

@@ -169,11 +169,17 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "server.host",
         ["IPv6", "disable_ipv6"],
     ),
-    "benchmarks-not-served": (
+    "scoring-fns-without-a-scoring-provider": (
+        f"version: 2\nproviders:\n{VLLM}scoring_fns:\n- scoring_fn_id: my-judge\n"
+        "  return_type: {type: number}\n",
+        "scoring_fns",
+        ["no scoring provider", "providers.scoring", "inline::basic"],
+    ),
+    "benchmarks-without-an-eval-provider": (
         f"version: 2\nproviders:\n{VLLM}benchmarks:\n- benchmark_id: b\n  dataset_id: d\n"
         "  scoring_functions: [basic::equality]\n",
         "benchmarks",
-        ["eval API"],
+        ["no eval provider", "providers.eval", "inline::meta-reference"],
     ),
 }
 
