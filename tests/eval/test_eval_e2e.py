@@ -298,6 +298,24 @@ def test_run_eval_progress_and_cancel(
     assert requests_seen(slow_fake, "slow") == stopped_at, "cancel stops the generation"
     assert stopped_at < 400
 
+    # Rows the benchmark's functions cannot score (no expected_answer) fail the run at their chunk,
+    # not after every row was answered.
+    unscorable = [{"input_query": f"question {i}"} for i in range(400)]
+    source = {"type": "rows", "rows": unscorable}
+    c.datasets.register(dataset_id="unscorable", purpose="eval/question-answer", source=source)
+    c.benchmarks.register(benchmark_id="bad", dataset_id="unscorable", scoring_functions=["basic::equality"])
+    failing = c.eval.run_eval(benchmark_id="bad", benchmark_config=model_candidate("slow"))
+
+    def ended() -> dict[str, Any] | None:
+        record = job_record(server, "bad", failing.job_id)
+        return record if record["status"] in ("completed", "failed", "cancelled") else None
+
+    record = until(ended, "the job to end")
+    assert record["status"] == "failed", record
+    assert "scoring the rows from dataset row 0 on" in record["error"], record["error"]
+    assert "no column 'expected_answer'" in record["error"], record["error"]
+    assert requests_seen(slow_fake, "slow") - stopped_at < 40, "it stopped within the first chunks"
+
 
 def check_kill_and_resume(
     start_lamina: Callable[..., ServerProcess], fake: ServerProcess, config: dict, work: Path

@@ -6,16 +6,17 @@ answers Llama Stack's ``Job``: its id is the benchmark's next number ("0", "1", 
 provider's kvstore beside the job manager's id. The job:
 
 1. counts the rows to answer (``num_examples``, else the dataset's rows, read a page at a time);
-2. from its checkpoint on, reads ``chunk_rows`` rows, answers them, saves their generations in the
-   kvstore (``eval:gen:<job>:<first row>``), then moves the checkpoint past them (progress = rows
-   answered / rows to answer); the next chunks are answered meanwhile (``_generate``). A server killed
-   mid-run resumes at the checkpoint: rows of saved chunks are never sent to the candidate again; only
-   the chunks in flight at the kill (1 + max_concurrency / chunk_rows of them) are answered twice;
-3. scores every row (dataset columns plus its generation) through the Scoring API with the
-   benchmark's functions and the config's ``scoring_params``, and saves the scores.
+2. from its checkpoint on, reads ``chunk_rows`` rows, answers them, scores them through the Scoring
+   API (dataset columns plus the generation; the benchmark's functions, the config's
+   ``scoring_params``), saves generations and score rows in the kvstore
+   (``eval:gen:<job>:<first row>``), then moves the checkpoint past them (progress = rows answered /
+   rows to answer); the next chunks are answered meanwhile (``_generate``). A server killed mid-run
+   resumes at the checkpoint: rows of saved chunks are never sent to the candidate again; only the
+   chunks in flight at the kill (1 + max_concurrency / chunk_rows of them) are answered twice;
+3. aggregates every chunk's score rows (the Scoring API's aggregation functions) and saves the result.
 
 ``job_result`` reads the generations and scores back, after a restart too. A row the candidate cannot
-answer (no input column) or an upstream failure fails the job, naming the row and the provider: a
+answer (no input column) or score, or an upstream failure, fails the job, naming the row and the provider: a
 benchmark's score over the rows that happened to work would be a different benchmark.
 """
 
@@ -38,6 +39,7 @@ from lamina.apis.jobs import Job, JobStatus
 from lamina.apis.scoring import ScoreRequest, ScoringResult
 from lamina.errors import BadRequestError, ConflictError, NotFoundError, UpstreamError
 from lamina.providers import ProviderBase, ProviderContext
+from lamina.routers.scoring_aggregation import Aggregator
 from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore, prefix_end
@@ -47,7 +49,7 @@ from lamina_eval.config import MetaReferenceEvalConfig
 log = structlog.get_logger(__name__)
 
 JOB_KIND = "eval.run"
-_PAGE = 500  # rows per DatasetIO page when counting and when reading rows back to score them
+_PAGE = 500  # rows per DatasetIO page when counting the rows
 
 
 async def create_provider(
@@ -282,29 +284,46 @@ class MetaReferenceEvalProvider(ProviderBase):
         if total is None:
             total = await self._count_rows(dataset_id, config.num_examples)
             await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
+        functions = params["scoring_functions"]
         if done < total:
-            total = await self._generate(context, config, dataset_id, done, total)
-        rows = await self._scored_rows(context.job_id, dataset_id, total)
-        scores = await self._score(rows, params["scoring_functions"], config)
-        await self.store.set(
-            _scores_key(context.job_id),
-            json.dumps({fn: result.model_dump(mode="json") for fn, result in scores.items()}),
-        )
+            total = await self._generate(context, config, dataset_id, functions, done, total)
+        aggregated = await self._aggregate(context.job_id, functions, config)
+        await self.store.set(_scores_key(context.job_id), json.dumps(aggregated))
         return {"rows": total}
 
+    async def _aggregate(self, job_id: str, functions: list[str], config: BenchmarkConfig) -> dict[str, Any]:
+        """Each function's aggregations over every chunk's saved score rows, fed chunk by chunk (the
+        Scoring API's own aggregation functions, with the run's params or the function's)."""
+        aggregators = {}
+        for fn_id in functions:
+            params = config.scoring_params.get(fn_id) or (await self.scoring.functions.get(fn_id)).params
+            aggregators[fn_id] = Aggregator(fn_id, list(getattr(params, "aggregation_functions", None) or []))
+        for chunk in await self._chunks(job_id):
+            for fn_id, aggregator in aggregators.items():
+                aggregator.add(chunk["scores"][fn_id])
+        return {fn_id: aggregator.result() for fn_id, aggregator in aggregators.items()}
+
     async def _generate(
-        self, context: Any, config: BenchmarkConfig, dataset_id: str, done: int, total: int
+        self,
+        context: Any,
+        config: BenchmarkConfig,
+        dataset_id: str,
+        functions: list[str],
+        done: int,
+        total: int,
     ) -> int:
-        """Answer rows ``[done, total)`` chunk by chunk, saving each chunk's generations and then the
-        checkpoint past it, in row order. Chunks overlap: the next ones are already being answered
-        while the oldest is saved, so ``max_concurrency`` rows stay in flight across chunk boundaries
-        (waiting for a chunk's slowest row and its saves would idle the candidate). Returns the rows
-        there were (fewer than ``total`` when the dataset shrank since it was counted)."""
+        """Answer rows ``[done, total)`` chunk by chunk, scoring each chunk and saving its generations
+        and score rows, then the checkpoint past it, in row order (a row the functions cannot score
+        fails the run at its chunk, not after every row was answered). Chunks overlap: the next ones
+        are already being answered while the oldest is scored and saved, so ``max_concurrency`` rows
+        stay in flight across chunk boundaries (waiting for a chunk's slowest row and its saves would
+        idle the candidate). Returns the rows there were (fewer than ``total`` when the dataset shrank
+        since it was counted)."""
         agent_id = await self._create_agent(config)
         gate = asyncio.Semaphore(self.config.max_concurrency)
         chunk = self.config.chunk_rows
         ahead = 1 + -(-self.config.max_concurrency // chunk)  # enough chunks in flight to fill the gate
-        in_flight: deque[tuple[int, int, asyncio.Task]] = deque()
+        in_flight: deque[tuple[int, list[dict[str, Any]], asyncio.Task]] = deque()
         next_row = done
         try:
             while done < total:
@@ -314,20 +333,41 @@ class MetaReferenceEvalProvider(ProviderBase):
                         total = next_row
                         break
                     task = asyncio.create_task(self._answer_rows(config, page.data, next_row, agent_id, gate))
-                    in_flight.append((next_row, len(page.data), task))
+                    in_flight.append((next_row, page.data, task))
                     next_row += len(page.data)
                 if not in_flight:
                     break
-                first, count, task = in_flight.popleft()
+                first, rows, task = in_flight.popleft()
                 generations = await task
-                await self.store.set(_gen_key(context.job_id, first), json.dumps(generations))
-                done = first + count
+                scores = await self._score_chunk(rows, generations, first, functions, config)
+                saved = {"generations": generations, "scores": scores}
+                await self.store.set(_gen_key(context.job_id, first), json.dumps(saved))
+                done = first + len(rows)
                 await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
         finally:
             for _, _, task in in_flight:  # cancelled, failed or lost: stop the rows still being answered
                 task.cancel()
             await asyncio.gather(*(task for _, _, task in in_flight), return_exceptions=True)
         return min(total, done)
+
+    async def _score_chunk(
+        self,
+        rows: list[dict[str, Any]],
+        generations: list[dict[str, Any]],
+        first: int,
+        functions: list[str],
+        config: BenchmarkConfig,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each function's score rows for one chunk (the row's columns with its generation on top)."""
+        scored = [row | generation for row, generation in zip(rows, generations, strict=True)]
+        try:
+            results = await self._score(scored, functions, config)
+        except BadRequestError as exc:
+            raise BadRequestError(
+                f"scoring the rows from dataset row {first} on (input_rows[i] is row {first} + i): "
+                f"{exc.message}"
+            ) from None
+        return {fn_id: result.score_rows for fn_id, result in results.items()}
 
     async def _page(self, dataset_id: str, start: int, limit: int) -> Any:
         request = IterRowsRequest(dataset_id=dataset_id, start_index=start, limit=limit)
@@ -342,23 +382,11 @@ class MetaReferenceEvalProvider(ProviderBase):
                 break
         return count if limit is None else min(count, limit)
 
-    async def _generations(self, job_id: str) -> list[dict[str, Any]]:
+    async def _chunks(self, job_id: str) -> list[dict[str, Any]]:
+        """The saved chunks of a job, in row order: ``{generations, scores: {fn: score rows}}``."""
         prefix = f"eval:gen:{job_id}:"
-        out: list[dict[str, Any]] = []
-        for _, value in sorted(await self.store.items_in_range(prefix, prefix_end(prefix))):
-            out.extend(json.loads(value))
-        return out
-
-    async def _scored_rows(self, job_id: str, dataset_id: str, total: int) -> list[dict[str, Any]]:
-        """Every row with its generation, read back page by page (the dataset's columns, then the answer)."""
-        generations = await self._generations(job_id)
-        rows: list[dict[str, Any]] = []
-        while len(rows) < total:
-            page = await self._page(dataset_id, len(rows), min(_PAGE, total - len(rows)))
-            if not page.data:
-                break
-            rows.extend(page.data)
-        return [row | generation for row, generation in zip(rows, generations, strict=False)]
+        items = await self.store.items_in_range(prefix, prefix_end(prefix))
+        return [json.loads(value) for _, value in sorted(items)]
 
     # -- eval jobs -----------------------------------------------------------------------------
 
@@ -399,9 +427,17 @@ class MetaReferenceEvalProvider(ProviderBase):
                 f"its result exists once it is completed (GET .../jobs/{job_id} shows its status)",
                 param="job_id",
             )
-        stored = await self.store.get(_scores_key(job.id))
-        scores = {fn: ScoringResult.model_validate(r) for fn, r in json.loads(stored or "{}").items()}
-        return EvaluateResponse(generations=await self._generations(job.id), scores=scores)
+        aggregated = json.loads(await self.store.get(_scores_key(job.id)) or "{}")
+        chunks = await self._chunks(job.id)
+        scores = {
+            fn_id: ScoringResult(
+                score_rows=[row for chunk in chunks for row in chunk["scores"][fn_id]],
+                aggregated_results=results,
+            )
+            for fn_id, results in aggregated.items()
+        }
+        generations = [generation for chunk in chunks for generation in chunk["generations"]]
+        return EvaluateResponse(generations=generations, scores=scores)
 
 
 def _eval_job(number: str, job: Job) -> EvalJob:
