@@ -72,6 +72,13 @@ class ProviderRecord:
     where: str  # key path in the run config, for messages
     impl: Any = None
     provider_data_validator: type[BaseModel] | None = None  # ProviderSpec.provider_data_validator, imported
+    # Names it in the health monitor and its state directory: the provider_id, or ``<provider_id>@<api>``
+    # when an earlier API's provider in the run config has that id (Llama Stack's templates name the
+    # agents, eval and telemetry providers all ``meta-reference``).
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.provider_id
 
 
 @dataclass
@@ -138,7 +145,7 @@ class Stack:
     def build(cls, config: RunConfig, pm: PluginManager) -> Stack:
         source = config.source
         providers: dict[Api, dict[str, ProviderRecord]] = {}
-        seen_ids: dict[str, str] = {}
+        seen_ids: dict[tuple[str, str], str] = {}  # (api, provider_id) -> where: unique within an API
         for api_name, entries in config.providers.items():
             try:
                 api = Api(api_name)
@@ -161,12 +168,13 @@ class Stack:
                         f"Installed {api_name} provider types: {', '.join(specs) or 'none'}. "
                         f"Install the plugin that provides it, or pick one of these."
                     )
-                if entry.provider_id in seen_ids:
+                if (api_name, entry.provider_id) in seen_ids:
                     raise ConfigError(
                         f"{source}: {where}.provider_id: {entry.provider_id!r} is already used by "
-                        f"{seen_ids[entry.provider_id]}; provider ids must be unique"
+                        f"{seen_ids[(api_name, entry.provider_id)]}; provider ids must be unique within an "
+                        f"API"
                     )
-                seen_ids[entry.provider_id] = where
+                seen_ids[(api_name, entry.provider_id)] = where
                 if api_table.entry_for(api) is None:
                     served = ", ".join(a.value for a in api_table.served_apis())
                     raise ConfigError(
@@ -194,6 +202,13 @@ class Stack:
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
                     api, entry.provider_id, spec, provider_config, where, provider_data_validator=validator
                 )
+        # An id reused by a later API's provider is qualified with its API (the first keeps its state dir).
+        claimed: set[str] = set()
+        for records in providers.values():
+            for record in records.values():
+                if record.provider_id in claimed:
+                    record.key = f"{record.provider_id}@{record.api.value}"
+                claimed.add(record.provider_id)
         if Api.vector_io in providers and Api.inference not in providers:
             raise ConfigError(
                 f"{source}: providers.vector_io: vector DBs need embeddings, which come from an inference "
@@ -258,7 +273,7 @@ class Stack:
                 api=record.api,
                 provider_id=record.provider_id,
                 provider_type=record.spec.provider_type,
-                state_dir=state_dir / "providers" / record.provider_id,
+                state_dir=state_dir / "providers" / record.key,
                 metadata_store=store_cfg,
                 extra={"server_url": self.server_url} if self.server_url else {},
                 jobs=self.jobs,
@@ -269,7 +284,7 @@ class Stack:
                 await impl.initialize()
             record.impl = impl
             self.impls[record.api][record.provider_id] = impl
-            self.health.add(record.provider_id, record.api.value, impl)
+            self.health.add(record.key, record.api.value, impl)
             log.info(
                 "provider_started",
                 api=record.api.value,
@@ -662,7 +677,7 @@ class Stack:
             return None
         record = self.providers.get(Api.inference, {}).get(provider_id)
         remote = record is not None and record.spec.provider_type.startswith("remote::")
-        return provider_id if remote else None
+        return record.key if remote else None
 
     def _refusing_remote_provider(self, api: Api, error: LaminaError) -> str | None:
         """The remote ``api`` provider whose upstream failed a run-config registration (a vector DB
@@ -672,7 +687,7 @@ class Stack:
             return None
         record = self.providers.get(api, {}).get(error.provider_id)
         remote = record is not None and record.spec.provider_type.startswith("remote::")
-        return error.provider_id if remote else None
+        return record.key if remote else None
 
     async def _provider_recovered(self, provider_id: str) -> None:
         """A provider that was down answers again: register what its backend lists now."""

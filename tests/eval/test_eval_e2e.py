@@ -72,7 +72,7 @@ def run_config(fake: ServerProcess, state: Path, *, jobs: dict | None = None, **
             ],
             "agents": [
                 {
-                    "provider_id": "agents",
+                    "provider_id": "meta-reference",  # as Llama Stack's templates: the eval's id too
                     "provider_type": "inline::meta-reference",
                     "config": {"persistence_store": sqlite("agents.db")},
                 }
@@ -158,6 +158,9 @@ def test_benchmarks_evaluate_rows_and_run_eval(
         benchmark_id=benchmark_id, dataset_id=dataset.identifier, scoring_functions=["basic::equality"]
     )
     assert [b.identifier for b in c.benchmarks.list()] == [benchmark_id]
+    # The agents and eval providers share the id meta-reference (as in Llama Stack's templates).
+    listed = {(p.api, p.provider_id): p.health["status"] for p in c.providers.list()}
+    assert listed[("agents", "meta-reference")] != "Error" and listed[("eval", "meta-reference")] != "Error"
     got = c.benchmarks.retrieve(benchmark_id=benchmark_id)
     assert (got.dataset_id, got.scoring_functions, got.provider_id) == (
         dataset.identifier,

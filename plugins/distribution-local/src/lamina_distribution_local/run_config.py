@@ -105,7 +105,7 @@ providers:
   # Benchmarks (POST /v1/eval/benchmarks) run by a model or an agent: run_eval is a job that survives a
   # restart (generations kept in kvstore; absent: SQLite in the state directory), evaluate_rows answers
   # inline. Rows come from datasetio; send small max_tokens in sampling_params for SmolLM2.
-  - provider_id: meta-reference-eval   # ids are unique across APIs; the agents provider is meta-reference
+  - provider_id: meta-reference-eval   # Llama Stack's is meta-reference, the agents provider's id too
     provider_type: inline::meta-reference
     config: {}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
