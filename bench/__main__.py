@@ -11,6 +11,7 @@ BENCHMARKS = {
     "safety": "shields on the labelled prompt set: precision, recall, run-shield p50/p99 through Lamina",
     "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
+    "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
     "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench safety (~5 min)")
         print("                               hatch run bench lone (~1 min; not written to the docs)")
         print("                               hatch run bench tools (~5 min)")
+        print("                               hatch run bench agents --responses --out docs/benchmarks.md")
         print("                               hatch run bench scoring (~1 min)")
         print("                               hatch run bench eval (~1 min)")
         print("                               hatch run bench datasets (~5 min; writes 1 GB to /tmp)")
@@ -53,6 +55,10 @@ def main(argv: list[str]) -> int:
         from bench.safety import main as safety
 
         return safety(argv[1:])
+    if argv[0] == "agents":
+        from bench.agents import main as agents
+
+        return agents(argv[1:])
     if argv[0] == "datasets":
         from bench.datasets import main as datasets
 

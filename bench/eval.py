@@ -6,8 +6,8 @@ and the client run on the others) with inline::localfs datasetio, inline::basic 
 inline::meta-reference eval provider. For each ``max_concurrency`` asked for, it registers a
 ``--rows``-row dataset (rows inline) and a benchmark scored by basic::equality, POSTs run_eval (a
 model candidate, max_tokens 8) and polls the job until it is completed; rows/s is rows over the
-time from the POST to the completed status (generation, the chunked saves and checkpoints, reading
-the rows back and scoring them). "rows/CPU-s" divides by the server process's CPU time (user +
+time from the POST to the completed status (generation, scoring each chunk, the chunked saves and
+checkpoints). "rows/CPU-s" divides by the server process's CPU time (user +
 system, from /proc), which a busy shared machine disturbs less. Each result is checked (every row
 answered and scored) so a fast failure never counts as throughput.
 """
@@ -134,8 +134,7 @@ def main(argv: list[str]) -> int:
         text = (
             "`hatch run bench eval` (server pinned to one core with `taskset -c 0`; the fake upstream "
             "answers at once, so this is Lamina's own cost per row: generation through the Inference "
-            "router, chunked saves and checkpoints, reading the rows back and scoring them)\n\n"
-            + markdown_table(header, table)
+            "router, scoring each chunk, chunked saves and checkpoints)\n\n" + markdown_table(header, table)
         )
         update_doc(DOC, text, section="eval")
     return 0

@@ -57,6 +57,14 @@ from lamina.storage.inference_store import (
 
 log = structlog.get_logger(__name__)
 
+# Run-config resource sections served by one API's providers: (key, API, provider types to suggest).
+# Listing resources with no provider of their API fails start-up (they would never be registered).
+_RESOURCE_SECTIONS = (
+    ("datasets", Api.datasetio, "inline::localfs, remote::huggingface"),
+    ("scoring_fns", Api.scoring, "inline::basic, inline::llm-as-judge, ..."),
+    ("benchmarks", Api.eval, "inline::meta-reference"),
+)
+
 # Seconds between two listings of a provider that wants its models refreshed and names no interval.
 DEFAULT_REFRESH_INTERVAL = 60.0
 # Seconds one provider's list_models() may take (a backend that stops answering must not hold start-up).
@@ -225,20 +233,15 @@ class Stack:
             check_executor(config.jobs.executor, pm)
         except ValueError as exc:
             raise ConfigError(f"{source}: jobs.executor: {exc}") from None
-        listed = [entry for entry in config.scoring_fns if entry.scoring_fn_id]
-        if listed and Api.scoring not in providers:
-            raise ConfigError(
-                f"{source}: scoring_fns: {len(listed)} scoring functions are listed, but no scoring provider "
-                f"is configured to serve them; add one under providers.scoring (inline::basic, "
-                f"inline::llm-as-judge, ...), or remove them"
-            )
-        listed = [entry for entry in config.benchmarks if entry.benchmark_id]
-        if listed and Api.eval not in providers:
-            raise ConfigError(
-                f"{source}: benchmarks: {len(listed)} benchmarks are listed, but no eval provider is "
-                f"configured to serve them; add one under providers.eval (inline::meta-reference), or "
-                f"remove them"
-            )
+        served = api_table.served_apis()
+        for key, api, examples in _RESOURCE_SECTIONS:
+            listed = getattr(config, key)
+            if listed and api in served and api not in providers:
+                raise ConfigError(
+                    f"{source}: {key}: {len(listed)} entries are listed, but no {api.value} provider is "
+                    f"configured to serve them; add one under providers.{api.value} ({examples}), or "
+                    f"remove them"
+                )
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 

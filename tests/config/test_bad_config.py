@@ -153,11 +153,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "logging",
         ["LAMINA_LOG_LEVEL"],
     ),
-    "datasets-not-served": (
+    "datasets-without-a-datasetio-provider": (
         f"version: 2\nproviders:\n{VLLM}datasets:\n- dataset_id: d\n  purpose: eval/messages-answer\n"
         "  source: {type: uri, uri: 'data:,x'}\n",
         "datasets",
-        ["datasetio API", "1 entries", "empty list is fine"],
+        ["1 entries", "no datasetio provider", "providers.datasetio", "inline::localfs"],
     ),
     "provider-field-not-acted-on": (
         f"version: 2\nproviders:\n{VLLM}      refresh_models: true\n",
@@ -173,7 +173,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         f"version: 2\nproviders:\n{VLLM}scoring_fns:\n- scoring_fn_id: my-judge\n"
         "  return_type: {type: number}\n",
         "scoring_fns",
-        ["no scoring provider", "providers.scoring", "inline::basic"],
+        ["1 entries", "no scoring provider", "providers.scoring", "inline::basic"],
     ),
     "benchmarks-without-an-eval-provider": (
         f"version: 2\nproviders:\n{VLLM}benchmarks:\n- benchmark_id: b\n  dataset_id: d\n"

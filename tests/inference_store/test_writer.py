@@ -18,7 +18,7 @@ from lamina.apis.inference import (
     OpenAIChatCompletionRequest,
 )
 from lamina.apis.models import Model
-from lamina.errors import NotFoundError
+from lamina.errors import BadRequestError, NotFoundError
 from lamina.providers.openai_stream_assembly import StreamAssembler
 from lamina.routers.inference import InferenceRouter
 from lamina.storage.inference_store import (
@@ -327,3 +327,46 @@ async def test_empty_listing_has_empty_ids() -> None:
         "object": "list",
     }
     await router.completions.close()
+
+
+class SeeingProvider(FakeProvider):
+    """Records the requests it is handed (what would go upstream)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, Any]] = []
+
+    async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any:
+        self.seen.append(request.model_dump(exclude_unset=True))
+        return await super().openai_chat_completion(model, request)
+
+
+async def test_store_false_keeps_a_completion_out_of_the_store_and_is_not_sent_upstream() -> None:
+    store, provider = MemoryStore(), SeeingProvider()
+    router = InferenceRouter(FakeModels(provider))
+    router.completions = CompletionWriter(store).start()
+    for stream in (False, True):
+        hi = [{"role": "user", "content": "hi"}]
+        request = OpenAIChatCompletionRequest.model_validate(
+            {"model": "fast", "messages": hi, "stream": stream, "store": False}
+        )
+        answer = await router.openai_chat_completion(request)
+        if stream:
+            assert len(await _collect(answer)) == 4
+    kept = OpenAIChatCompletionRequest.model_validate(
+        {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "store": True}
+    )
+    await router.openai_chat_completion(kept)
+    await router.completions.close()
+    assert set(store.rows) == {"chatcmpl-3"}  # only the one that asked to be stored
+    assert all("store" not in body for body in provider.seen)
+
+
+async def test_a_store_that_is_not_a_boolean_is_a_400_naming_it() -> None:
+    router = InferenceRouter(FakeModels(FakeProvider()))
+    request = OpenAIChatCompletionRequest.model_validate(
+        {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "store": "no"}
+    )
+    with pytest.raises(BadRequestError) as info:
+        await router.openai_chat_completion(request)
+    assert info.value.status == 400 and info.value.param == "store"

@@ -7,7 +7,8 @@ stream's usage chunk only when the request asked for it), and serves the batch r
 - Every non-streamed ``/chat/completions`` answer, and every streamed one reassembled from its
   chunks once the stream has ended normally, is handed to the inference store's background writer
   (``lamina.storage.inference_store.CompletionWriter``); the request never waits for the database.
-  A stream that fails, or that the client abandons, is not stored.
+  A stream that fails, or that the client abandons, is not stored; nor is a request with OpenAI's
+  ``store: false`` (the agents engine sends its own model calls so: a turn or response is stored whole).
 - A batch calls the provider's non-streamed ``completion``/``chat_completion`` once per item, at
   most ``batch_concurrency`` (default ``BATCH_CONCURRENCY`` = 8) at a time; results come back in
   input order. The first item to fail fails the whole batch (the others are cancelled), with the
@@ -36,7 +37,7 @@ from lamina.apis.inference import (
     OpenAICompletionWithInputMessages,
     OpenAIEmbeddingsRequest,
 )
-from lamina.errors import LaminaError, NotFoundError, ServiceUnavailableError
+from lamina.errors import BadRequestError, LaminaError, NotFoundError, ServiceUnavailableError
 from lamina.providers import openai_wire
 from lamina.providers.openai_stream_assembly import StreamAssembler
 from lamina.resources.models import ModelsRoutingTable
@@ -67,9 +68,18 @@ class InferenceRouter:
         return await provider.embeddings(model, request)
 
     async def openai_chat_completion(self, request: OpenAIChatCompletionRequest) -> Any:
+        # OpenAI's ``store``: false keeps the completion out of the inference store (Lamina stores by
+        # default, as Llama Stack does). Lamina is the store, so the field is not passed upstream.
+        store = request.model_extra.pop("store", None) if request.model_extra else None
+        if store is not None and not isinstance(store, bool):
+            raise BadRequestError(
+                f"store: must be true or false, got {store!r}; false keeps this chat completion out of "
+                "GET /v1/openai/v1/chat/completions",
+                param="store",
+            )
         model, provider = await self.models.resolve_typed(request.model, "llm")
         result = await provider.openai_chat_completion(model, request)
-        writer = self.completions
+        writer = self.completions if store is not False else None
         if hasattr(result, "__anext__"):
             if writer is None:
                 return openai_wire.openai_stream(result, include_usage=openai_wire.include_usage(request))

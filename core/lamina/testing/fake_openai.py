@@ -20,6 +20,12 @@ Not a model: it answers instantly with canned text. The requested model name pic
 - ``twocalls``: like ``ok``, but a forced answer makes two calls (``call_fake1``, ``call_fake2``): the
   forced function, then the next offered one (the same again when only one is offered), as a model
   that ignores ``parallel_tool_calls: false`` does
+- ``tools<N>`` (``tools3``...): an agent's model that uses its tools N times, then answers. While the
+  messages after the last user message hold fewer than N tool results (and tools are offered,
+  ``tool_choice`` not ``none``), it calls the offered tools in turn (call k: tool k mod the number
+  offered; id ``call_fake<k+1>``) with arguments typed after the tool's required parameters (a
+  number 1, a string ``"Paris"``, a boolean true); then it answers like ``ok``. Stateless: the
+  conversation says how far it is, so concurrent turns do not disturb each other
 - ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
   request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
   one verbatim, with each backslash-n pair turned into a newline: a user message containing
@@ -38,9 +44,9 @@ Whatever the model, a request with ``tools`` and ``tool_choice`` "required" or a
 gets a tool call to that (or the first) function with arguments ``{"city": "Paris"}``, or, when the
 function's parameters require properties and ``city`` is not one of them, each required property set
 to ``"Paris"`` (``{"query": "Paris"}`` for a search tool). A directive ``[[args:<JSON>]]`` in the
-messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``;
-``[[tool-args:<JSON object>]]`` does the same (an LLM scorer that reads its verdict from a forced
-tool call (autoevals) gets the verdict the test wrote).
+messages (the last one) scripts the arguments instead, verbatim: ``[[args:{"code": "print(1)"}]]``
+(an LLM scorer that reads its verdict from a forced tool call, as autoevals does, gets the verdict
+the test wrote).
 
 Run it with ``python -m lamina.testing.fake_openai --port N``.
 """
@@ -71,11 +77,13 @@ MODELS = [
     "guard",
     "toolcap",
     "twocalls",
+    "tools3",
 ]
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
+_TOOLS_MODEL = re.compile(r"tools(\d+)")
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
-_ARGS_DIRECTIVE = re.compile(r"\[\[(?:tool-)?args:(.*?)\]\]", re.DOTALL)
+_ARGS_DIRECTIVE = re.compile(r"\[\[args:(.*?)\]\]", re.DOTALL)
 _ids = itertools.count(1)
 
 
@@ -157,28 +165,47 @@ def _arguments(function: dict, body: dict) -> str:
 
 
 TOOL_ARGS = '{"city": "Paris"}'
+_TYPED_VALUES = {"number": 1, "integer": 1, "boolean": True, "array": [], "object": {}}
+
+
+def _scripted_tool(model: str, body: dict) -> tuple[str, str, str] | None:
+    """(name, JSON arguments, call id) of the call a ``tools<N>`` model makes now, if it makes one."""
+    match = _TOOLS_MODEL.fullmatch(model)
+    tools = [t.get("function", {}) for t in body.get("tools") or []]
+    if match is None or not tools or body.get("tool_choice") == "none":
+        return None
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    done = sum(1 for m in messages[last_user + 1 :] if m.get("role") == "tool")
+    if done >= int(match.group(1)):
+        return None
+    function = tools[done % len(tools)]
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    required = (function.get("parameters") or {}).get("required") or []
+    args = {p: _TYPED_VALUES.get((properties.get(p) or {}).get("type"), "Paris") for p in required}
+    return function.get("name", ""), json.dumps(args), f"call_fake{done + 1}"
 
 
 def _tool_finish(model: str) -> str:
     return "length" if model == "toolcap" else "tool_calls"
 
 
-def _tool_completion(model: str, tools: list[tuple[str, str]]) -> dict:
-    calls = [
-        {"id": f"call_fake{i + 1}", "type": "function", "function": {"name": name, "arguments": args}}
-        for i, (name, args) in enumerate(tools)
+def _tool_completion(model: str, calls: list[tuple[str, str, str]]) -> dict:
+    """A completion calling each (name, JSON arguments, call id) of ``calls``."""
+    calls_doc = [
+        {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+        for name, args, call_id in calls
     ]
     doc = _completion(model, "")
-    doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
+    doc["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": calls_doc}
     doc["choices"][0]["finish_reason"] = _tool_finish(model)
     return doc
 
 
-def _tool_chunks(model: str, tools: list[tuple[str, str]], cid: str) -> list[bytes]:
+def _tool_chunks(model: str, calls: list[tuple[str, str, str]], cid: str) -> list[bytes]:
     parts: list[dict] = []
-    for i, (name, args) in enumerate(tools):
-        opening = {"index": i, "id": f"call_fake{i + 1}", "type": "function", "function": {"name": name}}
-        opening["function"]["arguments"] = ""
+    for i, (name, args, call_id) in enumerate(calls):
+        opening = {"index": i, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
         parts += [opening] + [
             {"index": i, "function": {"arguments": piece}} for piece in (args[:8], args[8:])
         ]
@@ -249,7 +276,11 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             return web.Response(text="this is { not json", content_type="application/json")
         if model == "garbage" and not body.get("stream"):
             return web.json_response(GARBAGE)
-        tool = _forced_tool(body, model)
+        forced = _forced_tool(body, model) or []
+        tool = [(name, args, f"call_fake{i + 1}") for i, (name, args) in enumerate(forced)] or None
+        if _TOOLS_MODEL.fullmatch(model):  # its script decides, whatever tool_choice says
+            scripted = _scripted_tool(model, body)
+            tool = [scripted] if scripted else None
         if model == "echo":
             text = json.dumps({**body, "_authorization": request.headers.get("Authorization")})
         elif model == "guard":

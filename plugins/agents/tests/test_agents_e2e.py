@@ -10,6 +10,7 @@ calls a real tool in ``test_agents_local_e2e.py``.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -468,3 +469,34 @@ def test_an_upstream_failure_mid_turn_ends_the_stream_and_records_the_turn_faile
     assert ls.agents.turn.create(
         _session(ls, ok), agent_id=ok, messages=HI, stream=False
     ).output_message.content
+
+
+def test_the_model_calls_of_turns_and_responses_are_not_listed_as_chat_completions(
+    ls: LlamaStackClient,
+) -> None:
+    """A turn or a response is stored whole; its model calls are not the caller's chat completions."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    agent_id = _agent(ls)
+    session_id = _session(ls, agent_id)
+    ls.agents.turn.create(
+        session_id, agent_id=agent_id, messages=[{"role": "user", "content": marker}], stream=False
+    )
+    base = f"{ls.base_url}/v1/openai/v1"
+    made = httpx.post(f"{base}/responses", json={"model": MODEL, "input": marker}, timeout=60)
+    assert made.status_code == 200, made.text
+    # A chat completion of the caller's own, stored after the turn's and the response's model calls
+    # (one writer, in order): once it is listed, anything stored before it is listed too.
+    own = httpx.post(
+        f"{base}/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": f"own {marker}"}]},
+        timeout=60,
+    ).json()["id"]
+    listed: list[dict] = []
+    for _ in range(100):
+        listed = httpx.get(f"{base}/chat/completions", params={"limit": 100}, timeout=10).json()["data"]
+        if own in [c["id"] for c in listed]:
+            break
+        time.sleep(0.05)
+    assert own in [c["id"] for c in listed]
+    inputs = [json.dumps(c["input_messages"]) for c in listed if c["id"] != own]
+    assert not [i for i in inputs if marker in i]

@@ -1,7 +1,7 @@
 """inline::braintrust against the Scoring conformance kit (a real `lamina run`, llama-stack-client).
 
 The judge is the fake upstream behind ``remote::vllm``; autoevals reads its verdict from a forced tool
-call, which the fake answers with the ``[[tool-args:...]]`` directive of the prompt (choice C here).
+call, which the fake answers with the ``[[args:...]]`` directive of the prompt (choice C here).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run_config(fake: ServerProcess) -> dict:
     }
 
 
-VERDICT = '[[tool-args:{"choice": "C", "reasons": "same"}]]'
+VERDICT = '[[args:{"choice": "C", "reasons": "same"}]]'
 
 
 class TestFactuality(ScoringConformance):

@@ -2,7 +2,7 @@
 
 The judge is the fake OpenAI upstream (``lamina.testing.fake_openai``) behind ``remote::vllm``: autoevals
 reads its verdict from a forced tool call, and the fake answers a forced call with the arguments of the
-last ``[[tool-args:{...}]]`` directive in the prompt, so each row scripts the judge's verdict in its
+last ``[[args:{...}]]`` directive in the prompt, so each row scripts the judge's verdict in its
 generated answer. Embeddings come from the fake's ``embed`` model (4 dimensions, from the text's length).
 No provider config names a URL: autoevals reaches the judge through this server's own /v1/openai/v1.
 """
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 def verdict(choice: str) -> str:
-    return f'Paris [[tool-args:{{"choice": "{choice}", "reasons": "scripted"}}]]'
+    return f'Paris [[args:{{"choice": "{choice}", "reasons": "scripted"}}]]'
 
 
 ROWS = [

@@ -23,6 +23,9 @@ A run: input shields -> (inference -> tool calls)* -> output shields -> ``Finish
   history); the others are dropped and logged, as OpenAI makes at most one call then.
 - A model call that fails raises (the router's 4xx/5xx error naming the provider): the facade records
   the turn failed and ends its stream.
+- Each run accounts where its time went (``RunClock``) and logs it at debug level when it ends
+  (``agent_run_timing``): the engine's own work, the facade's, and the waits on the model, the tools,
+  the shields and the store. ``bench/agents.py`` reads those lines.
 """
 
 from __future__ import annotations
@@ -208,6 +211,52 @@ EngineEvent = (
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
+# -- where a run's time goes ------------------------------------------------------------------------
+
+
+@dataclass
+class RunClock:
+    """One run's time on the server, in nanoseconds of wall time (``time.perf_counter_ns``).
+
+    ``engine_ns`` is the engine's own work: everything ``AgentEngine.run`` does between being asked
+    for its next event and handing it over, less its waits on the model (the router call and every
+    chunk), the tools and the shields, which are ``model_ns``, ``tool_ns`` and ``shield_ns``. A facade
+    that times its handling of the events adds ``facade_ns`` (its own work) and ``store_ns`` (its waits
+    on persistence). Waits are wall time, so under concurrency they include other requests' work; the
+    own times do not: the event loop runs one task at a time, so the time between two of a task's
+    suspensions is that task's. Events handed to the facade and the HTTP layer's writes are not the
+    engine's time.
+    """
+
+    steps: int = 0  # steps started: inference, tool_execution, shield_call
+    engine_ns: int = 0
+    facade_ns: int = 0
+    model_ns: int = 0
+    tool_ns: int = 0
+    shield_ns: int = 0
+    store_ns: int = 0
+
+    async def wait(self, kind: str, awaitable: Awaitable[Any]) -> Any:
+        """Await something that is not the agent loop's own work; its time goes to ``<kind>_ns``."""
+        started = time.perf_counter_ns()
+        try:
+            return await awaitable
+        finally:
+            field_name = f"{kind}_ns"
+            setattr(self, field_name, getattr(self, field_name) + time.perf_counter_ns() - started)
+
+    @property
+    def waits_ns(self) -> int:
+        return self.model_ns + self.tool_ns + self.shield_ns + self.store_ns
+
+    def log_fields(self) -> dict[str, Any]:
+        """The debug line's fields, in microseconds."""
+        fields: dict[str, Any] = {"steps": self.steps}
+        for name in ("engine", "facade", "model", "tool", "shield", "store"):
+            fields[f"{name}_us"] = round(getattr(self, f"{name}_ns") / 1000, 1)
+        return fields
+
+
 def _add_usage(total: dict[str, int], usage: dict[str, Any] | None) -> None:
     for key in _USAGE_KEYS:
         value = (usage or {}).get(key)
@@ -222,15 +271,36 @@ class AgentEngine:
         self.inference = inference
         self.tool_runtime = tool_runtime
         self.safety = safety
-        self.overhead_ns = 0  # the engine's own time in model calls: building requests, reading chunks
 
-    async def run(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def run(self, request: EngineRequest, clock: RunClock | None = None) -> AsyncIterator[EngineEvent]:
+        """The run's events; ``clock`` (a new one if absent) gets where its time went (``RunClock``)."""
+        clock = clock if clock is not None else RunClock()
+        events = self._run(request, clock)
+        try:
+            while True:
+                # Everything between here and the event (less the waits the loop reports to the
+                # clock) is the engine's own work: the task runs nothing else meanwhile.
+                started, waited = time.perf_counter_ns(), clock.waits_ns
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    clock.engine_ns += time.perf_counter_ns() - started - (clock.waits_ns - waited)
+                if isinstance(event, StepStarted):
+                    clock.steps += 1
+                yield event
+        finally:
+            await events.aclose()
+            log.debug("agent_run_timing", **clock.log_fields())
+
+    async def _run(self, request: EngineRequest, clock: RunClock) -> AsyncIterator[EngineEvent]:
         _check_tool_choice(request)
         messages = list(request.messages)
         added: list[dict[str, Any]] = []
         usage: dict[str, int] = {}
         if request.check_input and request.input_shields:
-            async for event in self._shields(request.input_shields, messages, "user-input"):
+            async for event in self._shields(request.input_shields, messages, "user-input", clock):
                 yield event
                 if isinstance(event, ShieldFinished) and _ends_turn(event.violation):
                     yield _violation_finish(event.violation, request.iterations_done, added, usage)
@@ -248,7 +318,7 @@ class AgentEngine:
             step = StepStarted(str(uuid.uuid4()), "inference")
             yield step
             inference: InferenceFinished | None = None
-            async for event in self._infer(request, step.step_id, messages, tool_choice, left):
+            async for event in self._infer(request, step.step_id, messages, tool_choice, clock, left):
                 if isinstance(event, InferenceFinished):
                     inference = event
                 yield event
@@ -281,7 +351,7 @@ class AgentEngine:
                     if inference.text:
                         added.append({"role": "assistant", "content": inference.text})
                 if request.output_shields:
-                    async for event in self._shields(request.output_shields, messages, "llm-output"):
+                    async for event in self._shields(request.output_shields, messages, "llm-output", clock):
                         yield event
                         if isinstance(event, ShieldFinished) and _ends_turn(event.violation):
                             yield _violation_finish(event.violation, iters, added, usage)
@@ -297,7 +367,7 @@ class AgentEngine:
                 if tool is not None and tool.client:
                     client_calls.append(call)
                     continue
-                async for event in self._run_tool(call, tool):
+                async for event in self._run_tool(call, tool, clock):
                     yield event
                     if isinstance(event, ToolFinished):
                         message = {
@@ -321,15 +391,18 @@ class AgentEngine:
         step_id: str,
         messages: list[dict[str, Any]],
         tool_choice: str,
+        clock: RunClock,
         max_tokens: int | None = None,
     ) -> AsyncIterator[EngineEvent]:
         started = _now()
-        t0 = time.perf_counter_ns()
         body: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
+            # The turn or response is what is kept; its model calls are not the caller's chat
+            # completions, so they stay out of the inference store's listing.
+            "store": False,
             **request.sampling,
         }
         if max_tokens is not None:
@@ -343,8 +416,7 @@ class AgentEngine:
         if request.response_format is not None:
             body["response_format"] = request.response_format
         chat = OpenAIChatCompletionRequest.model_validate(body)
-        self.overhead_ns += time.perf_counter_ns() - t0
-        stream = await self.inference.openai_chat_completion(chat)
+        stream = await clock.wait("model", self.inference.openai_chat_completion(chat))
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish: str | None = None
@@ -354,8 +426,10 @@ class AgentEngine:
         if not hasattr(stream, "__anext__"):  # a provider that answered in one piece
             stream = _as_stream(stream)
         try:
-            async for chunk in stream:
-                t0 = time.perf_counter_ns()
+            while True:
+                chunk = await clock.wait("model", anext(stream, None))
+                if chunk is None:
+                    break
                 _add_usage(usage, chunk.get("usage"))
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
@@ -382,11 +456,10 @@ class AgentEngine:
                             function.get("arguments") or "",
                         )
                     finish = choice.get("finish_reason") or finish
-                self.overhead_ns += time.perf_counter_ns() - t0
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
-                await aclose()
+                await clock.wait("model", aclose())
         tool_calls = [
             EngineToolCall(c["id"] or f"call_{uuid.uuid4().hex[:24]}", c["name"], c["arguments"] or "{}")
             for _, c in sorted(calls.items())
@@ -397,7 +470,9 @@ class AgentEngine:
 
     # -- tools and shields --------------------------------------------------------------------------
 
-    async def _run_tool(self, call: EngineToolCall, tool: EngineTool | None) -> AsyncIterator[EngineEvent]:
+    async def _run_tool(
+        self, call: EngineToolCall, tool: EngineTool | None, clock: RunClock
+    ) -> AsyncIterator[EngineEvent]:
         step_id = str(uuid.uuid4())
         yield StepStarted(step_id, "tool_execution")
         started = _now()
@@ -424,10 +499,13 @@ class AgentEngine:
             try:
                 kwargs = {**args, **tool.bound_args}
                 if tool.invoke is not None:
-                    invoked = await tool.invoke(kwargs)
+                    invoked = await clock.wait("tool", tool.invoke(kwargs))
                 else:
-                    invoked = await self.tool_runtime.invoke_tool(
-                        InvokeToolRequest(tool_name=tool.runtime_name or call.name, kwargs=kwargs)
+                    invoked = await clock.wait(
+                        "tool",
+                        self.tool_runtime.invoke_tool(
+                            InvokeToolRequest(tool_name=tool.runtime_name or call.name, kwargs=kwargs)
+                        ),
                     )
                 if invoked.error_message:
                     result = ToolResult(
@@ -445,7 +523,7 @@ class AgentEngine:
         yield ToolFinished(step_id, started, _now(), call, result)
 
     async def _shields(
-        self, shields: list[str], messages: list[dict[str, Any]], touchpoint: str
+        self, shields: list[str], messages: list[dict[str, Any]], touchpoint: str, clock: RunClock
     ) -> AsyncIterator[EngineEvent]:
         step_id = str(uuid.uuid4())
         yield StepStarted(step_id, "shield_call", {"touchpoint": touchpoint})
@@ -465,7 +543,9 @@ class AgentEngine:
         for shield_id in shields:
             if not judged:
                 break
-            response = await self.safety.run_shield(RunShieldRequest(shield_id=shield_id, messages=judged))
+            response = await clock.wait(
+                "shield", self.safety.run_shield(RunShieldRequest(shield_id=shield_id, messages=judged))
+            )
             if response.violation is not None:
                 violation = response.violation
                 if _ends_turn(violation):

@@ -12,6 +12,7 @@ mid-stream leaves it failed with that reason.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -316,7 +317,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
             or None,
             tool_config=request.tool_config.model_dump() if request.tool_config else None,
         )
-        await self.db.put_turn(record)
+        await self.db.put_turn(record, new=True)
         first = [chunk for step in steps for chunk in _step_chunks(step)]
         events = self._run(record, engine_request, start=True, first=first)
         return events if request.stream else await _collect(events, record)
@@ -418,9 +419,15 @@ class MetaReferenceAgentsImpl(ProviderBase):
             yield _chunk(AgentTurnResponseTurnStartPayload(turn_id=turn.turn_id))
         for chunk in first or []:
             yield chunk
+        clock = E.RunClock()
         try:
-            async for event in self.engine.run(request):
-                for chunk in await self._on_event(record, event):
+            async for event in self.engine.run(request, clock):
+                # The facade's own work on the event (steps, wire chunks) is timed; the store's waits
+                # are not (clock.store_ns).
+                started, stored = time.perf_counter_ns(), clock.store_ns
+                chunks = await self._on_event(record, event, clock)
+                clock.facade_ns += time.perf_counter_ns() - started - (clock.store_ns - stored)
+                for chunk in chunks:
                     yield chunk
         except BaseException as exc:  # GeneratorExit (client gone), CancelledError, upstream failures
             if record.status == RUNNING:
@@ -430,7 +437,9 @@ class MetaReferenceAgentsImpl(ProviderBase):
                 await _quietly(self.db.put_turn(record))
             raise
 
-    async def _on_event(self, record: TurnRecord, event: Any) -> list[AgentTurnResponseStreamChunk]:
+    async def _on_event(
+        self, record: TurnRecord, event: Any, clock: E.RunClock
+    ) -> list[AgentTurnResponseStreamChunk]:
         turn = record.turn
         if isinstance(event, E.StepStarted):
             return [
@@ -474,7 +483,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
                     tool_calls=[_tool_call(c) for c in event.tool_calls],
                 ),
             )
-            return [*chunks, await self._step_done(record, step)]
+            return [*chunks, await self._step_done(record, step, clock)]
         if isinstance(event, E.ToolFinished):
             result = event.result
             step = ToolExecutionStep(
@@ -492,7 +501,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
                     )
                 ],
             )
-            return [await self._step_done(record, step)]
+            return [await self._step_done(record, step, clock)]
         if isinstance(event, E.ShieldFinished):
             step = ShieldCallStep(
                 turn_id=turn.turn_id,
@@ -501,7 +510,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
                 completed_at=event.completed_at,
                 violation=event.violation,
             )
-            return [await self._step_done(record, step)]
+            return [await self._step_done(record, step, clock)]
         if isinstance(event, E.AwaitingClientTools):
             calls = [_tool_call(c) for c in event.calls]
             turn.output_message = CompletionMessage(
@@ -513,7 +522,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
             record.pending_step_id = event.step_id
             record.pending_calls = [c.model_dump(mode="json") for c in calls]
             record.transcript += event.added
-            await self.db.put_turn(record)
+            await clock.wait("store", self.db.put_turn(record))
             return [_chunk(AgentTurnResponseTurnAwaitingInputPayload(turn=turn))]
         if isinstance(event, E.Finished):
             turn.output_message = CompletionMessage(content=event.text, stop_reason=event.stop_reason)
@@ -523,13 +532,15 @@ class MetaReferenceAgentsImpl(ProviderBase):
             record.transcript += event.added
             if event.violation is not None:  # the shield's answer is the turn's output
                 record.transcript.append({"role": "assistant", "content": event.text})
-            await self.db.put_turn(record)
+            await clock.wait("store", self.db.put_turn(record))
             return [_chunk(AgentTurnResponseTurnCompletePayload(turn=turn))]
         raise AssertionError(f"unexpected engine event {event!r}")
 
-    async def _step_done(self, record: TurnRecord, step: Any) -> AgentTurnResponseStreamChunk:
+    async def _step_done(
+        self, record: TurnRecord, step: Any, clock: E.RunClock
+    ) -> AgentTurnResponseStreamChunk:
         record.turn.steps.append(step)
-        await self.db.put_turn(record)
+        await clock.wait("store", self.db.put_turn(record))
         return _step_complete(step)
 
 

@@ -103,9 +103,13 @@ class AgentsStore:
         count = len(await self.kv.keys_in_range(prefix, _end(prefix)))
         return f"{prefix}{count:08d}:{turn_id}"
 
-    async def put_turn(self, record: TurnRecord) -> None:
+    async def put_turn(self, record: TurnRecord, *, new: bool = False) -> None:
+        """Write the turn; ``new``: its first write, which also writes the ``turnid:`` pointer (the key
+        never changes, and a turn is written after every step: a pointer written each time doubled the
+        store's work per step)."""
         await self.kv.set(record.key, record.model_dump_json())
-        await self.kv.set(f"turnid:{record.turn.turn_id}", record.key)
+        if new:
+            await self.kv.set(f"turnid:{record.turn.turn_id}", record.key)
 
     async def get_turn(self, turn_id: str) -> TurnRecord | None:
         key = await self.kv.get(f"turnid:{turn_id}")
