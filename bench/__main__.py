@@ -13,6 +13,7 @@ BENCHMARKS = {
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
     "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
     "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
+    "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
 }
 
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench tools (~5 min)")
         print("                               hatch run bench agents --responses --out docs/benchmarks.md")
         print("                               hatch run bench scoring (~1 min)")
+        print("                               hatch run bench eval (~1 min)")
         print("                               hatch run bench datasets (~5 min; writes 1 GB to /tmp)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
@@ -69,6 +71,10 @@ def main(argv: list[str]) -> int:
         from bench.scoring import main as scoring
 
         return scoring(argv[1:])
+    if argv[0] == "eval":
+        from bench.eval import main as eval_bench
+
+        return eval_bench(argv[1:])
     return 2
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.apis.agents import Agents, AgentsProvider
 from lamina.apis.datasets import DatasetIO, DatasetIOProvider, Datasets
+from lamina.apis.eval import Benchmarks, Eval, EvalProvider
 from lamina.apis.files import Files, FilesProvider
 from lamina.apis.inference import Inference, InferenceProvider
 from lamina.apis.inspect import Inspect, Providers
@@ -42,6 +43,7 @@ from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRunti
 from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
 from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
 from lamina.apis.vector_stores import VectorStores
+from lamina.resources.benchmarks import BenchmarksRoutingTable
 from lamina.resources.datasets import DatasetsRoutingTable
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.scoring_functions import ScoringFunctionsRoutingTable
@@ -50,6 +52,7 @@ from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.agents import AgentsRouter
 from lamina.routers.datasetio import DatasetIORouter
+from lamina.routers.eval import EvalRouter
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
 from lamina.routers.safety import SafetyRouter
@@ -145,6 +148,20 @@ def _agents(stack: Stack) -> Built:
     return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
 
 
+def _eval(stack: Stack) -> Built:
+    # Registering a benchmark checks its dataset (through the served Datasets API, looked up at call
+    # time) and its scoring functions (the scoring table, built before this entry).
+    datasets = DatasetAccess(stack) if Api.datasetio in stack.providers else None
+    benchmarks = BenchmarksRoutingTable(
+        stack.registry,
+        stack.impls[Api.eval],
+        stack.pm,
+        get_dataset=datasets.get if datasets is not None else None,
+        scoring_functions=stack.tables.get(ResourceType.scoring_function),
+    )
+    return Built(EvalRouter(benchmarks), benchmarks, {Benchmarks: benchmarks})
+
+
 API_TABLE: tuple[ApiEntry, ...] = (
     ApiEntry(
         Api.inference,
@@ -172,7 +189,6 @@ API_TABLE: tuple[ApiEntry, ...] = (
     ApiEntry(Api.safety, (Shields, Safety), SafetyProvider, ResourceType.shield, _safety),
     # Datasets read local files and data: URIs, and the Files API's files (files://<file_id>).
     ApiEntry(Api.datasetio, (Datasets, DatasetIO), DatasetIOProvider, ResourceType.dataset, _datasetio),
-    # Scoring reads datasets (score-batch) through the Datasets and DatasetIO entry above.
     ApiEntry(
         Api.scoring,
         (ScoringFunctions, Scoring),
@@ -182,6 +198,9 @@ API_TABLE: tuple[ApiEntry, ...] = (
     ),
     # Last: an agent runs on every API above (its provider gets their routers as deps).
     ApiEntry(Api.agents, (Agents, Responses), AgentsProvider, None, _agents),
+    # After agents: an eval runs model candidates through Inference, agent candidates through Agents,
+    # reads rows through DatasetIO and scores through Scoring.
+    ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),
 )
 
 # Protocols the server answers itself, with no provider behind them (no upstream errors).

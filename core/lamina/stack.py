@@ -8,9 +8,7 @@ starts. ``start`` opens storage, creates and initialises providers and registers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +16,17 @@ import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lamina import __version__, api_table
-from lamina.apis.datasets import RegisterDatasetRequest
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.jobs import Jobs
-from lamina.apis.models import Model, RegisterModelRequest
-from lamina.apis.safety import RegisterShieldRequest
-from lamina.apis.scoring import RegisterScoringFunctionRequest
-from lamina.apis.tools import RegisterToolGroupRequest
-from lamina.apis.vector_io import RegisterVectorDBRequest
+from lamina.apis.models import Model
 from lamina.apis.vector_stores import VectorStores
 from lamina.config import RunConfig, validation_message
-from lamina.errors import ConfigError, LaminaError, UpstreamError, validation_error
+from lamina.errors import ConfigError, LaminaError, validation_error
 from lamina.jobs.executor import check_executor, create_executor
 from lamina.jobs.manager import JobManager
 from lamina.jobs.store import jobs_store_config, open_jobs_store
 from lamina.plugins import PluginManager
-from lamina.provider_health import HealthMonitor, Pending
+from lamina.provider_health import HealthMonitor
 from lamina.providers.base import ProviderContext
 from lamina.request_context import PROVIDER_DATA_HEADER
 from lamina.resources.datasets import DatasetsRoutingTable
@@ -45,7 +38,8 @@ from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.inspect import InspectImpl, ProvidersImpl
 from lamina.routers.jobs import JobsImpl
 from lamina.routers.vector_stores import VectorStoresRouter
-from lamina.specs import Api, DefaultResource, ProviderSpec, ResourceType, import_object
+from lamina.specs import Api, ProviderSpec, ResourceType, import_object
+from lamina.stack_resources import RunConfigResources
 from lamina.storage import KVStore, KVStoreConfig, open_kvstore
 from lamina.storage.inference_store import (
     CompletionWriter,
@@ -79,10 +73,17 @@ class ProviderRecord:
     where: str  # key path in the run config, for messages
     impl: Any = None
     provider_data_validator: type[BaseModel] | None = None  # ProviderSpec.provider_data_validator, imported
+    # Names it in the health monitor and its state directory: the provider_id, or ``<provider_id>@<api>``
+    # when an earlier API's provider in the run config has that id (Llama Stack's templates name the
+    # agents, eval and telemetry providers all ``meta-reference``).
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.provider_id
 
 
 @dataclass
-class Stack:
+class Stack(RunConfigResources):
     config: RunConfig
     pm: PluginManager
     providers: dict[Api, dict[str, ProviderRecord]]
@@ -145,7 +146,7 @@ class Stack:
     def build(cls, config: RunConfig, pm: PluginManager) -> Stack:
         source = config.source
         providers: dict[Api, dict[str, ProviderRecord]] = {}
-        seen_ids: dict[str, str] = {}
+        seen_ids: dict[tuple[str, str], str] = {}  # (api, provider_id) -> where: unique within an API
         for api_name, entries in config.providers.items():
             try:
                 api = Api(api_name)
@@ -168,12 +169,13 @@ class Stack:
                         f"Installed {api_name} provider types: {', '.join(specs) or 'none'}. "
                         f"Install the plugin that provides it, or pick one of these."
                     )
-                if entry.provider_id in seen_ids:
+                if (api_name, entry.provider_id) in seen_ids:
                     raise ConfigError(
                         f"{source}: {where}.provider_id: {entry.provider_id!r} is already used by "
-                        f"{seen_ids[entry.provider_id]}; provider ids must be unique"
+                        f"{seen_ids[(api_name, entry.provider_id)]}; provider ids must be unique within an "
+                        f"API"
                     )
-                seen_ids[entry.provider_id] = where
+                seen_ids[(api_name, entry.provider_id)] = where
                 if api_table.entry_for(api) is None:
                     served = ", ".join(a.value for a in api_table.served_apis())
                     raise ConfigError(
@@ -201,6 +203,13 @@ class Stack:
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
                     api, entry.provider_id, spec, provider_config, where, provider_data_validator=validator
                 )
+        # An id reused by a later API's provider is qualified with its API (the first keeps its state dir).
+        claimed: set[str] = set()
+        for records in providers.values():
+            for record in records.values():
+                if record.provider_id in claimed:
+                    record.key = f"{record.provider_id}@{record.api.value}"
+                claimed.add(record.provider_id)
         if Api.vector_io in providers and Api.inference not in providers:
             raise ConfigError(
                 f"{source}: providers.vector_io: vector DBs need embeddings, which come from an inference "
@@ -213,6 +222,10 @@ class Stack:
                 f"but no safety provider is configured; add one under providers.safety (and the shield "
                 f"under shields:), or remove the setting"
             )
+        try:
+            check_executor(config.jobs.executor, pm)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: jobs.executor: {exc}") from None
         served = api_table.served_apis()
         for key, api, examples in _RESOURCE_SECTIONS:
             listed = getattr(config, key)
@@ -222,10 +235,6 @@ class Stack:
                     f"configured to serve them; add one under providers.{api.value} ({examples}), or "
                     f"remove them"
                 )
-        try:
-            check_executor(config.jobs.executor, pm)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: jobs.executor: {exc}") from None
         order = _dependency_order(providers, source)
         return cls(config=config, pm=pm, providers=providers, order=order)
 
@@ -260,7 +269,7 @@ class Stack:
                 api=record.api,
                 provider_id=record.provider_id,
                 provider_type=record.spec.provider_type,
-                state_dir=state_dir / "providers" / record.provider_id,
+                state_dir=state_dir / "providers" / record.key,
                 metadata_store=store_cfg,
                 extra={"server_url": self.server_url} if self.server_url else {},
                 jobs=self.jobs,
@@ -271,7 +280,7 @@ class Stack:
                 await impl.initialize()
             record.impl = impl
             self.impls[record.api][record.provider_id] = impl
-            self.health.add(record.provider_id, record.api.value, impl)
+            self.health.add(record.key, record.api.value, impl)
             log.info(
                 "provider_started",
                 api=record.api.value,
@@ -373,284 +382,6 @@ class Stack:
             log.warning("jobs_store_close_failed", error=str(exc))
         if self.store is not None:
             await self.store.close()
-
-    async def _register_resources(self) -> None:
-        # Defaults from plugins first: for the first configured provider of the named type.
-        await self._register_defaults(
-            Api.inference,
-            ResourceType.model,
-            lambda res, record: self.models.register_model(
-                RegisterModelRequest(
-                    model_id=res.identifier,
-                    provider_id=record.provider_id,
-                    provider_model_id=res.provider_resource_id,
-                    **res.params,
-                )
-            ),
-        )
-        await self._register_configured(
-            "models",
-            self.config.models,
-            "model_id",
-            defer_to=self._remote_inference_provider,
-            register=lambda model: self.models.register_model(
-                RegisterModelRequest(
-                    model_id=model.model_id,
-                    provider_id=model.provider_id,
-                    provider_model_id=model.provider_model_id,
-                    model_type=model.model_type,
-                    metadata=model.metadata,
-                ),
-                replace=True,
-            ),
-        )
-        await self._sync_listed_models()
-        await self._register_vector_dbs()
-        await self._register_tool_groups()
-        await self._register_shields()
-        await self._register_datasets()
-        await self._register_scoring_functions()
-
-    async def _register_vector_dbs(self) -> None:
-        """Reopen the persisted vector DBs at their providers, then register the run config's."""
-        if Api.vector_io not in self.providers:
-            return
-        await self.vector_dbs.reopen()
-        await self._register_configured(
-            "vector_dbs",
-            self.config.vector_dbs,
-            "vector_db_id",
-            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.vector_io, exc),
-            register=lambda entry: self.vector_dbs.register_vector_db(
-                RegisterVectorDBRequest(
-                    vector_db_id=entry.vector_db_id,
-                    embedding_model=entry.embedding_model,
-                    embedding_dimension=entry.embedding_dimension,
-                    provider_id=entry.provider_id,
-                    provider_vector_db_id=entry.provider_vector_db_id,
-                )
-            ),
-        )
-
-    async def _register_tool_groups(self) -> None:
-        """Plugins' default tool groups (for the first provider of their type), then the run config's."""
-        if Api.tool_runtime not in self.providers:
-            return
-        await self._register_defaults(
-            Api.tool_runtime,
-            ResourceType.tool_group,
-            lambda res, record: self.tool_groups.register_tool_group(
-                RegisterToolGroupRequest(
-                    toolgroup_id=res.identifier, provider_id=record.provider_id, **res.params
-                )
-            ),
-        )
-        await self._register_configured(
-            "tool_groups",
-            self.config.tool_groups,
-            "toolgroup_id",
-            lambda entry: self.tool_groups.register_tool_group(
-                RegisterToolGroupRequest(
-                    toolgroup_id=entry.toolgroup_id,
-                    provider_id=entry.provider_id,
-                    args=entry.args,
-                    mcp_endpoint=entry.mcp_endpoint,
-                ),
-                replace=True,
-            ),
-        )
-
-    async def _register_shields(self) -> None:
-        """Reopen persisted shields, then plugins' default shields (for the first provider of their
-        type), then the run config's."""
-        if Api.safety not in self.providers:
-            return
-        await self.shields.reopen()
-        await self._register_defaults(
-            Api.safety,
-            ResourceType.shield,
-            lambda res, record: self.shields.register_shield(
-                RegisterShieldRequest(
-                    shield_id=res.identifier,
-                    provider_id=record.provider_id,
-                    provider_shield_id=res.provider_resource_id,
-                    **res.params,
-                )
-            ),
-        )
-        await self._register_configured(
-            "shields",
-            self.config.shields,
-            "shield_id",
-            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.safety, exc),
-            register=lambda entry: self.shields.register_shield(
-                RegisterShieldRequest(
-                    shield_id=entry.shield_id,
-                    provider_id=entry.provider_id,
-                    provider_shield_id=entry.provider_shield_id,
-                    params=entry.params,
-                ),
-                replace=True,
-            ),
-        )
-        await self._check_default_shield()
-
-    async def _register_datasets(self) -> None:
-        """Reopen persisted datasets, then plugins' default datasets, then the run config's."""
-        if Api.datasetio not in self.providers:
-            return
-        await self.datasets.reopen()
-        await self._register_defaults(
-            Api.datasetio,
-            ResourceType.dataset,
-            lambda res, record: self.datasets.register_dataset(
-                RegisterDatasetRequest(
-                    dataset_id=res.identifier, provider_id=record.provider_id, **res.params
-                )
-            ),
-        )
-        await self._register_configured(
-            "datasets",
-            self.config.datasets,
-            "dataset_id",
-            defer_to=lambda entry, exc: self._refusing_remote_provider(Api.datasetio, exc),
-            register=lambda entry: self.datasets.register_dataset(
-                RegisterDatasetRequest(
-                    dataset_id=entry.dataset_id,
-                    purpose=entry.purpose,
-                    source=entry.source,
-                    metadata=entry.metadata,
-                    provider_id=entry.provider_id,
-                ),
-                replace=True,
-            ),
-        )
-
-    async def _register_scoring_functions(self) -> None:
-        """Plugins' built-in scoring functions (for the first provider of their type), then the run
-        config's."""
-        if Api.scoring not in self.providers:
-            return
-        table = self.tables[ResourceType.scoring_function]
-        await self._register_defaults(
-            Api.scoring,
-            ResourceType.scoring_function,
-            lambda res, record: table.register_scoring_function(
-                RegisterScoringFunctionRequest(
-                    scoring_fn_id=res.identifier,
-                    provider_id=record.provider_id,
-                    provider_scoring_fn_id=res.provider_resource_id,
-                    **res.params,
-                )
-            ),
-        )
-        await self._register_configured(
-            "scoring_fns",
-            self.config.scoring_fns,
-            "scoring_fn_id",
-            lambda entry: table.register_scoring_function(
-                RegisterScoringFunctionRequest(
-                    scoring_fn_id=entry.scoring_fn_id,
-                    provider_id=entry.provider_id,
-                    provider_scoring_fn_id=entry.provider_scoring_fn_id,
-                    description=entry.description,
-                    return_type=entry.return_type or {"type": "number"},
-                    params=entry.params,
-                ),
-                replace=True,
-            ),
-        )
-
-    async def _check_default_shield(self) -> None:
-        """``safety.default_shield_id`` must name a shield once the run config's are registered (or
-        waiting for their remote provider): a typo would otherwise surface as a 404 on a moderation
-        request that never named a shield."""
-        shield_id = self.config.safety.default_shield_id
-        if not shield_id or await self.registry.get(ResourceType.shield.value, shield_id) is not None:
-            return
-        if self.health.pending("shields", shield_id) is not None:
-            return
-        known = ", ".join(s.identifier for s in await self.shields.list()) or "none"
-        raise ConfigError(
-            f"{self.config.source}: safety.default_shield_id: {shield_id!r} is not a registered shield "
-            f"(registered: {known}); list it under shields: or name one of those"
-        )
-
-    async def _register_defaults(
-        self,
-        api: Api,
-        resource_type: ResourceType,
-        register: Callable[[DefaultResource, ProviderRecord], Awaitable[Any]],
-    ) -> None:
-        """Plugins' default resources of one type, each for the first configured provider of its
-        provider type, unless the identifier is registered already. A default that fails is logged:
-        a plugin's default must not stop start-up."""
-        for res in self.pm.default_resources(resource_type):
-            records = self.providers.get(api, {}).values()
-            record = next((r for r in records if r.spec.provider_type == res.provider_type), None)
-            if record is None or await self.registry.get(resource_type.value, res.identifier) is not None:
-                continue
-            try:
-                await register(res, record)
-            except (ValidationError, LaminaError) as exc:
-                log.warning(
-                    "default_resource_not_registered",
-                    type=resource_type.value,
-                    identifier=res.identifier,
-                    error=str(exc),
-                )
-
-    async def _register_configured(
-        self,
-        kind: str,
-        entries: list[Any],
-        id_field: str,
-        register: Callable[[Any], Awaitable[Any]],
-        defer_to: Callable[[Any, LaminaError], str | None] | None = None,
-    ) -> None:
-        """Register the run config's ``kind`` entries (those with an id) in order; a failure is a
-        ConfigError naming ``kind[i]``, unless ``defer_to(entry, error)`` names the (remote) provider that
-        refused it: then the provider is marked down and the registration retried in the background."""
-        for i, entry in enumerate(entries):
-            identifier = getattr(entry, id_field)
-            if not identifier:
-                continue
-            where = f"{kind}[{i}]"
-            try:
-                await register(entry)
-            except ValidationError as exc:
-                raise ConfigError(validation_message(self.config.source, exc, (where,))) from None
-            except LaminaError as exc:
-                provider_id = defer_to(entry, exc) if defer_to is not None else None
-                if provider_id is None:
-                    raise ConfigError(f"{self.config.source}: {where}: {exc.message}") from None
-                pending = Pending(where, identifier, exc.message, partial(register, entry))
-                self.health.defer(provider_id, pending)
-
-    def _remote_inference_provider(self, model: Any, error: LaminaError) -> str | None:
-        """The remote provider that refused a run-config model because of its upstream's state (the
-        upstream failed, or does not serve the model now: ``param`` provider_model_id); None for
-        anything else (an inline provider, a provider_id not configured, a plugin's veto), which
-        stays a configuration error."""
-        if not (isinstance(error, UpstreamError) or error.param == "provider_model_id"):
-            return None
-        try:
-            provider_id = self.models.pick_provider(model.provider_id, model.model_id)
-        except LaminaError:
-            return None
-        record = self.providers.get(Api.inference, {}).get(provider_id)
-        remote = record is not None and record.spec.provider_type.startswith("remote::")
-        return provider_id if remote else None
-
-    def _refusing_remote_provider(self, api: Api, error: LaminaError) -> str | None:
-        """The remote ``api`` provider whose upstream failed a run-config registration (a vector DB
-        on a Chroma or pgvector server that is down, say); None for any other error, which stays a
-        configuration error."""
-        if not isinstance(error, UpstreamError):
-            return None
-        record = self.providers.get(api, {}).get(error.provider_id)
-        remote = record is not None and record.spec.provider_type.startswith("remote::")
-        return error.provider_id if remote else None
 
     async def _provider_recovered(self, provider_id: str) -> None:
         """A provider that was down answers again: register what its backend lists now."""

@@ -175,11 +175,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "scoring_fns",
         ["1 entries", "no scoring provider", "providers.scoring", "inline::basic"],
     ),
-    "benchmarks-not-served": (
+    "benchmarks-without-an-eval-provider": (
         f"version: 2\nproviders:\n{VLLM}benchmarks:\n- benchmark_id: b\n  dataset_id: d\n"
         "  scoring_functions: [basic::equality]\n",
         "benchmarks",
-        ["eval API"],
+        ["no eval provider", "providers.eval", "inline::meta-reference"],
     ),
 }
 

@@ -1,7 +1,7 @@
 """``lamina.api_table``: one entry serves a new API everywhere the server lists APIs.
 
-The test adds an entry for Eval (an API the server does not serve yet; Agents was the last one added,
-the same way), as the next API would be added: a Protocol with its route, a router, and the table
+The test adds an entry for Post training (an API the server does not serve yet; Eval was the last one
+added, the same way), as the next API would be added: a Protocol with its route, a router, and the table
 entry; nothing else in the core changes.
 Its provider is the test distribution's GenericProvider (``lamina_test_alpha.provider``).
 """
@@ -37,18 +37,18 @@ class EchoResponse(BaseModel):
     answer: str
 
 
-class Eval(Protocol):
-    @webmethod("POST", "/v1/eval/echo", request=EchoRequest, response=EchoResponse)
+class PostTraining(Protocol):
+    @webmethod("POST", "/v1/post-training/echo", request=EchoRequest, response=EchoResponse)
     async def echo(self, request: EchoRequest) -> EchoResponse:
-        """Answer with the text, as the eval provider labels it."""
+        """Answer with the text, as the post training provider labels it."""
         ...
 
 
-class EvalProvider(Protocol):
+class PostTrainingProvider(Protocol):
     config: Any
 
 
-class EvalRouter:
+class PostTrainingRouter:
     def __init__(self, providers: dict[str, Any]) -> None:
         self.providers = providers  # filled as providers start
 
@@ -57,26 +57,34 @@ class EvalRouter:
         return EchoResponse(answer=f"{provider.config.label}: {request.text}")
 
 
-EVAL = ApiEntry(Api.eval, (Eval,), EvalProvider, None, lambda stack: Built(EvalRouter(stack.impls[Api.eval])))
+POST_TRAINING = ApiEntry(
+    Api.post_training,
+    (PostTraining,),
+    PostTrainingProvider,
+    None,
+    lambda stack: Built(PostTrainingRouter(stack.impls[Api.post_training])),
+)
 
 
 def _stack(tmp_path: Path, installed: Any) -> Stack:
     installed("alpha")  # GenericProvider
     pm = PluginManager(strict=True, allow=(), deny=(), trace=False)
     offer = ProviderSpec(
-        api=Api.eval,
-        provider_type="inline::echo-eval",
+        api=Api.post_training,
+        provider_type="inline::echo-training",
         config_class="lamina_test_alpha.provider:GenericConfig",
         factory="lamina_test_alpha.provider:create_generic_provider",
     )
-    module = types.ModuleType("lamina_test_echo_eval")
-    module.lamina_eval_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
-    pm.register(module, name="echo_eval", distribution="lamina-test-echo")
+    module = types.ModuleType("lamina_test_echo_training")
+    module.lamina_post_training_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
+    pm.register(module, name="echo_training", distribution="lamina-test-echo")
     doc = {
         "version": 2,
         "image_name": "table",
         "providers": {
-            "eval": [{"provider_id": "a", "provider_type": "inline::echo-eval", "config": {"label": "L"}}]
+            "post_training": [
+                {"provider_id": "a", "provider_type": "inline::echo-training", "config": {"label": "L"}}
+            ]
         },
         "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
     }
@@ -94,6 +102,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.datasetio,
         Api.scoring,
         Api.agents,
+        Api.eval,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
     served = [p for entry in API_TABLE for p in (*entry.always_served, *entry.protocols)]
@@ -102,28 +111,29 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
 
 
 def test_an_api_missing_from_the_table_is_a_start_up_error(tmp_path: Path, installed: Any) -> None:
-    with pytest.raises(ConfigError, match=r"does not serve the eval API \(it serves: inference, files"):
+    with pytest.raises(ConfigError, match=r"does not serve the post_training API \(it serves: inference"):
         _stack(tmp_path, installed)
 
 
 async def test_one_table_entry_serves_a_new_api_everywhere(
     tmp_path: Path, installed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, EVAL))
-    assert served_apis()[-1] == Api.eval and provider_protocols()[-1] == (Api.eval, EvalProvider)
+    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, POST_TRAINING))
+    assert served_apis()[-1] == Api.post_training
+    assert provider_protocols()[-1] == (Api.post_training, PostTrainingProvider)
     stack = _stack(tmp_path, installed)
-    assert (Eval, stack.protocol_impls[Eval], ["inline::echo-eval"]) in stack.api_impls()
+    assert (PostTraining, stack.protocol_impls[PostTraining], ["inline::echo-training"]) in stack.api_impls()
     async with TestClient(TestServer(create_app(stack))) as client:
-        resp = await client.post("/v1/eval/echo", json={"text": "hi"})
+        resp = await client.post("/v1/post-training/echo", json={"text": "hi"})
         assert resp.status == 200 and await resp.json() == {"answer": "L: hi"}
         routes = (await (await client.get("/v1/inspect/routes")).json())["data"]
         assert {
-            "route": "/v1/eval/echo",
+            "route": "/v1/post-training/echo",
             "method": "POST",
-            "provider_types": ["inline::echo-eval"],
+            "provider_types": ["inline::echo-training"],
         } in routes
         openapi = await (await client.get("/openapi.json")).json()
-        assert openapi["paths"]["/v1/eval/echo"]["post"]["tags"] == ["Eval"]
-        bad = await client.post("/v1/eval/echo", json={})
+        assert openapi["paths"]["/v1/post-training/echo"]["post"]["tags"] == ["PostTraining"]
+        bad = await client.post("/v1/post-training/echo", json={})
         assert bad.status == 400 and "text: required, but missing" in (await bad.json())["detail"]
-    assert [d.name for d in routes_of(Eval)] == ["echo"]
+    assert [d.name for d in routes_of(PostTraining)] == ["echo"]

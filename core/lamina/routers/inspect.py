@@ -101,9 +101,9 @@ class ProvidersImpl:
         return sorted(self.stack.order, key=lambda r: (r.api.value, r.provider_id))
 
     async def _info(self, record: Any) -> ProviderInfo:
-        if record.provider_id in self.stack.health.states:
+        if record.key in self.stack.health.states:
             # A live check, recorded: a provider found down here is retried in the background too.
-            health = await self.stack.health.check(record.provider_id)
+            health = await self.stack.health.check(record.key)
         else:  # not started (start-up failed or still running)
             health = {"status": "Error", "message": "the provider has not started"}
         return ProviderInfo(

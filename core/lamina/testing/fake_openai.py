@@ -33,6 +33,9 @@ Not a model: it answers instantly with canned text. The requested model name pic
   quotes the conversation in order, so the last directive is the one of the last message that has
   one. With no directive it answers ``safe``. (An answer cannot contain ``]]``.)
 
+``GET /_fake/requests`` answers how many completion requests each model name got so far (``{"slow": 3}``):
+a test proves a resumed job did not send finished work again.
+
 ``/v1/completions`` answers in the text completion shape (``choices[].text``), the others in the chat
 shape. Every completion gets its own id (``chatcmpl-fake-<n>``, counting from 1 in each server process);
 the chunks of one stream share theirs.
@@ -245,6 +248,11 @@ def _usage_chunk(cid: str, model: str, choices: int, chunks: int) -> bytes:
 
 
 def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Application:
+    counts: dict[str, int] = {}
+
+    async def requests_seen(request: web.Request) -> web.Response:
+        return web.json_response(counts)
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -256,6 +264,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = body.get("model", "ok")
+        counts[model] = counts.get(model, 0) + 1
         text_shape = request.path.endswith("/completions") and not request.path.endswith("chat/completions")
         if model == "slow":
             await asyncio.sleep(slow_seconds)
@@ -348,6 +357,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/_fake/requests", requests_seen)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)

@@ -15,6 +15,7 @@ apis:
 - scoring
 - agents
 - datasetio
+- eval
 providers:
   inference:
   - provider_id: llama-cpp
@@ -99,6 +100,13 @@ providers:
     # Datasets from CSV/TSV/JSONL/Parquet/XLSX paths, file:// and data: URIs, and Files API files
     # (files://<file_id>), read a page at a time; appended rows persist (kvstore; absent: SQLite in
     # the state directory).
+    config: {}
+  eval:
+  # Benchmarks (POST /v1/eval/benchmarks) run by a model or an agent: run_eval is a job that survives a
+  # restart (generations kept in kvstore; absent: SQLite in the state directory), evaluate_rows answers
+  # inline. Rows come from datasetio; send small max_tokens in sampling_params for SmolLM2.
+  - provider_id: meta-reference-eval   # Llama Stack's is meta-reference, the agents provider's id too
+    provider_type: inline::meta-reference
     config: {}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the

@@ -1,0 +1,1 @@
+"""Lamina's inline::meta-reference eval provider (docs/eval.md)."""

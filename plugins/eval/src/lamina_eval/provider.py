@@ -1,0 +1,476 @@
+"""The inline::meta-reference eval provider: candidates answer benchmark rows, Scoring judges them.
+
+``evaluate_rows`` answers the rows it is given at once (``max_concurrency`` rows in flight) and scores
+them. ``run_eval`` submits a job of kind ``eval.run`` to the server's job manager (``lamina.jobs``) and
+answers Llama Stack's ``Job``: its id is the benchmark's next number ("0", "1", ...), kept in the
+provider's kvstore beside the job manager's id. The job:
+
+1. counts the rows to answer (``num_examples``, else the dataset's rows, read a page at a time);
+2. from its checkpoint on, reads ``chunk_rows`` rows, answers them, scores them through the Scoring
+   API (dataset columns plus the generation; the benchmark's functions, the config's
+   ``scoring_params``), saves generations and score rows in the kvstore
+   (``eval:gen:<job>:<first row>``), then moves the checkpoint past them (progress = rows answered /
+   rows to answer); the next chunks are answered meanwhile (``_generate``). A server killed mid-run
+   resumes at the checkpoint: rows of saved chunks are never sent to the candidate again; only the
+   chunks in flight at the kill (1 + max_concurrency / chunk_rows of them) are answered twice;
+3. aggregates every chunk's score rows (the Scoring API's aggregation functions) and saves the result.
+
+``job_result`` reads the generations and scores back, after a restart too. A row the candidate cannot
+answer (no input column) or score, or an upstream failure, fails the job, naming the row and the provider: a
+benchmark's score over the rows that happened to work would be a different benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from lamina.apis.agents import AgentTurnCreateRequest, CreateAgentRequest, CreateAgentSessionRequest
+from lamina.apis.common import content_to_text
+from lamina.apis.datasets import IterRowsRequest
+from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateResponse
+from lamina.apis.inference import ChatCompletionRequest, CompletionRequest
+from lamina.apis.jobs import Job, JobStatus
+from lamina.apis.scoring import ScoreRequest, ScoringResult
+from lamina.errors import BadRequestError, ConflictError, NotFoundError, UpstreamError
+from lamina.providers import ProviderBase, ProviderContext
+from lamina.routers.scoring_aggregation import Aggregator
+from lamina.specs import Api
+from lamina.storage.config import SqliteKVStoreConfig
+from lamina.storage.kvstore import open_kvstore, prefix_end
+from lamina_eval.columns import RowError, agent_input, model_input
+from lamina_eval.config import MetaReferenceEvalConfig
+
+log = structlog.get_logger(__name__)
+
+JOB_KIND = "eval.run"
+_PAGE = 500  # rows per DatasetIO page when counting the rows
+
+
+async def create_provider(
+    config: MetaReferenceEvalConfig, deps: dict[Any, Any], context: ProviderContext
+) -> MetaReferenceEvalProvider:
+    return MetaReferenceEvalProvider(config, deps, context)
+
+
+class MetaReferenceEvalProvider(ProviderBase):
+    def __init__(
+        self, config: MetaReferenceEvalConfig, deps: dict[Any, Any], context: ProviderContext
+    ) -> None:
+        super().__init__(context)
+        self.config = config
+        self.inference = deps[Api.inference]
+        self.scoring = deps[Api.scoring]
+        self.datasetio = deps.get(Api.datasetio)
+        self.agents = deps.get(Api.agents)
+        self.store: Any = None
+        self._numbering = asyncio.Lock()  # one run_eval at a time takes a benchmark's next job number
+        self.rows_generated = 0  # rows sent to a candidate by this process (for tests and benchmarks)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        kv = self.config.kvstore or SqliteKVStoreConfig(db_path=str(self.context.state_dir / "eval_store.db"))
+        self.store = await open_kvstore(kv)
+        jobs = getattr(self.context, "jobs", None)
+        if jobs is not None:
+            jobs.register(JOB_KIND, self._run_job, resumable=True)
+
+    async def shutdown(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+
+    def _jobs(self) -> Any:
+        jobs = getattr(self.context, "jobs", None)
+        if jobs is None:
+            raise BadRequestError(
+                "run_eval needs the server's job manager, which this server does not have; run the eval "
+                "with evaluate_rows instead"
+            )
+        return jobs
+
+    # -- benchmarks (the routing table keeps them; nothing to prepare) -------------------------
+
+    async def register_benchmark(self, benchmark: Benchmark) -> None:
+        return None
+
+    async def unregister_benchmark(self, benchmark: Benchmark) -> None:
+        return None
+
+    # -- checks before any row is sent ---------------------------------------------------------
+
+    async def _check_candidate(self, config: BenchmarkConfig) -> None:
+        candidate = config.eval_candidate
+        if candidate.type == "agent":
+            if self.agents is None:
+                raise BadRequestError(
+                    "eval_candidate is an agent, but no agents provider is configured; add one under "
+                    "providers.agents (inline::meta-reference) or evaluate a model candidate",
+                    param="benchmark_config.eval_candidate",
+                )
+            return
+        models = getattr(self.inference, "models", None)
+        if models is None:
+            return
+        try:
+            model = await models.get(candidate.model)
+        except NotFoundError:
+            model = None
+        if model is None or model.model_type != "llm":
+            llms = [m.identifier for m in await models.list() if m.model_type == "llm"]
+            raise BadRequestError(
+                f"eval_candidate.model '{candidate.model}' is not a registered llm model; name one of: "
+                f"{', '.join(llms) or 'none (register one with POST /v1/models)'}",
+                param="benchmark_config.eval_candidate.model",
+            )
+
+    # -- generation ----------------------------------------------------------------------------
+
+    async def _answer(
+        self, config: BenchmarkConfig, row: dict[str, Any], index: int, agent_id: str | None
+    ) -> dict[str, Any]:
+        """One row's generation: ``{generated_answer}`` (and ``context`` for an agent that retrieved)."""
+        candidate = config.eval_candidate
+        try:
+            if candidate.type == "agent":
+                return await self._answer_agent(agent_id, row, index)
+            system = candidate.system_message.model_dump() if candidate.system_message else None
+            kind, payload = model_input(row, system)
+            self.rows_generated += 1
+            if kind == "completion":
+                request = CompletionRequest(
+                    model_id=candidate.model, content=payload, sampling_params=candidate.sampling_params
+                )
+                return {"generated_answer": (await self.inference.completion(request)).content}
+            chat = ChatCompletionRequest(
+                model_id=candidate.model, messages=payload, sampling_params=candidate.sampling_params
+            )
+            response = await self.inference.chat_completion(chat)
+            return {"generated_answer": content_to_text(response.completion_message.content)}
+        except (RowError, ValidationError) as exc:
+            reason = str(exc) if isinstance(exc, RowError) else _validation_reason(exc)
+            message = f"row {index} cannot be answered: {reason}"
+            raise BadRequestError(message, param=f"rows[{index}]") from None
+        except UpstreamError as exc:
+            raise type(exc)(exc.provider_id, f"eval row {index}: {exc.message}") from None
+
+    async def _answer_agent(self, agent_id: str | None, row: dict[str, Any], index: int) -> dict:
+        assert agent_id is not None
+        messages = agent_input(row)
+        self.rows_generated += 1
+        session = await self.agents.create_agent_session(
+            CreateAgentSessionRequest(agent_id=agent_id, session_name=f"eval-row-{index}")
+        )
+        turn = await self.agents.create_agent_turn(
+            AgentTurnCreateRequest(
+                agent_id=agent_id, session_id=session.session_id, messages=messages, stream=False
+            )
+        )
+        answer: dict[str, Any] = {"generated_answer": content_to_text(turn.output_message.content)}
+        retrieved = [
+            content_to_text(r.content, separator=" ")
+            for step in turn.steps
+            if step.step_type == "tool_execution"
+            for r in step.tool_responses
+            if r.tool_name == "knowledge_search"
+        ]
+        retrieved += [
+            content_to_text(step.inserted_context, separator=" ")
+            for step in turn.steps
+            if step.step_type == "memory_retrieval"
+        ]
+        if retrieved:
+            answer["context"] = " ".join(retrieved)
+        return answer
+
+    async def _answer_rows(
+        self,
+        config: BenchmarkConfig,
+        rows: list[dict[str, Any]],
+        first: int,
+        agent_id: str | None,
+        gate: asyncio.Semaphore | None = None,
+    ) -> list[dict[str, Any]]:
+        """Answers for ``rows`` (row ``first`` onwards), ``max_concurrency`` at once (``gate``: shared
+        with other chunks of the same run); the first failure cancels the rows still waiting and is
+        raised."""
+        gate = gate or asyncio.Semaphore(self.config.max_concurrency)
+
+        async def one(i: int, row: dict[str, Any]) -> dict[str, Any]:
+            async with gate:
+                return await self._answer(config, row, first + i, agent_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, row)) for i, row in enumerate(rows)]
+        except BaseExceptionGroup as eg:
+            raise eg.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    async def _create_agent(self, config: BenchmarkConfig) -> str | None:
+        if config.eval_candidate.type != "agent":
+            return None
+        request = CreateAgentRequest(agent_config=config.eval_candidate.config)
+        created = await self.agents.create_agent(request)
+        return created.agent_id
+
+    async def _score(
+        self, rows: list[dict[str, Any]], functions: list[str], config: BenchmarkConfig
+    ) -> dict[str, ScoringResult]:
+        request = ScoreRequest(
+            input_rows=rows, scoring_functions={fn: config.scoring_params.get(fn) for fn in functions}
+        )
+        return (await self.scoring.score(request)).results
+
+    # -- evaluate_rows -------------------------------------------------------------------------
+
+    async def evaluate_rows(
+        self,
+        benchmark: Benchmark,
+        rows: list[dict[str, Any]],
+        scoring_functions: list[str],
+        config: BenchmarkConfig,
+    ) -> EvaluateResponse:
+        await self._check_candidate(config)
+        agent_id = await self._create_agent(config)
+        generations = await self._answer_rows(config, rows, 0, agent_id)
+        scored = [row | generation for row, generation in zip(rows, generations, strict=True)]
+        scores = await self._score(scored, scoring_functions, config)
+        return EvaluateResponse(generations=generations, scores=scores)
+
+    # -- run_eval: the job ---------------------------------------------------------------------
+
+    async def run_eval(self, benchmark: Benchmark, config: BenchmarkConfig) -> EvalJob:
+        jobs = self._jobs()
+        if self.datasetio is None:
+            raise BadRequestError(
+                f"benchmark '{benchmark.identifier}' reads dataset '{benchmark.dataset_id}', but no "
+                f"datasetio provider is configured; add one under providers.datasetio, or send the rows to "
+                f"evaluate_rows"
+            )
+        await self._check_candidate(config)
+        params = {
+            "benchmark_id": benchmark.identifier,
+            "dataset_id": benchmark.dataset_id,
+            "scoring_functions": benchmark.scoring_functions,
+            "benchmark_config": config.model_dump(mode="json", exclude_none=True),
+        }
+        async with self._numbering:
+            number = int(await self.store.get(_seq_key(benchmark.identifier)) or 0)
+            job = await jobs.submit(JOB_KIND, params, total=config.num_examples)
+            await self.store.set(_job_key(benchmark.identifier, str(number)), job.id)
+            await self.store.set(_seq_key(benchmark.identifier), str(number + 1))
+        log.info("eval_submitted", benchmark=benchmark.identifier, eval_job_id=number, job_id=job.id)
+        if self.config.run_eval_wait_seconds > 0:
+            try:
+                job = await jobs.wait(job.id, self.config.run_eval_wait_seconds)
+            except TimeoutError:
+                job = await jobs.get(job.id)
+        return _eval_job(str(number), job)
+
+    async def _run_job(self, context: Any) -> dict[str, Any]:
+        """The ``eval.run`` handler: resumes from ``context.checkpoint`` ({done, total})."""
+        params = context.params
+        config = BenchmarkConfig.model_validate(params["benchmark_config"])
+        dataset_id = params["dataset_id"]
+        checkpoint = context.checkpoint or {}
+        done = int(checkpoint.get("done", 0))
+        total = checkpoint.get("total")
+        if total is None:
+            total = await self._count_rows(dataset_id, config.num_examples)
+            await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
+        functions = params["scoring_functions"]
+        if done < total:
+            total = await self._generate(context, config, dataset_id, functions, done, total)
+        aggregated = await self._aggregate(context.job_id, functions, config)
+        await self.store.set(_scores_key(context.job_id), json.dumps(aggregated))
+        return {"rows": total}
+
+    async def _aggregate(self, job_id: str, functions: list[str], config: BenchmarkConfig) -> dict[str, Any]:
+        """Each function's aggregations over every chunk's saved score rows, fed chunk by chunk (the
+        Scoring API's own aggregation functions, with the run's params or the function's)."""
+        aggregators = {}
+        for fn_id in functions:
+            params = config.scoring_params.get(fn_id) or (await self.scoring.functions.get(fn_id)).params
+            aggregators[fn_id] = Aggregator(fn_id, list(getattr(params, "aggregation_functions", None) or []))
+        for chunk in await self._chunks(job_id):
+            for fn_id, aggregator in aggregators.items():
+                aggregator.add(chunk["scores"][fn_id])
+        return {fn_id: aggregator.result() for fn_id, aggregator in aggregators.items()}
+
+    async def _generate(
+        self,
+        context: Any,
+        config: BenchmarkConfig,
+        dataset_id: str,
+        functions: list[str],
+        done: int,
+        total: int,
+    ) -> int:
+        """Answer rows ``[done, total)`` chunk by chunk, scoring each chunk and saving its generations
+        and score rows, then the checkpoint past it, in row order (a row the functions cannot score
+        fails the run at its chunk, not after every row was answered). Chunks overlap: the next ones
+        are already being answered while the oldest is scored and saved, so ``max_concurrency`` rows
+        stay in flight across chunk boundaries (waiting for a chunk's slowest row and its saves would
+        idle the candidate). Returns the rows there were (fewer than ``total`` when the dataset shrank
+        since it was counted)."""
+        agent_id = await self._create_agent(config)
+        gate = asyncio.Semaphore(self.config.max_concurrency)
+        chunk = self.config.chunk_rows
+        ahead = 1 + -(-self.config.max_concurrency // chunk)  # enough chunks in flight to fill the gate
+        in_flight: deque[tuple[int, list[dict[str, Any]], asyncio.Task]] = deque()
+        next_row = done
+        try:
+            while done < total:
+                while next_row < total and len(in_flight) < ahead:
+                    page = await self._page(dataset_id, next_row, min(chunk, total - next_row))
+                    if not page.data:  # the dataset shrank since it was counted
+                        total = next_row
+                        break
+                    task = asyncio.create_task(self._answer_rows(config, page.data, next_row, agent_id, gate))
+                    in_flight.append((next_row, page.data, task))
+                    next_row += len(page.data)
+                if not in_flight:
+                    break
+                first, rows, task = in_flight.popleft()
+                generations = await task
+                scores = await self._score_chunk(rows, generations, first, functions, config)
+                saved = {"generations": generations, "scores": scores}
+                await self.store.set(_gen_key(context.job_id, first), json.dumps(saved))
+                done = first + len(rows)
+                await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
+        finally:
+            for _, _, task in in_flight:  # cancelled, failed or lost: stop the rows still being answered
+                task.cancel()
+            await asyncio.gather(*(task for _, _, task in in_flight), return_exceptions=True)
+        return min(total, done)
+
+    async def _score_chunk(
+        self,
+        rows: list[dict[str, Any]],
+        generations: list[dict[str, Any]],
+        first: int,
+        functions: list[str],
+        config: BenchmarkConfig,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each function's score rows for one chunk (the row's columns with its generation on top)."""
+        scored = [row | generation for row, generation in zip(rows, generations, strict=True)]
+        try:
+            results = await self._score(scored, functions, config)
+        except BadRequestError as exc:
+            raise BadRequestError(
+                f"scoring the rows from dataset row {first} on (input_rows[i] is row {first} + i): "
+                f"{exc.message}"
+            ) from None
+        return {fn_id: result.score_rows for fn_id, result in results.items()}
+
+    async def _page(self, dataset_id: str, start: int, limit: int) -> Any:
+        request = IterRowsRequest(dataset_id=dataset_id, start_index=start, limit=limit)
+        return await self.datasetio.iterrows(request)
+
+    async def _count_rows(self, dataset_id: str, limit: int | None) -> int:
+        count = 0
+        while limit is None or count < limit:
+            page = await self._page(dataset_id, count, _PAGE)
+            count += len(page.data)
+            if not page.has_more or not page.data:
+                break
+        return count if limit is None else min(count, limit)
+
+    async def _chunks(self, job_id: str) -> list[dict[str, Any]]:
+        """The saved chunks of a job, in row order: ``{generations, scores: {fn: score rows}}``."""
+        prefix = f"eval:gen:{job_id}:"
+        items = await self.store.items_in_range(prefix, prefix_end(prefix))
+        return [json.loads(value) for _, value in sorted(items)]
+
+    # -- eval jobs -----------------------------------------------------------------------------
+
+    async def _job(self, benchmark: Benchmark, job_id: str) -> Job:
+        lamina_id = await self.store.get(_job_key(benchmark.identifier, job_id))
+        if lamina_id is None:
+            raise NotFoundError(
+                f"benchmark '{benchmark.identifier}' has no eval job '{job_id}'; its jobs are numbered "
+                f"from 0 in the order run_eval started them",
+                param="job_id",
+            )
+        return await self._jobs().get(lamina_id)
+
+    async def job_status(self, benchmark: Benchmark, job_id: str) -> EvalJob:
+        return _eval_job(job_id, await self._job(benchmark, job_id))
+
+    async def job_cancel(self, benchmark: Benchmark, job_id: str) -> None:
+        job = await self._job(benchmark, job_id)
+        try:
+            await self._jobs().cancel(job.id)
+        except ConflictError:  # name the eval job the caller knows, not the job system's id
+            job = await self._jobs().get(job.id)
+            raise ConflictError(
+                f"eval job '{job_id}' of benchmark '{benchmark.identifier}' is {job.status.value} already; "
+                f"only scheduled or in_progress jobs can be cancelled",
+                param="job_id",
+            ) from None
+
+    async def job_result(self, benchmark: Benchmark, job_id: str) -> EvaluateResponse:
+        job = await self._job(benchmark, job_id)
+        if job.status != JobStatus.completed:
+            why = f" ({job.error})" if job.error else ""
+            progress = job.progress
+            done = f"; {progress.done} of {progress.total} rows answered" if progress.total else ""
+            raise BadRequestError(
+                f"eval job '{job_id}' of benchmark '{benchmark.identifier}' is {job.status.value}{why}{done}"
+                f"; "
+                f"its result exists once it is completed (GET .../jobs/{job_id} shows its status)",
+                param="job_id",
+            )
+        aggregated = json.loads(await self.store.get(_scores_key(job.id)) or "{}")
+        chunks = await self._chunks(job.id)
+        scores = {
+            fn_id: ScoringResult(
+                score_rows=[row for chunk in chunks for row in chunk["scores"][fn_id]],
+                aggregated_results=results,
+            )
+            for fn_id, results in aggregated.items()
+        }
+        generations = [generation for chunk in chunks for generation in chunk["generations"]]
+        return EvaluateResponse(generations=generations, scores=scores)
+
+
+def _eval_job(number: str, job: Job) -> EvalJob:
+    """Llama Stack's Job, with the job system's progress, error and id beside it."""
+    return EvalJob(
+        job_id=number,
+        status=job.status,
+        lamina_job_id=job.id,
+        progress=job.progress.model_dump(),
+        error=job.error,
+    )
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"its messages do not validate ({where}: {first.get('msg')})"
+
+
+def _seq_key(benchmark_id: str) -> str:
+    return f"eval:seq:{benchmark_id}"
+
+
+def _job_key(benchmark_id: str, number: str) -> str:
+    return f"eval:job:{benchmark_id}:{number}"
+
+
+def _gen_key(job_id: str, first_row: int) -> str:
+    return f"eval:gen:{job_id}:{first_row:012d}"
+
+
+def _scores_key(job_id: str) -> str:
+    return f"eval:scores:{job_id}"
+
+
+__all__ = ["JOB_KIND", "MetaReferenceEvalProvider", "create_provider"]
