@@ -14,6 +14,7 @@ BENCHMARKS = {
     "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
     "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
+    "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
 }
 
@@ -75,6 +76,10 @@ def main(argv: list[str]) -> int:
         from bench.eval import main as eval_bench
 
         return eval_bench(argv[1:])
+    if argv[0] == "jobs":
+        from bench.jobs import main as jobs
+
+        return jobs(argv[1:])
     return 2
 
 
