@@ -116,12 +116,13 @@ async def test_two_processes_on_one_store_run_each_job_once(
         for n, worker in enumerate(workers, 1):
             assert worker.stdout is not None
             assert worker.stdout.readline().strip() == "ready", (tmp_path / f"worker{n}.log").read_text()
-        # Both are polling the table now: submit from a third manager, which never runs anything.
+        # Both are polling the table now: submit from a third manager, which never runs anything. Each
+        # job takes 0.2 s, so neither process can drain all 40 before the other polls, even under load.
         submitter = JobManager(await open_store())
         submitter.register("test.count", lambda ctx: None)
         logs = [tmp_path / f"job{i}.log" for i in range(40)]
         jobs = [
-            await submitter.submit("test.count", {"items": 1, "delay": 0.05, "log": str(log)}) for log in logs
+            await submitter.submit("test.count", {"items": 1, "delay": 0.2, "log": str(log)}) for log in logs
         ]
         for n, worker in enumerate(workers, 1):
             assert worker.wait(120) == 0, (tmp_path / f"worker{n}.log").read_text()
