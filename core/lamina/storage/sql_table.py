@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig
 from lamina.storage.connections import (
+    BUSY_TIMEOUT_MS,
     create_postgres_schema,
     open_postgres_pool,
     open_sqlite,
@@ -98,13 +100,25 @@ class SqliteTable(SqlTable):
         return "?"
 
     async def initialize(self) -> None:
-        try:
-            self._conn = await open_sqlite(self.path, synchronous=self.synchronous)
-            for statement in self._schema_for("sqlite"):
-                await self._conn.execute(statement)
-            await self._conn.commit()
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+        # Processes opening one new file at once (replicas, workers) race to switch it to WAL and
+        # create the schema; SQLite answers the loser "database is locked" at once, without its busy
+        # timeout, so the opening is retried for as long as that timeout. The schema is created under
+        # BEGIN IMMEDIATE, which waits for the write lock instead of failing on an upgrade.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._conn = await open_sqlite(self.path, synchronous=self.synchronous)
+                await self._conn.execute("BEGIN IMMEDIATE")
+                for statement in self._schema_for("sqlite"):
+                    await self._conn.execute(statement)
+                await self._conn.commit()
+                return
+            except (OSError, sqlite3.Error) as exc:
+                await self.close()
+                locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+                if not locked or time.monotonic() > deadline:
+                    raise StorageError(f"cannot open the {self.where}: {exc}") from exc
+                await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         if self._conn is not None:
