@@ -37,7 +37,13 @@ from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateRespon
 from lamina.apis.inference import ChatCompletionRequest, CompletionRequest
 from lamina.apis.jobs import Job, JobStatus
 from lamina.apis.scoring import ScoreRequest, ScoringResult
-from lamina.errors import BadRequestError, ConflictError, NotFoundError, UpstreamError
+from lamina.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    UpstreamError,
+    describe_validation_error,
+)
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.routers.scoring_aggregation import Aggregator
 from lamina.specs import Api
@@ -452,9 +458,7 @@ def _eval_job(number: str, job: Job) -> EvalJob:
 
 
 def _validation_reason(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"its messages do not validate ({where}: {first.get('msg')})"
+    return f"its messages do not validate ({describe_validation_error(exc, limit=1)})"
 
 
 def _seq_key(benchmark_id: str) -> str:
