@@ -90,7 +90,7 @@ class SqliteTable(SqlTable):
             raise ValueError(f"db_path is unset for the sqlite {self.what}")
         self.path = Path(config.db_path).expanduser()
         self._conn: Any = None
-        self._write_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()  # writes, and reads (see _fetch)
 
     @property
     def where(self) -> str:
@@ -170,12 +170,15 @@ class SqliteTable(SqlTable):
                 raise
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        try:
-            # One call on the connection's thread: a SELECT left open between two calls holds a read
-            # snapshot that makes a write of another coroutine on this connection fail at once.
-            return [tuple(r) for r in await self.conn.execute_fetchall(sql, params)]
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: {exc}") from exc
+        # Under the write lock: on the one connection a read between a write's statement and its
+        # commit would see the uncommitted row (a job's progress that a kill -9 then takes back).
+        async with self._write_lock:
+            try:
+                # One call on the connection's thread: a SELECT left open between two calls holds a read
+                # snapshot that makes a write of another coroutine on this connection fail at once.
+                return [tuple(r) for r in await self.conn.execute_fetchall(sql, params)]
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.where}: {exc}") from exc
 
 
 class PostgresTable(SqlTable):
