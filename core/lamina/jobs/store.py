@@ -25,12 +25,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
 from lamina.apis.jobs import Job, JobProgress, JobStatus
 from lamina.errors import BadRequestError
-from lamina.storage.inference_store import PostgresSqlStoreConfig, SqliteSqlStoreConfig
-from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
+from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable, open_table
 
 DEFAULT_TABLE = "lamina_jobs"
 DEFAULT_DB_NAME = "jobs.db"
@@ -58,10 +58,7 @@ def jobs_store_config(raw: Any, default_db: Path) -> SqliteJobsStoreConfig | Pos
 
     Raises pydantic's ValidationError on a bad section; the caller names the run config file and key.
     """
-    config = TypeAdapter(JobsStoreConfig).validate_python(raw if raw is not None else {"type": "sqlite"})
-    if isinstance(config, SqliteJobsStoreConfig) and not config.db_path:
-        config = config.model_copy(update={"db_path": str(default_db)})
-    return config
+    return sql_store_config(SqliteJobsStoreConfig, PostgresJobsStoreConfig, raw, default_db)
 
 
 def _dumps(value: Any) -> str | None:
@@ -342,10 +339,4 @@ class PostgresJobsStore(PostgresTable, JobsStore):
 
 async def open_jobs_store(config: SqliteJobsStoreConfig | PostgresJobsStoreConfig) -> JobsStore:
     """Create and initialise the store ``config.type`` names (table and indexes created if missing)."""
-    store: JobsStore
-    if isinstance(config, SqliteJobsStoreConfig):
-        store = SqliteJobsStore(config)
-    else:
-        store = PostgresJobsStore(config)
-    await store.initialize()
-    return store
+    return await open_table(SqliteJobsStore, PostgresJobsStore, config)

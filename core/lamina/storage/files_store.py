@@ -23,7 +23,7 @@ from pydantic import Field
 
 from lamina.errors import BadRequestError
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
-from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable, open_table
 
 DEFAULT_TABLE = "openai_files"
 DEFAULT_DB_NAME = "files_metadata.db"
@@ -170,10 +170,4 @@ class PostgresFilesStore(PostgresTable, FilesStore):
 
 async def open_files_store(config: SqliteFilesStoreConfig | PostgresFilesStoreConfig) -> FilesStore:
     """Create and initialise the store ``config.type`` names (table and indexes created if missing)."""
-    store: FilesStore
-    if isinstance(config, SqliteFilesStoreConfig):
-        store = SqliteFilesStore(config)
-    else:
-        store = PostgresFilesStore(config)
-    await store.initialize()
-    return store
+    return await open_table(SqliteFilesStore, PostgresFilesStore, config)

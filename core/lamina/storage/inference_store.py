@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from lamina.errors import BadRequestError
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
-from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable, open_table
 
 log = structlog.get_logger(__name__)
 
@@ -228,14 +228,8 @@ class PostgresInferenceStore(PostgresTable, InferenceStore):
 async def open_inference_store(
     config: SqliteInferenceStoreConfig | PostgresInferenceStoreConfig,
 ) -> InferenceStore:
-    """Create and initialise the store ``config.type`` names (tables and indexes created if missing)."""
-    store: InferenceStore
-    if isinstance(config, SqliteSqlStoreConfig):
-        store = SqliteInferenceStore(config)
-    else:
-        store = PostgresInferenceStore(config)
-    await store.initialize()
-    return store
+    """Create and initialise the store ``config.type`` names (table and indexes created if missing)."""
+    return await open_table(SqliteInferenceStore, PostgresInferenceStore, config)
 
 
 # -- the background writer ---------------------------------------------------------------------

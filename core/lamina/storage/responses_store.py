@@ -48,7 +48,7 @@ from lamina.apis.responses import (
 )
 from lamina.errors import BadRequestError, NotFoundError
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
-from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable
+from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable, open_table
 
 DEFAULT_TABLE = "openai_responses"
 DEFAULT_DB_NAME = "responses_store.db"
@@ -288,10 +288,4 @@ async def open_responses_store(
     config: SqliteResponsesStoreConfig | PostgresResponsesStoreConfig,
 ) -> ResponsesStore:
     """Create and initialise the store ``config.type`` names (table and indexes created if missing)."""
-    store: ResponsesStore
-    if isinstance(config, SqliteResponsesStoreConfig):
-        store = SqliteResponsesStore(config)
-    else:
-        store = PostgresResponsesStore(config)
-    await store.initialize()
-    return store
+    return await open_table(SqliteResponsesStore, PostgresResponsesStore, config)

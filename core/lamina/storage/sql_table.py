@@ -22,7 +22,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig
 from lamina.storage.connections import (
@@ -234,3 +234,15 @@ class PostgresTable(SqlTable):
             return [tuple(r) for r in await self.pool.fetch(sql, *params)]
         except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
+
+
+T = TypeVar("T", bound=SqlTable)
+
+
+async def open_table(
+    sqlite_class: type[T], postgres_class: type[T], config: SqliteSqlStoreConfig | PostgresSqlStoreConfig
+) -> T:
+    """Create and initialise the store ``config.type`` names (table and indexes created if missing)."""
+    store = sqlite_class(config) if isinstance(config, SqliteSqlStoreConfig) else postgres_class(config)
+    await store.initialize()
+    return store
