@@ -16,7 +16,7 @@ import structlog
 
 from lamina.apis.common import Empty
 from lamina.apis.eval import Benchmark, GetBenchmarkRequest, ListBenchmarksResponse, RegisterBenchmarkRequest
-from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError
+from lamina.errors import BadRequestError, ConflictError, NotFoundError
 from lamina.resources.routing_table import RoutingTable
 
 log = structlog.get_logger(__name__)
@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 class BenchmarksRoutingTable(RoutingTable[Benchmark]):
     resource_type = "benchmark"
+    reopen_with = "register_benchmark"
     resource_class = Benchmark
     api_name = "eval"
     route = "/v1/eval/benchmarks"
@@ -117,22 +118,3 @@ class BenchmarksRoutingTable(RoutingTable[Benchmark]):
                 f"{', '.join(sorted(known)) or 'none'}. Register one with POST /v1/scoring-functions.",
                 param=param,
             )
-
-    # -- start-up ------------------------------------------------------------------------------
-
-    async def reopen(self) -> None:
-        """Hand every persisted benchmark to its provider again (after a restart); failures are logged."""
-        for benchmark in await self.list():
-            provider = self.providers.get(benchmark.provider_id)
-            if provider is None:
-                log.warning(
-                    "benchmark_provider_missing",
-                    benchmark=benchmark.identifier,
-                    provider_id=benchmark.provider_id,
-                )
-                continue
-            try:
-                await provider.register_benchmark(benchmark)
-            except Exception as exc:  # one broken benchmark must not stop the server
-                message = exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
-                log.warning("benchmark_not_reopened", benchmark=benchmark.identifier, error=message)

@@ -21,7 +21,7 @@ from lamina.apis.datasets import (
     ListDatasetsResponse,
     RegisterDatasetRequest,
 )
-from lamina.errors import BadRequestError, ConflictError, LaminaError
+from lamina.errors import BadRequestError, ConflictError
 from lamina.plugins import PluginManager
 from lamina.resources.registry import ResourceRegistry
 from lamina.resources.routing_table import RoutingTable
@@ -33,6 +33,7 @@ HUGGINGFACE_SCHEME = "huggingface://"
 
 class DatasetsRoutingTable(RoutingTable[Dataset]):
     resource_type = "dataset"
+    reopen_with = "register_dataset"
     resource_class = Dataset
     api_name = "datasetio"
     route = "/v1/datasets"
@@ -117,21 +118,3 @@ class DatasetsRoutingTable(RoutingTable[Dataset]):
 
     async def unregister_dataset(self, request: GetDatasetRequest) -> None:
         await self.remove(request.dataset_id)
-
-    # -- start-up ------------------------------------------------------------------------------
-
-    async def reopen(self) -> None:
-        """Hand every persisted dataset to its provider again (after a restart); a failure is logged
-        (reading that dataset then fails clearly), so one broken dataset does not stop the server."""
-        for dataset in await self.list():
-            provider = self.providers.get(dataset.provider_id)
-            if provider is None:
-                log.warning(
-                    "dataset_provider_missing", dataset=dataset.identifier, provider_id=dataset.provider_id
-                )
-                continue
-            try:
-                await provider.register_dataset(dataset)
-            except Exception as exc:  # one broken dataset must not stop the server
-                message = exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
-                log.warning("dataset_not_reopened", dataset=dataset.identifier, error=message)

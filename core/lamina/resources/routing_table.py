@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+import structlog
+
 from lamina.apis.common import Resource
-from lamina.errors import BadRequestError, NotFoundError
+from lamina.errors import BadRequestError, LaminaError, NotFoundError
 from lamina.plugins import PluginManager
 from lamina.resources.registry import ResourceRegistry
 
 R = TypeVar("R", bound=Resource)
+log = structlog.get_logger(__name__)
 
 _MAX_LISTED = 25
 # How old a listing a hot-path lookup accepts (seconds): other replicas' registrations show within it.
@@ -23,6 +26,7 @@ class RoutingTable(Generic[R]):
     resource_class: type[R]
     api_name: str = ""
     route: str = ""  # where users register this kind of resource, for messages
+    reopen_with: str = ""  # the provider method ``reopen`` hands each persisted resource to
 
     def __init__(self, registry: ResourceRegistry, providers: dict[str, Any], pm: PluginManager) -> None:
         self.registry = registry
@@ -117,3 +121,23 @@ class RoutingTable(Generic[R]):
 
     async def provider_unregister(self, provider: Any, resource: R) -> None:
         return None
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def reopen(self) -> None:
+        """Hand every persisted resource to its provider again (after a restart), with the provider's
+        ``reopen_with`` method. A resource whose provider is not configured any more stays in the
+        registry (using it answers clearly, naming the provider) and is logged; a provider failing to
+        reopen one is logged too, so one broken resource does not stop the server."""
+        kind = self.resource_type
+        for resource in await self.list():
+            provider = self.providers.get(resource.provider_id)
+            if provider is None:
+                missing = {kind: resource.identifier, "provider_id": resource.provider_id}
+                log.warning(f"{kind}_provider_missing", **missing)
+                continue
+            try:
+                await getattr(provider, self.reopen_with)(resource)
+            except Exception as exc:  # one broken resource must not stop the server
+                message = exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+                log.warning(f"{kind}_not_reopened", **{kind: resource.identifier}, error=message)

@@ -11,7 +11,7 @@ import structlog
 
 from lamina.apis.common import Empty
 from lamina.apis.safety import GetShieldRequest, ListShieldsResponse, RegisterShieldRequest, Shield
-from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError
+from lamina.errors import BadRequestError, ConflictError, NotFoundError
 from lamina.resources.routing_table import HOT_LIST_MAX_AGE, RoutingTable
 
 log = structlog.get_logger(__name__)
@@ -19,6 +19,7 @@ log = structlog.get_logger(__name__)
 
 class ShieldsRoutingTable(RoutingTable[Shield]):
     resource_type = "shield"
+    reopen_with = "register_shield"
     resource_class = Shield
     api_name = "safety"
     route = "/v1/shields"
@@ -113,24 +114,6 @@ class ShieldsRoutingTable(RoutingTable[Shield]):
             f"shields:) in the run config. Registered shields: {_listed(shields)}.",
             param="model",
         )
-
-    # -- start-up ------------------------------------------------------------------------------
-
-    async def reopen(self) -> None:
-        """Hand every persisted shield to its provider again (after a restart); failures are
-        logged (running that shield then fails clearly) so one broken shield does not stop the server."""
-        for shield in await self.list():
-            provider = self.providers.get(shield.provider_id)
-            if provider is None:
-                log.warning(
-                    "shield_provider_missing", shield=shield.identifier, provider_id=shield.provider_id
-                )
-                continue
-            try:
-                await provider.register_shield(shield)
-            except Exception as exc:  # one broken shield must not stop the server
-                message = exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
-                log.warning("shield_not_reopened", shield=shield.identifier, error=message)
 
 
 def _listed(shields: list[Shield]) -> str:

@@ -21,7 +21,7 @@ from lamina.apis.vector_io import (
     RegisterVectorDBRequest,
     VectorDB,
 )
-from lamina.errors import BadRequestError, ConflictError, LaminaError, NotFoundError
+from lamina.errors import BadRequestError, ConflictError, NotFoundError
 from lamina.plugins import PluginManager
 from lamina.resources.models import ModelsRoutingTable
 from lamina.resources.registry import ResourceRegistry
@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 class VectorDBsRoutingTable(RoutingTable[VectorDB]):
     resource_type = "vector_db"
+    reopen_with = "register_vector_db"
     resource_class = VectorDB
     api_name = "vector_io"
     route = "/v1/vector-dbs"
@@ -132,32 +133,3 @@ class VectorDBsRoutingTable(RoutingTable[VectorDB]):
         """The registered embedding models, for error messages (a registry scan: errors only)."""
         embedders = [m for m in await self.models.list() if m.model_type == "embedding"]
         return ", ".join(f"{m.identifier} ({m.embedding_dimension} dims)" for m in embedders) or "none"
-
-    # -- start-up ------------------------------------------------------------------------------
-
-    async def reopen(self) -> None:
-        """Hand every persisted vector DB to its provider again (after a restart).
-
-        A vector DB whose provider is not configured any more is kept in the registry (queries on it
-        answer 400 naming the provider) and logged; a provider failing to reopen one is logged too,
-        so one broken collection does not stop the server.
-        """
-        for vector_db in await self.list():
-            provider = self.providers.get(vector_db.provider_id)
-            if provider is None:
-                log.warning(
-                    "vector_db_provider_missing",
-                    vector_db=vector_db.identifier,
-                    provider_id=vector_db.provider_id,
-                )
-                continue
-            try:
-                await provider.register_vector_db(vector_db)
-            except LaminaError as exc:
-                log.warning("vector_db_not_reopened", vector_db=vector_db.identifier, error=exc.message)
-            except Exception as exc:
-                log.warning(
-                    "vector_db_not_reopened",
-                    vector_db=vector_db.identifier,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
