@@ -18,6 +18,7 @@ Where Llama Stack divides by zero (no rows, no scores), the result is null.
 from __future__ import annotations
 
 import statistics
+from abc import ABC, abstractmethod
 from array import array
 from collections import Counter
 from typing import Any
@@ -41,7 +42,7 @@ def _number(value: Any, what: str, row: int) -> float:
     )
 
 
-class Aggregation:
+class Aggregation(ABC):
     """One aggregation function's running state; ``add`` takes a page of scored rows."""
 
     name = ""
@@ -49,11 +50,13 @@ class Aggregation:
     def __init__(self, fn_id: str) -> None:
         self.what = f"aggregation '{self.name}' of scoring function '{fn_id}'"
 
+    @abstractmethod
     def add(self, rows: list[dict[str, Any]], first_row: int) -> None:
-        raise NotImplementedError
+        """Fold in a page of scored rows; ``first_row`` is the page's first row index (for messages)."""
 
+    @abstractmethod
     def result(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The aggregate so far, in Llama Stack's shape."""
 
 
 class Accuracy(Aggregation):
