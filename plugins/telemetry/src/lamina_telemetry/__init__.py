@@ -1,0 +1,1 @@
+"""Lamina's inline::meta-reference telemetry provider."""
