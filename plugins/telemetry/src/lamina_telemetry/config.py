@@ -44,7 +44,7 @@ class TelemetryConfig(BaseModel):
     )
     sqlite_db_path: str | None = Field(
         default=None,
-        description="the sqlite trace store's file (default: trace_store.db in the provider's state directory)",
+        description="the sqlite trace store's file (default: trace_store.db in the provider's state dir)",
     )
     # -- Lamina's own ----------------------------------------------------------------------------
     trace_store: dict[str, Any] | None = Field(

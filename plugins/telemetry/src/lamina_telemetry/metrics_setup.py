@@ -19,4 +19,5 @@ def build_meter_provider(config: TelemetryConfig, readers: Sequence[MetricReader
 
         exporter = OTLPMetricExporter(endpoint=config.otel_metric_endpoint)
         all_readers.append(PeriodicExportingMetricReader(exporter))
-    return MeterProvider(resource=Resource.create({"service.name": config.service_name}), metric_readers=all_readers)
+    resource = Resource.create({"service.name": config.service_name})
+    return MeterProvider(resource=resource, metric_readers=all_readers)
