@@ -310,12 +310,15 @@ async def test_parallel_multiple_and_live_categories(provider) -> None:
     assert [r["score"] for r in await score(provider, rows)] == [1.0, 0.0, 1.0, 1.0]
 
 
-async def test_a_test_category_column_names_the_category_where_there_is_no_id(provider) -> None:
+async def test_a_test_category_column_names_the_category_of_a_row_without_an_id(provider) -> None:
     truth = [{"get_weather": {"city": ["Oslo"]}}, {"get_weather": {"city": ["Bergen"]}}]
     r = row("", [WEATHER], truth, "[get_weather(city='Bergen'), get_weather(city='Oslo')]")
     del r["id"]
     r["test_category"] = "parallel"
     assert await one(provider, r) == {"score": 1.0}
+    # with both, the id decides, as in Llama Stack
+    both = r | {"id": "parallel_8", "test_category": "simple"}
+    assert await one(provider, both) == {"score": 1.0}
 
 
 # -- relevance ----------------------------------------------------------------------------------------

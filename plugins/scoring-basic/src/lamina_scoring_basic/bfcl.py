@@ -4,8 +4,8 @@ A row is one BFCL question with the model's answer (Llama Stack's bfcl_v3 datase
 
 - ``generated_answer``: the model's calls, ``[func(a=1), other(b="x")]`` in the row's language;
 - ``language``: ``Python``, ``Java`` or ``JavaScript``;
-- ``id`` (``simple_12``, ``live_parallel_3-1-0``; the category is what precedes the number) or
-  ``test_category``;
+- ``id`` (``simple_12``, ``live_parallel_3-1-0``; the category is what precedes the number, as Llama
+  Stack reads it), or for a row without one ``test_category``;
 - ``function``: the functions offered (JSON text or a list), each ``{name, parameters: {properties,
   required}}``;
 - ``ground_truth``: the expected calls (JSON text or a list), ``[{name: {param: [possible values]}}]``.
@@ -92,11 +92,12 @@ def _language(value: Any, i: int) -> str:
 
 
 def _category(row: dict[str, Any], i: int) -> str:
+    """The category as Llama Stack reads it, from ``id``; ``test_category`` serves rows without one."""
+    if isinstance(row.get("id"), str) and row["id"]:
+        return _ID_NUMBER.sub("", row["id"])
     category = row.get("test_category")
     if isinstance(category, str) and category:
         return category
-    if isinstance(row.get("id"), str) and row["id"]:
-        return _ID_NUMBER.sub("", row["id"])
     have = ", ".join(map(str, row)) or "none"
     raise ScoringRowError(
         i,
