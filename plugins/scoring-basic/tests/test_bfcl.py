@@ -521,6 +521,34 @@ async def test_javascript_answers(provider, answer, score) -> None:
     assert result["score"] == score, result
 
 
+async def test_java_and_javascript_literals_read_as_their_values(provider) -> None:
+    """Escapes in string literals are read (\\" is "), and elements of type any are the literals they are."""
+    parts = {"type": "ArrayList", "items": {"type": "any"}}
+    spec = fn("Codec.decode", ["parts", "sa"], parts=parts, sa="any")
+    truth = [{"Codec.decode": {"parts": [["id", 42, "on", True]], "sa": ['new Addr("10.0.0.1", 80)']}}]
+    java = (
+        '[Codec.decode(parts=new ArrayList<>(Arrays.asList("id", 42, "on", true)), '
+        'sa="new Addr(\\"10.0.0.1\\", 80)")]'
+    )
+    js_spec = fn("decode", ["parts"], parts={"type": "array", "items": {"type": "any"}}, label="String")
+    js_truth = [{"decode": {"parts": [["id", 42, True]], "label": ['say "hi"']}}]
+    js = "[decode(parts=['id', 42, true], label='say \\\"hi\\\"')]"
+    rows = [
+        row("java_36", [spec], truth, java, language="Java"),
+        row("java_36", [spec], truth, java.replace("42", "43"), language="Java"),
+        row("javascript_5", [js_spec], js_truth, js, language="JavaScript"),
+    ]
+    assert [r["score"] for r in await score(provider, rows)] == [1.0, 0.0, 1.0]
+
+
+async def test_a_parallel_miss_explains_the_call_of_the_expected_function(provider) -> None:
+    truth = [{"get_stock_price": {"ticker": ["MSFT"]}}, {"get_weather": {"city": ["Seattle"]}}]
+    answer = "[get_stock_price(ticker='MSFT'), get_weather(city='Tacoma')]"
+    result = await one(provider, row("parallel_multiple_2", [WEATHER, STOCK], truth, answer))
+    assert result["score"] == 0.0
+    assert "call 1 (get_weather): parameter 'city' is 'Tacoma'" in result["error"], result["error"]
+
+
 def test_javascript_and_java_calls_decode_in_sequence() -> None:
     assert [c.name for c in decode("[a(x=1), b.c(y=2)]", "JavaScript")] == ["a", "b.c"]
     assert [c.name for c in decode('[A.a(x=1), B.b(y="p, q")]', "Java")] == ["A.a", "B.b"]

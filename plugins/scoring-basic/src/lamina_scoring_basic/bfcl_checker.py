@@ -318,7 +318,10 @@ def _check_parallel(
         function = _function(functions, answer)
         results = [check_call(function, call, answer, language) for call in calls]
         fits.append([j for j, miss in enumerate(results) if miss is None])
-        first_miss.append(next((m for m in results if m is not None), None))
+        misses = [m for m in results if m is not None]
+        # the reason worth reading: why a call of the expected function failed, if there is one
+        named = [m for m in misses if m.error_type != "simple_function_checker:wrong_func_name"]
+        first_miss.append((named or misses or [None])[0])
     matched = _match(fits)
     for i, j in enumerate(matched):
         if j is None:

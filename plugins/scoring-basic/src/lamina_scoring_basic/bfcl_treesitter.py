@@ -32,6 +32,8 @@ _JS_FLOAT = re.compile(r"-?\d+(\.\d+)?")
 _BIGINT = re.compile(r"-?\d+n")
 _SPACE = re.compile(r"\s+")
 _COMMENTS = {"comment", "line_comment", "block_comment"}
+_ESCAPE = re.compile(r"\\([\\\"'nrtb0])")
+_ESCAPED = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "0": "\0"}
 _local = threading.local()
 
 
@@ -99,6 +101,11 @@ def _top_level_split(text: str) -> list[str]:
 
 def _text(node: Any) -> str:
     return node.text.decode()
+
+
+def _unquote(node: Any) -> str:
+    """A string literal's value: its quotes dropped, its common escapes read (``\\"`` is ``"``)."""
+    return _ESCAPE.sub(lambda m: _ESCAPED.get(m.group(1), m.group(1)), _text(node)[1:-1])
 
 
 def _statements(root: Any) -> list[Any]:
@@ -179,18 +186,19 @@ def _java(node: Any, declared: str, items: str | None) -> Any:
 def _java_text(node: Any) -> str:
     """A string or char literal without its quotes; any other code as written."""
     if node.type in ("string_literal", "character_literal"):
-        return _text(node)[1:-1]
+        return _unquote(node)
     return _text(node)
 
 
 def _java_element(node: Any, items: str | None) -> Any:
-    return _java(node, items, None) if items else _java_generic(node)
+    # an element of type "any" reads as the literal it is (42, true, "a"), as the ground truth writes it
+    return _java(node, items, None) if items and items != "any" else _java_generic(node)
 
 
 def _java_generic(node: Any) -> Any:
     """An element whose type is not declared: read as the literal it is."""
     if node.type in ("string_literal", "character_literal"):
-        return _text(node)[1:-1]
+        return _unquote(node)
     t = _SPACE.sub("", _text(node))
     if t in ("true", "false"):
         return t == "true"
@@ -299,13 +307,14 @@ def _javascript(node: Any, declared: str, items: str | None) -> Any:
     if declared == "array":
         elements = _js_array(node)
         if elements is not None:
-            return [_javascript(e, items, None) if items else _js_generic(e) for e in elements]
+            typed = items is not None and items != "any"  # an element of type any is the literal it is
+            return [_javascript(e, items, None) if typed else _js_generic(e) for e in elements]
     return _js_text(node)
 
 
 def _js_text(node: Any) -> str:
     if node.type in ("string", "template_string"):
-        return _text(node)[1:-1]
+        return _unquote(node)
     return _text(node)
 
 
@@ -333,7 +342,7 @@ def _js_object(node: Any) -> dict[str, Any]:
 
 def _js_generic(node: Any) -> Any:
     if node.type in ("string", "template_string"):
-        return _text(node)[1:-1]
+        return _unquote(node)
     if node.type in ("true", "false"):
         return node.type == "true"
     if node.type == "object":
