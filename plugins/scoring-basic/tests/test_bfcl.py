@@ -449,6 +449,8 @@ JAVA_TRUTH = [
             1.0,
         ),
         ("[Roles_pageCount(pageNo=3, pageSize=20)]", 1.0),
+        ("[Roles.pageCount(pageNo=3, pageSize=20)", 1.0),  # a bracket left out
+        ("Roles.pageCount(pageNo=3, pageSize=20);", 1.0),
         ("[Roles.pageCount(pageNo=4, pageSize=20)]", 0.0),
         ('[Roles.pageCount(pageNo="3", pageSize=20)]', 0.0),  # a string for an integer
         (
@@ -499,6 +501,7 @@ JS_TRUTH = [
     ("answer", "score"),
     [
         ("[fetchUsers(url='https://api.example.com/users')]", 1.0),
+        ("fetchUsers(url='https://api.example.com/users')]", 1.0),
         (
             '[fetchUsers(url="https://api.example.com/users", retries=3, delay=1.5, useCache=false, big=10n, '
             'headers={accept: "json", "lang": "en"}, ids=[1, 2, 3], callback=handleUsers)]',

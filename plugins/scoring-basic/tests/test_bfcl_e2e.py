@@ -1,10 +1,15 @@
 """basic::bfcl through a real ``lamina run``, driven by llama-stack-client 0.2.12: the Scoring API over
-inline rows and score-batch over a registered dataset, with Llama Stack's bfcl_v3 row shape."""
+inline rows, score-batch over a registered dataset, and an eval of a BFCL benchmark (Llama Stack's
+open-benchmark ``meta-reference-bfcl``) whose candidate is the fake OpenAI upstream's ``guard`` model
+(``lamina.testing.fake_openai``: it answers the ``[[guard:<answer>]]`` directive in the messages, so
+each row scripts the model's calls), with Llama Stack's bfcl_v3 row shape."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import llama_stack_client
@@ -128,6 +133,90 @@ def test_score_batch_over_a_bfcl_dataset(client: LlamaStackClient) -> None:
     result = response.results["basic::bfcl"]
     assert [r["score"] for r in result.score_rows] == SCORES
     assert result.aggregated_results["accuracy"]["accuracy"] == 0.6
+
+
+BENCHMARK = "meta-reference-bfcl"  # Llama Stack's open-benchmark name
+
+
+def eval_config(fake: ServerProcess, state: Path) -> dict[str, Any]:
+    def sqlite(name: str) -> dict[str, str]:
+        return {"type": "sqlite", "db_path": str(state / name)}
+
+    providers = {
+        **RUN_CONFIG["providers"],
+        "inference": [
+            {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{fake.url}/v1"}}
+        ],
+        "agents": [
+            {
+                "provider_id": "meta-reference",
+                "provider_type": "inline::meta-reference",
+                "config": {"persistence_store": sqlite("agents.db")},
+            }
+        ],
+        "eval": [
+            {
+                "provider_id": "meta-reference",
+                "provider_type": "inline::meta-reference",
+                "config": {"kvstore": sqlite("eval.db")},
+            }
+        ],
+    }
+    return {
+        "version": 2,
+        "image_name": "bfcl-eval-e2e",
+        "providers": providers,
+        "metadata_store": sqlite("registry.db"),
+        "models": [{"model_id": "scripted", "provider_id": "fake", "provider_model_id": "guard"}],
+    }
+
+
+def test_an_eval_of_a_bfcl_benchmark_scores_the_models_calls(
+    start_lamina: Callable[..., ServerProcess], fake_upstream: ServerProcess, tmp_path: Path
+) -> None:
+    c = LlamaStackClient(base_url=start_lamina(eval_config(fake_upstream, tmp_path)).url, max_retries=0)
+    # Each row's messages script what the model answers (a directive cannot hold "]]": the answer's
+    # closing bracket is left out, which BFCL's decoding adds back).
+    scripted = [
+        "[spotify.play(artist='Taylor Swift', duration=20), spotify.play(artist='Maroon 5', duration=15)",
+        "[spotify.play(artist='Taylor Swift', duration=20)",
+        "[Intro.step(w=800, h=600)",
+        "The weather cannot be looked up with these functions.",
+        "[spotify.play(artist='Adele')",
+    ]
+    rows = []
+    for base, answer in zip(ROWS, scripted, strict=True):
+        messages = [{"role": "user", "content": f"Call the functions. [[guard:{answer}]]"}]
+        rows.append({**base, "generated_answer": "stale", "chat_completion_input": json.dumps(messages)})
+    source = {"type": "rows", "rows": rows}
+    c.datasets.register(purpose="eval/messages-answer", source=source, dataset_id="bfcl")
+    c.benchmarks.register(benchmark_id=BENCHMARK, dataset_id="bfcl", scoring_functions=["basic::bfcl"])
+    candidate = {
+        "eval_candidate": {
+            "type": "model",
+            "model": "scripted",
+            "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 64},
+        }
+    }
+
+    response = c.eval.evaluate_rows(
+        benchmark_id=BENCHMARK,
+        input_rows=rows,
+        scoring_functions=["basic::bfcl"],
+        benchmark_config=candidate,
+    )
+    assert [g["generated_answer"] for g in response.generations] == scripted
+    scores = response.scores["basic::bfcl"]
+    assert [r["score"] for r in scores.score_rows] == SCORES
+    assert scores.score_rows[4]["error_type"] == "simple_function_checker:missing_required"
+
+    job = c.eval.run_eval(benchmark_id=BENCHMARK, benchmark_config=candidate)
+    deadline = time.monotonic() + 120
+    while c.eval.jobs.status(job_id=job.job_id, benchmark_id=BENCHMARK).status != "completed":
+        assert time.monotonic() < deadline, "the eval job did not complete"
+        time.sleep(0.2)
+    result = c.eval.jobs.retrieve(job_id=job.job_id, benchmark_id=BENCHMARK)
+    assert result.scores["basic::bfcl"].aggregated_results["accuracy"]["accuracy"] == pytest.approx(0.6)
 
 
 class TestBfclConformance(ScoringConformance):

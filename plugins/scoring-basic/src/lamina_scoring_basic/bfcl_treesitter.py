@@ -60,9 +60,8 @@ def _parser(language: str) -> Any:
 
 
 def _parse(text: str, language: str) -> Any:
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    text = text.strip()
+    # the list's brackets, either of which a model may leave out (as Python answers may)
+    text = text.removeprefix("[").removesuffix("]").strip()
     if not text:
         return None
     if not text.endswith(";"):
