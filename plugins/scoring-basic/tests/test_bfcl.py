@@ -552,6 +552,14 @@ async def test_a_parallel_miss_explains_the_call_of_the_expected_function(provid
     assert "call 1 (get_weather): parameter 'city' is 'Tacoma'" in result["error"], result["error"]
 
 
+async def test_values_nested_thousands_deep_score_0_without_crashing(provider) -> None:
+    spec = fn("f", [], x="array", d="dict")
+    truth = [{"f": {"x": [[1], ""], "d": [{"a": [1]}, ""]}}]
+    answers = ["[f(x=" + "[" * 3000 + "]" * 3000 + ")]", "[f(d=" + "{a:" * 3000 + "1" + "}" * 3000 + ")]"]
+    results = await score(provider, [row("javascript_1", [spec], truth, a, "JavaScript") for a in answers])
+    assert [r["score"] for r in results] == [0.0, 0.0]
+
+
 def test_javascript_and_java_calls_decode_in_sequence() -> None:
     assert [c.name for c in decode("[a(x=1), b.c(y=2)]", "JavaScript")] == ["a", "b.c"]
     assert [c.name for c in decode('[A.a(x=1), B.b(y="p, q")]', "Java")] == ["A.a", "B.b"]

@@ -364,4 +364,7 @@ def convert(value: Any, declared: str, items: str | None, language: str) -> Any:
     converters); a value that is not of that form is its source text."""
     if not hasattr(value, "type") or not hasattr(value, "text"):
         return value
-    return _java(value, declared, items) if language == "Java" else _javascript(value, declared, items)
+    try:
+        return _java(value, declared, items) if language == "Java" else _javascript(value, declared, items)
+    except RecursionError:
+        return _text(value)  # nested deeper than Python recurses: compared as written (and so no match)
