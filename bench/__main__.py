@@ -12,7 +12,7 @@ BENCHMARKS = {
     "lone": "c=1: embeddings and prompt-guard through the API vs the same model call in-process",
     "tools": "tool calling on the local model: calls vs prose per tool format, forced calls, false calls",
     "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
-    "scoring": "basic::equality rows/s through the API on one core: score (rows inline) and score-batch",
+    "scoring": "basic::equality (score, score-batch) and basic::bfcl (score) rows/s via the API, one core",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",

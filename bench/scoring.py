@@ -1,4 +1,5 @@
-"""Scoring throughput: basic::equality rows/s through the API, score (rows inline) and score-batch.
+"""Scoring throughput: basic::equality rows/s through the API, score (rows inline) and score-batch;
+basic::bfcl rows/s through score.
 
 Starts ``lamina run`` pinned to one core (``taskset -c 0``; the client runs on the others) with the
 ``inline::basic`` scoring provider (and ``inline::localfs`` datasetio for score-batch, when installed),
@@ -9,6 +10,8 @@ then:
   timing, so the client's JSON work is not counted;
 - ``score-batch``: registers a CSV of ``--batch-rows`` rows (a file:// URI) as a dataset and POSTs
   ``/v1/scoring/score-batch``, which reads it through DatasetIO in pages.
+- ``bfcl``: POSTs ``--bfcl-rows`` BFCL rows per request to ``/v1/scoring/score`` with ``basic::bfcl``
+  (Python, Java and JavaScript answers; half of them wrong), ``--requests`` times after one warm-up.
 
 Rows/s is rows over wall time; "rows/CPU-s" is rows over the server process's CPU time (user + system,
 from /proc), which a busy shared machine disturbs less; peak RSS is the server's high-water mark
@@ -80,28 +83,56 @@ def datasetio_installed() -> bool:
         return False
 
 
-def check(answer: dict[str, Any], n: int) -> None:
-    result = answer["results"][FN]
+def bfcl_rows(n: int) -> list[dict[str, Any]]:
+    """BFCL rows as Llama Stack's bfcl_v3 carries them: a third each Python (parallel), Java, JavaScript;
+    every other answer wrong."""
+    params = {"type": "dict", "properties": {"w": {"type": "integer"}, "h": {"type": "integer"}}}
+    function = json.dumps([{"name": "Screen.resize", "parameters": {**params, "required": ["w", "h"]}}])
+    truth = [{"Screen.resize": {"w": [800], "h": [600]}}]
+    cases = [
+        ("parallel_1", "Python", truth * 2, "[Screen_resize(w=800, h=600), Screen.resize(h=600, w={w})]"),
+        ("java_1", "Java", truth, "[Screen.resize(w={w}, h=600)]"),
+        ("javascript_1", "JavaScript", truth, "[Screen.resize(w={w}, h=600)]"),
+    ]
+    out = []
+    for i in range(n):
+        id_, language, gt, answer = cases[i % 3]
+        width = 800 if i % 2 == 0 else 801
+        out.append(
+            {
+                "id": id_,
+                "language": language,
+                "function": function,
+                "ground_truth": json.dumps(gt),
+                "generated_answer": answer.format(w=width),
+            }
+        )
+    return out
+
+
+def check(answer: dict[str, Any], n: int, fn: str = FN) -> None:
+    result = answer["results"][fn]
     assert len(result["score_rows"]) == n, f"{len(result['score_rows'])} rows scored, {n} sent"
     assert result["aggregated_results"]["accuracy"]["accuracy"] == 0.5, result["aggregated_results"]
 
 
-def bench_score(url: str, pid: int, n: int, requests_n: int) -> dict[str, Any]:
+def bench_score(url: str, pid: int, n: int, requests_n: int, fn: str = FN) -> dict[str, Any]:
     session = requests.Session()
-    body = json.dumps({"input_rows": rows(n), "scoring_functions": {FN: None}}).encode()
+    input_rows = bfcl_rows(n) if fn == "basic::bfcl" else rows(n)
+    body = json.dumps({"input_rows": input_rows, "scoring_functions": {fn: None}}).encode()
     headers = {"Content-Type": "application/json"}
     response = session.post(f"{url}/v1/scoring/score", data=body, headers=headers, timeout=300)
     response.raise_for_status()
-    check(response.json(), n)  # warm-up
+    check(response.json(), n, fn)  # warm-up
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     for _ in range(requests_n):
         response = session.post(f"{url}/v1/scoring/score", data=body, headers=headers, timeout=300)
         response.raise_for_status()
         answer = response.json()
     wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
-    check(answer, n)
+    check(answer, n, fn)
     total = n * requests_n
-    case = f"score, {n:,} rows inline x {requests_n}"
+    case = f"score, {n:,} rows inline x {requests_n}" + ("" if fn == FN else f" ({fn})")
     return {"case": case, "rows": total, "wall": wall, "cpu": cpu, "rss": peak_rss_mb(pid)}
 
 
@@ -133,6 +164,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="rows per score request")
     parser.add_argument("--requests", type=int, default=10, help="score requests timed")
     parser.add_argument("--batch-rows", type=int, default=1_000_000, help="rows of the score-batch dataset")
+    parser.add_argument("--bfcl-rows", type=int, default=2_000, help="rows per basic::bfcl score request")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
 
@@ -149,6 +181,7 @@ def main(argv: list[str]) -> int:
             results = [bench_score(server.url, server.pid, args.rows, args.requests)]
             if with_datasets:
                 results.append(bench_score_batch(server.url, server.pid, args.batch_rows, work))
+            results.append(bench_score(server.url, server.pid, args.bfcl_rows, args.requests, "basic::bfcl"))
         finally:
             server.stop()
 

@@ -6,9 +6,10 @@ Functions Llama Stack registers for inline::basic that are not here, and why:
 
 - ``basic::ifeval``: Google's IFEval checkers need nltk's punkt tokenizer data (downloaded at run time
   with ``nltk.download``), ``langdetect``, ``pythainlp`` and ``emoji``: a download this server cannot
-  make offline, and 3,300 lines of checkers not ported yet;
-- ``basic::bfcl``: the Berkeley function-calling checker (AST decoding of Python/Java/JavaScript
-  calls, type checks per language; 1,300 lines) is not ported yet.
+  make offline, and 3,300 lines of checkers not ported yet.
+
+``basic::bfcl`` (the Berkeley Function-Calling Leaderboard's AST checker) lives in ``bfcl`` and its
+``bfcl_*`` modules, imported on its first row.
 """
 
 from __future__ import annotations
@@ -165,6 +166,13 @@ def docvqa(rows: Rows, fn: ScoringFn, params: Any) -> Rows:
     return out
 
 
+def bfcl(rows: Rows, fn: ScoringFn, params: Any) -> Rows:
+    """1.0 when the answer's function calls pass BFCL's AST checks (``lamina_scoring_basic.bfcl``)."""
+    from lamina_scoring_basic.bfcl import score_rows
+
+    return score_rows(rows)
+
+
 # provider_scoring_fn_id -> (scorer, the params kinds it takes, its default registration)
 FUNCTIONS: dict[str, tuple[Scorer, tuple[str, ...], dict[str, Any]]] = {
     "equality": (
@@ -221,5 +229,10 @@ FUNCTIONS: dict[str, tuple[Scorer, tuple[str, ...], dict[str, Any]]] = {
             "description": "DocVQA Visual Question & Answer scoring function",
             "params": ACCURACY,
         },
+    ),
+    "bfcl": (
+        bfcl,
+        ("basic",),
+        {"identifier": "basic::bfcl", "description": "BFCL complex scoring", "params": ACCURACY},
     ),
 }
