@@ -3,7 +3,8 @@
 ``evaluate_rows`` answers the rows it is given at once (``max_concurrency`` rows in flight) and scores
 them. ``run_eval`` submits a job of kind ``eval.run`` to the server's job manager (``lamina.jobs``) and
 answers Llama Stack's ``Job``: its id is the benchmark's next number ("0", "1", ...), kept in the
-provider's kvstore beside the job manager's id. The job:
+provider's kvstore beside the job manager's id (claimed with the store's insert-if-missing, so server
+processes sharing the store never hand out one number twice). The job:
 
 1. counts the rows to answer (``num_examples``, else the dataset's rows, read a page at a time);
 2. from its checkpoint on, reads ``chunk_rows`` rows, answers them, scores them through the Scoring
@@ -75,7 +76,6 @@ class MetaReferenceEvalProvider(ProviderBase):
         self.datasetio = deps.get(Api.datasetio)
         self.agents = deps.get(Api.agents)
         self.store: Any = None
-        self._numbering = asyncio.Lock()  # one run_eval at a time takes a benchmark's next job number
         self.rows_generated = 0  # rows sent to a candidate by this process (for tests and benchmarks)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -266,11 +266,8 @@ class MetaReferenceEvalProvider(ProviderBase):
             "scoring_functions": benchmark.scoring_functions,
             "benchmark_config": config.model_dump(mode="json", exclude_none=True),
         }
-        async with self._numbering:
-            number = int(await self.store.get(_seq_key(benchmark.identifier)) or 0)
-            job = await jobs.submit(JOB_KIND, params, total=config.num_examples)
-            await self.store.set(_job_key(benchmark.identifier, str(number)), job.id)
-            await self.store.set(_seq_key(benchmark.identifier), str(number + 1))
+        job = await jobs.submit(JOB_KIND, params, total=config.num_examples)
+        number = await self._take_number(benchmark.identifier, job.id)
         log.info("eval_submitted", benchmark=benchmark.identifier, eval_job_id=number, job_id=job.id)
         if self.config.run_eval_wait_seconds > 0:
             try:
@@ -278,6 +275,17 @@ class MetaReferenceEvalProvider(ProviderBase):
             except TimeoutError:
                 job = await jobs.get(job.id)
         return _eval_job(str(number), job)
+
+    async def _take_number(self, benchmark_id: str, job_id: str) -> int:
+        """The benchmark's next free eval job number, bound to ``job_id``. The binding is the claim: the
+        kvstore adds a key only if it is missing, so of two processes sharing the store that try one
+        number, one gets it and the other tries the next. The saved next number is only where to start
+        looking (a stale one costs a few tries, never a duplicate)."""
+        number = int(await self.store.get(_seq_key(benchmark_id)) or 0)
+        while not await self.store.add(_job_key(benchmark_id, str(number)), job_id):
+            number += 1
+        await self.store.set(_seq_key(benchmark_id), str(number + 1))
+        return number
 
     async def _run_job(self, context: Any) -> dict[str, Any]:
         """The ``eval.run`` handler: resumes from ``context.checkpoint`` ({done, total})."""
