@@ -31,7 +31,12 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from lamina.apis.agents import AgentTurnCreateRequest, CreateAgentRequest, CreateAgentSessionRequest
+from lamina.apis.agents import (
+    AgentRequest,
+    AgentTurnCreateRequest,
+    CreateAgentRequest,
+    CreateAgentSessionRequest,
+)
 from lamina.apis.common import content_to_text
 from lamina.apis.datasets import IterRowsRequest
 from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateResponse
@@ -218,12 +223,33 @@ class MetaReferenceEvalProvider(ProviderBase):
             raise eg.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    async def _create_agent(self, config: BenchmarkConfig) -> str | None:
+    async def _create_agent(self, config: BenchmarkConfig, job_id: str | None = None) -> str | None:
+        """An agent candidate's agent for one run (None for a model candidate). A job's agent id is
+        saved, so that the job's next attempt deletes it if this process dies before ``_delete_agent``."""
         if config.eval_candidate.type != "agent":
             return None
         request = CreateAgentRequest(agent_config=config.eval_candidate.config)
         created = await self.agents.create_agent(request)
+        if job_id is not None:
+            await self.store.set(_agent_key(job_id), created.agent_id)
         return created.agent_id
+
+    async def _delete_agent(self, agent_id: str | None, job_id: str | None = None) -> None:
+        """Delete a run's agent with its sessions and turns once the run ends, however it ends: what a
+        user reads of them, each row's answer (and retrieved context), is in the run's generations.
+        Never raises: a failed deletion is logged, and the run's own outcome stands."""
+        if agent_id is None:
+            return
+        try:
+            try:
+                await self.agents.delete_agent(AgentRequest(agent_id=agent_id))
+            except NotFoundError:
+                pass  # deleted already (by a user, or by an earlier attempt)
+            # Only while it names this agent: a process that took the job over has saved its own.
+            if job_id is not None and await self.store.get(_agent_key(job_id)) == agent_id:
+                await self.store.delete(_agent_key(job_id))
+        except Exception as exc:
+            log.warning("eval_agent_not_deleted", agent_id=agent_id, job_id=job_id, error=str(exc))
 
     async def _score(
         self, rows: list[dict[str, Any]], functions: list[str], config: BenchmarkConfig
@@ -244,7 +270,10 @@ class MetaReferenceEvalProvider(ProviderBase):
     ) -> EvaluateResponse:
         await self._check_candidate(config)
         agent_id = await self._create_agent(config)
-        generations = await self._answer_rows(config, rows, 0, agent_id)
+        try:
+            generations = await self._answer_rows(config, rows, 0, agent_id)
+        finally:
+            await asyncio.shield(self._delete_agent(agent_id))
         scored = [row | generation for row, generation in zip(rows, generations, strict=True)]
         scores = await self._score(scored, scoring_functions, config)
         return EvaluateResponse(generations=generations, scores=scores)
@@ -299,6 +328,9 @@ class MetaReferenceEvalProvider(ProviderBase):
             total = await self._count_rows(dataset_id, config.num_examples)
             await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
         functions = params["scoring_functions"]
+        leftover = await self.store.get(_agent_key(context.job_id))
+        if leftover is not None:  # the agent of an attempt killed before it could delete it
+            await self._delete_agent(leftover, context.job_id)
         if done < total:
             total = await self._generate(context, config, dataset_id, functions, done, total)
         aggregated = await self._aggregate(context.job_id, functions, config)
@@ -333,7 +365,7 @@ class MetaReferenceEvalProvider(ProviderBase):
         stay in flight across chunk boundaries (waiting for a chunk's slowest row and its saves would
         idle the candidate). Returns the rows there were (fewer than ``total`` when the dataset shrank
         since it was counted)."""
-        agent_id = await self._create_agent(config)
+        agent_id = await self._create_agent(config, context.job_id)
         gate = asyncio.Semaphore(self.config.max_concurrency)
         chunk = self.config.chunk_rows
         ahead = 1 + -(-self.config.max_concurrency // chunk)  # enough chunks in flight to fill the gate
@@ -362,6 +394,9 @@ class MetaReferenceEvalProvider(ProviderBase):
             for _, _, task in in_flight:  # cancelled, failed or lost: stop the rows still being answered
                 task.cancel()
             await asyncio.gather(*(task for _, _, task in in_flight), return_exceptions=True)
+            # Shielded: a job cancelled (or its server stopping) still deletes its agent. A resumed
+            # job answers its remaining rows with a new one.
+            await asyncio.shield(self._delete_agent(agent_id, context.job_id))
         return min(total, done)
 
     async def _score_chunk(
@@ -479,6 +514,10 @@ def _job_key(benchmark_id: str, number: str) -> str:
 
 def _gen_key(job_id: str, first_row: int) -> str:
     return f"eval:gen:{job_id}:{first_row:012d}"
+
+
+def _agent_key(job_id: str) -> str:
+    return f"eval:agent:{job_id}"
 
 
 def _scores_key(job_id: str) -> str:
