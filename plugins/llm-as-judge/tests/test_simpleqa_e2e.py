@@ -111,3 +111,14 @@ def test_the_default_judge_unregistered_is_a_400_naming_judge_model(client: Llam
     result = client.scoring.score(input_rows=ROWS, scoring_functions={FN: None}).results[FN]
     assert [r["score"] for r in result.score_rows] == ["A", "B", "C", "A"]
     assert result.aggregated_results == {"categorical_count": {"categorical_count": {"A": 2, "B": 1, "C": 1}}}
+
+
+def test_the_base_functions_placeholder_prompt_is_never_sent_to_a_judge(client: LlamaStackClient) -> None:
+    # A call naming only its judge keeps the function's prompt; llm-as-judge::base has none of its own.
+    with pytest.raises(llama_stack_client.BadRequestError) as err:
+        client.scoring.score(
+            input_rows=ROWS,
+            scoring_functions={"llm-as-judge::base": {"type": "llm_as_judge", "judge_model": "echo-judge"}},
+        )
+    assert err.value.body["error"]["param"] == "scoring_functions.llm-as-judge::base.prompt_template"
+    assert "send the judge prompt as prompt_template in the call's params" in str(err.value)
