@@ -104,12 +104,16 @@ def test_a_call_naming_only_its_judge_keeps_the_functions_prompt_and_regex() -> 
     assert params.prompt_template == simpleqa.GRADER_PROMPT
     assert params.judge_score_regexes == ["(A|B|C)"]
 
-    # What the call sets wins, as in Llama Stack.
+    # What the call sets wins, as in Llama Stack; empty is as good as left out (an eval job's params
+    # come back from JSON with every default set).
     call = LLMAsJudgeScoringFnParams(
-        judge_model="j", prompt_template="{input_query}?", judge_score_regexes=[]
+        judge_model="j", prompt_template="{input_query}?", judge_score_regexes=[r"Score: (\d)"]
     )
     params = judge_params(fn, call, "scoring_functions.x")
-    assert params.prompt_template == "{input_query}?" and params.judge_score_regexes == []
+    assert params.prompt_template == "{input_query}?" and params.judge_score_regexes == [r"Score: (\d)"]
+    dumped = LLMAsJudgeScoringFnParams(judge_model="j").model_dump(mode="json", exclude_none=True)
+    params = judge_params(fn, LLMAsJudgeScoringFnParams.model_validate(dumped), "scoring_functions.x")
+    assert params.prompt_template == simpleqa.GRADER_PROMPT and params.judge_score_regexes == ["(A|B|C)"]
 
     # A prompt the call sets is still checked.
     call = LLMAsJudgeScoringFnParams(judge_model="j", prompt_template="{input_query")

@@ -1,9 +1,10 @@
 """The inline::llm-as-judge scoring provider: a registered model judges each row through Inference.
 
 A score call's params replace the function's, as in Llama Stack, except that a ``prompt_template`` or
-``judge_score_regexes`` the call leaves out is the function's own: ``{"type": "llm_as_judge",
-"judge_model": "my-judge"}`` runs ``llm-as-judge::405b-simpleqa``'s grader on another judge (Llama
-Stack fails such a call with a 500). The aggregations are the call's, as in Llama Stack.
+``judge_score_regexes`` the call leaves out (or sends empty) is the function's own:
+``{"type": "llm_as_judge", "judge_model": "my-judge"}`` runs ``llm-as-judge::405b-simpleqa``'s grader
+on another judge (Llama Stack fails such a call with a 500). The aggregations are the call's, as in
+Llama Stack.
 
 For each row, the ``prompt_template`` is filled from the row (``{input_query}``,
 ``{expected_answer}``, ``{generated_answer}``, or any other column it names) and sent as one user
@@ -41,7 +42,9 @@ async def create_provider(
     return LlmAsJudgeProvider(config, deps[Api.inference], context)
 
 
-# The fields a score call's params may leave to the function's registered params.
+# The fields a score call's params may leave to the function's registered params: left out or empty (an
+# empty one judges nothing, and params that went through a JSON dump, as an eval job's do, carry the
+# defaults as if set).
 _KEPT_FIELDS = ("prompt_template", "judge_score_regexes")
 
 
@@ -91,7 +94,7 @@ class LlmAsJudgeProvider(ProviderBase):
             f"scoring function '{fn.identifier}': judge_model '{params.judge_model}' {what}; name a "
             f"registered llm model as judge_model in the call's params (scoring_functions: "
             f"{{{fn.identifier}: {{type: llm_as_judge, judge_model: <model id>}}}}; the function's "
-            f"prompt_template and judge_score_regexes are kept when the call leaves them out), "
+            f"prompt_template and judge_score_regexes are kept when the call leaves them empty), "
             f"or register a model with id '{params.judge_model}'. Registered llm models: "
             f"{', '.join(llms) or 'none'}.",
             param=f"{where}.judge_model",
@@ -151,7 +154,7 @@ class LlmAsJudgeProvider(ProviderBase):
 
 def judge_params(fn: ScoringFn, params: Any, where: str) -> LLMAsJudgeScoringFnParams:
     """The params a judge of ``fn`` runs with: ``params`` (the call's, or the function's own) checked,
-    with what the call leaves out of ``_KEPT_FIELDS`` taken from the function; a 400 naming ``where``."""
+    with the ``_KEPT_FIELDS`` the call leaves empty taken from the function; a 400 naming ``where``."""
     if not isinstance(params, LLMAsJudgeScoringFnParams):
         got = "none" if params is None else f"type '{params.type}'"
         raise BadRequestError(
@@ -163,7 +166,7 @@ def judge_params(fn: ScoringFn, params: Any, where: str) -> LLMAsJudgeScoringFnP
     own = fn.params
     if params is not own and isinstance(own, LLMAsJudgeScoringFnParams):
         # A call naming only its judge keeps the function's prompt and regexes.
-        kept = {f: getattr(own, f) for f in _KEPT_FIELDS if f not in params.model_fields_set}
+        kept = {f: getattr(own, f) for f in _KEPT_FIELDS if not getattr(params, f)}
         params = params.model_copy(update=kept)
     if not params.prompt_template:
         raise BadRequestError(
