@@ -42,7 +42,7 @@ from lamina.apis.datasets import IterRowsRequest
 from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateResponse
 from lamina.apis.inference import ChatCompletionRequest, CompletionRequest
 from lamina.apis.jobs import Job, JobStatus
-from lamina.apis.scoring import ScoreRequest, ScoringResult
+from lamina.apis.scoring import LLMAsJudgeScoringFnParams, ScoreRequest, ScoringResult
 from lamina.errors import (
     BadRequestError,
     ConflictError,
@@ -138,6 +138,35 @@ class MetaReferenceEvalProvider(ProviderBase):
                 f"eval_candidate.model '{candidate.model}' is not a registered llm model; name one of: "
                 f"{', '.join(llms) or 'none (register one with POST /v1/models)'}",
                 param="benchmark_config.eval_candidate.model",
+            )
+
+    async def _check_judges(self, functions: list[str], config: BenchmarkConfig) -> None:
+        """Each LLM-judge function's judge_model (the run's scoring_params, else the function's) must be
+        a registered llm model: a 400 before any row is answered. The scoring provider checks it too,
+        but only once the first rows are answered, and llm-as-judge::405b-simpleqa names a judge that
+        few servers serve."""
+        models = getattr(self.inference, "models", None)
+        registered = getattr(self.scoring, "functions", None)
+        if models is None or registered is None:
+            return
+        for fn_id in functions:
+            params = config.scoring_params.get(fn_id) or (await registered.get(fn_id)).params
+            if not isinstance(params, LLMAsJudgeScoringFnParams):
+                continue
+            try:
+                model = await models.get(params.judge_model)
+            except NotFoundError:
+                model = None
+            if model is not None and model.model_type == "llm":
+                continue
+            llms = [m.identifier for m in await models.list() if m.model_type == "llm"]
+            raise BadRequestError(
+                f"scoring function '{fn_id}' judges with judge_model '{params.judge_model}', which is not "
+                f"a registered llm model; name this run's judge in benchmark_config.scoring_params "
+                f"({{{fn_id}: {{type: llm_as_judge, judge_model: <model id>}}}}; the function's prompt "
+                f"and regexes are kept), or register a model with id '{params.judge_model}'. Registered "
+                f"llm models: {', '.join(llms) or 'none'}.",
+                param=f"benchmark_config.scoring_params.{fn_id}.judge_model",
             )
 
     # -- generation ----------------------------------------------------------------------------
@@ -269,6 +298,7 @@ class MetaReferenceEvalProvider(ProviderBase):
         config: BenchmarkConfig,
     ) -> EvaluateResponse:
         await self._check_candidate(config)
+        await self._check_judges(scoring_functions, config)
         agent_id = await self._create_agent(config)
         try:
             generations = await self._answer_rows(config, rows, 0, agent_id)
@@ -289,6 +319,7 @@ class MetaReferenceEvalProvider(ProviderBase):
                 f"evaluate_rows"
             )
         await self._check_candidate(config)
+        await self._check_judges(benchmark.scoring_functions, config)
         params = {
             "benchmark_id": benchmark.identifier,
             "dataset_id": benchmark.dataset_id,
