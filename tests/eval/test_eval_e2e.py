@@ -90,6 +90,7 @@ def run_config(fake: ServerProcess, state: Path, *, jobs: dict | None = None, **
             {"model_id": "scripted", "provider_id": "fake", "provider_model_id": "guard"},
             {"model_id": "slow", "provider_id": "fake", "provider_model_id": "slow"},
             {"model_id": "broken", "provider_id": "fake", "provider_model_id": "error500"},
+            {"model_id": "echo", "provider_id": "fake", "provider_model_id": "echo"},
         ],
         "jobs": {"progress_interval": 0.1, "poll_seconds": 0.2, "lease_seconds": 2, **(jobs or {})},
     }
@@ -240,6 +241,24 @@ def test_benchmarks_evaluate_rows_and_run_eval(
     assert [b.identifier for b in c.benchmarks.list()] == ["configured"]
 
 
+def agents_left(server: ServerProcess) -> list[dict[str, Any]]:
+    # llama-stack-client 0.2.12 has no method to list agents; the route does.
+    response = httpx.get(f"{server.url}/v1/agents")
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def agent_candidate(model: str) -> dict[str, Any]:
+    return {
+        "type": "agent",
+        "config": {"model": model, "instructions": "Answer with a name.", "sampling_params": SAMPLING},
+    }
+
+
+def agent_run(model: str) -> dict[str, Any]:
+    return {"eval_candidate": agent_candidate(model)}
+
+
 def test_agent_candidate_answers_each_row_in_its_own_session(
     start_lamina: Callable[..., ServerProcess], slow_fake: ServerProcess, tmp_path: Path
 ) -> None:
@@ -249,20 +268,86 @@ def test_agent_candidate_answers_each_row_in_its_own_session(
     c.benchmarks.register(
         benchmark_id="agentic", dataset_id=dataset.identifier, scoring_functions=["basic::equality"]
     )
-    agent = {
-        "type": "agent",
-        "config": {"model": "scripted", "instructions": "Answer with a name.", "sampling_params": SAMPLING},
-    }
-    job = c.eval.run_eval(benchmark_id="agentic", benchmark_config={"eval_candidate": agent})
+    job = c.eval.run_eval(benchmark_id="agentic", benchmark_config=agent_run("scripted"))
     assert job.status == "completed", job_record(server, "agentic", job.job_id)
     result = c.eval.jobs.retrieve(job_id=job.job_id, benchmark_id="agentic")
     assert [g["generated_answer"] for g in result.generations] == [s for _, s, _ in QA]
     assert result.scores["basic::equality"].aggregated_results["accuracy"]["accuracy"] == pytest.approx(0.6)
-    # llama-stack-client 0.2.12 has no method to list agents or sessions; the routes do.
-    agents = httpx.get(f"{server.url}/v1/agents").json()["data"]
-    assert len(agents) == 1 and agents[0]["agent_config"]["model"] == "scripted"
-    sessions = httpx.get(f"{server.url}/v1/agents/{agents[0]['agent_id']}/sessions").json()["data"]
-    assert len(sessions) == len(QA), "one session per row"
+    # The run's agent, its sessions and turns are deleted when it ends: the answers are in the result.
+    assert agents_left(server) == []
+
+    # Each row is a turn of a session of its own: the ``echo`` model answers with the request it got,
+    # which holds that row's user message and no other row's.
+    rows = [{"input_query": f"question {i}", "expected_answer": "x"} for i in range(3)]
+    response = c.eval.evaluate_rows(
+        benchmark_id="agentic",
+        input_rows=rows,
+        scoring_functions=["basic::equality"],
+        benchmark_config=agent_run("echo"),
+    )
+    for i, generation in enumerate(response.generations):
+        sent = json.loads(generation["generated_answer"])
+        users = [m["content"] for m in sent["messages"] if m["role"] == "user"]
+        assert len(users) == 1 and f"question {i}" in json.dumps(users[0]), users
+    assert agents_left(server) == [], "evaluate_rows deletes its agent too"
+
+
+def test_an_agent_candidates_agent_is_deleted_when_its_job_fails_or_is_cancelled(
+    start_lamina: Callable[..., ServerProcess], slow_fake: ServerProcess, tmp_path: Path
+) -> None:
+    config = run_config(
+        slow_fake, tmp_path / "state", run_eval_wait_seconds=0, chunk_rows=4, max_concurrency=2
+    )
+    server = start_lamina(config)
+    c = client(server)
+    c.datasets.register(dataset_id="many", purpose="eval/question-answer", source=rows_source(400))
+    c.benchmarks.register(benchmark_id="long", dataset_id="many", scoring_functions=["basic::equality"])
+
+    def ended(job_id: str) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            record = job_record(server, "long", job_id)
+            return record if record["status"] in ("completed", "failed", "cancelled") else None
+
+        return check
+
+    failing = c.eval.run_eval(benchmark_id="long", benchmark_config=agent_run("broken"))
+    record = until(ended(failing.job_id), "the failing job to end")
+    assert record["status"] == "failed" and "eval row" in record["error"], record
+    assert until(lambda: agents_left(server) == [], "the failed job's agent to go")
+
+    job = c.eval.run_eval(benchmark_id="long", benchmark_config=agent_run("slow"))
+    until(lambda: job_record(server, "long", job.job_id)["progress"]["done"] >= 4, "rows answered")
+    assert len(agents_left(server)) == 1, "the running job's agent"
+    c.eval.jobs.cancel(job_id=job.job_id, benchmark_id="long")
+    assert until(ended(job.job_id), "the cancel")["status"] == "cancelled"
+    assert until(lambda: agents_left(server) == [], "the cancelled job's agent to go")
+
+
+def test_an_agent_eval_killed_midway_leaves_no_agent_once_resumed(
+    start_lamina: Callable[..., ServerProcess], slow_fake: ServerProcess, tmp_path: Path
+) -> None:
+    """kill -9 skips every cleanup: the job's next attempt deletes the agent the killed one left."""
+    config = run_config(
+        slow_fake, tmp_path / "state", run_eval_wait_seconds=0, chunk_rows=4, max_concurrency=2
+    )
+    server = start_lamina(config, work_dir=tmp_path / "server", name="first")
+    c = client(server)
+    c.datasets.register(dataset_id="rows", purpose="eval/question-answer", source=rows_source(60))
+    c.benchmarks.register(benchmark_id="agentic", dataset_id="rows", scoring_functions=["basic::equality"])
+    job = c.eval.run_eval(benchmark_id="agentic", benchmark_config=agent_run("slow"))
+    until(lambda: job_record(server, "agentic", job.job_id)["progress"]["done"] >= 8, "rows answered")
+    killed_agents = agents_left(server)
+    assert len(killed_agents) == 1
+    server.kill()
+
+    again = start_lamina(config, work_dir=tmp_path / "server", name="second")
+    record = until(
+        lambda: (r := job_record(again, "agentic", job.job_id))["status"] in ("completed", "failed") and r,
+        "the resumed eval to end",
+        timeout=300,
+    )
+    assert record["status"] == "completed", record
+    assert agents_left(again) == [], f"left over: {agents_left(again)} (the killed run's: {killed_agents})"
 
 
 FAKE_ANSWER = "Hello from the fake upstream."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from llama_stack_client import LlamaStackClient
 
@@ -49,3 +50,6 @@ def test_a_model_and_an_agent_candidate_on_the_bundled_model(local_lamina: Serve
         benchmark_config={"eval_candidate": agent},
     )
     assert len(response.generations) == 2 and all(g["generated_answer"] for g in response.generations)
+    # The agent the eval created is gone with its sessions (llama-stack-client 0.2.12 cannot list agents).
+    agents = httpx.get(f"{local_lamina.url}/v1/agents").json()["data"]
+    assert [a for a in agents if a["agent_config"]["instructions"] == "Answer briefly."] == []

@@ -69,6 +69,38 @@ async def test_expiration_hides_the_key(store_config: dict) -> None:
         await store.close()
 
 
+async def test_add_inserts_only_a_missing_or_expired_key(store_config: dict) -> None:
+    store = await _open(store_config)
+    try:
+        assert await store.add("k", "first") is True
+        assert await store.add("k", "second") is False
+        assert await store.get("k") == "first"
+        await store.set("old", "x", expiration=datetime.now(UTC) - timedelta(seconds=1))
+        assert await store.add("old", "new") is True
+        assert await store.get("old") == "new"
+        await store.set("live", "x", expiration=datetime.now(UTC) + timedelta(hours=1))
+        assert await store.add("live", "new") is False
+        assert await store.get("live") == "x"
+    finally:
+        await store.close()
+
+
+async def test_add_of_one_key_from_two_stores_has_one_winner(store_config: dict) -> None:
+    # Two stores on one database stand for two server processes: each key goes to exactly one of them.
+    one, two = await _open(store_config), await _open(store_config)
+    try:
+        keys = [f"n{i:03d}" for i in range(40)]
+        pairs = ((one, "one"), (two, "two"))
+        won = await asyncio.gather(*(s.add(k, name) for k in keys for s, name in pairs))
+        assert won.count(True) == len(keys)
+        for i, key in enumerate(keys):
+            winner = "one" if won[2 * i] else "two"
+            assert won[2 * i] != won[2 * i + 1] and await two.get(key) == winner
+    finally:
+        await one.close()
+        await two.close()
+
+
 async def test_namespaces_share_one_database(store_config: dict) -> None:
     one = await _open(store_config, namespace="one")
     two = await _open(store_config, namespace="two")

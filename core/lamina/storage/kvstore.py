@@ -58,6 +58,12 @@ class KVStore(ABC):
         """Insert or replace; ``expiration`` (aware datetime) makes the key vanish after it."""
 
     @abstractmethod
+    async def add(self, key: str, value: str) -> bool:
+        """Insert ``key`` unless it holds a value (an expired one does not count); True when this call
+        inserted it. One statement on the key's uniqueness, so of several processes adding one key to a
+        shared database exactly one wins (a counter's next number, without a lock per process)."""
+
+    @abstractmethod
     async def delete(self, key: str) -> None:
         """Remove the key; missing keys are not an error."""
 

@@ -74,6 +74,21 @@ class PostgresKVStore(KVStore):
         except _ERRORS as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
+    async def add(self, key: str, value: str) -> bool:
+        try:
+            # An expired row is replaced; a live one is left alone (the WHERE of the upsert fails). A
+            # concurrent add of the same key waits for the first to commit, then finds its row.
+            status = await self.pool.execute(
+                f"INSERT INTO {self.table} AS kv (key, value, expiration) VALUES ($1, $2, NULL) "
+                f"ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expiration = NULL "
+                f"WHERE kv.expiration IS NOT NULL AND kv.expiration <= now()",
+                self._k(key),
+                value,
+            )
+        except _ERRORS as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+        return status == "INSERT 0 1"
+
     async def delete(self, key: str) -> None:
         try:
             await self.pool.execute(f"DELETE FROM {self.table} WHERE key = $1", self._k(key))

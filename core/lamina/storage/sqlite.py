@@ -69,6 +69,21 @@ class SqliteKVStore(KVStore):
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
 
+    async def add(self, key: str, value: str) -> bool:
+        try:
+            # An expired row is replaced; a live one is left alone (the WHERE of the upsert fails).
+            async with self.conn.execute(
+                "INSERT INTO kvstore (key, value, expiration) VALUES (?, ?, NULL) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = NULL "
+                "WHERE kvstore.expiration IS NOT NULL AND kvstore.expiration <= ?",
+                (self._k(key), value, time.time()),
+            ) as cursor:
+                added = cursor.rowcount == 1
+            await self.conn.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+        return added
+
     async def delete(self, key: str) -> None:
         try:
             await self.conn.execute("DELETE FROM kvstore WHERE key = ?", (self._k(key),))

@@ -3,7 +3,8 @@
 ``evaluate_rows`` answers the rows it is given at once (``max_concurrency`` rows in flight) and scores
 them. ``run_eval`` submits a job of kind ``eval.run`` to the server's job manager (``lamina.jobs``) and
 answers Llama Stack's ``Job``: its id is the benchmark's next number ("0", "1", ...), kept in the
-provider's kvstore beside the job manager's id. The job:
+provider's kvstore beside the job manager's id (claimed with the store's insert-if-missing, so server
+processes sharing the store never hand out one number twice). The job:
 
 1. counts the rows to answer (``num_examples``, else the dataset's rows, read a page at a time);
 2. from its checkpoint on, reads ``chunk_rows`` rows, answers them, scores them through the Scoring
@@ -30,13 +31,18 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from lamina.apis.agents import AgentTurnCreateRequest, CreateAgentRequest, CreateAgentSessionRequest
+from lamina.apis.agents import (
+    AgentRequest,
+    AgentTurnCreateRequest,
+    CreateAgentRequest,
+    CreateAgentSessionRequest,
+)
 from lamina.apis.common import content_to_text
 from lamina.apis.datasets import IterRowsRequest
 from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateResponse
 from lamina.apis.inference import ChatCompletionRequest, CompletionRequest
 from lamina.apis.jobs import Job, JobStatus
-from lamina.apis.scoring import ScoreRequest, ScoringResult
+from lamina.apis.scoring import LLMAsJudgeScoringFnParams, ScoreRequest, ScoringResult
 from lamina.errors import (
     BadRequestError,
     ConflictError,
@@ -75,7 +81,6 @@ class MetaReferenceEvalProvider(ProviderBase):
         self.datasetio = deps.get(Api.datasetio)
         self.agents = deps.get(Api.agents)
         self.store: Any = None
-        self._numbering = asyncio.Lock()  # one run_eval at a time takes a benchmark's next job number
         self.rows_generated = 0  # rows sent to a candidate by this process (for tests and benchmarks)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -133,6 +138,35 @@ class MetaReferenceEvalProvider(ProviderBase):
                 f"eval_candidate.model '{candidate.model}' is not a registered llm model; name one of: "
                 f"{', '.join(llms) or 'none (register one with POST /v1/models)'}",
                 param="benchmark_config.eval_candidate.model",
+            )
+
+    async def _check_judges(self, functions: list[str], config: BenchmarkConfig) -> None:
+        """Each LLM-judge function's judge_model (the run's scoring_params, else the function's) must be
+        a registered llm model: a 400 before any row is answered. The scoring provider checks it too,
+        but only once the first rows are answered, and llm-as-judge::405b-simpleqa names a judge that
+        few servers serve."""
+        models = getattr(self.inference, "models", None)
+        registered = getattr(self.scoring, "functions", None)
+        if models is None or registered is None:
+            return
+        for fn_id in functions:
+            params = config.scoring_params.get(fn_id) or (await registered.get(fn_id)).params
+            if not isinstance(params, LLMAsJudgeScoringFnParams):
+                continue
+            try:
+                model = await models.get(params.judge_model)
+            except NotFoundError:
+                model = None
+            if model is not None and model.model_type == "llm":
+                continue
+            llms = [m.identifier for m in await models.list() if m.model_type == "llm"]
+            raise BadRequestError(
+                f"scoring function '{fn_id}' judges with judge_model '{params.judge_model}', which is not "
+                f"a registered llm model; name this run's judge in benchmark_config.scoring_params "
+                f"({{{fn_id}: {{type: llm_as_judge, judge_model: <model id>}}}}; the function's prompt "
+                f"and regexes are kept), or register a model with id '{params.judge_model}'. Registered "
+                f"llm models: {', '.join(llms) or 'none'}.",
+                param=f"benchmark_config.scoring_params.{fn_id}.judge_model",
             )
 
     # -- generation ----------------------------------------------------------------------------
@@ -218,12 +252,33 @@ class MetaReferenceEvalProvider(ProviderBase):
             raise eg.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    async def _create_agent(self, config: BenchmarkConfig) -> str | None:
+    async def _create_agent(self, config: BenchmarkConfig, job_id: str | None = None) -> str | None:
+        """An agent candidate's agent for one run (None for a model candidate). A job's agent id is
+        saved, so that the job's next attempt deletes it if this process dies before ``_delete_agent``."""
         if config.eval_candidate.type != "agent":
             return None
         request = CreateAgentRequest(agent_config=config.eval_candidate.config)
         created = await self.agents.create_agent(request)
+        if job_id is not None:
+            await self.store.set(_agent_key(job_id), created.agent_id)
         return created.agent_id
+
+    async def _delete_agent(self, agent_id: str | None, job_id: str | None = None) -> None:
+        """Delete a run's agent with its sessions and turns once the run ends, however it ends: what a
+        user reads of them, each row's answer (and retrieved context), is in the run's generations.
+        Never raises: a failed deletion is logged, and the run's own outcome stands."""
+        if agent_id is None:
+            return
+        try:
+            try:
+                await self.agents.delete_agent(AgentRequest(agent_id=agent_id))
+            except NotFoundError:
+                pass  # deleted already (by a user, or by an earlier attempt)
+            # Only while it names this agent: a process that took the job over has saved its own.
+            if job_id is not None and await self.store.get(_agent_key(job_id)) == agent_id:
+                await self.store.delete(_agent_key(job_id))
+        except Exception as exc:
+            log.warning("eval_agent_not_deleted", agent_id=agent_id, job_id=job_id, error=str(exc))
 
     async def _score(
         self, rows: list[dict[str, Any]], functions: list[str], config: BenchmarkConfig
@@ -243,8 +298,12 @@ class MetaReferenceEvalProvider(ProviderBase):
         config: BenchmarkConfig,
     ) -> EvaluateResponse:
         await self._check_candidate(config)
+        await self._check_judges(scoring_functions, config)
         agent_id = await self._create_agent(config)
-        generations = await self._answer_rows(config, rows, 0, agent_id)
+        try:
+            generations = await self._answer_rows(config, rows, 0, agent_id)
+        finally:
+            await asyncio.shield(self._delete_agent(agent_id))
         scored = [row | generation for row, generation in zip(rows, generations, strict=True)]
         scores = await self._score(scored, scoring_functions, config)
         return EvaluateResponse(generations=generations, scores=scores)
@@ -260,17 +319,15 @@ class MetaReferenceEvalProvider(ProviderBase):
                 f"evaluate_rows"
             )
         await self._check_candidate(config)
+        await self._check_judges(benchmark.scoring_functions, config)
         params = {
             "benchmark_id": benchmark.identifier,
             "dataset_id": benchmark.dataset_id,
             "scoring_functions": benchmark.scoring_functions,
             "benchmark_config": config.model_dump(mode="json", exclude_none=True),
         }
-        async with self._numbering:
-            number = int(await self.store.get(_seq_key(benchmark.identifier)) or 0)
-            job = await jobs.submit(JOB_KIND, params, total=config.num_examples)
-            await self.store.set(_job_key(benchmark.identifier, str(number)), job.id)
-            await self.store.set(_seq_key(benchmark.identifier), str(number + 1))
+        job = await jobs.submit(JOB_KIND, params, total=config.num_examples)
+        number = await self._take_number(benchmark.identifier, job.id)
         log.info("eval_submitted", benchmark=benchmark.identifier, eval_job_id=number, job_id=job.id)
         if self.config.run_eval_wait_seconds > 0:
             try:
@@ -278,6 +335,17 @@ class MetaReferenceEvalProvider(ProviderBase):
             except TimeoutError:
                 job = await jobs.get(job.id)
         return _eval_job(str(number), job)
+
+    async def _take_number(self, benchmark_id: str, job_id: str) -> int:
+        """The benchmark's next free eval job number, bound to ``job_id``. The binding is the claim: the
+        kvstore adds a key only if it is missing, so of two processes sharing the store that try one
+        number, one gets it and the other tries the next. The saved next number is only where to start
+        looking (a stale one costs a few tries, never a duplicate)."""
+        number = int(await self.store.get(_seq_key(benchmark_id)) or 0)
+        while not await self.store.add(_job_key(benchmark_id, str(number)), job_id):
+            number += 1
+        await self.store.set(_seq_key(benchmark_id), str(number + 1))
+        return number
 
     async def _run_job(self, context: Any) -> dict[str, Any]:
         """The ``eval.run`` handler: resumes from ``context.checkpoint`` ({done, total})."""
@@ -291,6 +359,9 @@ class MetaReferenceEvalProvider(ProviderBase):
             total = await self._count_rows(dataset_id, config.num_examples)
             await context.progress(done, total, checkpoint={"done": done, "total": total}, flush=True)
         functions = params["scoring_functions"]
+        leftover = await self.store.get(_agent_key(context.job_id))
+        if leftover is not None:  # the agent of an attempt killed before it could delete it
+            await self._delete_agent(leftover, context.job_id)
         if done < total:
             total = await self._generate(context, config, dataset_id, functions, done, total)
         aggregated = await self._aggregate(context.job_id, functions, config)
@@ -325,7 +396,7 @@ class MetaReferenceEvalProvider(ProviderBase):
         stay in flight across chunk boundaries (waiting for a chunk's slowest row and its saves would
         idle the candidate). Returns the rows there were (fewer than ``total`` when the dataset shrank
         since it was counted)."""
-        agent_id = await self._create_agent(config)
+        agent_id = await self._create_agent(config, context.job_id)
         gate = asyncio.Semaphore(self.config.max_concurrency)
         chunk = self.config.chunk_rows
         ahead = 1 + -(-self.config.max_concurrency // chunk)  # enough chunks in flight to fill the gate
@@ -354,6 +425,9 @@ class MetaReferenceEvalProvider(ProviderBase):
             for _, _, task in in_flight:  # cancelled, failed or lost: stop the rows still being answered
                 task.cancel()
             await asyncio.gather(*(task for _, _, task in in_flight), return_exceptions=True)
+            # Shielded: a job cancelled (or its server stopping) still deletes its agent. A resumed
+            # job answers its remaining rows with a new one.
+            await asyncio.shield(self._delete_agent(agent_id, context.job_id))
         return min(total, done)
 
     async def _score_chunk(
@@ -471,6 +545,10 @@ def _job_key(benchmark_id: str, number: str) -> str:
 
 def _gen_key(job_id: str, first_row: int) -> str:
     return f"eval:gen:{job_id}:{first_row:012d}"
+
+
+def _agent_key(job_id: str) -> str:
+    return f"eval:agent:{job_id}"
 
 
 def _scores_key(job_id: str) -> str:
