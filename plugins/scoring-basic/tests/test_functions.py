@@ -166,6 +166,7 @@ def test_every_builtin_is_registered_with_llama_stacks_ids() -> None:
         "basic::regex_parser_multiple_choice_answer": "regex-parser-multiple-choice-answer",
         "basic::regex_parser_math_response": "regex-parser-math-response",
         "basic::docvqa": "docvqa",
+        "basic::ifeval": "ifeval",
     }
     assert set(FUNCTIONS) == set(ids.values())
 

@@ -2,11 +2,9 @@
 
 Each scorer takes plain row dicts and returns ``{"score": 1.0 | 0.0}`` per row; no pydantic model per
 row (``basic::equality`` is meant to score tens of thousands of rows a second through the API).
-Functions Llama Stack registers for inline::basic that are not here, and why:
+``basic::ifeval`` (a share of instructions followed, and a weight) is in ``ifeval``, its checkers in
+``ifeval_checks``. Functions Llama Stack registers for inline::basic that are not here, and why:
 
-- ``basic::ifeval``: Google's IFEval checkers need nltk's punkt tokenizer data (downloaded at run time
-  with ``nltk.download``), ``langdetect``, ``pythainlp`` and ``emoji``: a download this server cannot
-  make offline, and 3,300 lines of checkers not ported yet;
 - ``basic::bfcl``: the Berkeley function-calling checker (AST decoding of Python/Java/JavaScript
   calls, type checks per language; 1,300 lines) is not ported yet.
 """
@@ -21,6 +19,7 @@ from typing import Any
 
 from lamina.apis.scoring import RegexParserScoringFnParams, ScoringFn, ScoringRowError
 from lamina_scoring_basic.answers import math_final_answer, normalize_docvqa, normalize_math_expected
+from lamina_scoring_basic.ifeval import ifeval
 
 Rows = list[dict[str, Any]]
 Scorer = Callable[[Rows, ScoringFn, Any], Rows]
@@ -220,6 +219,17 @@ FUNCTIONS: dict[str, tuple[Scorer, tuple[str, ...], dict[str, Any]]] = {
             "identifier": "basic::docvqa",
             "description": "DocVQA Visual Question & Answer scoring function",
             "params": ACCURACY,
+        },
+    ),
+    "ifeval": (
+        ifeval,
+        ("basic",),
+        {
+            "identifier": "basic::ifeval",
+            # Llama Stack's text, typos and all: clients may compare it.
+            "description": "Eval intruction follow capacity by checkping how many instructions can be "
+            "followed in each example",
+            "params": {"type": "basic", "aggregation_functions": ["weighted_average"]},
         },
     ),
 }
