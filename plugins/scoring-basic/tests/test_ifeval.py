@@ -99,9 +99,9 @@ async def test_lists_in_json_text_as_a_csv_has_them(provider) -> None:
     ("bad_row", "message"),
     [
         (
-            row(["detectable_format:haiku"], [{}], "x"),
-            "instruction_id_list[0] 'detectable_format:haiku' is not an IFEval instruction basic::ifeval "
-            "checks; use one of keywords:existence,",
+            row(["poetry:haiku"], [{}], "x"),
+            "instruction_id_list[0] 'poetry:haiku' is not an IFEval instruction basic::ifeval "
+            "checks; the ids it checks: keywords:existence,",
         ),
         (
             row(["keywords:frequency"], [{"keyword": "dog", "frequency": 2, "relation": "more than"}], "x"),

@@ -15,6 +15,7 @@ naming the row, the instruction and the fix), never a silent 0.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -57,10 +58,12 @@ def _checker(i: int, k: int, instruction_id: Any, kwargs: Any) -> Checker:
     where = f"instruction_id_list[{k}]"
     cls = INSTRUCTIONS.get(instruction_id) if isinstance(instruction_id, str) else None
     if cls is None:
+        close = difflib.get_close_matches(str(instruction_id), INSTRUCTIONS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ScoringRowError(
             i,
-            f"{where} '{instruction_id}' is not an IFEval instruction basic::ifeval checks; use one of "
-            f"{', '.join(INSTRUCTIONS)}",
+            f"{where} '{instruction_id}' is not an IFEval instruction basic::ifeval checks; {hint}"
+            f"the ids it checks: {', '.join(INSTRUCTIONS)}",
         )
     if kwargs is None:
         kwargs = {}

@@ -1,0 +1,84 @@
+"""basic::ifeval through a real ``lamina run``, driven by llama-stack-client 0.2.12, offline: the server
+runs with HF_HUB_OFFLINE=1 and an empty NLTK_DATA, so a checker that needed nltk's downloaded data
+would fail its row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from llama_stack_client import BadRequestError, LlamaStackClient
+
+from lamina.testing.processes import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+RUN_CONFIG = {
+    "version": 2,
+    "image_name": "scoring-ifeval-e2e",
+    "apis": ["scoring"],
+    "providers": {"scoring": [{"provider_id": "basic", "provider_type": "inline::basic", "config": {}}]},
+}
+
+# Rows shaped as IFEval's dataset has them (llamastack/IfEval): every kwargs dict names every argument.
+NAMES = ["num_sentences", "relation", "capital_frequency", "capital_relation", "end_phrase", "language"]
+
+
+def kwargs(**given: object) -> dict[str, object]:
+    return {name: None for name in NAMES} | given
+
+
+ROWS = [
+    {
+        "key": 1001,
+        "prompt": "Write two sentences about Paris in English, then end with 'Any other questions?'.",
+        "instruction_id_list": [
+            "length_constraints:number_sentences",
+            "language:response_language",
+            "startend:end_checker",
+        ],
+        "kwargs": [
+            kwargs(num_sentences=4, relation="less than"),
+            kwargs(language="en"),
+            kwargs(end_phrase="Any other questions?"),
+        ],
+        "generated_answer": "Paris is the capital of France. It has 2.1 million inhabitants. "
+        "Any other questions?",
+    },
+    {
+        "key": 1002,
+        "prompt": "Use at least three words in capitals and no commas.",
+        "instruction_id_list": ["change_case:capital_word_frequency", "punctuation:no_comma"],
+        "kwargs": [kwargs(capital_frequency=3, capital_relation="at least"), kwargs()],
+        "generated_answer": "NASA and ESA work together, but the UN does not.",
+    },
+]
+
+
+@pytest.fixture
+def client(start_lamina: Callable[..., ServerProcess], tmp_path) -> LlamaStackClient:
+    empty = tmp_path / "no-nltk-data"
+    empty.mkdir()
+    server = start_lamina(RUN_CONFIG, env={"HF_HUB_OFFLINE": "1", "NLTK_DATA": str(empty)})
+    return LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
+
+
+def test_ifeval_scores_rows_and_aggregates_them(client: LlamaStackClient) -> None:
+    fn = client.scoring_functions.retrieve("basic::ifeval")
+    assert fn.provider_id == "basic" and fn.provider_resource_id == "ifeval"
+    assert fn.params.aggregation_functions == ["weighted_average"]
+
+    response = client.scoring.score(input_rows=ROWS, scoring_functions={"basic::ifeval": None})
+    result = response.results["basic::ifeval"]
+    assert result.score_rows == [{"score": 1.0, "weight": 3.0}, {"score": 0.5, "weight": 2.0}]
+    assert result.aggregated_results == {"weighted_average": {"weighted_average": 0.8}}  # 4 of 5 followed
+
+
+def test_a_bad_instruction_is_a_400_naming_the_row_and_instruction(client: LlamaStackClient) -> None:
+    bad = {**ROWS[1], "instruction_id_list": ["change_case:capital_word_frequency", "punctuation:no_commas"]}
+    with pytest.raises(BadRequestError) as err:
+        client.scoring.score(input_rows=[ROWS[0], bad], scoring_functions={"basic::ifeval": None})
+    message = str(err.value)
+    assert "input_rows[1]" in message
+    assert "instruction_id_list[1] 'punctuation:no_commas' is not an IFEval instruction" in message
+    assert "did you mean 'punctuation:no_comma'?" in message
