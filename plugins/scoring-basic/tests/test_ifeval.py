@@ -95,6 +95,18 @@ async def test_lists_in_json_text_as_a_csv_has_them(provider) -> None:
     assert await provider.score_rows(ifeval_fn(), rows, None) == [{"score": 1.0, "weight": 3.0}]
 
 
+async def test_nan_arguments_are_nulls(provider) -> None:
+    """A Parquet dataset read through pandas: unused arguments of a numeric column are NaN, used ones
+    floats."""
+    nan = float("nan")
+    kwargs = [
+        full_kwargs(num_highlights=2.0, num_words=nan),
+        full_kwargs(num_words=10.0, relation="less than", num_highlights=nan),
+    ]
+    rows = [row(THREE[:2], kwargs, "*a* *b* c")]
+    assert await provider.score_rows(ifeval_fn(), rows, None) == [{"score": 1.0, "weight": 2.0}]
+
+
 @pytest.mark.parametrize(
     ("bad_row", "message"),
     [

@@ -1,8 +1,8 @@
 """``basic::ifeval``: how many of a row's verifiable instructions (IFEval) its answer follows.
 
 A row has ``instruction_id_list`` (IFEval's ids, ``detectable_format:title``, ...), ``kwargs`` (one
-dict per instruction, its arguments; null values are ignored, as in IFEval's data where each dict
-carries every argument name) and ``generated_answer``. Both lists may come as JSON text (a CSV
+dict per instruction, its arguments; null (or NaN) values are ignored, as in IFEval's data where each
+dict carries every argument name) and ``generated_answer``. Both lists may come as JSON text (a CSV
 dataset). The result is Llama Stack's: ``score``, the share of instructions followed, and
 ``weight``, how many there were, for the ``weighted_average`` aggregation (IFEval's
 instruction-level accuracy). An empty answer follows none; a row with no instructions scores 0.0
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -54,6 +55,11 @@ def _list(value: Any, i: int, name: str, example: str) -> list[Any]:
     return value
 
 
+def _null(value: Any) -> bool:
+    # NaN: a null that went through a pandas column of numbers (a Parquet or CSV dataset).
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _checker(i: int, k: int, instruction_id: Any, kwargs: Any) -> Checker:
     where = f"instruction_id_list[{k}]"
     cls = INSTRUCTIONS.get(instruction_id) if isinstance(instruction_id, str) else None
@@ -71,7 +77,7 @@ def _checker(i: int, k: int, instruction_id: Any, kwargs: Any) -> Checker:
         raise ScoringRowError(
             i, f"kwargs[{k}] for '{instruction_id}' must be an object, got {type(kwargs).__name__}"
         )
-    given = {name: value for name, value in kwargs.items() if value is not None}
+    given = {name: value for name, value in kwargs.items() if not _null(value)}
     try:
         return cls(**given)
     except ValidationError as exc:
