@@ -4,7 +4,10 @@ would fail its row."""
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from llama_stack_client import BadRequestError, LlamaStackClient
@@ -82,3 +85,42 @@ def test_a_bad_instruction_is_a_400_naming_the_row_and_instruction(client: Llama
     assert "input_rows[1]" in message
     assert "instruction_id_list[1] 'punctuation:no_commas' is not an IFEval instruction" in message
     assert "did you mean 'punctuation:no_comma'?" in message
+
+
+@pytest.fixture
+def batch_client(start_lamina: Callable[..., ServerProcess], tmp_path: Path) -> LlamaStackClient:
+    from lamina.plugins import load_plugin_manager
+    from lamina.specs import Api
+
+    if "inline::localfs" not in load_plugin_manager().provider_specs(Api.datasetio):
+        pytest.skip("no datasetio provider inline::localfs is installed (plugins/datasetio-localfs)")
+    localfs = {"provider_id": "localfs", "provider_type": "inline::localfs", "config": {}}
+    config = {**RUN_CONFIG, "apis": ["scoring", "datasetio"]}
+    config["providers"] = {**RUN_CONFIG["providers"], "datasetio": [localfs]}
+    empty = tmp_path / "no-nltk-data"
+    empty.mkdir()
+    server = start_lamina(config, env={"HF_HUB_OFFLINE": "1", "NLTK_DATA": str(empty)})
+    return LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
+
+
+def test_score_batch_over_jsonl_and_csv_datasets(batch_client: LlamaStackClient, tmp_path: Path) -> None:
+    """JSONL keeps the lists; a CSV holds them as JSON text: both score as the inline rows do."""
+    columns = ["key", "prompt", "instruction_id_list", "kwargs", "generated_answer"]
+    jsonl = tmp_path / "ifeval.jsonl"
+    jsonl.write_text("".join(json.dumps({c: row[c] for c in columns}) + "\n" for row in ROWS))
+    as_csv = tmp_path / "ifeval.csv"
+    with as_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in ROWS:
+            writer.writerow({c: json.dumps(row[c]) if isinstance(row[c], list) else row[c] for c in columns})
+    for name, path in (("ifeval-jsonl", jsonl), ("ifeval-csv", as_csv)):
+        batch_client.datasets.register(
+            dataset_id=name, purpose="eval/messages-answer", source={"type": "uri", "uri": path.as_uri()}
+        )
+        answer = batch_client.scoring.score_batch(
+            dataset_id=name, scoring_functions={"basic::ifeval": None}, save_results_dataset=False
+        )
+        result = answer.results["basic::ifeval"]
+        assert result.score_rows == [{"score": 1.0, "weight": 3.0}, {"score": 0.5, "weight": 2.0}], name
+        assert result.aggregated_results == {"weighted_average": {"weighted_average": 0.8}}, name
