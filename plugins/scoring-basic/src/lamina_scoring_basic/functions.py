@@ -19,7 +19,6 @@ from typing import Any
 
 from lamina.apis.scoring import RegexParserScoringFnParams, ScoringFn, ScoringRowError
 from lamina_scoring_basic.answers import math_final_answer, normalize_docvqa, normalize_math_expected
-from lamina_scoring_basic.ifeval import ifeval
 
 Rows = list[dict[str, Any]]
 Scorer = Callable[[Rows, ScoringFn, Any], Rows]
@@ -162,6 +161,14 @@ def docvqa(rows: Rows, fn: ScoringFn, params: Any) -> Rows:
         answer = normalize_docvqa(_text(generated, i, "generated_answer"))
         out.append(MATCH if answer in {normalize_docvqa(str(a)) for a in accepted} else MISS)
     return out
+
+
+def ifeval(rows: Rows, fn: ScoringFn, params: Any) -> Rows:
+    """``lamina_scoring_basic.ifeval``'s scorer, imported when first used: its checker models and
+    tokenizer set-up would add 30 ms or more to every server start."""
+    from lamina_scoring_basic.ifeval import ifeval as score
+
+    return score(rows, fn, params)
 
 
 # provider_scoring_fn_id -> (scorer, the params kinds it takes, its default registration)

@@ -17,8 +17,7 @@ from lamina.apis.scoring import ScoringFn
 from lamina.errors import BadRequestError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina_scoring_basic.config import BasicScoringConfig
-from lamina_scoring_basic.functions import FUNCTIONS, equality, subset_of
-from lamina_scoring_basic.ifeval import ifeval
+from lamina_scoring_basic.functions import FUNCTIONS, equality, ifeval, subset_of
 
 OFFLOAD_ROWS = 500
 _INLINE = (equality, subset_of)  # cheap enough never to leave the loop
