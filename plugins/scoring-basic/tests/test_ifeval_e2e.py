@@ -1,6 +1,7 @@
 """basic::ifeval through a real ``lamina run``, driven by llama-stack-client 0.2.12, offline: the server
 runs with HF_HUB_OFFLINE=1 and an empty NLTK_DATA, so a checker that needed nltk's downloaded data
-would fail its row."""
+would fail its row. The eval test's candidate is the fake OpenAI upstream's ``guard`` model behind
+``remote::vllm``: it answers the ``[[guard:<answer>]]`` its prompt scripts."""
 
 from __future__ import annotations
 
@@ -124,3 +125,69 @@ def test_score_batch_over_jsonl_and_csv_datasets(batch_client: LlamaStackClient,
         result = answer.results["basic::ifeval"]
         assert result.score_rows == [{"score": 1.0, "weight": 3.0}, {"score": 0.5, "weight": 2.0}], name
         assert result.aggregated_results == {"weighted_average": {"weighted_average": 0.8}}, name
+
+
+def test_an_ifeval_benchmark_through_the_eval_api(
+    start_lamina: Callable[..., ServerProcess], fake_upstream: ServerProcess
+) -> None:
+    """Llama Stack's open-benchmark ``meta-reference-ifeval``: a model answers each row's
+    chat_completion_input, basic::ifeval scores the answers against the row's instructions."""
+    from lamina.plugins import load_plugin_manager
+    from lamina.specs import Api
+
+    if "inline::meta-reference" not in load_plugin_manager().provider_specs(Api.eval):
+        pytest.skip("no eval provider inline::meta-reference is installed (plugins/eval)")
+    scripted = ["Paris is lovely. It is old. Any other questions?", "NASA, ESA and the UN agree."]
+    rows = []  # IFEval's rows (llamastack/IfEval) have no answer, and the prompt as chat messages
+    for row, answer in zip(ROWS, scripted, strict=True):
+        messages = [{"role": "user", "content": f"{row['prompt']} [[guard:{answer}]]"}]
+        rows.append({**row, "chat_completion_input": json.dumps(messages)})
+        del rows[-1]["generated_answer"]
+    config = {
+        "version": 2,
+        "image_name": "ifeval-eval-e2e",
+        "providers": {
+            "inference": [
+                {
+                    "provider_id": "fake",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{fake_upstream.url}/v1"},
+                }
+            ],
+            "scoring": RUN_CONFIG["providers"]["scoring"],
+            "datasetio": [{"provider_id": "localfs", "provider_type": "inline::localfs", "config": {}}],
+            "agents": [
+                {"provider_id": "meta-reference", "provider_type": "inline::meta-reference", "config": {}}
+            ],
+            "eval": [
+                {"provider_id": "meta-reference", "provider_type": "inline::meta-reference", "config": {}}
+            ],
+        },
+        "models": [{"model_id": "scripted", "provider_id": "fake", "provider_model_id": "guard"}],
+        "datasets": [
+            {
+                "dataset_id": "ifeval",
+                "purpose": "eval/messages-answer",
+                "source": {"type": "rows", "rows": rows},
+            }
+        ],
+        "benchmarks": [
+            {
+                "benchmark_id": "meta-reference-ifeval",
+                "dataset_id": "ifeval",
+                "scoring_functions": ["basic::ifeval"],
+            }
+        ],
+    }
+    client = LlamaStackClient(base_url=start_lamina(config).url, max_retries=0, timeout=60)
+    candidate = {"type": "model", "model": "scripted", "sampling_params": {"max_tokens": 32}}
+    job = client.eval.run_eval(
+        benchmark_id="meta-reference-ifeval", benchmark_config={"eval_candidate": candidate}
+    )
+    assert job.status == "completed"
+    result = client.eval.jobs.retrieve(job_id=job.job_id, benchmark_id="meta-reference-ifeval")
+    assert [g["generated_answer"] for g in result.generations] == scripted
+    scores = result.scores["basic::ifeval"]
+    # Row 1: fewer than 4 sentences, English, the end phrase; row 2: 3 capital words, but commas.
+    assert scores.score_rows == [{"score": 1.0, "weight": 3.0}, {"score": 0.5, "weight": 2.0}]
+    assert scores.aggregated_results == {"weighted_average": {"weighted_average": 0.8}}
