@@ -61,7 +61,7 @@ _CJK_PUNCTUATION = re.compile(
 # A sentence in Chinese, Japanese or Hindi: text up to a full stop of that script (or a line end).
 _CJK_SENTENCE = re.compile(r"[^!?。.！？．।\n]+[!?。.！？．।]?")
 # The ``regex`` engine's \w, as nltk's RegexpTokenizer (3.10) uses: it keeps a letter's combining marks
-# in its word (Hindi "वाक्य" is one word; the ``re`` module's \w makes it two).
+# in its word (Hindi "वाक्य" is one word; the ``re`` module's \w breaks it into three).
 _WORD = regex.compile(r"\w+")
 _DETECT_SEED = 0
 
