@@ -9,9 +9,11 @@ then:
   (half the rows equal), ``--requests`` times after one warm-up; the body is encoded once, before
   timing, so the client's JSON work is not counted;
 - ``score-batch``: registers a CSV of ``--batch-rows`` rows (a file:// URI) as a dataset and POSTs
-  ``/v1/scoring/score-batch``, which reads it through DatasetIO in pages.
+  ``/v1/scoring/score-batch``, which reads it through DatasetIO in pages;
 - ``bfcl``: POSTs ``--bfcl-rows`` BFCL rows per request to ``/v1/scoring/score`` with ``basic::bfcl``
-  (Python, Java and JavaScript answers; half of them wrong), ``--requests`` times after one warm-up.
+  (Python, Java and JavaScript answers; half of them wrong), ``--requests`` times after one warm-up;
+- ``basic::ifeval``: ``--ifeval-rows`` IFEval-shaped rows (``bench/ifeval_rows.py``) per ``score``
+  request, 3 requests after one warm-up: milliseconds a row (language detection), not microseconds.
 
 Rows/s is rows over wall time; "rows/CPU-s" is rows over the server process's CPU time (user + system,
 from /proc), which a busy shared machine disturbs less; peak RSS is the server's high-water mark
@@ -33,6 +35,7 @@ from typing import Any
 
 import requests
 
+from bench import ifeval_rows
 from bench.report import console_table, markdown_table, update_doc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +139,29 @@ def bench_score(url: str, pid: int, n: int, requests_n: int, fn: str = FN) -> di
     return {"case": case, "rows": total, "wall": wall, "cpu": cpu, "rss": peak_rss_mb(pid)}
 
 
+def bench_ifeval(url: str, pid: int, n: int, requests_n: int = 3) -> dict[str, Any]:
+    fn = "basic::ifeval"
+    session = requests.Session()
+    body = json.dumps({"input_rows": ifeval_rows.rows(n), "scoring_functions": {fn: None}}).encode()
+    headers = {"Content-Type": "application/json"}
+    answer: dict[str, Any] = {}
+    cpu0, t0 = 0.0, 0.0
+    for i in range(requests_n + 1):  # the first warms up (loads nltk and langdetect's profiles)
+        if i == 1:
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        response = session.post(f"{url}/v1/scoring/score", data=body, headers=headers, timeout=600)
+        response.raise_for_status()
+        answer = response.json()
+    wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    result = answer["results"][fn]
+    assert len(result["score_rows"]) == n, f"{len(result['score_rows'])} rows scored, {n} sent"
+    assert 0 < result["aggregated_results"]["weighted_average"]["weighted_average"] < 1, result[
+        "aggregated_results"
+    ]
+    case = f"score, basic::ifeval, {n:,} IFEval-shaped rows inline x {requests_n}"
+    return {"case": case, "rows": n * requests_n, "wall": wall, "cpu": cpu, "rss": peak_rss_mb(pid)}
+
+
 def bench_score_batch(url: str, pid: int, n: int, work: Path) -> dict[str, Any]:
     path = work / "equality.csv"
     with path.open("w", newline="") as f:
@@ -165,6 +191,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=10, help="score requests timed")
     parser.add_argument("--batch-rows", type=int, default=1_000_000, help="rows of the score-batch dataset")
     parser.add_argument("--bfcl-rows", type=int, default=2_000, help="rows per basic::bfcl score request")
+    parser.add_argument(
+        "--ifeval-rows", type=int, default=500, help="rows per basic::ifeval request (0: skip)"
+    )
+    parser.add_argument("--only-ifeval", action="store_true", help="measure basic::ifeval alone")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
 
@@ -178,10 +208,14 @@ def main(argv: list[str]) -> int:
         server.start()
         try:
             assert server.pid is not None
-            results = [bench_score(server.url, server.pid, args.rows, args.requests)]
-            if with_datasets:
+            results = (
+                [] if args.only_ifeval else [bench_score(server.url, server.pid, args.rows, args.requests)]
+            )
+            if with_datasets and not args.only_ifeval:
                 results.append(bench_score_batch(server.url, server.pid, args.batch_rows, work))
             results.append(bench_score(server.url, server.pid, args.bfcl_rows, args.requests, "basic::bfcl"))
+            if args.ifeval_rows:
+                results.append(bench_ifeval(server.url, server.pid, args.ifeval_rows))
         finally:
             server.stop()
 

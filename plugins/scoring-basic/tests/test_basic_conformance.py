@@ -30,3 +30,18 @@ class TestMultipleChoice(ScoringConformance):
     needed_column = "generated_answer"
     params = {"type": "regex_parser", "parsing_regexes": [r"Answer: (\w)"]}
     run_config = RUN_CONFIG
+
+
+class TestIfeval(ScoringConformance):
+    provider_id = "basic"
+    function = "basic::ifeval"
+    rows = [
+        {
+            "instruction_id_list": ["punctuation:no_comma"],
+            "kwargs": [{}],
+            "generated_answer": "No commas here.",
+        },
+        {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}], "generated_answer": "Well, one."},
+    ]
+    needed_column = "instruction_id_list"
+    run_config = RUN_CONFIG

@@ -167,6 +167,7 @@ def test_every_builtin_is_registered_with_llama_stacks_ids() -> None:
         "basic::regex_parser_math_response": "regex-parser-math-response",
         "basic::docvqa": "docvqa",
         "basic::bfcl": "bfcl",
+        "basic::ifeval": "ifeval",
     }
     assert set(FUNCTIONS) == set(ids.values())
 

@@ -2,14 +2,10 @@
 
 Each scorer takes plain row dicts and returns ``{"score": 1.0 | 0.0}`` per row; no pydantic model per
 row (``basic::equality`` is meant to score tens of thousands of rows a second through the API).
-Functions Llama Stack registers for inline::basic that are not here, and why:
-
-- ``basic::ifeval``: Google's IFEval checkers need nltk's punkt tokenizer data (downloaded at run time
-  with ``nltk.download``), ``langdetect``, ``pythainlp`` and ``emoji``: a download this server cannot
-  make offline, and 3,300 lines of checkers not ported yet.
-
-``basic::bfcl`` (the Berkeley Function-Calling Leaderboard's AST checker) lives in ``bfcl`` and its
-``bfcl_*`` modules, imported on its first row.
+``basic::ifeval`` (a share of instructions followed, and a weight) is in ``ifeval``, its checkers in
+``ifeval_checks``; ``basic::bfcl`` (the Berkeley Function-Calling Leaderboard's AST checker) in
+``bfcl`` and its ``bfcl_*`` modules. Both are imported on their first row. Every function Llama Stack
+0.2.12 registers for inline::basic is here.
 """
 
 from __future__ import annotations
@@ -173,6 +169,14 @@ def bfcl(rows: Rows, fn: ScoringFn, params: Any) -> Rows:
     return score_rows(rows)
 
 
+def ifeval(rows: Rows, fn: ScoringFn, params: Any) -> Rows:
+    """``lamina_scoring_basic.ifeval``'s scorer, imported when first used: its checker models and
+    tokenizer set-up would add 30 ms or more to every server start."""
+    from lamina_scoring_basic.ifeval import ifeval as score
+
+    return score(rows, fn, params)
+
+
 # provider_scoring_fn_id -> (scorer, the params kinds it takes, its default registration)
 FUNCTIONS: dict[str, tuple[Scorer, tuple[str, ...], dict[str, Any]]] = {
     "equality": (
@@ -234,5 +238,16 @@ FUNCTIONS: dict[str, tuple[Scorer, tuple[str, ...], dict[str, Any]]] = {
         bfcl,
         ("basic",),
         {"identifier": "basic::bfcl", "description": "BFCL complex scoring", "params": ACCURACY},
+    ),
+    "ifeval": (
+        ifeval,
+        ("basic",),
+        {
+            "identifier": "basic::ifeval",
+            # Llama Stack's text, typos and all: clients may compare it.
+            "description": "Eval intruction follow capacity by checkping how many instructions can be "
+            "followed in each example",
+            "params": {"type": "basic", "aggregation_functions": ["weighted_average"]},
+        },
     ),
 }

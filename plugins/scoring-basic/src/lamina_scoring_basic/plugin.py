@@ -21,7 +21,7 @@ def lamina_scoring_providers() -> list[ProviderSpec]:
             factory="lamina_scoring_basic.provider:create_provider",
             description=(
                 "Scoring functions without a model: equality, subset_of, multiple-choice and math answer "
-                "parsers, DocVQA answer matching, BFCL function-call checking."
+                "parsers, DocVQA answer matching, IFEval instruction checks, BFCL function-call checking."
             ),
         )
     ]

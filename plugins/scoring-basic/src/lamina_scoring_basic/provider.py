@@ -3,7 +3,9 @@
 A function registered with this provider names one of ``FUNCTIONS`` as its ``provider_scoring_fn_id``
 (the built-ins do; a user may register another id on the same scorer with other params, say other
 regexes or aggregations). Small pages score on the event loop (equality costs well under a
-microsecond a row); pages of the regex and math functions over ``OFFLOAD_ROWS`` rows go to a thread.
+microsecond a row); pages of the regex and math functions over ``OFFLOAD_ROWS`` rows go to a thread,
+and ifeval always does (language detection costs a millisecond or more a row, and its first call
+loads nltk and langdetect's profiles).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from lamina.apis.scoring import ScoringFn
 from lamina.errors import BadRequestError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina_scoring_basic.config import BasicScoringConfig
-from lamina_scoring_basic.functions import FUNCTIONS, equality, subset_of
+from lamina_scoring_basic.functions import FUNCTIONS, equality, ifeval, subset_of
 
 OFFLOAD_ROWS = 500
 _INLINE = (equality, subset_of)  # cheap enough never to leave the loop
+_THREAD = (ifeval,)  # too slow a row for the loop, however small the page
 
 
 async def create_provider(
@@ -59,6 +62,6 @@ class BasicScoringProvider(ProviderBase):
     ) -> list[dict[str, Any]]:
         scorer, kinds = self._function(fn)
         self._check_params(fn, params, kinds, f"scoring_functions.{fn.identifier}")
-        if scorer in _INLINE or len(rows) <= OFFLOAD_ROWS:
+        if scorer in _INLINE or (len(rows) <= OFFLOAD_ROWS and scorer not in _THREAD):
             return scorer(rows, fn, params)
         return await asyncio.to_thread(scorer, rows, fn, params)
