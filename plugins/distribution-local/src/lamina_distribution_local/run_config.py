@@ -78,8 +78,8 @@ providers:
   scoring:
   # basic::equality, subset_of, regex answer parsers, docvqa, ifeval, bfcl; llm-as-judge::base and
   # 405b-simpleqa (send judge params with each call, or register judge functions; SmolLM2 is a weak
-  # judge). inline::braintrust (autoevals) is not here: its LLM scorers need a judge that makes tool calls, which SmolLM2 does not (see the
-  # lamina-braintrust README to add it with a better judge_model).
+  # judge). inline::braintrust (autoevals) is not here: its LLM scorers need a judge that makes tool
+  # calls, which SmolLM2 does not (see the lamina-braintrust README to add it with a better judge_model).
   - provider_id: basic
     provider_type: inline::basic
     config: {}
