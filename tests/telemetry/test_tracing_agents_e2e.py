@@ -3,8 +3,8 @@ llama-stack-client 0.2.12, exported over OTLP/HTTP to the test's receiver.
 
 The model is the fake upstream's ``tools3`` (lamina.testing.fake_openai: it calls the offered tools in
 turn, three calls, then answers) and ``embed`` (4-dimensional embeddings): a real model cannot be made
-to call a tool on demand. The tool is a real MCP server (plugins/mcp/tests/mcp_test_server.py), which records the
-``traceparent`` headers it receives; the vector store is faiss, in process.
+to call a tool on demand. The tool is a real MCP server (plugins/mcp/tests/mcp_test_server.py), which
+records the ``traceparent`` headers it receives; the vector store is faiss, in process.
 """
 
 from __future__ import annotations
