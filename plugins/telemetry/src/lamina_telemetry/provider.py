@@ -10,6 +10,7 @@ from lamina.providers import ProviderBase, ProviderContext
 from lamina.telemetry import TelemetrySettings, activate, deactivate
 from lamina_telemetry.config import TelemetryConfig
 from lamina_telemetry.metrics_setup import build_meter_provider
+from lamina_telemetry.prometheus import build_prometheus
 from lamina_telemetry.tracing_setup import build_tracer_provider
 
 
@@ -29,13 +30,15 @@ class TelemetryProvider(ProviderBase):
 
     async def initialize(self) -> None:
         self.tracer_provider = build_tracer_provider(self.config)
-        self.meter_provider = build_meter_provider(self.config)
+        prometheus = build_prometheus(self.config)
+        self.meter_provider = build_meter_provider(self.config, [prometheus.reader] if prometheus else [])
         activate(
             TelemetrySettings(
                 tracer_provider=self.tracer_provider,
                 meter_provider=self.meter_provider,
                 capture_content=self.config.capture_content,
                 service_name=self.config.service_name,
+                prometheus_exposition=prometheus.exposition if prometheus else None,
             )
         )
 
