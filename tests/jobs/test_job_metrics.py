@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
+from lamina_telemetry.metrics_setup import LaminaMeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from lamina.jobs import JobContext, JobManager
@@ -19,7 +19,7 @@ WAIT = 30.0
 @pytest.fixture
 def reader():
     reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
+    provider = LaminaMeterProvider(metric_readers=[reader])
     activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
     yield reader
     deactivate()

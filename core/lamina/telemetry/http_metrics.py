@@ -34,8 +34,8 @@ async def http_metrics_middleware(request: web.Request, handler: Any) -> web.Str
     inst = metrics.instruments()
     if inst is None:
         return await handler(request)
-    method_attrs = {"http.request.method": request.method}
-    inst.http_active.add(1, method_attrs)
+    method = (request.method,)
+    inst.http_active.add(1, method)
     started = time.perf_counter()
     status = 500
     try:
@@ -49,14 +49,9 @@ async def http_metrics_middleware(request: web.Request, handler: Any) -> web.Str
         status = 499  # the client went away (lamina.server.middlewares says why 499)
         raise
     finally:
-        inst.http_active.add(-1, method_attrs)
-        attrs: dict[str, Any] = {"http.request.method": request.method, "http.response.status_code": status}
-        route = route_template(request)
-        if route is not None:
-            attrs["http.route"] = route
-        if status >= 500:
-            attrs["error.type"] = str(status)
-        inst.http_duration.record(time.perf_counter() - started, attrs)
+        inst.http_active.add(-1, method)
+        key = (request.method, route_template(request), status, str(status) if status >= 500 else None)
+        inst.http_duration.record(time.perf_counter() - started, key)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
+from lamina_telemetry.metrics_setup import LaminaMeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from lamina.telemetry import TelemetrySettings, activate, deactivate, metrics
@@ -20,7 +20,7 @@ def prom() -> Iterator[PrometheusSetup]:
     """Telemetry on, with a meter provider whose only reader is the Prometheus one."""
     setup = build_prometheus(TelemetryConfig(sinks=[]))
     assert setup is not None
-    provider = MeterProvider(metric_readers=[setup.reader])
+    provider = LaminaMeterProvider(metric_readers=[setup.reader])
     activate(
         TelemetrySettings(
             tracer_provider=None, meter_provider=provider, prometheus_exposition=setup.exposition
@@ -136,7 +136,7 @@ def test_nothing_is_recorded_while_telemetry_is_off() -> None:
     metrics.record_provider_error(provider_id="p", provider_type="t", api="inference", status=502)
     setup = build_prometheus(TelemetryConfig(sinks=[]))
     assert setup is not None
-    provider = MeterProvider(metric_readers=[setup.reader])
+    provider = LaminaMeterProvider(metric_readers=[setup.reader])
     activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
     try:
         body, _ = setup.exposition()
@@ -148,8 +148,8 @@ def test_nothing_is_recorded_while_telemetry_is_off() -> None:
 
 
 def test_instruments_are_cached_per_activation() -> None:
-    first = MeterProvider()
-    second = MeterProvider()
+    first = LaminaMeterProvider()
+    second = LaminaMeterProvider()
     try:
         activate(TelemetrySettings(tracer_provider=None, meter_provider=first))
         one = metrics.instruments()
@@ -166,3 +166,49 @@ def test_instruments_are_cached_per_activation() -> None:
 
 def test_prometheus_off_builds_nothing() -> None:
     assert build_prometheus(TelemetryConfig(sinks=[], prometheus=False)) is None
+
+
+def test_a_delta_reader_gets_what_each_interval_added_and_a_cumulative_one_the_totals() -> None:
+    """The trace store's reader asks for deltas, Prometheus and OTLP for totals: one provider serves both."""
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+
+    delta = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
+    cumulative = InMemoryMetricReader()
+    provider = LaminaMeterProvider(metric_readers=[delta, cumulative])
+    activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
+
+    def points(reader: InMemoryMetricReader) -> list:
+        data = reader.get_metrics_data()
+        return [
+            p
+            for rm in (data.resource_metrics if data else [])
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "lamina.provider.errors" or m.name == "gen_ai.client.operation.duration"
+            for p in m.data.data_points
+        ]
+
+    def call(seconds: float) -> None:
+        metrics.record_inference(
+            model="m", provider_id="p", operation="chat", stream=False, input_tokens=None,
+            output_tokens=None, seconds=seconds, ttft_seconds=None,
+        )  # fmt: skip
+
+    try:
+        call(0.05)
+        call(0.5)
+        (first,) = points(delta)
+        assert (first.count, first.sum) == (2, pytest.approx(0.55))
+        call(3.0)
+        (second,) = points(delta)
+        assert (second.count, second.sum) == (1, pytest.approx(3.0))
+        assert second.start_time_unix_nano == first.time_unix_nano
+        assert sum(second.bucket_counts) == 1
+        assert points(delta) == []  # nothing new: no point
+        (total,) = points(cumulative)
+        assert (total.count, total.sum) == (3, pytest.approx(3.55))
+        assert total.min == pytest.approx(0.05) and total.max == pytest.approx(3.0)
+    finally:
+        deactivate()
+        provider.shutdown()
