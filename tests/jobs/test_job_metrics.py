@@ -7,11 +7,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from lamina_telemetry.metrics_setup import LaminaMeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from lamina.jobs import JobContext, JobManager
 from lamina.telemetry import TelemetrySettings, activate, deactivate
+from lamina_telemetry.metrics_setup import LaminaMeterProvider
 
 WAIT = 30.0
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lamina_telemetry.metrics_setup import LaminaMeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from lamina.telemetry import TelemetrySettings, activate, deactivate, metrics
 from lamina_telemetry.config import TelemetryConfig
+from lamina_telemetry.metrics_setup import LaminaMeterProvider
 from lamina_telemetry.prometheus import PrometheusSetup, build_prometheus, metric_name
 
 
