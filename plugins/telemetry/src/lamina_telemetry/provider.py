@@ -51,6 +51,7 @@ from lamina.telemetry import TelemetrySettings, activate, deactivate
 from lamina_telemetry import queries
 from lamina_telemetry.config import TelemetryConfig, TelemetrySink
 from lamina_telemetry.metrics_setup import build_meter_provider
+from lamina_telemetry.prometheus import build_prometheus
 from lamina_telemetry.store import MetricPoint, SpanRow, TraceStore, open_trace_store, trace_store_config
 from lamina_telemetry.store_writer import StoreMetricExporter, StoreSpanProcessor, StoreWriter
 from lamina_telemetry.tracing_setup import build_tracer_provider
@@ -101,6 +102,9 @@ class TelemetryProvider(ProviderBase):
             )
             readers.append(self.metric_reader)
             log.info("trace_store_opened", store=self.store.where, ttl_seconds=self.config.ttl_seconds)
+        prometheus = build_prometheus(self.config)  # None when the config turns Prometheus off
+        if prometheus is not None:
+            readers.append(prometheus.reader)
         self.tracer_provider = build_tracer_provider(self.config, processors)
         self.meter_provider = build_meter_provider(self.config, readers)
         activate(
@@ -109,6 +113,7 @@ class TelemetryProvider(ProviderBase):
                 meter_provider=self.meter_provider,
                 capture_content=self.config.capture_content,
                 service_name=self.config.service_name,
+                prometheus_exposition=prometheus.exposition if prometheus is not None else None,
             )
         )
 
@@ -162,7 +167,9 @@ class TelemetryProvider(ProviderBase):
             )
         elif isinstance(event, MetricEvent):
             labels = {k: str(v) for k, v in attributes.items()}
-            point = MetricPoint(event.metric, labels, _ns(event.timestamp), event.value, "sum", event.unit, expires)
+            point = MetricPoint(
+                event.metric, labels, _ns(event.timestamp), event.value, "sum", event.unit, expires
+            )
             await store.add_points([point])
         elif isinstance(event, StructuredLogEvent):
             await self._structured(store, event, attributes, expires)
@@ -225,7 +232,10 @@ class TelemetryProvider(ProviderBase):
 
     async def query_spans(self, request: QuerySpansRequest) -> QuerySpansResponse:
         spans = await queries.query_spans(
-            await self._fresh_store(), request.attribute_filters, request.attributes_to_return, request.max_depth
+            await self._fresh_store(),
+            request.attribute_filters,
+            request.attributes_to_return,
+            request.max_depth,
         )
         return QuerySpansResponse(data=spans)
 
@@ -239,7 +249,10 @@ class TelemetryProvider(ProviderBase):
                 param="dataset_id",
             )
         spans = await queries.query_spans(
-            await self._fresh_store(), request.attribute_filters, request.attributes_to_save, request.max_depth
+            await self._fresh_store(),
+            request.attribute_filters,
+            request.attributes_to_save,
+            request.max_depth,
         )
         rows = [
             {

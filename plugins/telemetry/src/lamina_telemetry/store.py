@@ -149,7 +149,8 @@ class TraceStore(SqlTable):
             f"attributes {json_type} NOT NULL, expires_ns BIGINT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {t}_events_span ON {e} (trace_id, span_id, ts_ns)",
             f"CREATE INDEX IF NOT EXISTS {t}_events_expires ON {e} (expires_ns)",
-            f"CREATE TABLE IF NOT EXISTS {m} (name TEXT NOT NULL, labels TEXT NOT NULL, ts_ns BIGINT NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS {m} (name TEXT NOT NULL, labels TEXT NOT NULL, "
+            f"ts_ns BIGINT NOT NULL, "
             f"value {real} NOT NULL, kind TEXT NOT NULL, unit TEXT NOT NULL, expires_ns BIGINT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {t}_points_name_ts ON {m} (name, ts_ns)",
             f"CREATE INDEX IF NOT EXISTS {t}_points_expires ON {m} (expires_ns)",
@@ -162,7 +163,9 @@ class TraceStore(SqlTable):
         if not rows:
             return
         p = self._p
-        values = ", ".join(self._json(i) if c == "attributes" else p(i) for i, c in enumerate(SPAN_COLUMNS, 1))
+        values = ", ".join(
+            self._json(i) if c == "attributes" else p(i) for i, c in enumerate(SPAN_COLUMNS, 1)
+        )
         await self._execute_many(
             f"INSERT INTO {self.spans} ({', '.join(SPAN_COLUMNS)}) VALUES ({values}) "
             f"ON CONFLICT (trace_id, span_id) DO NOTHING",
@@ -202,7 +205,8 @@ class TraceStore(SqlTable):
     ) -> None:
         p = self._p
         await self._execute(
-            f"INSERT INTO {self.events} (trace_id, span_id, ts_ns, severity, message, attributes, expires_ns) "
+            f"INSERT INTO {self.events} "
+            f"(trace_id, span_id, ts_ns, severity, message, attributes, expires_ns) "
             f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}, {p(5)}, {self._json(6)}, {p(7)})",
             [trace_id, span_id, ts_ns, severity, message, _dumps(attributes), expires_ns],
         )

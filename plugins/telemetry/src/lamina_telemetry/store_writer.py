@@ -120,7 +120,9 @@ class StoreWriter:
                 taken = [self.spans.popleft() for _ in range(min(self.batch, len(self.spans)))]
                 await self.store.add_spans([self._row(span) for span in taken])
             while self.points:
-                await self.store.add_points([self.points.popleft() for _ in range(min(self.batch, len(self.points)))])
+                await self.store.add_points(
+                    [self.points.popleft() for _ in range(min(self.batch, len(self.points)))]
+                )
         dropped = self.dropped_spans + self.dropped_points
         if dropped > self._logged_drops:
             log.warning(
@@ -154,7 +156,9 @@ class StoreWriter:
             start_ns=span.start_time or end,
             end_ns=end,
             status="error" if span.status.status_code == StatusCode.ERROR else "ok",
-            attributes={k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()},
+            attributes={
+                k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()
+            },
             service=str(span.resource.attributes.get("service.name", "")),
             expires_ns=end + self.ttl_ns,
         )
@@ -193,7 +197,9 @@ class StoreMetricExporter(MetricExporter):
         )
         self.writer = writer
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         expires = time.time_ns() + self.writer.ttl_ns
         points: list[MetricPoint] = []
         for resource_metrics in metrics_data.resource_metrics:
@@ -213,14 +219,23 @@ class StoreMetricExporter(MetricExporter):
 def _instrument_classes() -> list[type]:
     from opentelemetry.sdk.metrics import (
         Counter,
-        Histogram as HistogramInstrument,
         ObservableCounter,
         ObservableGauge,
         ObservableUpDownCounter,
         UpDownCounter,
     )
+    from opentelemetry.sdk.metrics import (
+        Histogram as HistogramInstrument,
+    )
 
-    return [Counter, UpDownCounter, HistogramInstrument, ObservableCounter, ObservableUpDownCounter, ObservableGauge]
+    return [
+        Counter,
+        UpDownCounter,
+        HistogramInstrument,
+        ObservableCounter,
+        ObservableUpDownCounter,
+        ObservableGauge,
+    ]
 
 
 def _points(metric: Any, expires: int) -> list[MetricPoint]:
