@@ -4,6 +4,7 @@ the bounded queue and the ttl pruning."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -66,10 +67,16 @@ def _ids(span: trace.Span) -> tuple[str, str]:
 
 def _record_request(tracer: trace.Tracer, model: str, tokens: int, *, fail: bool = False) -> dict[str, str]:
     """A request's spans: HTTP root -> inference -> provider call, as the server's tracing makes them."""
-    with tracer.start_as_current_span("POST /v1/chat/completions", attributes={"http.route": "/v1/chat"}) as root:
+    with tracer.start_as_current_span(
+        "POST /v1/chat/completions", attributes={"http.route": "/v1/chat"}
+    ) as root:
         with tracer.start_as_current_span(
             "chat " + model,
-            attributes={"gen_ai.request.model": model, "gen_ai.usage.input_tokens": tokens, "session_id": model},
+            attributes={
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": tokens,
+                "session_id": model,
+            },
         ) as inference:
             with tracer.start_as_current_span("provider", attributes={"lamina.provider.id": "p1"}) as call:
                 if fail:
@@ -81,7 +88,7 @@ def _record_request(tracer: trace.Tracer, model: str, tokens: int, *, fail: bool
 async def test_a_requests_spans_answer_every_trace_query(store: TraceStore, writer: StoreWriter) -> None:
     tracer = _tracer(writer)
     a = _record_request(tracer, "model-a", 5)
-    time.sleep(0.002)
+    await asyncio.sleep(0.002)  # the second trace starts strictly later
     b = _record_request(tracer, "model-b", 50, fail=True)
     await writer.flush()
 
@@ -121,7 +128,11 @@ async def test_a_requests_spans_answer_every_trace_query(store: TraceStore, writ
 
     span = await queries.get_span(store, a["trace"], a["inference"])
     assert span.parent_span_id == a["root"]
-    assert span.attributes == {"gen_ai.request.model": "model-a", "gen_ai.usage.input_tokens": 5, "session_id": "model-a"}
+    assert span.attributes == {
+        "gen_ai.request.model": "model-a",
+        "gen_ai.usage.input_tokens": 5,
+        "session_id": "model-a",
+    }
     with pytest.raises(NotFoundError, match="span 'ffff'"):
         await queries.get_span(store, a["trace"], "ffff")
 
@@ -140,12 +151,17 @@ async def test_a_requests_spans_answer_every_trace_query(store: TraceStore, writ
         store, [cond("session_id", "eq", "model-a")], ["lamina.provider.id"], None
     )
     assert [(s.span_id, s.attributes) for s in spans] == [(a["call"], {"lamina.provider.id": "p1"})]
-    assert await queries.query_spans(store, [cond("session_id", "eq", "model-a")], ["lamina.provider.id"], 2) == []
+    assert (
+        await queries.query_spans(store, [cond("session_id", "eq", "model-a")], ["lamina.provider.id"], 2)
+        == []
+    )
     every = await queries.query_spans(store, [], ["gen_ai.request.model"], None)
     assert {s.span_id for s in every} == {a["inference"], b["inference"]}
 
 
-async def test_a_span_continuing_a_callers_trace_is_its_root_here(store: TraceStore, writer: StoreWriter) -> None:
+async def test_a_span_continuing_a_callers_trace_is_its_root_here(
+    store: TraceStore, writer: StoreWriter
+) -> None:
     tracer = _tracer(writer)
     caller = SpanContext(
         trace_id=0x0AF7651916CD43DD8448EB211C80319C,
@@ -194,7 +210,9 @@ async def test_token_metrics_answer_under_llama_stack_names(store: TraceStore, w
         tokens.record(inp, {**labels, "gen_ai.token.type": "input"})
         tokens.record(out, {**labels, "gen_ai.token.type": "output"})
     reader.force_flush()
-    tokens.record(100, {"gen_ai.request.model": "m1", "lamina.provider.id": "fake", "gen_ai.token.type": "input"})
+    tokens.record(
+        100, {"gen_ai.request.model": "m1", "lamina.provider.id": "fake", "gen_ai.token.type": "input"}
+    )
     reader.force_flush()  # a second delta: the store adds them up
     await writer.flush()
     now = int(time.time())
@@ -210,31 +228,55 @@ async def test_token_metrics_answer_under_llama_stack_names(store: TraceStore, w
     assert all(p.timestamp % 3600 == 0 for p in by_model["m1"].values)
 
     total = await queries.query_metrics(
-        store, ask("total_tokens", query_type=MetricQueryType.INSTANT, label_matchers=[MetricLabelMatcher(name="model_id", value="m1")])
+        store,
+        ask(
+            "total_tokens",
+            query_type=MetricQueryType.INSTANT,
+            label_matchers=[MetricLabelMatcher(name="model_id", value="m1")],
+        ),
     )
     assert [[p.value for p in s.values] for s in total] == [[137.0]]
     ne = await queries.query_metrics(
-        store, ask("completion_tokens", label_matchers=[MetricLabelMatcher(name="model_id", value="m1", operator="!=")])
+        store,
+        ask(
+            "completion_tokens",
+            label_matchers=[MetricLabelMatcher(name="model_id", value="m1", operator="!=")],
+        ),
     )
     assert [sum(p.value for p in s.values) for s in ne] == [1.0]
     regex = await queries.query_metrics(
-        store, ask("completion_tokens", label_matchers=[MetricLabelMatcher(name="model_id", value="m.", operator="=~")])
+        store,
+        ask(
+            "completion_tokens",
+            label_matchers=[MetricLabelMatcher(name="model_id", value="m.", operator="=~")],
+        ),
     )
     assert len(regex) == 2
     not_regex = await queries.query_metrics(
-        store, ask("completion_tokens", label_matchers=[MetricLabelMatcher(name="model_id", value="m1", operator="!~")])
+        store,
+        ask(
+            "completion_tokens",
+            label_matchers=[MetricLabelMatcher(name="model_id", value="m1", operator="!~")],
+        ),
     )
     assert [dict((lab.name, lab.value) for lab in s.labels)["model_id"] for s in not_regex] == ["m2"]
     # The core's histogram itself: sum and count series.
-    count = await queries.query_metrics(store, ask("gen_ai.client.token.usage.count", query_type=MetricQueryType.INSTANT))
+    count = await queries.query_metrics(
+        store, ask("gen_ai.client.token.usage.count", query_type=MetricQueryType.INSTANT)
+    )
     assert sum(s.values[0].value for s in count) == 7
-    assert await queries.query_metrics(store, QueryMetricsRequest(metric_name="prompt_tokens", start_time=now + 3600)) == []
+    earlier = QueryMetricsRequest(metric_name="prompt_tokens", start_time=now - 7200, end_time=now - 3600)
+    assert await queries.query_metrics(store, earlier) == []
 
     with pytest.raises(BadRequestError, match="granularity: '5 minutes'"):
         await queries.query_metrics(store, ask("prompt_tokens", granularity="5 minutes"))
     with pytest.raises(BadRequestError, match=r"label_matchers\[0\].value"):
         await queries.query_metrics(
-            store, ask("prompt_tokens", label_matchers=[MetricLabelMatcher(name="model_id", value="(", operator="=~")])
+            store,
+            ask(
+                "prompt_tokens",
+                label_matchers=[MetricLabelMatcher(name="model_id", value="(", operator="=~")],
+            ),
         )
     with pytest.raises(BadRequestError, match="end_time"):
         await queries.query_metrics(store, QueryMetricsRequest(metric_name="x", start_time=100, end_time=50))

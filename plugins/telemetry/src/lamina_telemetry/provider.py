@@ -102,10 +102,10 @@ class TelemetryProvider(ProviderBase):
             )
             readers.append(self.metric_reader)
             log.info("trace_store_opened", store=self.store.where, ttl_seconds=self.config.ttl_seconds)
-        self.tracer_provider = build_tracer_provider(self.config, processors)
-        prometheus = build_prometheus(self.config)
+        prometheus = build_prometheus(self.config)  # None when the config turns Prometheus off
         if prometheus is not None:
             readers.append(prometheus.reader)
+        self.tracer_provider = build_tracer_provider(self.config, processors)
         self.meter_provider = build_meter_provider(self.config, readers)
         activate(
             TelemetrySettings(
@@ -113,7 +113,7 @@ class TelemetryProvider(ProviderBase):
                 meter_provider=self.meter_provider,
                 capture_content=self.config.capture_content,
                 service_name=self.config.service_name,
-                prometheus_exposition=prometheus.exposition if prometheus else None,
+                prometheus_exposition=prometheus.exposition if prometheus is not None else None,
             )
         )
 
@@ -167,7 +167,9 @@ class TelemetryProvider(ProviderBase):
             )
         elif isinstance(event, MetricEvent):
             labels = {k: str(v) for k, v in attributes.items()}
-            point = MetricPoint(event.metric, labels, _ns(event.timestamp), event.value, "sum", event.unit, expires)
+            point = MetricPoint(
+                event.metric, labels, _ns(event.timestamp), event.value, "sum", event.unit, expires
+            )
             await store.add_points([point])
         elif isinstance(event, StructuredLogEvent):
             await self._structured(store, event, attributes, expires)
@@ -230,7 +232,10 @@ class TelemetryProvider(ProviderBase):
 
     async def query_spans(self, request: QuerySpansRequest) -> QuerySpansResponse:
         spans = await queries.query_spans(
-            await self._fresh_store(), request.attribute_filters, request.attributes_to_return, request.max_depth
+            await self._fresh_store(),
+            request.attribute_filters,
+            request.attributes_to_return,
+            request.max_depth,
         )
         return QuerySpansResponse(data=spans)
 
@@ -244,7 +249,10 @@ class TelemetryProvider(ProviderBase):
                 param="dataset_id",
             )
         spans = await queries.query_spans(
-            await self._fresh_store(), request.attribute_filters, request.attributes_to_save, request.max_depth
+            await self._fresh_store(),
+            request.attribute_filters,
+            request.attributes_to_save,
+            request.max_depth,
         )
         rows = [
             {

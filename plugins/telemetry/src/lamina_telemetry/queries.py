@@ -33,7 +33,12 @@ from lamina.errors import BadRequestError, NotFoundError
 from lamina_telemetry.store import TraceStore
 
 _OPS = {"eq": "=", "ne": "<>", "gt": ">", "lt": "<"}
-_TRACE_FIELDS = {"start_time": "start_ns", "end_time": "end_ns", "trace_id": "trace_id", "root_span_id": "span_id"}
+_TRACE_FIELDS = {
+    "start_time": "start_ns",
+    "end_time": "end_ns",
+    "trace_id": "trace_id",
+    "root_span_id": "span_id",
+}
 #: most spans one query_spans (or save_spans_to_dataset) answers: the newest ones
 MAX_SPANS = 10_000
 #: a tree walk without max_depth stops here (deeper spans would be a cycle of bad parent ids)
@@ -132,7 +137,8 @@ async def query_traces(
     where = "r.root = 1"
     if attribute_filters:
         conds = _conditions(store, params, "s", attribute_filters, "attribute_filters")
-        where += f" AND EXISTS (SELECT 1 FROM {store.spans} s WHERE s.trace_id = r.trace_id AND {' AND '.join(conds)})"
+        matching = " AND ".join(conds)
+        where += f" AND EXISTS (SELECT 1 FROM {store.spans} s WHERE s.trace_id = r.trace_id AND {matching})"
     sql = (
         f"SELECT r.trace_id, r.span_id, r.start_ns, r.end_ns FROM {store.spans} r WHERE {where} "
         f"ORDER BY {_order(order_by)}, r.span_id LIMIT {params.add(limit)} OFFSET {params.add(offset)}"
@@ -181,7 +187,8 @@ def _span(row: tuple[Any, ...], keep: list[str] | None, with_status: bool = Fals
 
 async def get_span(store: TraceStore, trace_id: str, span_id: str) -> Span:
     rows = await store._fetch(
-        f"SELECT {_SPAN_SELECT} FROM {store.spans} s WHERE s.trace_id = {store._p(1)} AND s.span_id = {store._p(2)}",
+        f"SELECT {_SPAN_SELECT} FROM {store.spans} s "
+        f"WHERE s.trace_id = {store._p(1)} AND s.span_id = {store._p(2)}",
         [trace_id, span_id],
     )
     if not rows:

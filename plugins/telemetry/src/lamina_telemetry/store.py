@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from lamina import fast_json
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
 from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable, open_table
 
@@ -80,7 +82,7 @@ class SpanRow:
             self.start_ns,
             self.end_ns,
             self.status,
-            _dumps(self.attributes),
+            dumps_json(self.attributes),
             self.service,
             self.expires_ns,
         )
@@ -101,9 +103,10 @@ class MetricPoint:
         return (self.name, labels, self.ts_ns, float(self.value), self.kind, self.unit, self.expires_ns)
 
 
-def _dumps(value: Any) -> str:
-    # default=str: an attribute value OpenTelemetry allows but JSON does not (a tuple is a list already).
-    return json.dumps(value, separators=(",", ":"), default=str)
+def dumps_json(value: Any) -> str:
+    # pydantic-core's serializer: a span's attributes in ~1 µs where json.dumps took ~10 (tuples, which
+    # OpenTelemetry keeps sequence attributes as, become arrays).
+    return fast_json.dumps(value).decode()
 
 
 class TraceStore(SqlTable):
@@ -149,7 +152,8 @@ class TraceStore(SqlTable):
             f"attributes {json_type} NOT NULL, expires_ns BIGINT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {t}_events_span ON {e} (trace_id, span_id, ts_ns)",
             f"CREATE INDEX IF NOT EXISTS {t}_events_expires ON {e} (expires_ns)",
-            f"CREATE TABLE IF NOT EXISTS {m} (name TEXT NOT NULL, labels TEXT NOT NULL, ts_ns BIGINT NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS {m} (name TEXT NOT NULL, labels TEXT NOT NULL, "
+            f"ts_ns BIGINT NOT NULL, "
             f"value {real} NOT NULL, kind TEXT NOT NULL, unit TEXT NOT NULL, expires_ns BIGINT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {t}_points_name_ts ON {m} (name, ts_ns)",
             f"CREATE INDEX IF NOT EXISTS {t}_points_expires ON {m} (expires_ns)",
@@ -157,16 +161,19 @@ class TraceStore(SqlTable):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    async def add_spans(self, rows: list[SpanRow]) -> None:
-        """Insert finished spans (one transaction); a span already there (same ids) is kept as it is."""
+    async def add_spans(self, rows: Sequence[SpanRow | tuple[Any, ...]]) -> None:
+        """Insert spans (one transaction): SpanRows or their ``params()`` tuples; a span already there
+        (same ids) is kept as it is."""
         if not rows:
             return
         p = self._p
-        values = ", ".join(self._json(i) if c == "attributes" else p(i) for i, c in enumerate(SPAN_COLUMNS, 1))
+        values = ", ".join(
+            self._json(i) if c == "attributes" else p(i) for i, c in enumerate(SPAN_COLUMNS, 1)
+        )
         await self._execute_many(
             f"INSERT INTO {self.spans} ({', '.join(SPAN_COLUMNS)}) VALUES ({values}) "
             f"ON CONFLICT (trace_id, span_id) DO NOTHING",
-            [row.params() for row in rows],
+            [row.params() if isinstance(row, SpanRow) else row for row in rows],
         )
 
     async def end_span(
@@ -186,7 +193,7 @@ class TraceStore(SqlTable):
         changed = await self._execute(
             f"UPDATE {self.spans} SET end_ns = {p(1)}, status = {p(2)}, attributes = {self._json(3)} "
             f"WHERE trace_id = {p(4)} AND span_id = {p(5)} AND end_ns IS NULL",
-            [end_ns, status, _dumps(merged), trace_id, span_id],
+            [end_ns, status, dumps_json(merged), trace_id, span_id],
         )
         return changed > 0
 
@@ -202,9 +209,10 @@ class TraceStore(SqlTable):
     ) -> None:
         p = self._p
         await self._execute(
-            f"INSERT INTO {self.events} (trace_id, span_id, ts_ns, severity, message, attributes, expires_ns) "
+            f"INSERT INTO {self.events} "
+            f"(trace_id, span_id, ts_ns, severity, message, attributes, expires_ns) "
             f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}, {p(5)}, {self._json(6)}, {p(7)})",
-            [trace_id, span_id, ts_ns, severity, message, _dumps(attributes), expires_ns],
+            [trace_id, span_id, ts_ns, severity, message, dumps_json(attributes), expires_ns],
         )
 
     async def add_points(self, points: list[MetricPoint]) -> None:
