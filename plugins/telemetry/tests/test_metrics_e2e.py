@@ -177,3 +177,13 @@ def test_a_real_prometheus_scrapes_the_request_count(lamina: ServerProcess, tmp_
         assert value == before + 5, f"PromQL {query} answered {value}:\n{prometheus.log_tail()}"
         targets = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         assert [t["health"] for t in targets] == ["up"], targets
+
+
+def test_an_unknown_method_is_one_series_not_one_per_method(lamina: ServerProcess) -> None:
+    """HTTP semconv: methods outside the standard set are recorded as _OTHER (a client inventing methods
+    must not create series without bound)."""
+    for method in ("BREW", "WHEN", "PROPFIND"):
+        httpx.request(method, lamina.url + "/v1/models", timeout=30)
+    methods = {s.labels.get("http_request_method") for s in scrape(lamina)[HTTP].samples}
+    assert not methods & {"BREW", "WHEN", "PROPFIND"}, methods
+    assert "_OTHER" in methods
