@@ -1,4 +1,4 @@
-"""Telemetry: Llama Stack 0.2.12's telemetry API (events, traces, spans, metrics) and what providers implement.
+"""Telemetry: Llama Stack 0.2.12's telemetry API (events, traces, spans, metrics) and its provider contract.
 
 The server records its own traces and metrics through OpenTelemetry (``lamina.telemetry``); a telemetry
 provider keeps them in a trace store and answers these routes from it:
@@ -168,7 +168,9 @@ class GetSpanTreeRequest(BaseModel):
         default=None, description="Only these attributes on each span (omitted: all of them)."
     )
     max_depth: int | None = Field(
-        default=None, ge=1, description="Levels of the tree: 1 is the span alone (omitted: the whole subtree)."
+        default=None,
+        ge=1,
+        description="Levels of the tree: 1 is the span alone (omitted: the whole subtree).",
     )
 
 
@@ -266,7 +268,10 @@ class Telemetry(Protocol):
         ...
 
     @webmethod(
-        "POST", "/v1/telemetry/traces", request=QueryTracesRequest, response=QueryTracesResponse,
+        "POST",
+        "/v1/telemetry/traces",
+        request=QueryTracesRequest,
+        response=QueryTracesResponse,
         cancel_on_disconnect=True,
     )
     async def query_traces(self, request: QueryTracesRequest) -> QueryTracesResponse:
@@ -278,21 +283,29 @@ class Telemetry(Protocol):
         """Get a trace by its id."""
         ...
 
-    @webmethod("GET", "/v1/telemetry/traces/{trace_id}/spans/{span_id}", request=GetSpanRequest, response=Span)
+    @webmethod(
+        "GET", "/v1/telemetry/traces/{trace_id}/spans/{span_id}", request=GetSpanRequest, response=Span
+    )
     async def get_span(self, request: GetSpanRequest) -> Span:
         """Get a span by its trace's id and its own."""
         ...
 
     @webmethod(
-        "POST", "/v1/telemetry/spans/{span_id}/tree", request=GetSpanTreeRequest,
-        response=QuerySpanTreeResponse, cancel_on_disconnect=True,
+        "POST",
+        "/v1/telemetry/spans/{span_id}/tree",
+        request=GetSpanTreeRequest,
+        response=QuerySpanTreeResponse,
+        cancel_on_disconnect=True,
     )
     async def get_span_tree(self, request: GetSpanTreeRequest) -> QuerySpanTreeResponse:
         """Get a span and its descendants, keyed by span id."""
         ...
 
     @webmethod(
-        "POST", "/v1/telemetry/spans", request=QuerySpansRequest, response=QuerySpansResponse,
+        "POST",
+        "/v1/telemetry/spans",
+        request=QuerySpansRequest,
+        response=QuerySpansResponse,
         cancel_on_disconnect=True,
     )
     async def query_spans(self, request: QuerySpansRequest) -> QuerySpansResponse:
@@ -305,8 +318,11 @@ class Telemetry(Protocol):
         ...
 
     @webmethod(
-        "POST", "/v1/telemetry/metrics/{metric_name}", request=QueryMetricsRequest,
-        response=QueryMetricsResponse, cancel_on_disconnect=True,
+        "POST",
+        "/v1/telemetry/metrics/{metric_name}",
+        request=QueryMetricsRequest,
+        response=QueryMetricsResponse,
+        cancel_on_disconnect=True,
     )
     async def query_metrics(self, request: QueryMetricsRequest) -> QueryMetricsResponse:
         """Query a metric's series between start_time and end_time (epoch seconds)."""

@@ -1,4 +1,4 @@
-"""The server's metrics: OpenTelemetry instruments on the active telemetry provider's meter provider.
+"""The server's metrics, exported through the active telemetry provider's OpenTelemetry meter provider.
 
 Names follow OpenTelemetry's semantic conventions where they exist (``http.server.*`` for the HTTP
 server, ``gen_ai.*`` for inference), ``lamina.*`` for the rest. Prometheus sees them sanitised with
@@ -8,6 +8,11 @@ Every function is a no-op while telemetry is off (no provider activated it, or i
 provider): one :func:`lamina.telemetry.active` check. The instruments are created once per activation
 and cached against it, so a provider that restarts gets fresh ones from its new meter provider.
 
+The instruments aggregate in-process (lamina.telemetry.aggregates: about a microsecond a measurement,
+where the SDK's synchronous instruments cost 7-19 µs) and the meter provider reads them at each
+collection through :func:`snapshot`: lamina_telemetry's ``LaminaMeterProvider`` does, and a third-party
+telemetry provider must too (a plain SDK MeterProvider never sees them).
+
 Gauges (jobs by state, open streams) are observed: their owners register a callable with
 :func:`observe_jobs` / :func:`observe_streams`, read when metrics are collected (a Prometheus scrape,
 an OTLP export). Those callables must answer from memory: a scrape storm must never become a query
@@ -16,9 +21,10 @@ storm. Registering costs nothing when telemetry is off, and stays in place if it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
+from lamina.telemetry.aggregates import Histogram, Snapshot, Sum
 from lamina.telemetry.state import TelemetrySettings, active
 
 # OpenTelemetry's advisory boundaries for each histogram (semconv's, where it gives them).
@@ -35,66 +41,88 @@ TOKEN_BUCKETS = (
 
 
 class Instruments:
-    """The instruments of one activation (created from its meter provider)."""
+    """The instruments of one activation: Lamina's own aggregates (lamina.telemetry.aggregates), read by
+    the activation's meter provider at each collection (:func:`snapshot`)."""
 
-    def __init__(self, meter_provider: Any) -> None:
-        from opentelemetry.metrics import CallbackOptions, Observation
-
-        meter = meter_provider.get_meter("lamina")
-        self.http_duration = meter.create_histogram(
+    def __init__(self, settings: TelemetrySettings) -> None:
+        self.settings = settings
+        self.http_duration = Histogram(
             "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests, by method, route template and status",
-            explicit_bucket_boundaries_advisory=HTTP_DURATION_BUCKETS,
+            "s",
+            "Duration of HTTP server requests, by method, route template and status",
+            ("http.request.method", "http.route", "http.response.status_code", "error.type"),
+            HTTP_DURATION_BUCKETS,
         )
-        self.http_active = meter.create_up_down_counter(
-            "http.server.active_requests", unit="{request}", description="HTTP requests in flight"
+        self.http_active = Sum(
+            "http.server.active_requests",
+            "{request}",
+            "HTTP requests in flight",
+            ("http.request.method",),
+            monotonic=False,
         )
-        self.token_usage = meter.create_histogram(
+        inference = ("gen_ai.operation.name", "gen_ai.request.model", "lamina.provider.id")
+        self.token_usage = Histogram(
             "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Tokens per inference call, by gen_ai.token.type (input, output) and model",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            "{token}",
+            "Tokens per inference call, by gen_ai.token.type (input, output) and model",
+            (*inference, "gen_ai.token.type"),
+            TOKEN_BUCKETS,
         )
-        self.operation_duration = meter.create_histogram(
+        self.operation_duration = Histogram(
             "gen_ai.client.operation.duration",
-            unit="s",
-            description="Duration of inference calls (to the end of the stream when streaming)",
-            explicit_bucket_boundaries_advisory=OPERATION_DURATION_BUCKETS,
+            "s",
+            "Duration of inference calls (to the end of the stream when streaming)",
+            (*inference, "lamina.stream", "error.type"),
+            OPERATION_DURATION_BUCKETS,
         )
-        self.ttft = meter.create_histogram(
+        self.ttft = Histogram(
             "gen_ai.server.time_to_first_token",
-            unit="s",
-            description="Time from the request to the first streamed token",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+            "s",
+            "Time from the request to the first streamed token",
+            inference,
+            TTFT_BUCKETS,
         )
-        self.provider_errors = meter.create_counter(
+        self.provider_errors = Sum(
             "lamina.provider.errors",
-            unit="{error}",
-            description="Failed provider calls, by provider, API and the status the caller got",
+            "{error}",
+            "Failed provider calls, by provider, API and the status the caller got",
+            ("lamina.provider.id", "lamina.provider.type", "lamina.api", "http.response.status_code"),
+            monotonic=True,
+        )
+        self.recorded = (
+            self.http_duration,
+            self.http_active,
+            self.token_usage,
+            self.operation_duration,
+            self.ttft,
+            self.provider_errors,
         )
 
-        def jobs(options: CallbackOptions) -> Iterable[Observation]:
-            totals: dict[str, int] = {}
-            for source in list(_job_sources):
-                for state, n in source().items():
-                    totals[state] = totals.get(state, 0) + n
-            return [Observation(n, {"lamina.job.state": state}) for state, n in totals.items()]
-
-        def streams(options: CallbackOptions) -> Iterable[Observation]:
-            if not _stream_sources:
-                return []
-            return [Observation(sum(source() for source in list(_stream_sources)))]
-
-        meter.create_observable_gauge(
-            "lamina.jobs", callbacks=[jobs], unit="{job}", description="Jobs in the jobs store, by state"
-        )
-        meter.create_observable_up_down_counter(
-            "lamina.streams.active",
-            callbacks=[streams],
-            unit="{stream}",
-            description="Streaming (SSE) responses open",
-        )
+    def snapshot(self) -> list[Snapshot]:
+        """Every instrument's series now, the observed gauges read from their sources."""
+        out = [instrument.snapshot() for instrument in self.recorded]
+        totals: dict[str, int] = {}
+        for source in list(_job_sources):
+            for state, n in source().items():
+                totals[state] = totals.get(state, 0) + n
+        if _job_sources:
+            points = [({"lamina.job.state": state}, n) for state, n in totals.items()]
+            out.append(
+                Snapshot("lamina.jobs", "{job}", "Jobs in the jobs store, by state", "gauge", (), points)
+            )
+        if _stream_sources:
+            open_streams = sum(source() for source in list(_stream_sources))
+            out.append(
+                Snapshot(
+                    "lamina.streams.active",
+                    "{stream}",
+                    "Streaming (SSE) responses open",
+                    "updown",
+                    (),
+                    [({}, open_streams)],
+                )
+            )
+        return out
 
 
 _cache: tuple[TelemetrySettings, Instruments | None] | None = None
@@ -115,9 +143,22 @@ def instruments() -> Instruments | None:
 
 def _build(settings: TelemetrySettings) -> Instruments | None:
     global _cache
-    built = Instruments(settings.meter_provider) if settings.meter_provider is not None else None
+    built = Instruments(settings) if settings.meter_provider is not None else None
     _cache = (settings, built)
     return built
+
+
+def snapshot(meter_provider: Any) -> list[Snapshot]:
+    """What the instruments of the activation with ``meter_provider`` hold now (the meter provider's
+    collections call this; also after deactivation, for the last export at shutdown)."""
+    cached = _cache
+    if cached is None or cached[0].meter_provider is not meter_provider:
+        settings = active()
+        if settings is None or settings.meter_provider is not meter_provider:
+            return []
+        instruments()  # first collection before any measurement: the gauges are still worth reporting
+        cached = _cache
+    return cached[1].snapshot() if cached is not None and cached[1] is not None else []
 
 
 def record_inference(
@@ -137,21 +178,13 @@ def record_inference(
     inst = instruments()
     if inst is None:
         return
-    attrs: dict[str, Any] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.request.model": model,
-        "lamina.provider.id": provider_id,
-    }
     if input_tokens is not None:
-        inst.token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
+        inst.token_usage.record(input_tokens, (operation, model, provider_id, "input"))
     if output_tokens is not None:
-        inst.token_usage.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
+        inst.token_usage.record(output_tokens, (operation, model, provider_id, "output"))
     if ttft_seconds is not None:
-        inst.ttft.record(ttft_seconds, attrs)
-    attrs["lamina.stream"] = stream
-    if error is not None:
-        attrs["error.type"] = error
-    inst.operation_duration.record(seconds, attrs)
+        inst.ttft.record(ttft_seconds, (operation, model, provider_id))
+    inst.operation_duration.record(seconds, (operation, model, provider_id, stream, error))
 
 
 def record_provider_error(*, provider_id: str, provider_type: str, api: str, status: int) -> None:
@@ -159,15 +192,7 @@ def record_provider_error(*, provider_id: str, provider_type: str, api: str, sta
     inst = instruments()
     if inst is None:
         return
-    inst.provider_errors.add(
-        1,
-        {
-            "lamina.provider.id": provider_id,
-            "lamina.provider.type": provider_type,
-            "lamina.api": api,
-            "http.response.status_code": status,
-        },
-    )
+    inst.provider_errors.add(1, (provider_id, provider_type, api, status))
 
 
 def observe_jobs(counts: Callable[[], dict[str, int]]) -> Callable[[], None]:

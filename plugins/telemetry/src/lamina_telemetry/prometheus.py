@@ -32,7 +32,8 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     Sum,
 )
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -104,14 +105,17 @@ def _bound(value: float) -> str:
 
 
 class PrometheusReader(MetricReader):
-    """A pull reader: it collects when Prometheus scrapes (through :class:`OTelCollector`), never on a timer."""
+    """A pull reader: it collects when Prometheus scrapes (through :class:`OTelCollector`), never on a
+    timer."""
 
     def __init__(self) -> None:
         super().__init__()
         self._latest: MetricsData | None = None
         self._lock = threading.Lock()
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
         self._latest = metrics_data
 
     def read(self) -> MetricsData | None:
@@ -204,6 +208,7 @@ def build_prometheus(config: TelemetryConfig) -> PrometheusSetup | None:
     registry.register(OTelCollector(reader))
 
     def exposition() -> tuple[bytes, str]:
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        # Text format 0.0.4: every Prometheus reads it (the names are sanitised already).
+        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
 
     return PrometheusSetup(reader, exposition)
