@@ -52,7 +52,9 @@ def test_receiver_decodes_sdk_metrics(otlp_receiver: OtlpReceiver) -> None:
 
     counter = otlp_receiver.wait_for(lambda: otlp_receiver.metric_points("probe.requests"), what="metrics")
     # force_flush and shutdown each export the (cumulative) points: one or more copies, all the same.
-    assert {(p.kind, p.value, tuple(p.attributes.items())) for p in counter} == {("sum", 3, (("route", "/x"),))}
+    assert {(p.kind, p.value, tuple(p.attributes.items())) for p in counter} == {
+        ("sum", 3, (("route", "/x"),))
+    }
     histogram = otlp_receiver.metric_points("probe.seconds")[0]
     assert (histogram.kind, histogram.count, histogram.sum, histogram.unit) == ("histogram", 1, 0.25, "s")
 

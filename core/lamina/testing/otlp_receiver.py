@@ -147,7 +147,11 @@ def decode_metrics(body: bytes) -> list[ReceivedMetricPoint]:
                         count = getattr(point, "count", None)
                         points.append(
                             ReceivedMetricPoint(
-                                attributes=attrs, value=None, count=count, sum=getattr(point, "sum", None), **base
+                                attributes=attrs,
+                                value=None,
+                                count=count,
+                                sum=getattr(point, "sum", None),
+                                **base,
                             )
                         )
     return points
