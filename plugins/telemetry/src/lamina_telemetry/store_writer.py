@@ -170,7 +170,10 @@ class StoreWriter:
 
 
 class StoreSpanProcessor(SpanProcessor):
-    """Queues every finished, sampled span for the trace store (see the module's docstring)."""
+    """Queues every finished, sampled span for the trace store (see the module's docstring), but the
+    spans of the telemetry API's own requests: a dashboard polling ``query_traces`` would otherwise fill
+    the store with traces of its polling, the newest first (the OTLP and console sinks still get them).
+    """
 
     def __init__(self, writer: StoreWriter) -> None:
         self.writer = writer
@@ -179,6 +182,12 @@ class StoreSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes
+        if attributes and (
+            attributes.get("lamina.api") == "telemetry"
+            or str(attributes.get("url.path", "")).startswith("/v1/telemetry/")
+        ):
+            return
         self.writer.put_span(span)
 
     def shutdown(self) -> None:
