@@ -66,6 +66,7 @@ class StoreWriter:
         self.dropped_spans = 0
         self.dropped_points = 0
         self._logged_drops = 0
+        self.last_error: str | None = None  # the last failed drain's error, until a drain succeeds
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -96,12 +97,14 @@ class StoreWriter:
             await asyncio.sleep(self.interval)
             try:
                 await self.flush()
+                self.last_error = None
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_interval
                     await self._prune()
             except StorageError as exc:
                 # The rows taken are lost (they are not re-queued: a database that stays down must not
                 # hold memory); the next drain tries again with what came since.
+                self.last_error = str(exc)
                 log.warning("trace_store_write_failed", error=str(exc))
 
     async def _prune(self) -> None:
@@ -167,7 +170,10 @@ class StoreWriter:
 
 
 class StoreSpanProcessor(SpanProcessor):
-    """Queues every finished, sampled span for the trace store (see the module's docstring)."""
+    """Queues every finished, sampled span for the trace store (see the module's docstring), but the
+    spans of the telemetry API's own requests: a dashboard polling ``query_traces`` would otherwise fill
+    the store with traces of its polling, the newest first (the OTLP and console sinks still get them).
+    """
 
     def __init__(self, writer: StoreWriter) -> None:
         self.writer = writer
@@ -176,6 +182,12 @@ class StoreSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes
+        if attributes and (
+            attributes.get("lamina.api") == "telemetry"
+            or str(attributes.get("url.path", "")).startswith("/v1/telemetry/")
+        ):
+            return
         self.writer.put_span(span)
 
     def shutdown(self) -> None:
