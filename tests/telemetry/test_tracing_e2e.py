@@ -109,7 +109,7 @@ def wait_for_trace(receiver: OtlpReceiver, trace_id: str, names: set[str]) -> di
     return receiver.wait_for(arrived, what=f"spans {sorted(names)} of trace {trace_id}")
 
 
-CHAT_SPANS = {"POST /v1/openai/v1/chat/completions", "Inference.openai_chat_completion", "chat ok"}
+CHAT_SPANS = {"POST /v1/openai/v1/chat/completions", "chat ok"}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -124,20 +124,20 @@ def test_chat_completion_continues_the_callers_trace_to_the_upstream(
     assert chat(server, stream=stream, headers={"traceparent": traceparent(caller)})
 
     spans = wait_for_trace(otlp_receiver, caller, CHAT_SPANS)
+    assert len(spans) == 2  # few spans per request: each costs to make and to export
     http = spans["POST /v1/openai/v1/chat/completions"]
-    router = spans["Inference.openai_chat_completion"]
     provider = spans["chat ok"]
-    # The caller's span is the server span's parent; each span is the next one's parent.
+    # The caller's span is the server span's parent; the provider call is the server span's child.
     assert (http.kind, http.parent_span_id) == ("SERVER", CALLER_SPAN)
     assert http.attributes["http.route"] == "/v1/openai/v1/chat/completions"
     assert http.attributes["http.request.method"] == "POST"
     assert http.attributes["http.response.status_code"] == 200
     assert http.resource["service.name"] == "lamina-test"
-    assert router.parent_span_id == http.span_id
-    assert router.attributes["lamina.api"] == "inference"
-    assert router.attributes["lamina.method"] == "openai_chat_completion"
-    assert router.attributes["lamina.resource.id"] == "ok"
-    assert provider.parent_span_id == router.span_id
+    # The router call (API, method, resource) is named on the request's span.
+    assert http.attributes["lamina.api"] == "inference"
+    assert http.attributes["lamina.method"] == "openai_chat_completion"
+    assert http.attributes["lamina.resource.id"] == "ok"
+    assert provider.parent_span_id == http.span_id
     attrs = provider.attributes
     assert attrs["lamina.provider.id"] == "fake" and attrs["lamina.provider.type"] == "remote::vllm"
     assert attrs["gen_ai.system"] == "remote::vllm" and attrs["gen_ai.operation.name"] == "chat"
@@ -147,8 +147,8 @@ def test_chat_completion_continues_the_callers_trace_to_the_upstream(
     assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
     if stream:
         assert 0 < attrs["lamina.time_to_first_token"] <= (provider.end_ns - provider.start_ns) / 1e9
-    # Spans close in order: the provider's (its stream) before the router's, before the request's.
-    assert provider.end_ns <= router.end_ns <= http.end_ns
+    # The provider's span (its stream) closes before the request's.
+    assert provider.end_ns <= http.end_ns
     # The upstream got the trace: same trace id, the provider call's span as the parent.
     sent = [t for t in fake_traceparents(fake_upstream) if caller in t["traceparent"]]
     assert [t["traceparent"] for t in sent] == [traceparent(caller, provider.span_id)]
