@@ -38,7 +38,7 @@ class Recorder:
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.settings = TelemetrySettings(
             tracer_provider=tracer_provider,
-            # lamina_telemetry's: its readers also collect the core's own aggregates (lamina.telemetry.metrics).
+            # lamina_telemetry's: its readers also collect the core's aggregates (lamina.telemetry.metrics).
             meter_provider=LaminaMeterProvider(metric_readers=[self.reader]),
             capture_content=capture,
         )
