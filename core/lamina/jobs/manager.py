@@ -39,7 +39,7 @@ from lamina.jobs.context import JobContext, JobHandler, JobLost
 from lamina.jobs.executor import InlineExecutor, JobExecutor
 from lamina.jobs.store import JobsStore
 from lamina.storage.kvstore import StorageError
-from lamina.telemetry import metrics
+from lamina.telemetry import job_spans, metrics
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +152,8 @@ class JobManager:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{name} of a {kind} job must be JSON: {exc}") from None
+        # The submitting request's trace context (telemetry on): the job's own trace links back to it.
+        owner = {**(owner or {}), **job_spans.submitter()}
         job = Job(
             id=f"job-{uuid.uuid4().hex}",
             kind=kind,
@@ -355,15 +357,20 @@ class JobManager:
 
     async def _run(self, running: _Running) -> None:
         ctx, kind = running.context, running.kind
+        span = job_spans.start(ctx.job)  # None when telemetry is off
         try:
             try:
-                result = await self.executor.run(kind.handler, ctx)
+                with job_spans.current(span):
+                    result = await self.executor.run(kind.handler, ctx)
                 json.dumps(result)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
+                job_spans.end(span, exc)
                 await self._stopped(running)
             except Exception as exc:
+                job_spans.end(span, exc)
                 await self._finish(running, JobStatus.failed, error=_describe(exc))
             else:
+                job_spans.end(span, None)
                 await self._finish(running, JobStatus.completed, result=result)
         except StorageError as exc:  # the job's lease runs out and the next scan settles it
             log.warning("job_state_not_saved", job_id=ctx.job_id, error=str(exc))

@@ -21,6 +21,8 @@ from lamina.telemetry import metrics
 from lamina.telemetry.state import active
 
 METRICS_PATH = "/metrics"
+# HTTP semconv: any other method is recorded as _OTHER (clients can send any token as a method).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
 def route_template(request: web.Request) -> str | None:
@@ -34,7 +36,8 @@ async def http_metrics_middleware(request: web.Request, handler: Any) -> web.Str
     inst = metrics.instruments()
     if inst is None:
         return await handler(request)
-    method = (request.method,)
+    name = request.method if request.method in KNOWN_METHODS else "_OTHER"
+    method = (name,)
     inst.http_active.add(1, method)
     started = time.perf_counter()
     status = 500
@@ -50,7 +53,7 @@ async def http_metrics_middleware(request: web.Request, handler: Any) -> web.Str
         raise
     finally:
         inst.http_active.add(-1, method)
-        key = (request.method, route_template(request), status, str(status) if status >= 500 else None)
+        key = (name, route_template(request), status, str(status) if status >= 500 else None)
         inst.http_duration.record(time.perf_counter() - started, key)
 
 

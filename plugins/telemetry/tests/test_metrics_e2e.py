@@ -177,3 +177,48 @@ def test_a_real_prometheus_scrapes_the_request_count(lamina: ServerProcess, tmp_
         assert value == before + 5, f"PromQL {query} answered {value}:\n{prometheus.log_tail()}"
         targets = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         assert [t["health"] for t in targets] == ["up"], targets
+
+
+def test_an_unknown_method_is_one_series_not_one_per_method(lamina: ServerProcess) -> None:
+    """HTTP semconv: methods outside the standard set are recorded as _OTHER (a client inventing methods
+    must not create series without bound)."""
+    for method in ("BREW", "WHEN", "PROPFIND"):
+        httpx.request(method, lamina.url + "/v1/models", timeout=30)
+    methods = {s.labels.get("http_request_method") for s in scrape(lamina)[HTTP].samples}
+    assert not methods & {"BREW", "WHEN", "PROPFIND"}, methods
+    assert "_OTHER" in methods
+
+
+def test_inference_metrics_by_model_tokens_and_time_to_first_token(lamina: ServerProcess) -> None:
+    oa = OpenAI(base_url=lamina.url + "/v1", api_key="none", max_retries=0)
+    say = [{"role": "user", "content": "hi"}]
+    oa.chat.completions.create(model="ok", messages=say, max_tokens=4)
+    list(
+        oa.chat.completions.create(
+            model="ok", messages=say, max_tokens=4, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the upstream's 500 reaches the client as a 5xx
+        oa.chat.completions.create(model="broken", messages=say, max_tokens=4)
+    families = scrape(lamina)
+
+    def samples(name: str, suffix: str, **labels: str) -> list:
+        family = families[name]
+        return [
+            s
+            for s in family.samples
+            if s.name == name + suffix and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    ops = "gen_ai_client_operation_duration_seconds"
+    ok = dict(gen_ai_request_model="ok", lamina_provider_id="fake")
+    assert sum(s.value for s in samples(ops, "_count", **ok, lamina_stream="true")) >= 1
+    assert sum(s.value for s in samples(ops, "_count", **ok, lamina_stream="false")) >= 1
+    assert sum(s.value for s in samples(ops, "_count", gen_ai_request_model="broken")) >= 1
+    assert all("error_type" in s.labels for s in samples(ops, "_count", gen_ai_request_model="broken"))
+    tokens = "gen_ai_client_token_usage"
+    assert sum(s.value for s in samples(tokens, "_sum", **ok, gen_ai_token_type="input")) > 0
+    assert sum(s.value for s in samples(tokens, "_sum", **ok, gen_ai_token_type="output")) > 0
+    assert sum(s.value for s in samples("gen_ai_server_time_to_first_token_seconds", "_count", **ok)) >= 1
+    errors = samples("lamina_provider_errors", "_total", lamina_provider_id="fake")
+    assert errors and errors[0].labels["lamina_api"] == "inference", families.get("lamina_provider_errors")
