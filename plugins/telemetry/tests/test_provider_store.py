@@ -25,6 +25,7 @@ from lamina.errors import BadRequestError, NotFoundError, ServiceUnavailableErro
 from lamina.providers.base import ProviderContext
 from lamina.specs import Api
 from lamina.telemetry import active
+from lamina.testing.postgres import PostgresServer
 from lamina_telemetry.config import TelemetryConfig
 from lamina_telemetry.provider import TelemetryProvider
 from lamina_telemetry.queries import query_traces
@@ -152,3 +153,26 @@ async def test_a_failing_database_never_blocks_and_writes_resume(tmp_path: Path)
     finally:
         await writer.close()
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_trace_store_on_postgresql_from_the_config(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    table = f"tel_{uuid.uuid4().hex[:12]}"
+    provider = _provider(tmp_path, trace_store=postgres_server.kvstore_config(table_name=table))
+    await provider.initialize()
+    try:
+        assert provider.store is not None and provider.store.where.startswith("postgres trace store")
+        await provider.log_event(_event(type="structured_log", payload={"type": "span_start", "name": "pg"}))
+        await provider.log_event(_event(type="structured_log", payload={"type": "span_end", "status": "ok"}))
+        tracer = provider.tracer_provider.get_tracer("test")
+        with tracer.start_as_current_span("server-span", attributes={"gen_ai.request.model": "m"}):
+            pass
+        found = await provider.query_traces(
+            QueryTracesRequest(attribute_filters=[{"key": "gen_ai.request.model", "op": "eq", "value": "m"}])
+        )
+        assert len(found.data) == 1
+        assert (await provider.get_span(GetSpanRequest(trace_id="t" * 32, span_id="s" * 16))).name == "pg"
+    finally:
+        await provider.shutdown()

@@ -1,8 +1,11 @@
 """Getting spans and metric points into the trace store without slowing a request.
 
-The tracer's ``StoreSpanProcessor`` (and the metric reader's ``StoreMetricExporter``) only append to a
-bounded in-memory queue: one ``len`` and one ``append``, from whichever thread ends the span. A task on
-the event loop drains the queues every ``interval`` seconds, converts what it took to rows and writes
+The tracer's ``StoreSpanProcessor`` turns each finished span into its row (a tuple of strings and
+numbers, about 5 µs) and appends it to a bounded in-memory queue, from whichever thread ends the span;
+the metric reader's ``StoreMetricExporter`` queues points the same way. Rows, not the span objects:
+queued spans (a dozen objects each, kept up to a second) made Python's garbage collector walk the
+server's heap more often, about 15 µs of CPU a span more than converting at once (measured with a
+300,000-object heap). A task on the event loop drains the queues every ``interval`` seconds and writes
 them in one transaction per batch (the database I/O runs on aiosqlite's thread or asyncpg's socket).
 A full queue drops what comes next and counts it (logged once per drain), so a slow or broken database
 never blocks, and never grows memory without bound. ``flush`` drains now (the API's queries call it, so
@@ -61,7 +64,7 @@ class StoreWriter:
         self.batch = batch
         self.interval = interval
         self.prune_interval = prune_interval
-        self.spans: deque[ReadableSpan] = deque()
+        self.spans: deque[tuple[Any, ...]] = deque()  # rows of finished spans (SPAN_COLUMNS order)
         self.points: deque[MetricPoint] = deque()
         self.dropped_spans = 0
         self.dropped_points = 0
@@ -76,7 +79,7 @@ class StoreWriter:
         if len(self.spans) >= self.max_queue:
             self.dropped_spans += 1
             return
-        self.spans.append(span)
+        self.spans.append(self._row(span))
 
     def put_points(self, points: Sequence[MetricPoint]) -> None:
         room = self.max_queue - len(self.points)
@@ -120,8 +123,9 @@ class StoreWriter:
         """Write everything queued so far."""
         async with self._lock:
             while self.spans:
-                taken = [self.spans.popleft() for _ in range(min(self.batch, len(self.spans)))]
-                await self.store.add_spans([self._row(span) for span in taken])
+                await self.store.add_spans(
+                    [self.spans.popleft() for _ in range(min(self.batch, len(self.spans)))]
+                )
             while self.points:
                 await self.store.add_points(
                     [self.points.popleft() for _ in range(min(self.batch, len(self.points)))]
