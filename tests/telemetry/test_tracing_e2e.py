@@ -273,3 +273,32 @@ def test_a_collector_in_trouble_never_slows_or_fails_a_request(
             assert receiver.posts["traces"] >= 1
         if fault in ("500", "503"):
             assert receiver.spans() == []  # refused, not recorded (a slow collector records late)
+
+
+def test_a_stream_the_client_leaves_ends_its_spans(
+    start_lamina: Callable[..., ServerProcess], fake_upstream: ServerProcess, otlp_receiver: OtlpReceiver
+) -> None:
+    """``stall`` streams one chunk, then goes silent: the client reads it and goes away; the inference
+    span must end then (cancelled, not failed) instead of waiting on the upstream."""
+    config = run_config(fake_upstream, otlp_receiver.traces_endpoint)
+    config["models"].append(
+        {"model_id": "stall", "provider_id": "fake", "provider_model_id": "stall", "model_type": "llm"}
+    )
+    server = start_lamina(config)
+    trace_id = "c" * 32
+    body = {"model": "stall", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/openai/v1/chat/completions",
+        json=body,
+        headers={"traceparent": traceparent(trace_id)},
+        timeout=10,
+    ) as answer:
+        assert answer.status_code == 200
+        next(answer.iter_lines())  # the first chunk; then the client leaves
+    spans = wait_for_trace(otlp_receiver, trace_id, {"POST /v1/openai/v1/chat/completions", "chat stall"})
+    inference = spans["chat stall"]
+    assert inference.attributes["lamina.cancelled"] is True and inference.status != "ERROR"
+    assert inference.attributes["lamina.time_to_first_token"] > 0
+    http = spans["POST /v1/openai/v1/chat/completions"]
+    assert http.attributes["http.response.status_code"] in (200, 499) and http.status != "ERROR"
