@@ -245,3 +245,37 @@ def test_rag_queries(client: LlamaStackClient, receiver: OtlpReceiver) -> None:
     http = one(spans, "POST /v1/vector-io/query")
     assert http.attributes["lamina.resource.id"] == "docs" and http.attributes["lamina.api"] == "vector_io"
     assert one(spans, "query_chunks docs").attributes["lamina.vector.hits"] == len(chunks.chunks)
+
+
+def test_a_streamed_agent_turn_has_the_same_tree(client: LlamaStackClient, receiver: OtlpReceiver) -> None:
+    agent_id = client.agents.create(
+        agent_config={
+            "model": "fake/tools3",
+            "instructions": "be brief",
+            "toolgroups": ["mcp::t"],
+            "name": "streamer",
+        }
+    ).agent_id
+    session_id = client.agents.session.create(agent_id, session_name="s").session_id
+    trace_id = "4d" * 16
+    chunks = list(
+        client.agents.turn.create(
+            agent_id=agent_id,
+            session_id=session_id,
+            messages=[{"role": "user", "content": "go"}],
+            stream=True,
+            extra_headers=traceparent(trace_id),
+        )
+    )
+    assert chunks[-1].event.payload.event_type == "turn_complete"
+    spans = tree(receiver, trace_id, "invoke_agent streamer", "execute_tool describe")
+    http = next(s for s in spans if s.kind == "SERVER")
+    turn_span = one(spans, "invoke_agent streamer")
+    assert parent(spans, parent(spans, turn_span)) is http
+    assert turn_span.attributes["session_id"] == session_id
+    steps = [s for s in spans if s.name.startswith("agent_step ")]
+    assert len(steps) == 7 and all(parent(spans, s) is turn_span for s in steps)
+    for name in ("execute_tool add", "execute_tool echo", "execute_tool describe"):
+        assert parent(spans, one(spans, name)).name == "agent_step tool_execution"
+    # Every span of the turn ended within the request's span.
+    assert all(s.end_ns <= http.end_ns for s in spans if s is not http)
