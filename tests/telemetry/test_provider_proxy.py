@@ -338,3 +338,13 @@ def test_the_console_sink_prints_one_json_line_per_span_on_stderr(capsys: pytest
     (line,) = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert line["name"] == "printed" and line["attributes"] == {"k": "v"}
     assert line["resource"]["attributes"]["service.name"] == "console-test"
+
+
+async def test_an_abandoned_stream_counts_as_cancelled_in_the_inference_metrics(recorder: Recorder) -> None:
+    proxy = wrap(Chat(), "inference", "p", "remote::vllm")
+    stream = await proxy.openai_chat_completion(MODEL, _request(True))
+    await anext(stream)
+    await stream.aclose()
+    (duration,) = recorder.metric("gen_ai.client.operation.duration")
+    assert dict(duration.attributes)["error.type"] == "cancelled"
+    assert recorder.metric("lamina.provider.errors") == []

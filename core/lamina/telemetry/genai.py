@@ -17,6 +17,7 @@ Answers come in two families, read here without importing either: OpenAI's (dict
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -202,7 +203,9 @@ class InferenceCall:
         """Set the response attributes on the span (ended by the caller) and record the metrics."""
         seconds = time.perf_counter() - self.started
         error_type = None
-        if error is not None:
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            error_type = "cancelled"  # the client went away: not a failure of the call
+        elif error is not None:
             from lamina.telemetry.spans import error_type as type_of
 
             error_type = type_of(error)

@@ -214,9 +214,12 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
         try:
             result = await method(*args, **kwargs)
         except BaseException as exc:
-            _failed(where, exc)
-            if inference is not None:
-                inference.finish(exc)
+            try:
+                _failed(where, exc)
+                if inference is not None:
+                    inference.finish(exc)
+            except Exception:  # telemetry never replaces the call's own error
+                pass
             spans.end(span, exc)
             raise
         finally:
