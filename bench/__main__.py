@@ -15,6 +15,7 @@ BENCHMARKS = {
     "scoring": "basic::equality (score, score-batch) and basic::bfcl (score) rows/s via the API, one core",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
+    "telemetry": "telemetry off vs on (OTLP + sqlite + Prometheus): gateway req/s and CPU per request, c=16",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
 }
 
@@ -35,6 +36,9 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench scoring (~1 min)")
         print("                               hatch run bench eval (~1 min)")
         print("                               hatch run bench datasets (~5 min; writes 1 GB to /tmp)")
+        print(
+            "                               hatch run dev:bench telemetry --out docs/benchmarks.md (~2 min)"
+        )
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -76,6 +80,10 @@ def main(argv: list[str]) -> int:
         from bench.eval import main as eval_bench
 
         return eval_bench(argv[1:])
+    if argv[0] == "telemetry":
+        from bench.telemetry import main as telemetry
+
+        return telemetry(argv[1:])
     if argv[0] == "jobs":
         from bench.jobs import main as jobs
 

@@ -39,6 +39,7 @@ from lamina.apis.models import Models
 from lamina.apis.responses import Responses
 from lamina.apis.safety import Safety, SafetyProvider, Shields
 from lamina.apis.scoring import Scoring, ScoringFunctions, ScoringProvider
+from lamina.apis.telemetry import Telemetry, TelemetryProvider
 from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRuntimeProvider
 from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
 from lamina.apis.vector_store_file_batches import VectorStoreFileBatches
@@ -58,6 +59,7 @@ from lamina.routers.inference import InferenceRouter
 from lamina.routers.safety import SafetyRouter
 from lamina.routers.scoring import ScoringRouter
 from lamina.routers.scoring_datasets import DatasetAccess
+from lamina.routers.telemetry import TelemetryRouter
 from lamina.routers.tool_runtime import ToolRuntimeRouter
 from lamina.routers.vector_io import VectorIORouter
 from lamina.routers.vector_stores import VectorStoresRouter
@@ -148,6 +150,11 @@ def _agents(stack: Stack) -> Built:
     return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
 
 
+def _telemetry(stack: Stack) -> Built:
+    # The first provider under providers.telemetry serves every route (lamina.routers.telemetry).
+    return Built(TelemetryRouter(stack.impls[Api.telemetry], list(stack.providers.get(Api.telemetry, {}))))
+
+
 def _eval(stack: Stack) -> Built:
     # Registering a benchmark checks its dataset (through the served Datasets API, looked up at call
     # time) and its scoring functions (the scoring table, built before this entry).
@@ -201,6 +208,9 @@ API_TABLE: tuple[ApiEntry, ...] = (
     # After agents: an eval runs model candidates through Inference, agent candidates through Agents,
     # reads rows through DatasetIO and scores through Scoring.
     ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),
+    # Telemetry records every API above; its own routes read the trace store (and write a dataset
+    # through DatasetIO for save_spans_to_dataset).
+    ApiEntry(Api.telemetry, (Telemetry,), TelemetryProvider, None, _telemetry),
 )
 
 # Protocols the server answers itself, with no provider behind them (no upstream errors).

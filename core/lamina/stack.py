@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from lamina import __version__, api_table
+from lamina import __version__, api_table, telemetry
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.jobs import Jobs
 from lamina.apis.models import Model
@@ -47,6 +47,7 @@ from lamina.storage.inference_store import (
     inference_store_config,
     open_inference_store,
 )
+from lamina.telemetry import provider_proxy
 
 log = structlog.get_logger(__name__)
 
@@ -287,6 +288,7 @@ class Stack(RunConfigResources):
                 provider_id=record.provider_id,
                 provider_type=record.spec.provider_type,
             )
+        self._trace_providers()
         # Before registering resources, so a remote provider already knows its upstream is down and
         # takes the run config's models without waiting on it.
         await self.health.probe_all()
@@ -298,6 +300,18 @@ class Stack(RunConfigResources):
         # is resumed (or failed, naming its kind) by the handlers that are there now.
         assert self.jobs is not None
         await self.jobs.start()
+
+    def _trace_providers(self) -> None:
+        """With telemetry on (a telemetry provider activated it while starting), the routers call every
+        provider through the span wrapper (lamina.telemetry.provider_proxy); records, the health
+        monitor and shutdown keep the provider itself. Off: nothing is wrapped, nothing costs."""
+        if telemetry.active() is None:
+            return
+        for record in self.order:
+            if record.api is not Api.telemetry and record.impl is not None:
+                self.impls[record.api][record.provider_id] = provider_proxy.wrap(
+                    record.impl, record.api.value, record.provider_id, record.spec.provider_type
+                )
 
     async def _open_jobs(self, state_dir: Path) -> None:
         """Open the jobs store (``jobs.store``; default SQLite in the state dir) and its manager."""

@@ -103,6 +103,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.scoring,
         Api.agents,
         Api.eval,
+        Api.telemetry,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
     served = [p for entry in API_TABLE for p in (*entry.always_served, *entry.protocols)]

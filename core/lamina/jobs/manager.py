@@ -39,6 +39,7 @@ from lamina.jobs.context import JobContext, JobHandler, JobLost
 from lamina.jobs.executor import InlineExecutor, JobExecutor
 from lamina.jobs.store import JobsStore
 from lamina.storage.kvstore import StorageError
+from lamina.telemetry import job_spans, metrics
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,11 @@ class JobManager:
         self._last_scan = 0.0
         self._started = False
         self._closing = False
+        # Jobs by state for the lamina.jobs gauge: refreshed by the scheduler at most every poll_seconds
+        # while metrics are on, read from here by every scrape (never a query per scrape).
+        self._counts: dict[str, int] = {}
+        self._counted_at = 0.0
+        self._stop_observing: Callable[[], None] | None = None
 
     # -- what providers call -------------------------------------------------------------------
 
@@ -146,6 +152,8 @@ class JobManager:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{name} of a {kind} job must be JSON: {exc}") from None
+        # The submitting request's trace context (telemetry on): the job's own trace links back to it.
+        owner = {**(owner or {}), **job_spans.submitter()}
         job = Job(
             id=f"job-{uuid.uuid4().hex}",
             kind=kind,
@@ -220,6 +228,7 @@ class JobManager:
         self._started = True
         await self.executor.start()
         await self._scan_expired()
+        self._stop_observing = metrics.observe_jobs(self.job_counts)
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="lamina-jobs-scheduler"),
             asyncio.create_task(self._heartbeat_loop(), name="lamina-jobs-heartbeat"),
@@ -232,6 +241,8 @@ class JobManager:
         if self._closing:
             return
         self._closing = True
+        if self._stop_observing is not None:
+            self._stop_observing()
         await _cancel_until_done(self._tasks)
         running = [r for r in self._running.values() if r.task is not None]
         for r in running:
@@ -251,6 +262,11 @@ class JobManager:
                 if self._clock() - self._last_scan >= self.poll_seconds:
                     await self._scan_expired()
                 await self._fill()
+                if (
+                    metrics.instruments() is not None
+                    and self._clock() - self._counted_at >= self.poll_seconds
+                ):
+                    await self._count()
             except StorageError as exc:  # the database is down: try again at the next poll
                 log.warning("jobs_schedule_failed", error=str(exc))
             await _wait_at_most(self._wake.wait(), self.poll_seconds)
@@ -277,6 +293,14 @@ class JobManager:
                 )
             if await self.store.fail_expired(job_id, now, reason):
                 log.warning("job_failed", job_id=job_id, kind=kind_name, error=reason)
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs by state as last counted (every state present, so a drained state reads 0)."""
+        return {state.value: self._counts.get(state.value, 0) for state in JobStatus}
+
+    async def _count(self) -> None:
+        self._counted_at = self._clock()
+        self._counts = await self.store.count_by_status()
 
     def _free_kinds(self) -> list[str]:
         counts: dict[str, int] = {}
@@ -333,15 +357,20 @@ class JobManager:
 
     async def _run(self, running: _Running) -> None:
         ctx, kind = running.context, running.kind
+        span = job_spans.start(ctx.job)  # None when telemetry is off
         try:
             try:
-                result = await self.executor.run(kind.handler, ctx)
+                with job_spans.current(span):
+                    result = await self.executor.run(kind.handler, ctx)
                 json.dumps(result)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
+                job_spans.end(span, exc)
                 await self._stopped(running)
             except Exception as exc:
+                job_spans.end(span, exc)
                 await self._finish(running, JobStatus.failed, error=_describe(exc))
             else:
+                job_spans.end(span, None)
                 await self._finish(running, JobStatus.completed, result=result)
         except StorageError as exc:  # the job's lease runs out and the next scan settles it
             log.warning("job_state_not_saved", job_id=ctx.job_id, error=str(exc))

@@ -207,6 +207,11 @@ class JobsStore(SqlTable):
         )
         return {r[0] for r in rows}
 
+    async def count_by_status(self) -> dict[str, int]:
+        """How many jobs the store holds in each state (every replica's: the store is shared)."""
+        rows = await self._fetch(f"SELECT status, COUNT(*) FROM {self.table} GROUP BY status", [])
+        return {r[0]: int(r[1]) for r in rows}
+
     # -- state changes (each one conditional) --------------------------------------------------
 
     async def claim(self, job_id: str, holder: str, now: float, expires: float) -> bool:

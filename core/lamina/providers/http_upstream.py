@@ -22,6 +22,7 @@ from pydantic_core import from_json
 
 from lamina import fast_json
 from lamina.errors import BadRequestError, RateLimitError, UpstreamError, UpstreamTimeoutError
+from lamina.telemetry import propagation
 
 log = structlog.get_logger(__name__)
 _JSON_BODY = {"Content-Type": "application/json"}
@@ -29,7 +30,8 @@ _JSON_BODY = {"Content-Type": "application/json"}
 
 def _encode(body: Any, headers: dict[str, str] | None) -> tuple[bytes | None, dict[str, str] | None]:
     """The request body as JSON bytes (lamina.fast_json: several times faster than aiohttp's
-    json.dumps) and the headers to send with it."""
+    json.dumps) and the headers to send with it, the caller's trace context among them (telemetry on)."""
+    headers = propagation.inject(headers)
     if body is None:
         return None, headers
     return fast_json.dumps(body), {**headers, **_JSON_BODY} if headers else _JSON_BODY

@@ -16,6 +16,7 @@ from lamina.errors import BadRequestError, LaminaError
 from lamina.request_context import PROVIDER_DATA, PROVIDER_DATA_HEADER, REQUEST_ID, VALIDATED_PROVIDER_DATA
 from lamina.server.errors import error_response, plain_error
 from lamina.server.keys import REQUEST_ID_KEY, STACK
+from lamina.telemetry import http_spans
 
 log = structlog.get_logger("lamina.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,6 +41,8 @@ async def request_middleware(request: web.Request, handler):
     started = time.perf_counter()
     status = 500
     gone: dict[str, bool] = {}  # the access log's client_gone, only when it is true
+    failure: str | None = None  # a 5xx's message, for the request's span
+    traced = http_spans.start(request)  # None when telemetry is off
     try:
         _set_provider_data(request)
         response = await handler(request)
@@ -48,6 +51,7 @@ async def request_middleware(request: web.Request, handler):
     except LaminaError as exc:
         status = exc.status
         if exc.status >= 500:
+            failure = exc.message
             log.warning("request_failed", status=exc.status, error=exc.message)
         return error_response(exc)
     except web.HTTPException as exc:
@@ -76,12 +80,15 @@ async def request_middleware(request: web.Request, handler):
         if request.transport is None or request.transport.is_closing():
             status, gone = 499, {"client_gone": True}
         raise
-    except Exception:
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}"
         log.exception("request_crashed", method=request.method, path=request.path)
         return plain_error(
             500, f"internal server error (request id {request_id}); see the server log", "server_error"
         )
     finally:
+        if traced is not None:
+            http_spans.end(traced, status, request_id, failure)
         log.info(
             "request",
             method=request.method,

@@ -17,6 +17,8 @@ from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.errors import BadRequestError, PayloadTooLargeError, validation_error
 from lamina.server.multipart import call_multipart, send_binary
 from lamina.server.sse import stream_response
+from lamina.telemetry import route_spans
+from lamina.telemetry.state import active
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -67,17 +69,22 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
     return False
 
 
-def make_handler(decl: RouteDecl, method: Callable[..., Awaitable[Any]]) -> Handler:
+def make_handler(
+    decl: RouteDecl, method: Callable[..., Awaitable[Any]], protocol: type | None = None
+) -> Handler:
     path_params = decl.path_params()
     has_body = decl.method in _BODY_METHODS
     model = decl.request
+    # The router call, named on the request's span while telemetry is on (lamina.telemetry.route_spans).
+    traced_method = route_spans.traced(decl, protocol, path_params, method)
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        call = method if active() is None else traced_method
         if decl.multipart and model is not None:
             path_data = {name: request.match_info[name] for name in path_params}
-            result = await call_multipart(request, model, method, path_data)
+            result = await call_multipart(request, model, call, path_data)
         else:
-            result = await _call(request, method)
+            result = await _call(request, call)
         if isinstance(result, BinaryResponse):
             return await send_binary(request, result, decl.status)
         if hasattr(result, "__anext__"):
@@ -147,7 +154,7 @@ def add_api_routes(app: web.Application, apis: list[tuple[type, Any, list[str]]]
     for protocol, impl, _types in apis:
         for decl in routes_of(protocol):
             method = getattr(impl, decl.name)
-            handler = make_handler(decl, method)
+            handler = make_handler(decl, method, protocol)
             for path in decl.paths:
                 key = (decl.method, path)
                 if key in seen:

@@ -34,7 +34,10 @@ Not a model: it answers instantly with canned text. The requested model name pic
   one. With no directive it answers ``safe``. (An answer cannot contain ``]]``.)
 
 ``GET /_fake/requests`` answers how many completion requests each model name got so far (``{"slow": 3}``):
-a test proves a resumed job did not send finished work again.
+a test proves a resumed job did not send finished work again. ``GET /_fake/traceparents`` answers the
+``traceparent`` headers of the last 100 completion and embedding requests that had one, oldest first
+(``[{"model": "ok", "traceparent": "00-...", "tracestate": null}]``): a test proves trace context reached
+the upstream.
 
 ``/v1/completions`` answers in the text completion shape (``choices[].text``), the others in the chat
 shape. Every completion gets its own id (``chatcmpl-fake-<n>``, counting from 1 in each server process);
@@ -249,9 +252,24 @@ def _usage_chunk(cid: str, model: str, choices: int, chunks: int) -> bytes:
 
 def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Application:
     counts: dict[str, int] = {}
+    traceparents: list[dict[str, str | None]] = []
 
     async def requests_seen(request: web.Request) -> web.Response:
         return web.json_response(counts)
+
+    async def traceparents_seen(request: web.Request) -> web.Response:
+        return web.json_response(traceparents)
+
+    def note_trace(request: web.Request, model: str) -> None:
+        if "traceparent" in request.headers:
+            traceparents.append(
+                {
+                    "model": model,
+                    "traceparent": request.headers["traceparent"],
+                    "tracestate": request.headers.get("tracestate"),
+                }
+            )
+            del traceparents[:-100]
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
@@ -265,6 +283,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         body = await request.json()
         model = body.get("model", "ok")
         counts[model] = counts.get(model, 0) + 1
+        note_trace(request, model)
         text_shape = request.path.endswith("/completions") and not request.path.endswith("chat/completions")
         if model == "slow":
             await asyncio.sleep(slow_seconds)
@@ -338,6 +357,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
 
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json()
+        note_trace(request, str(body.get("model")))
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         if body.get("model") == "garbage-embed":
@@ -358,6 +378,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_fake/requests", requests_seen)
+    app.router.add_get("/_fake/traceparents", traceparents_seen)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)

@@ -176,6 +176,18 @@ def start_lamina(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 @pytest.fixture
+def otlp_receiver() -> Iterator[Any]:
+    """An OTLP/HTTP receiver on 127.0.0.1 (lamina.testing.otlp_receiver.OtlpReceiver), fresh per test:
+    point a telemetry provider's ``otel_trace_endpoint``/``otel_metric_endpoint`` at its
+    ``traces_endpoint``/``metrics_endpoint`` and read ``spans()``/``metric_points()``. Needs
+    opentelemetry-proto (lamina-telemetry installs it)."""
+    from lamina.testing.otlp_receiver import OtlpReceiver  # protobuf loads only for tests that use it
+
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
 def lamina_server(start_lamina: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
     """``lamina_server(run_config, *, port=None, env=None, extra_args=None, work_dir=tmp_path, name=...)``:
     a started ``lamina run``, stopped after the test; the same as ``start_lamina``.

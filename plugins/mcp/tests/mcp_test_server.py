@@ -8,7 +8,9 @@ served it (``pid``), so a test can tell a restarted server from the old one.
 
 ``GET /stats`` answers how many MCP sessions clients opened (``{"sessions": n}``: SSE streams
 opened, or streamable HTTP POSTs without a session id), so a test can tell whether sessions are
-reused. ``--token T`` requires ``Authorization: Bearer T`` on every request (401 otherwise). ``--mode``
+reused. ``GET /traceparents`` answers the ``traceparent`` headers of the requests that had one (a list,
+oldest first, at most 100): a test proves the caller's trace context reached the MCP server.
+``--token T`` requires ``Authorization: Bearer T`` on every request (401 otherwise). ``--mode``
 replaces the MCP server by a broken one: ``garbage`` answers every request 200 with a body that is
 not MCP, ``hang`` accepts requests and never answers. ``GET /health`` answers 200 in every mode.
 """
@@ -74,6 +76,7 @@ async def _health(scope, receive, send) -> None:
 
 
 STATS = {"sessions": 0}
+TRACEPARENTS: list[str] = []
 
 
 def with_health_and_token(app, token: str | None, sse_path: str = "/sse"):
@@ -81,12 +84,15 @@ def with_health_and_token(app, token: str | None, sse_path: str = "/sse"):
         if scope["type"] == "http":
             if scope["path"] == "/health":
                 return await _health(scope, receive, send)
-            if scope["path"] == "/stats":
-                body = json.dumps(STATS).encode()
+            if scope["path"] in ("/stats", "/traceparents"):
+                body = json.dumps(STATS if scope["path"] == "/stats" else TRACEPARENTS).encode()
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 await send({"type": "http.response.body", "body": body})
                 return
             headers = dict(scope["headers"])
+            if b"traceparent" in headers:
+                TRACEPARENTS.append(headers[b"traceparent"].decode())
+                del TRACEPARENTS[:-100]
             if token is not None and headers.get(b"authorization") != f"Bearer {token}".encode():
                 await send({"type": "http.response.start", "status": 401, "headers": []})
                 await send(

@@ -45,6 +45,7 @@ from lamina.apis.inference import OpenAIChatCompletionRequest, UserMessage
 from lamina.apis.safety import RunShieldRequest, SafetyViolation
 from lamina.apis.tools import InvokeToolRequest, ToolInvocationResult
 from lamina.errors import BadRequestError, LaminaError
+from lamina.telemetry import spans
 
 log = structlog.get_logger(__name__)
 
@@ -276,21 +277,34 @@ class AgentEngine:
         """The run's events; ``clock`` (a new one if absent) gets where its time went (``RunClock``)."""
         clock = clock if clock is not None else RunClock()
         events = self._run(request, clock)
+        steps = None  # the step spans, telemetry on (lamina_agents.turn_spans)
+        if spans.tracer() is not None:
+            from lamina_agents.turn_spans import StepSpans
+
+            steps = StepSpans()
+        failure: BaseException | None = None
         try:
             while True:
                 # Everything between here and the event (less the waits the loop reports to the
                 # clock) is the engine's own work: the task runs nothing else meanwhile.
                 started, waited = time.perf_counter_ns(), clock.waits_ns
                 try:
-                    event = await anext(events)
+                    event = await (anext(events) if steps is None else steps.next(events))
                 except StopAsyncIteration:
                     return
                 finally:
                     clock.engine_ns += time.perf_counter_ns() - started - (clock.waits_ns - waited)
                 if isinstance(event, StepStarted):
                     clock.steps += 1
+                if steps is not None:
+                    steps.see(event)
                 yield event
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            if steps is not None:
+                steps.close(failure)
             await events.aclose()
             log.debug("agent_run_timing", **clock.log_fields())
 

@@ -56,6 +56,7 @@ from lamina.apis.agents import (
     Turn,
     TurnRequest,
 )
+from lamina.apis.common import content_to_text
 from lamina.apis.inference import CompletionMessage, TextDelta, ToolCall, ToolCallDelta, ToolConfig
 from lamina.apis.responses import (
     CreateResponseRequest,
@@ -72,6 +73,7 @@ from lamina.providers import ProviderBase, ProviderContext
 from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore
+from lamina.telemetry import spans
 from lamina_agents import engine as E
 from lamina_agents.config import MetaReferenceAgentsImplConfig
 from lamina_agents.responses_facade import ResponsesFacade
@@ -320,6 +322,7 @@ class MetaReferenceAgentsImpl(ProviderBase):
         await self.db.put_turn(record, new=True)
         first = [chunk for step in steps for chunk in _step_chunks(step)]
         events = self._run(record, engine_request, start=True, first=first)
+        events = self._traced(events, agent, record)
         return events if request.stream else await _collect(events, record)
 
     async def resume_agent_turn(
@@ -381,7 +384,27 @@ class MetaReferenceAgentsImpl(ProviderBase):
             engine_request.tool_choice = "auto"
         first = [_step_complete(step)]
         events = self._run(record, engine_request, start=False, first=first)
+        events = self._traced(events, agent, record)
         return events if request.stream else await _collect(events, record)
+
+    def _traced(
+        self, events: AsyncIterator[AgentTurnResponseStreamChunk], agent: Agent, record: TurnRecord
+    ) -> AsyncIterator[AgentTurnResponseStreamChunk]:
+        """The turn's chunks inside its ``invoke_agent`` span (telemetry on; lamina_agents.turn_spans)."""
+        if spans.tracer() is None:
+            return events
+        from lamina_agents.turn_spans import traced_turn
+
+        turn = record.turn
+        return traced_turn(
+            events,
+            agent_id=agent.agent_id,
+            agent_name=getattr(agent.agent_config, "name", None),
+            session_id=turn.session_id,
+            turn_id=turn.turn_id,
+            input_messages=turn.input_messages,
+            output=lambda: content_to_text(turn.output_message.content) if turn.output_message else None,
+        )
 
     async def _preflight(self, config: AgentConfig) -> None:
         """What would fail a turn's first step fails the request instead (a 4xx, no turn stored): an

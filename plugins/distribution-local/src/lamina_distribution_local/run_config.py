@@ -16,6 +16,7 @@ apis:
 - agents
 - datasetio
 - eval
+- telemetry
 providers:
   inference:
   - provider_id: llama-cpp
@@ -108,6 +109,14 @@ providers:
   - provider_id: meta-reference-eval   # Llama Stack's is meta-reference, the agents provider's id too
     provider_type: inline::meta-reference
     config: {}
+  telemetry:
+  # Traces and metrics of every request, kept in a SQLite trace store in the state directory for 7 days
+  # and served by the telemetry API (POST /v1/telemetry/traces, ...). TELEMETRY_SINKS=sqlite,otel_trace,
+  # otel_metric also exports them over OTLP/HTTP (otel_trace_endpoint, otel_metric_endpoint).
+  - provider_id: meta-reference-telemetry   # Llama Stack's is meta-reference, the agents provider's id too
+    provider_type: inline::meta-reference
+    config:
+      sinks: ${env.TELEMETRY_SINKS:=sqlite}
 # Vector DBs and OpenAI vector stores embed with all-MiniLM-L6-v2 by default; the builtin::rag
 # tool group (knowledge_search) is registered by the rag-runtime plugin, builtin::code_interpreter by the
 # code-interpreter plugin.

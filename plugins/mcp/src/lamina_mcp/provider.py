@@ -45,6 +45,7 @@ from lamina.errors import (
 )
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.request_context import request_provider_data
+from lamina.telemetry import propagation
 from lamina_mcp.config import MCPProviderConfig, MCPProviderDataValidator
 from lamina_mcp.sessions import NOT_STREAMABLE_HTTP, SessionOpenError, SessionPool, Transport, leaf
 
@@ -139,8 +140,14 @@ class MCPToolRuntimeProvider(ProviderBase):
         uri = _endpoint(tool_group)
         headers = {**self._headers(uri), **(headers or {})}
 
+        # The caller's trace context (telemetry on) rides in the request's _meta (MCP's SEP-414); the
+        # session's HTTP client copies it into the traceparent header (lamina_mcp.sessions).
+        meta = propagation.carrier() or None
+
         async def call(session: Any) -> Any:
-            return await session.call_tool(tool_name, kwargs)
+            if meta is None:
+                return await session.call_tool(tool_name, kwargs)
+            return await session.call_tool(tool_name, kwargs, meta=meta)
 
         result = await self._request(
             tool_group, uri, headers, f"calling tool '{tool_name}'", call, self.config.tool_timeout_seconds

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
+
+from lamina.telemetry import active
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +45,24 @@ class HTTPStatuses:
     async def record(self, response: Any) -> None:
         if response.status_code >= 400:
             self.seen.append(response.status_code)
+
+
+async def _trace_header(request: Any) -> None:
+    """Copy a request's ``_meta.traceparent`` (put there by the provider, telemetry on) into the HTTP
+    ``traceparent``/``tracestate`` headers. The session's HTTP requests are sent by a task of the session,
+    not of the caller, so the caller's trace context reaches them only through the message itself."""
+    if active() is None:
+        return
+    try:
+        body = request.content  # raises for a streamed body, which carries no JSON-RPC message
+        if b'"traceparent"' not in body:
+            return
+        meta = json.loads(body).get("params", {}).get("_meta", {})
+    except Exception:
+        return
+    for name in ("traceparent", "tracestate"):
+        if isinstance(meta.get(name), str):
+            request.headers[name] = meta[name]
 
 
 class _Session:
@@ -101,7 +122,7 @@ class _Session:
         # Connect, write and pool time are bounded by the timeout; reads are not (a tool may take
         # long, and an SSE stream idles between events): the caller bounds each request instead.
         timeout = httpx2.Timeout(self.timeout, read=None)
-        hooks = {"response": [self.statuses.record]}
+        hooks = {"request": [_trace_header], "response": [self.statuses.record]}
         if self.transport == "sse":
 
             def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:

@@ -54,6 +54,12 @@ class TelemetryConfig(BaseModel):
             "{type: sqlite, db_path}); overrides sqlite_db_path, so several servers can share one store"
         ),
     )
+    ttl_seconds: int = Field(
+        default=7 * 86400,
+        ge=60,
+        description="how long the trace store keeps spans and metric points (log_event's ttl_seconds sets an "
+        "event's own); expired rows are pruned at start-up and every 10 minutes",
+    )
     sampling_ratio: float = Field(
         default=1.0,
         ge=0.0,

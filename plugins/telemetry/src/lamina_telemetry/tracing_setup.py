@@ -1,15 +1,99 @@
-"""The tracer provider: sampler, span processors and exporters from the config's sinks."""
+"""The tracer provider: sampler, span processors and exporters from the config's sinks.
+
+Exports never hold a request up: spans are queued (bounded: a full queue drops spans, counted) and
+sent in batches by the SDK's worker thread; an OTLP export gives up after ``EXPORT_TIMEOUT_SECONDS``.
+A collector that is down, slow or failing is logged once when exports start failing and once when
+they recover (``telemetry_export_failing``/``telemetry_export_recovered``), never once per batch.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 from collections.abc import Sequence
 
+import structlog
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from lamina_telemetry.config import TelemetryConfig, TelemetrySink
+
+log = structlog.get_logger("lamina.telemetry")
+
+# A batch export's bound, retries included: a slow collector delays the next batch, never a request.
+EXPORT_TIMEOUT_SECONDS = 5.0
+MAX_QUEUE_SIZE = 4096  # spans waiting for export; beyond it new spans are dropped
+MAX_EXPORT_BATCH_SIZE = 512
+SCHEDULE_DELAY_MILLIS = 1000
+# The OTLP exporter logs each failed batch (and its retries) itself; ExportLog says it once instead.
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http",
+)
+
+
+class ExportLog(SpanExporter):
+    """``exporter`` whose failures are logged on the change (failing, recovered), with the endpoint."""
+
+    def __init__(self, exporter: SpanExporter, sink: str, endpoint: str) -> None:
+        self.exporter = exporter
+        self.sink = sink
+        self.endpoint = endpoint
+        self.failing = False
+        self.failed_batches = 0
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        error = None
+        try:
+            result = self.exporter.export(spans)
+        except Exception as exc:  # the SDK's worker would log it per batch
+            result, error = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            if result is SpanExportResult.FAILURE:
+                self.failed_batches += 1
+                if not self.failing:
+                    self.failing = True
+                    log.warning(
+                        "telemetry_export_failing",
+                        sink=self.sink,
+                        endpoint=self.endpoint,
+                        error=error or "the collector refused, timed out or is unreachable",
+                        hint="spans are dropped until it answers again; requests are not affected",
+                    )
+            elif self.failing:
+                self.failing = False
+                log.info(
+                    "telemetry_export_recovered",
+                    sink=self.sink,
+                    endpoint=self.endpoint,
+                    lost=self.failed_batches,
+                )
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+def batched(exporter: SpanExporter) -> BatchSpanProcessor:
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=MAX_QUEUE_SIZE,
+        schedule_delay_millis=SCHEDULE_DELAY_MILLIS,
+        max_export_batch_size=MAX_EXPORT_BATCH_SIZE,
+        export_timeout_millis=int(EXPORT_TIMEOUT_SECONDS * 1000),
+    )
 
 
 def build_tracer_provider(
@@ -26,7 +110,12 @@ def build_tracer_provider(
     if TelemetrySink.OTEL_TRACE in config.sinks:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=config.otel_trace_endpoint)))
+        for name in _EXPORTER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        exporter = OTLPSpanExporter(endpoint=config.otel_trace_endpoint, timeout=EXPORT_TIMEOUT_SECONDS)
+        provider.add_span_processor(batched(ExportLog(exporter, "otel_trace", config.otel_trace_endpoint)))
     if TelemetrySink.CONSOLE in config.sinks:
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        # One JSON line per span on stderr (stdout may be a pipe someone parses).
+        console = ConsoleSpanExporter(out=sys.stderr, formatter=lambda span: span.to_json(indent=None) + "\n")
+        provider.add_span_processor(batched(console))
     return provider

@@ -1,0 +1,421 @@
+"""Telemetry's cost: gateway throughput with telemetry off vs on, same run, interleaved (issue 15).
+
+``python -m bench telemetry`` starts, each as its own process:
+
+- the bench upstream (``bench.upstream``, canned OpenAI answers),
+- ``lamina run`` without a telemetry provider ("off"),
+- ``lamina run`` with the ``inline::meta-reference`` telemetry provider ("on"): sinks ``otel_trace``,
+  ``otel_metric`` (OTLP/HTTP to a receiver in this process) and ``sqlite`` (the trace store), and
+  ``prometheus: true`` with a real Prometheus server scraping ``/metrics`` every second (Debian's
+  ``prometheus``; without the binary, a scraper thread in this process does the same),
+
+then runs wrk at concurrency 16 against each, alternating off/on (and which goes first) every round,
+and reports the medians: requests/s, the throughput cost, and the gateway's CPU time per request
+(from /proc, so the machine's other load does not enter it). Target: at most 10% throughput cost.
+With ``--pin`` (the default on 2+ cores) the gateway under test has CPU 1; everything else CPU 0.
+
+The OTLP receiver only counts what arrives (requests and bytes; decoding would cost CPU 0 the time
+it takes, and the cost measured here is the gateway's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.cpu import CpuMeter, CpuUsage
+from bench.gateway import (
+    MESSAGES,
+    MODEL,
+    OPENAI_PATH,
+    _child_env,
+    _pinned,
+    lamina_run_config,
+    loadavg,
+    stop_servers,
+)
+from bench.wrk import WrkResult, run_wrk, wrk_binary
+
+TARGET_COST = 0.10  # throughput lost with telemetry on, at c=16
+SCENARIOS = {
+    "openai": ("OpenAI chat, non-streaming", {"model": MODEL, "messages": MESSAGES}),
+    "openai-stream": (
+        "OpenAI chat, streaming (8 chunks)",
+        {"model": MODEL, "messages": MESSAGES, "stream": True, "bench_chunks": 8},
+    ),
+}
+TARGETS = {"off": "telemetry off", "on": "telemetry on (OTLP + sqlite + Prometheus)"}
+
+
+class CountingReceiver:
+    """An OTLP/HTTP endpoint on 127.0.0.1 (a thread with its own event loop) that answers 200 and counts."""
+
+    def __init__(self) -> None:
+        from lamina.testing.processes import free_port
+
+        self.port = free_port()
+        self.requests: dict[str, int] = {"traces": 0, "metrics": 0}
+        self.bytes: dict[str, int] = {"traces": 0, "metrics": 0}
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="otlp-receiver", daemon=True)
+
+    def endpoint(self, signal: str) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/{signal}"
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def receive(request: web.Request) -> web.Response:
+            signal = request.match_info["signal"]
+            body = await request.read()
+            self.requests[signal] = self.requests.get(signal, 0) + 1
+            self.bytes[signal] = self.bytes.get(signal, 0) + len(body)
+            # An empty Export*ServiceResponse is zero bytes of protobuf.
+            return web.Response(body=b"", content_type="application/x-protobuf")
+
+        async def serve() -> None:
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_post("/v1/{signal}", receive)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._runner = runner
+            self._started.set()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(serve())
+        self._loop.run_forever()
+
+    def __enter__(self) -> CountingReceiver:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        async def stop() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+class Scraper:
+    """Prometheus scraping the "on" server every second: the real server when installed, else a thread."""
+
+    def __init__(self, target_port: int, work: Path, cpus: str | None) -> None:
+        self.target_port = target_port
+        self.work = work
+        self.cpus = cpus
+        self.process: Any = None
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def kind(self) -> str:
+        return "Prometheus server (1 s scrape interval)" if self.process else "scraper thread (1 s)"
+
+    def start(self) -> Scraper:
+        from lamina.testing.processes import ServerProcess, free_port
+
+        binary = shutil.which("prometheus")
+        if binary is None:
+            self._thread = threading.Thread(target=self._scrape_loop, daemon=True)
+            self._thread.start()
+            return self
+        config = self.work / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+            "scrape_configs:\n"
+            f"- job_name: lamina\n  static_configs: [{{targets: ['127.0.0.1:{self.target_port}']}}]\n"
+        )
+        port = free_port()
+        argv = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.work / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        self.process = ServerProcess(
+            _pinned(argv, self.cpus), port, log_path=self.work / "prometheus.log", ready_path="/-/ready"
+        ).start()
+        return self
+
+    def _scrape_loop(self) -> None:
+        import httpx
+
+        while not self._stop.wait(1.0):
+            try:
+                httpx.get(f"http://127.0.0.1:{self.target_port}/metrics", timeout=5)
+                self.scrapes += 1
+            except httpx.HTTPError:
+                pass
+
+    def samples_scraped(self) -> str:
+        """What Prometheus holds of the gateway (proof the scrapes worked)."""
+        if self.process is None:
+            return f"{self.scrapes} scrapes"
+        import httpx
+
+        query = 'sum(http_server_request_duration_seconds_count{job="lamina"})'
+        resp = httpx.get(f"{self.process.url}/api/v1/query", params={"query": query}, timeout=10)
+        result = resp.json()["data"]["result"]
+        return f"PromQL {query} = {result[0]['value'][1] if result else 'nothing'}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class Cell:
+    scenario: str
+    target: str
+    runs: list[WrkResult] = field(default_factory=list)
+    cpu: list[CpuUsage] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(r.rps for r in self.runs)
+
+    @property
+    def cpu_per_run(self) -> list[float]:
+        """Gateway CPU time per completed request in each run, microseconds."""
+        pairs = zip(self.cpu, self.runs, strict=True)
+        return [1e6 * u.ours.get("gateway", 0.0) / max(r.requests, 1) for u, r in pairs]
+
+    @property
+    def cpu_us(self) -> float:
+        return statistics.median(self.cpu_per_run)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+    @property
+    def foreign_pct(self) -> float:
+        return max(u.foreign_pct for u in self.cpu)
+
+
+def telemetry_run_config(upstream_url: str, receiver: CountingReceiver, work: Path) -> dict[str, Any]:
+    config = lamina_run_config(upstream_url)
+    config["providers"]["telemetry"] = [
+        {
+            "provider_id": "meta-reference",
+            "provider_type": "inline::meta-reference",
+            "config": {
+                "service_name": "lamina-bench",
+                "sinks": ["otel_trace", "otel_metric", "sqlite"],
+                "otel_trace_endpoint": receiver.endpoint("traces"),
+                "otel_metric_endpoint": receiver.endpoint("metrics"),
+                "sqlite_db_path": str(work / "trace_store.db"),
+                "prometheus": True,
+            },
+        }
+    ]
+    return config
+
+
+def start_servers(work: Path, receiver: CountingReceiver, gateway_cpu: str | None, client_cpu: str | None):
+    from lamina.testing.processes import ServerProcess, free_port, lamina_server
+
+    servers: dict[str, Any] = {}
+    try:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", "fast"]
+        servers["upstream"] = ServerProcess(
+            _pinned(argv, client_cpu),
+            port,
+            log_path=work / "upstream.log",
+            env=_child_env(),
+            ready_path="/v1/models",
+        ).start()
+        url = servers["upstream"].url
+        configs = {"off": lamina_run_config(url), "on": telemetry_run_config(url, receiver, work)}
+        for name, config in configs.items():
+            # Metrics exported every 10 s rather than OpenTelemetry's default minute: several exports per run.
+            env = {
+                "LAMINA_LOG_LEVEL": "warning",
+                "LAMINA_LOG_FORMAT": "json",
+                "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+            }
+            server = lamina_server(config, work / name, env=env, name=name)
+            server.argv = _pinned(server.argv, gateway_cpu)
+            servers[name] = server.start()
+    except BaseException:
+        stop_servers(servers)
+        raise
+    return servers
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench telemetry", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded wrk seconds per target first")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds, off and on each; medians (default 5)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="update the telemetry section of this file")
+    parser.add_argument("--work-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def render(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], info: dict[str, str]) -> str:
+    rows = []
+    for scenario in args.scenarios:
+        off, on = cells[(scenario, "off")], cells[(scenario, "on")]
+        # Paired: each round's on against the same round's off (the machine's load drifts between rounds).
+        cost = statistics.median(1 - b.rps / a.rps for a, b in zip(off.runs, on.runs, strict=True) if a.rps)
+        cpu_cost = statistics.median(
+            b_us / a_us - 1 for a_us, b_us in zip(off.cpu_per_run, on.cpu_per_run, strict=True) if a_us
+        )
+        rows.append(
+            [
+                SCENARIOS[scenario][0],
+                report.fmt_num(off.rps),
+                report.fmt_num(on.rps),
+                f"{100 * cost:.1f}%",
+                f"{100 * cpu_cost:+.1f}%",
+                "met" if min(cost, cpu_cost) <= TARGET_COST else "missed",
+                report.fmt_num(off.cpu_us),
+                report.fmt_num(on.cpu_us),
+                f"{on.cpu_us - off.cpu_us:+,.0f}",
+                str(off.errors + on.errors),
+                report.fmt_pct(max(off.foreign_pct, on.foreign_pct)),
+            ]
+        )
+    headers = [
+        "scenario (c=16)",
+        "off req/s",
+        "on req/s",
+        "throughput cost",
+        "CPU/req cost",
+        f"target <= {TARGET_COST:.0%}",
+        "off CPU µs/req",
+        "on CPU µs/req",
+        "added µs/req",
+        "errors",
+        "other CPU (max)",
+    ]
+    lines = [
+        "## Telemetry cost (issue 15)",
+        "",
+        f"`{info['command']}`: {info['when']}; {info['machine']}; pinned: {info['pinned']}; "
+        f"load before/after {info['load']}; {args.repeat} rounds of {args.duration:g} s per target, off and "
+        "on alternating; req/s and µs/req are medians, the two costs the median of each round's on/off "
+        "ratio. "
+        '"on": sinks otel_trace + otel_metric (OTLP/HTTP to a receiver in the '
+        f"bench process) + sqlite (the trace store), Prometheus `/metrics` scraped by a {info['scraper']}. "
+        "CPU µs/req is the gateway process's CPU time per completed request (/proc): on a shared machine it "
+        "is the steadier measure (throughput also moves with what else runs on the gateway's core). The "
+        "target counts as met when either cost is within it.",
+        "",
+        report.markdown_table(headers, rows),
+        "",
+        f"Exported during the run: {info['exported']}; {info['scraped']}.",
+    ]
+    return "\n".join(lines)
+
+
+def measure_round(
+    servers: dict[str, Any],
+    args: argparse.Namespace,
+    repeat: int,
+    client_cpu: str | None,
+    cells: dict[tuple[str, str], Cell],
+) -> None:
+    """Every scenario off and on once; who goes first alternates between rounds (drift cancels out)."""
+    order = ["off", "on"] if repeat % 2 == 0 else ["on", "off"]
+    for scenario in args.scenarios:
+        body = SCENARIOS[scenario][1]
+        for target in order:
+            url = servers[target].url + OPENAI_PATH
+            if repeat == 0 and args.warmup > 0:
+                run_wrk(url, body, connections=args.connections, duration=args.warmup, cpus=client_cpu)
+            with CpuMeter({"gateway": servers[target].proc.pid}) as meter:
+                result = run_wrk(
+                    url, body, connections=args.connections, duration=args.duration, cpus=client_cpu
+                )
+            assert meter.usage is not None
+            cell = cells.setdefault((scenario, target), Cell(scenario, target))
+            cell.runs.append(result)
+            cell.cpu.append(meter.usage)
+            cpu_us = 1e6 * meter.usage.ours.get("gateway", 0) / max(result.requests, 1)
+            print(
+                f"  [{repeat + 1}/{args.repeat}] {scenario:13} {target:3} {result.rps:8,.0f} req/s  "
+                f"p50 {result.p50_ms:6.2f} ms  errors {result.errors}  gateway CPU {cpu_us:6.0f} µs/req  "
+                f"other CPU {meter.usage.foreign_pct:3.0f}%",
+                flush=True,
+            )
+
+
+def main(argv: list[str]) -> int:
+    from bench.gateway_report import machine
+
+    args = parse_args(argv)
+    command = "hatch run dev:bench telemetry " + shlex.join(argv) if argv else "hatch run dev:bench telemetry"
+    wrk_binary()
+    pinned = args.pin if args.pin is not None else len(os.sched_getaffinity(0)) >= 2
+    gateway_cpu, client_cpu = ("1", "0") if pinned else (None, None)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="lamina-bench-telemetry-"))
+    work.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    load_before = loadavg()
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"load average before: {load_before}; logs in {work}; pinned: {pinned}", flush=True)
+    previous = os.sched_getaffinity(0)
+    if client_cpu is not None:  # this process hosts the OTLP receiver: keep it off the gateway's CPU
+        os.sched_setaffinity(0, {int(client_cpu)})
+    cells: dict[tuple[str, str], Cell] = {}
+    with CountingReceiver() as receiver:
+        servers = start_servers(work, receiver, gateway_cpu, client_cpu)
+        scraper = Scraper(servers["on"].port, work, client_cpu)
+        try:
+            scraper.start()
+            time.sleep(1.0)
+            for repeat in range(args.repeat):
+                measure_round(servers, args, repeat, client_cpu, cells)
+            time.sleep(2.0)  # a last scrape
+            scraped = scraper.samples_scraped()
+            scraper_kind = scraper.kind
+        finally:
+            scraper.stop()
+            stop_servers(servers)  # the "on" server flushes its spans and metrics to the receiver here
+        os.sched_setaffinity(0, previous)
+        exported = ", ".join(
+            f"{receiver.requests[s]} OTLP {s} requests ({receiver.bytes[s] / 1e6:.1f} MB)"
+            for s in ("traces", "metrics")
+        )
+    summary = {
+        "command": command,
+        "when": info["date"],
+        "machine": f"{info['CPU']}, {info['Python']}, git {info['git']}",
+        "pinned": str(pinned),
+        "load": f"{load_before} / {loadavg()}",
+        "scraper": scraper_kind,
+        "exported": exported,
+        "scraped": scraped,
+    }
+    text = render(args, cells, summary)
+    print()
+    print(text)
+    if args.out:
+        report.update_doc(args.out, text, section="telemetry")
+        print(f"\nwrote {args.out}")
+    return 0

@@ -1,0 +1,237 @@
+"""What an inference call's span and metrics carry, after OpenTelemetry's GenAI semantic conventions.
+
+The provider wrapper (lamina.telemetry.provider_proxy) calls these for the inference methods of every
+inference provider: the span is named ``{operation} {model}`` (``chat smollm2``), carries the request's
+model, the provider's model id, sampling parameters and whether it streams; then, from the answer or
+the stream's chunks, the response model and id, finish reasons, token usage and the time to the first
+token. Each fact is computed once and serves both the span and
+:func:`lamina.telemetry.metrics.record_inference`.
+
+Prompt and completion text (``gen_ai.input.messages``/``gen_ai.output.messages``, JSON) go on the
+span only when the telemetry provider's ``capture_content`` is on.
+
+Answers come in two families, read here without importing either: OpenAI's (dicts or models with
+``choices``/``usage``; chunks with ``choices[].delta``) and Llama Stack's (``completion_message`` or
+``content`` with ``metrics``; chunks with ``event.delta``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from lamina.telemetry import metrics
+
+# Inference provider methods -> gen_ai.operation.name.
+OPERATIONS = {
+    "chat_completion": "chat",
+    "openai_chat_completion": "chat",
+    "completion": "text_completion",
+    "openai_completion": "text_completion",
+    "embeddings": "embeddings",
+    "openai_embeddings": "embeddings",
+}
+_TOKEN_METRICS = {"prompt_tokens": "input", "completion_tokens": "output"}
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _dump(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def request_attributes(operation: str, model: Any, request: Any, capture: bool) -> dict[str, Any]:
+    """The span's attributes known before the call."""
+    identifier = _get(model, "identifier")
+    provider_model = _get(model, "provider_resource_id")
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": identifier,
+        # The provider's id for the model, when it is not the same (each attribute costs per span).
+        "lamina.provider.model": provider_model if provider_model != identifier else None,
+        "lamina.stream": bool(_get(request, "stream")),
+    }
+    sampling = _get(request, "sampling_params")
+    if sampling is not None:  # Llama Stack's request
+        attrs["gen_ai.request.max_tokens"] = _get(sampling, "max_tokens") or None
+        strategy = _get(sampling, "strategy")
+        attrs["gen_ai.request.temperature"] = _get(strategy, "temperature")
+        attrs["gen_ai.request.top_p"] = _get(strategy, "top_p")
+    else:
+        attrs["gen_ai.request.max_tokens"] = _get(request, "max_completion_tokens") or _get(
+            request, "max_tokens"
+        )
+        attrs["gen_ai.request.temperature"] = _get(request, "temperature")
+        attrs["gen_ai.request.top_p"] = _get(request, "top_p")
+    if capture:
+        messages = _get(request, "messages")
+        if messages is None:
+            messages = _get(request, "prompt") or _get(request, "content") or _get(request, "input")
+            messages = _get(request, "contents") if messages is None else messages
+        if messages is not None:
+            attrs["gen_ai.input.messages"] = json.dumps(_dump(messages), default=str)
+    return attrs
+
+
+class InferenceCall:
+    """One inference call in flight: collects what its answer or chunks say, then ends its span and
+    records its metrics."""
+
+    __slots__ = (
+        "capture",
+        "finish_reasons",
+        "input_tokens",
+        "model",
+        "operation",
+        "output_tokens",
+        "provider_id",
+        "response_id",
+        "response_model",
+        "span",
+        "started",
+        "stream",
+        "text",
+        "ttft",
+    )
+
+    def __init__(self, span: Span, operation: str, model: Any, provider_id: str, stream: bool, capture: bool):
+        self.span = span
+        self.operation = operation
+        self.model = str(_get(model, "identifier") or "")
+        self.provider_id = provider_id
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.ttft: float | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.finish_reasons: list[str] = []
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.capture = capture
+        self.text: list[str] = []
+
+    # -- non-streamed answers -------------------------------------------------------------------
+    def answer(self, result: Any) -> None:
+        self._usage(result)
+        self.response_model = _get(result, "model")
+        self.response_id = _get(result, "id")
+        choices = _get(result, "choices")
+        if isinstance(choices, list):  # OpenAI's
+            outputs = []
+            for choice in choices:
+                reason = _get(choice, "finish_reason")
+                if reason:
+                    self.finish_reasons.append(str(reason))
+                if self.capture:
+                    outputs.append(_dump(_get(choice, "message") or _get(choice, "text")))
+            if self.capture:
+                self.text = [json.dumps(outputs, default=str)]
+            return
+        message = _get(result, "completion_message")  # Llama Stack's chat answer
+        reason = _get(message, "stop_reason") if message is not None else _get(result, "stop_reason")
+        if reason:
+            self.finish_reasons.append(str(reason))
+        if self.capture:
+            out = _dump(message) if message is not None else _get(result, "content")
+            if out is not None and self.operation != "embeddings":
+                self.text = [json.dumps(out, default=str)]
+
+    def _usage(self, result: Any) -> None:
+        usage = _get(result, "usage")
+        if usage is not None:
+            self.input_tokens = (
+                _get(usage, "prompt_tokens") if self.input_tokens is None else self.input_tokens
+            )
+            self.output_tokens = _get(usage, "completion_tokens")
+            return
+        for metric in _get(result, "metrics") or ():  # Llama Stack's [{metric: prompt_tokens, value}]
+            kind = _TOKEN_METRICS.get(_get(metric, "metric"))
+            if kind == "input":
+                self.input_tokens = int(_get(metric, "value"))
+            elif kind == "output":
+                self.output_tokens = int(_get(metric, "value"))
+
+    # -- streams --------------------------------------------------------------------------------
+    def chunk(self, chunk: Any) -> None:
+        """One streamed chunk: the first that carries output sets the time to first token."""
+        event = _get(chunk, "event")
+        if event is not None:  # Llama Stack's chunk
+            delta = _get(event, "delta")
+            text = _get(delta, "text") if delta is not None else None
+            if text is None:
+                text = _get(delta, "tool_call") if delta is not None else None
+            reason = _get(event, "stop_reason")
+            if reason:
+                self.finish_reasons.append(str(reason))
+            if _get(chunk, "metrics"):
+                self._usage(chunk)
+        else:  # OpenAI's
+            if self.response_id is None:
+                self.response_id = _get(chunk, "id")
+                self.response_model = _get(chunk, "model")
+            if _get(chunk, "usage"):
+                self._usage(chunk)
+            text = None
+            for choice in _get(chunk, "choices") or ():
+                delta = _get(choice, "delta")
+                piece = _get(delta, "content") if delta is not None else _get(choice, "text")
+                if piece or (delta is not None and _get(delta, "tool_calls")):
+                    text = piece if piece else ""
+                reason = _get(choice, "finish_reason")
+                if reason:
+                    self.finish_reasons.append(str(reason))
+        if text is not None:
+            if self.ttft is None:
+                self.ttft = time.perf_counter() - self.started
+            if self.capture and isinstance(text, str):
+                self.text.append(text)
+
+    # -- the end --------------------------------------------------------------------------------
+    def finish(self, error: BaseException | None) -> None:
+        """Set the response attributes on the span (ended by the caller) and record the metrics."""
+        seconds = time.perf_counter() - self.started
+        error_type = None
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            error_type = "cancelled"  # the client went away: not a failure of the call
+        elif error is not None:
+            from lamina.telemetry.spans import error_type as type_of
+
+            error_type = type_of(error)
+        span = self.span
+        if span.is_recording():
+            attrs: dict[str, Any] = {
+                "gen_ai.response.model": self.response_model,
+                "gen_ai.response.id": self.response_id,
+                "gen_ai.usage.input_tokens": self.input_tokens,
+                "gen_ai.usage.output_tokens": self.output_tokens,
+            }
+            if self.finish_reasons:
+                attrs["gen_ai.response.finish_reasons"] = self.finish_reasons
+            if self.ttft is not None:
+                attrs["lamina.time_to_first_token"] = self.ttft
+            if self.capture and self.text:
+                attrs["gen_ai.output.messages"] = "".join(self.text) if self.stream else self.text[0]
+            span.set_attributes({k: v for k, v in attrs.items() if v is not None})
+        metrics.record_inference(
+            model=self.model,
+            provider_id=self.provider_id,
+            operation=self.operation,
+            stream=self.stream,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            seconds=seconds,
+            ttft_seconds=self.ttft,
+            error=error_type,
+        )

@@ -1,0 +1,56 @@
+"""W3C trace context in and out (``traceparent``/``tracestate``, OpenTelemetry's
+TraceContextTextMapPropagator, whatever global propagator is configured).
+
+In: the HTTP middleware continues the caller's trace from the request's headers (:func:`extract`).
+Out: every outgoing HTTP call of the core and its plugins adds the current span's context to its
+headers (:func:`inject`): lamina.providers.http_upstream (every HTTP provider), the URL fetcher, the
+MCP client. Both are no-ops when telemetry is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from lamina.telemetry.state import active
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+TRACEPARENT = "traceparent"
+
+
+def extract(headers: Mapping[str, str]) -> otel_context.Context | None:
+    """The caller's trace context from incoming ``headers`` (a case-insensitive mapping such as
+    aiohttp's), or None when there is none (or telemetry is off): the span then starts a new trace."""
+    if active() is None or TRACEPARENT not in headers:
+        return None
+    return _PROPAGATOR.extract(headers)
+
+
+def inject(headers: dict[str, str] | None = None) -> dict[str, str] | None:
+    """``headers`` plus the current span's ``traceparent`` (and ``tracestate``), as a new dict; the
+    same object unchanged when telemetry is off or no span is current."""
+    if active() is None:
+        return headers
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return headers
+    out: dict[str, str] = dict(headers) if headers else {}
+    _PROPAGATOR.inject(out)
+    return out
+
+
+def carrier() -> dict[str, Any]:
+    """The current context as a carrier dict (``{"traceparent": ...}``), empty when off or none: what a
+    job or an MCP request's ``_meta`` keeps to link back to the request that made it."""
+    return inject({}) or {}
+
+
+def context_from(carrier_: Mapping[str, Any] | None) -> otel_context.Context | None:
+    """The context a :func:`carrier` held (None when empty)."""
+    if not carrier_ or TRACEPARENT not in carrier_:
+        return None
+    return _PROPAGATOR.extract(carrier_)
