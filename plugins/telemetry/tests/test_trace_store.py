@@ -171,13 +171,15 @@ async def test_a_span_continuing_a_callers_trace_is_its_root_here(
         is_remote=True,
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
-    with tracer.start_as_current_span("server", context=trace.set_span_in_context(NonRecordingSpan(caller))):
-        pass
+    for name in ("server", "second request of the same trace"):
+        with tracer.start_as_current_span(name, context=trace.set_span_in_context(NonRecordingSpan(caller))):
+            pass
     await writer.flush()
-    [found] = await queries.query_traces(store, None, 10, 0, None)
+    [found] = await queries.query_traces(store, None, 10, 0, None)  # listed once: its earliest root
     assert found.trace_id == "0af7651916cd43dd8448eb211c80319c"
     got = await queries.get_span(store, found.trace_id, found.root_span_id)
-    assert got.parent_span_id == "b7ad6b7169203331"
+    assert got.parent_span_id == "b7ad6b7169203331" and got.name == "server"
+    assert (await queries.get_trace(store, found.trace_id)).root_span_id == found.root_span_id
 
 
 async def test_a_full_queue_drops_and_counts_instead_of_blocking(store: TraceStore) -> None:

@@ -135,7 +135,13 @@ async def query_traces(
     order_by: list[str] | None,
 ) -> list[Trace]:
     params = _Params(store)
-    where = "r.root = 1"
+    # A caller that propagates one trace into several requests leaves several roots of it here: the
+    # trace is its earliest (as get_trace answers), listed once.
+    where = (
+        f"r.root = 1 AND NOT EXISTS (SELECT 1 FROM {store.spans} e WHERE e.trace_id = r.trace_id "
+        f"AND e.root = 1 AND (e.start_ns < r.start_ns "
+        f"OR (e.start_ns = r.start_ns AND e.span_id < r.span_id)))"
+    )
     if attribute_filters:
         conds = _conditions(store, params, "s", attribute_filters, "attribute_filters")
         matching = " AND ".join(conds)
@@ -151,7 +157,7 @@ async def query_traces(
 async def get_trace(store: TraceStore, trace_id: str) -> Trace:
     rows = await store._fetch(
         f"SELECT span_id, start_ns, end_ns FROM {store.spans} WHERE trace_id = {store._p(1)} AND root = 1 "
-        f"ORDER BY start_ns LIMIT 1",
+        f"ORDER BY start_ns, span_id LIMIT 1",
         [trace_id],
     )
     if not rows:
