@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.trace import NoOpTracerProvider
 
 from lamina.jobs import JobContext, JobManager
 from lamina.telemetry import TelemetrySettings, activate, deactivate
@@ -20,7 +21,7 @@ WAIT = 30.0
 def reader():
     reader = InMemoryMetricReader()
     provider = LaminaMeterProvider(metric_readers=[reader])
-    activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
+    activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=provider))
     yield reader
     deactivate()
     provider.shutdown()

@@ -55,6 +55,9 @@ class _Instrument:
         self.description = description
         self.attributes = tuple(attributes)
         self._lock = threading.Lock()
+        # An OpenTelemetry API instrument that also gets every measurement, for a meter provider that does
+        # not collect these aggregates (lamina.telemetry.metrics sets it; None: nothing more to do).
+        self.forward: Any = None
 
     def _attrs(self, key: Key) -> dict[str, Any]:
         return {name: value for name, value in zip(self.attributes, key, strict=True) if value is not None}
@@ -71,6 +74,8 @@ class Histogram(_Instrument):
         self._series: dict[Key, list[Any]] = {}  # key -> [bucket counts, count, sum, min, max]
 
     def record(self, value: float, key: Key) -> None:
+        if self.forward is not None:
+            self.forward.record(value, self._attrs(key))
         with self._lock:
             state = self._series.get(key)
             if state is None:
@@ -104,6 +109,8 @@ class Sum(_Instrument):
         self._values: dict[Key, float] = {}
 
     def add(self, value: float, key: Key) -> None:
+        if self.forward is not None:
+            self.forward.add(value, self._attrs(key))
         with self._lock:
             self._values[key] = self._values.get(key, 0) + value
 

@@ -10,8 +10,10 @@ and cached against it, so a provider that restarts gets fresh ones from its new 
 
 The instruments aggregate in-process (lamina.telemetry.aggregates: about a microsecond a measurement,
 where the SDK's synchronous instruments cost 7-19 µs) and the meter provider reads them at each
-collection through :func:`snapshot`: lamina_telemetry's ``LaminaMeterProvider`` does, and a third-party
-telemetry provider must too (a plain SDK MeterProvider never sees them).
+collection through :func:`snapshot`: lamina_telemetry's ``LaminaMeterProvider`` does (it says so with
+``collects_lamina_aggregates = True``). Any other meter provider (a third-party telemetry provider's
+plain SDK one) gets every measurement through ordinary OpenTelemetry instruments as well: correct, at the
+SDK's price.
 
 Gauges (jobs by state, open streams) are observed: their owners register a callable with
 :func:`observe_jobs` / :func:`observe_streams`, read when metrics are collected (a Prometheus scrape,
@@ -96,6 +98,55 @@ class Instruments:
             self.operation_duration,
             self.ttft,
             self.provider_errors,
+        )
+        if not getattr(settings.meter_provider, "collects_lamina_aggregates", False):
+            self._forward_to(settings.meter_provider)
+
+    def _forward_to(self, meter_provider: Any) -> None:
+        """A meter provider that does not read :func:`snapshot`: its own instruments get every measurement,
+        and observable ones report the gauges."""
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        meter = meter_provider.get_meter("lamina")
+        for instrument in self.recorded:
+            if isinstance(instrument, Histogram):
+                instrument.forward = meter.create_histogram(
+                    instrument.name,
+                    unit=instrument.unit,
+                    description=instrument.description,
+                    explicit_bucket_boundaries_advisory=list(instrument.bounds),
+                )
+            elif instrument.kind == "counter":
+                instrument.forward = meter.create_counter(
+                    instrument.name, instrument.unit, instrument.description
+                )
+            else:
+                instrument.forward = meter.create_up_down_counter(
+                    instrument.name, instrument.unit, instrument.description
+                )
+
+        def observe(name: str) -> Callable[[CallbackOptions], list[Observation]]:
+            def callback(options: CallbackOptions) -> list[Observation]:
+                return [
+                    Observation(value, attrs)
+                    for snap in self.snapshot()
+                    if snap.name == name
+                    for attrs, value in snap.points
+                ]
+
+            return callback
+
+        meter.create_observable_gauge(
+            "lamina.jobs",
+            [observe("lamina.jobs")],
+            unit="{job}",
+            description="Jobs in the jobs store, by state",
+        )
+        meter.create_observable_up_down_counter(
+            "lamina.streams.active",
+            [observe("lamina.streams.active")],
+            unit="{stream}",
+            description="Streaming (SSE) responses open",
         )
 
     def snapshot(self) -> list[Snapshot]:

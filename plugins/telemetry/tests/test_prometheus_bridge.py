@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from lamina.telemetry import TelemetrySettings, activate, deactivate, metrics
@@ -23,7 +24,9 @@ def prom() -> Iterator[PrometheusSetup]:
     provider = LaminaMeterProvider(metric_readers=[setup.reader])
     activate(
         TelemetrySettings(
-            tracer_provider=None, meter_provider=provider, prometheus_exposition=setup.exposition
+            tracer_provider=NoOpTracerProvider(),
+            meter_provider=provider,
+            prometheus_exposition=setup.exposition,
         )
     )
     yield setup
@@ -137,7 +140,7 @@ def test_nothing_is_recorded_while_telemetry_is_off() -> None:
     setup = build_prometheus(TelemetryConfig(sinks=[]))
     assert setup is not None
     provider = LaminaMeterProvider(metric_readers=[setup.reader])
-    activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
+    activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=provider))
     try:
         body, _ = setup.exposition()
         assert b"gen_ai_client_operation_duration" not in body
@@ -151,12 +154,12 @@ def test_instruments_are_cached_per_activation() -> None:
     first = LaminaMeterProvider()
     second = LaminaMeterProvider()
     try:
-        activate(TelemetrySettings(tracer_provider=None, meter_provider=first))
+        activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=first))
         one = metrics.instruments()
         assert one is not None and metrics.instruments() is one
-        activate(TelemetrySettings(tracer_provider=None, meter_provider=second))
+        activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=second))
         assert metrics.instruments() not in (None, one)
-        activate(TelemetrySettings(tracer_provider=None, meter_provider=None))  # traces only
+        activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=None))  # traces only
         assert metrics.instruments() is None
     finally:
         deactivate()
@@ -176,7 +179,7 @@ def test_a_delta_reader_gets_what_each_interval_added_and_a_cumulative_one_the_t
     delta = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
     cumulative = InMemoryMetricReader()
     provider = LaminaMeterProvider(metric_readers=[delta, cumulative])
-    activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
+    activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=provider))
 
     def points(reader: InMemoryMetricReader) -> list:
         data = reader.get_metrics_data()
@@ -212,3 +215,38 @@ def test_a_delta_reader_gets_what_each_interval_added_and_a_cumulative_one_the_t
     finally:
         deactivate()
         provider.shutdown()
+
+
+def test_a_plain_sdk_meter_provider_gets_the_metrics_through_sdk_instruments() -> None:
+    """A third-party telemetry provider's plain MeterProvider does not collect the core's aggregates: the
+    core records through ordinary instruments too (slower, still complete)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    activate(TelemetrySettings(tracer_provider=NoOpTracerProvider(), meter_provider=provider))
+    stop = metrics.observe_jobs(lambda: {"scheduled": 4})
+    try:
+        metrics.record_provider_error(provider_id="p", provider_type="remote::x", api="inference", status=504)
+        metrics.record_inference(
+            model="m", provider_id="p", operation="chat", stream=True, input_tokens=3, output_tokens=2,
+            seconds=0.2, ttft_seconds=0.05,
+        )  # fmt: skip
+        found = {
+            m.name: m.data.data_points
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+    finally:
+        stop()
+        deactivate()
+        provider.shutdown()
+    assert [p.value for p in found["lamina.provider.errors"]] == [1]
+    assert found["lamina.provider.errors"][0].attributes["http.response.status_code"] == 504
+    assert [(p.count, p.sum) for p in found["gen_ai.client.operation.duration"]] == [(1, pytest.approx(0.2))]
+    assert sorted(p.sum for p in found["gen_ai.client.token.usage"]) == [2, 3]
+    assert [(dict(p.attributes), p.value) for p in found["lamina.jobs"]] == [
+        ({"lamina.job.state": "scheduled"}, 4)
+    ]

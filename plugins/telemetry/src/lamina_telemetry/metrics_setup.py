@@ -68,6 +68,8 @@ def build_meter_provider(config: TelemetryConfig, readers: Sequence[MetricReader
 class LaminaMeterProvider(MeterProvider):
     """An SDK MeterProvider whose readers also collect the core's aggregates (lamina.telemetry.metrics)."""
 
+    collects_lamina_aggregates = True  # the core then records into its aggregates only
+
     def __init__(
         self, *, resource: Resource | None = None, metric_readers: Sequence[MetricReader] = ()
     ) -> None:
