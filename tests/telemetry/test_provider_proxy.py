@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -28,6 +27,7 @@ from lamina.specs import Api
 from lamina.stack import Stack
 from lamina.telemetry import TelemetrySettings, activate, deactivate, spans
 from lamina.telemetry.provider_proxy import TracedProvider, unwrap, wrap
+from lamina_telemetry.metrics_setup import LaminaMeterProvider
 
 
 class Recorder:
@@ -38,7 +38,8 @@ class Recorder:
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.settings = TelemetrySettings(
             tracer_provider=tracer_provider,
-            meter_provider=MeterProvider(metric_readers=[self.reader]),
+            # lamina_telemetry's: its readers also collect the core's aggregates (lamina.telemetry.metrics).
+            meter_provider=LaminaMeterProvider(metric_readers=[self.reader]),
             capture_content=capture,
         )
 

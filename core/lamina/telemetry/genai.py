@@ -53,10 +53,13 @@ def _dump(value: Any) -> Any:
 
 def request_attributes(operation: str, model: Any, request: Any, capture: bool) -> dict[str, Any]:
     """The span's attributes known before the call."""
+    identifier = _get(model, "identifier")
+    provider_model = _get(model, "provider_resource_id")
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": operation,
-        "gen_ai.request.model": _get(model, "identifier"),
-        "lamina.provider.model": _get(model, "provider_resource_id"),
+        "gen_ai.request.model": identifier,
+        # The provider's id for the model, when it is not the same (each attribute costs per span).
+        "lamina.provider.model": provider_model if provider_model != identifier else None,
         "lamina.stream": bool(_get(request, "stream")),
     }
     sampling = _get(request, "sampling_params")
