@@ -194,6 +194,24 @@ async def test_listing_traces_reads_each_traces_own_spans_not_every_root(store: 
     assert inner and all("(trace_id=?)" in step for step in inner), plan
 
 
+async def test_a_recorded_exception_is_kept_as_an_error_event_of_its_span(
+    store: TraceStore, writer: StoreWriter
+) -> None:
+    tracer = _tracer(writer)
+    with tracer.start_as_current_span("fails", record_exception=False) as span:
+        span.record_exception(ValueError("the upstream said no"))
+        span.add_event("retrying", {"attempt": 2})
+    await writer.flush()
+    trace_id, span_id = _ids(span)
+    events = await store.events_of(trace_id, span_id)
+    assert [(e["severity"], e["message"]) for e in events] == [
+        ("error", "the upstream said no"),
+        ("info", "retrying"),
+    ]
+    assert events[0]["attributes"]["exception.type"] == "ValueError"
+    assert events[1]["attributes"] == {"attempt": 2, "event.name": "retrying"}
+
+
 async def test_a_full_queue_drops_and_counts_instead_of_blocking(store: TraceStore) -> None:
     writer = StoreWriter(store, ttl_seconds=3600, max_queue=3)
     tracer = _tracer(writer)
