@@ -57,6 +57,14 @@ SCENARIOS = {
     ),
 }
 TARGETS = {"off": "telemetry off", "on": "telemetry on (OTLP + sqlite + Prometheus)"}
+# --parts: the same provider with one sink each, to see where the cost of "on" goes.
+PARTS = {
+    "none": ("no sink (spans and metrics recorded, nothing exported)", [], False),
+    "otlp": ("OTLP only (otel_trace + otel_metric)", ["otel_trace", "otel_metric"], False),
+    "sqlite": ("trace store only (sqlite)", ["sqlite"], False),
+    "prometheus": ("Prometheus only (/metrics, not scraped)", [], True),
+    "sampled10": ("all sinks, sampling_ratio 0.1", None, True),
+}
 
 
 class CountingReceiver:
@@ -212,7 +220,14 @@ class Cell:
         return max(u.foreign_pct for u in self.cpu)
 
 
-def telemetry_run_config(upstream_url: str, receiver: CountingReceiver, work: Path) -> dict[str, Any]:
+def telemetry_run_config(
+    upstream_url: str,
+    receiver: CountingReceiver,
+    work: Path,
+    sinks: list[str] | None = None,
+    prometheus: bool = True,
+    sampling_ratio: float = 1.0,
+) -> dict[str, Any]:
     config = lamina_run_config(upstream_url)
     config["providers"]["telemetry"] = [
         {
@@ -220,18 +235,21 @@ def telemetry_run_config(upstream_url: str, receiver: CountingReceiver, work: Pa
             "provider_type": "inline::meta-reference",
             "config": {
                 "service_name": "lamina-bench",
-                "sinks": ["otel_trace", "otel_metric", "sqlite"],
+                "sinks": ["otel_trace", "otel_metric", "sqlite"] if sinks is None else sinks,
                 "otel_trace_endpoint": receiver.endpoint("traces"),
                 "otel_metric_endpoint": receiver.endpoint("metrics"),
                 "sqlite_db_path": str(work / "trace_store.db"),
-                "prometheus": True,
+                "prometheus": prometheus,
+                "sampling_ratio": sampling_ratio,
             },
         }
     ]
     return config
 
 
-def start_servers(work: Path, receiver: CountingReceiver, gateway_cpu: str | None, client_cpu: str | None):
+def start_servers(
+    work: Path, receiver: CountingReceiver, gateway_cpu: str | None, client_cpu: str | None, parts: list[str]
+):
     from lamina.testing.processes import ServerProcess, free_port, lamina_server
 
     servers: dict[str, Any] = {}
@@ -247,6 +265,10 @@ def start_servers(work: Path, receiver: CountingReceiver, gateway_cpu: str | Non
         ).start()
         url = servers["upstream"].url
         configs = {"off": lamina_run_config(url), "on": telemetry_run_config(url, receiver, work)}
+        for part in parts:
+            _label, sinks, prometheus = PARTS[part]
+            ratio = 0.1 if part == "sampled10" else 1.0
+            configs[part] = telemetry_run_config(url, receiver, work / part, sinks, prometheus, ratio)
         for name, config in configs.items():
             # Metrics exported every 10 s rather than OpenTelemetry's default minute: several exports per run.
             env = {
@@ -271,6 +293,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        default=[],
+        choices=list(PARTS),
+        help="also measure the provider with one sink each (none, otlp, sqlite, prometheus), or with all "
+        "sinks and a tenth of the traces sampled (sampled10)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="update the telemetry section of this file")
     parser.add_argument("--work-dir", type=Path, default=None)
     return parser.parse_args(argv)
@@ -279,27 +309,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def render(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], info: dict[str, str]) -> str:
     rows = []
     for scenario in args.scenarios:
-        off, on = cells[(scenario, "off")], cells[(scenario, "on")]
-        # Paired: each round's on against the same round's off (the machine's load drifts between rounds).
-        cost = statistics.median(1 - b.rps / a.rps for a, b in zip(off.runs, on.runs, strict=True) if a.rps)
-        cpu_cost = statistics.median(
-            b_us / a_us - 1 for a_us, b_us in zip(off.cpu_per_run, on.cpu_per_run, strict=True) if a_us
-        )
-        rows.append(
-            [
-                SCENARIOS[scenario][0],
-                report.fmt_num(off.rps),
-                report.fmt_num(on.rps),
-                f"{100 * cost:.1f}%",
-                f"{100 * cpu_cost:+.1f}%",
-                "met" if min(cost, cpu_cost) <= TARGET_COST else "missed",
-                report.fmt_num(off.cpu_us),
-                report.fmt_num(on.cpu_us),
-                f"{on.cpu_us - off.cpu_us:+,.0f}",
-                str(off.errors + on.errors),
-                report.fmt_pct(max(off.foreign_pct, on.foreign_pct)),
-            ]
-        )
+        off = cells[(scenario, "off")]
+        for target in ["on", *args.parts]:
+            on = cells[(scenario, target)]
+            # Paired: each round's on against the same round's off (the load drifts between rounds).
+            pairs = zip(off.runs, on.runs, strict=True)
+            cost = statistics.median(1 - b.rps / a.rps for a, b in pairs if a.rps)
+            cpu_pairs = zip(off.cpu_per_run, on.cpu_per_run, strict=True)
+            cpu_cost = statistics.median(b_us / a_us - 1 for a_us, b_us in cpu_pairs if a_us)
+            label = SCENARIOS[scenario][0] + ("" if target == "on" else f", {PARTS[target][0]}")
+            rows.append(
+                [
+                    label,
+                    report.fmt_num(off.rps),
+                    report.fmt_num(on.rps),
+                    f"{100 * cost:.1f}%",
+                    f"{100 * cpu_cost:+.1f}%",
+                    ("met" if min(cost, cpu_cost) <= TARGET_COST else "missed") if target == "on" else "",
+                    report.fmt_num(off.cpu_us),
+                    report.fmt_num(on.cpu_us),
+                    f"{on.cpu_us - off.cpu_us:+,.0f}",
+                    str(off.errors + on.errors),
+                    report.fmt_pct(max(off.foreign_pct, on.foreign_pct)),
+                ]
+            )
     headers = [
         "scenario (c=16)",
         "off req/s",
@@ -341,7 +374,8 @@ def measure_round(
     cells: dict[tuple[str, str], Cell],
 ) -> None:
     """Every scenario off and on once; who goes first alternates between rounds (drift cancels out)."""
-    order = ["off", "on"] if repeat % 2 == 0 else ["on", "off"]
+    targets = ["off", "on", *args.parts]
+    order = targets if repeat % 2 == 0 else targets[::-1]
     for scenario in args.scenarios:
         body = SCENARIOS[scenario][1]
         for target in order:
@@ -384,7 +418,7 @@ def main(argv: list[str]) -> int:
         os.sched_setaffinity(0, {int(client_cpu)})
     cells: dict[tuple[str, str], Cell] = {}
     with CountingReceiver() as receiver:
-        servers = start_servers(work, receiver, gateway_cpu, client_cpu)
+        servers = start_servers(work, receiver, gateway_cpu, client_cpu, args.parts)
         scraper = Scraper(servers["on"].port, work, client_cpu)
         try:
             scraper.start()
