@@ -244,6 +244,10 @@ def test_a_chat_completions_trace_spans_and_token_metrics(server: ServerProcess)
     assert {s.attributes["gen_ai.usage.input_tokens"] for s in spans} == {5}
     tree = c.telemetry.get_span_tree(traces[0].root_span_id)
     assert traces[0].root_span_id in tree and len(tree) >= 2
+    # The telemetry API's own requests (the queries above) are not in the store.
+    for listed in c.telemetry.query_traces():
+        root = c.telemetry.get_span(listed.root_span_id, trace_id=listed.trace_id)
+        assert not str(root.attributes.get("url.path", "")).startswith("/v1/telemetry/"), root
 
     resp = query_metrics(
         server,

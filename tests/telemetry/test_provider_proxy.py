@@ -6,12 +6,12 @@ end-to-end tests' business: tests/telemetry/test_tracing_e2e.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from lamina.apis.inference import OpenAIChatCompletionRequest
 from lamina.apis.models import Model
+from lamina.apis.safety import RunShieldResponse, SafetyViolation
 from lamina.config import parse_run_config
 from lamina.errors import UpstreamError
 from lamina.plugins import PluginManager
@@ -26,6 +27,7 @@ from lamina.specs import Api
 from lamina.stack import Stack
 from lamina.telemetry import TelemetrySettings, activate, deactivate, spans
 from lamina.telemetry.provider_proxy import TracedProvider, unwrap, wrap
+from lamina_telemetry.metrics_setup import LaminaMeterProvider
 
 
 class Recorder:
@@ -36,7 +38,8 @@ class Recorder:
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.settings = TelemetrySettings(
             tracer_provider=tracer_provider,
-            meter_provider=MeterProvider(metric_readers=[self.reader]),
+            # lamina_telemetry's: its readers also collect the core's aggregates (lamina.telemetry.metrics).
+            meter_provider=LaminaMeterProvider(metric_readers=[self.reader]),
             capture_content=capture,
         )
 
@@ -293,3 +296,55 @@ async def test_the_stack_wraps_its_providers_only_when_telemetry_is_on(
         assert unwrap(served) is record.impl and type(record.impl) is not TracedProvider
     finally:
         await stack.shutdown()
+
+
+class Guard:
+    async def run_shield(self, shield: Any, messages: list[Any], params: dict[str, Any]) -> RunShieldResponse:
+        if "bad" in messages[0]:
+            return RunShieldResponse(violation=SafetyViolation(violation_level="error", user_message="no"))
+        return RunShieldResponse()
+
+
+async def test_a_shield_run_carries_its_verdict(recorder: Recorder) -> None:
+    proxy = wrap(Guard(), "safety", "guard", "inline::llama-guard")
+
+    class Shield:
+        identifier = "llama-guard"
+
+    await proxy.run_shield(Shield(), ["fine"], {})
+    safe = recorder.spans()["run_shield llama-guard"]
+    recorder.exporter.clear()
+    await proxy.run_shield(Shield(), ["bad"], {})
+    unsafe = recorder.spans()["run_shield llama-guard"]
+    assert (
+        safe.attributes["lamina.shield.verdict"] == "safe"
+        and "lamina.shield.violation_level" not in safe.attributes
+    )
+    assert unsafe.attributes["lamina.shield.verdict"] == "violation"
+    assert unsafe.attributes["lamina.shield.violation_level"] == "error"
+    assert unsafe.attributes["lamina.shield.id"] == "llama-guard"
+    assert unsafe.status.status_code.name == "UNSET"  # a verdict is an answer, not a failure
+
+
+def test_the_console_sink_prints_one_json_line_per_span_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from lamina_telemetry.config import TelemetryConfig
+    from lamina_telemetry.tracing_setup import build_tracer_provider
+
+    provider = build_tracer_provider(TelemetryConfig(sinks=["console"], service_name="console-test"))
+    provider.get_tracer("t").start_span("printed", attributes={"k": "v"}).end()
+    provider.shutdown()
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert line["name"] == "printed" and line["attributes"] == {"k": "v"}
+    assert line["resource"]["attributes"]["service.name"] == "console-test"
+
+
+async def test_an_abandoned_stream_counts_as_cancelled_in_the_inference_metrics(recorder: Recorder) -> None:
+    proxy = wrap(Chat(), "inference", "p", "remote::vllm")
+    stream = await proxy.openai_chat_completion(MODEL, _request(True))
+    await anext(stream)
+    await stream.aclose()
+    (duration,) = recorder.metric("gen_ai.client.operation.duration")
+    assert dict(duration.attributes)["error.type"] == "cancelled"
+    assert recorder.metric("lamina.provider.errors") == []

@@ -2,9 +2,9 @@
 llama-stack-client 0.2.12, exported over OTLP/HTTP to the test's receiver.
 
 The model is the fake upstream's ``tools3`` (lamina.testing.fake_openai: it calls the offered tools in
-turn, three calls, then answers) and ``embed`` (4-dimensional embeddings): a real model cannot be made to call a tool
-on demand. The tool is a real MCP server (plugins/mcp/tests/mcp_test_server.py), which records the
-``traceparent`` headers it receives; the vector store is faiss, in process.
+turn, three calls, then answers) and ``embed`` (4-dimensional embeddings): a real model cannot be made
+to call a tool on demand. The tool is a real MCP server (plugins/mcp/tests/mcp_test_server.py), which
+records the ``traceparent`` headers it receives; the vector store is faiss, in process.
 """
 
 from __future__ import annotations
@@ -160,10 +160,14 @@ def test_an_agent_turn_with_a_tool_call(
     spans = tree(receiver, trace_id, "POST /v1/agents/", "invoke_agent helper", "execute_tool add")
     http = next(s for s in spans if s.kind == "SERVER")
     assert http.attributes["http.route"] == "/v1/agents/{agent_id}/session/{session_id}/turn"
-    router = one(spans, "Agents.create_agent_turn")
+    assert (http.attributes["lamina.api"], http.attributes["lamina.method"]) == (
+        "agents",
+        "create_agent_turn",
+    )
+    assert http.attributes["lamina.resource.id"] == agent_id
     provider = one(spans, "agents.create_agent_turn")
     turn_span = one(spans, "invoke_agent helper")
-    assert parent(spans, router) is http and parent(spans, provider) is router
+    assert parent(spans, provider) is http
     assert parent(spans, turn_span) is provider
     attrs = turn_span.attributes
     assert attrs["session_id"] == session_id and attrs["gen_ai.conversation.id"] == session_id
@@ -213,9 +217,9 @@ def test_rag_queries(client: LlamaStackClient, receiver: OtlpReceiver) -> None:
         receiver, trace_id, "POST /v1/tool-runtime/rag-tool/query", "query_chunks docs", "embeddings embed"
     )
     http = one(spans, "POST /v1/tool-runtime/rag-tool/query")
-    router = one(spans, "RAGToolRuntime.query")
+    assert (http.attributes["lamina.api"], http.attributes["lamina.method"]) == ("tool_runtime", "query")
     provider = one(spans, "tool_runtime.query")
-    assert parent(spans, router) is http and parent(spans, provider) is router
+    assert parent(spans, provider) is http
     assert provider.attributes["lamina.provider.type"] == "inline::rag-runtime"
     query = one(spans, "query_chunks docs")
     assert query.attributes["lamina.vector_db.id"] == "docs" and query.attributes["lamina.vector.k"] >= 1
@@ -237,7 +241,41 @@ def test_rag_queries(client: LlamaStackClient, receiver: OtlpReceiver) -> None:
         vector_db_id="docs", query="collector", extra_headers=traceparent(trace_id)
     )
     assert chunks.chunks
-    spans = tree(receiver, trace_id, "VectorIO.query_chunks", "query_chunks docs")
-    router = one(spans, "VectorIO.query_chunks")
-    assert router.attributes["lamina.resource.id"] == "docs"
+    spans = tree(receiver, trace_id, "POST /v1/vector-io/query", "query_chunks docs")
+    http = one(spans, "POST /v1/vector-io/query")
+    assert http.attributes["lamina.resource.id"] == "docs" and http.attributes["lamina.api"] == "vector_io"
     assert one(spans, "query_chunks docs").attributes["lamina.vector.hits"] == len(chunks.chunks)
+
+
+def test_a_streamed_agent_turn_has_the_same_tree(client: LlamaStackClient, receiver: OtlpReceiver) -> None:
+    agent_id = client.agents.create(
+        agent_config={
+            "model": "fake/tools3",
+            "instructions": "be brief",
+            "toolgroups": ["mcp::t"],
+            "name": "streamer",
+        }
+    ).agent_id
+    session_id = client.agents.session.create(agent_id, session_name="s").session_id
+    trace_id = "4d" * 16
+    chunks = list(
+        client.agents.turn.create(
+            agent_id=agent_id,
+            session_id=session_id,
+            messages=[{"role": "user", "content": "go"}],
+            stream=True,
+            extra_headers=traceparent(trace_id),
+        )
+    )
+    assert chunks[-1].event.payload.event_type == "turn_complete"
+    spans = tree(receiver, trace_id, "invoke_agent streamer", "execute_tool describe")
+    http = next(s for s in spans if s.kind == "SERVER")
+    turn_span = one(spans, "invoke_agent streamer")
+    assert parent(spans, parent(spans, turn_span)) is http
+    assert turn_span.attributes["session_id"] == session_id
+    steps = [s for s in spans if s.name.startswith("agent_step ")]
+    assert len(steps) == 7 and all(parent(spans, s) is turn_span for s in steps)
+    for name in ("execute_tool add", "execute_tool echo", "execute_tool describe"):
+        assert parent(spans, one(spans, name)).name == "agent_step tool_execution"
+    # Every span of the turn ended within the request's span.
+    assert all(s.end_ns <= http.end_ns for s in spans if s is not http)

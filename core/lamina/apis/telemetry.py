@@ -165,7 +165,7 @@ class GetSpanRequest(BaseModel):
 class GetSpanTreeRequest(BaseModel):
     span_id: str = Field(min_length=1)
     attributes_to_return: list[str] | None = Field(
-        default=None, description="Only these attributes on each span (omitted: all of them)."
+        default=None, description="Only these attributes on each span (omitted or empty: all of them)."
     )
     max_depth: int | None = Field(
         default=None,

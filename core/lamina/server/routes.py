@@ -75,7 +75,7 @@ def make_handler(
     path_params = decl.path_params()
     has_body = decl.method in _BODY_METHODS
     model = decl.request
-    # The router call in its span, used while telemetry is on (lamina.telemetry.route_spans).
+    # The router call, named on the request's span while telemetry is on (lamina.telemetry.route_spans).
     traced_method = route_spans.traced(decl, protocol, path_params, method)
 
     async def handler(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,7 @@ Answers come in two families, read here without importing either: OpenAI's (dict
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -53,10 +54,13 @@ def _dump(value: Any) -> Any:
 
 def request_attributes(operation: str, model: Any, request: Any, capture: bool) -> dict[str, Any]:
     """The span's attributes known before the call."""
+    identifier = _get(model, "identifier")
+    provider_model = _get(model, "provider_resource_id")
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": operation,
-        "gen_ai.request.model": _get(model, "identifier"),
-        "lamina.provider.model": _get(model, "provider_resource_id"),
+        "gen_ai.request.model": identifier,
+        # The provider's id for the model, when it is not the same (each attribute costs per span).
+        "lamina.provider.model": provider_model if provider_model != identifier else None,
         "lamina.stream": bool(_get(request, "stream")),
     }
     sampling = _get(request, "sampling_params")
@@ -199,7 +203,9 @@ class InferenceCall:
         """Set the response attributes on the span (ended by the caller) and record the metrics."""
         seconds = time.perf_counter() - self.started
         error_type = None
-        if error is not None:
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            error_type = "cancelled"  # the client went away: not a failure of the call
+        elif error is not None:
             from lamina.telemetry.spans import error_type as type_of
 
             error_type = type_of(error)

@@ -181,6 +181,7 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
     operation = genai.OPERATIONS.get(name) if api == "inference" else None
     special = SPECIAL.get((api, name))
     default_name = f"{api}.{name}"
+    base: dict[str, Any] = {**where, "lamina.method": name}  # fixed per method: built once
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         tr = spans.tracer()
@@ -188,18 +189,18 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
             return await method(*args, **kwargs)
         settings = active()
         capture = settings is not None and settings.capture_content
-        attrs: dict[str, Any] = {**where, "lamina.method": name}
+        attrs = base
         inference: genai.InferenceCall | None = None
         span_name = default_name
         if operation is not None and len(args) >= 2:
             model, request = args[0], args[1]
-            attrs["gen_ai.system"] = where["lamina.provider.type"]
-            attrs.update(genai.request_attributes(operation, model, request, capture))
+            attrs = {**base, "gen_ai.system": where["lamina.provider.type"]}
+            attrs.update(spans.clean(genai.request_attributes(operation, model, request, capture)))
             span_name = f"{operation} {attrs.get('gen_ai.request.model')}"
         elif special is not None:
             span_name, extra = special[0](args, kwargs, capture)
-            attrs.update(extra)
-        span = tr.start_span(span_name, attributes=spans.clean(attrs))
+            attrs = {**base, **spans.clean(extra)}
+        span = tr.start_span(span_name, attributes=attrs)
         if operation is not None and len(args) >= 2:
             inference = genai.InferenceCall(
                 span,
@@ -213,9 +214,12 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
         try:
             result = await method(*args, **kwargs)
         except BaseException as exc:
-            _failed(where, exc)
-            if inference is not None:
-                inference.finish(exc)
+            try:
+                _failed(where, exc)
+                if inference is not None:
+                    inference.finish(exc)
+            except Exception:  # telemetry never replaces the call's own error
+                pass
             spans.end(span, exc)
             raise
         finally:
@@ -249,9 +253,11 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
 
 def _wrap_generator(name: str, method: Callable[..., Any], where: dict[str, str]) -> Callable[..., Any]:
     span_name = f"{where['lamina.api']}.{name}"
+    base = {**where, "lamina.method": name}
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        span = spans.start_span(span_name, {**where, "lamina.method": name})
+        tr = spans.tracer()
+        span = tr.start_span(span_name, attributes=base) if tr is not None else None
         if span is None:
             return method(*args, **kwargs)
         with spans.current(span):

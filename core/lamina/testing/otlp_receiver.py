@@ -282,7 +282,12 @@ class OtlpReceiver:
                 return
             ready.set()
             loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
+            if self._runner is not None:
+                loop.run_until_complete(self._runner.cleanup())
+            pending = asyncio.all_tasks(loop)  # handlers a slow collector left waiting
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=run, name=f"otlp-receiver-{self.port}", daemon=True)
@@ -294,6 +299,15 @@ class OtlpReceiver:
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
+            if self._runner is not None:
+                # Close the site and cancel handlers still waiting (a slow collector's) on the loop itself,
+                # so none is left pending when the loop stops.
+                done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+                try:
+                    done.result(10)
+                except Exception:
+                    pass
+                self._runner = None
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = self._thread = None

@@ -143,6 +143,8 @@ async def test_a_requests_spans_answer_every_trace_query(store: TraceStore, writ
     assert list(shallow) == [b["root"], b["inference"]]
     assert shallow[b["inference"]].attributes == {"gen_ai.request.model": "model-b"}
     assert shallow[b["root"]].attributes == {}
+    everything = await queries.get_span_tree(store, b["root"], [], 1)  # [] is every attribute, as None
+    assert everything[b["root"]].attributes == {"http.route": "/v1/chat"}
     with pytest.raises(NotFoundError, match="span 'abcd'"):
         await queries.get_span_tree(store, "abcd", None, None)
 

@@ -131,6 +131,8 @@ class TelemetryProvider(ProviderBase):
             await self.store.close()
 
     async def health(self) -> dict[str, Any]:
+        if self.writer is not None and self.writer.last_error is not None:
+            return {"status": "Error", "message": f"trace store writes fail: {self.writer.last_error}"}
         return {"status": "OK"}
 
     # -- the store -------------------------------------------------------------------------------

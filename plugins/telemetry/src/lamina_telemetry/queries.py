@@ -3,7 +3,8 @@
 Attribute filters follow Llama Stack 0.2.12: a trace matches when ONE of its spans satisfies every
 condition (``eq``, ``ne``, ``gt``, ``lt``; a span without the attribute satisfies none of them, ``ne``
 included). ``query_spans`` answers the spans of the matching traces (within ``max_depth`` levels of the
-root) that carry every attribute of ``attributes_to_return``, with only those attributes. Comparisons
+root) that carry every attribute of ``attributes_to_return``, with only those attributes (an empty list:
+every span, with all of them, as in Llama Stack). Comparisons
 are SQL's on the JSON value: numbers as numbers, strings as strings.
 """
 
@@ -169,7 +170,7 @@ _SPAN_SELECT = "s.trace_id, s.span_id, s.parent_span_id, s.name, s.start_ns, s.e
 def _span(row: tuple[Any, ...], keep: list[str] | None, with_status: bool = False) -> Span:
     trace_id, span_id, parent, name, start, end, status, attributes = row[:8]
     attrs = _loads(attributes)
-    if keep is not None:
+    if keep:  # None or [] (as in Llama Stack): every attribute
         attrs = {key: attrs[key] for key in keep if key in attrs}
     fields = {
         "trace_id": trace_id,

@@ -1,8 +1,11 @@
 """Getting spans and metric points into the trace store without slowing a request.
 
-The tracer's ``StoreSpanProcessor`` (and the metric reader's ``StoreMetricExporter``) only append to a
-bounded in-memory queue: one ``len`` and one ``append``, from whichever thread ends the span. A task on
-the event loop drains the queues every ``interval`` seconds, converts what it took to rows and writes
+The tracer's ``StoreSpanProcessor`` turns each finished span into its row (a tuple of strings and
+numbers, about 5 µs) and appends it to a bounded in-memory queue, from whichever thread ends the span;
+the metric reader's ``StoreMetricExporter`` queues points the same way. Rows, not the span objects:
+queued spans (a dozen objects each, kept up to a second) made Python's garbage collector walk the
+server's heap more often, about 15 µs of CPU a span more than converting at once (measured with a
+300,000-object heap). A task on the event loop drains the queues every ``interval`` seconds and writes
 them in one transaction per batch (the database I/O runs on aiosqlite's thread or asyncpg's socket).
 A full queue drops what comes next and counts it (logged once per drain), so a slow or broken database
 never blocks, and never grows memory without bound. ``flush`` drains now (the API's queries call it, so
@@ -61,11 +64,12 @@ class StoreWriter:
         self.batch = batch
         self.interval = interval
         self.prune_interval = prune_interval
-        self.spans: deque[ReadableSpan] = deque()
+        self.spans: deque[tuple[Any, ...]] = deque()  # rows of finished spans (SPAN_COLUMNS order)
         self.points: deque[MetricPoint] = deque()
         self.dropped_spans = 0
         self.dropped_points = 0
         self._logged_drops = 0
+        self.last_error: str | None = None  # the last failed drain's error, until a drain succeeds
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +79,7 @@ class StoreWriter:
         if len(self.spans) >= self.max_queue:
             self.dropped_spans += 1
             return
-        self.spans.append(span)
+        self.spans.append(self._row(span))
 
     def put_points(self, points: Sequence[MetricPoint]) -> None:
         room = self.max_queue - len(self.points)
@@ -96,12 +100,14 @@ class StoreWriter:
             await asyncio.sleep(self.interval)
             try:
                 await self.flush()
+                self.last_error = None
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_interval
                     await self._prune()
             except StorageError as exc:
                 # The rows taken are lost (they are not re-queued: a database that stays down must not
                 # hold memory); the next drain tries again with what came since.
+                self.last_error = str(exc)
                 log.warning("trace_store_write_failed", error=str(exc))
 
     async def _prune(self) -> None:
@@ -117,8 +123,9 @@ class StoreWriter:
         """Write everything queued so far."""
         async with self._lock:
             while self.spans:
-                taken = [self.spans.popleft() for _ in range(min(self.batch, len(self.spans)))]
-                await self.store.add_spans([self._row(span) for span in taken])
+                await self.store.add_spans(
+                    [self.spans.popleft() for _ in range(min(self.batch, len(self.spans)))]
+                )
             while self.points:
                 await self.store.add_points(
                     [self.points.popleft() for _ in range(min(self.batch, len(self.points)))]
@@ -167,7 +174,10 @@ class StoreWriter:
 
 
 class StoreSpanProcessor(SpanProcessor):
-    """Queues every finished, sampled span for the trace store (see the module's docstring)."""
+    """Queues every finished, sampled span for the trace store (see the module's docstring), but the
+    spans of the telemetry API's own requests: a dashboard polling ``query_traces`` would otherwise fill
+    the store with traces of its polling, the newest first (the OTLP and console sinks still get them).
+    """
 
     def __init__(self, writer: StoreWriter) -> None:
         self.writer = writer
@@ -176,6 +186,12 @@ class StoreSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes
+        if attributes and (
+            attributes.get("lamina.api") == "telemetry"
+            or str(attributes.get("url.path", "")).startswith("/v1/telemetry/")
+        ):
+            return
         self.writer.put_span(span)
 
     def shutdown(self) -> None:
