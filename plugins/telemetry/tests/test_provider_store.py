@@ -24,11 +24,11 @@ from lamina.apis.telemetry import (
 from lamina.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from lamina.providers.base import ProviderContext
 from lamina.specs import Api
-from lamina.telemetry import active
+from lamina.telemetry import active, metrics
 from lamina.testing.postgres import PostgresServer
 from lamina_telemetry.config import TelemetryConfig
 from lamina_telemetry.provider import TelemetryProvider
-from lamina_telemetry.queries import query_traces
+from lamina_telemetry.queries import query_metrics, query_traces
 from lamina_telemetry.store import open_trace_store, trace_store_config
 from lamina_telemetry.store_writer import StoreSpanProcessor, StoreWriter
 
@@ -105,6 +105,37 @@ async def test_log_event_types_and_spans_written_by_shutdown(tmp_path: Path) -> 
     )
     try:
         assert trace_id in {t.trace_id for t in await query_traces(store, None, 10, 0, None)}
+    finally:
+        await store.close()
+
+
+async def test_the_last_metric_deltas_are_written_at_shutdown(tmp_path: Path) -> None:
+    provider = _provider(tmp_path)
+    await provider.initialize()
+    start = int(time.time()) - 1
+    try:
+        metrics.record_inference(
+            model="m1",
+            provider_id="fake",
+            operation="chat",
+            stream=False,
+            input_tokens=11,
+            output_tokens=4,
+            seconds=0.01,
+            ttft_seconds=None,
+        )
+    finally:
+        await provider.shutdown()  # no collection ran before: the reader's interval is 10 s
+
+    store = await open_trace_store(
+        trace_store_config({"type": "sqlite", "db_path": str(tmp_path / "traces.db")}, tmp_path)
+    )
+    try:
+        for name, value in (("prompt_tokens", 11.0), ("completion_tokens", 4.0), ("total_tokens", 15.0)):
+            request = QueryMetricsRequest(metric_name=name, start_time=start, query_type="instant")
+            [series] = await query_metrics(store, request)
+            assert {lab.name: lab.value for lab in series.labels} == {"model_id": "m1", "provider_id": "fake"}
+            assert series.values[0].value == value
     finally:
         await store.close()
 

@@ -6,7 +6,8 @@ Three tables named after the store's ``table_name`` (default ``telemetry``):
   per span a client opened with ``log_event`` (``span_start``; ``span_end`` closes it). ``root`` marks a
   trace's entry span (no parent, or a parent in another process: a caller's ``traceparent``); a trace is
   its root span. Times are epoch nanoseconds; ``attributes`` JSON (jsonb on PostgreSQL).
-- ``<t>_events``: ``log_event``'s unstructured logs, attached to their trace and span by id.
+- ``<t>_events``: ``log_event``'s unstructured logs and the events of stored spans (recorded
+  exceptions), attached to their trace and span by id.
 - ``<t>_metric_points``: delta points (counter and histogram sums, gauge values) by metric name, labels
   (JSON, sorted keys) and time; from ``log_event`` metric events and the server's OpenTelemetry metrics.
 
@@ -207,12 +208,20 @@ class TraceStore(SqlTable):
         attributes: dict[str, Any],
         expires_ns: int,
     ) -> None:
+        await self.add_events(
+            [(trace_id, span_id, ts_ns, severity, message, dumps_json(attributes), expires_ns)]
+        )
+
+    async def add_events(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert events: (trace_id, span_id, ts_ns, severity, message, attributes JSON, expires_ns)."""
+        if not rows:
+            return
         p = self._p
-        await self._execute(
+        await self._execute_many(
             f"INSERT INTO {self.events} "
             f"(trace_id, span_id, ts_ns, severity, message, attributes, expires_ns) "
             f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}, {p(5)}, {self._json(6)}, {p(7)})",
-            [trace_id, span_id, ts_ns, severity, message, dumps_json(attributes), expires_ns],
+            rows,
         )
 
     async def add_points(self, points: list[MetricPoint]) -> None:

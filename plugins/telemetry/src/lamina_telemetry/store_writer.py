@@ -66,6 +66,7 @@ class StoreWriter:
         self.prune_interval = prune_interval
         self.spans: deque[tuple[Any, ...]] = deque()  # rows of finished spans (SPAN_COLUMNS order)
         self.points: deque[MetricPoint] = deque()
+        self.events: deque[tuple[Any, ...]] = deque()  # span events (rows of the events table)
         self.dropped_spans = 0
         self.dropped_points = 0
         self._logged_drops = 0
@@ -79,7 +80,10 @@ class StoreWriter:
         if len(self.spans) >= self.max_queue:
             self.dropped_spans += 1
             return
-        self.spans.append(self._row(span))
+        row = self._row(span)
+        self.spans.append(row)
+        if span.events:  # an exception a span recorded, or any other span event: kept in the events table
+            self.events.extend(_event_rows(span, row))
 
     def put_points(self, points: Sequence[MetricPoint]) -> None:
         room = self.max_queue - len(self.points)
@@ -126,6 +130,10 @@ class StoreWriter:
                 await self.store.add_spans(
                     [self.spans.popleft() for _ in range(min(self.batch, len(self.spans)))]
                 )
+            while self.events:
+                await self.store.add_events(
+                    [self.events.popleft() for _ in range(min(self.batch, len(self.events)))]
+                )
             while self.points:
                 await self.store.add_points(
                     [self.points.popleft() for _ in range(min(self.batch, len(self.points)))]
@@ -171,6 +179,25 @@ class StoreWriter:
             str(span.resource.attributes.get("service.name", "")),
             end + self.ttl_ns,
         )
+
+
+def _event_rows(span: ReadableSpan, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A span's events as events-table rows: an ``exception`` event is an error whose message is the
+    exception's; any other is ``info`` with the event's name as its message."""
+    trace_id, span_id, expires = row[0], row[1], row[-1]
+    out = []
+    for event in span.events:
+        attributes = dict(event.attributes or {})
+        attributes["event.name"] = event.name
+        if event.name == "exception":
+            severity = "error"
+            message = str(
+                attributes.get("exception.message") or attributes.get("exception.type") or "exception"
+            )
+        else:
+            severity, message = "info", event.name
+        out.append((trace_id, span_id, event.timestamp, severity, message, dumps_json(attributes), expires))
+    return out
 
 
 class StoreSpanProcessor(SpanProcessor):
