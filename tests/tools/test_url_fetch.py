@@ -302,3 +302,30 @@ def test_config_errors_name_the_field() -> None:
         "::1",
         "docs.example.com",
     ]
+
+
+async def test_a_fetch_carries_no_trace_context_to_the_site() -> None:
+    """A URL a user names is a third party's, not an upstream of this server: the caller's trace id
+    (``traceparent``) stays in, telemetry on or off (it would tell the site which requests are one trace)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from lamina import telemetry
+
+    seen: list[dict[str, str]] = []
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="public page")
+
+    runner, site = await _serve("127.0.0.1", {"/doc": page})
+    provider = TracerProvider()
+    telemetry.activate(telemetry.TelemetrySettings(tracer_provider=provider))
+    try:
+        with provider.get_tracer("test").start_as_current_span("request"):
+            fetched = await _allowing_loopback().fetch(f"{site.url}/doc", param="url")
+    finally:
+        telemetry.deactivate()
+        provider.shutdown()
+        await runner.cleanup()
+    assert fetched.body == b"public page"
+    assert seen and not {"traceparent", "tracestate"} & {name.lower() for name in seen[0]}

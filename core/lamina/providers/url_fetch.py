@@ -46,7 +46,6 @@ from pydantic import BaseModel, Field, field_validator
 from yarl import URL
 
 from lamina.errors import BadRequestError, PayloadTooLargeError
-from lamina.telemetry import propagation
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -154,9 +153,9 @@ class GuardedFetcher:
             ):
                 for _hop in range(config.max_redirects + 1):
                     self._check_url(current, param)
-                    # The caller's trace context goes along (telemetry on), as from every client of the core.
-                    headers = propagation.inject(None)
-                    async with session.get(current, allow_redirects=False, headers=headers) as resp:
+                    # No traceparent: the URL is a third party's a user named, not an upstream of ours
+                    # (trace ids would tell it which requests belong together).
+                    async with session.get(current, allow_redirects=False) as resp:
                         if resp.status in REDIRECT_STATUSES:
                             location = resp.headers.get("Location")
                             if not location:
