@@ -1,0 +1,111 @@
+"""The OTLP span export runs in a child process (lamina_telemetry.export_worker), off the gateway's GIL.
+
+Real parts: a real child process, the stock OTLP/HTTP exporter in it, a real OTLP receiver on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from lamina.testing.otlp_receiver import OtlpReceiver
+from lamina_telemetry.config import TelemetryConfig
+from lamina_telemetry.tracing_setup import build_tracer_provider
+
+
+def _config(receiver: OtlpReceiver) -> TelemetryConfig:
+    return TelemetryConfig(
+        sinks=["otel_trace"], otel_trace_endpoint=receiver.traces_endpoint, service_name="worker-test"
+    )
+
+
+def _worker(provider: Any) -> Any:
+    from lamina_telemetry.export_worker import PipeSpanProcessor
+
+    (processor,) = [
+        p for p in provider._active_span_processor._span_processors if isinstance(p, PipeSpanProcessor)
+    ]
+    return processor
+
+
+def test_spans_reach_the_collector_whole_without_being_encoded_in_this_process(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Encoding here would fail: the spans must be encoded (and posted) by the exporter's own process.
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("OTLP encoding ran in the gateway's process")
+
+    monkeypatch.setattr(trace_exporter, "encode_spans", refuse)
+    provider = build_tracer_provider(_config(otlp_receiver))
+    tracer = provider.get_tracer("lamina")
+    root = tracer.start_span("POST /v1/x", kind=SpanKind.SERVER, attributes={"http.route": "/v1/x"})
+    ctx = trace.set_span_in_context(root)
+    linked = tracer.start_span("linked")
+    linked.end()
+    child = tracer.start_span(
+        "chat m",
+        context=ctx,
+        kind=SpanKind.CLIENT,
+        attributes={"gen_ai.usage.input_tokens": 3, "list": ["a", "b"], "f": 0.5, "b": True},
+        links=[Link(linked.get_span_context(), {"why": "batch"})],
+    )
+    child.record_exception(ValueError("bad input"))
+    child.set_status(Status(StatusCode.ERROR, "bad input"))
+    child.end()
+    root.end()
+    provider.shutdown()  # flushes: everything is at the receiver when it returns
+
+    spans = {s.name: s for s in otlp_receiver.spans()}
+    assert set(spans) == {"POST /v1/x", "linked", "chat m"}
+    server, chat, link_target = spans["POST /v1/x"], spans["chat m"], spans["linked"]
+    assert chat.parent_span_id == server.span_id and chat.trace_id == server.trace_id
+    assert server.parent_span_id is None and server.kind == "SERVER" and chat.kind == "CLIENT"
+    assert chat.attributes == {"gen_ai.usage.input_tokens": 3, "list": ["a", "b"], "f": 0.5, "b": True}
+    assert chat.status == "ERROR" and chat.status_message == "bad input"
+    assert [name for name, _ in chat.events] == ["exception"]
+    assert chat.events[0][1]["exception.message"] == "bad input"
+    assert chat.links == [(link_target.trace_id, link_target.span_id)]
+    assert server.resource["service.name"] == "worker-test" and server.scope == "lamina"
+    assert chat.end_ns >= chat.start_ns > 0
+
+
+def test_a_worker_that_dies_is_restarted(otlp_receiver: OtlpReceiver) -> None:
+    provider = build_tracer_provider(_config(otlp_receiver))
+    tracer = provider.get_tracer("lamina")
+    worker = _worker(provider)
+    tracer.start_span("before").end()
+    otlp_receiver.wait_for_spans(lambda s: s.name == "before")
+    first = worker.pid
+    assert first is not None and first != os.getpid()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not otlp_receiver.spans() or "after" not in {s.name for s in otlp_receiver.spans()}:
+        assert time.monotonic() < deadline, "spans after the worker died never arrived"
+        tracer.start_span("after").end()
+        time.sleep(0.5)
+    assert worker.pid not in (None, first)
+    assert worker.restarts >= 1
+    provider.shutdown()
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(otlp_receiver: OtlpReceiver) -> None:
+    provider = build_tracer_provider(_config(otlp_receiver))
+    worker = _worker(provider)
+    worker.max_queue = 10
+    tracer = provider.get_tracer("lamina")
+    with worker._cond:  # the sending thread cannot take spans meanwhile
+        started = time.monotonic()
+        for _ in range(50):
+            tracer.start_span("many").end()
+        assert time.monotonic() - started < 5
+    assert worker.dropped >= 40
+    provider.shutdown()
+    assert 1 <= len(otlp_receiver.spans()) <= 10
