@@ -92,6 +92,9 @@ class Runtime:
         yield "x"
         yield "y"
 
+    async def list_models(self) -> list[str]:
+        return ["m"]
+
     def describe(self) -> str:
         return "sync"
 
@@ -123,6 +126,17 @@ async def test_a_provider_call_is_a_span_with_the_provider_and_api(recorder: Rec
         "lamina.provider.type": "remote::thing",
     }
     assert span.status.status_code.name == "UNSET"
+
+
+async def test_the_model_refresh_is_traced_only_inside_a_request(recorder: Recorder) -> None:
+    """The stack's background model refresh calls list_models every minute: a root trace each time would
+    fill a trace store with maintenance; inside a request's trace it is that request's work."""
+    proxy = wrap(Runtime(), "inference", "up", "remote::vllm")
+    assert await proxy.list_models() == ["m"]
+    assert "inference.list_models" not in recorder.spans()
+    with spans.span("GET /v1/models"):
+        assert await proxy.list_models() == ["m"]
+    assert "inference.list_models" in recorder.spans()
 
 
 async def test_a_failed_call_is_an_error_span_and_a_provider_error_count(recorder: Recorder) -> None:

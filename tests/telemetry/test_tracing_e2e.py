@@ -165,6 +165,20 @@ def test_without_traceparent_a_request_starts_its_own_trace(
     assert span.attributes["http.response.status_code"] == 200
 
 
+def test_health_probes_and_metrics_scrapes_are_not_traced(
+    traced: Callable[..., ServerProcess], otlp_receiver: OtlpReceiver
+) -> None:
+    """A load balancer's probe and Prometheus' scrape come every few seconds: a trace each would bury
+    the requests in the store and at the collector (they still count in the HTTP metrics)."""
+    server = traced()
+    for path in ("/v1/health", "/metrics"):
+        httpx.get(f"{server.url}{path}", headers={"traceparent": traceparent()}).raise_for_status()
+    httpx.get(f"{server.url}/v1/models").raise_for_status()
+    otlp_receiver.wait_for_spans(lambda s: s.name == "GET /v1/models")  # sent after the two above
+    names = {s.name for s in otlp_receiver.spans()}
+    assert not names & {"GET /v1/health", "GET /metrics"}, names
+
+
 def test_route_template_and_upstream_failure(
     traced: Callable[..., ServerProcess], otlp_receiver: OtlpReceiver
 ) -> None:

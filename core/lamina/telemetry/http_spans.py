@@ -19,6 +19,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from lamina.telemetry import propagation
 from lamina.telemetry.spans import tracer
 
+# A load balancer's health probe and Prometheus' scrape arrive every few seconds: a trace each would bury
+# the requests (they still count in the HTTP metrics and the access log).
+UNTRACED_PATHS = frozenset({"/v1/health", "/metrics"})
+
 
 def route_template(request: web.Request) -> str | None:
     resource = request.match_info.route.resource
@@ -28,7 +32,7 @@ def route_template(request: web.Request) -> str | None:
 def start(request: web.Request) -> tuple[Span, Any] | None:
     """The request's SERVER span, made current; None when telemetry is off."""
     tr = tracer()
-    if tr is None:
+    if tr is None or request.path in UNTRACED_PATHS:
         return None
     route = route_template(request)
     method = request.method

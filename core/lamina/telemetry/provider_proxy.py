@@ -40,6 +40,9 @@ from lamina.telemetry.state import active
 
 # Lifecycle and health calls: not a request's work (the health monitor calls the raw provider anyway).
 UNTRACED = frozenset({"initialize", "shutdown", "health", "should_refresh_models", "close"})
+# Calls the stack also makes in the background (the model refresh, every minute per provider): traced only
+# inside a request's trace, never as a root trace of their own that would fill a store with maintenance.
+IN_REQUEST_ONLY = frozenset({"list_models"})
 
 
 def wrap(impl: Any, api: str, provider_id: str, provider_type: str) -> Any:
@@ -183,9 +186,11 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
     default_name = f"{api}.{name}"
     base: dict[str, Any] = {**where, "lamina.method": name}  # fixed per method: built once
 
+    in_request_only = name in IN_REQUEST_ONLY
+
     async def call(*args: Any, **kwargs: Any) -> Any:
         tr = spans.tracer()
-        if tr is None:
+        if tr is None or (in_request_only and not trace.get_current_span().get_span_context().is_valid):
             return await method(*args, **kwargs)
         settings = active()
         capture = settings is not None and settings.capture_content
