@@ -118,6 +118,8 @@ class TestTools:
             max_tokens=200,
         )
         calls = answer.choices[0].message.tool_calls
+        # Seen once in CI (session 9) with no tool_calls at all: say what came back instead.
+        assert calls, answer.choices[0]
         assert len(calls) == 1 and calls[0].function.name == "get_weather"
         _check_weather_args(calls[0].function.arguments)
         assert answer.choices[0].finish_reason == "tool_calls"
