@@ -18,17 +18,12 @@ from aiohttp import web
 
 from lamina.server.errors import plain_error
 from lamina.telemetry import metrics
+from lamina.telemetry.http_spans import route_template
 from lamina.telemetry.state import active
 
 METRICS_PATH = "/metrics"
 # HTTP semconv: any other method is recorded as _OTHER (clients can send any token as a method).
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-
-
-def route_template(request: web.Request) -> str | None:
-    """The matched route's template (``/v1/files/{file_id}``), or None when no route matched."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else None
 
 
 @web.middleware

@@ -25,6 +25,7 @@ UNTRACED_PATHS = frozenset({"/v1/health", "/metrics"})
 
 
 def route_template(request: web.Request) -> str | None:
+    """The matched route's template (``/v1/files/{file_id}``), or None when no route matched."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else None
 
