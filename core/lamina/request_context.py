@@ -1,4 +1,4 @@
-"""Per-request context (contextvars): request id and the caller's provider data.
+"""Per-request context (contextvars): request id, the caller's provider data, and the work's class.
 
 Provider data is Llama Stack's ``X-LlamaStack-Provider-Data`` header: a JSON object of per-request
 provider settings (``{"openai_api_key": "..."}``). The server middleware parses it and validates it
@@ -9,8 +9,10 @@ the request reaches a handler, so a malformed header is a 400; a provider then r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -23,6 +25,22 @@ PROVIDER_DATA: ContextVar[dict[str, Any] | None] = ContextVar("lamina_provider_d
 VALIDATED_PROVIDER_DATA: ContextVar[dict[type, BaseModel] | None] = ContextVar(
     "lamina_validated_provider_data", default=None
 )
+
+# Whose work a provider call is: "interactive" (a client waits on it: every HTTP request) or "batch"
+# (background work: a batch's lines, batch agents, eval rows). Provider limits serve interactive calls
+# first, so a batch never starves the clients waiting on the same provider or model.
+WorkClass = Literal["interactive", "batch"]
+WORK_CLASS: ContextVar[WorkClass] = ContextVar("lamina_work_class", default="interactive")
+
+
+@contextmanager
+def batch_work() -> Iterator[None]:
+    """Provider calls made inside the block are background work (``WORK_CLASS`` "batch")."""
+    token = WORK_CLASS.set("batch")
+    try:
+        yield
+    finally:
+        WORK_CLASS.reset(token)
 
 
 def provider_data() -> dict[str, Any]:
