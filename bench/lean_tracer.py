@@ -1,0 +1,152 @@
+"""CPU per request's spans: the OpenTelemetry SDK's tracer vs lamina_telemetry.lean_tracer, in process.
+
+``python -m bench.lean_tracer [--requests N] [--rounds R] [--otlp]``. A "request" is what a chat
+completion makes: a SERVER span (HTTP attributes, made current), an inference span (GenAI attributes,
+made current, usage set at the end) and a provider-proxy CLIENT span, each ended; the W3C traceparent
+is injected once (what an outgoing call does). Both tracers feed the same processors the telemetry
+provider gives them: the trace store's StoreSpanProcessor (rows queued; the queue is emptied between
+blocks, never written) and, with ``--otlp``, the export worker's PipeSpanProcessor (records marshalled
+and piped to a real child process that posts to a closed loopback port). Rounds alternate SDK and lean
+in the same minute; CPU is ``time.process_time`` (all this process's threads, the pipe's included),
+not wall time: the machine is shared. Reports the median µs per request over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+
+def _providers(otlp: bool) -> dict[str, tuple[Any, Any]]:
+    from lamina_telemetry.config import TelemetryConfig
+    from lamina_telemetry.lean_tracer import LeanTracerProvider
+    from lamina_telemetry.store_writer import StoreSpanProcessor, StoreWriter
+    from lamina_telemetry.tracing_setup import build_tracer_provider
+
+    out = {}
+    for impl in ("sdk", "lean"):
+        writer = StoreWriter(None, ttl_seconds=3600)  # type: ignore[arg-type]  # only put_span is used
+        processors = [StoreSpanProcessor(writer)]
+        config = TelemetryConfig(
+            sinks=["otel_trace"] if otlp else [], otel_trace_endpoint="http://127.0.0.1:9/v1/traces"
+        )
+        if impl == "sdk":
+            provider = build_tracer_provider(config, processors)
+        else:
+            provider = LeanTracerProvider(config.service_name, config.sampling_ratio)
+            for p in processors:
+                provider.add_span_processor(p)
+            if otlp:
+                from lamina_telemetry.export_worker import PipeSpanProcessor
+
+                provider.add_span_processor(
+                    PipeSpanProcessor(config.otel_trace_endpoint, provider.resource.attributes, timeout=5.0)
+                )
+        out[impl] = (provider, writer)
+    return out
+
+
+def one_request(tracer: trace.Tracer, carrier: dict[str, str]) -> None:
+    server = tracer.start_span(
+        "POST /v1/openai/v1/chat/completions",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "POST",
+            "http.route": "/v1/openai/v1/chat/completions",
+            "url.path": "/v1/openai/v1/chat/completions",
+            "lamina.api": "inference",
+            "lamina.method": "openai_chat_completion",
+        },
+    )
+    token = otel_context.attach(trace.set_span_in_context(server))
+    try:
+        inference = tracer.start_span(
+            "chat m1",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": "remote::vllm",
+                "gen_ai.request.model": "m1",
+                "gen_ai.request.max_tokens": 16,
+                "gen_ai.request.temperature": 0.0,
+                "lamina.provider.id": "fake",
+            },
+        )
+        token2 = otel_context.attach(trace.set_span_in_context(inference))
+        try:
+            proxy = tracer.start_span(
+                "inference.openai_chat_completion",
+                kind=SpanKind.CLIENT,
+                attributes={"lamina.provider.id": "fake", "lamina.provider.type": "remote::vllm"},
+            )
+            carrier.clear()
+            inject(carrier)
+            proxy.set_attribute("http.response.status_code", 200)
+            proxy.end()
+            inference.set_attributes(
+                {
+                    "gen_ai.response.model": "m1",
+                    "gen_ai.usage.input_tokens": 12,
+                    "gen_ai.usage.output_tokens": 16,
+                    "gen_ai.response.finish_reasons": ("stop",),
+                }
+            )
+        finally:
+            otel_context.detach(token2)
+            inference.end()
+        server.set_attribute("http.response.status_code", 200)
+        server.set_status(Status(StatusCode.UNSET))
+    finally:
+        otel_context.detach(token)
+        server.end()
+
+
+def measure(provider: Any, writer: Any, requests: int) -> float:
+    """CPU µs per request over ``requests`` requests."""
+    tracer = provider.get_tracer("lamina")
+    carrier: dict[str, str] = {}
+    writer.spans.clear()
+    start = time.process_time()
+    for i in range(requests):
+        one_request(tracer, carrier)
+        if i % 1000 == 999:
+            writer.spans.clear()  # the store's drain, which is not what is measured
+    used = time.process_time() - start
+    assert "traceparent" in carrier, "propagation injected nothing"
+    return used / requests * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.lean_tracer", description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--otlp", action="store_true", help="also feed the export worker (a child process)")
+    args = parser.parse_args(argv)
+    providers = _providers(args.otlp)
+    for provider, writer in providers.values():  # warm up (imports, caches)
+        measure(provider, writer, 500)
+    results: dict[str, list[float]] = {name: [] for name in providers}
+    for _ in range(args.rounds):
+        for name, (provider, writer) in providers.items():
+            gc.collect()
+            results[name].append(measure(provider, writer, args.requests))
+    sdk, lean = statistics.median(results["sdk"]), statistics.median(results["lean"])
+    print(f"requests/round={args.requests} rounds={args.rounds} otlp={args.otlp} (3 spans a request)")
+    for name, values in results.items():
+        print(f"  {name:5s} median {statistics.median(values):7.1f} µs/request  rounds: "
+              + " ".join(f"{v:.1f}" for v in values))
+    print(f"  lean saves {sdk - lean:.1f} µs/request ({(sdk - lean) / sdk:.0%} of the SDK's)")
+    for provider, _ in providers.values():
+        provider.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
