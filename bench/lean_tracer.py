@@ -7,9 +7,13 @@ is injected once (what an outgoing call does). Both tracers feed the same proces
 provider gives them: the trace store's StoreSpanProcessor (rows queued; the queue is emptied between
 blocks, never written) and, with ``--otlp``, the export worker's PipeSpanProcessor (records marshalled
 and piped to its real child process, which posts them to an OTLP receiver in another child process, so
-neither's CPU is counted here; its queue bound is lifted so that no span is dropped, which would be cheaper). Rounds alternate SDK and lean
-in the same minute; CPU is ``time.process_time`` (all this process's threads, the pipe's included),
-not wall time: the machine is shared. Reports the median µs per request over rounds.
+neither's CPU is counted here; its queue bound is lifted so that no span is dropped, which would be
+cheaper). Rounds alternate SDK and lean in the same minute; CPU is ``time.process_time`` (all this
+process's threads, the pipe's included), not wall time: the machine is shared. Reports the median µs
+per request over rounds.
+
+Measured 2026-12-06 (2 shared cores, CPython 3.11.7, 5 rounds of 2000): store only, SDK 79.3 vs lean
+24.7 µs/request; with ``--otlp``, SDK 99.7 vs lean 36.4 µs/request (all 63,000 spans arrived).
 """
 
 from __future__ import annotations
@@ -160,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
         port = free_port()
         receiver = subprocess.Popen(
-            [sys.executable, "-c", RECEIVER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", RECEIVER, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
         endpoint = f"http://127.0.0.1:{port}/v1/traces"
@@ -175,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     sdk, lean = statistics.median(results["sdk"]), statistics.median(results["lean"])
     print(f"requests/round={args.requests} rounds={args.rounds} otlp={args.otlp} (3 spans a request)")
     for name, values in results.items():
-        print(f"  {name:5s} median {statistics.median(values):7.1f} µs/request  rounds: "
-              + " ".join(f"{v:.1f}" for v in values))
+        print(
+            f"  {name:5s} median {statistics.median(values):7.1f} µs/request  rounds: "
+            + " ".join(f"{v:.1f}" for v in values)
+        )
     print(f"  lean saves {sdk - lean:.1f} µs/request ({(sdk - lean) / sdk:.0%} of the SDK's)")
     for name, (provider, _) in providers.items():
         provider.shutdown()

@@ -146,7 +146,9 @@ def test_lean_spans_make_the_trace_stores_rows() -> None:
 
 def test_lean_spans_reach_a_real_collector_through_the_export_worker(otlp_receiver: OtlpReceiver) -> None:
     config = TelemetryConfig(
-        sinks=["otel_trace"], otel_trace_endpoint=otlp_receiver.traces_endpoint, service_name="lean-test",
+        sinks=["otel_trace"],
+        otel_trace_endpoint=otlp_receiver.traces_endpoint,
+        service_name="lean-test",
         tracer="lean",
     )
     provider = build_tracer_provider(config)

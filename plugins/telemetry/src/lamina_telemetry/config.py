@@ -73,8 +73,9 @@ class TelemetryConfig(BaseModel):
     prometheus: bool = Field(default=True, description="serve GET /metrics in Prometheus' exposition format")
     tracer: Literal["sdk", "lean"] = Field(
         default="sdk",
-        description="the span implementation: 'sdk' (OpenTelemetry's SDK) or 'lean' (lamina_telemetry.lean_tracer, "
-        "a prototype that costs less CPU a span; the console sink still uses the SDK)",
+        description="the span implementation: 'sdk' (OpenTelemetry's SDK) or 'lean' "
+        "(lamina_telemetry.lean_tracer, a prototype: less CPU a span; "
+        "the console sink keeps the SDK)",
     )
 
     @field_validator("sinks", mode="before")

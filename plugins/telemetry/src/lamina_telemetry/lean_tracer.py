@@ -74,19 +74,19 @@ def _value(value: Any) -> Any:
 
 class LeanSpan(trace.Span):
     __slots__ = (
-        "name",
-        "context",
-        "parent",
-        "kind",
-        "start_time",
-        "end_time",
-        "status",
-        "attributes",
-        "events",
-        "links",
-        "instrumentation_scope",
-        "resource",
         "_processors",
+        "attributes",
+        "context",
+        "end_time",
+        "events",
+        "instrumentation_scope",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "resource",
+        "start_time",
+        "status",
     )
 
     def __init__(
