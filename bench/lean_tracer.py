@@ -14,6 +14,9 @@ per request over rounds.
 
 Measured 2026-12-06 (2 shared cores, CPython 3.11.7, 5 rounds of 2000): store only, SDK 79.3 vs lean
 24.7 µs/request; with ``--otlp``, SDK 99.7 vs lean 36.4 µs/request (all 63,000 spans arrived).
+Through ``hatch run dev:bench telemetry --repeat 3 --duration 4`` (two runs a minute apart, each
+interleaving off/on; noisy): added gateway CPU per chat request, non-streaming SDK +454 vs lean +282
+µs (off 331/334), streaming SDK +535 vs lean +258 µs (off 635/654): still far from the 10% target.
 """
 
 from __future__ import annotations
