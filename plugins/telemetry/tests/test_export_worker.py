@@ -28,9 +28,10 @@ def _config(receiver: OtlpReceiver) -> TelemetryConfig:
 def _worker(provider: Any) -> Any:
     from lamina_telemetry.export_worker import PipeSpanProcessor
 
-    (processor,) = [
-        p for p in provider._active_span_processor._span_processors if isinstance(p, PipeSpanProcessor)
-    ]
+    processors = getattr(provider, "_processors", None)  # lean_tracer's provider
+    if processors is None:
+        processors = provider._active_span_processor._span_processors  # the SDK's
+    (processor,) = [p for p in processors if isinstance(p, PipeSpanProcessor)]
     return processor
 
 

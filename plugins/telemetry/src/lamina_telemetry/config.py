@@ -9,7 +9,7 @@ Llama Stack's (0.2.12): ``service_name``, ``sinks`` (``otel_trace``, ``otel_metr
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -71,6 +71,12 @@ class TelemetryConfig(BaseModel):
         description="put prompt and completion text on spans (off: redacted; they may hold personal data)",
     )
     prometheus: bool = Field(default=True, description="serve GET /metrics in Prometheus' exposition format")
+    tracer: Literal["sdk", "lean"] = Field(
+        default="sdk",
+        description="the span implementation: 'sdk' (OpenTelemetry's SDK) or 'lean' "
+        "(lamina_telemetry.lean_tracer, a prototype: less CPU a span; "
+        "the console sink keeps the SDK)",
+    )
 
     @field_validator("sinks", mode="before")
     @classmethod

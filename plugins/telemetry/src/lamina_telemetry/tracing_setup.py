@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from opentelemetry.sdk.resources import Resource
@@ -95,15 +96,21 @@ def batched(exporter: SpanExporter) -> BatchSpanProcessor:
     )
 
 
-def build_tracer_provider(
-    config: TelemetryConfig, processors: Sequence[SpanProcessor] = ()
-) -> TracerProvider:
+def build_tracer_provider(config: TelemetryConfig, processors: Sequence[SpanProcessor] = ()) -> Any:
     """A TracerProvider for ``config``: a caller's sampling decision is followed, new traces are sampled
-    at ``sampling_ratio``; ``processors`` (the trace store's) come first, then the config's sinks."""
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": config.service_name}),
-        sampler=ParentBased(TraceIdRatioBased(config.sampling_ratio)),
-    )
+    at ``sampling_ratio``; ``processors`` (the trace store's) come first, then the config's sinks.
+    ``config.tracer == "lean"`` gives lean_tracer's provider (the SDK's when the console sink is on:
+    it formats the SDK's spans)."""
+    provider: Any
+    if config.tracer == "lean" and TelemetrySink.CONSOLE not in config.sinks:
+        from lamina_telemetry.lean_tracer import LeanTracerProvider
+
+        provider = LeanTracerProvider(config.service_name, config.sampling_ratio)
+    else:
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": config.service_name}),
+            sampler=ParentBased(TraceIdRatioBased(config.sampling_ratio)),
+        )
     for processor in processors:
         provider.add_span_processor(processor)
     if TelemetrySink.OTEL_TRACE in config.sinks:

@@ -1,0 +1,314 @@
+"""A lean tracer: the OpenTelemetry trace API without the SDK's per-span machinery (PROTOTYPE).
+
+Why: with every sink on, the SDK's span objects cost the gateway ~80 µs of CPU per chat request
+(TracerProvider/Tracer.start_span, Span.__init__, BoundedAttributes and its lock, attribute cleaning
+through ABC isinstance checks; py-spy, docs/benchmarks.md "Telemetry cost"). Here a span is a
+``__slots__`` object whose attributes are a plain dict, ids come from ``random.getrandbits`` and an
+ended span is handed to the processors as it is: it reads like the SDK's ``ReadableSpan`` (name,
+context, parent, kind, start_time, end_time, status, attributes, events, links,
+instrumentation_scope, resource), which is all ``export_worker.record`` and ``store_writer``'s rows
+read.
+
+Sampling follows the SDK's ParentBased(TraceIdRatioBased(ratio)): a parent's sampled flag is
+followed (remote or local); a new trace is sampled when the low 64 bits of its trace id are below
+``ratio * 2**64``. A span that is not sampled is a ``NonRecordingSpan`` carrying its context, so W3C
+propagation (which goes through the API's ``get_current_span``) keeps working.
+
+Not (yet) supported: span limits (attribute/event/link counts are unbounded), the console sink (it
+needs the SDK's ``ReadableSpan.to_json``: build_tracer_provider keeps the SDK when it is configured),
+``Span.to_json``, SDK-style attribute validation (values of other types are turned into strings,
+sequences into tuples, ``None`` dropped).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_EMPTY_STATE = TraceState()
+_PRIMITIVES = (str, bool, int, float)
+_PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
+_time_ns = time.time_ns
+_getrandbits = random.getrandbits
+_get_current_span = trace.get_current_span
+
+
+class Resource(NamedTuple):
+    attributes: Mapping[str, Any]
+
+
+class InstrumentationScope(NamedTuple):
+    name: str
+    version: str | None = None
+    schema_url: str | None = None
+
+
+class Event(NamedTuple):
+    name: str
+    timestamp: int
+    attributes: Mapping[str, Any] | None
+
+
+def _value(value: Any) -> Any:
+    """An attribute value OpenTelemetry accepts (the SDK would drop the others with a warning; here
+    they are kept as text so nothing is lost silently)."""
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(v if isinstance(v, _PRIMITIVES) else str(v) for v in value)
+    return str(value)
+
+
+class LeanSpan(trace.Span):
+    __slots__ = (
+        "_processors",
+        "attributes",
+        "context",
+        "end_time",
+        "events",
+        "instrumentation_scope",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "resource",
+        "start_time",
+        "status",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        links: tuple[Link, ...],
+        start_time: int,
+        scope: InstrumentationScope,
+        resource: Resource,
+        processors: tuple[Any, ...],
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.parent = parent
+        self.kind = kind
+        self.start_time = start_time
+        self.end_time: int | None = None
+        self.status = _UNSET
+        self.attributes = attributes
+        self.events: list[Event] | tuple[()] = ()
+        self.links = links
+        self.instrumentation_scope = scope
+        self.resource = resource
+        self._processors = processors
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def is_recording(self) -> bool:
+        return self.end_time is None
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.end_time is None and value is not None:
+            self.attributes[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if self.end_time is None:
+            own = self.attributes
+            for key, value in attributes.items():
+                if value is not None:
+                    own[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        if self.end_time is not None:
+            return
+        if not self.events:
+            self.events = []
+        attrs = {k: _value(v) for k, v in attributes.items() if v is not None} if attributes else None
+        self.events.append(Event(name, timestamp or _time_ns(), attrs))  # type: ignore[union-attr]
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        if self.end_time is None and context.is_valid:
+            self.links = (*self.links, Link(context, attributes))
+
+    def update_name(self, name: str) -> None:
+        if self.end_time is None:
+            self.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self.end_time is not None or self.status.status_code is StatusCode.OK:
+            return  # the SDK's rule: OK is final
+        if isinstance(status, Status):
+            self.status = status
+        else:
+            self.status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        attrs: dict[str, Any] = {
+            "exception.type": type(exception).__qualname__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(
+                traceback.format_exception(type(exception), exception, exception.__traceback__)
+            ),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            attrs.update(attributes)
+        self.add_event("exception", attrs, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.end_time is not None:
+            return  # the SDK warns and ignores a second end
+        self.end_time = end_time or _time_ns()
+        for processor in self._processors:
+            processor.on_end(self)
+
+    def __repr__(self) -> str:
+        return f"LeanSpan({self.name!r}, trace_id={self.context.trace_id:032x})"
+
+
+class LeanTracer(trace.Tracer):
+    __slots__ = ("_provider", "_scope")
+
+    def __init__(self, provider: LeanTracerProvider, scope: InstrumentationScope) -> None:
+        self._provider = provider
+        self._scope = scope
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        provider = self._provider
+        parent = _get_current_span(context).get_span_context()
+        if parent.is_valid:
+            trace_id = parent.trace_id
+            sampled = parent.trace_flags & 1
+            state = parent.trace_state
+        else:
+            parent = None
+            trace_id = _getrandbits(128) or 1
+            sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < provider._bound
+            state = _EMPTY_STATE
+        span_context = SpanContext(
+            trace_id,
+            _getrandbits(64) or 1,
+            False,
+            _SAMPLED if sampled else _NOT_SAMPLED,
+            state,
+        )
+        if not sampled or provider._stopped:
+            return NonRecordingSpan(span_context)
+        if attributes:
+            attrs = {
+                k: (v if type(v) in _PRIMITIVE_TYPES else _value(v))
+                for k, v in attributes.items()
+                if v is not None
+            }
+        else:
+            attrs = {}
+        return LeanSpan(
+            name,
+            span_context,
+            parent,
+            kind,
+            attrs,
+            tuple(lk for lk in links if lk.context.is_valid) if links else (),
+            start_time or _time_ns(),
+            self._scope,
+            provider.resource,
+            provider._processors,
+        )
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[trace.Span]:
+        span = self.start_span(name, context, kind, attributes, links, start_time)
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
+class LeanTracerProvider(trace.TracerProvider):
+    """Implements ``opentelemetry.trace.TracerProvider`` with :class:`LeanSpan` spans; span processors
+    are the SDK's interface (``on_start`` is not called: the lean spans are handed over only once
+    ended, which is all the plugin's processors use)."""
+
+    def __init__(self, service_name: str, sampling_ratio: float = 1.0) -> None:
+        if not 0.0 <= sampling_ratio <= 1.0:
+            raise ValueError(f"sampling_ratio must be between 0 and 1, got {sampling_ratio}")
+        self.resource = Resource({"service.name": service_name})
+        self.sampling_ratio = sampling_ratio
+        # The SDK's TraceIdRatioBased bound: the low 64 bits of a sampled trace id are below it.
+        self._bound = round(sampling_ratio * (1 << 64))
+        self._processors: tuple[Any, ...] = ()
+        self._tracers: dict[tuple[str, str | None, str | None], LeanTracer] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
+        key = (instrumenting_module_name, instrumenting_library_version, schema_url)
+        tracer = self._tracers.get(key)
+        if tracer is None:
+            tracer = self._tracers.setdefault(key, LeanTracer(self, InstrumentationScope(*key)))
+        return tracer
+
+    def add_span_processor(self, processor: Any) -> None:
+        with self._lock:
+            self._processors = (*self._processors, processor)  # spans keep the tuple they started with
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all(p.force_flush(timeout_millis) for p in self._processors)
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        for processor in self._processors:
+            processor.shutdown()
