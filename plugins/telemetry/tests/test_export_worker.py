@@ -110,3 +110,43 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(otlp_receiver: OtlpRe
     assert worker.dropped >= 40
     provider.shutdown()
     assert 1 <= len(otlp_receiver.spans()) <= 10
+
+
+async def test_span_rows_are_written_by_the_worker_not_this_process(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trace store's span rows (the sqlite sink) are built and inserted by the export worker: here
+    inserting would fail. A query's ``flush_store`` round trip makes them visible; the telemetry API's
+    own requests are not stored."""
+    from lamina_telemetry.queries import query_traces
+    from lamina_telemetry.store import TraceStore, open_trace_store, trace_store_config
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("span rows were written by the gateway's process")
+
+    monkeypatch.setattr(TraceStore, "add_spans", refuse)
+    resolved = trace_store_config({"type": "sqlite", "db_path": str(tmp_path / "traces.db")}, tmp_path)
+    provider = build_tracer_provider(
+        TelemetryConfig(sinks=["sqlite"], service_name="store-test", tracer="lean"),
+        store=resolved.model_dump(mode="json"),
+    )
+    tracer = provider.get_tracer("lamina")
+    with tracer.start_as_current_span("POST /v1/chat/completions", attributes={"http.route": "/x"}) as kept:
+        with tracer.start_as_current_span("chat m", attributes={"gen_ai.usage.input_tokens": 3}):
+            pass
+    polled = tracer.start_span("GET /v1/telemetry/traces", attributes={"url.path": "/v1/telemetry/traces"})
+    polled.end()
+    assert _worker(provider).flush_store(30)
+    store = await open_trace_store(resolved)
+    try:
+        traces = await query_traces(store, None, 10, 0, None)
+        assert [t.trace_id for t in traces] == [format(kept.get_span_context().trace_id, "032x")]
+        rows = await store._fetch(f"SELECT name, attributes FROM {store.spans} ORDER BY start_ns", [])
+        assert [tuple(r) for r in rows] == [
+            ("POST /v1/chat/completions", '{"http.route":"/x"}'),
+            ("chat m", '{"gen_ai.usage.input_tokens":3}'),
+        ]
+        assert _worker(provider).store_error is None
+    finally:
+        await store.close()
+        provider.shutdown()

@@ -1,4 +1,4 @@
-"""OTLP span export in a child process, off the gateway's GIL.
+"""Span export in a child process, off the gateway's GIL: OTLP and the trace store's rows.
 
 Encoding spans to OTLP protobuf and posting them cost the gateway about 50 µs of CPU a span in the SDK's
 BatchSpanProcessor thread (the GIL is the request path's too): a third of what telemetry cost a chat
@@ -6,7 +6,11 @@ completion (docs/benchmarks.md, "Telemetry cost"). Here the gateway only turns e
 tuple of plain values (``record``, a few µs), marshals it and appends it to a bounded queue; a thread
 sends batches of them down a pipe to ``python -m lamina_telemetry.export_worker``, which rebuilds the
 spans and runs the stock OTLP/HTTP exporter (behind tracing_setup.ExportLog: a failing collector is
-logged once, by the worker, on the telemetry provider's stderr).
+logged once, by the worker, on the telemetry provider's stderr). The same worker writes the trace store's
+span rows (sqlite or postgres, the ``sqlite`` sink): building and inserting them cost the gateway another
+~50 µs a request (the row, aiosqlite's thread, SQLite's own CPU on the gateway's core). The gateway keeps
+the store's other writes (log_event, metric points: rare) and every query; a query first asks the worker
+to write what it was sent (``flush_store``: one round trip), so it sees the requests before it.
 
 Never in a request's way: a full queue drops new spans and counts them (``dropped``); a worker that
 died is started again by the sending thread (``restarts``; the batch in flight is lost and counted in
@@ -20,6 +24,7 @@ import contextlib
 import logging
 import marshal
 import os
+import queue
 import select
 import struct
 import subprocess
@@ -32,12 +37,13 @@ from typing import IO, Any
 
 import structlog
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 log = structlog.get_logger("lamina.telemetry")
 
 _HEADER = struct.Struct("!I")
-_ACK = b"\x01"
 
 
 def record(span: ReadableSpan) -> tuple[Any, ...]:
@@ -77,15 +83,21 @@ class PipeSpanProcessor(SpanProcessor):
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | None,
         resource: Mapping[str, Any],
         *,
         timeout: float,
+        store: Mapping[str, Any] | None = None,
+        ttl_seconds: int = 0,
         max_queue: int = 4096,
         batch: int = 512,
         interval: float = 1.0,
     ) -> None:
+        # endpoint: OTLP/HTTP traces URL (None: no OTLP); store: the trace store's config as JSON (None: none)
         self.endpoint = endpoint
+        self.store = dict(store) if store is not None else None
+        self.ttl_ns = ttl_seconds * 1_000_000_000
+        self.store_error: str | None = None  # the worker's last failed store write, until one succeeds
         self.resource = dict(resource)
         self.timeout = timeout
         self.max_queue = max_queue
@@ -96,7 +108,7 @@ class PipeSpanProcessor(SpanProcessor):
         self.restarts = 0
         self._queue: deque[bytes] = deque()  # marshalled records
         self._cond = threading.Condition()
-        self._flushes: list[threading.Event] = []
+        self._flushes: list[tuple[threading.Event, bool]] = []  # (done, wait for the OTLP export too)
         self._stopping = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
@@ -130,13 +142,22 @@ class PipeSpanProcessor(SpanProcessor):
                 self._cond.notify()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Wait until the worker has exported and stored what was queued before (blocking: not on a loop)."""
+        return self._flush(timeout_millis / 1000, export=True)
+
+    def flush_store(self, timeout: float = 30.0) -> bool:
+        """Wait until the worker has written to the trace store what was queued before (a slow collector
+        does not hold this up); blocking: the provider calls it through ``asyncio.to_thread``."""
+        return self._flush(timeout, export=False)
+
+    def _flush(self, timeout: float, *, export: bool) -> bool:
         done = threading.Event()
         with self._cond:
             if self._stopping:
                 return True
-            self._flushes.append(done)
+            self._flushes.append((done, export))
             self._cond.notify()
-        return done.wait(timeout_millis / 1000)
+        return done.wait(timeout)
 
     def shutdown(self) -> None:
         with self._cond:
@@ -163,7 +184,7 @@ class PipeSpanProcessor(SpanProcessor):
             stdout=subprocess.PIPE,  # acknowledgements of flushes; the worker logs on stderr
             env=os.environ.copy(),
         )
-        self._write(("init", self.endpoint, self.resource, self.timeout))
+        self._write(("init", self.endpoint, self.resource, self.timeout, self.store, self.ttl_ns))
 
     def _write(self, message: Any) -> None:
         data = marshal.dumps(message)
@@ -200,6 +221,7 @@ class PipeSpanProcessor(SpanProcessor):
         return False
 
     def _await_ack(self) -> bool:
+        """The worker's answer to a flush: done, with its trace store's last write error (or None)."""
         proc = self._proc
         if proc is None or proc.stdout is None:
             return False
@@ -207,7 +229,11 @@ class PipeSpanProcessor(SpanProcessor):
         while time.monotonic() < deadline:
             ready, _, _ = select.select([proc.stdout], [], [], 0.5)
             if ready:
-                return proc.stdout.read(1) == _ACK
+                answer = _read(proc.stdout)
+                if answer is None:
+                    return False
+                self.store_error = answer[1]
+                return True
             if proc.poll() is not None:
                 return False
         return False
@@ -224,9 +250,9 @@ class PipeSpanProcessor(SpanProcessor):
                 spans = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
                 self._send(("spans", spans), len(spans))
             if flushes or stopping:
-                if self._send(("flush",)):
+                if self._send(("flush", stopping or any(export for _, export in flushes))):
                     self._await_ack()
-                for done in flushes:
+                for done, _ in flushes:
                     done.set()
             if self.dropped > self._logged_drops:
                 log.warning(
@@ -248,15 +274,17 @@ def _read(stream: IO[bytes]) -> Any:
     return marshal.loads(stream.read(size))
 
 
+def _write_to(stream: IO[bytes], message: Any) -> None:
+    data = marshal.dumps(message)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
 def main() -> None:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import Event
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
     from lamina.logging import configure_logging
-    from lamina_telemetry.tracing_setup import _EXPORTER_LOGGERS, ExportLog
+    from lamina_telemetry.tracing_setup import _EXPORTER_LOGGERS
 
     configure_logging()
     for name in _EXPORTER_LOGGERS:
@@ -265,22 +293,47 @@ def main() -> None:
     init = _read(stdin)
     if init is None:
         return
-    _, endpoint, resource_attributes, timeout = init
-    exporter = ExportLog(OTLPSpanExporter(endpoint=endpoint, timeout=timeout), "otel_trace", endpoint)
-    resource = Resource(resource_attributes)
-    scopes: dict[Any, InstrumentationScope] = {}
+    _, endpoint, resource_attributes, timeout, store_config, ttl_ns = init
+    rebuild = _Rebuilder(Resource(resource_attributes))
+    exporter = _ExportThread(endpoint, timeout) if endpoint else None
+    store = _StoreWriter(store_config, ttl_ns) if store_config is not None else None
+    try:
+        while (message := _read(stdin)) is not None:
+            if message[0] == "spans":
+                spans = [rebuild(marshal.loads(r)) for r in message[1]]
+                if exporter is not None:
+                    exporter.put(spans)
+                if store is not None:
+                    store.write(spans)
+            elif message[0] == "flush":
+                if message[1] and exporter is not None:
+                    exporter.join()
+                _write_to(stdout, ("done", store.last_error if store is not None else None))
+    finally:
+        if exporter is not None:
+            exporter.close()
+        if store is not None:
+            store.close()
 
-    def rebuild(r: tuple[Any, ...]) -> ReadableSpan:
+
+class _Rebuilder:
+    """Records (``record``) back into the SDK's ReadableSpan, which the exporter and the store rows read."""
+
+    def __init__(self, resource: Any) -> None:
+        self.resource = resource
+        self.scopes: dict[Any, Any] = {}
+
+    def __call__(self, r: tuple[Any, ...]) -> ReadableSpan:
         (name, trace_id, span_id, flags, state, parent, kind, start, end, code, description) = r[:11]
         attributes, events, links, scope = r[11:]
         trace_state = TraceState.from_header([state]) if state else None
-        if scope is not None and scope not in scopes:
-            scopes[scope] = InstrumentationScope(*scope)
+        if scope is not None and scope not in self.scopes:
+            self.scopes[scope] = InstrumentationScope(*scope)
         return ReadableSpan(
             name=name,
             context=SpanContext(trace_id, span_id, False, TraceFlags(flags), trace_state),
             parent=SpanContext(trace_id, parent[0], parent[1], TraceFlags(flags)) if parent else None,
-            resource=resource,
+            resource=self.resource,
             attributes=attributes,
             events=[Event(n, a, timestamp=ts) for n, ts, a in events or ()],
             links=[Link(SpanContext(t, s, True, TraceFlags(f)), a) for t, s, f, a in links or ()],
@@ -288,16 +341,101 @@ def main() -> None:
             status=Status(StatusCode(code), description),
             start_time=start,
             end_time=end,
-            instrumentation_scope=scopes.get(scope) if scope is not None else None,
+            instrumentation_scope=self.scopes.get(scope) if scope is not None else None,
         )
 
-    while (message := _read(stdin)) is not None:
-        if message[0] == "spans":
-            exporter.export([rebuild(marshal.loads(r)) for r in message[1]])
-        elif message[0] == "flush":
-            stdout.write(_ACK)
-            stdout.flush()
-    exporter.shutdown()
+
+class _ExportThread:
+    """The stock OTLP/HTTP exporter on its own thread of the worker: a slow collector holds up only the
+    export, never the trace store's writes. A full queue (the collector far behind) drops batches,
+    logged once each time it starts dropping."""
+
+    def __init__(self, endpoint: str, timeout: float, max_batches: int = 16) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        from lamina_telemetry.tracing_setup import ExportLog
+
+        otlp = OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
+        self.exporter = ExportLog(otlp, "otel_trace", endpoint)
+        self.queue: queue.Queue[list[ReadableSpan] | None] = queue.Queue(max_batches)
+        self.dropping = False
+        self.thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
+        self.thread.start()
+
+    def put(self, spans: list[ReadableSpan]) -> None:
+        try:
+            self.queue.put_nowait(spans)
+            self.dropping = False
+        except queue.Full:
+            if not self.dropping:
+                self.dropping = True
+                log.warning(
+                    "telemetry_export_behind", endpoint=self.exporter.endpoint, dropped_spans=len(spans)
+                )
+
+    def join(self) -> None:
+        self.queue.join()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.exporter.shutdown()
+
+    def _run(self) -> None:
+        while (spans := self.queue.get()) is not None:
+            try:
+                self.exporter.export(spans)
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+
+class _StoreWriter:
+    """The trace store's span and span-event rows, written by the worker in one transaction per batch.
+    A failing database is logged when writes start failing and when they recover; its error is
+    reported to the gateway with each flush (the provider's health says it)."""
+
+    def __init__(self, config: Mapping[str, Any], ttl_ns: int) -> None:
+        import asyncio
+        from pathlib import Path
+
+        from lamina_telemetry.store import open_trace_store, trace_store_config
+
+        self.loop = asyncio.new_event_loop()
+        self.ttl_ns = ttl_ns
+        self.last_error: str | None = None
+        resolved = trace_store_config(dict(config), Path(str(config.get("db_path", "trace_store.db"))))
+        self.store = self.loop.run_until_complete(open_trace_store(resolved))
+
+    def write(self, spans: list[ReadableSpan]) -> None:
+        from lamina.storage.kvstore import StorageError
+        from lamina_telemetry.store_writer import event_rows, span_row, stored
+
+        rows, events = [], []
+        for span in spans:
+            if not stored(span):
+                continue
+            row = span_row(span, self.ttl_ns)
+            rows.append(row)
+            if span.events:
+                events.extend(event_rows(span, row))
+        try:
+            if rows:
+                self.loop.run_until_complete(self.store.add_spans(rows))
+            if events:
+                self.loop.run_until_complete(self.store.add_events(events))
+        except StorageError as exc:
+            if self.last_error is None:
+                log.warning("trace_store_write_failed", error=str(exc), lost_spans=len(rows))
+            self.last_error = str(exc)  # the rows are lost: a database that stays down must not hold memory
+            return
+        if self.last_error is not None:
+            log.info("trace_store_write_recovered")
+            self.last_error = None
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.store.close())
+        self.loop.close()
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from lamina_telemetry.config import TelemetryConfig, TelemetrySink
 from lamina_telemetry.metrics_setup import build_meter_provider
 from lamina_telemetry.prometheus import build_prometheus
 from lamina_telemetry.store import MetricPoint, SpanRow, TraceStore, open_trace_store, trace_store_config
-from lamina_telemetry.store_writer import StoreMetricExporter, StoreSpanProcessor, StoreWriter
+from lamina_telemetry.store_writer import StoreMetricExporter, StoreWriter
 from lamina_telemetry.tracing_setup import build_tracer_provider
 
 log = structlog.get_logger(__name__)
@@ -84,19 +84,21 @@ class TelemetryProvider(ProviderBase):
         self.store: TraceStore | None = None
         self.writer: StoreWriter | None = None
         self.metric_reader: PeriodicExportingMetricReader | None = None
+        self.span_pipe: Any = None  # the export worker's processor (it writes the span rows to the store)
 
     async def initialize(self) -> None:
-        processors = []
         readers = []
+        store_for_worker = None  # the span rows are written by the export worker (export_worker.py)
         if TelemetrySink.SQLITE in self.config.sinks:
             default_db = self.context.state_dir / "trace_store.db"
             raw = self.config.trace_store
             if raw is None and self.config.sqlite_db_path:
                 raw = {"type": "sqlite", "db_path": self.config.sqlite_db_path}
-            self.store = await open_trace_store(trace_store_config(raw, default_db))
+            resolved = trace_store_config(raw, default_db)
+            self.store = await open_trace_store(resolved)
+            store_for_worker = resolved.model_dump(mode="json")
             self.writer = StoreWriter(self.store, ttl_seconds=self.config.ttl_seconds)
             await self.writer.start()
-            processors.append(StoreSpanProcessor(self.writer))
             self.metric_reader = PeriodicExportingMetricReader(
                 StoreMetricExporter(self.writer), export_interval_millis=METRIC_EXPORT_INTERVAL_MS
             )
@@ -105,7 +107,8 @@ class TelemetryProvider(ProviderBase):
         prometheus = build_prometheus(self.config)  # None when the config turns Prometheus off
         if prometheus is not None:
             readers.append(prometheus.reader)
-        self.tracer_provider = build_tracer_provider(self.config, processors)
+        self.tracer_provider = build_tracer_provider(self.config, store=store_for_worker)
+        self.span_pipe = _span_pipe(self.tracer_provider)
         self.meter_provider = build_meter_provider(self.config, readers)
         activate(
             TelemetrySettings(
@@ -131,8 +134,13 @@ class TelemetryProvider(ProviderBase):
             await self.store.close()
 
     async def health(self) -> dict[str, Any]:
-        if self.writer is not None and self.writer.last_error is not None:
-            return {"status": "Error", "message": f"trace store writes fail: {self.writer.last_error}"}
+        if self.writer is not None and self.span_pipe is not None:
+            await asyncio.to_thread(self.span_pipe.flush_store, 10.0)  # its answer brings the worker's error
+        error = (self.writer.last_error if self.writer is not None else None) or (
+            self.span_pipe.store_error if self.span_pipe is not None and self.writer is not None else None
+        )
+        if error is not None:
+            return {"status": "Error", "message": f"trace store writes fail: {error}"}
         return {"status": "OK"}
 
     # -- the store -------------------------------------------------------------------------------
@@ -144,6 +152,8 @@ class TelemetryProvider(ProviderBase):
                 f"telemetry provider '{self.provider_id}' keeps no trace store: add sqlite to its sinks "
                 f"(providers.telemetry[].config.sinks; trace_store picks PostgreSQL instead of the file)"
             )
+        if self.span_pipe is not None:
+            await asyncio.to_thread(self.span_pipe.flush_store)
         await self.writer.flush()
         return self.store
 
@@ -284,3 +294,13 @@ class TelemetryProvider(ProviderBase):
             await asyncio.to_thread(self.metric_reader.force_flush)
         series = await queries.query_metrics(await self._fresh_store(), request)
         return QueryMetricsResponse(data=series)
+
+
+def _span_pipe(tracer_provider: Any) -> Any:
+    """The tracer provider's export-worker processor, or None (no OTLP and no store sink)."""
+    from lamina_telemetry.export_worker import PipeSpanProcessor
+
+    processors = getattr(tracer_provider, "_processors", None)  # lean_tracer's provider
+    if processors is None:
+        processors = tracer_provider._active_span_processor._span_processors  # the SDK's
+    return next((p for p in processors if isinstance(p, PipeSpanProcessor)), None)

@@ -80,10 +80,10 @@ class StoreWriter:
         if len(self.spans) >= self.max_queue:
             self.dropped_spans += 1
             return
-        row = self._row(span)
+        row = span_row(span, self.ttl_ns)
         self.spans.append(row)
         if span.events:  # an exception a span recorded, or any other span event: kept in the events table
-            self.events.extend(_event_rows(span, row))
+            self.events.extend(event_rows(span, row))
 
     def put_points(self, points: Sequence[MetricPoint]) -> None:
         room = self.max_queue - len(self.points)
@@ -156,32 +156,47 @@ class StoreWriter:
             self._task = None
         await self.flush()
 
-    def _row(self, span: ReadableSpan) -> tuple[Any, ...]:
-        """The span's row in SPAN_COLUMNS order (a tuple, not a SpanRow: this runs for every span)."""
-        ctx = span.context
-        parent = span.parent
-        end = span.end_time or time.time_ns()
-        # .copy() of the attributes' read-only view is a plain dict at once; iterating the view locks
-        # per item (4 µs a span). Tuples (sequence attributes) are written as JSON arrays.
-        attributes = span.attributes.copy() if span.attributes else {}
-        return (
-            format(ctx.trace_id, "032x"),
-            format(ctx.span_id, "016x"),
-            format(parent.span_id, "016x") if parent is not None else None,
-            # A parent in another process (a caller's traceparent) is not in this store: the span
-            # is where this server's part of the trace starts.
-            1 if parent is None or parent.is_remote else 0,
-            span.name,
-            span.start_time or end,
-            end,
-            "error" if span.status.status_code == StatusCode.ERROR else "ok",
-            dumps_json(attributes),
-            str(span.resource.attributes.get("service.name", "")),
-            end + self.ttl_ns,
+
+def span_row(span: ReadableSpan, ttl_ns: int) -> tuple[Any, ...]:
+    """The span's row in SPAN_COLUMNS order (a tuple, not a SpanRow: this runs for every span)."""
+    ctx = span.context
+    parent = span.parent
+    end = span.end_time or time.time_ns()
+    # .copy() of the attributes' read-only view is a plain dict at once; iterating the view locks
+    # per item (4 µs a span). Tuples (sequence attributes) are written as JSON arrays.
+    attributes = span.attributes.copy() if span.attributes else {}
+    return (
+        format(ctx.trace_id, "032x"),
+        format(ctx.span_id, "016x"),
+        format(parent.span_id, "016x") if parent is not None else None,
+        # A parent in another process (a caller's traceparent) is not in this store: the span
+        # is where this server's part of the trace starts.
+        1 if parent is None or parent.is_remote else 0,
+        span.name,
+        span.start_time or end,
+        end,
+        "error" if span.status.status_code == StatusCode.ERROR else "ok",
+        dumps_json(attributes),
+        str(span.resource.attributes.get("service.name", "")),
+        end + ttl_ns,
+    )
+
+
+def stored(span: ReadableSpan) -> bool:
+    """Whether the trace store keeps ``span``: not the spans of the telemetry API's own requests (a
+    dashboard polling ``query_traces`` would otherwise fill the store with traces of its polling, the
+    newest first; the OTLP and console sinks still get them)."""
+    attributes = span.attributes
+    return not (
+        attributes
+        and (
+            attributes.get("lamina.api") == "telemetry"
+            or str(attributes.get("url.path", "")).startswith("/v1/telemetry/")
         )
+    )
 
 
-def _event_rows(span: ReadableSpan, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+def event_rows(span: ReadableSpan, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     """A span's events as events-table rows: an ``exception`` event is an error whose message is the
     exception's; any other is ``info`` with the event's name as its message."""
     trace_id, span_id, expires = row[0], row[1], row[-1]
@@ -213,13 +228,8 @@ class StoreSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        attributes = span.attributes
-        if attributes and (
-            attributes.get("lamina.api") == "telemetry"
-            or str(attributes.get("url.path", "")).startswith("/v1/telemetry/")
-        ):
-            return
-        self.writer.put_span(span)
+        if stored(span):
+            self.writer.put_span(span)
 
     def shutdown(self) -> None:
         pass  # the provider's shutdown flushes the writer (on the event loop) after the tracer stops

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -96,9 +96,14 @@ def batched(exporter: SpanExporter) -> BatchSpanProcessor:
     )
 
 
-def build_tracer_provider(config: TelemetryConfig, processors: Sequence[SpanProcessor] = ()) -> Any:
+def build_tracer_provider(
+    config: TelemetryConfig,
+    processors: Sequence[SpanProcessor] = (),
+    store: Mapping[str, Any] | None = None,
+) -> Any:
     """A TracerProvider for ``config``: a caller's sampling decision is followed, new traces are sampled
-    at ``sampling_ratio``; ``processors`` (the trace store's) come first, then the config's sinks.
+    at ``sampling_ratio``; ``processors`` come first, then the config's sinks. ``store`` (the trace
+    store's resolved config, as JSON) has the export worker write span rows to the trace store.
     ``config.tracer == "lean"`` gives lean_tracer's provider (the SDK's when the console sink is on:
     it formats the SDK's spans)."""
     provider: Any
@@ -113,15 +118,19 @@ def build_tracer_provider(config: TelemetryConfig, processors: Sequence[SpanProc
         )
     for processor in processors:
         provider.add_span_processor(processor)
-    if TelemetrySink.OTEL_TRACE in config.sinks:
-        # Encoded and posted by a child process (export_worker): it cost the gateway ~50 µs a span here.
+    otlp = TelemetrySink.OTEL_TRACE in config.sinks
+    if otlp or store is not None:
+        # Encoded and posted, and written to the trace store, by a child process (export_worker): each
+        # cost the gateway ~50 µs a request here.
         from lamina_telemetry.export_worker import PipeSpanProcessor
 
         provider.add_span_processor(
             PipeSpanProcessor(
-                config.otel_trace_endpoint,
+                config.otel_trace_endpoint if otlp else None,
                 provider.resource.attributes,
                 timeout=EXPORT_TIMEOUT_SECONDS,
+                store=store,
+                ttl_seconds=config.ttl_seconds,
                 max_queue=MAX_QUEUE_SIZE,
                 batch=MAX_EXPORT_BATCH_SIZE,
                 interval=SCHEDULE_DELAY_MILLIS / 1000,
