@@ -45,12 +45,12 @@ def _provider(ratio: float = 1.0) -> tuple[LeanTracerProvider, Ended]:
     return provider, ended
 
 
-def test_config_tracer_lean_builds_the_lean_provider_but_keeps_the_sdk_for_the_console_sink() -> None:
-    assert isinstance(build_tracer_provider(TelemetryConfig(sinks=[], tracer="lean")), LeanTracerProvider)
+def test_the_lean_provider_is_the_default_but_the_console_sink_and_tracer_sdk_keep_the_sdk() -> None:
+    assert isinstance(build_tracer_provider(TelemetryConfig(sinks=[])), LeanTracerProvider)
     console = build_tracer_provider(TelemetryConfig(sinks=["console"], tracer="lean"))
     assert not isinstance(console, LeanTracerProvider)
     console.shutdown()
-    assert not isinstance(build_tracer_provider(TelemetryConfig(sinks=[])), LeanTracerProvider)
+    assert not isinstance(build_tracer_provider(TelemetryConfig(sinks=[], tracer="sdk")), LeanTracerProvider)
 
 
 def test_children_share_the_trace_and_name_their_parent_and_attributes_are_kept_as_set() -> None:
@@ -182,3 +182,23 @@ def test_lean_spans_reach_a_real_collector_through_the_export_worker(otlp_receiv
     assert chat.links == [(spans["linked"].trace_id, spans["linked"].span_id)]
     assert server.resource["service.name"] == "lean-test" and server.scope == "lamina"
     assert chat.end_ns >= chat.start_ns > 0
+
+
+def test_span_limits_are_the_sdks_defaults() -> None:
+    from lamina_telemetry.lean_tracer import MAX_ATTRIBUTES, MAX_EVENTS, MAX_LINKS
+
+    provider, ended = _provider()
+    tracer = provider.get_tracer("t")
+    other = tracer.start_span("other")
+    span = tracer.start_span("big", attributes={f"a{i}": i for i in range(200)})
+    span.set_attribute("a0", "changed")  # an attribute already set can still change
+    span.set_attribute("late", 1)  # a new one past the limit is dropped
+    for i in range(200):
+        span.add_event(f"e{i}")
+        span.add_link(other.get_span_context())
+    span.end()
+    (done,) = ended.spans
+    assert len(done.attributes) == MAX_ATTRIBUTES == 128 and done.attributes["a0"] == "changed"
+    assert "late" not in done.attributes and done.attributes["a127"] == 127
+    assert len(done.events) == MAX_EVENTS and done.events[-1].name == "e127"
+    assert len(done.links) == MAX_LINKS

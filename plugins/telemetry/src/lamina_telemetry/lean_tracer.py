@@ -1,4 +1,4 @@
-"""A lean tracer: the OpenTelemetry trace API without the SDK's per-span machinery (PROTOTYPE).
+"""A lean tracer: the OpenTelemetry trace API without the SDK's per-span machinery (the default tracer).
 
 Why: with every sink on, the SDK's span objects cost the gateway ~80 µs of CPU per chat request
 (TracerProvider/Tracer.start_span, Span.__init__, BoundedAttributes and its lock, attribute cleaning
@@ -14,10 +14,10 @@ followed (remote or local); a new trace is sampled when the low 64 bits of its t
 ``ratio * 2**64``. A span that is not sampled is a ``NonRecordingSpan`` carrying its context, so W3C
 propagation (which goes through the API's ``get_current_span``) keeps working.
 
-Not (yet) supported: span limits (attribute/event/link counts are unbounded), the console sink (it
-needs the SDK's ``ReadableSpan.to_json``: build_tracer_provider keeps the SDK when it is configured),
-``Span.to_json``, SDK-style attribute validation (values of other types are turned into strings,
-sequences into tuples, ``None`` dropped).
+Span limits are the SDK's defaults (128 attributes, events and links a span; fixed, not read from the
+environment). Not supported: the console sink (it needs the SDK's ``ReadableSpan.to_json``:
+build_tracer_provider keeps the SDK when it is configured), ``Span.to_json``, SDK-style attribute
+validation (values of other types are turned into strings, sequences into tuples, ``None`` dropped).
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _EMPTY_STATE = TraceState()
 _PRIMITIVES = (str, bool, int, float)
+# The SDK's default span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ..._EVENT_..., ..._LINK_...): past
+# them, new attributes, events and links are dropped (an attribute already set can still change).
+MAX_ATTRIBUTES = 128
+MAX_EVENTS = 128
+MAX_LINKS = 128
 _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
@@ -123,14 +128,15 @@ class LeanSpan(trace.Span):
         return self.end_time is None
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if self.end_time is None and value is not None:
-            self.attributes[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
+        own = self.attributes
+        if self.end_time is None and value is not None and (len(own) < MAX_ATTRIBUTES or key in own):
+            own[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if self.end_time is None:
             own = self.attributes
             for key, value in attributes.items():
-                if value is not None:
+                if value is not None and (len(own) < MAX_ATTRIBUTES or key in own):
                     own[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
 
     def add_event(
@@ -140,11 +146,13 @@ class LeanSpan(trace.Span):
             return
         if not self.events:
             self.events = []
+        elif len(self.events) >= MAX_EVENTS:
+            return
         attrs = {k: _value(v) for k, v in attributes.items() if v is not None} if attributes else None
         self.events.append(Event(name, timestamp or _time_ns(), attrs))  # type: ignore[union-attr]
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        if self.end_time is None and context.is_valid:
+        if self.end_time is None and context.is_valid and len(self.links) < MAX_LINKS:
             self.links = (*self.links, Link(context, attributes))
 
     def update_name(self, name: str) -> None:
@@ -233,6 +241,8 @@ class LeanTracer(trace.Tracer):
                 for k, v in attributes.items()
                 if v is not None
             }
+            if len(attrs) > MAX_ATTRIBUTES:
+                attrs = dict(list(attrs.items())[:MAX_ATTRIBUTES])
         else:
             attrs = {}
         return LeanSpan(
@@ -241,7 +251,7 @@ class LeanTracer(trace.Tracer):
             parent,
             kind,
             attrs,
-            tuple(lk for lk in links if lk.context.is_valid) if links else (),
+            tuple(lk for lk in links if lk.context.is_valid)[:MAX_LINKS] if links else (),
             start_time or _time_ns(),
             self._scope,
             provider.resource,
