@@ -17,7 +17,7 @@ from lamina.server.routes import add_api_routes
 from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
 from lamina.specs import import_object
 from lamina.stack import Stack
-from lamina.telemetry.http_metrics import METRICS_PATH, http_metrics_middleware, metrics_handler
+from lamina.telemetry.http_metrics import METRICS_PATH, metrics_handler
 from lamina.telemetry.http_metrics import install as install_http_metrics
 
 log = structlog.get_logger(__name__)
@@ -26,12 +26,9 @@ log = structlog.get_logger(__name__)
 def create_app(stack: Stack) -> web.Application:
     """Build the app for a stack; the stack starts and stops with the app (cleanup context)."""
     plugin_middlewares = [import_object(m.middleware) for m in stack.pm.middlewares()]
-    # Only a run config with a telemetry provider gets the metrics middleware: without one, nothing to pay.
-    telemetry = bool(stack.config.providers.get("telemetry"))
     app = web.Application(
         client_max_size=stack.config.server.max_request_body_bytes,
         middlewares=[
-            *([http_metrics_middleware] if telemetry else []),
             request_middleware,
             drain_middleware,
             *plugin_middlewares,
@@ -55,7 +52,7 @@ def create_app(stack: Stack) -> web.Application:
     for route in stack.pm.routes():
         app.router.add_route(route.method, route.path, import_object(route.handler))
     app.cleanup_ctx.append(_stack_lifecycle)
-    if telemetry:
+    if stack.config.providers.get("telemetry"):  # without a telemetry provider, nothing to count
         install_http_metrics(app, app[ACTIVE_STREAMS])
     app.on_shutdown.append(drain_requests)  # the grace period (server.shutdown_timeout) is spent here
     app.on_response_prepare.append(add_request_id_header)

@@ -16,7 +16,7 @@ from lamina.errors import BadRequestError, LaminaError
 from lamina.request_context import PROVIDER_DATA, PROVIDER_DATA_HEADER, REQUEST_ID, VALIDATED_PROVIDER_DATA
 from lamina.server.errors import error_response, plain_error
 from lamina.server.keys import REQUEST_ID_KEY, STACK
-from lamina.telemetry import http_spans
+from lamina.telemetry import http_metrics, http_spans, state
 
 log = structlog.get_logger("lamina.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -42,7 +42,10 @@ async def request_middleware(request: web.Request, handler):
     status = 500
     gone: dict[str, bool] = {}  # the access log's client_gone, only when it is true
     failure: str | None = None  # a 5xx's message, for the request's span
-    traced = http_spans.start(request)  # None when telemetry is off
+    # Telemetry (traced, counted: None when off): the request's span and its HTTP metrics.
+    route = http_spans.route_template(request) if state.active() is not None else None
+    traced = http_spans.start(request, route)
+    counted = http_metrics.request_started(request.method)
     try:
         _set_provider_data(request)
         response = await handler(request)
@@ -87,14 +90,17 @@ async def request_middleware(request: web.Request, handler):
             500, f"internal server error (request id {request_id}); see the server log", "server_error"
         )
     finally:
+        seconds = time.perf_counter() - started
         if traced is not None:
             http_spans.end(traced, status, request_id, failure)
+        if counted is not None:
+            http_metrics.request_ended(counted, route, status, seconds)
         log.info(
             "request",
             method=request.method,
             path=request.path,
             status=status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
+            ms=round(seconds * 1000, 2),
             **gone,
         )
 

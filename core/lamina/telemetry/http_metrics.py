@@ -1,24 +1,21 @@
-"""HTTP server metrics: a middleware recording every request by route template and status, and the
+"""HTTP server metrics: every request by route template and status (recorded by the core middleware,
+lamina.server.middlewares, with the status the client got, error envelopes included), and the
 ``GET /metrics`` handler serving the telemetry provider's Prometheus exposition.
 
-The app registers the middleware only when the run config has a telemetry provider (so a server
-without one pays nothing); it is the outermost middleware, so the status it records is the one the
-client got, error envelopes included. Requests are labelled with the route *template*
-(``/v1/models/{model_id}``), never the raw path: a label per model id or file id would be unbounded
-cardinality, and Prometheus falls over. A request no route matched has no ``http.route``.
+Without a telemetry provider (or with metrics off) recording is one ``instruments()`` check. Requests
+are labelled with the route *template* (``/v1/models/{model_id}``), never the raw path: a label per
+model id or file id would be unbounded cardinality, and Prometheus falls over. A request no route matched has no ``http.route``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
 from lamina.server.errors import plain_error
 from lamina.telemetry import metrics
-from lamina.telemetry.http_spans import route_template
 from lamina.telemetry.state import active
 
 METRICS_PATH = "/metrics"
@@ -26,30 +23,21 @@ METRICS_PATH = "/metrics"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
-@web.middleware
-async def http_metrics_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+def request_started(method: str) -> tuple[Any, str] | None:
+    """Count a request in flight (the core middleware calls this first); None when metrics are off."""
     inst = metrics.instruments()
     if inst is None:
-        return await handler(request)
-    name = request.method if request.method in KNOWN_METHODS else "_OTHER"
-    method = (name,)
-    inst.http_active.add(1, method)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499  # the client went away (lamina.server.middlewares says why 499)
-        raise
-    finally:
-        inst.http_active.add(-1, method)
-        key = (name, route_template(request), status, str(status) if status >= 500 else None)
-        inst.http_duration.record(time.perf_counter() - started, key)
+        return None
+    name = method if method in KNOWN_METHODS else "_OTHER"
+    inst.http_active.add(1, (name,))
+    return inst, name
+
+
+def request_ended(handle: tuple[Any, str], route: str | None, status: int, seconds: float) -> None:
+    """The request is answered with ``status`` (the one the client got; 499: it went away first)."""
+    inst, name = handle
+    inst.http_active.add(-1, (name,))
+    inst.http_duration.record(seconds, (name, route, status, str(status) if status >= 500 else None))
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

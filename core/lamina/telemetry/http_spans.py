@@ -30,12 +30,12 @@ def route_template(request: web.Request) -> str | None:
     return resource.canonical if resource is not None else None
 
 
-def start(request: web.Request) -> tuple[Span, Any] | None:
-    """The request's SERVER span, made current; None when telemetry is off."""
+def start(request: web.Request, route: str | None) -> tuple[Span, Any] | None:
+    """The request's SERVER span (``route``: its route template), made current; None when telemetry is
+    off."""
     tr = tracer()
     if tr is None or request.path in UNTRACED_PATHS:
         return None
-    route = route_template(request)
     method = request.method
     attributes: dict[str, Any] = {"http.request.method": method, "url.path": request.path}
     if route is not None:

@@ -1,5 +1,6 @@
-"""Telemetry off costs nothing: the app gets the HTTP metrics middleware only when the run config has a
-telemetry provider (the app is built in-process; nothing is started)."""
+"""The HTTP metrics are recorded by the core's request middleware (one middleware for the request's span,
+its metrics and the access log: a second middleware timed every request again); with telemetry off,
+recording is one check (the app is built in-process; nothing is started)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 from lamina.config import parse_run_config
 from lamina.plugins import load_plugin_manager
 from lamina.server.app import create_app
+from lamina.server.middlewares import request_middleware
 from lamina.stack import Stack
-from lamina.telemetry.http_metrics import http_metrics_middleware
+from lamina.telemetry import http_metrics, state
 
 
 def app_middlewares(tmp_path: Path, providers: dict[str, Any]) -> list[Any]:
@@ -32,11 +34,12 @@ TELEMETRY = [
 ]
 
 
-def test_no_telemetry_provider_no_metrics_middleware(tmp_path: Path) -> None:
-    assert http_metrics_middleware not in app_middlewares(tmp_path, {"inference": INFERENCE})
+def test_one_core_middleware_with_or_without_a_telemetry_provider(tmp_path: Path) -> None:
+    without = app_middlewares(tmp_path / "a", {"inference": INFERENCE})
+    with_telemetry = app_middlewares(tmp_path / "b", {"inference": INFERENCE, "telemetry": TELEMETRY})
+    assert without == with_telemetry and without[0] is request_middleware
 
 
-def test_a_telemetry_provider_puts_the_metrics_middleware_outermost(tmp_path: Path) -> None:
-    middlewares = app_middlewares(tmp_path, {"inference": INFERENCE, "telemetry": TELEMETRY})
-    # Outermost: it records the status the client got, after the core's error rendering.
-    assert middlewares[0] is http_metrics_middleware
+def test_telemetry_off_counts_nothing() -> None:
+    assert state.active() is None
+    assert http_metrics.request_started("GET") is None
