@@ -4,7 +4,8 @@ lamina.server.middlewares, with the status the client got, error envelopes inclu
 
 Without a telemetry provider (or with metrics off) recording is one ``instruments()`` check. Requests
 are labelled with the route *template* (``/v1/models/{model_id}``), never the raw path: a label per
-model id or file id would be unbounded cardinality, and Prometheus falls over. A request no route matched has no ``http.route``.
+model id or file id would be unbounded cardinality, and Prometheus falls over. A request no route
+matched has no ``http.route``.
 """
 
 from __future__ import annotations
