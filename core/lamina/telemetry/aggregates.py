@@ -9,8 +9,10 @@ Prometheus and the trace store see them like any other instrument's.
 
 Series are keyed by a tuple of attribute values in the instrument's fixed attribute order (None: the
 attribute is absent); their number is bounded by what the callers put there (route templates, model
-ids, statuses), never raw paths. Updates run on the event loop; collections in exporter threads: each
-instrument's lock keeps a snapshot consistent (a bucket count never ahead of its total).
+ids, statuses), never raw paths. Updates run on the event loop, without a lock (a lock cost ~1 µs a
+measurement); collections run in exporter threads and copy each series at once (under the GIL). A
+histogram's count is the sum of its bucket counts at the copy, so the two always agree; its sum, min and
+max may lag the buckets by the one measurement being recorded at that instant, at most.
 """
 
 from __future__ import annotations
@@ -71,30 +73,28 @@ class Histogram(_Instrument):
     ) -> None:
         super().__init__(name, unit, description, attributes)
         self.bounds = tuple(float(b) for b in bounds)
-        self._series: dict[Key, list[Any]] = {}  # key -> [bucket counts, count, sum, min, max]
+        self._series: dict[Key, list[Any]] = {}  # key -> [bucket counts, sum, min, max]
 
     def record(self, value: float, key: Key) -> None:
         if self.forward is not None:
             self.forward.record(value, self._attrs(key))
-        with self._lock:
-            state = self._series.get(key)
-            if state is None:
-                state = self._series[key] = [[0] * (len(self.bounds) + 1), 0, 0.0, value, value]
-            # bisect_left: a value equal to a bound belongs to that bound's bucket (le, "<=")
-            state[0][bisect_left(self.bounds, value)] += 1
-            state[1] += 1
-            state[2] += value
-            if value < state[3]:
-                state[3] = value
-            if value > state[4]:
-                state[4] = value
+        state = self._series.get(key)
+        if state is None:
+            state = self._series.setdefault(key, [[0] * (len(self.bounds) + 1), 0.0, value, value])
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le, "<=")
+        state[0][bisect_left(self.bounds, value)] += 1
+        state[1] += value
+        if value < state[2]:
+            state[2] = value
+        if value > state[3]:
+            state[3] = value
 
     def snapshot(self) -> Snapshot:
-        with self._lock:
-            points = [
-                (self._attrs(key), HistogramState(tuple(s[0]), s[1], s[2], s[3], s[4]))
-                for key, s in self._series.items()
-            ]
+        with self._lock:  # collections from two exporter threads take turns; recording never waits
+            points = []
+            for key, s in list(self._series.items()):
+                buckets = tuple(s[0])  # one C-level copy: no measurement lands inside it
+                points.append((self._attrs(key), HistogramState(buckets, sum(buckets), s[1], s[2], s[3])))
         return Snapshot(self.name, self.unit, self.description, self.kind, self.bounds, points)
 
 
@@ -111,10 +111,10 @@ class Sum(_Instrument):
     def add(self, value: float, key: Key) -> None:
         if self.forward is not None:
             self.forward.add(value, self._attrs(key))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0) + value
+        values = self._values
+        values[key] = values.get(key, 0) + value
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            points = [(self._attrs(key), value) for key, value in self._values.items()]
+            points = [(self._attrs(key), value) for key, value in list(self._values.items())]
         return Snapshot(self.name, self.unit, self.description, self.kind, (), points)

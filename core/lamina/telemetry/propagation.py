@@ -20,6 +20,7 @@ from lamina.telemetry.state import active
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
 
 
 def extract(headers: Mapping[str, str]) -> otel_context.Context | None:
@@ -39,7 +40,11 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str] | None:
     if not current.is_valid:
         return headers
     out: dict[str, str] = dict(headers) if headers else {}
-    _PROPAGATOR.inject(out)
+    # What TraceContextTextMapPropagator.inject writes, formatted here (its getter/setter machinery cost
+    # ~8 µs a call on every upstream request); tests/telemetry check the two agree.
+    out[TRACEPARENT] = f"00-{current.trace_id:032x}-{current.span_id:016x}-{current.trace_flags:02x}"
+    if current.trace_state:
+        out[TRACESTATE] = current.trace_state.to_header()
     return out
 
 
