@@ -184,6 +184,23 @@ async def test_a_health_probe_is_not_retried(serve) -> None:
     assert len(upstream.seen) == 1 and probe.down is not None
 
 
+async def test_a_providers_health_check_is_not_retried(serve) -> None:
+    """However a provider's health() asks its upstream (PLUGIN_GUIDE's example calls request_json), the
+    health monitor's bounded check is one attempt, so it reports the failure, not its own timeout."""
+    from lamina.provider_health import _provider_health
+
+    client, upstream = await serve([{"status": 503}] * 3, RetryPolicy(2, 10.0, 1.0, 1.0))
+
+    class Provider:
+        async def health(self) -> dict[str, Any]:
+            await client.request_json("GET", "models")
+            return {"status": "OK"}
+
+    health = await _provider_health(Provider(), 3.0)
+    assert health["status"] == "Error" and "HTTP 503" in health["message"], health
+    assert len(upstream.seen) == 1
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     now = 1_700_000_000.0
     assert retry_after_seconds("3", now) == 3.0
