@@ -141,6 +141,10 @@ async def test_batch_work_is_read_from_the_calls_context() -> None:
         await wrapped.openai_chat_completion(MODEL, request())
     await wrapped.openai_chat_completion(MODEL, request())
     assert seen == [True, False]
+    with batch_work():
+        turn = wrapped.stream_turn(MODEL)  # called in batch work, read elsewhere: still batch work
+    assert [i async for i in turn] == [0, 1]
+    assert seen == [True, False, True]
 
 
 async def test_tokens_are_estimated_then_settled_from_the_answers_usage() -> None:

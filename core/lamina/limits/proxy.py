@@ -119,10 +119,12 @@ def _limit_stream_method(
     name: str, method: Callable[..., Any], limiter: ProviderLimiter
 ) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
+        batch = WORK_CLASS.get() == "batch"  # whose call it is: the caller's, wherever it is read
+
         # The slot is taken when the caller first asks for an item, and the provider's generator is
         # created only then: a stream nobody reads holds nothing.
         async def opened() -> tuple[Permit, Any]:
-            permit = await limiter.acquire(_resource_id(args, kwargs), WORK_CLASS.get() == "batch")
+            permit = await limiter.acquire(_resource_id(args, kwargs), batch)
             return permit, method(*args, **kwargs)
 
         return HeldStream(None, None, False, opened)
