@@ -190,3 +190,29 @@ async def test_batch_share_of_a_rate_keeps_the_rest_for_interactive_calls() -> N
     clock.now += 61
     lim.dispatch()
     (await asyncio.wait_for(batch, 1)).release()
+
+
+async def test_a_release_during_a_scan_never_admits_past_the_limit() -> None:
+    """A stream dropped unread releases its slot from its finaliser, which the garbage collector may run
+    in the middle of a scan; the nested scan waits for the running one, which then looks again."""
+    lim = limiter(max_concurrent=1)
+    assert lim.gate is not None
+    held = await lim.acquire(None, batch=False)
+    waiting = [asyncio.create_task(lim.acquire(None, batch=False)) for _ in range(2)]
+    await settle()
+    original = lim.gate.take
+    nested: list[bool] = []
+
+    def take(now: float, batch: bool, tokens: int) -> Any:
+        if not nested:
+            nested.append(True)
+            lim.dispatch()  # as a finaliser would, mid-admission
+        return original(now, batch, tokens)
+
+    lim.gate.take = take  # type: ignore[method-assign]
+    held.release()
+    await settle()
+    assert lim.gate.in_flight == 1
+    assert [t.done() for t in waiting] == [True, False]
+    (await waiting[0]).release()
+    (await asyncio.wait_for(waiting[1], 1)).release()

@@ -233,6 +233,8 @@ class ProviderLimiter:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._dispatching = False
+        self._again = False
 
     async def acquire(self, model_id: str | None, batch: bool, tokens: int = 0) -> Permit:
         """Wait for a slot for a call on ``model_id``; a RateLimitError (429) after the queue's time."""
@@ -257,6 +259,19 @@ class ProviderLimiter:
 
     def dispatch(self) -> None:
         """Admit every waiting call that may start now, interactive first."""
+        if self._dispatching:  # a release during a scan (a stream collected mid-scan): scan again after it
+            self._again = True
+            return
+        self._dispatching = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                self._scan()
+        finally:
+            self._dispatching = False
+
+    def _scan(self) -> None:
         now = self.clock()
         next_check = math.inf
         for work in (INTERACTIVE, BATCH):
