@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lamina.envsubst import substitute_env
 from lamina.errors import ConfigError, field_problems, format_path
+from lamina.limits.settings import ProviderLimits
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,8 @@ class ProviderEntry(_Section):
     provider_type: str
     config: dict[str, Any] = Field(default_factory=dict)
     module: str | None = None
+    # Lamina's, beside Llama Stack's keys (which ignores it): concurrency and rate limits (docs/limits.md).
+    limits: ProviderLimits | None = None
 
     @field_validator("config", mode="before")
     @classmethod

@@ -23,6 +23,8 @@ from typing import Any
 
 import structlog
 
+from lamina.providers.upstream_retry import no_retries
+
 log = structlog.get_logger(__name__)
 
 STARTUP_PROBE_SECONDS = 3.0  # one provider's health() at start-up (all providers are asked at once)
@@ -36,7 +38,8 @@ async def _provider_health(impl: Any, limit: float = CHECK_SECONDS) -> dict[str,
     if not hasattr(impl, "health"):
         return {"status": "Not Implemented"}
     try:
-        result = await asyncio.wait_for(impl.health(), limit)
+        with no_retries():  # a check answers within its bound: upstream backoffs would outlast it
+            result = await asyncio.wait_for(impl.health(), limit)
     except TimeoutError:
         return {"status": "Error", "message": f"health check did not answer within {limit:g}s"}
     except Exception as exc:

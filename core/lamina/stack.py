@@ -25,6 +25,9 @@ from lamina.errors import ConfigError, LaminaError, validation_error
 from lamina.jobs.executor import check_executor, create_executor
 from lamina.jobs.manager import JobManager
 from lamina.jobs.store import jobs_store_config, open_jobs_store
+from lamina.limits import proxy as limits_proxy
+from lamina.limits.gate import ProviderLimiter
+from lamina.limits.settings import ProviderLimits
 from lamina.plugins import PluginManager
 from lamina.provider_health import HealthMonitor
 from lamina.providers.base import ProviderContext
@@ -74,6 +77,7 @@ class ProviderRecord:
     where: str  # key path in the run config, for messages
     impl: Any = None
     provider_data_validator: type[BaseModel] | None = None  # ProviderSpec.provider_data_validator, imported
+    limits: ProviderLimits | None = None  # the entry's `limits` (lamina.limits), None: calls go straight in
     # Names it in the health monitor and its state directory: the provider_id, or ``<provider_id>@<api>``
     # when an earlier API's provider in the run config has that id (Llama Stack's templates name the
     # agents, eval and telemetry providers all ``meta-reference``).
@@ -201,8 +205,15 @@ class Stack(RunConfigResources):
                         f"{source}: {where}: the plugin offering {entry.provider_type!r} is broken: {exc}"
                     ) from None
                 _warn_unknown_keys(source, where, entry.config or {}, config_class)
+                _check_limits(source, where, api, entry.limits)
                 providers.setdefault(api, {})[entry.provider_id] = ProviderRecord(
-                    api, entry.provider_id, spec, provider_config, where, provider_data_validator=validator
+                    api,
+                    entry.provider_id,
+                    spec,
+                    provider_config,
+                    where,
+                    provider_data_validator=validator,
+                    limits=entry.limits if entry.limits is not None and _has_limits(entry.limits) else None,
                 )
         # An id reused by a later API's provider is qualified with its API (the first keeps its state dir).
         claimed: set[str] = set()
@@ -289,6 +300,7 @@ class Stack(RunConfigResources):
                 provider_type=record.spec.provider_type,
             )
         self._trace_providers()
+        self._limit_providers()
         # Before registering resources, so a remote provider already knows its upstream is down and
         # takes the run config's models without waiting on it.
         await self.health.probe_all()
@@ -311,6 +323,22 @@ class Stack(RunConfigResources):
             if record.api is not Api.telemetry and record.impl is not None:
                 self.impls[record.api][record.provider_id] = provider_proxy.wrap(
                     record.impl, record.api.value, record.provider_id, record.spec.provider_type
+                )
+
+    def _limit_providers(self) -> None:
+        """Routers call a provider that has ``limits`` through its limiter (lamina.limits), around the
+        span wrapper, so a span times the provider's work and not the wait. The others: nothing."""
+        for record in self.order:
+            if record.limits is not None and record.impl is not None:
+                where = f"{record.where}.limits"
+                limiter = ProviderLimiter(record.api.value, record.provider_id, record.limits, where)
+                impls = self.impls[record.api]
+                impls[record.provider_id] = limits_proxy.wrap(impls[record.provider_id], limiter)
+                log.info(
+                    "provider_limits",
+                    api=record.api.value,
+                    provider_id=record.provider_id,
+                    limits=record.limits.model_dump(exclude_none=True, exclude_defaults=True),
                 )
 
     async def _open_jobs(self, state_dir: Path) -> None:
@@ -541,6 +569,24 @@ def _refresh_interval(impl: Any) -> float:
 
 def _describe(exc: BaseException) -> str:
     return exc.message if isinstance(exc, LaminaError) else f"{type(exc).__name__}: {exc}"
+
+
+def _has_limits(limits: ProviderLimits) -> bool:
+    return limits.is_set() or any(m.is_set() for m in limits.models.values())
+
+
+def _check_limits(source: str, where: str, api: Api, limits: ProviderLimits | None) -> None:
+    """Refuse limits that would never act: tokens are counted only for inference calls."""
+    if limits is None or api is Api.inference:
+        return
+    scopes = [("", limits), *((f".models.{m}", limit) for m, limit in limits.models.items())]
+    for suffix, limit in scopes:
+        if limit.tokens_per_minute is not None:
+            raise ConfigError(
+                f"{source}: {where}.limits{suffix}.tokens_per_minute: tokens are counted for inference "
+                f"providers only, and this is a {api.value} provider; use requests_per_minute or "
+                f"max_concurrent, or remove it"
+            )
 
 
 def _provider_data_validator(spec: ProviderSpec) -> type[BaseModel] | None:

@@ -175,6 +175,28 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "scoring_fns",
         ["1 entries", "no scoring provider", "providers.scoring", "inline::basic"],
     ),
+    "limits-typo": (
+        f"version: 2\nproviders:\n{VLLM}    limits:\n      max_concurent: 4\n",
+        "providers.inference[0].limits",
+        ["unknown setting 'max_concurent'", "did you mean 'max_concurrent'", "requests_per_minute"],
+    ),
+    "limits-model-typo": (
+        f"version: 2\nproviders:\n{VLLM}    limits:\n      models:\n        m: {{requests_per_minut: 5}}\n",
+        "providers.inference[0].limits.models.m",
+        ["unknown setting 'requests_per_minut'", "did you mean 'requests_per_minute'"],
+    ),
+    "limits-zero": (
+        f"version: 2\nproviders:\n{VLLM}    limits:\n      max_concurrent: 0\n",
+        "providers.inference[0].limits.max_concurrent",
+        ["greater than or equal to 1", "(got 0)"],
+    ),
+    "limits-tokens-on-a-files-provider": (
+        f"version: 2\nproviders:\n{VLLM}  files:\n  - provider_id: localfs\n"
+        "    provider_type: inline::localfs\n"
+        "    config: {}\n    limits:\n      tokens_per_minute: 1000\n",
+        "providers.files[0].limits.tokens_per_minute",
+        ["inference providers only", "requests_per_minute"],
+    ),
     "benchmarks-without-an-eval-provider": (
         f"version: 2\nproviders:\n{VLLM}benchmarks:\n- benchmark_id: b\n  dataset_id: d\n"
         "  scoring_functions: [basic::equality]\n",

@@ -3,7 +3,9 @@
 One client per provider, opened in ``initialize`` and closed in ``shutdown``. Every error names
 the provider and the endpoint (``chat/completions``), so a user knows which backend failed and why;
 the upstream's URL goes only to the server log (``upstream_failed``): a client must not learn the
-addresses of the services behind Lamina.
+addresses of the services behind Lamina. A call that fails before the upstream answered (429, 502,
+503, 504, a refused or dropped connection) is tried again with backoff, honouring ``Retry-After``
+(``lamina.providers.upstream_retry``; each retry is logged as ``upstream_retry``).
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 from pydantic_core import from_json
 
 from lamina import fast_json
-from lamina.errors import BadRequestError, RateLimitError, UpstreamError, UpstreamTimeoutError
+from lamina.errors import BadRequestError, LaminaError, RateLimitError, UpstreamError, UpstreamTimeoutError
+from lamina.providers.upstream_retry import RetryPolicy, next_wait, retries_on
 from lamina.telemetry import propagation
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 _JSON_BODY = {"Content-Type": "application/json"}
 
 
@@ -63,11 +68,13 @@ class UpstreamClient:
         timeouts: Timeouts = Timeouts(),
         max_connections: int = 256,
         verify_tls: bool | str = True,
+        retries: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.provider_id = provider_id
         self.base_url = base_url.rstrip("/")
         self.headers = headers or {}
         self.timeouts = timeouts
+        self.retries = retries
         self.max_connections = max_connections
         self.verify_tls = verify_tls
         self._session: aiohttp.ClientSession | None = None
@@ -114,20 +121,57 @@ class UpstreamClient:
 
     # -- requests ------------------------------------------------------------------------------
 
+    async def retrying(self, url: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, tried again while it fails in a way worth retrying (``upstream_retry``), within
+        ``self.retries``; time spent is also bounded by the read timeout. The last failure is raised as
+        it was, saying how many attempts were made."""
+        policy = self.retries
+        if policy.max_retries <= 0 or not retries_on():
+            return await attempt()
+        budget = min(policy.max_seconds, self.timeouts.read)
+        bounded = RetryPolicy(policy.max_retries, budget, policy.base_delay, policy.max_delay)
+        started = time.monotonic()
+        retry = 0
+        while True:
+            try:
+                return await attempt()
+            except LaminaError as exc:
+                wait = next_wait(exc, retry, time.monotonic() - started, bounded)
+                if wait is None:
+                    if retry:
+                        exc.message = f"{exc.message} (gave up after {retry + 1} attempts)"
+                    raise
+                log.warning(
+                    "upstream_retry",
+                    provider_id=self.provider_id,
+                    endpoint=self.where(url),
+                    attempt=retry + 1,
+                    status=getattr(exc, "upstream_status", None) or exc.status,
+                    error=exc.message[:300],
+                    wait_seconds=round(wait, 3),
+                )
+                retry += 1
+                await asyncio.sleep(wait)
+
     async def request_json(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
         url = self.url(path)
         data, headers = _encode(body, headers)
-        try:
-            async with self.session.request(method, url, data=data, headers=headers) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise self._status_error(resp.status, raw, url, resp.headers)
-        except (UpstreamError, BadRequestError, RateLimitError):
-            raise
-        except Exception as exc:
-            raise self._transport_error(exc, url) from exc
+
+        async def attempt() -> bytes:
+            try:
+                async with self.session.request(method, url, data=data, headers=headers) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise self._status_error(resp.status, raw, url, resp.headers)
+                    return raw
+            except (UpstreamError, BadRequestError, RateLimitError):
+                raise
+            except Exception as exc:
+                raise self._transport_error(exc, url) from exc
+
+        raw = await self.retrying(url, attempt)
         try:
             return loads(raw)
         except ValueError:
@@ -141,17 +185,26 @@ class UpstreamClient:
         """POST and yield each server-sent event's JSON payload, as it arrives, until ``[DONE]``."""
         url = self.url(path)
         data, headers = _encode(body, headers)
-        try:
-            resp = await self.session.post(url, data=data, headers=headers)
-        except Exception as exc:
-            raise self._transport_error(exc, url) from exc
-        async with resp:
+
+        async def attempt() -> aiohttp.ClientResponse:
+            # Retried (``retrying``) only up to here: once the upstream answers 2xx, its first byte may
+            # reach the client, and a stream cannot be taken back.
+            try:
+                resp = await self.session.post(url, data=data, headers=headers)
+            except Exception as exc:
+                raise self._transport_error(exc, url) from exc
             if resp.status >= 400:
                 try:
                     raw = await resp.read()
                 except Exception:
                     raw = b""
+                finally:
+                    resp.release()
                 raise self._status_error(resp.status, raw, url, resp.headers)
+            return resp
+
+        resp = await self.retrying(url, attempt)
+        async with resp:
             data_lines: list[bytes] = []
             done = False
             try:
@@ -229,7 +282,13 @@ class UpstreamClient:
             )
         return UpstreamError(self.provider_id, f"request to {where} failed: {type(exc).__name__}")
 
-    def _status_error(self, status: int, raw: bytes, url: str, headers: Any) -> Exception:
+    def _status_error(self, status: int, raw: bytes, url: str, headers: Any) -> LaminaError:
+        err = self._status_error_for(status, raw, url, headers)
+        # What a retry waits for (lamina.providers.upstream_retry); a 429 also passes it on to the client.
+        err.upstream_retry_after = headers.get("Retry-After")  # type: ignore[attr-defined]
+        return err
+
+    def _status_error_for(self, status: int, raw: bytes, url: str, headers: Any) -> LaminaError:
         message = _error_message(raw)
         log.info("upstream_failed", provider_id=self.provider_id, url=url, status=status, error=message[:500])
         where = self.where(url)

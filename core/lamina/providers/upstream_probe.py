@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from lamina.errors import LaminaError, UpstreamError
+from lamina.providers.upstream_retry import no_retries
 
 T = TypeVar("T")
 
@@ -48,7 +49,8 @@ class UpstreamProbe(Generic[T]):
     async def probe(self) -> T:
         """Ask the upstream, bounded by ``timeout``; record whether it is down and raise if it failed."""
         try:
-            answer = await asyncio.wait_for(self.ask(), self.timeout)
+            with no_retries():  # a probe says "down" within its bound; backoffs would outlast it
+                answer = await asyncio.wait_for(self.ask(), self.timeout)
         except TimeoutError:
             self.down = UpstreamError(
                 self.provider_id,

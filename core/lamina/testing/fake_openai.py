@@ -33,6 +33,17 @@ Not a model: it answers instantly with canned text. The requested model name pic
   quotes the conversation in order, so the last directive is the one of the last message that has
   one. With no directive it answers ``safe``. (An answer cannot contain ``]]``.)
 
+Two more directives script faults and pacing per test (the fake is shared by a test session, so each
+test picks its own tag): ``[[delay:<seconds>]]`` waits that long before answering (a slow upstream for
+one request), and ``[[script:<tag>]]`` answers from the script ``POST /_fake/script`` set for that tag,
+``{"tag": "t1", "answers": [{"status": 429, "headers": {"Retry-After": "1"}}, {"status": 503,
+"times": 2}, {"cut_after": 1}]}``: each request with the tag takes the next answer (``times`` uses one
+answer that many times): ``status`` answers that HTTP status with a JSON error (and ``headers``) before
+any byte of an answer; ``cut_after`` streams that many chunks, then drops the connection. A tag whose
+script is used up (or was never set) answers normally. ``GET /_fake/log?tag=t1`` lists the completion
+requests that carried the tag, in arrival order: ``[{"tag": "t1", "model": "ok", "text": "<last
+message text, 200 characters>", "stream": false, "at": <time.time()>, "status": 429}]``.
+
 ``GET /_fake/requests`` answers how many completion requests each model name got so far (``{"slow": 3}``):
 a test proves a resumed job did not send finished work again. ``GET /_fake/traceparents`` answers the
 ``traceparent`` headers of the last 100 completion and embedding requests that had one, oldest first
@@ -87,6 +98,8 @@ GARBAGE = {"foo": "bar", "choices": "nope"}
 _TOOLS_MODEL = re.compile(r"tools(\d+)")
 _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
 _ARGS_DIRECTIVE = re.compile(r"\[\[args:(.*?)\]\]", re.DOTALL)
+_DELAY_DIRECTIVE = re.compile(r"\[\[delay:([0-9.]+)\]\]")
+_SCRIPT_DIRECTIVE = re.compile(r"\[\[script:([^\]]+)\]\]")
 _ids = itertools.count(1)
 
 
@@ -250,9 +263,49 @@ def _usage_chunk(cid: str, model: str, choices: int, chunks: int) -> bytes:
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
+def _directive(pattern: re.Pattern[str], body: dict) -> str | None:
+    """The value of the last ``pattern`` directive in the request's messages, if any."""
+    found = pattern.findall("\n".join(_message_texts(body)))
+    return found[-1] if found else None
+
+
 def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Application:
     counts: dict[str, int] = {}
     traceparents: list[dict[str, str | None]] = []
+    scripts: dict[str, list[dict]] = {}  # tag -> answers still to give, one per request
+    log: list[dict] = []  # requests that carried a [[script:...]] tag
+
+    async def set_script(request: web.Request) -> web.Response:
+        doc = await request.json()
+        answers = []
+        for answer in doc.get("answers") or []:
+            answers += [answer] * int(answer.get("times", 1))
+        scripts[str(doc["tag"])] = answers
+        return web.json_response({"tag": doc["tag"], "answers": len(answers)})
+
+    async def log_seen(request: web.Request) -> web.Response:
+        tag = request.query.get("tag")
+        return web.json_response([entry for entry in log if tag is None or entry["tag"] == tag])
+
+    def script_answer(body: dict, model: str) -> dict:
+        """The scripted answer for this request ({} to answer normally), noted in the log."""
+        tag = _directive(_SCRIPT_DIRECTIVE, body)
+        if tag is None:
+            return {}
+        answers = scripts.get(tag) or []
+        answer = answers.pop(0) if answers else {}
+        texts = _message_texts(body)
+        log.append(
+            {
+                "tag": tag,
+                "model": model,
+                "text": texts[-1][:200] if texts else "",
+                "stream": bool(body.get("stream")),
+                "at": time.time(),
+                "status": int(answer.get("status", 200)),
+            }
+        )
+        return answer
 
     async def requests_seen(request: web.Request) -> web.Response:
         return web.json_response(counts)
@@ -285,6 +338,16 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         counts[model] = counts.get(model, 0) + 1
         note_trace(request, model)
         text_shape = request.path.endswith("/completions") and not request.path.endswith("chat/completions")
+        script = script_answer(body, model)
+        delay = _directive(_DELAY_DIRECTIVE, body)
+        if delay is not None:
+            await asyncio.sleep(float(delay))
+        if int(script.get("status", 200)) >= 400:
+            return web.json_response(
+                {"error": {"message": f"scripted HTTP {script['status']}"}},
+                status=int(script["status"]),
+                headers=script.get("headers") or {},
+            )
         if model == "slow":
             await asyncio.sleep(slow_seconds)
         if model == "silent":
@@ -338,7 +401,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         n = int(request.query.get("chunks", body.get("n_chunks", 8)))
         choices = int(body.get("n") or 1)
         for i in range(n):
-            if model == "cut" and i == 2:
+            if (model == "cut" and i == 2) or i == script.get("cut_after"):
                 request.transport.close()  # drop the connection mid-stream
                 return resp
             if model == "stall" and i == 1:
@@ -379,6 +442,8 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_fake/requests", requests_seen)
     app.router.add_get("/_fake/traceparents", traceparents_seen)
+    app.router.add_post("/_fake/script", set_script)
+    app.router.add_get("/_fake/log", log_seen)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)

@@ -1,7 +1,7 @@
 """The pooled upstream client, extended for Ollama: NDJSON streams and Ollama's error shapes.
 
-Everything else (pooling, timeouts, transport errors -> 502/504 naming the provider) is
-``lamina.providers.http_upstream.UpstreamClient``, unchanged.
+Everything else (pooling, timeouts, transport errors -> 502/504 naming the provider, retries with
+backoff) is ``lamina.providers.http_upstream.UpstreamClient``, unchanged.
 
 Ollama answers errors as ``{"error": "..."}`` with a 4xx/5xx status, and, once a stream has
 started, as a ``{"error": "..."}`` line. A model that is not pulled is a 404 whose message says
@@ -24,15 +24,20 @@ class OllamaClient(UpstreamClient):
     async def call(self, method: str, path: str, body: Any = None, *, model: str | None = None) -> dict:
         """One JSON request; the answer must be a JSON object."""
         url = self.url(path)
-        try:
-            async with self.session.request(method, url, json=body) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise self._ollama_status_error(resp.status, raw, url, resp.headers, model)
-        except LaminaError:
-            raise
-        except Exception as exc:
-            raise self._transport_error(exc, url) from exc
+
+        async def attempt() -> bytes:
+            try:
+                async with self.session.request(method, url, json=body) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise self._ollama_status_error(resp.status, raw, url, resp.headers, model)
+                    return raw
+            except LaminaError:
+                raise
+            except Exception as exc:
+                raise self._transport_error(exc, url) from exc
+
+        raw = await self.retrying(url, attempt)  # 429, 5xx and dropped connections, with backoff
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -53,17 +58,24 @@ class OllamaClient(UpstreamClient):
         ``{"error": ...}`` line all raise UpstreamError (502) naming the provider.
         """
         url = self.url(path)
-        try:
-            resp = await self.session.post(url, json=body)
-        except Exception as exc:
-            raise self._transport_error(exc, url) from exc
-        async with resp:
+
+        async def attempt() -> Any:  # retried only until the upstream answers 2xx (its first byte)
+            try:
+                resp = await self.session.post(url, json=body)
+            except Exception as exc:
+                raise self._transport_error(exc, url) from exc
             if resp.status >= 400:
                 try:
                     raw = await resp.read()
                 except Exception:
                     raw = b""
+                finally:
+                    resp.release()
                 raise self._ollama_status_error(resp.status, raw, url, resp.headers, model)
+            return resp
+
+        resp = await self.retrying(url, attempt)
+        async with resp:
             done = False
             try:
                 async for line in resp.content:
@@ -104,7 +116,7 @@ class OllamaClient(UpstreamClient):
 
     def _ollama_status_error(
         self, status: int, raw: bytes, url: str, headers: Any, model: str | None
-    ) -> Exception:
+    ) -> LaminaError:
         message = _error_message(raw)
         if status == 404 and model and "not found" in message.lower():
             return NotFoundError(

@@ -38,6 +38,16 @@ class OllamaImplConfig(BaseModel):
     timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the server's next byte.")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
     max_connections: int = Field(default=64, ge=1, description="Pooled connections to the server.")
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a call the server refused with 429/502/503/504 or a dropped connection, "
+        "with backoff, honouring Retry-After (0: none).",
+    )
+    retry_max_seconds: float = Field(
+        default=30.0, ge=0, description="No retry starts later than this many seconds after the first call."
+    )
     image_fetch: UrlFetchConfig = Field(
         default_factory=lambda: UrlFetchConfig(max_bytes=MAX_IMAGE_BYTES),
         description="How image URLs in messages are downloaded (Ollama takes bytes). Off by default "

@@ -31,6 +31,7 @@ from lamina.errors import BadRequestError, ConfigError, LaminaError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers.http_upstream import Timeouts
 from lamina.providers.upstream_probe import UpstreamProbe
+from lamina.providers.upstream_retry import RetryPolicy
 from lamina.providers.url_fetch import GuardedFetcher
 from lamina.resources.models import LISTED
 from lamina_ollama import models as catalog
@@ -73,6 +74,7 @@ class OllamaProvider(ProviderBase):
             config.url,
             timeouts=Timeouts(connect=config.connect_timeout, read=config.timeout),
             max_connections=config.max_connections,
+            retries=RetryPolicy(max_retries=config.max_retries, max_seconds=config.retry_max_seconds),
         )
         self._tags: list[dict[str, Any]] = []
         self._tags_at = 0.0

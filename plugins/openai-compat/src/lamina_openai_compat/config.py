@@ -3,7 +3,8 @@
 Field names, types and defaults follow Llama Stack 0.2.12 through 0.2.22 (``remote::nvidia`` reads
 ``NVIDIA_BASE_URL``, ``NVIDIA_API_KEY`` and ``NVIDIA_APPEND_API_VERSION`` for its defaults, as
 there). Each config also takes Lamina's network settings: ``timeout`` (seconds without a byte from
-the upstream), ``connect_timeout`` and ``max_connections`` (the pool size).
+the upstream), ``connect_timeout``, ``max_connections`` (the pool size), and ``max_retries`` and
+``retry_max_seconds`` (lamina.providers.upstream_retry).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ class _NetworkConfig(BaseModel, ABC):
     timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the upstream's next byte.")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
     max_connections: int = Field(default=256, ge=1, description="Pooled connections to the upstream.")
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a call the upstream refused with 429/502/503/504 or a dropped connection, "
+        "with backoff, honouring Retry-After (0: none).",
+    )
+    retry_max_seconds: float = Field(
+        default=30.0, ge=0, description="No retry starts later than this many seconds after the first call."
+    )
 
     @abstractmethod
     def base_url(self) -> str:

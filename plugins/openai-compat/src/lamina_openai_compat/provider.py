@@ -24,6 +24,7 @@ from lamina.providers import openai_bridge as bridge
 from lamina.providers import openai_shapes as shapes
 from lamina.providers.http_upstream import Timeouts, UpstreamClient
 from lamina.providers.upstream_probe import UpstreamProbe
+from lamina.providers.upstream_retry import RetryPolicy
 from lamina.request_context import request_provider_data
 from lamina_openai_compat import config as cfg
 from lamina_openai_compat.config import _NetworkConfig
@@ -77,6 +78,7 @@ class OpenAICompatProvider(ProviderBase):
             timeouts=Timeouts(connect=config.connect_timeout, read=config.timeout),
             max_connections=config.max_connections,
             verify_tls=verify,
+            retries=RetryPolicy(max_retries=config.max_retries, max_seconds=config.retry_max_seconds),
         )
         self.upstream = UpstreamProbe(context.provider_id, self.list_upstream_models, "GET models")
 
