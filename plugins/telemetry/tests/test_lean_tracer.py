@@ -202,3 +202,34 @@ def test_span_limits_are_the_sdks_defaults() -> None:
     assert "late" not in done.attributes and done.attributes["a127"] == 127
     assert len(done.events) == MAX_EVENTS and done.events[-1].name == "e127"
     assert len(done.links) == MAX_LINKS
+
+
+def test_a_lean_spans_export_record_is_the_generic_record() -> None:
+    """PipeSpanProcessor takes LeanSpan.export_record (read from the slots) instead of
+    export_worker.record (the ReadableSpan properties): the worker must get the same tuple."""
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceState
+
+    from lamina_telemetry.export_worker import record
+
+    provider, ended = _provider()
+    tracer = provider.get_tracer("t", "1.0")
+    other = tracer.start_span("other")
+    remote = trace.NonRecordingSpan(
+        trace.SpanContext(7, 9, True, trace.TraceFlags(1), TraceState([("vendor", "x1")]))
+    )
+    parent_ctx = trace.set_span_in_context(remote)
+    plain = tracer.start_span("plain")
+    full = tracer.start_span(
+        "full",
+        context=parent_ctx,
+        kind=SpanKind.CLIENT,
+        attributes={"a": 1, "l": ["x", "y"]},
+        links=[Link(other.get_span_context(), {"why": "batch"})],
+    )
+    full.record_exception(ValueError("bad"))
+    full.set_status(Status(StatusCode.ERROR, "bad"))
+    for span in (plain, full):
+        span.end()
+    for span in ended.spans:
+        assert span.export_record() == record(span)
+    assert full.export_record()[4] == "vendor=x1" and full.export_record()[5] == (9, True)

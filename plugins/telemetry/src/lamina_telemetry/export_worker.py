@@ -128,15 +128,20 @@ class PipeSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:
-            return
         queue = self._queue
         if len(queue) >= self.max_queue:
             self.dropped += 1
             return
+        fast = getattr(span, "export_record", None)  # a lean span (only sampled ones are ever ended)
+        if fast is not None:
+            made = fast()
+        elif span.context.trace_flags.sampled:
+            made = record(span)
+        else:
+            return
         # Bytes at once, not the tuple: queued tuples and dicts are objects Python's garbage collector
         # walks until they are sent (measured: +10 µs a request with a 300,000-object heap).
-        queue.append(marshal.dumps(record(span)))
+        queue.append(marshal.dumps(made))
         if len(queue) == self.batch:
             with self._cond:
                 self._cond.notify()

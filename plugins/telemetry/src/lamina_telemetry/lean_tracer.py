@@ -49,6 +49,7 @@ _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 _get_current_span = trace.get_current_span
+_KIND_VALUES = {kind: kind.value for kind in SpanKind}
 
 
 class Resource(NamedTuple):
@@ -192,6 +193,44 @@ class LeanSpan(trace.Span):
         self.end_time = end_time or _time_ns()
         for processor in self._processors:
             processor.on_end(self)
+
+    def export_record(self) -> tuple[Any, ...]:
+        """This ended span as ``lamina_telemetry.export_worker.record`` would make it, read straight
+        from the slots and the SpanContext tuple (its properties are Python calls: ~3 µs a span)."""
+        ctx = self.context
+        parent = self.parent
+        state = ctx[4]
+        status = self.status
+        scope = self.instrumentation_scope
+        return (
+            self.name,
+            ctx[0],
+            ctx[1],
+            int(ctx[3]),
+            "" if state is _EMPTY_STATE or not state else state.to_header(),
+            (parent[1], parent[2]) if parent is not None else None,
+            _KIND_VALUES[self.kind],
+            self.start_time,
+            self.end_time,
+            0 if status is _UNSET else status.status_code.value,
+            None if status is _UNSET else status.description,
+            self.attributes or None,  # marshalled at once by the caller: no copy needed
+            [(e.name, e.timestamp, dict(e.attributes) if e.attributes else None) for e in self.events]
+            if self.events
+            else None,
+            [
+                (
+                    lk.context.trace_id,
+                    lk.context.span_id,
+                    int(lk.context.trace_flags),
+                    dict(lk.attributes or {}),
+                )
+                for lk in self.links
+            ]
+            if self.links
+            else None,
+            (scope.name, scope.version, scope.schema_url),
+        )
 
     def __repr__(self) -> str:
         return f"LeanSpan({self.name!r}, trace_id={self.context.trace_id:032x})"
