@@ -16,6 +16,7 @@ BENCHMARKS = {
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
     "telemetry": "telemetry off vs on (OTLP + sqlite + Prometheus): gateway req/s and CPU per request, c=16",
+    "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
 }
 
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> int:
         print(
             "                               hatch run dev:bench telemetry --out docs/benchmarks.md (~2 min)"
         )
+        print("                               hatch run dev:bench telemetry-instructions (~5 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
@@ -84,6 +86,10 @@ def main(argv: list[str]) -> int:
         from bench.telemetry import main as telemetry
 
         return telemetry(argv[1:])
+    if argv[0] == "telemetry-instructions":
+        from bench.telemetry_instructions import main as telemetry_instructions
+
+        return telemetry_instructions(argv[1:])
     if argv[0] == "jobs":
         from bench.jobs import main as jobs
 
