@@ -1,0 +1,68 @@
+"""What the provider keeps in its kvstore: each batch, and each finished line of a running batch.
+
+- ``batch:<batch id>``: ``{"batch": <OpenAI batch object>, "job_id": <the job running it>}``
+- ``line:<batch id>:<index, 8 digits>``: ``{"ok": bool, "out": <the output or error file line>}``,
+  written the moment the line's request finished: a resumed batch reads them and sends only the rest.
+  The keys sort in input order, which is the order of the output and error files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lamina.apis.batches import BatchObject
+from lamina.storage.kvstore import KVStore, prefix_end
+
+_BATCH = "batch:"
+_LINE = "line:"
+
+
+@dataclass
+class BatchRecord:
+    batch: BatchObject
+    job_id: str | None = None
+
+    def dumps(self) -> str:
+        return json.dumps({"batch": self.batch.model_dump(mode="json"), "job_id": self.job_id})
+
+    @classmethod
+    def loads(cls, raw: str) -> BatchRecord:
+        doc = json.loads(raw)
+        return cls(BatchObject.model_validate(doc["batch"]), doc.get("job_id"))
+
+
+@dataclass(frozen=True)
+class LineResult:
+    index: int
+    ok: bool
+    out: dict[str, Any]
+
+
+class BatchStore:
+    def __init__(self, kv: KVStore) -> None:
+        self.kv = kv
+
+    async def get(self, batch_id: str) -> BatchRecord | None:
+        raw = await self.kv.get(_BATCH + batch_id)
+        return BatchRecord.loads(raw) if raw is not None else None
+
+    async def put(self, record: BatchRecord) -> None:
+        await self.kv.set(_BATCH + record.batch.id, record.dumps())
+
+    async def all(self) -> list[BatchRecord]:
+        return [BatchRecord.loads(raw) for raw in await self.kv.values_in_range(_BATCH, prefix_end(_BATCH))]
+
+    async def put_line(self, batch_id: str, result: LineResult) -> None:
+        value = json.dumps({"ok": result.ok, "out": result.out})
+        await self.kv.set(f"{_LINE}{batch_id}:{result.index:08d}", value)
+
+    async def lines(self, batch_id: str) -> list[LineResult]:
+        """The batch's finished lines, in input order."""
+        prefix = f"{_LINE}{batch_id}:"
+        out = []
+        for key, raw in await self.kv.items_in_range(prefix, prefix_end(prefix)):
+            doc = json.loads(raw)
+            out.append(LineResult(int(key.rsplit(":", 1)[1]), doc["ok"], doc["out"]))
+        return out
