@@ -177,7 +177,7 @@ def test_a_1000_line_chat_batch_completes_with_every_answer_once(
     assert [(j["status"], j["progress"]) for j in jobs] == [("completed", {"done": 1000, "total": 1000})]
 
 
-def test_completions_and_embeddings_batches_and_the_list(
+def test_completions_embeddings_and_responses_batches_and_the_list(
     start_lamina: Callable[..., ServerProcess], fake: ServerProcess, tmp_path: Path
 ) -> None:
     server = start_lamina(run_config(fake, tmp_path / "state"))
@@ -217,14 +217,31 @@ def test_completions_and_embeddings_batches_and_the_list(
     ]
     assert vectors == [[0.1, 0.2, 0.3, 1.0], [0.1, 0.2, 0.3, 2.0]]
 
-    # The list: newest first, a page at a time, as the SDK's auto-pagination reads it.
+    # Responses need an agents provider, which this server lacks: each line says so, the batch completes.
+    asks = [
+        {"custom_id": "q", "method": "POST", "url": "/v1/responses", "body": {"model": "ok", "input": "hi"}}
+    ]
+    responses = c.batches.create(
+        input_file_id=upload(c, asks), endpoint="/v1/responses", completion_window="24h"
+    )
+    done = ended(c, responses.id)
+    assert (done.status, done.request_counts.failed, done.output_file_id) == ("completed", 1, None)
+    [error] = file_lines(c, done.error_file_id)
+    assert error["response"]["status_code"] == 400
+    assert "add one under providers.agents" in error["response"]["body"]["error"]["message"]
+
+    # The list: newest first (created in the same second too), a page at a time, as the SDK pages it.
     page = c.batches.list(limit=1)
-    assert [b.id for b in page.data] == [embeddings.id] and page.has_more
-    assert [b.id for b in c.batches.list(limit=1, after=embeddings.id).data] == [completions.id]
-    assert [b.id for b in c.batches.list(limit=1)] == [embeddings.id, completions.id]  # every page
+    assert [b.id for b in page.data] == [responses.id] and page.has_more
+    assert [b.id for b in c.batches.list(limit=1, after=responses.id).data] == [embeddings.id]
+    assert [b.id for b in c.batches.list(limit=1)] == [
+        responses.id,
+        embeddings.id,
+        completions.id,
+    ]  # every page
     listed = httpx.get(f"{server.url}/v1/openai/v1/batches", params={"limit": 5}).json()
     assert (listed["first_id"], listed["last_id"], listed["has_more"]) == (
-        embeddings.id,
+        responses.id,
         completions.id,
         False,
     )

@@ -162,9 +162,7 @@ class ReferenceBatchesProvider(ProviderBase):
         return self._shown(record.batch)
 
     async def list_batches(self, request: ListBatchesRequest) -> ListBatchesResponse:
-        records = sorted(
-            await self._store().all(), key=lambda r: (r.batch.created_at, r.batch.id), reverse=True
-        )
+        records = sorted(await self._store().all(), key=lambda r: (r.created, r.batch.id), reverse=True)
         start = 0
         if request.after is not None:
             ids = [r.batch.id for r in records]

@@ -1,6 +1,7 @@
 """What the provider keeps in its kvstore: each batch, and each finished line of a running batch.
 
-- ``batch:<batch id>``: ``{"batch": <OpenAI batch object>, "job_id": <the job running it>}``
+- ``batch:<batch id>``: ``{"batch": <OpenAI batch object>, "job_id": <the job running it>, "created":
+  <time.time() at creation: orders batches created within one second>}``
 - ``line:<batch id>:<index, 8 digits>``: ``{"ok": bool, "out": <the output or error file line>}``,
   written the moment the line's request finished: a resumed batch reads them and sends only the rest.
   The keys sort in input order, which is the order of the output and error files.
@@ -9,7 +10,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.apis.batches import BatchObject
@@ -23,14 +25,17 @@ _LINE = "line:"
 class BatchRecord:
     batch: BatchObject
     job_id: str | None = None
+    created: float = field(default_factory=time.time)
 
     def dumps(self) -> str:
-        return json.dumps({"batch": self.batch.model_dump(mode="json"), "job_id": self.job_id})
+        doc = {"batch": self.batch.model_dump(mode="json"), "job_id": self.job_id, "created": self.created}
+        return json.dumps(doc)
 
     @classmethod
     def loads(cls, raw: str) -> BatchRecord:
         doc = json.loads(raw)
-        return cls(BatchObject.model_validate(doc["batch"]), doc.get("job_id"))
+        batch = BatchObject.model_validate(doc["batch"])
+        return cls(batch, doc.get("job_id"), doc.get("created", float(batch.created_at)))
 
 
 @dataclass(frozen=True)
