@@ -70,3 +70,25 @@ async def test_cancelling_the_caller_cancels_its_calls() -> None:
 async def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency must be at least 1, got 0"):
         await run_lines(["a"], Recorder(), concurrency=0)
+
+
+async def test_a_call_that_raises_cancelled_error_itself_stops_the_batch() -> None:
+    """A job that is no longer this process's (``lamina.jobs.JobLost``, a CancelledError) is raised by a
+    line's progress call: the batch must stop with it, not take it for one worker's cancellation and go
+    on with the others (asyncio's TaskGroup ignores a child that ends cancelled)."""
+
+    class Lost(asyncio.CancelledError):
+        pass
+
+    started: list[int] = []
+
+    async def call(i: int, item: str) -> str:
+        started.append(i)
+        await asyncio.sleep(0.001)
+        if i == 2:
+            raise Lost("job-x is no longer this server's to run")
+        return item
+
+    with pytest.raises(Lost, match="no longer this server's"):
+        await run_lines([f"x{i}" for i in range(40)], call, concurrency=3)
+    assert max(started) < 10  # the other workers stopped too
