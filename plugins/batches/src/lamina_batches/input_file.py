@@ -41,11 +41,10 @@ def parse_input(data: bytes, endpoint: str, *, max_lines: int) -> tuple[list[Lin
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
-        problems = _check_line(raw, number, want, endpoint, seen)
+        doc, problems = _check_line(raw, number, want, endpoint, seen)
         if problems:
             errors.extend(problems)
             continue
-        doc = json.loads(raw)
         requests.append(LineRequest(len(requests), number, doc["custom_id"], doc["body"]))
     if not requests and not errors:
         errors.append(
@@ -75,7 +74,7 @@ def parse_input(data: bytes, endpoint: str, *, max_lines: int) -> tuple[list[Lin
 
 def _check_line(
     raw: str, number: int, want: str | None, endpoint: str, seen: dict[str, int]
-) -> list[BatchError]:
+) -> tuple[Any, list[BatchError]]:
     def error(code: str, message: str, param: str | None = None) -> BatchError:
         return BatchError(code=code, message=message, param=param, line=number)
 
@@ -83,14 +82,14 @@ def _check_line(
         doc = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:
         reason = getattr(exc, "msg", "too deeply nested")
-        return [
+        return None, [
             error(
                 "invalid_json_line",
                 f"line {number} is not valid JSON ({reason}); write one JSON object per line",
             )
         ]
     if not isinstance(doc, dict):
-        return [error("invalid_request", f"line {number} is a JSON {type(doc).__name__}, not an object")]
+        return doc, [error("invalid_request", f"line {number} is a JSON {type(doc).__name__}, not an object")]
     problems: list[BatchError] = []
     for field, kind, label in (
         ("custom_id", str, "a string"),
@@ -149,4 +148,4 @@ def _check_line(
                     "body.stream",
                 )
             )
-    return problems
+    return doc, problems
