@@ -306,7 +306,7 @@ class ReferenceBatchesProvider(ProviderBase):
             nonlocal saved_at
             self.lines_sent += 1
             result = await run_line(request, batch.endpoint, self.inference, self.agents)
-            await store.put_line(batch_id, result)
+            await store.put_line(batch_id, result, batch.expires_at)
             if result.ok:
                 counts.completed += 1
             else:
@@ -326,8 +326,8 @@ class ReferenceBatchesProvider(ProviderBase):
 
     async def _parse(self, batch: BatchObject) -> tuple[list[LineRequest], list[BatchError]]:
         data = await self._input_bytes(batch)
-        # Off the event loop: 50,000 lines take about half a second of CPU (measured), and a loop blocked that long
-        # delays every request and the jobs' lease heartbeats.
+        # Off the event loop: 50,000 lines take about half a second of CPU (measured), and a loop blocked
+        # that long delays every request and the jobs' lease heartbeats.
         return await asyncio.to_thread(parse_input, data, batch.endpoint, max_lines=self.config.max_lines)
 
     async def _input_bytes(self, batch: BatchObject) -> bytes:

@@ -4,7 +4,8 @@
   <time.time() at creation: orders batches created within one second>}``
 - ``line:<batch id>:<index, 8 digits>``: ``{"ok": bool, "out": <the output or error file line>}``,
   written the moment the line's request finished: a resumed batch reads them and sends only the rest.
-  The keys sort in input order, which is the order of the output and error files.
+  The keys sort in input order, which is the order of the output and error files. They expire
+  ``LINES_KEPT_SECONDS`` after the batch's window: by then the batch has ended and its files hold them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from lamina.apis.batches import BatchObject
@@ -19,6 +21,7 @@ from lamina.storage.kvstore import KVStore, prefix_end
 
 _BATCH = "batch:"
 _LINE = "line:"
+LINES_KEPT_SECONDS = 30 * 24 * 3600
 
 
 @dataclass
@@ -59,9 +62,12 @@ class BatchStore:
     async def all(self) -> list[BatchRecord]:
         return [BatchRecord.loads(raw) for raw in await self.kv.values_in_range(_BATCH, prefix_end(_BATCH))]
 
-    async def put_line(self, batch_id: str, result: LineResult) -> None:
+    async def put_line(self, batch_id: str, result: LineResult, window_end: int | None = None) -> None:
         value = json.dumps({"ok": result.ok, "out": result.out})
-        await self.kv.set(f"{_LINE}{batch_id}:{result.index:08d}", value)
+        until = (
+            datetime.fromtimestamp(window_end + LINES_KEPT_SECONDS, UTC) if window_end is not None else None
+        )
+        await self.kv.set(f"{_LINE}{batch_id}:{result.index:08d}", value, expiration=until)
 
     async def lines(self, batch_id: str) -> list[LineResult]:
         """The batch's finished lines, in input order."""
