@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from lamina.testing.postgres import PostgresServer
 from lamina.testing.processes import ServerProcess, fake_openai_server
 
 pytestmark = pytest.mark.e2e
@@ -397,11 +399,31 @@ def test_a_batch_not_done_within_its_window_expires_with_partial_output(
     ]
 
 
-@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("stop", "stores"),
+    [
+        ("kill -9", "sqlite"),
+        ("SIGTERM", "sqlite"),
+        pytest.param("kill -9", "postgres", marks=pytest.mark.postgres),
+    ],
+)
 def test_a_batch_stopped_mid_way_resumes_without_sending_finished_lines_again(
-    stop: str, start_lamina: Callable[..., ServerProcess], fake: ServerProcess, tmp_path: Path
+    stop: str,
+    stores: str,
+    start_lamina: Callable[..., ServerProcess],
+    fake: ServerProcess,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    server = start_lamina(run_config(fake, tmp_path / "state", max_concurrent_requests_per_batch=4))
+    config = run_config(fake, tmp_path / "state", max_concurrent_requests_per_batch=4)
+    if stores == "postgres":  # the batches kvstore and the jobs store on PostgreSQL, as replicas share them
+        postgres: PostgresServer = request.getfixturevalue("postgres_server")
+        suffix = uuid.uuid4().hex[:12]
+        config["jobs"]["store"] = postgres.kvstore_config(table_name=f"jobs_{suffix}")
+        config["providers"]["batches"][0]["config"]["kvstore"] = postgres.kvstore_config(
+            table_name=f"batches_{suffix}"
+        )
+    server = start_lamina(config)
     c = client(server)
     gate(fake, False)
     ids = [f"r{i}" for i in range(40)]
