@@ -158,6 +158,9 @@ def test_a_1000_line_chat_batch_completes_with_every_answer_once(
         0,
     )
     assert done.error_file_id is None and done.errors is None
+    assert done.model == "ok"
+    # The fake answers each with usage 5 prompt + 3 completion tokens.
+    assert (done.usage.input_tokens, done.usage.output_tokens, done.usage.total_tokens) == (5000, 3000, 8000)
     assert done.in_progress_at and done.finalizing_at and done.completed_at
     assert done.created_at <= done.in_progress_at <= done.finalizing_at <= done.completed_at
 
@@ -335,6 +338,7 @@ def test_a_line_with_an_unknown_model_goes_to_the_error_file(
     done = ended(c, batch.id)
     assert done.status == "completed"
     assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+    assert done.model is None and done.usage.input_tokens == 10  # two models named; two answers' tokens
     assert [line["custom_id"] for line in file_lines(c, done.output_file_id)] == ["a", "c"]
     [error] = file_lines(c, done.error_file_id)
     assert error["custom_id"] == "b" and error["error"] is None

@@ -61,6 +61,25 @@ class BatchRequestCounts(BaseModel):
     failed: int = Field(default=0, description="Lines whose request failed (in the error file).")
 
 
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class BatchUsage(BaseModel):
+    """Tokens of the batch's successful lines, summed (chat and completion ``prompt_tokens`` count as input,
+    ``completion_tokens`` as output; Responses' own names)."""
+
+    input_tokens: int = 0
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int = 0
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int = 0
+
+
 class BatchObject(BaseModel):
     """OpenAI's ``batch`` object. Times are Unix seconds."""
 
@@ -84,6 +103,8 @@ class BatchObject(BaseModel):
     cancelled_at: int | None = None
     request_counts: BatchRequestCounts = Field(default_factory=BatchRequestCounts)
     metadata: dict[str, str] | None = None
+    model: str | None = Field(default=None, description="The model every line names (null when they differ).")
+    usage: BatchUsage | None = Field(default=None, description="Set when the batch ends.")
 
 
 class OutputExpiresAfter(BaseModel):

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from lamina.apis.batches import canonical_endpoint
+from lamina.apis.batches import BatchUsage, canonical_endpoint
 from lamina.apis.inference import (
     OpenAIChatCompletionRequest,
     OpenAICompletionRequest,
@@ -104,3 +104,28 @@ def not_run_line(request: LineRequest, why: str) -> dict[str, Any]:
         "response": None,
         "error": {"code": code, "message": message},
     }
+
+
+def batch_usage(outputs: list[dict[str, Any]]) -> BatchUsage:
+    """The tokens of the successful lines (their answers' ``usage``), summed."""
+    total = BatchUsage()
+    for out in outputs:
+        body = (out.get("response") or {}).get("body")
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if not isinstance(usage, dict):
+            continue
+        inputs = _count(usage, "input_tokens") or _count(usage, "prompt_tokens")
+        outputs_ = _count(usage, "output_tokens") or _count(usage, "completion_tokens")
+        total.input_tokens += inputs
+        total.output_tokens += outputs_
+        total.total_tokens += _count(usage, "total_tokens") or inputs + outputs_
+        in_details = usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}
+        out_details = usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}
+        total.input_tokens_details.cached_tokens += _count(in_details, "cached_tokens")
+        total.output_tokens_details.reasoning_tokens += _count(out_details, "reasoning_tokens")
+    return total
+
+
+def _count(doc: Any, key: str) -> int:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

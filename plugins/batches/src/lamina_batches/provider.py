@@ -57,7 +57,7 @@ from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore
 from lamina_batches.config import ReferenceBatchesImplConfig
 from lamina_batches.input_file import LineRequest, parse_input
-from lamina_batches.line_calls import not_run_line, run_line
+from lamina_batches.line_calls import batch_usage, not_run_line, run_line
 from lamina_batches.store import BatchRecord, BatchStore, LineResult
 
 log = structlog.get_logger(__name__)
@@ -279,11 +279,13 @@ class ReferenceBatchesProvider(ProviderBase):
         if errors:
             return {"batch_status": (await self._fail(batch_id, errors)).batch.status}
         if batch.status == "validating":
+            models = {r.body["model"] for r in requests}
             record = await self._update(
                 batch_id,
                 status="in_progress",
                 in_progress_at=int(time.time()),
                 request_counts=BatchRequestCounts(total=len(requests)),
+                model=models.pop() if len(models) == 1 else None,
             )
             if record.batch.status != "in_progress":  # cancelled meanwhile
                 return {"batch_status": record.batch.status}
@@ -422,6 +424,7 @@ class ReferenceBatchesProvider(ProviderBase):
                 batch.output_file_id = await self._write_file(batch.id, "output", output, expires)
             if errors:
                 batch.error_file_id = await self._write_file(batch.id, "error", errors, expires)
+            batch.usage = batch_usage(output)
             batch.request_counts = BatchRequestCounts(
                 total=batch.request_counts.total or len(lines),
                 completed=len(output),
