@@ -10,6 +10,7 @@ each line's ``[[mark:<custom_id>]]`` is counted by the fake once its answer reac
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,6 +60,7 @@ def run_config(fake: ServerProcess, state: Path, **batches: Any) -> dict[str, An
         "models": [
             {"model_id": "ok", "provider_id": "fake", "provider_model_id": "ok"},
             {"model_id": "gated", "provider_id": "fake", "provider_model_id": "gated"},
+            {"model_id": "echo", "provider_id": "fake", "provider_model_id": "echo"},
             {
                 "model_id": "embed",
                 "provider_id": "fake",
@@ -345,6 +347,30 @@ def test_a_line_with_an_unknown_model_goes_to_the_error_file(
     assert error["response"]["status_code"] == 404
     assert "no-such-model" in error["response"]["body"]["error"]["message"]
     assert c.files.retrieve(done.error_file_id).purpose == "batch_output"
+
+
+def test_the_lines_run_with_the_provider_data_the_batch_was_created_with(
+    start_lamina: Callable[..., ServerProcess], fake: ServerProcess, tmp_path: Path
+) -> None:
+    """X-LlamaStack-Provider-Data (a caller's own upstream key) reaches every line's provider call, as it
+    would the same request sent alone."""
+    server = start_lamina(run_config(fake, tmp_path / "state"))
+    c = client(server)
+    header = {"X-LlamaStack-Provider-Data": json.dumps({"vllm_api_token": "caller-token"})}
+    batch = c.batches.create(
+        input_file_id=upload(c, [chat_line("a", model="echo")]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        extra_headers=header,
+    )
+    done = ended(c, batch.id)
+    [line] = file_lines(c, done.output_file_id)
+    echoed = json.loads(line["response"]["body"]["choices"][0]["message"]["content"])
+    assert echoed["_authorization"] == "Bearer caller-token"
+    # Kept only while the batch runs: the batch's record holds no key once it ended.
+    with sqlite3.connect(tmp_path / "state" / "batches.db") as db:
+        [(record,)] = db.execute("SELECT value FROM kvstore WHERE key LIKE 'batch:%'").fetchall()
+    assert batch.id in record and "caller-token" not in record
 
 
 def test_cancel_mid_way_keeps_the_finished_lines(

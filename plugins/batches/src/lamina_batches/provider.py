@@ -51,6 +51,7 @@ from lamina.apis.files import ExpiresAfter, FileIdRequest, StoreFileRequest
 from lamina.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
 from lamina.jobs import JobContext, JobStatus
 from lamina.providers import ProviderBase, ProviderContext
+from lamina.request_context import PROVIDER_DATA
 from lamina.routers.batch_lines import run_lines
 from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
@@ -145,7 +146,7 @@ class ReferenceBatchesProvider(ProviderBase):
             metadata=request.metadata,
         )
         store = self._store()
-        record = BatchRecord(batch)
+        record = BatchRecord(batch, provider_data=PROVIDER_DATA.get())
         await store.put(record)  # before the job: its handler reads it
         expires = request.output_expires_after.model_dump() if request.output_expires_after else None
         job = await jobs.submit(JOB_KIND, {"batch_id": batch.id, "output_expires_after": expires})
@@ -248,6 +249,10 @@ class ReferenceBatchesProvider(ProviderBase):
     async def _run_job(self, ctx: JobContext) -> dict[str, Any]:
         batch_id = ctx.params["batch_id"]
         try:
+            record = await self._store().get(batch_id)
+            # The lines' provider calls see the create request's provider data, as that request's own
+            # calls would (this task's context only: the job runs in a task of its own).
+            PROVIDER_DATA.set(record.provider_data if record is not None else None)
             return await self._run(ctx, batch_id)
         except Exception as exc:  # a bug or a storage failure: the batch says so, and the job fails
             message = f"{type(exc).__name__}: {exc}"
@@ -379,6 +384,7 @@ class ReferenceBatchesProvider(ProviderBase):
             record.batch.status = "failed"
             record.batch.failed_at = int(time.time())
             record.batch.errors = BatchErrors(data=errors)
+            record.provider_data = None
             await self._store().put(record)
         log.info(
             "batch_failed", batch_id=batch_id, errors=len(errors), first=errors[0].message if errors else None
@@ -432,6 +438,7 @@ class ReferenceBatchesProvider(ProviderBase):
             )
             batch.status = final  # type: ignore[assignment]
             setattr(batch, f"{final}_at", int(time.time()))
+            record.provider_data = None
             await store.put(record)
         log.info(
             "batch_ended",

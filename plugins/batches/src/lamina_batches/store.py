@@ -1,7 +1,8 @@
 """What the provider keeps in its kvstore: each batch, and each finished line of a running batch.
 
 - ``batch:<batch id>``: ``{"batch": <OpenAI batch object>, "job_id": <the job running it>, "created":
-  <time.time() at creation: orders batches created within one second>}``
+  <time.time() at creation: orders batches created within one second>, "provider_data": <the create
+  request's X-LlamaStack-Provider-Data, until the batch ends>}``
 - ``line:<batch id>:<index, 8 digits>``: ``{"ok": bool, "out": <the output or error file line>}``,
   written the moment the line's request finished: a resumed batch reads them and sends only the rest.
   The keys sort in input order, which is the order of the output and error files. They expire
@@ -29,16 +30,25 @@ class BatchRecord:
     batch: BatchObject
     job_id: str | None = None
     created: float = field(default_factory=time.time)
+    # The X-LlamaStack-Provider-Data of the create request (a caller's upstream keys): its lines run with
+    # it. Never shown; dropped when the batch ends.
+    provider_data: dict[str, Any] | None = None
 
     def dumps(self) -> str:
-        doc = {"batch": self.batch.model_dump(mode="json"), "job_id": self.job_id, "created": self.created}
+        doc = {
+            "batch": self.batch.model_dump(mode="json"),
+            "job_id": self.job_id,
+            "created": self.created,
+            "provider_data": self.provider_data,
+        }
         return json.dumps(doc)
 
     @classmethod
     def loads(cls, raw: str) -> BatchRecord:
         doc = json.loads(raw)
         batch = BatchObject.model_validate(doc["batch"])
-        return cls(batch, doc.get("job_id"), doc.get("created", float(batch.created_at)))
+        created = doc.get("created", float(batch.created_at))
+        return cls(batch, doc.get("job_id"), created, doc.get("provider_data"))
 
 
 @dataclass(frozen=True)
