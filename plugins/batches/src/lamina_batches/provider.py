@@ -156,7 +156,7 @@ class ReferenceBatchesProvider(ProviderBase):
             record.job_id = job.id
             await store.put(record)
         log.info("batch_created", batch_id=batch.id, job_id=job.id, endpoint=batch.endpoint)
-        return self._shown(record.batch)
+        return batch  # as created (validating), whatever its job did since
 
     async def retrieve_batch(self, request: BatchIdRequest) -> BatchObject:
         record = await self._settled(await self._get(request.batch_id))
