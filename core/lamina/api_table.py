@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lamina.apis.agents import Agents, AgentsProvider
+from lamina.apis.batches import Batches, BatchesProvider
 from lamina.apis.datasets import DatasetIO, DatasetIOProvider, Datasets
 from lamina.apis.eval import Benchmarks, Eval, EvalProvider
 from lamina.apis.files import Files, FilesProvider
@@ -52,6 +53,7 @@ from lamina.resources.shields import ShieldsRoutingTable
 from lamina.resources.tool_groups import ToolGroupsRoutingTable
 from lamina.resources.vector_dbs import VectorDBsRoutingTable
 from lamina.routers.agents import AgentsRouter
+from lamina.routers.batches import BatchesRouter
 from lamina.routers.datasetio import DatasetIORouter
 from lamina.routers.eval import EvalRouter
 from lamina.routers.files import FilesRouter
@@ -150,6 +152,11 @@ def _agents(stack: Stack) -> Built:
     return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
 
 
+def _batches(stack: Stack) -> Built:
+    # The first provider under providers.batches serves every route (lamina.routers.batches).
+    return Built(BatchesRouter(stack.impls[Api.batches], list(stack.providers.get(Api.batches, {}))))
+
+
 def _telemetry(stack: Stack) -> Built:
     # The first provider under providers.telemetry serves every route (lamina.routers.telemetry).
     return Built(TelemetryRouter(stack.impls[Api.telemetry], list(stack.providers.get(Api.telemetry, {}))))
@@ -208,6 +215,8 @@ API_TABLE: tuple[ApiEntry, ...] = (
     # After agents: an eval runs model candidates through Inference, agent candidates through Agents,
     # reads rows through DatasetIO and scores through Scoring.
     ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),
+    # After agents: a batch's lines call Inference (and Responses), and read and write Files.
+    ApiEntry(Api.batches, (Batches,), BatchesProvider, None, _batches),
     # Telemetry records every API above; its own routes read the trace store (and write a dataset
     # through DatasetIO for save_spans_to_dataset).
     ApiEntry(Api.telemetry, (Telemetry,), TelemetryProvider, None, _telemetry),

@@ -301,6 +301,24 @@ def lamina_batch_inference_providers() -> list[ProviderSpec]:
 
 
 @hookspec
+def lamina_batches_providers() -> list[ProviderSpec]:
+    """Offer this plugin's Batches provider types (OpenAI's Batches API: JSONL files of requests as jobs).
+
+    Called, Returns and Rules: those of every API hook (``API_HOOK_CONTRACT``, shown once above
+    the API hooks), with ``api=Api.batches`` on every ``ProviderSpec``.
+
+    Example::
+
+        @hookimpl
+        def lamina_batches_providers():
+            return [ProviderSpec(api=Api.batches, provider_type="inline::acme-batches",
+                                 config_class="lamina_acme.batches:Config",
+                                 factory="lamina_acme.batches:create_provider",
+                                 api_dependencies=[Api.inference, Api.files])]
+    """
+
+
+@hookspec
 def lamina_post_training_providers() -> list[ProviderSpec]:
     """Offer this plugin's PostTraining provider types (fine-tuning and preference-optimisation jobs).
 
@@ -686,6 +704,7 @@ API_HOOKS: dict[str, str] = {
     "eval": "lamina_eval_providers",
     "telemetry": "lamina_telemetry_providers",
     "batch_inference": "lamina_batch_inference_providers",
+    "batches": "lamina_batches_providers",
     "post_training": "lamina_post_training_providers",
     "synthetic_data_generation": "lamina_synthetic_data_generation_providers",
 }

@@ -27,6 +27,7 @@ class Api(StrEnum):
     eval = "eval"
     telemetry = "telemetry"
     batch_inference = "batch_inference"
+    batches = "batches"
     post_training = "post_training"
     synthetic_data_generation = "synthetic_data_generation"
 

@@ -1,4 +1,5 @@
-"""Batch inference in process: input order, bounded concurrency, one failing item fails the batch."""
+"""Batch inference in process: input order, bounded concurrency, one failing item fails the batch, every
+item a batch call (the line executor, lamina.routers.batch_lines)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lamina.apis.inference import (
 )
 from lamina.apis.models import Model
 from lamina.errors import UpstreamError
+from lamina.request_context import WORK_CLASS
 from lamina.routers.inference import BATCH_CONCURRENCY, InferenceRouter
 
 MODEL = Model(identifier="m", provider_id="p")
@@ -44,8 +46,10 @@ class EchoProvider:
         self.peak = 0
         self.requests: list[Any] = []
         self.cancelled = 0
+        self.work_classes: list[str] = []
 
     async def _work(self, text: str) -> None:
+        self.work_classes.append(WORK_CLASS.get())
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
@@ -96,6 +100,19 @@ async def test_completion_batch_results_are_in_input_order() -> None:
     assert [r.content for r in answer.batch] == [f"re: c{i}" for i in range(20)]
     assert provider.peak <= 3
     assert all(isinstance(r, CompletionRequest) and r.stream is False for r in provider.requests)
+
+
+async def test_batch_items_are_batch_work_and_the_caller_stays_interactive() -> None:
+    """Provider limits serve interactive calls first: a batch's items must say they are batch work."""
+    provider = EchoProvider()
+    router = InferenceRouter(Models(provider), batch_concurrency=4)
+    chat = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
+    await router.batch_chat_completion(BatchChatCompletionRequest(model_id="m", messages_batch=chat))
+    await router.batch_completion(BatchCompletionRequest(model_id="m", content_batch=["a", "b", "c"]))
+    assert provider.work_classes == ["batch"] * 9
+    assert WORK_CLASS.get() == "interactive"
+    await router.chat_completion(ChatCompletionRequest(model_id="m", messages=chat[0]))
+    assert provider.work_classes[-1] == "interactive"
 
 
 async def test_a_failing_item_fails_the_batch_with_its_index_and_status() -> None:

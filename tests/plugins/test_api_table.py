@@ -103,6 +103,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.scoring,
         Api.agents,
         Api.eval,
+        Api.batches,
         Api.telemetry,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider

@@ -327,6 +327,10 @@ async def test_hook_lamina_batch_inference_providers(installed, tmp_path: Path) 
     await check_api_hook(Api.batch_inference, installed, tmp_path)
 
 
+async def test_hook_lamina_batches_providers(installed, tmp_path: Path) -> None:
+    await check_api_hook(Api.batches, installed, tmp_path)
+
+
 async def test_hook_lamina_post_training_providers(installed, tmp_path: Path) -> None:
     await check_api_hook(Api.post_training, installed, tmp_path)
 

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from lamina.apis.binary import BinaryResponse, UploadFile
 from lamina.apis.webmethod import webmethod
 
-FilePurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+# What a client may upload a file for.
+UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+UPLOAD_PURPOSES: tuple[str, ...] = get_args(UploadPurpose)
+# What a stored file may be for: the upload purposes, and the server's own output (a batch's output and
+# error files are ``batch_output``, as OpenAI's; a client cannot upload one).
+FilePurpose = Literal["assistants", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals"]
 FILE_PURPOSES: tuple[str, ...] = get_args(FilePurpose)
 Order = Literal["asc", "desc"]
 
@@ -63,13 +68,20 @@ class UploadFileRequest(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    purpose: FilePurpose = Field(description="One of " + ", ".join(FILE_PURPOSES) + ".")
+    purpose: UploadPurpose = Field(description="One of " + ", ".join(UPLOAD_PURPOSES) + ".")
     expires_after: ExpiresAfter | None = Field(
         default=None,
         description="Form fields expires_after[anchor] and expires_after[seconds]; "
         "default: the provider's ttl_secs.",
     )
     file: UploadFile = Field(description="The file's bytes: a file part, the last part of the form.")
+
+
+class StoreFileRequest(UploadFileRequest):
+    """A file the server stores itself (a batch's output file): any purpose, ``batch_output`` too. Not a
+    route's request; callers in the server hand it to ``openai_upload_file`` like an upload."""
+
+    purpose: FilePurpose = Field(description="One of " + ", ".join(FILE_PURPOSES) + ".")
 
 
 class ListFilesRequest(BaseModel):

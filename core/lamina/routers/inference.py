@@ -9,15 +9,16 @@ stream's usage chunk only when the request asked for it), and serves the batch r
   (``lamina.storage.inference_store.CompletionWriter``); the request never waits for the database.
   A stream that fails, or that the client abandons, is not stored; nor is a request with OpenAI's
   ``store: false`` (the agents engine sends its own model calls so: a turn or response is stored whole).
-- A batch calls the provider's non-streamed ``completion``/``chat_completion`` once per item, at
-  most ``batch_concurrency`` (default ``BATCH_CONCURRENCY`` = 8) at a time; results come back in
-  input order. The first item to fail fails the whole batch (the others are cancelled), with the
-  item's index in the message and the item's own HTTP status.
+- A batch calls the provider's non-streamed ``completion``/``chat_completion`` once per item through
+  the line executor every batch of the server uses (``lamina.routers.batch_lines.run_lines``): at most
+  ``batch_concurrency`` (default ``BATCH_CONCURRENCY`` = 8) at a time, each call marked as batch work
+  (provider limits serve interactive calls first); results come back in input order. The first item
+  to fail fails the whole batch (the others are cancelled), with the item's index in the message and
+  the item's own HTTP status.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ from lamina.errors import BadRequestError, LaminaError, NotFoundError, ServiceUn
 from lamina.providers import openai_wire
 from lamina.providers.openai_stream_assembly import StreamAssembler
 from lamina.resources.models import ModelsRoutingTable
+from lamina.routers.batch_lines import run_lines
 from lamina.storage.inference_store import CompletionWriter, record_from_completion
 
 BATCH_CONCURRENCY = 8  # provider calls in flight per batch request
@@ -168,35 +170,23 @@ class InferenceRouter:
         return BatchCompletionResponse(batch=results)
 
     async def _run_batch(self, field: str, items: list[Any], call: Callable[[Any], Awaitable[T]]) -> list[T]:
-        """``call`` on every item, ``batch_concurrency`` at a time; results in input order.
+        """``call`` on every item through the line executor; results in input order.
 
         The first failure cancels the rest and is raised with ``field[index]`` in its message.
         """
-        results: list[Any] = [None] * len(items)
-        indexes = iter(range(len(items)))
 
-        async def worker() -> None:
-            for i in indexes:
-                try:
-                    results[i] = await call(items[i])
-                except LaminaError as exc:
-                    _at_index(exc, field, i)
-                    raise
-                except Exception as exc:
-                    raise LaminaError(
-                        f"{field}[{i}]: internal error: {type(exc).__name__}: {exc}", param=f"{field}[{i}]"
-                    ) from exc
+        async def one(i: int, item: Any) -> T:
+            try:
+                return await call(item)
+            except LaminaError as exc:
+                _at_index(exc, field, i)
+                raise
+            except Exception as exc:
+                raise LaminaError(
+                    f"{field}[{i}]: internal error: {type(exc).__name__}: {exc}", param=f"{field}[{i}]"
+                ) from exc
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.batch_concurrency, len(items))):
-                    group.create_task(worker())
-        except BaseExceptionGroup as eg:
-            first = eg.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from None
-        return results
+        return await run_lines(items, one, concurrency=self.batch_concurrency)
 
 
 def _shared_fields(request: Any, batch_field: str) -> dict[str, Any]:

@@ -26,6 +26,9 @@ Not a model: it answers instantly with canned text. The requested model name pic
   offered; id ``call_fake<k+1>``) with arguments typed after the tool's required parameters (a
   number 1, a string ``"Paris"``, a boolean true); then it answers like ``ok``. Stateless: the
   conversation says how far it is, so concurrent turns do not disturb each other
+- ``gated``: like ``ok``, but waits while the gate is closed: ``POST /_fake/gate {"open": false}`` closes
+  it (requests of ``gated`` then wait), ``{"open": true}`` opens it; both, and ``GET /_fake/gate``, answer
+  ``{"open": bool, "waiting": <requests waiting>}``. A test holds a batch's lines in flight with it
 - ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
   request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
   one verbatim, with each backslash-n pair turned into a newline: a user message containing
@@ -43,6 +46,9 @@ any byte of an answer; ``cut_after`` streams that many chunks, then drops the co
 script is used up (or was never set) answers normally. ``GET /_fake/log?tag=t1`` lists the completion
 requests that carried the tag, in arrival order: ``[{"tag": "t1", "model": "ok", "text": "<last
 message text, 200 characters>", "stream": false, "at": <time.time()>, "status": 429}]``.
+A directive ``[[mark:<name>]]`` in the messages (or prompt) names the request: ``GET /_fake/marks``
+answers how many non-streamed answers each name got that reached their client (an answer to a client
+that hung up first is not counted): a test proves a resumed batch did not send a finished line again.
 
 ``GET /_fake/requests`` answers how many completion requests each model name got so far (``{"slow": 3}``):
 a test proves a resumed job did not send finished work again. ``GET /_fake/traceparents`` answers the
@@ -92,6 +98,7 @@ MODELS = [
     "toolcap",
     "twocalls",
     "tools3",
+    "gated",
 ]
 GARBAGE = {"foo": "bar", "choices": "nope"}
 
@@ -100,6 +107,7 @@ _GUARD_DIRECTIVE = re.compile(r"\[\[guard:(.*?)\]\]", re.DOTALL)
 _ARGS_DIRECTIVE = re.compile(r"\[\[args:(.*?)\]\]", re.DOTALL)
 _DELAY_DIRECTIVE = re.compile(r"\[\[delay:([0-9.]+)\]\]")
 _SCRIPT_DIRECTIVE = re.compile(r"\[\[script:([^\]]+)\]\]")
+_MARK_DIRECTIVE = re.compile(r"\[\[mark:(.*?)\]\]")
 _ids = itertools.count(1)
 
 
@@ -306,9 +314,28 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             }
         )
         return answer
+    marks: dict[str, int] = {}
+    gate = asyncio.Event()
+    gate.set()
+    waiting = [0]
 
     async def requests_seen(request: web.Request) -> web.Response:
         return web.json_response(counts)
+
+    async def marks_seen(request: web.Request) -> web.Response:
+        return web.json_response(marks)
+
+    async def gate_state(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            (gate.set if (await request.json()).get("open") else gate.clear)()
+        return web.json_response({"open": gate.is_set(), "waiting": waiting[0]})
+
+    def answered(request: web.Request, body: dict, response: web.Response) -> web.Response:
+        """``response``, counting the request's marks when its client is still there to get it."""
+        if request.transport is not None and not request.transport.is_closing():
+            for mark in _MARK_DIRECTIVE.findall("\n".join(_message_texts(body))):
+                marks[mark] = marks.get(mark, 0) + 1
+        return response
 
     async def traceparents_seen(request: web.Request) -> web.Response:
         return web.json_response(traceparents)
@@ -350,6 +377,12 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             )
         if model == "slow":
             await asyncio.sleep(slow_seconds)
+        if model == "gated" and not gate.is_set():
+            waiting[0] += 1
+            try:
+                await gate.wait()
+            finally:
+                waiting[0] -= 1
         if model == "silent":
             await asyncio.sleep(3600)
         if model == "error500":
@@ -373,7 +406,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             if tool:
                 return web.json_response(_tool_completion(model, tool))
             doc = _completion(model, text)
-            return web.json_response(_as_text_completion(doc) if text_shape else doc)
+            return answered(request, body, web.json_response(_as_text_completion(doc) if text_shape else doc))
         cid = _new_id()
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -444,6 +477,9 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
     app.router.add_get("/_fake/traceparents", traceparents_seen)
     app.router.add_post("/_fake/script", set_script)
     app.router.add_get("/_fake/log", log_seen)
+    app.router.add_get("/_fake/marks", marks_seen)
+    app.router.add_get("/_fake/gate", gate_state)
+    app.router.add_post("/_fake/gate", gate_state)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)

@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from lamina.apis.binary import UploadFile
-from lamina.apis.files import ExpiresAfter, FileIdRequest, ListFilesRequest, UploadFileRequest
+from lamina.apis.files import (
+    ExpiresAfter,
+    FileIdRequest,
+    ListFilesRequest,
+    StoreFileRequest,
+    UploadFileRequest,
+)
 from lamina.errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from lamina.storage.files_store import FileRecord
 from lamina_localfs.provider import LocalfsFilesImpl
@@ -56,6 +63,22 @@ async def test_upload_retrieve_content_delete(provider: LocalfsFilesImpl) -> Non
             await call(FileIdRequest(file_id=obj.id))
     assert leftovers(provider) == ([], [])
     assert (await provider.openai_list_files(ListFilesRequest())).data == []
+
+
+async def test_the_server_stores_batch_output_files_that_a_client_cannot_upload(
+    provider: LocalfsFilesImpl,
+) -> None:
+    """A batch's output and error files have OpenAI's purpose ``batch_output``; uploads cannot claim it."""
+    with pytest.raises(ValidationError, match="purpose"):
+        upload(b"{}\n", "out.jsonl", "batch_output")
+    request = StoreFileRequest(
+        file=UploadFile.from_bytes(b"{}\n", filename="out.jsonl"), purpose="batch_output"
+    )
+    obj = await provider.openai_upload_file(request)
+    assert obj.purpose == "batch_output"
+    assert await provider.openai_retrieve_file(FileIdRequest(file_id=obj.id)) == obj
+    listed = await provider.openai_list_files(ListFilesRequest(purpose="batch_output"))
+    assert [f.id for f in listed.data] == [obj.id]
 
 
 async def test_content_type_from_the_part_else_the_name(provider: LocalfsFilesImpl) -> None:

@@ -16,6 +16,7 @@ apis:
 - agents
 - datasetio
 - eval
+- batches
 - telemetry
 providers:
   inference:
@@ -109,6 +110,14 @@ providers:
   - provider_id: meta-reference-eval   # Llama Stack's is meta-reference, the agents provider's id too
     provider_type: inline::meta-reference
     config: {}
+  batches:
+  # OpenAI batches (POST /v1/batches on a JSONL file uploaded with purpose batch): each batch is a job that
+  # survives a restart (finished lines kept in kvstore; absent: SQLite in the state directory); its lines
+  # run in-process as batch work, after interactive requests. SmolLM2 answers one or two at a time.
+  - provider_id: reference
+    provider_type: inline::reference
+    config:
+      max_concurrent_requests_per_batch: 2
   telemetry:
   # Traces and metrics of every request, kept in a SQLite trace store in the state directory for 7 days
   # and served by the telemetry API (POST /v1/telemetry/traces, ...). TELEMETRY_SINKS=sqlite,otel_trace,

@@ -1,0 +1,94 @@
+"""lamina.routers.batch_lines.run_lines: the one executor of batch inference and OpenAI batch lines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lamina.request_context import WORK_CLASS
+from lamina.routers.batch_lines import run_lines
+
+
+class Recorder:
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.active = self.peak = 0
+        self.started: list[int] = []
+        self.classes: set[str] = set()
+        self.cancelled = 0
+        self.two_active = asyncio.Event()
+
+    async def __call__(self, i: int, item: str) -> str:
+        self.started.append(i)
+        self.classes.add(WORK_CLASS.get())
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        if self.active >= 2:
+            self.two_active.set()
+        try:
+            await asyncio.sleep(0.001 * ((i * 7) % 5) if item != "slow" else 30)
+            if i == self.fail_on:
+                raise ValueError(f"item {i} is bad")
+            return item.upper()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+
+
+async def test_results_in_input_order_within_the_limit_as_batch_work() -> None:
+    recorder = Recorder()
+    items = [f"x{i}" for i in range(50)]
+    assert await run_lines(items, recorder, concurrency=4) == [f"X{i}" for i in range(50)]
+    assert 1 < recorder.peak <= 4
+    assert recorder.started == list(range(50))  # started in input order, each once
+    assert recorder.classes == {"batch"} and WORK_CLASS.get() == "interactive"
+    assert await run_lines([], recorder, concurrency=4) == []
+
+
+async def test_the_first_failure_cancels_the_calls_in_flight_and_starts_no_more() -> None:
+    recorder = Recorder(fail_on=3)
+    items = ["a", "b", "slow", "d", "e", "f", "g", "h"]
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        await run_lines(items, recorder, concurrency=3)
+    assert recorder.cancelled >= 1 and recorder.active == 0  # the slow call was cancelled, not awaited
+    assert max(recorder.started) < 7
+
+
+async def test_cancelling_the_caller_cancels_its_calls() -> None:
+    recorder = Recorder()
+    task = asyncio.create_task(run_lines(["slow"] * 5, recorder, concurrency=2))
+    await recorder.two_active.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert recorder.cancelled == 2 and recorder.started == [0, 1]
+
+
+async def test_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="concurrency must be at least 1, got 0"):
+        await run_lines(["a"], Recorder(), concurrency=0)
+
+
+async def test_a_call_that_raises_cancelled_error_itself_stops_the_batch() -> None:
+    """A job that is no longer this process's (``lamina.jobs.JobLost``, a CancelledError) is raised by a
+    line's progress call: the batch must stop with it, not take it for one worker's cancellation and go
+    on with the others (asyncio's TaskGroup ignores a child that ends cancelled)."""
+
+    class Lost(asyncio.CancelledError):
+        pass
+
+    started: list[int] = []
+
+    async def call(i: int, item: str) -> str:
+        started.append(i)
+        await asyncio.sleep(0.001)
+        if i == 2:
+            raise Lost("job-x is no longer this server's to run")
+        return item
+
+    with pytest.raises(Lost, match="no longer this server's"):
+        await run_lines([f"x{i}" for i in range(40)], call, concurrency=3)
+    assert max(started) < 10  # the other workers stopped too
