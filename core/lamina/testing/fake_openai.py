@@ -314,6 +314,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             }
         )
         return answer
+
     marks: dict[str, int] = {}
     gate = asyncio.Event()
     gate.set()
