@@ -112,7 +112,7 @@ def render(args: argparse.Namespace, results: dict[str, dict], info: dict[str, s
                 report.fmt_num(r["requests"]),
                 report.fmt_num(per),
                 report.fmt_num(per - off, 0) if cost is not None else "",
-                report.fmt_pct(cost) if cost is not None else "",
+                f"{cost:+.1%}" if cost is not None else "",
                 verdict,
                 str(r["errors"]),
             ]
