@@ -36,11 +36,21 @@ OPERATIONS = {
     "openai_embeddings": "embeddings",
 }
 _TOKEN_METRICS = {"prompt_tokens": "input", "completion_tokens": "output"}
+_NOT_A_MODEL = object()
 
 
 def _get(obj: Any, key: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(key)
+    # A pydantic model keeps its fields in __dict__ and its extras (extra="allow") apart; getattr on a name
+    # a model lacks raises AttributeError inside pydantic (~2 µs a miss: most of what a request's
+    # attributes cost), and isinstance(obj, BaseModel) is a Python-level check (pydantic's metaclass).
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None and key in fields:
+        return fields[key]
+    extra = getattr(obj, "__pydantic_extra__", _NOT_A_MODEL)
+    if extra is not _NOT_A_MODEL:
+        return extra.get(key) if extra else None
     return getattr(obj, key, None)
 
 
@@ -52,29 +62,41 @@ def _dump(value: Any) -> Any:
     return value
 
 
+def _fields(obj: Any) -> dict[str, Any]:
+    """``obj``'s fields as one dict (a dict itself; a pydantic model's fields and extras; an object's
+    __dict__): a request's dozen reads are then C-level ``dict.get`` calls, not a Python call each."""
+    if isinstance(obj, dict):
+        return obj
+    fields = getattr(obj, "__dict__", None)
+    if fields is None:
+        return {}
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**fields, **extra} if extra else fields
+
+
 def request_attributes(operation: str, model: Any, request: Any, capture: bool) -> dict[str, Any]:
     """The span's attributes known before the call."""
-    identifier = _get(model, "identifier")
-    provider_model = _get(model, "provider_resource_id")
+    described = _fields(model)
+    identifier = described.get("identifier")
+    provider_model = described.get("provider_resource_id")
+    fields = _fields(request)
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": operation,
         "gen_ai.request.model": identifier,
         # The provider's id for the model, when it is not the same (each attribute costs per span).
         "lamina.provider.model": provider_model if provider_model != identifier else None,
-        "lamina.stream": bool(_get(request, "stream")),
+        "lamina.stream": bool(fields.get("stream")),
     }
-    sampling = _get(request, "sampling_params")
+    sampling = fields.get("sampling_params")
     if sampling is not None:  # Llama Stack's request
         attrs["gen_ai.request.max_tokens"] = _get(sampling, "max_tokens") or None
         strategy = _get(sampling, "strategy")
         attrs["gen_ai.request.temperature"] = _get(strategy, "temperature")
         attrs["gen_ai.request.top_p"] = _get(strategy, "top_p")
     else:
-        attrs["gen_ai.request.max_tokens"] = _get(request, "max_completion_tokens") or _get(
-            request, "max_tokens"
-        )
-        attrs["gen_ai.request.temperature"] = _get(request, "temperature")
-        attrs["gen_ai.request.top_p"] = _get(request, "top_p")
+        attrs["gen_ai.request.max_tokens"] = fields.get("max_completion_tokens") or fields.get("max_tokens")
+        attrs["gen_ai.request.temperature"] = fields.get("temperature")
+        attrs["gen_ai.request.top_p"] = fields.get("top_p")
     if capture:
         messages = _get(request, "messages")
         if messages is None:
@@ -124,10 +146,11 @@ class InferenceCall:
 
     # -- non-streamed answers -------------------------------------------------------------------
     def answer(self, result: Any) -> None:
-        self._usage(result)
-        self.response_model = _get(result, "model")
-        self.response_id = _get(result, "id")
-        choices = _get(result, "choices")
+        fields = _fields(result)
+        self._usage(fields)
+        self.response_model = fields.get("model")
+        self.response_id = fields.get("id")
+        choices = fields.get("choices")
         if isinstance(choices, list):  # OpenAI's
             outputs = []
             for choice in choices:
@@ -139,12 +162,12 @@ class InferenceCall:
             if self.capture:
                 self.text = [json.dumps(outputs, default=str)]
             return
-        message = _get(result, "completion_message")  # Llama Stack's chat answer
-        reason = _get(message, "stop_reason") if message is not None else _get(result, "stop_reason")
+        message = fields.get("completion_message")  # Llama Stack's chat answer
+        reason = _get(message, "stop_reason") if message is not None else fields.get("stop_reason")
         if reason:
             self.finish_reasons.append(str(reason))
         if self.capture:
-            out = _dump(message) if message is not None else _get(result, "content")
+            out = _dump(message) if message is not None else fields.get("content")
             if out is not None and self.operation != "embeddings":
                 self.text = [json.dumps(out, default=str)]
 
@@ -203,7 +226,7 @@ class InferenceCall:
         """Set the response attributes on the span (ended by the caller) and record the metrics."""
         seconds = time.perf_counter() - self.started
         error_type = None
-        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
             error_type = "cancelled"  # the client went away: not a failure of the call
         elif error is not None:
             from lamina.telemetry.spans import error_type as type_of
