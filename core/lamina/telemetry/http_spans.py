@@ -12,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from lamina.telemetry import propagation
+from lamina.telemetry.context import attach_span, detach
 from lamina.telemetry.spans import tracer
 
 # A load balancer's health probe and Prometheus' scrape arrive every few seconds: a trace each would bury
@@ -46,8 +45,7 @@ def start(request: web.Request, route: str | None) -> tuple[Span, Any] | None:
         kind=SpanKind.SERVER,
         attributes=attributes,
     )
-    token = otel_context.attach(trace.set_span_in_context(span))
-    return span, token
+    return span, attach_span(span)
 
 
 def end(
@@ -55,7 +53,7 @@ def end(
 ) -> None:
     """End the request's span with the status the client got (499: it went away first)."""
     span, token = handle
-    otel_context.detach(token)
+    detach(token)
     if span.is_recording():
         span.set_attribute("http.response.status_code", status)
         if request_id:

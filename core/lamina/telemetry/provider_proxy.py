@@ -31,11 +31,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from lamina.telemetry import genai, metrics, spans
+from lamina.telemetry.context import attach_span, current_span, detach
 from lamina.telemetry.state import active
 
 # Lifecycle and health calls: not a request's work (the health monitor calls the raw provider anyway).
@@ -190,7 +189,7 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         tr = spans.tracer()
-        if tr is None or (in_request_only and not trace.get_current_span().get_span_context().is_valid):
+        if tr is None or (in_request_only and not current_span().get_span_context().is_valid):
             return await method(*args, **kwargs)
         settings = active()
         capture = settings is not None and settings.capture_content
@@ -215,7 +214,7 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
                 bool(attrs.get("lamina.stream")),
                 capture,
             )
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = attach_span(span)
         try:
             result = await method(*args, **kwargs)
         except BaseException as exc:
@@ -228,7 +227,7 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
             spans.end(span, exc)
             raise
         finally:
-            otel_context.detach(token)
+            detach(token)
         if hasattr(result, "__anext__"):
 
             def ended(failure: BaseException | None) -> None:

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opentelemetry import trace
-
 from lamina.apis.webmethod import RouteDecl
+from lamina.telemetry.context import current_span
 
 # Request fields that name the resource a call is about, most specific first: the first one the
 # route's path or request model has is its lamina.resource.id.
@@ -71,7 +70,7 @@ def traced(
     field = resource_field(decl, path_params)
 
     async def call(*args: Any) -> Any:
-        span = trace.get_current_span()
+        span = current_span()
         if span.is_recording():
             span.set_attribute("lamina.api", api)
             span.set_attribute("lamina.method", decl.name)

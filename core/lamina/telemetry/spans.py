@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from lamina.telemetry.context import attach_span, current_span, detach
 from lamina.telemetry.state import TelemetrySettings, active
 
 TRACER_NAME = "lamina"
@@ -57,7 +58,7 @@ def recording() -> bool:
     before computing an attribute that costs something."""
     if active() is None:
         return False
-    return trace.get_current_span().is_recording()
+    return current_span().is_recording()
 
 
 def capture_content() -> bool:
@@ -100,14 +101,14 @@ def span(
         yield None
         return
     started = tr.start_span(name, kind=kind, attributes=clean(attributes) if attributes else None)
-    token = otel_context.attach(trace.set_span_in_context(started))
+    token = attach_span(started)
     try:
         yield started
     except BaseException as exc:
         record_error(started, exc)
         raise
     finally:
-        otel_context.detach(token)
+        detach(token)
         started.end()
 
 
@@ -117,11 +118,11 @@ def current(span_: Span | None) -> Iterator[None]:
     if span_ is None:
         yield
         return
-    token = otel_context.attach(trace.set_span_in_context(span_))
+    token = attach_span(span_)
     try:
         yield
     finally:
-        otel_context.detach(token)
+        detach(token)
 
 
 def set_attributes(span_: Span | None, attributes: Mapping[str, Any]) -> None:
@@ -176,17 +177,16 @@ async def traced_iterator(
     """Iterate ``iterator`` with ``span_`` current during each step; end ``span_`` when it ends, fails
     or is closed early. ``on_item`` sees every item (time to first token, usage), ``on_end`` the outcome
     (None: ended normally) before the span ends."""
-    ctx = trace.set_span_in_context(span_)
     failure: BaseException | None = None
     try:
         while True:
-            token = otel_context.attach(ctx)
+            token = attach_span(span_)
             try:
                 item = await iterator.__anext__()
             except StopAsyncIteration:
                 break
             finally:
-                otel_context.detach(token)
+                detach(token)
             if on_item is not None:
                 on_item(item)
             yield item

@@ -12,7 +12,8 @@ read.
 Sampling follows the SDK's ParentBased(TraceIdRatioBased(ratio)): a parent's sampled flag is
 followed (remote or local); a new trace is sampled when the low 64 bits of its trace id are below
 ``ratio * 2**64``. A span that is not sampled is a ``NonRecordingSpan`` carrying its context, so W3C
-propagation (which goes through the API's ``get_current_span``) keeps working.
+propagation (which goes through the API's ``get_current_span``) keeps working. The parent is read with
+``lamina.telemetry.context.current_span`` (OpenTelemetry's context, fewer Python calls).
 
 Span limits are the SDK's defaults (128 attributes, events and links a span; fixed, not read from the
 environment). Not supported: the console sink (it needs the SDK's ``ReadableSpan.to_json``:
@@ -35,6 +36,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
+from lamina.telemetry.context import current_span
+
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -48,7 +51,8 @@ MAX_LINKS = 128
 _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
-_get_current_span = trace.get_current_span
+_current_span = current_span
+_new_tuple = tuple.__new__
 _KIND_VALUES = {kind: kind.value for kind in SpanKind}
 
 
@@ -255,22 +259,21 @@ class LeanTracer(trace.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace.Span:
         provider = self._provider
-        parent = _get_current_span(context).get_span_context()
-        if parent.is_valid:
-            trace_id = parent.trace_id
-            sampled = parent.trace_flags & 1
-            state = parent.trace_state
+        # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): read
+        # by index and built without its validating __new__ (the ids made here are valid by construction).
+        parent = _current_span(context).get_span_context()
+        if parent[5]:
+            trace_id = parent[0]
+            sampled = parent[3] & 1
+            state = parent[4]
         else:
             parent = None
             trace_id = _getrandbits(128) or 1
             sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < provider._bound
             state = _EMPTY_STATE
-        span_context = SpanContext(
-            trace_id,
-            _getrandbits(64) or 1,
-            False,
-            _SAMPLED if sampled else _NOT_SAMPLED,
-            state,
+        span_context = _new_tuple(
+            SpanContext,
+            (trace_id, _getrandbits(64) or 1, False, _SAMPLED if sampled else _NOT_SAMPLED, state, True),
         )
         if not sampled or provider._stopped:
             return NonRecordingSpan(span_context)
