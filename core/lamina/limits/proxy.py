@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from lamina.limits.gate import Permit, ProviderLimiter
+from lamina.providers.method_proxy import MethodProxy
 from lamina.request_context import WORK_CLASS
 
 EXEMPT = frozenset({"initialize", "shutdown", "health", "should_refresh_models", "close", "list_models"})
@@ -51,43 +52,23 @@ def _exempt(name: str) -> bool:
     return name.startswith("_") or name in EXEMPT or name.startswith(("register_", "unregister_"))
 
 
-class LimitedProvider:
+class LimitedProvider(MethodProxy):
     def __init__(self, impl: Any, limiter: ProviderLimiter) -> None:
-        object.__setattr__(self, "_lamina_impl", impl)
+        super().__init__(impl)
         object.__setattr__(self, "_lamina_limiter", limiter)
 
-    @property  # isinstance(proxy, TheProvidersClass) stays true
-    def __class__(self) -> type:  # type: ignore[override]
-        return object.__getattribute__(self, "_lamina_impl").__class__
-
-    def __getattr__(self, name: str) -> Any:
-        impl = object.__getattribute__(self, "_lamina_impl")
-        value = getattr(impl, name)  # AttributeError as the provider's own
+    def _lamina_wrap(self, name: str, value: Any) -> Any | None:
         if _exempt(name) or not callable(value):
-            return value
+            return None
         function = getattr(value, "__func__", value)
         original = getattr(function, "__wrapped__", function)  # under lamina.telemetry's wrapper
         limiter = object.__getattribute__(self, "_lamina_limiter")
         counts = limiter.counts_tokens and name in INFERENCE_METHODS
         if inspect.isasyncgenfunction(original) or inspect.isasyncgenfunction(function):
-            wrapped = _limit_stream_method(name, value, limiter)
-        elif inspect.iscoroutinefunction(function):
-            wrapped = _limit_coroutine(name, value, limiter, counts)
-        else:
-            return value
-        self.__dict__[name] = wrapped  # the next lookup finds it without __getattr__
-        return wrapped
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(object.__getattribute__(self, "_lamina_impl"), name, value)
-        self.__dict__.pop(name, None)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(object.__getattribute__(self, "_lamina_impl"), name)
-        self.__dict__.pop(name, None)
-
-    def __repr__(self) -> str:
-        return f"LimitedProvider({object.__getattribute__(self, '_lamina_impl')!r})"
+            return _limit_stream_method(name, value, limiter)
+        if inspect.iscoroutinefunction(function):
+            return _limit_coroutine(name, value, limiter, counts)
+        return None
 
 
 def _limit_coroutine(

@@ -33,6 +33,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
+from lamina.providers.method_proxy import MethodProxy
 from lamina.telemetry import genai, metrics, spans
 from lamina.telemetry.context import attach_span, current_span, detach
 from lamina.telemetry.state import active
@@ -55,9 +56,9 @@ def unwrap(impl: Any) -> Any:
     return object.__getattribute__(impl, "_lamina_impl") if type(impl) is TracedProvider else impl
 
 
-class TracedProvider:
+class TracedProvider(MethodProxy):
     def __init__(self, impl: Any, api: str, provider_id: str, provider_type: str) -> None:
-        object.__setattr__(self, "_lamina_impl", impl)
+        super().__init__(impl)
         object.__setattr__(
             self,
             "_lamina_where",
@@ -68,35 +69,16 @@ class TracedProvider:
             },
         )
 
-    @property  # isinstance(proxy, TheProvidersClass) stays true
-    def __class__(self) -> type:  # type: ignore[override]
-        return type(object.__getattribute__(self, "_lamina_impl"))
-
-    def __getattr__(self, name: str) -> Any:
-        impl = object.__getattribute__(self, "_lamina_impl")
-        value = getattr(impl, name)  # AttributeError as the provider's own
+    def _lamina_wrap(self, name: str, value: Any) -> Any | None:
         if name.startswith("_") or name in UNTRACED or not callable(value):
-            return value
+            return None
         function = getattr(value, "__func__", value)
+        where = object.__getattribute__(self, "_lamina_where")
         if inspect.isasyncgenfunction(function):
-            wrapped = _wrap_generator(name, value, object.__getattribute__(self, "_lamina_where"))
-        elif inspect.iscoroutinefunction(function):
-            wrapped = _wrap_coroutine(name, value, object.__getattribute__(self, "_lamina_where"))
-        else:
-            return value
-        self.__dict__[name] = wrapped  # the next lookup finds it without __getattr__
-        return wrapped
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(object.__getattribute__(self, "_lamina_impl"), name, value)
-        self.__dict__.pop(name, None)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(object.__getattribute__(self, "_lamina_impl"), name)
-        self.__dict__.pop(name, None)
-
-    def __repr__(self) -> str:
-        return f"TracedProvider({object.__getattribute__(self, '_lamina_impl')!r})"
+            return _wrap_generator(name, value, where)
+        if inspect.iscoroutinefunction(function):
+            return _wrap_coroutine(name, value, where)
+        return None
 
 
 # -- what a call's span is named and carries --------------------------------------------------------
