@@ -130,11 +130,12 @@ def render(args: argparse.Namespace, results: dict[str, dict], info: dict[str, s
         rows,
         "lrrrrrr",
     )
-    start, end = report.markers("telemetry-instructions")
     return (
-        f"{start}\n`{info['command']}`: {info['when']}; {info['machine']}; valgrind callgrind, "
+        "### Telemetry cost in instructions per request\n\n"
+        f"`{info['command']}`: {info['when']}; {info['machine']}; valgrind callgrind, "
         f"{args.duration:g} s of wrk per gateway after a 5 s warm-up; instructions of the gateway's process "
-        f"(every thread; the export worker, a child process, is not counted).\n\n{table}\n{end}"
+        "(every thread; the export worker, a child process, is not counted), less those of as long idle "
+        f"right after.\n\n{table}\n"
     )
 
 
