@@ -184,6 +184,24 @@ def test_a_1000_line_chat_batch_completes_with_every_answer_once(
     assert [(j["status"], j["progress"]) for j in jobs] == [("completed", {"done": 1000, "total": 1000})]
 
 
+def test_batch_lines_are_stored_chat_completions_only_when_they_ask(
+    start_lamina: Callable[..., ServerProcess], fake: ServerProcess, tmp_path: Path
+) -> None:
+    """The output file holds a batch's answers; storing every line too (Lamina stores a client's chat
+    completions by default) would fill the inference store with a big batch. As in OpenAI's API, a line
+    is stored when its body says ``"store": true``."""
+    server = start_lamina(run_config(fake, tmp_path / "state"))
+    c = client(server)
+    kept = chat_line("kept")
+    kept["body"]["store"] = True
+    file_id = upload(c, [chat_line("plain-1"), kept, chat_line("plain-2")])
+    batch = c.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert ended(c, batch.id).status == "completed"
+    [only] = until(lambda: c.chat.completions.list().data, "the stored completion")
+    stored = httpx.get(f"{server.url}/v1/openai/v1/chat/completions/{only.id}").json()
+    assert [m["content"] for m in stored["input_messages"]] == ["hi [[mark:kept]]"]
+
+
 def test_completions_embeddings_and_responses_batches_and_the_list(
     start_lamina: Callable[..., ServerProcess], fake: ServerProcess, tmp_path: Path
 ) -> None:

@@ -46,7 +46,10 @@ async def call_endpoint(endpoint: str, body: dict[str, Any], inference: Any, age
     name = canonical_endpoint(endpoint)
     try:
         if name == "/v1/chat/completions":
-            return await inference.openai_chat_completion(OpenAIChatCompletionRequest.model_validate(body))
+            # A batch's answers are its output file: its lines are stored chat completions only when they
+            # ask (``"store": true``), as in OpenAI's API, not by default as a client's own requests are.
+            request = OpenAIChatCompletionRequest.model_validate({"store": False, **body})
+            return await inference.openai_chat_completion(request)
         if name == "/v1/completions":
             return await inference.openai_completion(OpenAICompletionRequest.model_validate(body))
         if name == "/v1/embeddings":
