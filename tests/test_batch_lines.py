@@ -92,3 +92,24 @@ async def test_a_call_that_raises_cancelled_error_itself_stops_the_batch() -> No
     with pytest.raises(Lost, match="no longer this server's"):
         await run_lines([f"x{i}" for i in range(40)], call, concurrency=3)
     assert max(started) < 10  # the other workers stopped too
+
+
+async def test_while_a_client_request_is_in_flight_one_item_runs_at_a_time() -> None:
+    """Clients first: with a request in flight (and for the grace period after it), a batch narrows to
+    one item at a time; it widens again when clients are quiet, and it never stops."""
+    from lamina.request_context import INTERACTIVE
+
+    busy = Recorder()
+    INTERACTIVE.started()
+    try:
+        assert await run_lines([f"i{n}" for n in range(20)], busy, concurrency=4) == [
+            f"I{n}" for n in range(20)
+        ]
+    finally:
+        INTERACTIVE.ended()
+    assert busy.peak == 1 and busy.started == list(range(20))
+
+    await asyncio.sleep(INTERACTIVE.GRACE_SECONDS)
+    quiet = Recorder()
+    await run_lines([f"i{n}" for n in range(20)], quiet, concurrency=4)
+    assert quiet.peak == 4

@@ -9,6 +9,7 @@ the request reaches a handler, so a malformed header is a 400; a provider then r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,6 +32,35 @@ VALIDATED_PROVIDER_DATA: ContextVar[dict[type, BaseModel] | None] = ContextVar(
 # first, so a batch never starves the clients waiting on the same provider or model.
 WorkClass = Literal["interactive", "batch"]
 WORK_CLASS: ContextVar[WorkClass] = ContextVar("lamina_work_class", default="interactive")
+
+
+class InteractiveLoad:
+    """How many client requests this server is answering now (the core middleware counts every HTTP
+    request). Batch work narrows to one line at a time while any is in flight (lamina.routers.batch_lines):
+    on one event loop, a batch's many lines in flight would otherwise delay every interactive answer by
+    their CPU (measured: p50 2.5 -> 17 ms with 16 lines in flight, docs/benchmarks.md "Batches")."""
+
+    # A client sending requests one after another leaves gaps of a fraction of a millisecond between
+    # them: the batch widens again only after this long without any client request in flight.
+    GRACE_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last_ended = 0.0  # time.monotonic() when the last client request ended
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+        self.last_ended = time.monotonic()
+
+    def busy(self) -> bool:
+        """A client request is in flight, or ended less than GRACE_SECONDS ago."""
+        return self.in_flight > 0 or time.monotonic() - self.last_ended < self.GRACE_SECONDS
+
+
+INTERACTIVE = InteractiveLoad()
 
 
 @contextmanager

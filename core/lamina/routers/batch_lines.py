@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from lamina.request_context import batch_work
+from lamina.request_context import INTERACTIVE, batch_work
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,7 +32,10 @@ async def run_lines(
 ) -> list[R]:
     """``call(index, item)`` for every item, at most ``concurrency`` at once; the results in input order.
 
-    Items start in input order. Each call runs inside ``batch_work()``. The first call that raises
+    Items start in input order. Each call runs inside ``batch_work()``. While client requests are in
+    flight (``lamina.request_context.INTERACTIVE``, and for its grace period after), only one item starts
+    at a time: the others wait until none is (the batch goes on, one line at a time, under constant
+    client traffic). The first call that raises
     cancels the calls in flight, the items not started never start, and its exception is raised
     (a caller that must go on past a failed item catches it inside ``call``), a CancelledError a call
     raises too. Cancelling the caller cancels the calls in flight.
@@ -40,11 +43,17 @@ async def run_lines(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     results: list[R | None] = [None] * len(items)
-    indexes = iter(range(len(items)))
+    next_item = 0  # the next index to start; shared by the workers (one event loop: no lock needed)
 
-    async def worker() -> None:
+    async def worker(number: int) -> None:
+        nonlocal next_item
         with batch_work():
-            for i in indexes:  # one shared iterator: each index is taken by exactly one worker
+            while next_item < len(items):
+                if number > 0 and INTERACTIVE.busy():
+                    await asyncio.sleep(INTERACTIVE.GRACE_SECONDS / 2)  # clients first: look again soon
+                    continue
+                i = next_item
+                next_item += 1
                 try:
                     results[i] = await call(i, items[i])
                 except asyncio.CancelledError as exc:
@@ -57,8 +66,8 @@ async def run_lines(
 
     try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, len(items))):
-                group.create_task(worker())
+            for number in range(min(concurrency, len(items))):
+                group.create_task(worker(number))
     except BaseExceptionGroup as eg:
         first = eg.exceptions[0]
         while isinstance(first, BaseExceptionGroup):

@@ -13,7 +13,13 @@ import structlog
 from aiohttp import web
 
 from lamina.errors import BadRequestError, LaminaError
-from lamina.request_context import PROVIDER_DATA, PROVIDER_DATA_HEADER, REQUEST_ID, VALIDATED_PROVIDER_DATA
+from lamina.request_context import (
+    INTERACTIVE,
+    PROVIDER_DATA,
+    PROVIDER_DATA_HEADER,
+    REQUEST_ID,
+    VALIDATED_PROVIDER_DATA,
+)
 from lamina.server.errors import error_response, plain_error
 from lamina.server.keys import REQUEST_ID_KEY, STACK
 from lamina.telemetry import http_metrics, http_spans, state
@@ -46,6 +52,7 @@ async def request_middleware(request: web.Request, handler):
     route = http_spans.route_template(request) if state.active() is not None else None
     traced = http_spans.start(request, route)
     counted = http_metrics.request_started(request.method)
+    INTERACTIVE.started()
     try:
         _set_provider_data(request)
         response = await handler(request)
@@ -90,6 +97,7 @@ async def request_middleware(request: web.Request, handler):
             500, f"internal server error (request id {request_id}); see the server log", "server_error"
         )
     finally:
+        INTERACTIVE.ended()
         seconds = time.perf_counter() - started
         if traced is not None:
             http_spans.end(traced, status, request_id, failure)
