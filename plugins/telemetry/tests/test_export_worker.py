@@ -150,3 +150,16 @@ async def test_span_rows_are_written_by_the_worker_not_this_process(
     finally:
         await store.close()
         provider.shutdown()
+
+
+def test_a_send_after_shutdown_closed_the_pipe_is_dropped_quietly(otlp_receiver: OtlpReceiver) -> None:
+    """A shutdown that stops waiting for the sending thread (a collector that does not answer) closes the
+    worker's pipe; the thread's next write used to raise "ValueError: write to closed file" out of the
+    thread. Now it is counted lost and no worker is started again."""
+    provider = build_tracer_provider(_config(otlp_receiver))
+    worker = _worker(provider)
+    provider.shutdown()
+    assert worker._proc.stdin.closed
+    worker._proc.poll = lambda: None  # the window in which the worker has not exited yet
+    assert worker._send(("spans", [b"x"]), spans=1) is False
+    assert (worker.lost, worker.restarts) == (1, 0)

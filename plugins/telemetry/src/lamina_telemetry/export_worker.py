@@ -203,9 +203,11 @@ class PipeSpanProcessor(SpanProcessor):
             if self._proc is not None and self._proc.poll() is None:
                 self._write(message)
                 return True
-        except OSError:
+        except (OSError, ValueError):  # ValueError: shutdown closed the pipe while this thread still sent
             pass
         self.lost += spans
+        if self._stopping and self._proc is not None and self._proc.stdin.closed:  # type: ignore[union-attr]
+            return False  # shut down (a shutdown that stopped waiting for this thread): not restarted
         if self._proc is not None:
             with contextlib.suppress(OSError):
                 self._proc.kill()
