@@ -243,3 +243,33 @@ def test_batch_endpoints_through_llama_stack_client(
         client.inference.batch_chat_completion(model_id="fake-error500", messages_batch=batch[:3])
     assert failed.value.status_code == 502
     assert "messages_batch[" in str(failed.value) and "upstream exploded" in str(failed.value)
+
+
+def test_the_openai_sdk_lists_a_stored_completions_messages_page_by_page(
+    start_lamina: Callable[..., ServerProcess], fake_upstream: ServerProcess
+) -> None:
+    """OpenAI's `chat.completions.messages.list` (GET .../chat/completions/{id}/messages): the input
+    messages in conversation order, each with an id, paged with after/limit, `order=desc` last first."""
+    server = start_lamina(run_config(fake_upstream))
+    for prefix in ("/v1/openai/v1", "/v1"):
+        client = oa(server, prefix)
+        answer = client.chat.completions.create(model="fake-ok", messages=ASK, temperature=0)
+        page = client.chat.completions.messages.list(answer.id)
+        assert [(m.id, m.role, m.content) for m in page.data] == [
+            (f"{answer.id}-0", "system", "Be brief."),
+            (f"{answer.id}-1", "user", "Say hello."),
+        ]
+        first = client.chat.completions.messages.list(answer.id, limit=1)
+        assert [m.content for m in first.data] == ["Be brief."] and first.has_more is True
+        rest = client.chat.completions.messages.list(answer.id, limit=1, after=first.data[0].id)
+        assert [m.content for m in rest.data] == ["Say hello."] and rest.has_more is False
+        assert [m.content for m in client.chat.completions.messages.list(answer.id, limit=5)] == [
+            "Be brief.",
+            "Say hello.",
+        ]  # the SDK's auto-pagination
+        last_first = client.chat.completions.messages.list(answer.id, order="desc")
+        assert [m.role for m in last_first.data] == ["user", "system"]
+    with pytest.raises(openai.NotFoundError, match="chatcmpl-nowhere"):
+        client.chat.completions.messages.list("chatcmpl-nowhere")
+    with pytest.raises(openai.BadRequestError, match="after"):
+        client.chat.completions.messages.list(answer.id, after="nope")

@@ -369,6 +369,30 @@ class ListOpenAIChatCompletionResponse(BaseModel):
     object: Literal["list"] = "list"
 
 
+class ListChatCompletionMessagesRequest(BaseModel):
+    """GET /v1/openai/v1/chat/completions/{completion_id}/messages: a stored completion's input messages."""
+
+    completion_id: str = Field(min_length=1)
+    after: str | None = Field(default=None, description="A message id: list the ones after it.")
+    limit: int = Field(default=20, ge=1, le=MAX_LIST_LIMIT, description="Page size.")
+    order: Literal["asc", "desc"] = Field(default="asc", description="By position in the conversation.")
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class ListChatCompletionMessagesResponse(BaseModel):
+    """OpenAI's list of a stored chat completion's messages (each with an ``id``: ``<completion id>-<n>``)."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
+    first_id: str
+    last_id: str
+    object: Literal["list"] = "list"
+
+
 # -- batch inference (Llama Stack 0.2.12, experimental there) -----------------------------------
 
 MAX_BATCH_SIZE = 256
@@ -509,6 +533,20 @@ class Inference(Protocol):
         self, request: GetChatCompletionRequest
     ) -> OpenAICompletionWithInputMessages:
         """Get a stored chat completion, with the input messages that produced it."""
+        ...
+
+    @webmethod(
+        "GET",
+        "/v1/openai/v1/chat/completions/{completion_id}/messages",
+        aliases=("/v1/chat/completions/{completion_id}/messages",),
+        request=ListChatCompletionMessagesRequest,
+        response=ListChatCompletionMessagesResponse,
+    )
+    async def list_chat_completion_messages(
+        self, request: ListChatCompletionMessagesRequest
+    ) -> ListChatCompletionMessagesResponse:
+        """List a stored chat completion's input messages (OpenAI's `chat.completions.messages.list`); page
+        with `after` and `limit`, `order=desc` for the last first."""
         ...
 
     @webmethod(

@@ -31,6 +31,8 @@ from lamina.apis.inference import (
     CompletionRequest,
     EmbeddingsRequest,
     GetChatCompletionRequest,
+    ListChatCompletionMessagesRequest,
+    ListChatCompletionMessagesResponse,
     ListChatCompletionsRequest,
     ListOpenAIChatCompletionResponse,
     OpenAIChatCompletionRequest,
@@ -143,6 +145,31 @@ class InferenceRouter:
                 param="completion_id",
             )
         return OpenAICompletionWithInputMessages.model_validate(row)
+
+    async def list_chat_completion_messages(
+        self, request: ListChatCompletionMessagesRequest
+    ) -> ListChatCompletionMessagesResponse:
+        stored = await self.get_chat_completion(GetChatCompletionRequest(completion_id=request.completion_id))
+        messages = [{"id": f"{stored.id}-{n}", **m} for n, m in enumerate(stored.input_messages)]
+        if request.order == "desc":
+            messages.reverse()
+        start = 0
+        if request.after is not None:
+            ids = [m["id"] for m in messages]
+            if request.after not in ids:
+                raise BadRequestError(
+                    f"after: '{request.after}' is not a message of chat completion '{stored.id}'; use the id "
+                    f"of a message this route listed ({stored.id}-0 is the first)",
+                    param="after",
+                )
+            start = ids.index(request.after) + 1
+        page = messages[start : start + request.limit]
+        return ListChatCompletionMessagesResponse(
+            data=page,
+            has_more=start + request.limit < len(messages),
+            first_id=page[0]["id"] if page else "",
+            last_id=page[-1]["id"] if page else "",
+        )
 
     # -- batches -------------------------------------------------------------------------------
 
