@@ -102,14 +102,17 @@ async def test_while_a_client_request_is_in_flight_one_item_runs_at_a_time() -> 
     busy = Recorder()
     INTERACTIVE.started()
     try:
-        assert await run_lines([f"i{n}" for n in range(20)], busy, concurrency=4) == [
+        assert await run_lines([f"i{n}" for n in range(20)], busy, concurrency=4, yield_to_clients=True) == [
             f"I{n}" for n in range(20)
         ]
+        own = Recorder()  # a client's own batch request (batch inference) must not wait on itself
+        await run_lines([f"i{n}" for n in range(20)], own, concurrency=4)
+        assert own.peak == 4
     finally:
         INTERACTIVE.ended()
     assert busy.peak == 1 and busy.started == list(range(20))
 
     await asyncio.sleep(INTERACTIVE.GRACE_SECONDS)
     quiet = Recorder()
-    await run_lines([f"i{n}" for n in range(20)], quiet, concurrency=4)
+    await run_lines([f"i{n}" for n in range(20)], quiet, concurrency=4, yield_to_clients=True)
     assert quiet.peak == 4

@@ -28,17 +28,23 @@ class _RaisedByCall(Exception):
 
 
 async def run_lines(
-    items: Sequence[T], call: Callable[[int, T], Awaitable[R]], *, concurrency: int
+    items: Sequence[T],
+    call: Callable[[int, T], Awaitable[R]],
+    *,
+    concurrency: int,
+    yield_to_clients: bool = False,
 ) -> list[R]:
     """``call(index, item)`` for every item, at most ``concurrency`` at once; the results in input order.
 
-    Items start in input order. Each call runs inside ``batch_work()``. While client requests are in
-    flight (``lamina.request_context.INTERACTIVE``, and for its grace period after), only one item starts
-    at a time: the others wait until none is (the batch goes on, one line at a time, under constant
-    client traffic). The first call that raises
-    cancels the calls in flight, the items not started never start, and its exception is raised
-    (a caller that must go on past a failed item catches it inside ``call``), a CancelledError a call
-    raises too. Cancelling the caller cancels the calls in flight.
+    Items start in input order. Each call runs inside ``batch_work()``. With ``yield_to_clients`` (work
+    no client waits on: an OpenAI batch's lines), while client requests are in flight
+    (``lamina.request_context.INTERACTIVE``, and for its grace period after) only one item starts at a
+    time: the others wait until none is (the batch goes on, one line at a time, under constant client
+    traffic). A client's own batch request (batch inference) does not yield: it would wait on itself.
+
+    The first call that raises cancels the calls in flight, the items not started never start, and its
+    exception is raised (a caller that must go on past a failed item catches it inside ``call``), a
+    CancelledError a call raises too. Cancelling the caller cancels the calls in flight.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -49,7 +55,7 @@ async def run_lines(
         nonlocal next_item
         with batch_work():
             while next_item < len(items):
-                if number > 0 and INTERACTIVE.busy():
+                if yield_to_clients and number > 0 and INTERACTIVE.busy():
                     await asyncio.sleep(INTERACTIVE.GRACE_SECONDS / 2)  # clients first: look again soon
                     continue
                 i = next_item

@@ -326,7 +326,12 @@ class ReferenceBatchesProvider(ProviderBase):
         remaining = batch.expires_at - time.time() if batch.expires_at is not None else None
         try:
             async with asyncio.timeout(remaining):
-                await run_lines(pending, one, concurrency=self.config.max_concurrent_requests_per_batch)
+                await run_lines(
+                    pending,
+                    one,
+                    concurrency=self.config.max_concurrent_requests_per_batch,
+                    yield_to_clients=True,  # no client waits on a batch's lines: clients first
+                )
         except TimeoutError:
             return {"batch_status": (await self._finish(batch_id, "expired", requests, ctx=ctx)).batch.status}
         return {"batch_status": (await self._finish(batch_id, "completed", requests, ctx=ctx)).batch.status}
