@@ -18,8 +18,9 @@ class MethodProxy:
         object.__setattr__(self, "_lamina_impl", impl)
 
     def _lamina_wrap(self, name: str, value: Any) -> Any | None:
-        """The wrapper of the provider's attribute ``name`` (``value``), or None to pass it through."""
-        raise NotImplementedError
+        """The wrapper of the provider's attribute ``name`` (``value``), or None to pass it through (here:
+        everything; subclasses choose the methods they wrap)."""
+        return None
 
     @property  # isinstance(proxy, TheProvidersClass) stays true
     def __class__(self) -> type:  # type: ignore[override]
