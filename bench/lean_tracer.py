@@ -67,12 +67,10 @@ def _providers(endpoint: str | None) -> dict[str, tuple[Any, Any]]:
 
 
 def _pipes(provider: Any) -> list[Any]:
-    from lamina_telemetry.export_worker import PipeSpanProcessor
+    from lamina_telemetry.tracing_setup import span_pipe
 
-    processors = getattr(provider, "_processors", None)
-    if processors is None:  # the SDK's
-        processors = provider._active_span_processor._span_processors
-    return [p for p in processors if isinstance(p, PipeSpanProcessor)]
+    pipe = span_pipe(provider)
+    return [pipe] if pipe is not None else []
 
 
 RECEIVER = """

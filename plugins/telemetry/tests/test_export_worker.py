@@ -16,7 +16,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from lamina.testing.otlp_receiver import OtlpReceiver
 from lamina_telemetry.config import TelemetryConfig
-from lamina_telemetry.tracing_setup import build_tracer_provider
+from lamina_telemetry.tracing_setup import build_tracer_provider, span_pipe
 
 
 def _config(receiver: OtlpReceiver) -> TelemetryConfig:
@@ -26,12 +26,8 @@ def _config(receiver: OtlpReceiver) -> TelemetryConfig:
 
 
 def _worker(provider: Any) -> Any:
-    from lamina_telemetry.export_worker import PipeSpanProcessor
-
-    processors = getattr(provider, "_processors", None)  # lean_tracer's provider
-    if processors is None:
-        processors = provider._active_span_processor._span_processors  # the SDK's
-    (processor,) = [p for p in processors if isinstance(p, PipeSpanProcessor)]
+    processor = span_pipe(provider)
+    assert processor is not None
     return processor
 
 

@@ -54,7 +54,7 @@ from lamina_telemetry.metrics_setup import build_meter_provider
 from lamina_telemetry.prometheus import build_prometheus
 from lamina_telemetry.store import MetricPoint, SpanRow, TraceStore, open_trace_store, trace_store_config
 from lamina_telemetry.store_writer import StoreMetricExporter, StoreWriter
-from lamina_telemetry.tracing_setup import build_tracer_provider
+from lamina_telemetry.tracing_setup import build_tracer_provider, span_pipe
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +108,7 @@ class TelemetryProvider(ProviderBase):
         if prometheus is not None:
             readers.append(prometheus.reader)
         self.tracer_provider = build_tracer_provider(self.config, store=store_for_worker)
-        self.span_pipe = _span_pipe(self.tracer_provider)
+        self.span_pipe = span_pipe(self.tracer_provider)
         self.meter_provider = build_meter_provider(self.config, readers)
         activate(
             TelemetrySettings(
@@ -294,13 +294,3 @@ class TelemetryProvider(ProviderBase):
             await asyncio.to_thread(self.metric_reader.force_flush)
         series = await queries.query_metrics(await self._fresh_store(), request)
         return QueryMetricsResponse(data=series)
-
-
-def _span_pipe(tracer_provider: Any) -> Any:
-    """The tracer provider's export-worker processor, or None (no OTLP and no store sink)."""
-    from lamina_telemetry.export_worker import PipeSpanProcessor
-
-    processors = getattr(tracer_provider, "_processors", None)  # lean_tracer's provider
-    if processors is None:
-        processors = tracer_provider._active_span_processor._span_processors  # the SDK's
-    return next((p for p in processors if isinstance(p, PipeSpanProcessor)), None)

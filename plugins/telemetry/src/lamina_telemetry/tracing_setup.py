@@ -141,3 +141,15 @@ def build_tracer_provider(
         console = ConsoleSpanExporter(out=sys.stderr, formatter=lambda span: span.to_json(indent=None) + "\n")
         provider.add_span_processor(batched(console))
     return provider
+
+
+def span_pipe(tracer_provider: Any) -> Any:
+    """``tracer_provider``'s export-worker processor (export_worker.PipeSpanProcessor), or None (no OTLP and
+    no store sink). Both providers keep their processors privately: the lean one in ``_processors``, the
+    SDK's behind its multi-processor."""
+    from lamina_telemetry.export_worker import PipeSpanProcessor
+
+    processors = getattr(tracer_provider, "_processors", None)  # lean_tracer's provider
+    if processors is None:
+        processors = tracer_provider._active_span_processor._span_processors  # the SDK's
+    return next((p for p in processors if isinstance(p, PipeSpanProcessor)), None)
