@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
+import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -458,19 +460,27 @@ async def test_big_insert_does_not_block_the_loop(provider: SQLiteVecVectorIOPro
             gaps.append(now - last)
             last = now
 
-    tick = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    await provider.insert_chunks(db, chunks)
-    insert_s = time.perf_counter() - started
-    done.set()
-    await tick
-    # An insert that blocks the loop stalls it for about the whole insert: the ticker (every 10 ms) then
-    # turns once or twice at most, however fast the machine. A loaded machine (CI, other work on the other
-    # core) can stall any loop for a moment, so the longest gap may be up to half the insert (or 0.5 s).
-    bound = max(0.5, insert_s / 2)
-    assert len(gaps) >= 3 and max(gaps) < bound, (
-        f"the event loop turned {len(gaps)} times during a {insert_s:.2f}s insert, the longest gap "
-        f"{max(gaps):.2f}s (bound {bound:.2f}s): the insert blocks the event loop"
+    # A full garbage collection late in a long test session holds the GIL for a long moment, in
+    # whichever thread triggers it; it is not what this test is about.
+    gc.collect()
+    gc.disable()
+    try:
+        tick = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        await provider.insert_chunks(db, chunks)
+        insert_s = time.perf_counter() - started
+        done.set()
+        await tick
+    finally:
+        gc.enable()
+    # An insert that blocks the loop stalls it for the whole insert: the ticker (every 10 ms) then turns
+    # once or twice at most, however fast the machine, and the median gap is about the insert's length.
+    # A loaded machine (CI, other work on the other core) can stall any loop for a moment, so one long
+    # gap proves nothing; the median and the number of turns do.
+    median = statistics.median(gaps)
+    assert len(gaps) >= 3 and median < 0.1, (
+        f"the event loop turned {len(gaps)} times during a {insert_s:.2f}s insert, the median gap "
+        f"{median:.3f}s, the longest {max(gaps):.2f}s: the insert blocks the event loop"
     )
 
     assert await provider.store.count(provider.store.cached("big")) == n
