@@ -612,6 +612,13 @@ def lamina_job_executors() -> list[JobExecutorSpec]:
     - The manager, not the executor, owns each job's state, lease, concurrency limits and order; an
       executor may run parts of a job in parallel elsewhere (fanning a batch out to a cluster) as long as
       ``run`` returns only when the job's work is done.
+    - Optionally ``async map(function, items, *, work, concurrency, on_result, yield_to_clients)``: run the
+      work function (an import path, ``async def f(apis, item) -> JSON``) on every item, at most
+      ``concurrency`` at once, awaiting ``on_result(index, result)`` in the server as each finishes, and
+      raise the first exception a function raised; ``work`` (``lamina.jobs.WorkEnvironment``) holds this
+      server's routers and its run config, from which a worker elsewhere builds a stack of its own. Job
+      handlers reach it as ``context.map``; an executor without it runs items in the server's event loop.
+      ``lamina.jobs.work`` has the rules.
     - An executor name offered by two distributions, or one no installed plugin offers, fails start-up
       with an error naming them; ``inline`` is the core's own and cannot be replaced.
 

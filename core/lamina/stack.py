@@ -25,6 +25,7 @@ from lamina.errors import ConfigError, LaminaError, validation_error
 from lamina.jobs.executor import check_executor, create_executor
 from lamina.jobs.manager import JobManager
 from lamina.jobs.store import jobs_store_config, open_jobs_store
+from lamina.jobs.work import WorkApis, WorkEnvironment
 from lamina.limits import proxy as limits_proxy
 from lamina.limits.gate import ProviderLimiter
 from lamina.limits.settings import ProviderLimits
@@ -360,6 +361,8 @@ class Stack(RunConfigResources):
             lease_seconds=settings.lease_seconds,
             progress_interval=settings.progress_interval,
             poll_seconds=settings.poll_seconds,
+            # The routers fill as providers start; a worker elsewhere builds its stack from the config.
+            work=WorkEnvironment(WorkApis(self.routers, tuple(self.providers)), self.config),
         )
         log.info("jobs_store_opened", store=store.where, executor=settings.executor)
 

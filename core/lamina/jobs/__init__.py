@@ -11,6 +11,7 @@ from lamina.jobs.context import JobContext, JobHandler, JobLost
 from lamina.jobs.executor import INLINE, InlineExecutor, JobExecutor
 from lamina.jobs.manager import JobKind, JobManager
 from lamina.jobs.store import JobsStore, jobs_store_config, open_jobs_store
+from lamina.jobs.work import WorkApis, WorkEnvironment, work_function
 
 __all__ = [
     "INLINE",
@@ -25,6 +26,9 @@ __all__ = [
     "JobProgress",
     "JobStatus",
     "JobsStore",
+    "WorkApis",
+    "WorkEnvironment",
     "jobs_store_config",
     "open_jobs_store",
+    "work_function",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from lamina.apis.jobs import Job
@@ -40,8 +40,12 @@ class JobContext:
         lease_seconds: float,
         progress_interval: float,
         clock: Callable[[], float] = time.time,
+        executor: Any = None,  # lamina.jobs.executor.JobExecutor: where ``map`` runs items
+        work: Any = None,  # lamina.jobs.work.WorkEnvironment
     ) -> None:
         self.job = job
+        self._executor = executor
+        self._work = work
         self._store = store
         self._holder = holder
         self._lease = lease_seconds
@@ -110,6 +114,33 @@ class JobContext:
             raise JobLost(f"job {self.job_id} is no longer this server's to run")
         if flush or self._clock() - self._last_write >= self._interval:
             await self.flush()
+
+    async def map(
+        self,
+        function: str,
+        items: Sequence[dict[str, Any]],
+        *,
+        concurrency: int,
+        on_result: Callable[[int, Any], Awaitable[None]] | None = None,
+        yield_to_clients: bool = True,
+    ) -> None:
+        """Run the work function ``function`` on every item, at most ``concurrency`` at once, on the
+        job's executor (here, or fanned out to a cluster); ``on_result(index, result)`` runs here as each
+        finishes. ``yield_to_clients``: while client requests are in flight, start one item at a time
+        (work no client waits on). The rules are lamina.jobs.work's."""
+        from lamina.jobs.executor import InlineExecutor, executor_map
+
+        if self._work is None:
+            raise RuntimeError(f"job {self.job_id}: this context was made without a work environment")
+        await executor_map(
+            self._executor if self._executor is not None else InlineExecutor(),
+            function,
+            items,
+            work=self._work,
+            concurrency=concurrency,
+            on_result=on_result,
+            yield_to_clients=yield_to_clients,
+        )
 
     # -- what the manager calls ----------------------------------------------------------------
 

@@ -9,9 +9,11 @@ executor fanning work out to a cluster, say); the run config's ``jobs.executor``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lamina.jobs.context import JobContext, JobHandler
+from lamina.jobs.work import OnResult, WorkEnvironment, inline_map
 
 INLINE = "inline"
 
@@ -27,6 +29,30 @@ class JobExecutor(Protocol):
     async def shutdown(self) -> None: ...
 
 
+async def executor_map(
+    executor: Any,
+    function: str,
+    items: Sequence[dict[str, Any]],
+    *,
+    work: WorkEnvironment,
+    concurrency: int,
+    on_result: OnResult | None = None,
+    yield_to_clients: bool = False,
+) -> None:
+    """``executor.map(...)`` (lamina.jobs.work); in this event loop when the executor has no ``map``."""
+    mapper = getattr(executor, "map", None)
+    if mapper is None:
+        mapper = inline_map
+    await mapper(
+        function,
+        items,
+        work=work,
+        concurrency=concurrency,
+        on_result=on_result,
+        yield_to_clients=yield_to_clients,
+    )
+
+
 class InlineExecutor:
     """Runs each handler in this process's event loop: cancelling the manager's task cancels it."""
 
@@ -37,6 +63,25 @@ class InlineExecutor:
 
     async def run(self, handler: JobHandler, context: JobContext) -> Any:
         return await handler(context)
+
+    async def map(
+        self,
+        function: str,
+        items: Sequence[dict[str, Any]],
+        *,
+        work: WorkEnvironment,
+        concurrency: int,
+        on_result: OnResult | None = None,
+        yield_to_clients: bool = False,
+    ) -> None:
+        await inline_map(
+            function,
+            items,
+            work=work,
+            concurrency=concurrency,
+            on_result=on_result,
+            yield_to_clients=yield_to_clients,
+        )
 
     async def shutdown(self) -> None:
         return None

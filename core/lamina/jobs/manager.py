@@ -38,6 +38,7 @@ from lamina.errors import ConflictError, NotFoundError
 from lamina.jobs.context import JobContext, JobHandler, JobLost
 from lamina.jobs.executor import InlineExecutor, JobExecutor
 from lamina.jobs.store import JobsStore
+from lamina.jobs.work import WorkApis, WorkEnvironment
 from lamina.storage.kvstore import StorageError
 from lamina.telemetry import job_spans, metrics
 
@@ -87,11 +88,14 @@ class JobManager:
         poll_seconds: float = 2.0,
         instance_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        work: WorkEnvironment | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
         self.store = store
         self.executor: JobExecutor = executor or InlineExecutor()
+        # What context.map hands the executor: the stack's routers (and run config); none: an empty one.
+        self.work = work or WorkEnvironment(WorkApis({}, ()))
         self.max_concurrent = max_concurrent
         self.lease_seconds = lease_seconds
         self.progress_interval = progress_interval
@@ -349,6 +353,8 @@ class JobManager:
             lease_seconds=self.lease_seconds,
             progress_interval=self.progress_interval,
             clock=self._clock,
+            executor=self.executor,
+            work=self.work,
         )
         running = _Running(context, self._kinds[job.kind])
         self._running[job.id] = running

@@ -18,7 +18,7 @@ import pytest
 from lamina.apis.batches import BatchIdRequest, BatchObject, CreateBatchRequest
 from lamina.apis.binary import UploadFile
 from lamina.apis.files import UploadFileRequest
-from lamina.jobs import JobManager, jobs_store_config, open_jobs_store
+from lamina.jobs import JobManager, WorkApis, WorkEnvironment, jobs_store_config, open_jobs_store
 from lamina.providers.base import ProviderContext
 from lamina.request_context import WORK_CLASS
 from lamina.specs import Api
@@ -65,8 +65,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[ReferenceBatchesProvider,
     )
     await files.initialize()
     store = await open_jobs_store(jobs_store_config(None, tmp_path / "jobs.db"))
-    jobs = JobManager(store, poll_seconds=0.1, progress_interval=0.05)
     inference = RecordingInference()
+    # The routers work items see (lamina.jobs.work): here the recording inference provider.
+    work = WorkEnvironment(WorkApis({Api.inference: inference}, {Api.inference}))
+    jobs = JobManager(store, poll_seconds=0.1, progress_interval=0.05, work=work)
     config = ReferenceBatchesImplConfig(
         kvstore={"type": "sqlite", "db_path": str(tmp_path / "batches.db")},
         max_concurrent_batches=1,

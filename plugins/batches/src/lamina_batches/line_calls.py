@@ -13,6 +13,7 @@ expired or was cancelled first) goes to the error file as ``{"id", "custom_id", 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ from lamina.apis.inference import (
 )
 from lamina.apis.responses import CreateResponseRequest
 from lamina.errors import BadRequestError, LaminaError, validation_error
+from lamina.specs import Api
 from lamina_batches.input_file import LineRequest
 from lamina_batches.store import LineResult
 
@@ -87,6 +89,15 @@ async def run_line(request: LineRequest, endpoint: str, inference: Any, agents: 
     response = {"status_code": 200, "request_id": request_id, "body": body}
     out = {"id": line_id, "custom_id": request.custom_id, "response": response, "error": None}
     return LineResult(request.index, True, out)
+
+
+async def run_line_work(apis: Mapping[Api, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Work function (lamina.jobs.work) of one line: ``item`` is ``{"endpoint", "index", "line",
+    "custom_id", "body"}``; the answer is ``{"index", "ok", "out"}`` (its output or error file line).
+    Runs wherever the job's executor runs it, on the routers of the stack there."""
+    request = LineRequest(item["index"], item["line"], item["custom_id"], item["body"])
+    result = await run_line(request, item["endpoint"], apis[Api.inference], apis.get(Api.agents))
+    return {"index": result.index, "ok": result.ok, "out": result.out}
 
 
 def _failed(

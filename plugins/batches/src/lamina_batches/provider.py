@@ -52,19 +52,19 @@ from lamina.errors import BadRequestError, ConflictError, NotFoundError, Service
 from lamina.jobs import JobContext, JobStatus
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.request_context import PROVIDER_DATA
-from lamina.routers.batch_lines import run_lines
 from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore
 from lamina_batches.config import ReferenceBatchesImplConfig
 from lamina_batches.input_file import LineRequest, parse_input
-from lamina_batches.line_calls import batch_usage, not_run_line, run_line
+from lamina_batches.line_calls import batch_usage, not_run_line
 from lamina_batches.store import BatchRecord, BatchStore, LineResult
 
 log = structlog.get_logger(__name__)
 
 JOB_KIND = "batches.run"
 COUNTS_INTERVAL = 0.5  # seconds between saves of a running batch's request_counts
+LINE_WORK = "lamina_batches.line_calls:run_line_work"  # the work function of a line (lamina.jobs.work)
 
 
 async def create_provider(
@@ -309,10 +309,9 @@ class ReferenceBatchesProvider(ProviderBase):
         await ctx.progress(len(finished), len(requests), flush=True)
         saved_at = time.monotonic()
 
-        async def one(_: int, request: LineRequest) -> None:
+        async def stored(_: int, answer: dict[str, Any]) -> None:
             nonlocal saved_at
-            self.lines_sent += 1
-            result = await run_line(request, batch.endpoint, self.inference, self.agents)
+            result = LineResult(answer["index"], answer["ok"], answer["out"])
             await store.put_line(batch_id, result, batch.expires_at)
             if result.ok:
                 counts.completed += 1
@@ -323,13 +322,25 @@ class ReferenceBatchesProvider(ProviderBase):
                 await self._save_counts(batch_id, counts)
             await ctx.progress(counts.completed + counts.failed, counts.total)
 
+        items = [
+            {
+                "endpoint": batch.endpoint,
+                "index": r.index,
+                "line": r.line,
+                "custom_id": r.custom_id,
+                "body": r.body,
+            }
+            for r in pending
+        ]
+        self.lines_sent += len(items)  # handed to the executor (a test counts what a resume re-sends)
         remaining = batch.expires_at - time.time() if batch.expires_at is not None else None
         try:
             async with asyncio.timeout(remaining):
-                await run_lines(
-                    pending,
-                    one,
+                await ctx.map(
+                    LINE_WORK,
+                    items,
                     concurrency=self.config.max_concurrent_requests_per_batch,
+                    on_result=stored,
                     yield_to_clients=True,  # no client waits on a batch's lines: clients first
                 )
         except TimeoutError:
