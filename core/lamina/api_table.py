@@ -40,6 +40,7 @@ from lamina.apis.models import Models
 from lamina.apis.responses import Responses
 from lamina.apis.safety import Safety, SafetyProvider, Shields
 from lamina.apis.scoring import Scoring, ScoringFunctions, ScoringProvider
+from lamina.apis.synthetic_data_generation import SyntheticDataGeneration, SyntheticDataGenerationProvider
 from lamina.apis.telemetry import Telemetry, TelemetryProvider
 from lamina.apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRuntimeProvider
 from lamina.apis.vector_io import VectorDBs, VectorIO, VectorIOProvider
@@ -61,6 +62,7 @@ from lamina.routers.inference import InferenceRouter
 from lamina.routers.safety import SafetyRouter
 from lamina.routers.scoring import ScoringRouter
 from lamina.routers.scoring_datasets import DatasetAccess
+from lamina.routers.synthetic_data_generation import SyntheticDataGenerationRouter
 from lamina.routers.telemetry import TelemetryRouter
 from lamina.routers.tool_runtime import ToolRuntimeRouter
 from lamina.routers.vector_io import VectorIORouter
@@ -152,6 +154,12 @@ def _agents(stack: Stack) -> Built:
     return Built(AgentsRouter(stack.impls[Api.agents], list(stack.providers.get(Api.agents, {}))))
 
 
+def _synthetic_data_generation(stack: Stack) -> Built:
+    # The first provider under providers.synthetic_data_generation serves every route.
+    api = Api.synthetic_data_generation
+    return Built(SyntheticDataGenerationRouter(stack.impls[api], list(stack.providers.get(api, {}))))
+
+
 def _batches(stack: Stack) -> Built:
     # The first provider under providers.batches serves every route (lamina.routers.batches).
     return Built(BatchesRouter(stack.impls[Api.batches], list(stack.providers.get(Api.batches, {}))))
@@ -217,6 +225,15 @@ API_TABLE: tuple[ApiEntry, ...] = (
     ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),
     # After agents: a batch's lines call Inference (and Responses), and read and write Files.
     ApiEntry(Api.batches, (Batches,), BatchesProvider, None, _batches),
+    # After scoring: candidates come from Inference, their scores from Scoring's llm-as-judge; kept rows
+    # become a dataset through DatasetIO.
+    ApiEntry(
+        Api.synthetic_data_generation,
+        (SyntheticDataGeneration,),
+        SyntheticDataGenerationProvider,
+        None,
+        _synthetic_data_generation,
+    ),
     # Telemetry records every API above; its own routes read the trace store (and write a dataset
     # through DatasetIO for save_spans_to_dataset).
     ApiEntry(Api.telemetry, (Telemetry,), TelemetryProvider, None, _telemetry),

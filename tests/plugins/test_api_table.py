@@ -104,6 +104,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.agents,
         Api.eval,
         Api.batches,
+        Api.synthetic_data_generation,
         Api.telemetry,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider

@@ -42,7 +42,10 @@ one request), and ``[[script:<tag>]]`` answers from the script ``POST /_fake/scr
 ``{"tag": "t1", "answers": [{"status": 429, "headers": {"Retry-After": "1"}}, {"status": 503,
 "times": 2}, {"cut_after": 1}]}``: each request with the tag takes the next answer (``times`` uses one
 answer that many times): ``status`` answers that HTTP status with a JSON error (and ``headers``) before
-any byte of an answer; ``cut_after`` streams that many chunks, then drops the connection. A tag whose
+any byte of an answer; ``cut_after`` streams that many chunks, then drops the connection; ``text``
+answers (non-streamed) with that text instead of the model's own (a generator whose answers differ, each
+carrying, say, a ``[[guard:...]]`` directive for the judge that reads it next); ``delay`` waits that many
+seconds first (one slow request, the next of the tag fast: a test kills a server while it waits). A tag whose
 script is used up (or was never set) answers normally. ``GET /_fake/log?tag=t1`` lists the completion
 requests that carried the tag, in arrival order: ``[{"tag": "t1", "model": "ok", "text": "<last
 message text, 200 characters>", "stream": false, "at": <time.time()>, "status": 429}]``.
@@ -370,6 +373,8 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
         delay = _directive(_DELAY_DIRECTIVE, body)
         if delay is not None:
             await asyncio.sleep(float(delay))
+        if script.get("delay"):
+            await asyncio.sleep(float(script["delay"]))
         if int(script.get("status", 200)) >= 400:
             return web.json_response(
                 {"error": {"message": f"scripted HTTP {script['status']}"}},
@@ -403,6 +408,8 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             text = _guard_answer(body)
         else:
             text = "Hello from the fake upstream."
+        if "text" in script:
+            text = str(script["text"])
         if not body.get("stream"):
             if tool:
                 return web.json_response(_tool_completion(model, tool))
