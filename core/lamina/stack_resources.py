@@ -77,8 +77,8 @@ class RunConfigResources:
         await self._register_benchmarks()  # last: a benchmark names a dataset and scoring functions
 
     async def _reopen_resources(self) -> None:
-        """Hand the persisted vector DBs, shields, datasets and benchmarks to their providers, registering nothing (a
-        worker's stack: lamina.worker_stack)."""
+        """Hand the persisted vector DBs, shields, datasets and benchmarks to their providers, registering
+        nothing (a worker's stack: lamina.worker_stack)."""
         for api, resource_type in (
             (Api.vector_io, ResourceType.vector_db),
             (Api.safety, ResourceType.shield),
