@@ -47,7 +47,11 @@ def config(fake: ServerProcess, state: Path) -> dict[str, Any]:
                 }
             ],
             "batches": [
-                {"provider_id": "reference", "provider_type": "inline::reference", "config": {"kvstore": sqlite("b.db")}}
+                {
+                    "provider_id": "reference",
+                    "provider_type": "inline::reference",
+                    "config": {"kvstore": sqlite("b.db")},
+                }
             ],
         },
         "metadata_store": sqlite("registry.db"),
@@ -56,7 +60,9 @@ def config(fake: ServerProcess, state: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(fake: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
+async def server(
+    fake: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Stack]:
     monkeypatch.setenv("LAMINA_HOME", str(tmp_path / "home"))
     stack = Stack.build(RunConfig.model_validate(config(fake, tmp_path)), load_plugin_manager())
     await stack.start()
@@ -76,7 +82,9 @@ async def test_a_worker_serves_the_servers_models_from_its_registry_and_writes_n
     # The server drops a run-config model and adds one at run time: the worker must not bring the first
     # back (it registers nothing) and must route the second (it reads the shared registry).
     await server.models.remove("ok")
-    await server.models.register_model(RegisterModelRequest(model_id="late", provider_id="fake", provider_model_id="ok"))
+    await server.models.register_model(
+        RegisterModelRequest(model_id="late", provider_id="fake", provider_model_id="ok")
+    )
     shipped = server.config.model_dump(mode="json")  # what an executor ships to its workers
     worker = await start_worker_stack(shipped, apis=["inference"], state_dir=server.config.state_dir())
     try:
@@ -102,7 +110,10 @@ async def test_a_worker_for_every_api_starts_every_provider_without_a_job_manage
 
 
 def test_a_worker_asked_for_an_api_nobody_serves_names_it(fake: ServerProcess, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"asked for the safety API, which no provider .* \(configured: batches, files, inference\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"asked for the safety API, which no provider .* \(configured: batches, files, inference\)",
+    ):
         build_worker_stack(config(fake, tmp_path), apis=["safety"])
     # Dependencies come along: batches needs inference and files.
     stack = build_worker_stack(config(fake, tmp_path), apis=["batches"])
