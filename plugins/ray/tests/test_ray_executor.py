@@ -250,6 +250,16 @@ async def test_an_item_whose_actor_dies_is_retried_on_another_and_bounded(
     assert "ActorDiedError" in str(info.value)
 
 
+async def test_actors_that_cannot_build_their_stack_fail_the_map_naming_why(
+    stack: Stack, executor: Callable[..., Any]
+) -> None:
+    ex = await executor(apis=["safety"])  # no safety provider in the run config
+    with pytest.raises(
+        RuntimeError, match=r"2 of 2 actors could not start their worker stack: ConfigError: .*safety"
+    ):
+        await ex.map("ray_work:chat", items("s", 2), work=work(stack), concurrency=2)
+
+
 async def test_an_item_on_a_node_that_dies_is_retried_on_the_other_node(
     stack: Stack, executor: Callable[..., Any], fake: ServerProcess, ray_cluster: Any
 ) -> None:

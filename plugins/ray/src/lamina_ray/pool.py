@@ -186,5 +186,8 @@ class ActorPool:
 
 
 def _describe(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)  # a RayTaskError: what the actor raised, without Ray's traceback
+    if isinstance(cause, BaseException):
+        exc = cause
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return f"{type(exc).__name__}: {text}"[:600]
