@@ -73,6 +73,7 @@ def run_config(
         "models": [
             {"model_id": "ok", "provider_id": "fake", "provider_model_id": "ok"},
             {"model_id": "gated", "provider_id": "fake", "provider_model_id": "gated"},
+            {"model_id": "echo", "provider_id": "fake", "provider_model_id": "echo"},
         ],
         "jobs": jobs,
     }
@@ -181,13 +182,25 @@ def test_a_1000_line_batch_on_ray_completes_as_on_the_inline_executor(
     assert "ray_pool_started" in on_ray.log_path.read_text()  # the lines ran on the actors
 
 
-def test_a_batch_on_ray_cancelled_mid_way_ends_cancelled_with_partial_output(
+def test_a_batch_on_ray_carries_provider_data_and_cancelled_mid_way_ends_cancelled_with_partial_output(
     start_lamina: Callable[..., ServerProcess], fake: ServerProcess, ray_cluster: Any, tmp_path: Path
 ) -> None:
     server = start_lamina(
         run_config(fake, tmp_path / "ray", ray_settings(ray_cluster), max_concurrent_requests_per_batch=2)
     )
     c = client(server)
+    # The caller's provider data (its own upstream key) reaches the line's upstream call from the actor.
+    header = {"X-LlamaStack-Provider-Data": json.dumps({"vllm_api_token": "caller-token"})}
+    echoed = c.batches.create(
+        input_file_id=upload(c, [chat_line("echo-1", model="echo")]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        extra_headers=header,
+    )
+    [line] = file_lines(c, ended(c, echoed.id).output_file_id)
+    sent = json.loads(line["response"]["body"]["choices"][0]["message"]["content"])
+    assert sent["_authorization"] == "Bearer caller-token"
+
     gate(fake, False)
     try:
         lines = [chat_line(f"r{i}", model="ok" if i < 5 else "gated") for i in range(30)]
@@ -212,5 +225,5 @@ def test_a_batch_on_ray_cancelled_mid_way_ends_cancelled_with_partial_output(
     errors = file_lines(c, cancelled.error_file_id)
     assert [line["custom_id"] for line in errors] == [f"r{i}" for i in range(5, 30)]
     assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
-    [job] = httpx.get(f"{server.url}/v1/jobs", params={"kind": "batches.run"}).json()["data"]
-    assert job["status"] == "cancelled"
+    jobs = httpx.get(f"{server.url}/v1/jobs", params={"kind": "batches.run"}).json()["data"]
+    assert sorted(job["status"] for job in jobs) == ["cancelled", "completed"]  # the echo batch's, this one's
