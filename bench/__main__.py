@@ -14,7 +14,8 @@ BENCHMARKS = {
     "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
     "scoring": "basic::equality (score, score-batch) and basic::bfcl (score) rows/s via the API, one core",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
-    "batches": "a 10,000-line chat batch: lines/s in-process, interactive p50 idle vs while it runs",
+    "batches": "a 10,000-line chat batch: lines/s in-process (and on Ray: --executors inline,ray1,ray2), "
+    "interactive p50 idle vs while it runs",
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
     "telemetry": "telemetry off vs on (OTLP + sqlite + Prometheus): gateway req/s and CPU per request, c=16",
     "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",

@@ -10,8 +10,11 @@ docs/limits.md) so that interactive calls are served first. Then:
    it ends: lines/s from its ``in_progress_at`` to its ``completed_at`` (and from create to done);
 3. the same interactive requests again while the batch runs: p50 and p90, and the ratio to idle.
 
-Target (issue 16): interactive p50 while a batch runs within 20% of the idle p50. The executor is the
-in-process one (Ray is another plugin's, not measured here yet).
+Target (issue 16): interactive p50 while a batch runs within 20% of the idle p50.
+
+``--executors inline,ray1,ray2`` runs the same for each executor: ``inline`` (in-process, the default),
+``rayN``: the ray executor (plugins/ray) on a local Ray cluster of N nodes (``lamina_ray.local_cluster``:
+one CPU each, on loopback addresses), with one actor per node, each holding its own worker stack.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ from bench.gateway import MESSAGES, MODEL, _child_env, lamina_run_config
 TARGET_RATIO = 1.20  # interactive p50 during a batch over idle p50
 
 
-def run_config(upstream_url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_config(
+    upstream_url: str, work: Path, args: argparse.Namespace, ray: dict[str, Any] | None = None
+) -> dict[str, Any]:
     config = lamina_run_config(upstream_url)
+    if ray is not None:
+        config["jobs"] = {"executor": "ray", "executor_config": ray}
     inference = config["providers"]["inference"][0]
     inference["limits"] = {"max_concurrent": args.max_concurrent, "batch_max_share": args.batch_share}
     config["providers"]["files"] = [
@@ -130,13 +137,66 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--per-batch", type=int, default=16, help="max_concurrent_requests_per_batch")
     parser.add_argument("--max-concurrent", type=int, default=16, help="the inference provider's limit")
     parser.add_argument("--batch-share", type=float, default=0.75, help="its batch_max_share")
+    parser.add_argument(
+        "--executors",
+        default="inline",
+        help="comma-separated: inline, rayN (the ray executor on a local N-node cluster); default inline",
+    )
     parser.add_argument("--out", type=Path, default=None, help="update the batches section of this file")
     return parser.parse_args(argv)
 
 
+def measure(executor: str, upstream_url: str, args: argparse.Namespace) -> list[str]:
+    """One table row: the batch and the interactive requests on a fresh server using ``executor``."""
+    from contextlib import ExitStack
+
+    from lamina.testing.processes import lamina_server
+
+    work = Path(tempfile.mkdtemp(prefix="lamina-bench-batches-"))
+    with ExitStack() as stack:
+        ray = None
+        if executor.startswith("ray"):
+            from lamina_ray.local_cluster import LocalRayCluster
+
+            nodes = int(executor[3:] or 1)
+            cluster = stack.enter_context(
+                LocalRayCluster(tempfile.mkdtemp(prefix="lrb", dir="/tmp"), workers=nodes - 1)
+            )
+            ray = {
+                "address": cluster.address,
+                "num_actors": nodes,
+                "max_in_flight": args.per_batch,
+                "apis": ["inference"],
+            }
+        env = {"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json"}
+        server = stack.enter_context(
+            lamina_server(run_config(upstream_url, work, args, ray), work / "lamina", env=env)
+        )
+        interactive(server.url, 20)  # warm-up
+        idle = interactive(server.url, args.interactive)
+        during: list[list[float]] = []
+        result = run_batch(server.url, args.lines, during, args.interactive)
+    busy = during[0] if during else []
+    idle_p50 = pct(idle, 50)
+    busy_p50 = pct(busy, 50) if busy else float("nan")
+    ratio = busy_p50 / idle_p50
+    where = "in-process executor" if ray is None else f"ray executor, {ray['num_actors']} node(s) x 1 actor"
+    return [
+        f"{args.lines:,}-line chat batch, {where}",
+        result["status"],
+        f"{result['completed']:,} / {result['failed']:,}",
+        report.fmt_num(result["lines_per_s"]),
+        f"{result['wall_s']:.1f}",
+        f"{idle_p50:.2f} / {pct(idle, 90):.2f}",
+        f"{busy_p50:.2f} / {pct(busy, 90):.2f}" if busy else "-",
+        f"{ratio:.2f}x",
+        "met" if ratio <= TARGET_RATIO else "missed",
+    ]
+
+
 def main(argv: list[str]) -> int:
     from bench.gateway_report import machine
-    from lamina.testing.processes import ServerProcess, free_port, lamina_server
+    from lamina.testing.processes import ServerProcess, free_port
 
     args = parse_args(argv)
     command = "hatch run dev:bench batches " + shlex.join(argv)
@@ -148,29 +208,9 @@ def main(argv: list[str]) -> int:
         argv_up, port, log_path=work / "upstream.log", env=_child_env(), ready_path="/v1/models"
     )
     with upstream:
-        env = {"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json"}
-        with lamina_server(run_config(upstream.url, work, args), work / "lamina", env=env) as server:
-            interactive(server.url, 20)  # warm-up
-            idle = interactive(server.url, args.interactive)
-            during: list[list[float]] = []
-            result = run_batch(server.url, args.lines, during, args.interactive)
-    busy = during[0] if during else []
-    idle_p50 = pct(idle, 50)
-    busy_p50 = pct(busy, 50) if busy else float("nan")
-    ratio = busy_p50 / idle_p50
-    rows = [
-        [
-            f"{args.lines:,}-line chat batch, in-process executor",
-            result["status"],
-            f"{result['completed']:,} / {result['failed']:,}",
-            report.fmt_num(result["lines_per_s"]),
-            f"{result['wall_s']:.1f}",
-            f"{idle_p50:.2f} / {pct(idle, 90):.2f}",
-            f"{busy_p50:.2f} / {pct(busy, 90):.2f}" if busy else "-",
-            f"{ratio:.2f}x",
-            "met" if ratio <= TARGET_RATIO else "missed",
+        rows = [
+            measure(name.strip(), upstream.url, args) for name in args.executors.split(",") if name.strip()
         ]
-    ]
     table = report.markdown_table(
         [
             "run",

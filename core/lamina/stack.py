@@ -105,6 +105,9 @@ class Stack(RunConfigResources):
     # the server's own OpenAI-compatible routes (inline::braintrust) read it as context.extra["server_url"].
     server_url: str | None = None
     jobs: JobManager | None = None  # open from start() to shutdown(); providers get it as context.jobs
+    # Where state lives: the run config's state dir (LAMINA_HOME/<image_name>) unless set; a worker of a
+    # server elsewhere (lamina.worker_stack) is given the server's.
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         # Which providers are down, and their background retries (lamina.provider_health).
@@ -253,8 +256,14 @@ class Stack(RunConfigResources):
 
     # -- start / stop --------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        state_dir = self.config.state_dir()
+    async def start(self, *, worker: bool = False) -> None:
+        """Open the stores, start the providers and register the run config's resources.
+
+        ``worker=True`` starts a worker's stack instead (``lamina.worker_stack``, which callers use): the
+        same stores and providers, but no job manager (providers get ``context.jobs = None``), no model
+        listing or refresh loops, no health probes, no vector store resume, and nothing written to the
+        registry: the persisted resources are handed to their providers again, as after a restart."""
+        state_dir = self.state_dir or self.config.state_dir()
         store_cfg = self.config.metadata_store or {
             "type": "sqlite",
             "db_path": str(state_dir / "registry.db"),
@@ -267,7 +276,8 @@ class Stack(RunConfigResources):
         await self.registry.attach(self.store)
         if Api.inference in self.providers:
             await self._open_inference_store(state_dir)
-        await self._open_jobs(state_dir)
+        if not worker:
+            await self._open_jobs(state_dir)
 
         for record in self.order:
             deps = {dep: self.routers.get(dep) for dep in record.spec.api_dependencies}
@@ -302,6 +312,9 @@ class Stack(RunConfigResources):
             )
         self._trace_providers()
         self._limit_providers()
+        if worker:
+            await self._reopen_resources()
+            return
         # Before registering resources, so a remote provider already knows its upstream is down and
         # takes the run config's models without waiting on it.
         await self.health.probe_all()

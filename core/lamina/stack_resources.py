@@ -76,6 +76,18 @@ class RunConfigResources:
         await self._register_scoring_functions()
         await self._register_benchmarks()  # last: a benchmark names a dataset and scoring functions
 
+    async def _reopen_resources(self) -> None:
+        """Hand the persisted vector DBs, shields, datasets and benchmarks to their providers, registering
+        nothing (a worker's stack: lamina.worker_stack)."""
+        for api, resource_type in (
+            (Api.vector_io, ResourceType.vector_db),
+            (Api.safety, ResourceType.shield),
+            (Api.datasetio, ResourceType.dataset),
+            (Api.eval, ResourceType.benchmark),
+        ):
+            if api in self.providers:
+                await self.tables[resource_type].reopen()
+
     async def _register_vector_dbs(self) -> None:
         """Reopen the persisted vector DBs at their providers, then register the run config's."""
         if Api.vector_io not in self.providers:

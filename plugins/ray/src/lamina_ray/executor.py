@@ -1,0 +1,195 @@
+"""The ``ray`` job executor: handlers run in the server (as ``inline``); their work items
+(``context.map``: a batch's lines, ...) run on a pool of Ray actors (``lamina_ray.pool``), each holding a
+worker stack built from the server's run config.
+
+``map`` keeps ``lamina.jobs.work.inline_map``'s rules, by running ``lamina.routers.batch_lines.run_lines``
+with a call that sends the item to an actor: at most ``concurrency`` items in flight in all (and at most
+``max_in_flight`` per actor); the first item whose function raises stops the map and its exception (its
+own type and message) is raised here; cancelling the awaiting task cancels the Ray tasks in flight
+(``ray.cancel``) and raises CancelledError; an item whose actor or node died is tried again on another
+actor, at most ``max_attempts`` times, then the map fails naming the failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from lamina.jobs.context import JobContext, JobHandler
+from lamina.jobs.work import OnResult, WorkEnvironment
+from lamina.request_context import PROVIDER_DATA
+from lamina.routers.batch_lines import run_lines
+from lamina.telemetry.propagation import carrier
+from lamina_ray.config import RayExecutorConfig, parse_config
+
+log = structlog.get_logger(__name__)
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, settings: RayExecutorConfig) -> None:
+        self.settings = settings
+        self._pool: Any = None  # lamina_ray.pool.ActorPool, started by the first map
+        self._pool_key: str | None = None
+        self._pool_lock = asyncio.Lock()
+        self._connected_here = False  # this executor called ray.init (so it calls ray.shutdown)
+
+    # -- JobExecutor ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the cluster (in a thread: ``ray.init`` blocks for a while)."""
+        await asyncio.to_thread(self._connect)
+
+    def _connect(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        try:
+            ray.init(
+                address=self.settings.address,
+                namespace=self.settings.namespace,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        except Exception as exc:  # ConnectionError, ValueError, ...: say which setting to check
+            raise RuntimeError(
+                f"ray executor: cannot connect to the Ray cluster at {self.settings.address!r} "
+                f"(jobs.executor_config.address): {type(exc).__name__}: {exc}; start one with `ray start "
+                f"--head` and give its address, or 'auto' on a machine that joined one"
+            ) from None
+        self._connected_here = True
+        log.info("ray_connected", address=self.settings.address, namespace=self.settings.namespace)
+
+    async def run(self, handler: JobHandler, context: JobContext) -> Any:
+        return await handler(context)
+
+    async def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+        if self._connected_here:
+            import ray
+
+            self._connected_here = False
+            await asyncio.to_thread(ray.shutdown)
+
+    # -- work items ----------------------------------------------------------------------------
+
+    async def map(
+        self,
+        function: str,
+        items: Sequence[dict[str, Any]],
+        *,
+        work: WorkEnvironment,
+        concurrency: int,
+        on_result: OnResult | None = None,
+        yield_to_clients: bool = False,
+    ) -> None:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        from lamina_ray.pool import RayWorkError
+
+        if not items:
+            return
+        pool = await self._pool_for(work)
+        provider_data = PROVIDER_DATA.get() or None
+        trace = carrier() or None
+        attempts_allowed = self.settings.max_attempts
+
+        async def one(index: int, item: dict[str, Any]) -> None:
+            failures: list[str] = []
+            while True:
+                actor = await pool.acquire()
+                ref = actor.handle.run.remote(function, item, provider_data, trace)
+                try:
+                    result = await ref
+                except asyncio.CancelledError:
+                    ray.cancel(ref)  # sends the cancel; the actor's coroutine is cancelled there
+                    raise
+                except RayTaskError as exc:
+                    raise _original(exc) from None
+                except _ACTOR_LOST as exc:
+                    await pool.died(actor, exc)
+                    failures.append(f"{actor.describe()}: {actor.dead}")
+                    if len(failures) >= attempts_allowed:
+                        raise RayWorkError(
+                            f"ray executor: item {index} was tried {len(failures)} times "
+                            f"(jobs.executor_config.max_attempts) and each time its actor or node died: "
+                            + " | ".join(failures)
+                        ) from None
+                    log.warning("ray_item_retried", index=index, attempt=len(failures) + 1)
+                    continue
+                finally:
+                    await pool.release(actor)
+                break
+            if on_result is not None:
+                await on_result(index, result)
+
+        await run_lines(items, one, concurrency=concurrency, yield_to_clients=yield_to_clients)
+
+    async def _pool_for(self, work: WorkEnvironment) -> Any:
+        """The actor pool for this run config (started once, kept for the next maps)."""
+        from lamina_ray.pool import ActorPool
+
+        config = work.run_config
+        if config is None:
+            raise RuntimeError("ray executor: the work environment has no run config to build workers from")
+        shipped = config.model_dump(mode="json")
+        state_dir = str(config.state_dir())
+        key = json.dumps([shipped, state_dir], sort_keys=True)
+        async with self._pool_lock:
+            if self._pool is not None and self._pool_key != key:
+                old, self._pool = self._pool, None
+                await old.close()
+            if self._pool is None:
+                pool = ActorPool(self.settings, shipped, state_dir)
+                await pool.start()
+                self._pool, self._pool_key = pool, key
+            return self._pool
+
+
+def _original(exc: Any) -> BaseException:
+    """The exception the work function raised in the actor (its own type and message), else Ray's."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return cause
+    try:
+        return exc.as_instanceof_cause()
+    except Exception:
+        return exc
+
+
+def _actor_lost_errors() -> tuple[type[BaseException], ...]:
+    from ray import exceptions as e
+
+    names = (
+        "RayActorError",
+        "ActorUnavailableError",
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "ObjectLostError",
+    )
+    return tuple(getattr(e, n) for n in names if isinstance(getattr(e, n, None), type))
+
+
+try:
+    _ACTOR_LOST: tuple[type[BaseException], ...] = _actor_lost_errors()
+except ImportError:  # ray missing: create_executor says so
+    _ACTOR_LOST = ()
+
+
+def create_executor(config: dict[str, Any]) -> RayExecutor:
+    settings = parse_config(config)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("the ray executor needs the ray package: pip install lamina-ray") from None
+    return RayExecutor(settings)

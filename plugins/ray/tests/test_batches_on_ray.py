@@ -1,0 +1,229 @@
+"""OpenAI batches through real ``lamina run`` processes driven by the OpenAI SDK, their lines run by the
+ray executor on a real local Ray cluster of two nodes (conftest.py): the same 1,000-line batch completes
+on Ray exactly as on the inline executor, and a batch cancelled mid-way ends ``cancelled`` with partial
+output. The upstream is the fake OpenAI server (its ``gated`` model holds lines in flight on demand)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from lamina.testing.processes import ServerProcess, fake_openai_server
+
+pytestmark = pytest.mark.e2e
+
+if sys.platform != "linux":
+    pytest.skip("the local two-node Ray cluster needs Linux", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with fake_openai_server(tmp_path_factory.mktemp("fake")) as server:
+        yield server
+
+
+def run_config(
+    fake: ServerProcess, state: Path, executor: dict[str, Any] | None, **batches: Any
+) -> dict[str, Any]:
+    def sqlite(name: str) -> dict[str, str]:
+        return {"type": "sqlite", "db_path": str(state / name)}
+
+    # Each server its own jobs store: sharing one, either would run the other's batch (as replicas do).
+    jobs: dict[str, Any] = {
+        "store": sqlite("jobs.db"),
+        "progress_interval": 0.1,
+        "poll_seconds": 0.2,
+        "lease_seconds": 5,
+    }
+    if executor is not None:
+        jobs |= {"executor": "ray", "executor_config": executor}
+    return {
+        "version": 2,
+        "image_name": "batches-ray-e2e",
+        "providers": {
+            "inference": [
+                {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{fake.url}/v1"}}
+            ],
+            "files": [
+                {
+                    "provider_id": "localfs",
+                    "provider_type": "inline::localfs",
+                    "config": {"storage_dir": str(state / "files"), "metadata_store": sqlite("files.db")},
+                }
+            ],
+            "batches": [
+                {
+                    "provider_id": "reference",
+                    "provider_type": "inline::reference",
+                    "config": {"kvstore": sqlite("batches.db"), **batches},
+                }
+            ],
+        },
+        "metadata_store": sqlite("registry.db"),
+        "inference_store": sqlite("inference.db"),
+        "models": [
+            {"model_id": "ok", "provider_id": "fake", "provider_model_id": "ok"},
+            {"model_id": "gated", "provider_id": "fake", "provider_model_id": "gated"},
+            {"model_id": "echo", "provider_id": "fake", "provider_model_id": "echo"},
+        ],
+        "jobs": jobs,
+    }
+
+
+def ray_settings(cluster: Any) -> dict[str, Any]:
+    # The actors start only the inference provider (the lines' work calls nothing else).
+    return {"address": cluster.address, "num_actors": 2, "max_in_flight": 8, "apis": ["inference"]}
+
+
+def client(server: ServerProcess) -> OpenAI:
+    return OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def chat_line(custom_id: str, model: str = "ok") -> dict[str, Any]:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": f"hi [[mark:{custom_id}]]"}],
+        "max_tokens": 8,
+    }
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+
+def upload(c: OpenAI, lines: list[dict[str, Any]]) -> str:
+    text = "\n".join(json.dumps(line) for line in lines) + "\n"
+    return c.files.create(file=("input.jsonl", text.encode()), purpose="batch").id  # type: ignore[arg-type]
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ended(c: OpenAI, batch_id: str, timeout: float = 180.0) -> Any:
+    def check() -> Any:
+        batch = c.batches.retrieve(batch_id)
+        return batch if batch.status in ("completed", "failed", "expired", "cancelled") else None
+
+    return until(check, f"batch {batch_id} to end", timeout)
+
+
+def file_lines(c: OpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in c.files.content(file_id).text.splitlines()]
+
+
+def gate(fake: ServerProcess, open_: bool | None = None) -> dict[str, Any]:
+    if open_ is None:
+        return httpx.get(f"{fake.url}/_fake/gate").json()
+    return httpx.post(f"{fake.url}/_fake/gate", json={"open": open_}).json()
+
+
+def without_generated_ids(line: dict[str, Any]) -> dict[str, Any]:
+    """An output line minus what is generated per request (line id, request id, completion id, time)."""
+    response = dict(line["response"])
+    body = {k: v for k, v in response["body"].items() if k not in ("id", "created")}
+    response = {k: v for k, v in response.items() if k != "request_id"} | {"body": body}
+    return {k: v for k, v in line.items() if k != "id"} | {"response": response}
+
+
+def run_batch(server: ServerProcess, ids: list[str]) -> tuple[Any, list[dict[str, Any]]]:
+    c = client(server)
+    batch = c.batches.create(
+        input_file_id=upload(c, [chat_line(i) for i in ids]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = ended(c, batch.id)
+    return done, file_lines(c, done.output_file_id)
+
+
+def test_a_1000_line_batch_on_ray_completes_as_on_the_inline_executor(
+    start_lamina: Callable[..., ServerProcess], fake: ServerProcess, ray_cluster: Any, tmp_path: Path
+) -> None:
+    ids = [f"req-{i}" for i in range(1000)]
+    inline = start_lamina(
+        run_config(fake, tmp_path / "inline", None, max_concurrent_requests_per_batch=16), name="inline"
+    )
+    on_ray = start_lamina(
+        run_config(fake, tmp_path / "ray", ray_settings(ray_cluster), max_concurrent_requests_per_batch=16),
+        name="ray",
+    )
+    inline_done, inline_lines = run_batch(inline, ids)
+    ray_done, ray_lines = run_batch(on_ray, ids)
+    for done in (inline_done, ray_done):
+        assert done.status == "completed", done
+        assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (
+            1000,
+            1000,
+            0,
+        )
+        assert done.error_file_id is None
+    assert (ray_done.usage.input_tokens, ray_done.usage.output_tokens) == (5000, 3000)
+    assert [line["custom_id"] for line in ray_lines] == ids  # each once, in input order
+    assert [without_generated_ids(line) for line in ray_lines] == [
+        without_generated_ids(line) for line in inline_lines
+    ]
+    [job] = httpx.get(f"{on_ray.url}/v1/jobs", params={"kind": "batches.run"}).json()["data"]
+    assert (job["status"], job["progress"]) == ("completed", {"done": 1000, "total": 1000})
+    assert "ray_pool_started" in on_ray.log_path.read_text()  # the lines ran on the actors
+
+
+def test_a_batch_on_ray_carries_provider_data_and_cancelled_mid_way_ends_cancelled_with_partial_output(
+    start_lamina: Callable[..., ServerProcess], fake: ServerProcess, ray_cluster: Any, tmp_path: Path
+) -> None:
+    server = start_lamina(
+        run_config(fake, tmp_path / "ray", ray_settings(ray_cluster), max_concurrent_requests_per_batch=2)
+    )
+    c = client(server)
+    # The caller's provider data (its own upstream key) reaches the line's upstream call from the actor.
+    header = {"X-LlamaStack-Provider-Data": json.dumps({"vllm_api_token": "caller-token"})}
+    echoed = c.batches.create(
+        input_file_id=upload(c, [chat_line("echo-1", model="echo")]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        extra_headers=header,
+    )
+    [line] = file_lines(c, ended(c, echoed.id).output_file_id)
+    sent = json.loads(line["response"]["body"]["choices"][0]["message"]["content"])
+    assert sent["_authorization"] == "Bearer caller-token"
+
+    gate(fake, False)
+    try:
+        lines = [chat_line(f"r{i}", model="ok" if i < 5 else "gated") for i in range(30)]
+        batch = c.batches.create(
+            input_file_id=upload(c, lines), endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        until(lambda: gate(fake)["waiting"] == 2, "two lines held at the gate", timeout=120)
+        running = c.batches.retrieve(batch.id)
+        assert (running.status, running.request_counts.completed) == ("in_progress", 5)
+        cancelled = c.batches.cancel(batch.id)
+        assert cancelled.status == "cancelled"
+    finally:
+        gate(fake, True)
+    # The Ray tasks of the held lines were cancelled: their requests ended without taking an answer.
+    until(lambda: gate(fake)["waiting"] == 0, "the held lines' requests to end")
+    time.sleep(0.2)
+    answered = httpx.get(f"{fake.url}/_fake/marks").json()
+    assert {m for m in answered if re.fullmatch(r"r\d+", m)} == {f"r{i}" for i in range(5)}
+    assert [line["custom_id"] for line in file_lines(c, cancelled.output_file_id)] == [
+        f"r{i}" for i in range(5)
+    ]
+    errors = file_lines(c, cancelled.error_file_id)
+    assert [line["custom_id"] for line in errors] == [f"r{i}" for i in range(5, 30)]
+    assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+    jobs = httpx.get(f"{server.url}/v1/jobs", params={"kind": "batches.run"}).json()["data"]
+    assert sorted(job["status"] for job in jobs) == ["cancelled", "completed"]  # the echo batch's, this one's
