@@ -48,7 +48,11 @@ def run_config(upstream: ServerProcess, state: Path) -> dict[str, Any]:
         "image_name": "batch-agents-in-process",
         "providers": {
             "inference": [
-                {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{upstream.url}/v1"}}
+                {
+                    "provider_id": "fake",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{upstream.url}/v1"},
+                }
             ],
             "files": [
                 {
@@ -58,7 +62,11 @@ def run_config(upstream: ServerProcess, state: Path) -> dict[str, Any]:
                 }
             ],
             "datasetio": [
-                {"provider_id": "localfs", "provider_type": "inline::localfs", "config": {"kvstore": sqlite("ds.db")}}
+                {
+                    "provider_id": "localfs",
+                    "provider_type": "inline::localfs",
+                    "config": {"kvstore": sqlite("ds.db")},
+                }
             ],
             "agents": [
                 {
@@ -102,7 +110,11 @@ async def call(http: aiohttp.ClientSession, method: str, path: str, **kw: Any) -
 
 
 async def dataset(http: aiohttp.ClientSession, dataset_id: str, rows: list[dict[str, Any]]) -> None:
-    body = {"dataset_id": dataset_id, "purpose": "eval/messages-answer", "source": {"type": "rows", "rows": rows}}
+    body = {
+        "dataset_id": dataset_id,
+        "purpose": "eval/messages-answer",
+        "source": {"type": "rows", "rows": rows},
+    }
     status, doc = await call(http, "POST", "/v1/datasets", json=body)
     assert status == 200, doc
 
@@ -132,7 +144,9 @@ async def test_runs_that_cannot_work_are_refused_naming_the_field(http: aiohttp.
     assert status == 404 and "no-such-agent" in text and "agent_id" in text
     status, text = await refused({"dataset_id": "questions"})
     assert status == 400 and "agent_id" in text and "agent_config" in text
-    status, text = await refused({"agent_config": {"model": "nope", "instructions": "x"}, "dataset_id": "questions"})
+    status, text = await refused(
+        {"agent_config": {"model": "nope", "instructions": "x"}, "dataset_id": "questions"}
+    )
     assert status in (400, 404) and "agent_config.model" in text
     status, text = await refused({"agent_id": agent_id})
     assert status == 400 and "dataset_id" in text and "input_file_id" in text
@@ -150,11 +164,18 @@ async def test_runs_that_cannot_work_are_refused_naming_the_field(http: aiohttp.
     status, text = await call(http, "GET", f"{BATCH}/job-unknown")
     assert status == 404 and "job-unknown" in error_of(text)
     listed = await call(http, "GET", BATCH)
-    assert listed == (200, {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False})
+    assert listed == (
+        200,
+        {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False},
+    )
 
 
-async def test_a_small_run_over_a_dataset_ends_with_a_results_row_per_row(http: aiohttp.ClientSession) -> None:
-    rows = [{"question": f"q{i}"} for i in range(5)] + [{"messages": [{"role": "user", "content": "from messages"}]}]
+async def test_a_small_run_over_a_dataset_ends_with_a_results_row_per_row(
+    http: aiohttp.ClientSession,
+) -> None:
+    rows = [{"question": f"q{i}"} for i in range(5)] + [
+        {"messages": [{"role": "user", "content": "from messages"}]}
+    ]
     await dataset(http, "qs", rows)
     body = {
         "agent_config": {"model": "ok", "instructions": "be brief"},
@@ -246,7 +267,9 @@ def test_a_turn_becomes_a_results_row_with_its_tool_calls_and_first_error() -> N
     assert row["error"] == {"type": "ToolError", "message": "fail: boom", "status_code": None}
     assert [s["step_type"] for s in row["steps"]] == ["tool_execution"]
 
-    violation = SafetyViolation(violation_level="error", user_message="no PII please", metadata={"rule": "pii"})
+    violation = SafetyViolation(
+        violation_level="error", user_message="no PII please", metadata={"rule": "pii"}
+    )
     shielded = turn_result(_turn(ShieldCallStep(turn_id="t1", step_id="sh", violation=violation)))
     assert shielded["status"] == "failed" and shielded["error"]["type"] == "ShieldViolation"
     assert shielded["error"]["message"] == "no PII please"
