@@ -99,6 +99,7 @@ MODELS = [
     "guard",
     "toolcap",
     "twocalls",
+    "tools1",
     "tools3",
     "gated",
 ]
