@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,10 @@ def run_config(upstream: ServerProcess, state: Path) -> dict[str, Any]:
             ],
         },
         "metadata_store": sqlite("registry.db"),
-        "models": [{"model_id": "ok", "provider_id": "fake", "provider_model_id": "ok"}],
+        "models": [
+            {"model_id": "ok", "provider_id": "fake", "provider_model_id": "ok"},
+            {"model_id": "echo", "provider_id": "fake", "provider_model_id": "echo"},
+        ],
         "jobs": {"progress_interval": 0.1, "poll_seconds": 0.2},
     }
 
@@ -214,6 +218,37 @@ async def test_a_small_run_over_a_dataset_ends_with_a_results_row_per_row(
     assert jobs["data"][0]["id"] == job["id"] and jobs["data"][0]["progress"] == {"done": 6, "total": 6}
     status, doc = await call(http, "POST", f"{BATCH}/{job['id']}/cancel")
     assert status == 409 and "completed already" in error_of(doc)
+
+
+async def finished(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        _, job = await call(http, "GET", f"{BATCH}/{job_id}")
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {job_id} did not end")
+
+
+async def test_the_rows_run_with_the_provider_data_the_run_was_created_with(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """X-LlamaStack-Provider-Data (a caller's own upstream key) reaches every row's model call, as it would
+    the same turn sent alone; it is kept only while the run goes on, never in the job's params."""
+    await dataset(http, "one", [{"input": "hi"}])
+    header = {"X-LlamaStack-Provider-Data": json.dumps({"vllm_api_token": "caller-token"})}
+    body = {"agent_config": {"model": "echo", "instructions": "x"}, "dataset_id": "one"}
+    status, job = await call(http, "POST", BATCH, json=body, headers=header)
+    assert status == 200, job
+    job = await finished(http, job["id"])
+    assert job["status"] == "completed", job
+    status, page = await call(http, "GET", f"/v1/datasetio/iterrows/{job['results_dataset_id']}")
+    [row] = page["data"]
+    assert json.loads(row["output"])["_authorization"] == "Bearer caller-token"
+    status, record = await call(http, "GET", f"/v1/jobs/{job['id']}")
+    assert "caller-token" not in json.dumps(record)
+    with sqlite3.connect(tmp_path / "state" / "agents.db") as db:
+        keys = [key for (key,) in db.execute("SELECT key FROM kvstore").fetchall()]
+    assert keys and not [key for key in keys if key.startswith("batch_agents:")]  # forgotten at the end
 
 
 def test_the_turn_of_a_row_is_its_messages_or_its_input() -> None:

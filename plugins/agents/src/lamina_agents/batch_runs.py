@@ -40,6 +40,7 @@ from lamina.apis.files import FileIdRequest
 from lamina.apis.jobs import Job
 from lamina.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
 from lamina.jobs import JobContext
+from lamina.request_context import PROVIDER_DATA
 from lamina_agents.batch_rows import ROW_WORK, RowError, turn_messages
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 JOB_KIND = "agents.batch"
 PAGE_ROWS = 1000
 MAX_ROWS = 100_000  # rows in one run: they are checked, and their messages held, in memory
+_PROVIDER_DATA = "batch_agents:provider_data:"  # agents store key prefix of a run's provider data
 
 
 class BatchRuns:
@@ -107,6 +109,13 @@ class BatchRuns:
             "total": len(rows),
             "metadata": request.metadata,
         }
+        provider_data = PROVIDER_DATA.get()
+        if provider_data is not None:
+            # The rows' provider calls see the create request's provider data (a caller's own upstream
+            # key), as its own calls would; kept in the agents store, not in the job's params, which
+            # /v1/jobs shows to anyone, and only until the run ends.
+            params["provider_data_key"] = f"{_PROVIDER_DATA}{uuid.uuid4().hex}"
+            await self.agents.db.kv.set(params["provider_data_key"], json.dumps(provider_data))
         job = await self.jobs.submit(JOB_KIND, params, total=len(rows))
         log.info("batch_agent_run_created", job_id=job.id, agent_id=agent_id, rows=len(rows), results=results)
         return await self._shown(job)
@@ -140,7 +149,13 @@ class BatchRuns:
             job = await self.jobs.cancel(job.id)  # waits for the handler here to stop
         except ConflictError:
             job = await self.jobs.get(job.id)  # it ended meanwhile
+        await self._forget_provider_data(job)
         return await self._shown(job)
+
+    async def _forget_provider_data(self, job: Job) -> None:
+        key = job.params.get("provider_data_key")
+        if key is not None:
+            await self.agents.db.kv.delete(key)
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -292,6 +307,19 @@ class BatchRuns:
     # -- the job ---------------------------------------------------------------------------------
 
     async def _run(self, ctx: JobContext) -> dict[str, Any]:
+        key = ctx.params.get("provider_data_key")
+        if key is not None:  # this task's context only: the job runs in a task of its own
+            saved = await self.agents.db.kv.get(key)
+            PROVIDER_DATA.set(json.loads(saved) if saved is not None else None)
+        try:
+            result = await self._rows(ctx)
+        except Exception:  # the run failed: it will not run again
+            await self._forget_provider_data(ctx.job)
+            raise
+        await self._forget_provider_data(ctx.job)  # a cancelled run's is forgotten by cancel()
+        return result
+
+    async def _rows(self, ctx: JobContext) -> dict[str, Any]:
         params = ctx.params
         results, total = params["results_dataset_id"], params["total"]
         finished = await self._results(results)
