@@ -163,6 +163,9 @@ async def test_runs_that_cannot_work_are_refused_naming_the_field(http: aiohttp.
     assert status == 400 and "input_column" in text and "row 1" in text and "empty" in text
     status, text = await refused({"agent_id": agent_id, "input_file_id": "file-nope"})
     assert status == 400 and "input_file_id" in text and "file-nope" in text
+    body = {"agent_id": agent_id, "dataset_id": "questions", "input_column": "question"}
+    status, text = await refused({**body, "results_dataset_id": "blank"})
+    assert status == 409 and "results_dataset_id" in text and "exists already" in text
     status, text = await refused({"agent_id": agent_id, "dataset_id": "questions", "max_concurrency": 0})
     assert status == 400 and "max_concurrency" in text
     status, text = await call(http, "GET", f"{BATCH}/job-unknown")

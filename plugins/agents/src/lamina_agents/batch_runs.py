@@ -227,6 +227,16 @@ class BatchRuns:
         return b"".join([chunk async for chunk in content.chunks]) if content.chunks is not None else b""
 
     async def _register_results(self, dataset_id: str, agent_id: str, source: tuple[str, str]) -> None:
+        try:
+            await self.datasetio.datasets.get_dataset(GetDatasetRequest(dataset_id=dataset_id))
+        except NotFoundError:
+            pass
+        else:  # its rows would read as finished rows of this run
+            raise ConflictError(
+                f"results_dataset_id: dataset {dataset_id!r} exists already; a run's results go to a new "
+                "dataset: pick another id, or leave it out for a new one",
+                param="results_dataset_id",
+            )
         request = RegisterDatasetRequest(
             dataset_id=dataset_id,
             purpose="eval/messages-answer",
