@@ -25,11 +25,13 @@ from lamina.apis.agents import ShieldCallStep, ToolExecutionStep, ToolResponse, 
 from lamina.apis.inference import CompletionMessage, ToolCall, UserMessage
 from lamina.apis.safety import SafetyViolation
 from lamina.config import parse_run_config
+from lamina.jobs import WorkApis, work_function
 from lamina.plugins import PluginManager
 from lamina.server.app import create_app
+from lamina.specs import Api
 from lamina.stack import Stack
 from lamina.testing.processes import ServerProcess, fake_openai_server
-from lamina_agents.batch_rows import RowError, turn_messages, turn_result
+from lamina_agents.batch_rows import ROW_WORK, RowError, turn_messages, turn_result
 
 BATCH = "/v1/batch-agents/jobs"
 
@@ -87,9 +89,9 @@ def run_config(upstream: ServerProcess, state: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def http(
+async def served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upstream: ServerProcess
-) -> AsyncIterator[aiohttp.ClientSession]:
+) -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
     monkeypatch.setenv("LAMINA_HOME", str(tmp_path / "home"))
     pm = PluginManager(
         strict=True, allow=("openai_compat", "localfs", "datasetio-localfs", "agents"), deny=(), trace=False
@@ -103,9 +105,14 @@ async def http(
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as session:
-            yield session
+            yield stack, session
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+def http(served: tuple[Stack, aiohttp.ClientSession]) -> aiohttp.ClientSession:
+    return served[1]
 
 
 async def call(http: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> tuple[int, Any]:
@@ -252,6 +259,30 @@ async def test_the_rows_run_with_the_provider_data_the_run_was_created_with(
     with sqlite3.connect(tmp_path / "state" / "agents.db") as db:
         keys = [key for (key,) in db.execute("SELECT key FROM kvstore").fetchall()]
     assert keys and not [key for key in keys if key.startswith("batch_agents:")]  # forgotten at the end
+
+
+async def test_the_work_function_of_a_row_needs_only_the_agents_api(
+    served: tuple[Stack, aiohttp.ClientSession],
+) -> None:
+    """What lets an executor run rows in a worker: ``run_row`` reaches the stack through ``apis[Api.agents]``
+    alone (any other API would raise KeyError here), takes and returns JSON."""
+    stack, http = served
+    agent_id = await agent(http)
+    only_agents = WorkApis(stack.routers, {Api.agents})
+    item = {
+        "index": 3,
+        "agent_id": agent_id,
+        "session_name": "w",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    row = await work_function(ROW_WORK)(only_agents, json.loads(json.dumps(item)))
+    assert json.loads(json.dumps(row)) == row
+    assert (row["row_index"], row["status"], row["error"]) == (3, "completed", None)
+    assert row["output"].startswith("tok0@") and row["session_id"] and row["turn_id"]
+    # a row whose agent is gone is a failed results row, not an exception
+    gone = await work_function(ROW_WORK)(only_agents, {**item, "agent_id": "deleted-agent"})
+    assert gone["status"] == "failed" and gone["error"]["status_code"] == 404
+    assert "deleted-agent" in gone["error"]["message"]
 
 
 def test_the_turn_of_a_row_is_its_messages_or_its_input() -> None:
