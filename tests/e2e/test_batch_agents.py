@@ -76,7 +76,10 @@ def run_config(fake: ServerProcess, mcp: ServerProcess, state: Path) -> dict[str
             ],
         },
         "metadata_store": sqlite("registry.db"),
-        "models": [{"model_id": MODEL, "provider_id": "fake", "provider_model_id": "tools1"}],
+        "models": [
+            {"model_id": MODEL, "provider_id": "fake", "provider_model_id": "tools1"},
+            {"model_id": "fake/ok", "provider_id": "fake", "provider_model_id": "ok"},
+        ],
         "shields": [{"shield_id": "pii", "provider_id": "rules"}],
         "tool_groups": [
             {"toolgroup_id": "mcp::t", "provider_id": "mcp", "mcp_endpoint": {"uri": f"{mcp.url}/mcp"}}
@@ -219,6 +222,30 @@ def test_a_100_row_run_over_a_dataset_produces_a_results_dataset(
         "completed",
         {"done": 100, "total": 100},
     )
+
+
+def test_a_tool_that_fails_is_recorded_in_each_row_and_the_run_completes(
+    start: Callable[[], tuple[ServerProcess, LlamaStackClient]],
+) -> None:
+    """The MCP server's ``fail`` tool raises: the turn goes on (the model hears the error and answers), and
+    the row is recorded failed with the tool call's error."""
+    _, c = start()
+    config = {
+        "model": "fake/ok",  # calls the tool its tool_choice names, then answers
+        "instructions": "Use the tools.",
+        "toolgroups": ["mcp::t"],
+        "tool_config": {"tool_choice": "fail"},
+    }
+    lines = "".join(json.dumps({"input": f"try {i}"}) + "\n" for i in range(3))
+    file_id = c.files.create(file=("rows.jsonl", lines.encode()), purpose="batch").id  # type: ignore[arg-type]
+    run = create_run(c, agent_config=config, input_file_id=file_id)
+    done = ended(c, run["id"])
+    assert (done["status"], done["row_counts"]) == ("completed", {"total": 3, "completed": 0, "failed": 3})
+    for row in results(c, run["results_dataset_id"]):
+        [call] = row["tool_calls"]
+        assert call["tool_name"] == "fail" and call["error"], call
+        assert row["status"] == "failed" and row["error"]["type"] == "ToolError" and row["output"]
+        assert [s["step_type"] for s in row["steps"]] == ["inference", "tool_execution", "inference"]
 
 
 def test_cancel_mid_run_ends_cancelled_with_the_finished_rows(
