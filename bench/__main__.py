@@ -14,6 +14,7 @@ BENCHMARKS = {
     "agents": "agent turns with 3 MCP tool calls: the loop's own time per step, CPU per turn, 200 at once",
     "scoring": "basic::equality (score, score-batch) and basic::bfcl (score) rows/s via the API, one core",
     "eval": "run_eval rows/s to completion through the API on one core, against the fake upstream",
+    "batch-agents": "a batch agent run's rows/s via the API on one core: no tools, an MCP tool call per row",
     "batches": "a 10,000-line chat batch: lines/s in-process (and on Ray: --executors inline,ray1,ray2), "
     "interactive p50 idle vs while it runs",
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run bench agents --responses --out docs/benchmarks.md")
         print("                               hatch run bench scoring (~1 min)")
         print("                               hatch run bench eval (~1 min)")
+        print("                               hatch run dev:bench batch-agents (~2 min)")
         print("                               hatch run bench datasets (~5 min; writes 1 GB to /tmp)")
         print(
             "                               hatch run dev:bench telemetry --out docs/benchmarks.md (~2 min)"
@@ -80,6 +82,10 @@ def main(argv: list[str]) -> int:
         from bench.scoring import main as scoring
 
         return scoring(argv[1:])
+    if argv[0] == "batch-agents":
+        from bench.batch_agents import main as batch_agents
+
+        return batch_agents(argv[1:])
     if argv[0] == "eval":
         from bench.eval import main as eval_bench
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lamina.apis.agents import Agents, AgentsProvider
+from lamina.apis.agents import Agents, AgentsProvider, BatchAgents
 from lamina.apis.batches import Batches, BatchesProvider
 from lamina.apis.datasets import DatasetIO, DatasetIOProvider, Datasets
 from lamina.apis.eval import Benchmarks, Eval, EvalProvider
@@ -219,7 +219,7 @@ API_TABLE: tuple[ApiEntry, ...] = (
         _scoring,
     ),
     # Last: an agent runs on every API above (its provider gets their routers as deps).
-    ApiEntry(Api.agents, (Agents, Responses), AgentsProvider, None, _agents),
+    ApiEntry(Api.agents, (Agents, Responses, BatchAgents), AgentsProvider, None, _agents),
     # After agents: an eval runs model candidates through Inference, agent candidates through Agents,
     # reads rows through DatasetIO and scores through Scoring.
     ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),

@@ -30,6 +30,7 @@ from lamina.apis.inference import (
     ToolResponseMessage,
     UserMessage,
 )
+from lamina.apis.jobs import JobStatus
 from lamina.apis.responses import (
     CreateResponseRequest,
     InputItemList,
@@ -336,6 +337,78 @@ class AgentStepResponse(BaseModel):
     step: Step
 
 
+# -- batch agents: an agent over the rows of a dataset or a JSONL file, as a job -------------------
+
+
+class BatchAgentRowCounts(BaseModel):
+    total: int = Field(description="Rows in the run.")
+    completed: int = Field(default=0, description="Rows whose turn ended with an answer and no error.")
+    failed: int = Field(
+        default=0, description="Rows with an error (upstream, tool, shield violation): see their results row."
+    )
+
+
+class CreateBatchAgentJobRequest(BaseModel):
+    """Run an agent over rows: one session per row, the row's input as the user turn.
+
+    The agent is a registered ``agent_id`` or an inline ``agent_config`` (created as an agent for the
+    run, so its sessions and turns stay readable); the rows are a registered dataset (``dataset_id``) or
+    a JSONL file of the Files API (``input_file_id``), one JSON object a line. A row's turn is its
+    ``messages_column`` (a list of user messages, or that list as JSON text) when it has one, else its
+    ``input_column`` (text) as one user message."""
+
+    agent_id: str | None = Field(default=None, description="A registered agent (or give agent_config).")
+    agent_config: AgentConfig | None = Field(default=None, description="An agent for this run (or agent_id).")
+    dataset_id: str | None = Field(default=None, description="A registered dataset (or input_file_id).")
+    input_file_id: str | None = Field(default=None, description="A JSONL file's id (or dataset_id).")
+    input_column: str = Field(default="input", min_length=1, description="The column holding a row's input.")
+    messages_column: str = Field(
+        default="messages", min_length=1, description="The column holding a row's messages, when it has them."
+    )
+    results_dataset_id: str | None = Field(
+        default=None, description="The dataset the results rows go to (absent: batch-agents-<hex>-results)."
+    )
+    max_concurrency: int = Field(default=4, ge=1, le=64, description="Rows run at once.")
+    metadata: dict[str, str] | None = Field(default=None, description="Kept with the job, for you.")
+
+
+class BatchAgentJob(BaseModel):
+    """A batch agent run: a job of the job system (``GET /v1/jobs/{id}`` shows the same id)."""
+
+    object: Literal["batch_agent_job"] = "batch_agent_job"
+    id: str
+    status: JobStatus
+    agent_id: str
+    dataset_id: str | None = None
+    input_file_id: str | None = None
+    input_column: str
+    messages_column: str
+    results_dataset_id: str
+    row_counts: BatchAgentRowCounts
+    created_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    error: str | None = Field(default=None, description="Why the run failed or was cancelled.")
+    metadata: dict[str, str] | None = None
+
+
+class ListBatchAgentJobsRequest(BaseModel):
+    after: str | None = Field(default=None, description="A job id: the page after it (a page's last_id).")
+    limit: int = Field(default=20, ge=1, le=1000)
+
+
+class ListBatchAgentJobsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchAgentJob]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class BatchAgentJobRequest(BaseModel):
+    job_id: str = Field(min_length=1)
+
+
 # -- the API -------------------------------------------------------------------------------------
 
 _SESSION = "/v1/agents/{agent_id}/session/{session_id}"
@@ -427,6 +500,33 @@ class Agents(Protocol):
         ...
 
 
+_BATCH = "/v1/batch-agents/jobs"
+
+
+class BatchAgents(Protocol):
+    """Batch agents: an agent over the rows of a dataset or a JSONL file, as a job (docs/batch-agents.md)."""
+
+    @webmethod("POST", _BATCH, request=CreateBatchAgentJobRequest, response=BatchAgentJob)
+    async def create_batch_agent_job(self, request: CreateBatchAgentJobRequest) -> BatchAgentJob:
+        """Start a batch agent run: each row's turn in a session of its own; results to a dataset."""
+        ...
+
+    @webmethod("GET", _BATCH, request=ListBatchAgentJobsRequest, response=ListBatchAgentJobsResponse)
+    async def list_batch_agent_jobs(self, request: ListBatchAgentJobsRequest) -> ListBatchAgentJobsResponse:
+        """List batch agent runs, newest first, a page at a time."""
+        ...
+
+    @webmethod("GET", f"{_BATCH}/{{job_id}}", request=BatchAgentJobRequest, response=BatchAgentJob)
+    async def get_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
+        """A batch agent run: its status and row counts."""
+        ...
+
+    @webmethod("POST", f"{_BATCH}/{{job_id}}/cancel", request=BatchAgentJobRequest, response=BatchAgentJob)
+    async def cancel_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
+        """Cancel a batch agent run: rows in flight stop; finished rows stay in its results dataset."""
+        ...
+
+
 class AgentsProvider(Protocol):
     """What an agents provider implements: every ``Agents`` and ``Responses`` method, with the same
     requests and answers.
@@ -447,7 +547,11 @@ class AgentsProvider(Protocol):
     - ``create_openai_response`` answers a ``ResponseObject``, or (``stream``) an async iterator of
       ``ResponseStreamChunk`` events numbered by ``sequence_number``; stored responses (unless
       ``store`` is false) live in the provider's ``responses_store`` (``lamina.storage.responses_store``)
-      and unknown ids raise ``NotFoundError``.
+      and unknown ids raise ``NotFoundError``;
+    - ``create_batch_agent_job`` checks the agent and every row before it submits a job (a 4xx naming
+      the field otherwise), registers the results dataset and answers the scheduled run; the run's rows
+      go through the job's work items (``lamina.jobs.work``), a failed row is a results row with its
+      error, not a failed run; ids of unknown runs (or jobs of other kinds) raise ``NotFoundError``.
     """
 
     async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse: ...
@@ -493,3 +597,15 @@ class AgentsProvider(Protocol):
     async def delete_openai_response(self, request: ResponseIdRequest) -> ResponseDeleted: ...
 
     async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList: ...
+
+    # -- batch agents (BatchAgents): a job of the job system per run ------------------------------
+
+    async def create_batch_agent_job(self, request: CreateBatchAgentJobRequest) -> BatchAgentJob: ...
+
+    async def list_batch_agent_jobs(
+        self, request: ListBatchAgentJobsRequest
+    ) -> ListBatchAgentJobsResponse: ...
+
+    async def get_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob: ...
+
+    async def cancel_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob: ...

@@ -1,4 +1,4 @@
-"""The agents router: every Agents and Responses route goes to one agents provider.
+"""The agents router: every Agents, Responses and BatchAgents route goes to one agents provider.
 
 Agent, session and turn ids carry no provider, so, as with Files, the first provider listed under
 ``providers.agents`` serves every route (a warning names the others, unused).
@@ -17,10 +17,15 @@ from lamina.apis.agents import (
     AgentTurnCreateRequest,
     AgentTurnResponseStreamChunk,
     AgentTurnResumeRequest,
+    BatchAgentJob,
+    BatchAgentJobRequest,
     CreateAgentRequest,
     CreateAgentSessionRequest,
+    CreateBatchAgentJobRequest,
     GetAgentSessionRequest,
     ListAgentSessionsRequest,
+    ListBatchAgentJobsRequest,
+    ListBatchAgentJobsResponse,
     PageRequest,
     PaginatedResponse,
     Session,
@@ -104,3 +109,17 @@ class AgentsRouter(SingleProviderRouter):
 
     async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList:
         return await self.provider.list_openai_response_input_items(request)
+
+    # -- batch agents: the agents provider runs them as jobs -------------------------------------
+
+    async def create_batch_agent_job(self, request: CreateBatchAgentJobRequest) -> BatchAgentJob:
+        return await self.provider.create_batch_agent_job(request)
+
+    async def list_batch_agent_jobs(self, request: ListBatchAgentJobsRequest) -> ListBatchAgentJobsResponse:
+        return await self.provider.list_batch_agent_jobs(request)
+
+    async def get_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
+        return await self.provider.get_batch_agent_job(request)
+
+    async def cancel_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
+        return await self.provider.cancel_batch_agent_job(request)

@@ -28,7 +28,9 @@ Not a model: it answers instantly with canned text. The requested model name pic
   conversation says how far it is, so concurrent turns do not disturb each other
 - ``gated``: like ``ok``, but waits while the gate is closed: ``POST /_fake/gate {"open": false}`` closes
   it (requests of ``gated`` then wait), ``{"open": true}`` opens it; both, and ``GET /_fake/gate``, answer
-  ``{"open": bool, "waiting": <requests waiting>}``. A test holds a batch's lines in flight with it
+  ``{"open": bool, "waiting": <requests waiting>}``. A test holds a batch's lines in flight with it.
+  A directive ``[[gate]]`` in the messages makes a request of any model wait at the gate the same way
+  (a batch agent run's rows that say so are held, whatever the agent's model)
 - ``guard``: stands in for a Llama Guard model, deterministically. It looks through the text of the
   request's messages for directives ``[[guard:<answer>]]`` and answers the ``<answer>`` of the LAST
   one verbatim, with each backslash-n pair turned into a newline: a user message containing
@@ -100,6 +102,7 @@ MODELS = [
     "guard",
     "toolcap",
     "twocalls",
+    "tools1",
     "tools3",
     "gated",
 ]
@@ -111,6 +114,7 @@ _ARGS_DIRECTIVE = re.compile(r"\[\[args:(.*?)\]\]", re.DOTALL)
 _DELAY_DIRECTIVE = re.compile(r"\[\[delay:([0-9.]+)\]\]")
 _SCRIPT_DIRECTIVE = re.compile(r"\[\[script:([^\]]+)\]\]")
 _MARK_DIRECTIVE = re.compile(r"\[\[mark:(.*?)\]\]")
+_GATE_DIRECTIVE = re.compile(r"\[\[(gate)\]\]")
 _ids = itertools.count(1)
 
 
@@ -383,7 +387,7 @@ def make_app(slow_seconds: float = 5.0, chunk_interval: float = 0.0) -> web.Appl
             )
         if model == "slow":
             await asyncio.sleep(slow_seconds)
-        if model == "gated" and not gate.is_set():
+        if (model == "gated" or _directive(_GATE_DIRECTIVE, body)) and not gate.is_set():
             waiting[0] += 1
             try:
                 await gate.wait()

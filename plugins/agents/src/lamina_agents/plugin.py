@@ -20,10 +20,12 @@ def lamina_agents_providers() -> list[ProviderSpec]:
             config_class="lamina_agents.config:MetaReferenceAgentsImplConfig",
             factory="lamina_agents.provider:create_provider",
             api_dependencies=[Api.inference],
-            optional_api_dependencies=[Api.safety, Api.tool_runtime, Api.vector_io],
+            # DatasetIO and Files: batch agent runs read their rows and write their results through them.
+            optional_api_dependencies=[Api.safety, Api.tool_runtime, Api.vector_io, Api.datasetio, Api.files],
             description=(
                 "Agents (Llama Stack's Agents API): an agent loop over inference, tools, shields and "
-                "RAG; agents, sessions, turns and steps kept in a KV store (SQLite or Postgres)."
+                "RAG; agents, sessions, turns and steps kept in a KV store (SQLite or Postgres); batch agent "
+                "runs over a dataset or a JSONL file as resumable jobs."
             ),
         )
     ]

@@ -39,11 +39,16 @@ from lamina.apis.agents import (
     AgentTurnResponseTurnCompletePayload,
     AgentTurnResponseTurnStartPayload,
     AgentTurnResumeRequest,
+    BatchAgentJob,
+    BatchAgentJobRequest,
     CreateAgentRequest,
     CreateAgentSessionRequest,
+    CreateBatchAgentJobRequest,
     GetAgentSessionRequest,
     InferenceStep,
     ListAgentSessionsRequest,
+    ListBatchAgentJobsRequest,
+    ListBatchAgentJobsResponse,
     MemoryRetrievalStep,
     PageRequest,
     PaginatedResponse,
@@ -75,6 +80,7 @@ from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore
 from lamina.telemetry import spans
 from lamina_agents import engine as E
+from lamina_agents.batch_runs import BatchRuns
 from lamina_agents.config import MetaReferenceAgentsImplConfig
 from lamina_agents.responses_facade import ResponsesFacade
 from lamina_agents.store import (
@@ -146,8 +152,10 @@ class MetaReferenceAgentsImpl(ProviderBase):
             getattr(vector_io, "vector_stores", None),
             self.tool_runtime,
         )
+        self.batch_runs = BatchRuns(self, context.jobs, deps.get(Api.datasetio), deps.get(Api.files))
 
     async def initialize(self) -> None:
+        self.batch_runs.register()  # before the scheduler starts: a stopped server's runs find it
         kv_config = self.config.persistence_store or SqliteKVStoreConfig(
             db_path=str(self.context.state_dir / "agents_store.db")
         )
@@ -185,6 +193,31 @@ class MetaReferenceAgentsImpl(ProviderBase):
 
     async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList:
         return await self.responses.input_items(request)
+
+    # -- batch agents (lamina_agents.batch_runs) ---------------------------------------------------
+
+    async def create_batch_agent_job(self, request: CreateBatchAgentJobRequest) -> BatchAgentJob:
+        return await self.batch_runs.create(request)
+
+    async def list_batch_agent_jobs(self, request: ListBatchAgentJobsRequest) -> ListBatchAgentJobsResponse:
+        return await self.batch_runs.list(request)
+
+    async def get_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
+        return await self.batch_runs.get(request)
+
+    async def cancel_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
+        return await self.batch_runs.cancel(request)
+
+    async def check_agent(self, agent_id: str) -> None:
+        """404 naming ``agent_id`` when there is no such agent."""
+        await self._agent(agent_id)
+
+    async def check_config(self, config: AgentConfig) -> None:
+        """A 4xx naming the field when an agent with ``config`` could not run a turn (unknown model...)."""
+        await self._preflight(config)
+
+    async def create_agent_from_config(self, config: AgentConfig) -> AgentCreateResponse:
+        return await self.create_agent(CreateAgentRequest(agent_config=config))
 
     # -- agents and sessions ------------------------------------------------------------------------
 
@@ -520,7 +553,10 @@ class MetaReferenceAgentsImpl(ProviderBase):
                         call_id=result.call_id,
                         tool_name=result.name,
                         content=result.content,
-                        metadata=result.metadata,
+                        # A tool that failed says so in the metadata (its content is the model's error text).
+                        metadata=result.metadata
+                        if result.error is None
+                        else {**(result.metadata or {}), "error": result.error},
                     )
                 ],
             )
