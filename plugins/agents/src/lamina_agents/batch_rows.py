@@ -34,7 +34,7 @@ from lamina.apis.agents import (
 )
 from lamina.apis.common import content_to_text
 from lamina.apis.inference import ToolResponseMessage, UserMessage
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, describe_validation_error
 from lamina.specs import Api
 
 log = structlog.get_logger(__name__)
@@ -66,11 +66,9 @@ def turn_messages(row: Any, index: int, input_column: str, messages_column: str)
         try:
             parsed = _MESSAGES.validate_python(messages)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
             raise RowError(
                 f"row {index}: column '{messages_column}' is not a list of user or tool messages "
-                f"({where}: {first['msg']})"
+                f"({describe_validation_error(exc, limit=1)})"
             ) from None
         return [m.model_dump(mode="json", exclude_none=True) for m in parsed]
     if input_column not in row:
