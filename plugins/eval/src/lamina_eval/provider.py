@@ -29,33 +29,27 @@ from collections import deque
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from lamina.apis.agents import (
     AgentRequest,
-    AgentTurnCreateRequest,
     CreateAgentRequest,
-    CreateAgentSessionRequest,
 )
-from lamina.apis.common import content_to_text
 from lamina.apis.datasets import IterRowsRequest
 from lamina.apis.eval import Benchmark, BenchmarkConfig, EvalJob, EvaluateResponse
-from lamina.apis.inference import ChatCompletionRequest, CompletionRequest
 from lamina.apis.jobs import Job, JobStatus
 from lamina.apis.scoring import LLMAsJudgeScoringFnParams, ScoreRequest, ScoringResult
 from lamina.errors import (
     BadRequestError,
     ConflictError,
     NotFoundError,
-    UpstreamError,
-    describe_validation_error,
 )
+from lamina.jobs import JobContext
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.routers.scoring_aggregation import Aggregator
 from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore, prefix_end
-from lamina_eval.columns import RowError, agent_input, model_input
+from lamina_eval.answering import ANSWER_ROW, answer
 from lamina_eval.config import MetaReferenceEvalConfig
 
 log = structlog.get_logger(__name__)
@@ -80,6 +74,8 @@ class MetaReferenceEvalProvider(ProviderBase):
         self.scoring = deps[Api.scoring]
         self.datasetio = deps.get(Api.datasetio)
         self.agents = deps.get(Api.agents)
+        # The routers a row's answer uses (lamina_eval.answering), as a work function would get them.
+        self.apis = {api: router for api, router in deps.items() if router is not None}
         self.store: Any = None
         self.rows_generated = 0  # rows sent to a candidate by this process (for tests and benchmarks)
 
@@ -171,63 +167,6 @@ class MetaReferenceEvalProvider(ProviderBase):
 
     # -- generation ----------------------------------------------------------------------------
 
-    async def _answer(
-        self, config: BenchmarkConfig, row: dict[str, Any], index: int, agent_id: str | None
-    ) -> dict[str, Any]:
-        """One row's generation: ``{generated_answer}`` (and ``context`` for an agent that retrieved)."""
-        candidate = config.eval_candidate
-        try:
-            if candidate.type == "agent":
-                return await self._answer_agent(agent_id, row, index)
-            system = candidate.system_message.model_dump() if candidate.system_message else None
-            kind, payload = model_input(row, system)
-            self.rows_generated += 1
-            if kind == "completion":
-                request = CompletionRequest(
-                    model_id=candidate.model, content=payload, sampling_params=candidate.sampling_params
-                )
-                return {"generated_answer": (await self.inference.completion(request)).content}
-            chat = ChatCompletionRequest(
-                model_id=candidate.model, messages=payload, sampling_params=candidate.sampling_params
-            )
-            response = await self.inference.chat_completion(chat)
-            return {"generated_answer": content_to_text(response.completion_message.content)}
-        except (RowError, ValidationError) as exc:
-            reason = str(exc) if isinstance(exc, RowError) else _validation_reason(exc)
-            message = f"row {index} cannot be answered: {reason}"
-            raise BadRequestError(message, param=f"rows[{index}]") from None
-        except UpstreamError as exc:
-            raise type(exc)(exc.provider_id, f"eval row {index}: {exc.message}") from None
-
-    async def _answer_agent(self, agent_id: str | None, row: dict[str, Any], index: int) -> dict:
-        assert agent_id is not None
-        messages = agent_input(row)
-        self.rows_generated += 1
-        session = await self.agents.create_agent_session(
-            CreateAgentSessionRequest(agent_id=agent_id, session_name=f"eval-row-{index}")
-        )
-        turn = await self.agents.create_agent_turn(
-            AgentTurnCreateRequest(
-                agent_id=agent_id, session_id=session.session_id, messages=messages, stream=False
-            )
-        )
-        answer: dict[str, Any] = {"generated_answer": content_to_text(turn.output_message.content)}
-        retrieved = [
-            content_to_text(r.content, separator=" ")
-            for step in turn.steps
-            if step.step_type == "tool_execution"
-            for r in step.tool_responses
-            if r.tool_name == "knowledge_search"
-        ]
-        retrieved += [
-            content_to_text(step.inserted_context, separator=" ")
-            for step in turn.steps
-            if step.step_type == "memory_retrieval"
-        ]
-        if retrieved:
-            answer["context"] = " ".join(retrieved)
-        return answer
-
     async def _answer_rows(
         self,
         config: BenchmarkConfig,
@@ -235,15 +174,30 @@ class MetaReferenceEvalProvider(ProviderBase):
         first: int,
         agent_id: str | None,
         gate: asyncio.Semaphore | None = None,
+        context: JobContext | None = None,
     ) -> list[dict[str, Any]]:
         """Answers for ``rows`` (row ``first`` onwards), ``max_concurrency`` at once (``gate``: shared
         with other chunks of the same run); the first failure cancels the rows still waiting and is
-        raised."""
+        raised. In a job (``context``) each row goes to the job's executor (``context.map``: here, or a
+        worker elsewhere); otherwise it is answered here."""
         gate = gate or asyncio.Semaphore(self.config.max_concurrency)
+        config_json = config.model_dump(mode="json") if context is not None else None
 
         async def one(i: int, row: dict[str, Any]) -> dict[str, Any]:
             async with gate:
-                return await self._answer(config, row, first + i, agent_id)
+                self.rows_generated += 1
+                if context is None:
+                    return await answer(self.apis, config, row, first + i, agent_id)
+                item = {"config": config_json, "row": row, "index": first + i, "agent_id": agent_id}
+                answered: list[dict[str, Any]] = []
+
+                async def keep(_: int, result: dict[str, Any]) -> None:
+                    answered.append(result)
+
+                # One row per map: the gate above keeps max_concurrency rows in flight across the chunks
+                # being answered at once. An eval row does not wait for clients (a job's own pace).
+                await context.map(ANSWER_ROW, [item], concurrency=1, on_result=keep, yield_to_clients=False)
+                return answered[0]
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -347,7 +301,7 @@ class MetaReferenceEvalProvider(ProviderBase):
         await self.store.set(_seq_key(benchmark_id), str(number + 1))
         return number
 
-    async def _run_job(self, context: Any) -> dict[str, Any]:
+    async def _run_job(self, context: JobContext) -> dict[str, Any]:
         """The ``eval.run`` handler: resumes from ``context.checkpoint`` ({done, total})."""
         params = context.params
         config = BenchmarkConfig.model_validate(params["benchmark_config"])
@@ -382,7 +336,7 @@ class MetaReferenceEvalProvider(ProviderBase):
 
     async def _generate(
         self,
-        context: Any,
+        context: JobContext,
         config: BenchmarkConfig,
         dataset_id: str,
         functions: list[str],
@@ -409,7 +363,9 @@ class MetaReferenceEvalProvider(ProviderBase):
                     if not page.data:  # the dataset shrank since it was counted
                         total = next_row
                         break
-                    task = asyncio.create_task(self._answer_rows(config, page.data, next_row, agent_id, gate))
+                    task = asyncio.create_task(
+                        self._answer_rows(config, page.data, next_row, agent_id, gate, context)
+                    )
                     in_flight.append((next_row, page.data, task))
                     next_row += len(page.data)
                 if not in_flight:
@@ -529,10 +485,6 @@ def _eval_job(number: str, job: Job) -> EvalJob:
         progress=job.progress.model_dump(),
         error=job.error,
     )
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    return f"its messages do not validate ({describe_validation_error(exc, limit=1)})"
 
 
 def _seq_key(benchmark_id: str) -> str:

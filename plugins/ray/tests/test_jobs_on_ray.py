@@ -1,7 +1,9 @@
-"""OpenAI batches through real ``lamina run`` processes driven by the OpenAI SDK, their lines run by the
-ray executor on a real local Ray cluster of two nodes (conftest.py): the same 1,000-line batch completes
-on Ray exactly as on the inline executor, and a batch cancelled mid-way ends ``cancelled`` with partial
-output. The upstream is the fake OpenAI server (its ``gated`` model holds lines in flight on demand)."""
+"""Jobs whose work items run on the ray executor, on a real local Ray cluster of two nodes (conftest.py),
+through real ``lamina run`` processes: OpenAI batches driven by the OpenAI SDK (the same 1,000-line batch
+completes on Ray exactly as on the inline executor; a batch cancelled mid-way ends ``cancelled`` with
+partial output) and an eval run driven by llama-stack-client (its rows answered on the actors, scored as
+inline). The upstream is the fake OpenAI server (its ``gated`` model holds lines in flight on demand,
+its ``guard`` model answers the ``[[guard:...]]`` directive of a prompt)."""
 
 from __future__ import annotations
 
@@ -227,3 +229,151 @@ def test_a_batch_on_ray_carries_provider_data_and_cancelled_mid_way_ends_cancell
     assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
     jobs = httpx.get(f"{server.url}/v1/jobs", params={"kind": "batches.run"}).json()["data"]
     assert sorted(job["status"] for job in jobs) == ["cancelled", "completed"]  # the echo batch's, this one's
+
+
+def eval_run_config(fake: ServerProcess, state: Path, executor: dict[str, Any] | None) -> dict[str, Any]:
+    jobs: dict[str, Any] = {"store": {"type": "sqlite", "db_path": str(state / "jobs.db")}}
+    if executor is not None:
+        jobs |= {"executor": "ray", "executor_config": executor}
+    return {
+        "version": 2,
+        "image_name": "eval-ray-e2e",
+        "providers": {
+            "inference": [
+                {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{fake.url}/v1"}}
+            ],
+            "datasetio": [{"provider_id": "localfs", "provider_type": "inline::localfs", "config": {}}],
+            "scoring": [{"provider_id": "basic", "provider_type": "inline::basic", "config": {}}],
+            "eval": [
+                {
+                    "provider_id": "meta-reference",
+                    "provider_type": "inline::meta-reference",
+                    "config": {"max_concurrency": 4, "chunk_rows": 8, "run_eval_wait_seconds": 0},
+                }
+            ],
+        },
+        "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
+        "models": [{"model_id": "candidate", "provider_id": "fake", "provider_model_id": "guard"}],
+        "jobs": jobs,
+    }
+
+
+def eval_rows(n: int) -> list[dict[str, Any]]:
+    """Row i asks the candidate to answer ``a<i>``; every third row expects something else."""
+    return [
+        {
+            "chat_completion_input": json.dumps([{"role": "user", "content": f"q{i} [[guard:a{i}]]"}]),
+            "expected_answer": f"a{i}" if i % 3 else "wrong",
+        }
+        for i in range(n)
+    ]
+
+
+def run_eval(server: ServerProcess) -> tuple[Any, Any]:
+    from llama_stack_client import LlamaStackClient
+
+    c = LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
+    source = {"type": "rows", "rows": eval_rows(40)}
+    c.datasets.register(dataset_id="qa", purpose="eval/messages-answer", source=source)
+    c.benchmarks.register(benchmark_id="qa", dataset_id="qa", scoring_functions=["basic::equality"])
+    candidate = {"type": "model", "model": "candidate", "sampling_params": {"max_tokens": 8}}
+    job = c.eval.run_eval(benchmark_id="qa", benchmark_config={"eval_candidate": candidate})
+    until(
+        lambda: c.eval.jobs.status(job_id=job.job_id, benchmark_id="qa").status in ("completed", "failed"),
+        "the eval job to end",
+        timeout=120,
+    )
+    return c.eval.jobs.status(job_id=job.job_id, benchmark_id="qa"), c.eval.jobs.retrieve(
+        job_id=job.job_id, benchmark_id="qa"
+    )
+
+
+def test_an_eval_run_on_ray_answers_its_rows_on_the_actors_and_scores_as_inline(
+    start_lamina: Callable[..., ServerProcess], fake: ServerProcess, ray_cluster: Any, tmp_path: Path
+) -> None:
+    inline = start_lamina(eval_run_config(fake, tmp_path / "inline", None), name="eval-inline")
+    on_ray = start_lamina(eval_run_config(fake, tmp_path / "ray", ray_settings(ray_cluster)), name="eval-ray")
+    inline_status, inline_result = run_eval(inline)
+    ray_status, ray_result = run_eval(on_ray)
+    assert (inline_status.status, ray_status.status) == ("completed", "completed")
+    assert [g["generated_answer"] for g in ray_result.generations] == [f"a{i}" for i in range(40)]
+    assert ray_result.generations == inline_result.generations
+    ray_scores = ray_result.scores["basic::equality"]
+    assert [r["score"] for r in ray_scores.score_rows] == [0.0 if i % 3 == 0 else 1.0 for i in range(40)]
+    assert ray_scores.aggregated_results == inline_result.scores["basic::equality"].aggregated_results
+    assert "ray_pool_started" in on_ray.log_path.read_text()  # the rows ran on the actors
+    assert "ray_pool_started" not in inline.log_path.read_text()
+
+
+def agents_run_config(fake: ServerProcess, state: Path, executor: dict[str, Any]) -> dict[str, Any]:
+    def sqlite(name: str) -> dict[str, str]:
+        return {"type": "sqlite", "db_path": str(state / name)}
+
+    return {
+        "version": 2,
+        "image_name": "batch-agents-ray-e2e",
+        "providers": {
+            "inference": [
+                {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{fake.url}/v1"}}
+            ],
+            "datasetio": [
+                {
+                    "provider_id": "localfs",
+                    "provider_type": "inline::localfs",
+                    "config": {"kvstore": sqlite("ds.db")},
+                }
+            ],
+            "agents": [
+                {
+                    "provider_id": "meta-reference",
+                    "provider_type": "inline::meta-reference",
+                    "config": {"persistence_store": sqlite("agents.db")},
+                }
+            ],
+        },
+        "metadata_store": sqlite("registry.db"),
+        "models": [{"model_id": "guard", "provider_id": "fake", "provider_model_id": "guard"}],
+        "jobs": {
+            "store": sqlite("jobs.db"),
+            "progress_interval": 0.1,
+            "executor": "ray",
+            "executor_config": executor,
+        },
+    }
+
+
+def test_a_batch_agent_run_on_ray_runs_each_row_as_a_turn_on_the_actors(
+    start_lamina: Callable[..., ServerProcess], fake: ServerProcess, ray_cluster: Any, tmp_path: Path
+) -> None:
+    """The actors start the agents provider (and inference) on the server's agents store: each row's
+    session and turn are made there, and readable through the server afterwards."""
+    from llama_stack_client import LlamaStackClient
+
+    settings = {**ray_settings(ray_cluster), "apis": ["agents"]}
+    server = start_lamina(agents_run_config(fake, tmp_path / "state", settings), name="agents-ray")
+    c = LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
+    agent_id = c.agents.create(agent_config={"model": "guard", "instructions": "Answer."}).agent_id
+    rows = [{"input": f"row {i} [[guard:answer {i}]]"} for i in range(20)]
+    source = {"type": "rows", "rows": rows}
+    c.datasets.register(dataset_id="inputs", purpose="eval/messages-answer", source=source)
+    run = c.post(
+        "/v1/batch-agents/jobs",
+        body={"agent_id": agent_id, "dataset_id": "inputs", "max_concurrency": 4},
+        cast_to=object,
+    )
+
+    def ended() -> Any:
+        state = c.get(f"/v1/batch-agents/jobs/{run['id']}", cast_to=object)
+        return state if state["status"] in ("completed", "failed", "cancelled") else None
+
+    done = until(ended, "the batch agent run to end", timeout=120)
+    assert done["status"] == "completed" and done["row_counts"] == {"total": 20, "completed": 20, "failed": 0}
+    results = c.datasets.iterrows(dataset_id=done["results_dataset_id"], limit=100).data
+    by_row = {int(r["row_index"]): r for r in results}
+    assert sorted(by_row) == list(range(20))
+    assert all(by_row[i]["output"] == f"answer {i}" and by_row[i]["status"] == "completed" for i in range(20))
+    turn = c.agents.turn.retrieve(
+        agent_id=agent_id, session_id=by_row[7]["session_id"], turn_id=by_row[7]["turn_id"]
+    )
+    assert turn.output_message.content == "answer 7"  # made on an actor, kept in the shared store
+    assert "ray_pool_started" in server.log_path.read_text()
