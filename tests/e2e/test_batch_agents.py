@@ -25,7 +25,7 @@ import httpx
 import pytest
 from llama_stack_client import LlamaStackClient
 
-from lamina.testing.processes import ServerProcess, fake_openai_server, free_port
+from lamina.testing.processes import ServerProcess, fake_openai_server, free_port, until
 
 pytestmark = pytest.mark.e2e
 
@@ -132,16 +132,6 @@ def create_run(c: LlamaStackClient, **body: Any) -> dict[str, Any]:
 
 def run_of(c: LlamaStackClient, job_id: str) -> dict[str, Any]:
     return c.get(f"{BATCH}/{job_id}", cast_to=object)  # type: ignore[return-value]
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ended(c: LlamaStackClient, job_id: str, timeout: float = 60.0) -> dict[str, Any]:

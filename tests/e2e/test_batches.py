@@ -23,7 +23,7 @@ import pytest
 from openai import OpenAI
 
 from lamina.testing.postgres import PostgresServer
-from lamina.testing.processes import ServerProcess, fake_openai_server
+from lamina.testing.processes import ServerProcess, fake_openai_server, until
 
 pytestmark = pytest.mark.e2e
 
@@ -96,16 +96,6 @@ def chat_line(custom_id: str, model: str = "ok", **over: Any) -> dict[str, Any]:
 def upload(c: OpenAI, lines: list[Any], purpose: str = "batch") -> str:
     text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
     return c.files.create(file=("input.jsonl", text.encode()), purpose=purpose).id  # type: ignore[arg-type]
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ended(c: OpenAI, batch_id: str, timeout: float = 60.0) -> Any:

@@ -27,6 +27,13 @@ from llama_stack_client import LlamaStackClient
 
 from lamina.testing.postgres import PostgresServer
 from lamina.testing.processes import ServerProcess, fake_openai_server
+from lamina.testing.processes import until as _until
+
+
+def until(check: Any, what: str, timeout: float = 120.0) -> Any:
+    """An eval job on a loaded machine may take a while: two minutes by default."""
+    return _until(check, what, timeout, interval=0.1)
+
 
 pytestmark = pytest.mark.e2e
 
@@ -113,16 +120,6 @@ def model_candidate(model: str = "scripted", **over: Any) -> dict[str, Any]:
 
 def requests_seen(fake: ServerProcess, model: str) -> int:
     return httpx.get(f"{fake.url}/_fake/requests").json().get(model, 0)
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def job_record(server: ServerProcess, benchmark_id: str, job_id: str) -> dict[str, Any]:

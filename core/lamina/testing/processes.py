@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Call ``check`` every ``interval`` seconds until it answers something truthy, and return that; an
+    AssertionError naming ``what`` after ``timeout`` seconds (a test waiting on a server's state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def free_port() -> int:

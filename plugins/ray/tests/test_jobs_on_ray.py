@@ -19,7 +19,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from lamina.testing.processes import ServerProcess, fake_openai_server
+from lamina.testing.processes import ServerProcess, fake_openai_server, until
 
 pytestmark = pytest.mark.e2e
 
@@ -102,16 +102,6 @@ def chat_line(custom_id: str, model: str = "ok") -> dict[str, Any]:
 def upload(c: OpenAI, lines: list[dict[str, Any]]) -> str:
     text = "\n".join(json.dumps(line) for line in lines) + "\n"
     return c.files.create(file=("input.jsonl", text.encode()), purpose="batch").id  # type: ignore[arg-type]
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ended(c: OpenAI, batch_id: str, timeout: float = 180.0) -> Any:
