@@ -39,6 +39,7 @@ class RayExecutor:
         self._pool_key: str | None = None
         self._pool_lock = asyncio.Lock()
         self._connected_here = False  # this executor called ray.init (so it calls ray.shutdown)
+        self._pool_config: Any = None  # the run config object the pool was built from
 
     # -- JobExecutor ---------------------------------------------------------------------------
 
@@ -142,6 +143,8 @@ class RayExecutor:
         config = work.run_config
         if config is None:
             raise RuntimeError("ray executor: the work environment has no run config to build workers from")
+        if self._pool is not None and self._pool_config is config:
+            return self._pool  # the server's own config object: no dump per map (an eval maps each row)
         shipped = config.model_dump(mode="json")
         state_dir = str(config.state_dir())
         key = json.dumps([shipped, state_dir], sort_keys=True)
@@ -153,6 +156,7 @@ class RayExecutor:
                 pool = ActorPool(self.settings, shipped, state_dir)
                 await pool.start()
                 self._pool, self._pool_key = pool, key
+            self._pool_config = config
             return self._pool
 
 
