@@ -375,8 +375,11 @@ class HuggingFacePostTrainingProvider(ProviderBase):
             raise RuntimeError(
                 f"cannot resume: the checkpoint {resume_from} this job saved is gone; submit the job again"
             )
-        if ctx.attempt > 1 and not resume_from:
-            state["metrics"] = []  # nothing was saved: it starts over, so its old records would mislead
+        if ctx.attempt > 1:
+            # Steps after the last saved checkpoint are trained again: drop their old records.
+            saved_step = state["checkpoints"][-1]["step"] if resume_from and state["checkpoints"] else 0
+            state["metrics"] = [m for m in state["metrics"] if m["step"] <= saved_step]
+            state["resumed_at_steps"] = [*state.get("resumed_at_steps", []), saved_step]
         _, total = plan.steps(len(rows))
         await ctx.progress(ctx.done if resume_from else 0, total, checkpoint=state, flush=True)
         events = _Events(asyncio.get_running_loop(), ctx, state)
