@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import llama_stack_client
+import openai as openai_module
 import pytest
 from llama_stack_client import LlamaStackClient
+from openai import OpenAI
 
 from lamina.testing.processes import ServerProcess
 from lamina_post_training_huggingface.tiny_model import build_tiny_llama
@@ -49,6 +51,10 @@ def run_config(state: Path) -> dict[str, Any]:
         "version": 2,
         "image_name": "post-training-e2e",
         "providers": {
+            # Serves what the jobs train (plugins/transformers).
+            "inference": [
+                {"provider_id": "transformers", "provider_type": "inline::transformers", "config": {}}
+            ],
             "datasetio": [
                 {
                     "provider_id": "localfs",
@@ -190,6 +196,54 @@ def test_lora_sft_learns_the_answers_and_reports_steps(
 
     # The adapter answers the training questions with the training answers, greedily.
     assert greedy_answers(last["path"], [q for q, _ in QA]) == [a for _, a in QA]
+
+    # Registered as a model, the checkpoint answers through inline::transformers: both APIs, streamed too.
+    c.models.register(
+        model_id="tuned", provider_id="transformers", provider_model_id=last["path"], model_type="llm"
+    )
+    greedy = {"strategy": {"type": "greedy"}, "max_tokens": 12}
+    for question, answer in QA:
+        chat = c.inference.chat_completion(
+            model_id="tuned", messages=[{"role": "user", "content": question}], sampling_params=greedy
+        )
+        assert chat.completion_message.content == answer
+    streamed = c.inference.chat_completion(
+        model_id="tuned",
+        messages=[{"role": "user", "content": QA[1][0]}],
+        sampling_params=greedy,
+        stream=True,
+    )
+    events = list(streamed)
+    assert events[0].event.event_type == "start" and events[-1].event.event_type == "complete"
+    text = "".join(e.event.delta.text for e in events if e.event.event_type == "progress")
+    assert text == QA[1][1] and events[-1].event.stop_reason == "end_of_turn"
+    openai = OpenAI(base_url=f"{server.url}/v1/openai/v1", api_key="none", max_retries=0)
+    answer = openai.chat.completions.create(
+        model="tuned", messages=[{"role": "user", "content": QA[2][0]}], temperature=0, max_tokens=12
+    )
+    assert answer.choices[0].message.content == QA[2][1] and answer.choices[0].finish_reason == "stop"
+    assert answer.usage.completion_tokens > 0
+    pieces = openai.chat.completions.create(
+        model="tuned",
+        messages=[{"role": "user", "content": QA[0][0]}],
+        temperature=0,
+        max_tokens=12,
+        stream=True,
+    )
+    assert "".join(ch.choices[0].delta.content or "" for ch in pieces if ch.choices) == QA[0][1]
+    prompt = f"<|user|>\n{QA[2][0]}\n<|assistant|>\n"
+    completion = c.inference.completion(model_id="tuned", content=prompt, sampling_params=greedy)
+    assert completion.content == QA[2][1]
+    with pytest.raises(openai_module.BadRequestError, match="tools"):
+        openai.chat.completions.create(
+            model="tuned",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        )
+    with pytest.raises(llama_stack_client.BadRequestError, match="provider_model_id"):
+        c.models.register(
+            model_id="nowhere", provider_id="transformers", provider_model_id=str(tmp_path / "x")
+        )
 
 
 def test_dpo_raises_the_reward_margin_and_cancel_stops_a_job(
