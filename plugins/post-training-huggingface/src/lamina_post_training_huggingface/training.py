@@ -245,7 +245,13 @@ def train(
 ) -> dict[str, Any]:
     """Train; return a small summary ({steps, stopped, final_checkpoint})."""
     import torch
+    import transformers
 
+    import datasets
+
+    # Progress bars would go to the server's stderr for every tokenized dataset and saved checkpoint.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     _device(config)
