@@ -1,17 +1,19 @@
 """Training throughput on this CPU: tokens/s of LoRA vs full fine-tuning, and DPO, on tiny random Llamas.
 
-``hatch run dev:bench post-training [--epochs N] [--sizes tiny small]``. In-process: the provider's own
-training function (``lamina_post_training_huggingface.training.train``, what a job's thread runs) on a
-model built by ``build_tiny_llama`` (random weights, an in-process BPE tokenizer), 24 instruct rows,
-batch 4, AdamW; checkpoints are saved every epoch as in a job. Tokens are the rows' tokens (prompt and
-answer, no padding) times the epochs; DPO counts prompt + chosen + rejected. Wall time includes the
-model load and the checkpoints, so it is what a job takes.
+``hatch run dev:bench post-training [--epochs N] [--runs N] [--sizes tiny small]``. In-process: the
+provider's own training function (``lamina_post_training_huggingface.training.train``, what a job's
+thread runs) on a model built by ``build_tiny_llama`` (random weights, an in-process BPE tokenizer),
+24 instruct rows, batch 4, AdamW; checkpoints are saved every epoch as in a job. Each case runs
+``--runs`` times after an unrecorded warm-up; the median is shown. Tokens are the rows' tokens (prompt
+and answer, no padding) times the epochs; DPO counts prompt + chosen + rejected. Wall time includes
+the model load and the checkpoints, so it is what a job takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -121,6 +123,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench post-training", description=__doc__)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=sorted(SIZES))
+    parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
     args = parser.parse_args(argv)
     import torch
 
@@ -138,12 +141,19 @@ def main(argv: list[str]) -> int:
             from transformers import AutoModelForCausalLM
 
             params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model).parameters())
+            _run("sft", True, model, Path(tmp) / f"{size}-warmup", 1)  # imports, first allocations
             for method, lora, label in [
                 ("sft", False, "SFT full"),
                 ("sft", True, "SFT LoRA r16"),
                 ("dpo", True, "DPO LoRA r16"),
             ]:
-                wall, tokens, steps = _run(method, lora, model, Path(tmp) / f"{size}-{label}", args.epochs)
+                walls = []
+                for run in range(args.runs):
+                    wall, tokens, steps = _run(
+                        method, lora, model, Path(tmp) / f"{size}-{label}-{run}", args.epochs
+                    )
+                    walls.append(wall)
+                wall = statistics.median(walls)
                 cells = [
                     size,
                     f"{params / 1e6:.2f} M",
@@ -154,6 +164,7 @@ def main(argv: list[str]) -> int:
                     f"{tokens / wall:,.0f}",
                 ]
                 print("| " + " | ".join(str(c) for c in cells) + " |")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 
