@@ -37,18 +37,18 @@ class EchoResponse(BaseModel):
     answer: str
 
 
-class PostTraining(Protocol):
-    @webmethod("POST", "/v1/post-training/echo", request=EchoRequest, response=EchoResponse)
+class SyntheticDataGeneration(Protocol):
+    @webmethod("POST", "/v1/synthetic-data-generation/echo", request=EchoRequest, response=EchoResponse)
     async def echo(self, request: EchoRequest) -> EchoResponse:
-        """Answer with the text, as the post training provider labels it."""
+        """Answer with the text, as the synthetic data generation provider labels it."""
         ...
 
 
-class PostTrainingProvider(Protocol):
+class SyntheticDataGenerationProvider(Protocol):
     config: Any
 
 
-class PostTrainingRouter:
+class SyntheticDataGenerationRouter:
     def __init__(self, providers: dict[str, Any]) -> None:
         self.providers = providers  # filled as providers start
 
@@ -57,12 +57,12 @@ class PostTrainingRouter:
         return EchoResponse(answer=f"{provider.config.label}: {request.text}")
 
 
-POST_TRAINING = ApiEntry(
-    Api.post_training,
-    (PostTraining,),
-    PostTrainingProvider,
+SDG = ApiEntry(
+    Api.synthetic_data_generation,
+    (SyntheticDataGeneration,),
+    SyntheticDataGenerationProvider,
     None,
-    lambda stack: Built(PostTrainingRouter(stack.impls[Api.post_training])),
+    lambda stack: Built(SyntheticDataGenerationRouter(stack.impls[Api.synthetic_data_generation])),
 )
 
 
@@ -70,20 +70,20 @@ def _stack(tmp_path: Path, installed: Any) -> Stack:
     installed("alpha")  # GenericProvider
     pm = PluginManager(strict=True, allow=(), deny=(), trace=False)
     offer = ProviderSpec(
-        api=Api.post_training,
-        provider_type="inline::echo-training",
+        api=Api.synthetic_data_generation,
+        provider_type="inline::echo-sdg",
         config_class="lamina_test_alpha.provider:GenericConfig",
         factory="lamina_test_alpha.provider:create_generic_provider",
     )
-    module = types.ModuleType("lamina_test_echo_training")
-    module.lamina_post_training_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
-    pm.register(module, name="echo_training", distribution="lamina-test-echo")
+    module = types.ModuleType("lamina_test_echo_sdg")
+    module.lamina_synthetic_data_generation_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
+    pm.register(module, name="echo_sdg", distribution="lamina-test-echo")
     doc = {
         "version": 2,
         "image_name": "table",
         "providers": {
-            "post_training": [
-                {"provider_id": "a", "provider_type": "inline::echo-training", "config": {"label": "L"}}
+            "synthetic_data_generation": [
+                {"provider_id": "a", "provider_type": "inline::echo-sdg", "config": {"label": "L"}}
             ]
         },
         "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
@@ -104,6 +104,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.agents,
         Api.eval,
         Api.batches,
+        Api.post_training,
         Api.telemetry,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
@@ -113,29 +114,37 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
 
 
 def test_an_api_missing_from_the_table_is_a_start_up_error(tmp_path: Path, installed: Any) -> None:
-    with pytest.raises(ConfigError, match=r"does not serve the post_training API \(it serves: inference"):
+    with pytest.raises(
+        ConfigError, match=r"does not serve the synthetic_data_generation API \(it serves: inference"
+    ):
         _stack(tmp_path, installed)
 
 
 async def test_one_table_entry_serves_a_new_api_everywhere(
     tmp_path: Path, installed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, POST_TRAINING))
-    assert served_apis()[-1] == Api.post_training
-    assert provider_protocols()[-1] == (Api.post_training, PostTrainingProvider)
+    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, SDG))
+    assert served_apis()[-1] == Api.synthetic_data_generation
+    assert provider_protocols()[-1] == (Api.synthetic_data_generation, SyntheticDataGenerationProvider)
     stack = _stack(tmp_path, installed)
-    assert (PostTraining, stack.protocol_impls[PostTraining], ["inline::echo-training"]) in stack.api_impls()
+    assert (
+        SyntheticDataGeneration,
+        stack.protocol_impls[SyntheticDataGeneration],
+        ["inline::echo-sdg"],
+    ) in stack.api_impls()
     async with TestClient(TestServer(create_app(stack))) as client:
-        resp = await client.post("/v1/post-training/echo", json={"text": "hi"})
+        resp = await client.post("/v1/synthetic-data-generation/echo", json={"text": "hi"})
         assert resp.status == 200 and await resp.json() == {"answer": "L: hi"}
         routes = (await (await client.get("/v1/inspect/routes")).json())["data"]
         assert {
-            "route": "/v1/post-training/echo",
+            "route": "/v1/synthetic-data-generation/echo",
             "method": "POST",
-            "provider_types": ["inline::echo-training"],
+            "provider_types": ["inline::echo-sdg"],
         } in routes
         openapi = await (await client.get("/openapi.json")).json()
-        assert openapi["paths"]["/v1/post-training/echo"]["post"]["tags"] == ["PostTraining"]
-        bad = await client.post("/v1/post-training/echo", json={})
+        assert openapi["paths"]["/v1/synthetic-data-generation/echo"]["post"]["tags"] == [
+            "SyntheticDataGeneration"
+        ]
+        bad = await client.post("/v1/synthetic-data-generation/echo", json={})
         assert bad.status == 400 and "text: required, but missing" in (await bad.json())["detail"]
-    assert [d.name for d in routes_of(PostTraining)] == ["echo"]
+    assert [d.name for d in routes_of(SyntheticDataGeneration)] == ["echo"]
