@@ -21,6 +21,7 @@ BENCHMARKS = {
     "telemetry": "telemetry off vs on (OTLP + sqlite + Prometheus): gateway req/s and CPU per request, c=16",
     "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
+    "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch)",
 }
 
 
@@ -45,7 +46,12 @@ def main(argv: list[str]) -> int:
             "                               hatch run dev:bench telemetry --out docs/benchmarks.md (~2 min)"
         )
         print("                               hatch run dev:bench telemetry-instructions (~5 min)")
+        print("                               hatch run dev:bench post-training (~2 min; by hand)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    if argv[0] == "post-training":
+        from bench.post_training import main as post_training
+
+        return post_training(argv[1:])
     if argv[0] == "gateway":
         from bench.gateway import main as gateway
 

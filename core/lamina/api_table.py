@@ -37,6 +37,7 @@ from lamina.apis.inference import Inference, InferenceProvider
 from lamina.apis.inspect import Inspect, Providers
 from lamina.apis.jobs import Jobs
 from lamina.apis.models import Models
+from lamina.apis.post_training import PostTraining, PostTrainingProvider
 from lamina.apis.responses import Responses
 from lamina.apis.safety import Safety, SafetyProvider, Shields
 from lamina.apis.scoring import Scoring, ScoringFunctions, ScoringProvider
@@ -59,6 +60,7 @@ from lamina.routers.datasetio import DatasetIORouter
 from lamina.routers.eval import EvalRouter
 from lamina.routers.files import FilesRouter
 from lamina.routers.inference import InferenceRouter
+from lamina.routers.post_training import PostTrainingRouter
 from lamina.routers.safety import SafetyRouter
 from lamina.routers.scoring import ScoringRouter
 from lamina.routers.scoring_datasets import DatasetAccess
@@ -170,6 +172,12 @@ def _telemetry(stack: Stack) -> Built:
     return Built(TelemetryRouter(stack.impls[Api.telemetry], list(stack.providers.get(Api.telemetry, {}))))
 
 
+def _post_training(stack: Stack) -> Built:
+    # The first provider under providers.post_training serves every route (lamina.routers.post_training).
+    records = list(stack.providers.get(Api.post_training, {}))
+    return Built(PostTrainingRouter(stack.impls[Api.post_training], records))
+
+
 def _eval(stack: Stack) -> Built:
     # Registering a benchmark checks its dataset (through the served Datasets API, looked up at call
     # time) and its scoring functions (the scoring table, built before this entry).
@@ -225,6 +233,8 @@ API_TABLE: tuple[ApiEntry, ...] = (
     ApiEntry(Api.eval, (Benchmarks, Eval), EvalProvider, ResourceType.benchmark, _eval),
     # After agents: a batch's lines call Inference (and Responses), and read and write Files.
     ApiEntry(Api.batches, (Batches,), BatchesProvider, None, _batches),
+    # After datasetio: a training job reads its rows through DatasetIO and finds models in Inference's table.
+    ApiEntry(Api.post_training, (PostTraining,), PostTrainingProvider, None, _post_training),
     # After scoring: candidates come from Inference, their scores from Scoring's llm-as-judge; kept rows
     # become a dataset through DatasetIO.
     ApiEntry(

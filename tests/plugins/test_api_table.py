@@ -1,7 +1,7 @@
 """``lamina.api_table``: one entry serves a new API everywhere the server lists APIs.
 
-The test adds an entry for Post training (an API the server does not serve yet; Eval was the last one
-added, the same way), as the next API would be added: a Protocol with its route, a router, and the table
+The test adds an entry for Batch inference as its own API (one the server does not serve as such: its
+routes are Inference's; Synthetic data generation and Post training were the last APIs added, the same way), as the next API would be added: a Protocol with its route, a router, and the table
 entry; nothing else in the core changes.
 Its provider is the test distribution's GenericProvider (``lamina_test_alpha.provider``).
 """
@@ -37,18 +37,18 @@ class EchoResponse(BaseModel):
     answer: str
 
 
-class PostTraining(Protocol):
-    @webmethod("POST", "/v1/post-training/echo", request=EchoRequest, response=EchoResponse)
+class BatchInferenceApi(Protocol):
+    @webmethod("POST", "/v1/batch-inference/echo", request=EchoRequest, response=EchoResponse)
     async def echo(self, request: EchoRequest) -> EchoResponse:
-        """Answer with the text, as the post training provider labels it."""
+        """Answer with the text, as the batch inference provider labels it."""
         ...
 
 
-class PostTrainingProvider(Protocol):
+class BatchInferenceProvider(Protocol):
     config: Any
 
 
-class PostTrainingRouter:
+class BatchInferenceRouter:
     def __init__(self, providers: dict[str, Any]) -> None:
         self.providers = providers  # filled as providers start
 
@@ -57,12 +57,12 @@ class PostTrainingRouter:
         return EchoResponse(answer=f"{provider.config.label}: {request.text}")
 
 
-POST_TRAINING = ApiEntry(
-    Api.post_training,
-    (PostTraining,),
-    PostTrainingProvider,
+ECHO = ApiEntry(
+    Api.batch_inference,
+    (BatchInferenceApi,),
+    BatchInferenceProvider,
     None,
-    lambda stack: Built(PostTrainingRouter(stack.impls[Api.post_training])),
+    lambda stack: Built(BatchInferenceRouter(stack.impls[Api.batch_inference])),
 )
 
 
@@ -70,20 +70,20 @@ def _stack(tmp_path: Path, installed: Any) -> Stack:
     installed("alpha")  # GenericProvider
     pm = PluginManager(strict=True, allow=(), deny=(), trace=False)
     offer = ProviderSpec(
-        api=Api.post_training,
-        provider_type="inline::echo-training",
+        api=Api.batch_inference,
+        provider_type="inline::echo-bi",
         config_class="lamina_test_alpha.provider:GenericConfig",
         factory="lamina_test_alpha.provider:create_generic_provider",
     )
-    module = types.ModuleType("lamina_test_echo_training")
-    module.lamina_post_training_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
-    pm.register(module, name="echo_training", distribution="lamina-test-echo")
+    module = types.ModuleType("lamina_test_echo_bi")
+    module.lamina_batch_inference_providers = hookimpl(lambda: [offer])  # type: ignore[attr-defined]
+    pm.register(module, name="echo_bi", distribution="lamina-test-echo")
     doc = {
         "version": 2,
         "image_name": "table",
         "providers": {
-            "post_training": [
-                {"provider_id": "a", "provider_type": "inline::echo-training", "config": {"label": "L"}}
+            "batch_inference": [
+                {"provider_id": "a", "provider_type": "inline::echo-bi", "config": {"label": "L"}}
             ]
         },
         "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
@@ -104,7 +104,8 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.agents,
         Api.eval,
         Api.batches,
-        Api.synthetic_data_generation,
+        Api.post_training,
+        Api.batch_inference,
         Api.telemetry,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
@@ -114,29 +115,37 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
 
 
 def test_an_api_missing_from_the_table_is_a_start_up_error(tmp_path: Path, installed: Any) -> None:
-    with pytest.raises(ConfigError, match=r"does not serve the post_training API \(it serves: inference"):
+    with pytest.raises(
+        ConfigError, match=r"does not serve the batch_inference API \(it serves: inference"
+    ):
         _stack(tmp_path, installed)
 
 
 async def test_one_table_entry_serves_a_new_api_everywhere(
     tmp_path: Path, installed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, POST_TRAINING))
-    assert served_apis()[-1] == Api.post_training
-    assert provider_protocols()[-1] == (Api.post_training, PostTrainingProvider)
+    monkeypatch.setattr(api_table, "API_TABLE", (*API_TABLE, ECHO))
+    assert served_apis()[-1] == Api.batch_inference
+    assert provider_protocols()[-1] == (Api.batch_inference, BatchInferenceProvider)
     stack = _stack(tmp_path, installed)
-    assert (PostTraining, stack.protocol_impls[PostTraining], ["inline::echo-training"]) in stack.api_impls()
+    assert (
+        BatchInferenceApi,
+        stack.protocol_impls[BatchInferenceApi],
+        ["inline::echo-bi"],
+    ) in stack.api_impls()
     async with TestClient(TestServer(create_app(stack))) as client:
-        resp = await client.post("/v1/post-training/echo", json={"text": "hi"})
+        resp = await client.post("/v1/batch-inference/echo", json={"text": "hi"})
         assert resp.status == 200 and await resp.json() == {"answer": "L: hi"}
         routes = (await (await client.get("/v1/inspect/routes")).json())["data"]
         assert {
-            "route": "/v1/post-training/echo",
+            "route": "/v1/batch-inference/echo",
             "method": "POST",
-            "provider_types": ["inline::echo-training"],
+            "provider_types": ["inline::echo-bi"],
         } in routes
         openapi = await (await client.get("/openapi.json")).json()
-        assert openapi["paths"]["/v1/post-training/echo"]["post"]["tags"] == ["PostTraining"]
-        bad = await client.post("/v1/post-training/echo", json={})
+        assert openapi["paths"]["/v1/batch-inference/echo"]["post"]["tags"] == [
+            "BatchInferenceApi"
+        ]
+        bad = await client.post("/v1/batch-inference/echo", json={})
         assert bad.status == 400 and "text: required, but missing" in (await bad.json())["detail"]
-    assert [d.name for d in routes_of(PostTraining)] == ["echo"]
+    assert [d.name for d in routes_of(BatchInferenceApi)] == ["echo"]

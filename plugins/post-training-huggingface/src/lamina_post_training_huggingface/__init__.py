@@ -1,0 +1,1 @@
+"""Lamina's inline::huggingface post-training provider: SFT (full or LoRA) and DPO (transformers, trl)."""

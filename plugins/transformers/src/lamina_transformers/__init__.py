@@ -1,0 +1,1 @@
+"""Lamina's inline::transformers inference provider: local Hugging Face checkpoints, LoRA adapters too."""
