@@ -32,7 +32,9 @@ def _admin(token: str) -> dict[str, str]:
 def test_create_use_list_revoke(server: ServerProcess) -> None:
     url = f"{server.url}/v1/admin/api-keys"
     assert httpx.post(url, json={"principal": "x"}).status_code == 401
-    created = httpx.post(url, json={"principal": "grace", "name": "ci", "teams": ["blue"]}, headers=_admin(BOOTSTRAP))
+    created = httpx.post(
+        url, json={"principal": "grace", "name": "ci", "teams": ["blue"]}, headers=_admin(BOOTSTRAP)
+    )
     assert created.status_code == 201, created.text
     record = created.json()
     key = record["key"]
@@ -75,4 +77,3 @@ def test_keys_survive_a_restart(server: ServerProcess) -> None:
     key = httpx.post(url, json={"principal": "heidi"}, headers=_admin(BOOTSTRAP)).json()["key"]
     server.restart()
     assert httpx.get(f"{server.url}/v1/models", headers=_admin(key)).status_code == 200
-

@@ -33,7 +33,13 @@ def test_llama_stack_shape_validates() -> None:
     ("config", "says"),
     [
         ({}, "exactly one of jwks"),
-        ({"jwks": {"uri": "https://i/j"}, "introspection": {"url": "https://i/x", "client_id": "c", "client_secret": "s"}}, "exactly one"),  # noqa: E501
+        (
+            {
+                "jwks": {"uri": "https://i/j"},
+                "introspection": {"url": "https://i/x", "client_id": "c", "client_secret": "s"},
+            },
+            "exactly one",
+        ),
         ({"jwks": {"uri": "https://i/j"}, "algorithms": ["HS256"]}, "only asymmetric"),
         ({"jwks": {"uri": "https://i/j"}, "algorithms": ["none"]}, "only asymmetric"),
         ({"jwks": {"uri": "https://i/j"}, "clams_mapping": {}}, "clams_mapping"),
@@ -61,7 +67,7 @@ def test_access_policy_is_refused_until_enforced() -> None:
             },
         }
     )
-    with pytest.raises(ConfigError, match="server.auth.access_policy"):
+    with pytest.raises(ConfigError, match=r"server\.auth\.access_policy"):
         check_settings_are_enforced(config, served_apis=[])
 
 

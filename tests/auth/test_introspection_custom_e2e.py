@@ -18,7 +18,9 @@ from .conftest import auth_run_config
 
 
 @pytest.fixture(scope="module")
-def introspecting(idp: IdentityProvider, fake_upstream: ServerProcess, tmp_path_factory) -> Iterator[ServerProcess]:
+def introspecting(
+    idp: IdentityProvider, fake_upstream: ServerProcess, tmp_path_factory
+) -> Iterator[ServerProcess]:
     auth = {
         "provider_type": "oauth2_token",
         "config": {
@@ -62,12 +64,19 @@ def test_introspection_active_and_inactive(introspecting: ServerProcess, idp: Id
     assert idp.introspections == seen  # the answer is cached (until exp, at most cache_ttl_seconds)
     resp = _models(introspecting, "opaque-unknown-token")
     assert resp.status_code == 401 and "not active" in resp.json()["detail"]
-    idp.active_tokens["opaque-other-aud"] = {"active": True, "sub": "eve", "aud": "other", "exp": time.time() + 60}
+    idp.active_tokens["opaque-other-aud"] = {
+        "active": True,
+        "sub": "eve",
+        "aud": "other",
+        "exp": time.time() + 60,
+    }
     resp = _models(introspecting, "opaque-other-aud")
     assert resp.status_code == 401 and "audience" in resp.json()["detail"]
 
 
-def test_introspection_endpoint_down_fails_closed(introspecting: ServerProcess, idp: IdentityProvider) -> None:
+def test_introspection_endpoint_down_fails_closed(
+    introspecting: ServerProcess, idp: IdentityProvider
+) -> None:
     idp.up = False
     try:
         resp = _models(introspecting, "opaque-never-seen-token")
@@ -76,7 +85,9 @@ def test_introspection_endpoint_down_fails_closed(introspecting: ServerProcess, 
         idp.up = True
 
 
-def test_custom_endpoint_accepts_denies_and_fails_closed(custom: ServerProcess, idp: IdentityProvider) -> None:
+def test_custom_endpoint_accepts_denies_and_fails_closed(
+    custom: ServerProcess, idp: IdentityProvider
+) -> None:
     idp.custom_principals["custom-key-frank"] = {"principal": "frank", "attributes": {"roles": ["user"]}}
     client = OpenAI(base_url=f"{custom.url}/v1", api_key="custom-key-frank", max_retries=0)
     answer = client.chat.completions.create(

@@ -157,7 +157,9 @@ def test_jwks_down_fails_closed_and_recovers(server: ServerProcess, idp: Identit
     assert _refused(server, idp.token()).status_code == 200
 
 
-def test_no_secret_reaches_the_log_and_the_principal_does(server: ServerProcess, idp: IdentityProvider) -> None:
+def test_no_secret_reaches_the_log_and_the_principal_does(
+    server: ServerProcess, idp: IdentityProvider
+) -> None:
     token = idp.token(sub="carol-the-auditor")
     caller_key = "sk-caller-provider-data-secret-42"
     resp = httpx.post(

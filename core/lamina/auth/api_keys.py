@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lamina.auth.errors import unauthorized
 from lamina.auth.principal import Principal
-from lamina.request_context import PRINCIPAL
 from lamina.errors import BadRequestError, ForbiddenError, NotFoundError, validation_error
+from lamina.request_context import PRINCIPAL
 from lamina.storage import KVStore
 
 PREFIX = "lam_"
@@ -114,7 +114,7 @@ def admin_routes(keys_of, admin_role: str) -> list[web.RouteDef]:
         try:
             body = await request.json()
         except ValueError:
-            raise BadRequestError("the body is not JSON; send {\"principal\": \"...\", \"roles\": [...]}") from None
+            raise BadRequestError('the body is not JSON; send {"principal": "...", "roles": [...]}') from None
         try:
             req = CreateApiKeyRequest.model_validate(body)
         except ValidationError as exc:

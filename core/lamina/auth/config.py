@@ -68,14 +68,18 @@ class OAuth2TokenConfig(_Strict):
 
     jwks: JWKSConfig | None = None
     introspection: IntrospectionConfig | None = None
-    issuer: str | None = Field(default=None, description="The `iss` every token must carry (unchecked if unset).")
+    issuer: str | None = Field(
+        default=None, description="The `iss` every token must carry (unchecked if unset)."
+    )
     audience: str = Field(default="llama-stack", description="The `aud` every token must carry.")
     claims_mapping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CLAIMS_MAPPING))
     verify_tls: bool = True
     tls_cafile: str | None = None
     # Lamina's.
     algorithms: list[str] = Field(default_factory=lambda: list(ASYMMETRIC_ALGORITHMS))
-    leeway_seconds: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat.")
+    leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat."
+    )
 
     @model_validator(mode="after")
     def _one_method(self) -> OAuth2TokenConfig:
@@ -98,11 +102,13 @@ class CustomAuthConfig(_Strict):
     endpoint: HttpUrl = Field(description="POSTed {api_key, request: {path, headers, params}} per request.")
     # Lamina's.
     timeout_seconds: float = Field(default=5.0, gt=0)
-    cache_ttl_seconds: float = Field(default=10.0, ge=0, description="How long an accepting answer is reused.")
+    cache_ttl_seconds: float = Field(
+        default=10.0, ge=0, description="How long an accepting answer is reused."
+    )
 
 
 class ApiKeysOnlyConfig(_Strict):
-    """``provider_type: api_keys``: only Lamina's own keys; ``bootstrap_admin_key`` lets the first admin in."""
+    """``provider_type: api_keys``: Lamina's keys only; ``bootstrap_admin_key`` lets the first admin in."""
 
     bootstrap_admin_key: str | None = Field(
         default=None,
@@ -122,7 +128,9 @@ class AuthConfig(_Strict):
     api_keys: bool = Field(
         default=True, description="Accept Lamina API keys (`lam_...`, created at /v1/admin/api-keys) too."
     )
-    admin_role: str = Field(default="admin", description="The role (attribute `roles`) that may manage API keys.")
+    admin_role: str = Field(
+        default="admin", description="The role (attribute `roles`) that may manage API keys."
+    )
     open_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_OPEN_PATHS), description="Paths served without a token."
     )

@@ -69,13 +69,19 @@ class CustomAuth:
                 pass
             suffix = f": {cap_text(str(message), 200)}" if message else ""
             raise unauthorized(f"the authentication endpoint refused the token{suffix}")
-        if not isinstance(answer, dict) or not isinstance(answer.get("principal"), str) or not answer["principal"]:
+        if (
+            not isinstance(answer, dict)
+            or not isinstance(answer.get("principal"), str)
+            or not answer["principal"]
+        ):
             log.warning("auth_endpoint_bad_answer", endpoint=endpoint)
             raise verifier_down("the authentication endpoint (it answered without a principal)")
         raw = answer.get("attributes") or {}
-        attributes = {
-            str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in raw.items()
-        } if isinstance(raw, dict) else {}
+        attributes = (
+            {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
+            if isinstance(raw, dict)
+            else {}
+        )
         principal = Principal(id=answer["principal"], attributes=attributes, via="custom")
         if self.config.cache_ttl_seconds > 0:
             if len(self._cache) > 10_000:

@@ -17,8 +17,8 @@ from lamina.auth.custom import CustomAuth
 from lamina.auth.errors import unauthorized
 from lamina.auth.oauth2_token import OAuth2TokenAuth
 from lamina.auth.principal import Principal
-from lamina.request_context import PRINCIPAL
 from lamina.redaction import add_request_secrets
+from lamina.request_context import PRINCIPAL
 
 log = structlog.get_logger("lamina.auth")
 MAX_TOKEN_CHARS = 16384
@@ -58,11 +58,11 @@ class Authenticator:
         if token:
             add_request_secrets([token])
         if scheme.lower() != "bearer" or not token:
-            raise unauthorized(
-                "the Authorization header must read 'Bearer <token>'", error="invalid_request"
-            )
+            raise unauthorized("the Authorization header must read 'Bearer <token>'", error="invalid_request")
         if len(token) > MAX_TOKEN_CHARS:
-            raise unauthorized(f"the bearer token is longer than {MAX_TOKEN_CHARS} characters", error="invalid_request")
+            raise unauthorized(
+                f"the bearer token is longer than {MAX_TOKEN_CHARS} characters", error="invalid_request"
+            )
         if self._bootstrap is not None and hmac.compare_digest(
             self._bootstrap, hashlib.sha256(token.encode()).digest()
         ):

@@ -38,11 +38,16 @@ class JWKSCache:
         now = self.clock()
         if self.fetched_at is None or now - self.fetched_at >= self.config.key_recheck_period:
             await self._refresh(stale_at=self.fetched_at)
-        if kid not in self.keys and self.clock() - (self.fetched_at or 0) >= self.config.unknown_kid_refetch_seconds:
+        if (
+            kid not in self.keys
+            and self.clock() - (self.fetched_at or 0) >= self.config.unknown_kid_refetch_seconds
+        ):
             await self._refresh(stale_at=self.fetched_at)
         found = self.keys.get(kid)
         if found is None:
-            raise unauthorized(f"the token's signing key (kid {str(kid)[:64]!r}) is not one of the issuer's keys")
+            raise unauthorized(
+                f"the token's signing key (kid {str(kid)[:64]!r}) is not one of the issuer's keys"
+            )
         return found
 
     async def _refresh(self, stale_at: float | None) -> None:
@@ -125,7 +130,9 @@ class OAuth2TokenAuth:
         except jwt.PyJWTError as exc:  # InvalidTokenError, and InvalidKeyError (alg and key types differ)
             raise unauthorized(f"the token is invalid ({type(exc).__name__})") from None
         return Principal(
-            id=str(claims["sub"]), attributes=attributes_from_claims(claims, self.config.claims_mapping), via="jwt"
+            id=str(claims["sub"]),
+            attributes=attributes_from_claims(claims, self.config.claims_mapping),
+            via="jwt",
         )
 
     # -- introspection (RFC 7662) ------------------------------------------------------------------
@@ -145,7 +152,9 @@ class OAuth2TokenAuth:
             auth = aiohttp.BasicAuth(cfg.client_id, cfg.client_secret)
         try:
             timeout = aiohttp.ClientTimeout(total=cfg.timeout_seconds)
-            async with self.client.session().post(str(cfg.url), data=form, auth=auth, timeout=timeout) as resp:
+            async with self.client.session().post(
+                str(cfg.url), data=form, auth=auth, timeout=timeout
+            ) as resp:
                 if resp.status != 200:
                     raise ValueError(f"HTTP {resp.status}")
                 answer = await resp.json(content_type=None)
@@ -170,7 +179,9 @@ class OAuth2TokenAuth:
         if not subject:
             raise unauthorized("the introspected token names no subject (sub or username)")
         principal = Principal(
-            id=str(subject), attributes=attributes_from_claims(answer, self.config.claims_mapping), via="introspection"
+            id=str(subject),
+            attributes=attributes_from_claims(answer, self.config.claims_mapping),
+            via="introspection",
         )
         ttl = cfg.cache_ttl_seconds
         if isinstance(exp, (int, float)):
