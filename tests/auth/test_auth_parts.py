@@ -43,6 +43,7 @@ def test_llama_stack_shape_validates() -> None:
         ({"jwks": {"uri": "https://i/j"}, "algorithms": ["HS256"]}, "only asymmetric"),
         ({"jwks": {"uri": "https://i/j"}, "algorithms": ["none"]}, "only asymmetric"),
         ({"jwks": {"uri": "https://i/j"}, "clams_mapping": {}}, "clams_mapping"),
+        ({"jwks": {"uri": "https://i/j"}, "claims_mapping": {"sub": ""}}, "to no attribute"),
     ],
 )
 def test_bad_oauth_configs_fail_at_start_up(config: dict, says: str) -> None:
@@ -111,6 +112,21 @@ async def test_unknown_kids_refetch_the_jwks_at_most_once_per_interval() -> None
             await cache.client.close()
 
 
+async def test_the_jwks_token_is_sent_when_configured() -> None:
+    with IdentityProvider() as idp:
+        idp.jwks_token = "jwks-access-token-123"
+        config = {"uri": f"{idp.url}/jwks"}
+        refused = JWKSCache(JWKSConfig(**config), AuthHttpClient())
+        allowed = JWKSCache(JWKSConfig(**config, token="jwks-access-token-123"), AuthHttpClient())
+        try:
+            with pytest.raises(ServiceUnavailableError):
+                await refused.key(idp.keys[0].kid)
+            assert (await allowed.key(idp.keys[0].kid)).key_id == idp.keys[0].kid
+        finally:
+            await refused.client.close()
+            await allowed.client.close()
+
+
 def test_redaction_masks_secret_keys_shapes_and_known_values() -> None:
     redaction.register_secrets(["sk-config-secret-987654"])
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"
@@ -145,3 +161,12 @@ def test_request_secrets_are_masked_in_log_lines(capsys) -> None:
 def test_verifier_down_says_retry() -> None:
     exc = verifier_down("the JWKS")
     assert exc.status == 503 and exc.headers["Retry-After"] == "5"
+
+
+def test_span_attributes_are_redacted() -> None:
+    from lamina.telemetry.spans import clean
+
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"
+    attributes = clean({"http.request.header.authorization": f"Bearer {token}", "url.path": "/v1/models"})
+    assert attributes == {"http.request.header.authorization": "***", "url.path": "/v1/models"}
+    assert clean({"lamina.note": f"sent {token}"}) == {"lamina.note": "sent ***"}

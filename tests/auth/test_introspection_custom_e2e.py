@@ -97,7 +97,7 @@ def test_custom_endpoint_accepts_denies_and_fails_closed(
     call = idp.custom_calls[-1]
     assert call["api_key"] == "custom-key-frank"
     assert call["request"]["path"] == "/v1/chat/completions"
-    assert call["request"]["params"] == {"trace": "1"}
+    assert call["request"]["params"] == {"trace": ["1"]}
     assert "authorization" not in {k.lower() for k in call["request"]["headers"]}
     resp = _models(custom, "custom-key-unknown")
     assert resp.status_code == 401 and "refused the token: unknown key" in resp.json()["detail"]

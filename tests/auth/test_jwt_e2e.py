@@ -180,3 +180,18 @@ def test_no_secret_reaches_the_log_and_the_principal_does(
     assert any(e.get("principal") == "carol-the-auditor" and e.get("event") == "request" for e in events)
     for secret in (token, token.split(".")[2], caller_key, UPSTREAM_KEY):
         assert secret not in log
+
+
+def test_an_admin_token_manages_api_keys_and_a_key_works_beside_jwts(
+    server: ServerProcess, idp: IdentityProvider
+) -> None:
+    url = f"{server.url}/v1/admin/api-keys"
+    user = {"Authorization": f"Bearer {idp.token(sub='ivan', roles=['reader'])}"}
+    resp = httpx.post(url, json={"principal": "bot"}, headers=user)
+    assert resp.status_code == 403 and "'admin' role" in resp.json()["detail"]
+    admin = {"Authorization": f"Bearer {idp.token(sub='judy', roles=['admin'])}"}
+    created = httpx.post(url, json={"principal": "bot", "roles": ["reader"]}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["created_by"] == "judy"
+    client = OpenAI(base_url=f"{server.url}/v1", api_key=created.json()["key"], max_retries=0)
+    assert "ok" in [m.id for m in client.models.list()]

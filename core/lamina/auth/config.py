@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 # Llama Stack 0.2.12's default mapping from token claims to principal attributes.
 DEFAULT_CLAIMS_MAPPING = {
@@ -43,6 +43,7 @@ class _Strict(BaseModel):
 
 class JWKSConfig(_Strict):
     uri: HttpUrl = Field(description="Where the issuer publishes its signing keys (a JWKS document).")
+    token: str | None = Field(default=None, description="A bearer token the JWKS endpoint asks for, if any.")
     key_recheck_period: int = Field(
         default=3600, gt=0, description="Seconds between fetches of the JWKS (key rotation is picked up)."
     )
@@ -80,6 +81,14 @@ class OAuth2TokenConfig(_Strict):
     leeway_seconds: float = Field(
         default=30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat."
     )
+
+    @field_validator("claims_mapping")
+    @classmethod
+    def _named_attributes(cls, mapping: dict[str, str]) -> dict[str, str]:
+        empty = [claim for claim, attribute in mapping.items() if not attribute]
+        if empty:
+            raise ValueError(f"claims_mapping maps {empty} to no attribute; name one, e.g. {{sub: roles}}")
+        return mapping
 
     @model_validator(mode="after")
     def _one_method(self) -> OAuth2TokenConfig:

@@ -31,7 +31,7 @@ class CustomAuth:
         await self.client.close()
 
     async def authenticate(self, token: str, request: web.Request) -> Principal:
-        params = {k: v for k, v in request.query.items()}
+        params = {k: request.query.getall(k) for k in request.query}  # lists, as Llama Stack's parse_qs
         # The endpoint may decide per path and parameters, so an answer is reused only for the same ones.
         key = hashlib.sha256(
             json.dumps([token, request.method, request.path, sorted(params.items())]).encode()

@@ -19,6 +19,7 @@ from lamina.auth.oauth2_token import OAuth2TokenAuth
 from lamina.auth.principal import Principal
 from lamina.redaction import add_request_secrets
 from lamina.request_context import PRINCIPAL
+from lamina.telemetry.context import current_span
 
 log = structlog.get_logger("lamina.auth")
 MAX_TOKEN_CHARS = 16384
@@ -83,6 +84,9 @@ def auth_middleware(authenticator: Authenticator):
         principal = await authenticator.authenticate(request)
         PRINCIPAL.set(principal)
         structlog.contextvars.bind_contextvars(principal=principal.id)
+        span = current_span()
+        if span.is_recording():  # the request's SERVER span says who called (OpenTelemetry's enduser.id)
+            span.set_attribute("enduser.id", principal.id)
         return await handler(request)
 
     return middleware

@@ -57,7 +57,8 @@ class JWKSCache:
             uri = str(self.config.uri)
             try:
                 timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
-                async with self.client.session().get(uri, timeout=timeout) as resp:
+                headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else None
+                async with self.client.session().get(uri, timeout=timeout, headers=headers) as resp:
                     if resp.status != 200:
                         raise ValueError(f"HTTP {resp.status}")
                     document = await resp.json(content_type=None)

@@ -45,6 +45,7 @@ class IdentityProvider:
         self.keys = [SigningKey()]
         self.up = True
         self.fetches = 0
+        self.jwks_token: str | None = None  # when set, the JWKS asks for it as a bearer token
         self.introspections = 0
         self.custom_calls: list[dict[str, Any]] = []
         self.active_tokens: dict[str, dict[str, Any]] = {}  # opaque token -> introspection answer
@@ -93,6 +94,8 @@ class IdentityProvider:
     async def _jwks(self, request: web.Request) -> web.Response:
         if not self.up:
             return web.Response(status=503)
+        if self.jwks_token and request.headers.get("Authorization") != f"Bearer {self.jwks_token}":
+            return web.Response(status=401)
         self.fetches += 1
         return web.json_response({"keys": [k.jwk() for k in self.keys]})
 
