@@ -147,14 +147,23 @@ def test_redaction_masks_secret_keys_shapes_and_known_values() -> None:
     assert out["event"].startswith("calling upstream with ***")
 
 
-def test_request_secrets_are_masked_in_log_lines(capsys) -> None:
+def test_request_secrets_are_masked_in_log_lines() -> None:
+    import io
+
     from lamina.logging import configure_logging
 
     configure_logging("info", "json")
+    try:
+        processors = structlog.get_config()["processors"]
+        assert redaction.structlog_processor in processors
+    finally:
+        structlog.reset_defaults()
+    out = io.StringIO()
+    logger = structlog.wrap_logger(structlog.PrintLogger(file=out), processors=processors)
     redaction.REQUEST_SECRETS.set(())
     redaction.add_request_secrets(["opaque-request-token-xyz"])
-    structlog.get_logger("t").info("seen", detail="got opaque-request-token-xyz from the client")
-    line = capsys.readouterr().err
+    logger.info("seen", detail="got opaque-request-token-xyz from the client")
+    line = out.getvalue()
     assert "opaque-request-token-xyz" not in line and "got *** from the client" in line
 
 
@@ -170,3 +179,26 @@ def test_span_attributes_are_redacted() -> None:
     attributes = clean({"http.request.header.authorization": f"Bearer {token}", "url.path": "/v1/models"})
     assert attributes == {"http.request.header.authorization": "***", "url.path": "/v1/models"}
     assert clean({"lamina.note": f"sent {token}"}) == {"lamina.note": "sent ***"}
+
+
+async def test_verified_tokens_are_reused_only_with_the_key_set_that_verified_them() -> None:
+    from lamina.auth.config import OAuth2TokenConfig
+    from lamina.auth.oauth2_token import OAuth2TokenAuth
+    from lamina.testing.auth_servers import AUDIENCE, ISSUER, SigningKey
+
+    with IdentityProvider() as idp:
+        jwks = {"uri": f"{idp.url}/jwks", "unknown_kid_refetch_seconds": 0}
+        auth = OAuth2TokenAuth(OAuth2TokenConfig(jwks=jwks, issuer=ISSUER, audience=AUDIENCE))
+        try:
+            old = idp.token(sub="kim")
+            assert (await auth.authenticate(old, None)).id == "kim"
+            assert (await auth.authenticate(old, None)).id == "kim"  # from the cache
+            assert idp.fetches == 1
+            # The issuer withdraws the old key; a token with a new kid makes the server refetch.
+            new = SigningKey()
+            idp.keys = [new]
+            assert (await auth.authenticate(idp.token(new, sub="lee"), None)).id == "lee"
+            with pytest.raises(UnauthorizedError, match="not one of the issuer's keys"):
+                await auth.authenticate(old, None)
+        finally:
+            await auth.close()
