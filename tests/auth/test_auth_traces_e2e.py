@@ -28,7 +28,11 @@ def test_spans_name_the_principal_and_hold_no_secret(
         "apis": ["inference", "telemetry"],
         "providers": {
             "inference": [
-                {"provider_id": "fake", "provider_type": "remote::vllm", "config": {"url": f"{fake_upstream.url}/v1"}}
+                {
+                    "provider_id": "fake",
+                    "provider_type": "remote::vllm",
+                    "config": {"url": f"{fake_upstream.url}/v1"},
+                }
             ],
             "telemetry": [
                 {
