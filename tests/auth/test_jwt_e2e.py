@@ -195,3 +195,11 @@ def test_an_admin_token_manages_api_keys_and_a_key_works_beside_jwts(
     assert created.json()["created_by"] == "judy"
     client = OpenAI(base_url=f"{server.url}/v1", api_key=created.json()["key"], max_retries=0)
     assert "ok" in [m.id for m in client.models.list()]
+
+
+def test_a_hostile_kid_cannot_inject_headers(server: ServerProcess, idp: IdentityProvider) -> None:
+    token = idp.token(headers={"kid": 'évil"\r\nX-Injected: 1'})
+    resp = _refused(server, token)
+    assert resp.status_code == 401 and "X-Injected" not in resp.headers
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.isascii() and "\r" not in challenge and "\n" not in challenge

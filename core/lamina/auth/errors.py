@@ -3,9 +3,12 @@ server that vouches for tokens cannot be reached (fail closed: never let the req
 
 from __future__ import annotations
 
+import re
+
 from lamina.errors import ServiceUnavailableError, UnauthorizedError
 
 REALM = "lamina"
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 def unauthorized(description: str, *, error: str | None = "invalid_token") -> UnauthorizedError:
@@ -13,7 +16,9 @@ def unauthorized(description: str, *, error: str | None = "invalid_token") -> Un
     exc = UnauthorizedError(description, param="Authorization")
     challenge = f'Bearer realm="{REALM}"'
     if error:  # RFC 6750 3.1: no error code when the request carried no credentials at all
-        challenge += f', error="{error}", error_description="{description.replace(chr(34), chr(39))}"'
+        # A header value: printable ASCII only, no quote (the description may quote a token's kid or alg).
+        safe = _UNSAFE.sub("?", description).replace('"', "'")
+        challenge += f', error="{error}", error_description="{safe}"'
     exc.headers["WWW-Authenticate"] = challenge
     return exc
 
