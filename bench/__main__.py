@@ -20,6 +20,7 @@ BENCHMARKS = {
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
     "telemetry": "telemetry off vs on (OTLP + sqlite + Prometheus): gateway req/s and CPU per request, c=16",
     "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",
+    "auth": "auth off vs a JWT (JWKS) vs a Lamina API key: gateway req/s and CPU per request, c=16",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
     "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch)",
 }
@@ -104,6 +105,10 @@ def main(argv: list[str]) -> int:
         from bench.telemetry_instructions import main as telemetry_instructions
 
         return telemetry_instructions(argv[1:])
+    if argv[0] == "auth":
+        from bench.auth import main as auth_bench
+
+        return auth_bench(argv[1:])
     if argv[0] == "batches":
         from bench.batches import main as batches
 

@@ -16,6 +16,7 @@ _LUA = """
 wrk.method = "POST"
 wrk.body = [==[%(body)s]==]
 wrk.headers["Content-Type"] = "application/json"
+%(headers)s
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -62,6 +63,7 @@ def run_wrk(
     threads: int = 1,
     cpus: str | None = None,
     timeout_s: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
     """Run wrk against ``url`` POSTing ``body`` and return its parsed summary.
 
@@ -73,7 +75,8 @@ def run_wrk(
         raise ValueError("request body cannot be embedded in the Lua script")
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(_LUA % {"body": text})
+        extra = "\n".join(f'wrk.headers["{k}"] = [==[{v}]==]' for k, v in (headers or {}).items())
+        script.write_text(_LUA % {"body": text, "headers": extra})
         argv = [
             wrk_binary(),
             f"-t{threads}",

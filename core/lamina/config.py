@@ -16,6 +16,7 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lamina.auth.config import AuthConfig
 from lamina.envsubst import substitute_env
 from lamina.errors import ConfigError, field_problems, format_path
 from lamina.limits.settings import ProviderLimits
@@ -23,7 +24,7 @@ from lamina.limits.settings import ProviderLimits
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 8321
-# Loopback only unless the config or `--host` says otherwise: there is no authentication yet.
+# Loopback only unless the config or `--host` says otherwise: without server.auth every route is open.
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -129,7 +130,11 @@ class ServerConfig(_Section):
     tls_keyfile: str | None = None
     tls_cafile: str | None = None
     disable_ipv6: bool = False
-    auth: dict[str, Any] | None = None
+    auth: AuthConfig | None = Field(
+        default=None,
+        description="Authentication (docs/security.md): provider_type oauth2_token, custom or api_keys, with "
+        "its config; without it every route is open (keep the server on loopback).",
+    )
     quota: dict[str, Any] | None = None
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     shutdown_timeout: float = Field(default=5.0, ge=0)
@@ -322,19 +327,19 @@ def check_settings_are_enforced(
 ) -> None:
     """Stop start-up on a setting Lamina parses but does not act on (null and empty mean "not set").
 
-    A section that is accepted and then ignored promises what the server does not do (``server.auth``
-    would leave every route open), so each one fails, naming the key and what to do instead. Keys
+    A section that is accepted and then ignored promises what the server does not do (``server.quota``
+    would limit nothing), so each one fails, naming the key and what to do instead. Keys
     that only matter to Llama Stack's tooling (``container_image``) or that shipped templates carry
     harmlessly (``apis``) are logged instead. ``provider_configs`` are (key path, validated config)
     pairs, checked for fields marked with ``not_acted_on``.
     """
     server = config.server
     problems = []
-    if server.auth:
+    if server.auth and server.auth.access_policy:
         problems.append(
-            "server.auth: authentication is not implemented in Lamina yet, so this section would leave "
-            "every route open; remove it and put the server behind an authenticating reverse proxy "
-            f"(keep server.host on loopback, the default {DEFAULT_HOST})"
+            "server.auth.access_policy: access rules are not enforced by Lamina yet (authentication is), so "
+            "every authenticated caller could still read and change every resource; remove access_policy "
+            "until Lamina enforces it"
         )
     if server.quota:
         problems.append(

@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from lamina import redaction
+
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """``LAMINA_LOG_LEVEL`` (info) and ``LAMINA_LOG_FORMAT`` (console on a tty, else json)."""
@@ -25,6 +27,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redaction.structlog_processor,  # secrets never reach a log line (lamina.redaction)
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -1,4 +1,4 @@
-"""Per-request context (contextvars): request id, the caller's provider data, and the work's class.
+"""Per-request context (contextvars): request id, the caller (principal), its provider data, the work's class.
 
 Provider data is Llama Stack's ``X-LlamaStack-Provider-Data`` header: a JSON object of per-request
 provider settings (``{"openai_api_key": "..."}``). The server middleware parses it and validates it
@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from lamina.auth.principal import Principal
+
 M = TypeVar("M", bound=BaseModel)
 
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
@@ -26,6 +28,15 @@ PROVIDER_DATA: ContextVar[dict[str, Any] | None] = ContextVar("lamina_provider_d
 VALIDATED_PROVIDER_DATA: ContextVar[dict[type, BaseModel] | None] = ContextVar(
     "lamina_validated_provider_data", default=None
 )
+
+# Who is calling (lamina.auth.middleware sets it); None when server.auth is off or on an open path.
+PRINCIPAL: ContextVar[Principal | None] = ContextVar("lamina_principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    """The authenticated caller of the current request (None when auth is off or the path is open)."""
+    return PRINCIPAL.get()
+
 
 # Whose work a provider call is: "interactive" (a client waits on it: every HTTP request) or "batch"
 # (background work: a batch's lines, batch agents, eval rows). Provider limits serve interactive calls

@@ -121,11 +121,18 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     ),
     "unsupported-version": (f"version: 3\nproviders:\n{VLLM}", "version", ["version 2"]),
     # Parsed but not acted on: a security setting that is silently ignored must stop start-up.
-    "server-auth-not-enforced": (
+    "server-auth-access-policy-not-enforced": (
         f"version: 2\nproviders:\n{VLLM}server:\n  auth:\n    provider_type: oauth2_token\n"
-        "    config: {jwks: {uri: 'http://127.0.0.1:9/jwks'}}\n",
+        "    config: {jwks: {uri: 'http://127.0.0.1:9/jwks'}}\n"
+        "    access_policy: [{permit: {actions: [read]}}]\n",
+        "server.auth.access_policy",
+        ["not enforced", "remove access_policy"],
+    ),
+    "server-auth-bad-algorithm": (
+        f"version: 2\nproviders:\n{VLLM}server:\n  auth:\n    provider_type: oauth2_token\n"
+        "    config: {jwks: {uri: 'http://127.0.0.1:9/jwks'}, algorithms: [HS256]}\n",
         "server.auth",
-        ["not implemented", "reverse proxy", "127.0.0.1"],
+        ["only asymmetric", "RS256"],
     ),
     "server-quota-not-enforced": (
         f"version: 2\nproviders:\n{VLLM}server:\n  quota:\n    kvstore: {{type: sqlite, db_path: q.db}}\n"

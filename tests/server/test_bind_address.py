@@ -73,7 +73,7 @@ def test_host_all_interfaces_exposes_with_a_warning(tmp_path: Path, fake_upstrea
         events = _events(server)
     warning = next(e for e in events if e.get("event") == "server_exposed_without_auth")
     assert warning["level"] == "warning" and warning["host"] == "0.0.0.0"
-    assert "reverse proxy" in warning["hint"]
+    assert "server.auth" in warning["hint"]
 
 
 def test_server_host_in_the_config_exposes_too(tmp_path: Path, fake_upstream: ServerProcess) -> None:
@@ -83,6 +83,15 @@ def test_server_host_in_the_config_exposes_too(tmp_path: Path, fake_upstream: Se
         assert _reachable(outside, server.port)
         events = _events(server)
     assert "server_exposed_without_auth" in [e.get("event") for e in events]
+
+
+def test_exposed_with_auth_does_not_warn(tmp_path: Path, fake_upstream: ServerProcess) -> None:
+    auth = {"provider_type": "api_keys", "config": {"bootstrap_admin_key": "x" * 32}}
+    config = {**_config(fake_upstream), "server": {"host": "0.0.0.0", "auth": auth}}
+    with lamina_server(config, tmp_path) as server:
+        assert _reachable("127.0.0.1", server.port)
+        events = _events(server)
+    assert "server_exposed_without_auth" not in [e.get("event") for e in events]
 
 
 @pytest.mark.parametrize(

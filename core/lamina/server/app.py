@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from lamina.auth.api_keys import ApiKeyStore, admin_routes
+from lamina.auth.middleware import Authenticator, auth_middleware
 from lamina.config import DEFAULT_HOST
-from lamina.server.keys import ACTIVE_STREAMS, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
+from lamina.redaction import register_secrets, secrets_in
+from lamina.server.keys import ACTIVE_STREAMS, AUTHENTICATOR, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
 from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
 from lamina.server.routes import add_api_routes
@@ -26,11 +29,16 @@ log = structlog.get_logger(__name__)
 def create_app(stack: Stack) -> web.Application:
     """Build the app for a stack; the stack starts and stops with the app (cleanup context)."""
     plugin_middlewares = [import_object(m.middleware) for m in stack.pm.middlewares()]
+    # The run config's provider keys are masked wherever they would show in a log line or a span.
+    register_secrets(secrets_in(stack.config.model_dump(mode="json", include={"providers", "server"})))
+    auth_config = stack.config.server.auth
+    authenticator = Authenticator(auth_config) if auth_config is not None else None
     app = web.Application(
         client_max_size=stack.config.server.max_request_body_bytes,
         middlewares=[
             request_middleware,
             drain_middleware,
+            *([auth_middleware(authenticator)] if authenticator is not None else []),
             *plugin_middlewares,
         ],
         handler_args={"max_field_size": 65536},
@@ -52,6 +60,11 @@ def create_app(stack: Stack) -> web.Application:
     for route in stack.pm.routes():
         app.router.add_route(route.method, route.path, import_object(route.handler))
     app.cleanup_ctx.append(_stack_lifecycle)
+    if authenticator is not None:
+        app[AUTHENTICATOR] = authenticator
+        if authenticator.api_keys_on:
+            app.router.add_routes(admin_routes(_api_keys, auth_config.admin_role))
+        app.cleanup_ctx.append(_auth_lifecycle)
     if stack.config.providers.get("telemetry"):  # without a telemetry provider, nothing to count
         install_http_metrics(app, app[ACTIVE_STREAMS])
     app.on_shutdown.append(drain_requests)  # the grace period (server.shutdown_timeout) is spent here
@@ -68,6 +81,21 @@ async def _stack_lifecycle(app: web.Application) -> AsyncIterator[None]:
         raise
     yield
     await stack.shutdown()
+
+
+def _api_keys(request: web.Request) -> ApiKeyStore:
+    keys = request.app[AUTHENTICATOR].keys
+    assert keys is not None, "the stack (and its metadata store) starts before requests are served"
+    return keys
+
+
+async def _auth_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """API keys live in the stack's metadata store, open once the stack has started (the context
+    before this one); the providers' HTTP clients close at shutdown."""
+    authenticator = app[AUTHENTICATOR]
+    authenticator.keys = ApiKeyStore(app[STACK].store)
+    yield
+    await authenticator.close()
 
 
 def is_loopback(host: str) -> bool:
@@ -93,13 +121,13 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
         if server.tls_cafile:  # as in Llama Stack: a CA file means clients must present a certificate
             ssl_context.verify_mode = ssl.CERT_REQUIRED
     if not is_loopback(host) and not server.auth:
-        # Lamina has no authentication yet (server.auth is refused at start-up): anyone who can reach
-        # this address can use every route, including file uploads and model registration.
+        # Without server.auth anyone who can reach this address can use every route, including file
+        # uploads and model registration.
         log.warning(
             "server_exposed_without_auth",
             host=host,
             port=port,
-            hint=f"bind {DEFAULT_HOST} (the default) or put an authenticating reverse proxy in front",
+            hint=f"set server.auth (docs/security.md), or bind {DEFAULT_HOST} (the default)",
         )
 
     # A wildcard bind is reached on loopback from inside (the server calling its own routes).

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from lamina.auth.middleware import Authenticator
     from lamina.stack import Stack
 
 STACK: web.AppKey[Stack] = web.AppKey("stack")
@@ -15,4 +16,5 @@ ACTIVE_STREAMS: web.AppKey[set[asyncio.Task]] = web.AppKey("active_streams")
 SHUTTING_DOWN: web.AppKey[asyncio.Event] = web.AppKey("shutting_down")
 IN_FLIGHT: web.AppKey[set[asyncio.Task]] = web.AppKey("in_flight")  # request tasks (lamina.server.shutdown)
 CUT_REQUESTS: web.AppKey[set[asyncio.Task]] = web.AppKey("cut_requests")  # cancelled by the drain
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")  # only when server.auth is set
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("lamina_request_id", str)

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from lamina.errors import BadRequestError, LaminaError
+from lamina.redaction import REQUEST_SECRETS, add_request_secrets
 from lamina.request_context import (
     INTERACTIVE,
     PROVIDER_DATA,
@@ -42,6 +43,7 @@ async def request_middleware(request: web.Request, handler):
     request_id = incoming if incoming and _SAFE_ID.match(incoming) else new_request_id()
     request[REQUEST_ID_KEY] = request_id
     REQUEST_ID.set(request_id)
+    REQUEST_SECRETS.set(())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
@@ -121,6 +123,7 @@ def _set_provider_data(request: web.Request) -> None:
     raw = request.headers.get(PROVIDER_DATA_HEADER)
     if not raw:
         return
+    add_request_secrets([raw])
     example = '{"openai_api_key": "..."}'
     try:
         data = json.loads(raw)
@@ -136,8 +139,17 @@ def _set_provider_data(request: web.Request) -> None:
             f"{type(data).__name__}",
             param=PROVIDER_DATA_HEADER,
         )
+    add_request_secrets(_string_leaves(data))  # every value: keys, tokens, and URLs that may embed them
     PROVIDER_DATA.set(data)
     VALIDATED_PROVIDER_DATA.set(request.app[STACK].validate_provider_data(data))
+
+
+def _string_leaves(value) -> list:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _string_leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _string_leaves(v)]
+    return [value] if isinstance(value, str) else []
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from lamina.redaction import redact
 from lamina.telemetry.context import attach_span, current_span, detach
 from lamina.telemetry.state import TelemetrySettings, active
 
@@ -68,8 +69,9 @@ def capture_content() -> bool:
 
 
 def clean(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    """``attributes`` without the None values OpenTelemetry refuses (and warns about per span)."""
-    return {k: v for k, v in attributes.items() if v is not None}
+    """``attributes`` without the None values OpenTelemetry refuses (and warns about per span), and with
+    secrets masked (lamina.redaction)."""
+    return {k: redact(v, k) for k, v in attributes.items() if v is not None}
 
 
 def start_span(

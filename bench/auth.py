@@ -1,0 +1,181 @@
+"""Authentication's cost: gateway throughput with auth off, a JWT checked against a JWKS, and a Lamina
+API key (issue 18's target: auth + access control cost at most 10% at c=16; access control is not built
+yet, so this measures authentication alone).
+
+``python -m bench auth`` starts the bench upstream (canned OpenAI answers), a real identity provider
+(lamina.testing.auth_servers: JWKS on loopback) and three ``lamina run`` processes: no auth ("off"),
+``oauth2_token`` with the JWKS ("jwt", RS256 2048-bit), ``api_keys`` ("apikey"). wrk at concurrency 16
+runs against each in turn, the order alternating every round; the report gives the medians: requests/s,
+the cost against "off", and the gateway's CPU time per request (from /proc). With ``--pin`` (the default
+on 2+ cores) the gateways have CPU 1, everything else CPU 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import report
+from bench.cpu import CpuMeter
+from bench.gateway import (
+    MESSAGES,
+    MODEL,
+    OPENAI_PATH,
+    _child_env,
+    _pinned,
+    lamina_run_config,
+    loadavg,
+    stop_servers,
+)
+from bench.wrk import run_wrk, wrk_binary
+
+TARGETS = {
+    "off": "auth off",
+    "jwt": "oauth2_token, JWT RS256 against a JWKS",
+    "apikey": "a Lamina API key (sqlite metadata store; an accepted key reused 5 s)",
+}
+BOOTSTRAP = "bench-bootstrap-admin-key-0123456789"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench auth", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of wrk per run")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (each runs every target once)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--out", type=Path, help="write the result into this file (docs/benchmarks.md)")
+    parser.add_argument("--work-dir", type=Path)
+    return parser.parse_args(argv)
+
+
+def start(work: Path, idp: Any, gateway_cpu: str | None, client_cpu: str | None) -> dict[str, Any]:
+    from lamina.testing.auth_servers import AUDIENCE, ISSUER
+    from lamina.testing.processes import ServerProcess, free_port, lamina_server
+
+    servers: dict[str, Any] = {}
+    try:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", "fast"]
+        servers["upstream"] = ServerProcess(
+            _pinned(argv, client_cpu),
+            port,
+            log_path=work / "upstream.log",
+            env=_child_env(),
+            ready_path="/v1/models",
+        ).start()
+        base = lamina_run_config(servers["upstream"].url)
+        jwks = {"uri": f"{idp.url}/jwks"}
+        auths = {
+            "off": None,
+            "jwt": {
+                "provider_type": "oauth2_token",
+                "config": {"jwks": jwks, "issuer": ISSUER, "audience": AUDIENCE},
+            },
+            "apikey": {"provider_type": "api_keys", "config": {"bootstrap_admin_key": BOOTSTRAP}},
+        }
+        for name, auth in auths.items():
+            config = {**base, "server": {"auth": auth}} if auth else base
+            env = _child_env({"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json"})
+            server = lamina_server(config, work / name, env=env, name=name)
+            server.argv = _pinned(server.argv, gateway_cpu)
+            servers[name] = server.start()
+    except BaseException:
+        stop_servers(servers)
+        raise
+    return servers
+
+
+def main(argv: list[str]) -> int:
+    from bench.gateway_report import machine
+    from lamina.testing.auth_servers import IdentityProvider
+
+    args = parse_args(argv)
+    command = "hatch run dev:bench auth " + shlex.join(argv) if argv else "hatch run dev:bench auth"
+    wrk_binary()
+    pinned = args.pin if args.pin is not None else len(os.sched_getaffinity(0)) >= 2
+    gateway_cpu, client_cpu = ("1", "0") if pinned else (None, None)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="lamina-bench-auth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    load_before = loadavg()
+    print(f"load average before: {load_before}; logs in {work}; pinned: {pinned}", flush=True)
+    body = {"model": MODEL, "messages": MESSAGES}
+    rps: dict[str, list[float]] = {t: [] for t in TARGETS}
+    cpu_us: dict[str, list[float]] = {t: [] for t in TARGETS}
+    p50: dict[str, list[float]] = {t: [] for t in TARGETS}
+    with IdentityProvider() as idp:
+        servers = start(work, idp, gateway_cpu, client_cpu)
+        try:
+            key = httpx.post(
+                f"{servers['apikey'].url}/v1/admin/api-keys",
+                json={"principal": "bench"},
+                headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+            ).json()["key"]
+            tokens = {"off": None, "jwt": idp.token(exp=2**31 - 1), "apikey": key}
+            for repeat in range(args.repeat):
+                order = list(TARGETS) if repeat % 2 == 0 else list(TARGETS)[::-1]
+                for target in order:
+                    url = servers[target].url + OPENAI_PATH
+                    headers = {"Authorization": f"Bearer {tokens[target]}"} if tokens[target] else None
+                    if repeat == 0 and args.warmup > 0:
+                        warm = args.warmup
+                        run_wrk(
+                            url,
+                            body,
+                            connections=args.connections,
+                            duration=warm,
+                            cpus=client_cpu,
+                            headers=headers,
+                        )
+                    with CpuMeter({"gateway": servers[target].proc.pid}) as meter:
+                        result = run_wrk(
+                            url, body, connections=args.connections, duration=args.duration, cpus=client_cpu,
+                            headers=headers,
+                        )  # fmt: skip
+                    if result.errors:
+                        raise SystemExit(f"{target}: {result.errors} errors; see {work}")
+                    assert meter.usage is not None
+                    rps[target].append(result.rps)
+                    p50[target].append(result.p50_ms)
+                    cpu_us[target].append(1e6 * meter.usage.ours.get("gateway", 0) / max(result.requests, 1))
+                    print(
+                        f"  [{repeat + 1}/{args.repeat}] {target:6} {result.rps:8,.0f} req/s  "
+                        f"p50 {result.p50_ms:6.2f} ms  gateway CPU {cpu_us[target][-1]:6.0f} µs/req",
+                        flush=True,
+                    )
+        finally:
+            stop_servers(servers)
+    base = statistics.median(rps["off"])
+    lines = [
+        "Authentication cost, OpenAI chat non-streaming through Lamina to a canned upstream, "
+        f"c={args.connections}, "
+        f"{args.repeat} rounds of {args.duration:g} s, medians. Command: `{command}`. "
+        f"{info['date']}; {info['CPU']}, {info['Python']}, git {info['git']}; pinned {pinned}; "
+        f"load {load_before} / {loadavg()}.",
+        "",
+        "| auth | req/s | cost vs off | p50 ms | gateway CPU µs/req |",
+        "|---|---|---|---|---|",
+    ]
+    for target, label in TARGETS.items():
+        median = statistics.median(rps[target])
+        cost = "" if target == "off" else f"{(1 - median / base) * 100:+.1f}%".replace("+-", "-")
+        lines.append(
+            f"| {label} | {median:,.0f} | {cost} | {statistics.median(p50[target]):.2f} | "
+            f"{statistics.median(cpu_us[target]):.0f} |"
+        )
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if args.out:
+        report.update_doc(args.out, text, section="auth")
+        print(f"\nwrote {args.out}")
+    return 0
