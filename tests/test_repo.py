@@ -38,8 +38,12 @@ def test_the_serve_environment_holds_only_what_serving_needs() -> None:
     envs = tomllib.loads((ROOT / "hatch.toml").read_text())["envs"]
     default, dev = envs["default"], envs["dev"]
     assert default["workspace"]["members"] == ["plugins/*", "models/*"]
-    # Heavy plugins (ray: an 80 MB wheel and its own processes) are the dev env's only.
-    assert default["workspace"]["exclude"] == ["plugins/ray"]
+    # Heavy plugins (ray: an 80 MB wheel and its own processes; torch for training) are the dev env's only.
+    assert default["workspace"]["exclude"] == [
+        "plugins/ray",
+        "plugins/post-training-huggingface",
+        "plugins/transformers",
+    ]
     assert dev["workspace"] == {"members": ["plugins/*", "models/*"], "exclude": []}
     assert not default.get("dependencies") and not default.get("extra-dependencies"), (
         "serving needs the core and the plugins only: put test tools in [envs.dev]"

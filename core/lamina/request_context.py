@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from lamina.auth.principal import Principal
+if TYPE_CHECKING:  # lamina.auth imports this module: no import cycle at run time
+    from lamina.auth.principal import Principal
 
 M = TypeVar("M", bound=BaseModel)
 

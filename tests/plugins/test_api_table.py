@@ -1,7 +1,8 @@
 """``lamina.api_table``: one entry serves a new API everywhere the server lists APIs.
 
 The test adds an entry for Batch inference as its own API (one the server does not serve as such: its
-routes are Inference's; Synthetic data generation and Post training were the last APIs added, the same way), as the next API would be added: a Protocol with its route, a router, and the table
+routes are Inference's; Synthetic data generation and Post training were the last APIs added, the same
+way), as the next API would be added: a Protocol with its route, a router, and the table
 entry; nothing else in the core changes.
 Its provider is the test distribution's GenericProvider (``lamina_test_alpha.provider``).
 """
@@ -105,7 +106,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
         Api.eval,
         Api.batches,
         Api.post_training,
-        Api.batch_inference,
+        Api.synthetic_data_generation,
         Api.telemetry,
     ]
     assert dict(provider_protocols())[Api.inference] is InferenceProvider
@@ -115,9 +116,7 @@ def test_the_table_lists_each_api_once_with_its_protocols() -> None:
 
 
 def test_an_api_missing_from_the_table_is_a_start_up_error(tmp_path: Path, installed: Any) -> None:
-    with pytest.raises(
-        ConfigError, match=r"does not serve the batch_inference API \(it serves: inference"
-    ):
+    with pytest.raises(ConfigError, match=r"does not serve the batch_inference API \(it serves: inference"):
         _stack(tmp_path, installed)
 
 
@@ -143,9 +142,7 @@ async def test_one_table_entry_serves_a_new_api_everywhere(
             "provider_types": ["inline::echo-bi"],
         } in routes
         openapi = await (await client.get("/openapi.json")).json()
-        assert openapi["paths"]["/v1/batch-inference/echo"]["post"]["tags"] == [
-            "BatchInferenceApi"
-        ]
+        assert openapi["paths"]["/v1/batch-inference/echo"]["post"]["tags"] == ["BatchInferenceApi"]
         bad = await client.post("/v1/batch-inference/echo", json={})
         assert bad.status == 400 and "text: required, but missing" in (await bad.json())["detail"]
     assert [d.name for d in routes_of(BatchInferenceApi)] == ["echo"]
