@@ -7,6 +7,7 @@ The adapter case (a LoRA checkpoint of a training job) is in plugins/post-traini
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,7 +89,16 @@ def test_a_checkpoint_answers_chat_and_completion_streamed_or_not(
         c.models.register(
             model_id="gone", provider_id="transformers", provider_model_id=str(tmp_path / "none")
         )
-    with pytest.raises(llama_stack_client.BadRequestError, match="model_type"):
-        c.models.register(
-            model_id="emb", provider_id="transformers", provider_model_id=str(model), model_type="embedding"
-        )
+    # An llm does not embed, and the same checkpoint registered as an embedding model does not generate.
+    with pytest.raises(openai.BadRequestError, match="needs an embedding model"):
+        oai.embeddings.create(model="tiny", input="hi")
+    width = json.loads((model / "config.json").read_text())["hidden_size"]
+    c.models.register(
+        model_id="tiny-emb",
+        provider_id="transformers",
+        provider_model_id=str(model),
+        model_type="embedding",
+        metadata={"embedding_dimension": width},
+    )
+    with pytest.raises(openai.BadRequestError, match="this call needs an llm model"):
+        oai.chat.completions.create(model="tiny-emb", messages=question)

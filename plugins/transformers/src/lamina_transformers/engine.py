@@ -133,3 +133,52 @@ class Engine:
             if cut >= 0:
                 text, finish = text[:cut], "stop"
         return Generated(text, prompt_tokens, len(new), finish)
+
+
+def checkpoint_width(path: str) -> int | None:
+    """The hidden size a full checkpoint's config names (its embeddings' dimension), if it names one."""
+    config = json.loads((Path(path).expanduser() / "config.json").read_text())
+    width = config.get("hidden_size") or config.get("d_model") or config.get("n_embd")
+    return int(width) if isinstance(width, int) else None
+
+
+class EmbeddingEngine:
+    """A full checkpoint's base model (no head: ``AutoModel``), whose last hidden states, mean-pooled over
+    each text's tokens and scaled to unit length, are its embeddings (the sentence-transformers recipe for
+    encoders such as BERT or MiniLM). ``embed`` runs one batch at a time."""
+
+    def __init__(self, path: str, device: str, trust_remote_code: bool) -> None:
+        import torch  # noqa: F401
+        from transformers import AutoModel, AutoTokenizer
+
+        if describe_checkpoint(path)["kind"] != "full":
+            raise CheckpointError(f"{path} is a LoRA adapter; embeddings come from a full checkpoint")
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+        if self.tokenizer.pad_token is None:  # decoder tokenizers often have none: padding is masked out
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.model = AutoModel.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+        self.model.to(device)
+        self.model.eval()
+        self.device = device
+        self.dimension = int(self.model.config.hidden_size)
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 512
+        self.max_tokens = min(int(limit), int(self.tokenizer.model_max_length or limit))
+        self.lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit vectors of ``texts`` (each cut to the model's longest input) and the tokens read."""
+        import torch
+
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        ).to(self.device)
+        with self.lock, torch.no_grad():
+            hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return vectors.tolist(), int(batch["attention_mask"].sum())

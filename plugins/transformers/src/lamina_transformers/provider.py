@@ -1,5 +1,8 @@
 """The inline::transformers inference provider: a registered model's ``provider_model_id`` is a checkpoint
-directory, loaded on first use (at most ``max_loaded_models`` kept) and run in a thread.
+directory, loaded on first use (at most ``max_loaded_models`` kept) and run in a thread. An ``llm`` model
+generates (a full checkpoint or a LoRA adapter on its local base); an ``embedding`` model (a full
+checkpoint: an encoder such as BERT or MiniLM, or any base model) embeds: its last hidden states,
+mean-pooled and scaled to unit length (``engine.EmbeddingEngine``).
 
 The OpenAI routes are implemented here; the native ones go through ``lamina.providers.openai_bridge``.
 Streams: the generation thread hands each finished piece of text to the event loop, which yields it as
@@ -29,18 +32,23 @@ from lamina.apis.inference import (
     OpenAIEmbeddingsRequest,
 )
 from lamina.apis.models import Model
-from lamina.errors import BadRequestError, NotImplementedByProviderError
+from lamina.errors import BadRequestError
 from lamina.providers import ProviderBase, ProviderContext
 from lamina.providers import openai_bridge as bridge
 from lamina_transformers.config import TransformersInferenceConfig
-from lamina_transformers.engine import CheckpointError, Engine, Generated, describe_checkpoint
+from lamina_transformers.engine import (
+    CheckpointError,
+    EmbeddingEngine,
+    Engine,
+    Generated,
+    checkpoint_width,
+    describe_checkpoint,
+)
 
 log = structlog.get_logger(__name__)
 
 DIALECT = bridge.Dialect(top_k=False, repetition_penalty=False)
-_NO_EMBEDDINGS = (
-    "inline::transformers serves chat and completion models only; embed with an embedding provider"
-)
+MAX_INPUTS = 256  # texts one embeddings request may carry
 
 
 async def create_provider(
@@ -53,8 +61,8 @@ class TransformersProvider(ProviderBase):
     def __init__(self, config: TransformersInferenceConfig, context: ProviderContext) -> None:
         super().__init__(context)
         self.config = config
-        self.engines: OrderedDict[str, Engine] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[Engine]] = {}
+        self.engines: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (model type, path) -> engine
+        self._loading: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def initialize(self) -> None:
         if self.config.torch_threads:
@@ -63,36 +71,63 @@ class TransformersProvider(ProviderBase):
             torch.set_num_threads(self.config.torch_threads)
 
     async def register_model(self, model: Model) -> Model:
-        if model.model_type != "llm":
-            raise BadRequestError(_NO_EMBEDDINGS, param="model_type")
+        if model.model_type not in ("llm", "embedding"):
+            raise BadRequestError(
+                f"inline::transformers serves llm and embedding models, not {model.model_type}",
+                param="model_type",
+            )
         try:
-            await asyncio.to_thread(describe_checkpoint, model.provider_model_id)
+            info = await asyncio.to_thread(describe_checkpoint, model.provider_model_id)
         except CheckpointError as exc:
             raise BadRequestError(f"provider_model_id: {exc}", param="provider_model_id") from None
+        if model.model_type == "llm":
+            return model
+        if info["kind"] != "full":
+            raise BadRequestError(
+                "provider_model_id: a LoRA adapter generates; an embedding model is a full checkpoint",
+                param="provider_model_id",
+            )
+        width = await asyncio.to_thread(checkpoint_width, model.provider_model_id)
+        declared = model.metadata.get("embedding_dimension")
+        if width is not None and declared is not None and int(declared) != width:
+            raise BadRequestError(
+                f"metadata.embedding_dimension: {declared}, but the checkpoint's hidden size (its vectors' "
+                f"length) is {width}; set {width} or leave it out",
+                param="metadata.embedding_dimension",
+            )
         return model
 
     async def unregister_model(self, model: Model) -> None:
-        self.engines.pop(model.provider_model_id, None)
+        self.engines.pop((model.model_type, model.provider_model_id), None)
 
-    async def _engine(self, model: Model) -> Engine:
-        path = model.provider_model_id
-        if path in self.engines:
-            self.engines.move_to_end(path)
-            return self.engines[path]
-        if path not in self._loading:
-            load = asyncio.to_thread(Engine, path, self.config.device, self.config.trust_remote_code)
-            self._loading[path] = asyncio.ensure_future(load)
+    async def _engine(self, model: Model) -> Any:
+        key = (model.model_type, model.provider_model_id)
+        if key in self.engines:
+            self.engines.move_to_end(key)
+            return self.engines[key]
+        if key not in self._loading:
+            kind = EmbeddingEngine if model.model_type == "embedding" else Engine
+            load = asyncio.to_thread(kind, key[1], self.config.device, self.config.trust_remote_code)
+            self._loading[key] = asyncio.ensure_future(load)
         try:
-            engine = await asyncio.shield(self._loading[path])
+            engine = await asyncio.shield(self._loading[key])
         except CheckpointError as exc:
             raise BadRequestError(f"model {model.identifier}: {exc}", param="model") from None
         finally:
-            self._loading.pop(path, None)
-        self.engines[path] = engine
+            self._loading.pop(key, None)
+        self.engines[key] = engine
         while len(self.engines) > self.config.max_loaded_models:
             dropped, _ = self.engines.popitem(last=False)
-            log.info("transformers_model_dropped", path=dropped)
+            log.info("transformers_model_dropped", path=dropped[1], model_type=dropped[0])
         return engine
+
+    async def _generator(self, model: Model) -> Engine:
+        if model.model_type != "llm":
+            raise BadRequestError(
+                f"model {model.identifier} is an embedding model; it embeds, it does not generate",
+                param="model",
+            )
+        return await self._engine(model)
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -170,7 +205,7 @@ class TransformersProvider(ProviderBase):
     async def openai_chat_completion(self, model: Model, request: OpenAIChatCompletionRequest) -> Any:
         body = request.upstream_body(model.provider_model_id)
         self._refuse(body)
-        engine = await self._engine(model)
+        engine = await self._generator(model)
         messages = [
             {"role": m["role"], "content": content_to_text(m.get("content"), separator="")}
             for m in body["messages"]
@@ -222,7 +257,7 @@ class TransformersProvider(ProviderBase):
             raise BadRequestError(
                 "inline::transformers completes one text prompt; send prompt as a string", param="prompt"
             )
-        engine = await self._engine(model)
+        engine = await self._generator(model)
         options = self._options(body)
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         if request.stream:
@@ -251,7 +286,51 @@ class TransformersProvider(ProviderBase):
         }
 
     async def openai_embeddings(self, model: Model, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
-        raise NotImplementedByProviderError(_NO_EMBEDDINGS)
+        raw = request.input
+        texts = [raw] if isinstance(raw, str) else raw
+        if not all(isinstance(t, str) for t in texts):
+            raise BadRequestError(
+                f"{model.identifier} takes text input (a string or a list of strings), not token ids",
+                param="input",
+            )
+        vectors, tokens = await self._embed(model, texts, request.dimensions, "input", "dimensions")
+        as_base64 = request.encoding_format == "base64"
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": _base64(vector) if as_base64 else vector,
+            }
+            for i, vector in enumerate(vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": model.identifier,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def _embed(
+        self, model: Model, texts: list[str], dimension: int | None, field: str, dimension_field: str
+    ) -> tuple[list[list[float]], int]:
+        if model.model_type != "embedding":
+            raise BadRequestError(
+                f"model {model.identifier} is an llm; register the checkpoint with model_type embedding to "
+                "embed with it",
+                param="model",
+            )
+        if len(texts) > MAX_INPUTS:
+            raise BadRequestError(
+                f"{field} has {len(texts)} texts; send at most {MAX_INPUTS} per request", param=field
+            )
+        engine = await self._engine(model)
+        if dimension is not None and dimension != engine.dimension:
+            raise BadRequestError(
+                f"{dimension_field} {dimension}: {model.identifier} makes {engine.dimension}-dimensional "
+                f"vectors only; omit {dimension_field} or set it to {engine.dimension}",
+                param=dimension_field,
+            )
+        return await asyncio.to_thread(engine.embed, texts)
 
     # -- native routes ---------------------------------------------------------------------------
 
@@ -274,7 +353,23 @@ class TransformersProvider(ProviderBase):
         return bridge.completion_response_from_openai(result, self.provider_id)
 
     async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        raise NotImplementedByProviderError(_NO_EMBEDDINGS)
+        texts = []
+        for i, item in enumerate(request.contents):
+            if not isinstance(item, str) and getattr(item, "type", None) != "text":
+                raise BadRequestError(
+                    f"{model.identifier} embeds text only; contents[{i}] is not text", param="contents"
+                )
+            texts.append(item if isinstance(item, str) else item.text)
+        vectors, _ = await self._embed(model, texts, request.output_dimension, "contents", "output_dimension")
+        return EmbeddingsResponse(embeddings=vectors)
+
+
+def _base64(vector: list[float]) -> str:
+    """OpenAI's base64 encoding: the vector's little-endian float32 bytes."""
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _usage(result: Generated) -> dict[str, int]:
