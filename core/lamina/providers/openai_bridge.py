@@ -26,6 +26,7 @@ from lamina.apis.inference import (
     GrammarResponseFormat,
     JsonSchemaResponseFormat,
     Metric,
+    OpenAIChatCompletionRequest,
     OpenAICompletionRequest,
     SamplingParams,
     StopReason,
@@ -469,3 +470,30 @@ async def completion_stream_from_openai(
             if text:
                 yield CompletionResponseStreamChunk(delta=text, logprobs=_completion_logprobs(choice))
     yield CompletionResponseStreamChunk(delta="", stop_reason=FINISH_TO_STOP.get(finish, "end_of_turn"))
+
+
+async def native_chat_via_openai(
+    provider: Any, model: Any, request: ChatCompletionRequest, dialect: Dialect
+) -> Any:
+    """A native chat completion answered by ``provider.openai_chat_completion`` (an in-process provider
+    whose own route is OpenAI's: llama.cpp, transformers): the answer, or its stream, in the native shape."""
+    body = chat_request_to_openai(request, model.provider_model_id, dialect)
+    body["stream"] = bool(request.stream)
+    oai = OpenAIChatCompletionRequest.model_validate({**body, "model": model.identifier})
+    result = await provider.openai_chat_completion(model, oai)
+    if request.stream:
+        return chat_stream_from_openai(result)
+    return chat_response_from_openai(result, provider.provider_id)
+
+
+async def native_completion_via_openai(
+    provider: Any, model: Any, request: CompletionRequest, dialect: Dialect
+) -> Any:
+    """A native completion answered by ``provider.openai_completion``, in the native shape."""
+    body = completion_request_to_openai(request, model.provider_model_id, dialect)
+    body["stream"] = bool(request.stream)
+    oai = OpenAICompletionRequest.model_validate({**body, "model": model.identifier})
+    result = await provider.openai_completion(model, oai)
+    if request.stream:
+        return completion_stream_from_openai(result)
+    return completion_response_from_openai(result, provider.provider_id)

@@ -335,22 +335,10 @@ class TransformersProvider(ProviderBase):
     # -- native routes ---------------------------------------------------------------------------
 
     async def chat_completion(self, model: Model, request: ChatCompletionRequest) -> Any:
-        body = bridge.chat_request_to_openai(request, model.provider_model_id, DIALECT)
-        body["stream"] = bool(request.stream)
-        oai = OpenAIChatCompletionRequest.model_validate({**body, "model": model.identifier})
-        result = await self.openai_chat_completion(model, oai)
-        if request.stream:
-            return bridge.chat_stream_from_openai(result)
-        return bridge.chat_response_from_openai(result, self.provider_id)
+        return await bridge.native_chat_via_openai(self, model, request, DIALECT)
 
     async def completion(self, model: Model, request: CompletionRequest) -> Any:
-        body = bridge.completion_request_to_openai(request, model.provider_model_id, DIALECT)
-        body["stream"] = bool(request.stream)
-        oai = OpenAICompletionRequest.model_validate({**body, "model": model.identifier})
-        result = await self.openai_completion(model, oai)
-        if request.stream:
-            return bridge.completion_stream_from_openai(result)
-        return bridge.completion_response_from_openai(result, self.provider_id)
+        return await bridge.native_completion_via_openai(self, model, request, DIALECT)
 
     async def embeddings(self, model: Model, request: EmbeddingsRequest) -> EmbeddingsResponse:
         texts = []
