@@ -185,10 +185,13 @@ async def test_at_most_concurrency_items_in_flight_and_at_most_max_in_flight_per
         )
         watcher = asyncio.create_task(watch())
         await until(lambda b=bound: gate(fake)["waiting"] == b, f"{bound} items held at the gate")
+        await asyncio.sleep(0.3)  # room for an item beyond the bound to arrive, were there one
+        held = gate(fake)["waiting"]
         gate(fake, True)
         await task
         watcher.cancel()
-        assert peak == bound, (concurrency, peak)
+        # The bound was reached and never passed (the watcher samples every 20 ms while items are held).
+        assert held == bound and peak <= bound, (concurrency, held, peak)
     assert all(marks(fake).get(f"c10-{i}") == 1 for i in range(12))
 
 
