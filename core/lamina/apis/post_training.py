@@ -7,8 +7,8 @@ A status answers Llama Stack's fields plus Lamina's: ``progress`` (steps done / 
 ``metrics`` (the loss of every logged step, and DPO's reward margins), ``error`` and ``lamina_job_id``.
 
 Llama Stack 0.2.12's DPO config has ``reward_scale``, ``reward_clip``, ``epsilon`` and ``gamma`` (its
-client requires them) and raises NotImplementedError; Lamina trains DPO and also takes ``beta`` and
-``loss_type`` (the fields later Llama Stack versions use). What each field does is in its description.
+client requires them) and its provider refuses to train DPO; Lamina trains DPO and also takes ``beta``
+and ``loss_type`` (the fields later Llama Stack versions use). What each field does is in its description.
 """
 
 from __future__ import annotations
@@ -160,15 +160,24 @@ class DPOAlignmentConfig(BaseModel):
 # -- requests ----------------------------------------------------------------------------------------------
 
 
-class SupervisedFineTuneRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    job_uuid: str = Field(
+JobUuid = Annotated[
+    str,
+    Field(
         min_length=1,
         max_length=200,
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="Your id for the job (unique).",
-    )
+    ),
+]
+CheckpointDir = Annotated[
+    str | None, Field(description="Where checkpoints go (absent: the provider's state directory).")
+]
+
+
+class SupervisedFineTuneRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    job_uuid: JobUuid
     model: str = Field(
         min_length=1,
         description="The model to train: a registered model id whose files are local, or a directory "
@@ -178,9 +187,7 @@ class SupervisedFineTuneRequest(BaseModel):
     algorithm_config: AlgorithmConfig | None = Field(
         default=None, description="LoRA (type LoRA); absent: every weight is trained (full fine-tuning)."
     )
-    checkpoint_dir: str | None = Field(
-        default=None, description="Where checkpoints go (absent: the provider's state directory)."
-    )
+    checkpoint_dir: CheckpointDir = None
     hyperparam_search_config: dict[str, Any] = Field(
         default_factory=dict, description="Not supported: leave empty (one run per job)."
     )
@@ -192,12 +199,7 @@ class SupervisedFineTuneRequest(BaseModel):
 class PreferenceOptimizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    job_uuid: str = Field(
-        min_length=1,
-        max_length=200,
-        pattern=r"^[A-Za-z0-9._:-]+$",
-        description="Your id for the job (unique).",
-    )
+    job_uuid: JobUuid
     finetuned_model: str = Field(
         min_length=1,
         description="The model to align (the policy, and the frozen reference): a registered model id whose "
@@ -205,9 +207,7 @@ class PreferenceOptimizeRequest(BaseModel):
     )
     algorithm_config: DPOAlignmentConfig
     training_config: TrainingConfig
-    checkpoint_dir: str | None = Field(
-        default=None, description="Where checkpoints go (absent: the provider's state directory)."
-    )
+    checkpoint_dir: CheckpointDir = None
     lora_config: LoraFinetuningConfig | None = Field(
         default=None,
         description="Lamina: train LoRA adapters instead of every weight (send with extra_body).",
