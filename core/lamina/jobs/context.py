@@ -128,12 +128,12 @@ class JobContext:
         job's executor (here, or fanned out to a cluster); ``on_result(index, result)`` runs here as each
         finishes. ``yield_to_clients``: while client requests are in flight, start one item at a time
         (work no client waits on). The rules are lamina.jobs.work's."""
-        from lamina.jobs.executor import InlineExecutor, executor_map
+        from lamina.jobs.executor import executor_map
 
         if self._work is None:
             raise RuntimeError(f"job {self.job_id}: this context was made without a work environment")
         await executor_map(
-            self._executor if self._executor is not None else InlineExecutor(),
+            self._executor,
             function,
             items,
             work=self._work,

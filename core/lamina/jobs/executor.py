@@ -39,10 +39,9 @@ async def executor_map(
     on_result: OnResult | None = None,
     yield_to_clients: bool = False,
 ) -> None:
-    """``executor.map(...)`` (lamina.jobs.work); in this event loop when the executor has no ``map``."""
-    mapper = getattr(executor, "map", None)
-    if mapper is None:
-        mapper = inline_map
+    """``executor.map(...)`` (lamina.jobs.work); in this event loop when there is no executor or it has
+    no ``map``."""
+    mapper = getattr(executor, "map", None) or inline_map
     await mapper(
         function,
         items,
