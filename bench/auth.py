@@ -13,11 +13,9 @@ on 2+ cores) the gateways have CPU 1, everything else CPU 0.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from bench.gateway import (
     OPENAI_PATH,
     _child_env,
     _pinned,
+    bench_setup,
     lamina_run_config,
     loadavg,
     stop_servers,
@@ -95,19 +94,14 @@ def start(work: Path, idp: Any, gateway_cpu: str | None, client_cpu: str | None)
 
 
 def main(argv: list[str]) -> int:
-    from bench.gateway_report import machine
     from lamina.testing.auth_servers import IdentityProvider
 
     args = parse_args(argv)
     command = "hatch run dev:bench auth " + shlex.join(argv) if argv else "hatch run dev:bench auth"
     wrk_binary()
-    pinned = args.pin if args.pin is not None else len(os.sched_getaffinity(0)) >= 2
-    gateway_cpu, client_cpu = ("1", "0") if pinned else (None, None)
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="lamina-bench-auth-"))
-    work.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    load_before = loadavg()
-    print(f"load average before: {load_before}; logs in {work}; pinned: {pinned}", flush=True)
+    setup = bench_setup(args.pin, args.work_dir, "lamina-bench-auth-")
+    pinned, gateway_cpu, client_cpu = setup.pinned, setup.gateway_cpu, setup.client_cpu
+    work, info, load_before = setup.work, setup.info, setup.load_before
     body = {"model": MODEL, "messages": MESSAGES}
     rps: dict[str, list[float]] = {t: [] for t in TARGETS}
     cpu_us: dict[str, list[float]] = {t: [] for t in TARGETS}

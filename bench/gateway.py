@@ -332,6 +332,34 @@ def measure_streams(
 # -- the command ---------------------------------------------------------------------------------
 
 
+@dataclass
+class BenchSetup:
+    """What a wrk bench decides before it starts servers: pinning, its work dir, the machine, the load."""
+
+    pinned: bool
+    gateway_cpu: str | None  # the CPU the gateway under test gets (pinned), else None
+    client_cpu: str | None  # the CPU for wrk, the upstream and the rest
+    work: Path
+    info: dict[str, str]
+    load_before: str
+
+
+def bench_setup(pin: bool | None, work_dir: Path | None, prefix: str) -> BenchSetup:
+    """Pin (by default on 2+ cores: the gateway CPU 1, everything else CPU 0), make the work dir, read the
+    machine and the load, and print them."""
+    from bench.gateway_report import machine
+
+    pinned = pin if pin is not None else len(os.sched_getaffinity(0)) >= 2
+    gateway_cpu, client_cpu = ("1", "0") if pinned else (None, None)
+    work = work_dir or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    load_before = loadavg()
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"load average before: {load_before}; logs in {work}; pinned: {pinned}", flush=True)
+    return BenchSetup(pinned, gateway_cpu, client_cpu, work, info, load_before)
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -400,14 +428,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     command = "hatch run bench gateway " + shlex.join(argv) if argv else "hatch run bench gateway"
     wrk_binary()
-    pinned = args.pin if args.pin is not None else len(os.sched_getaffinity(0)) >= 2
-    gateway_cpu, client_cpu = ("1", "0") if pinned else (None, None)
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="lamina-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    info = gr.machine()
-    load_before = loadavg()
-    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"load average before: {load_before}; logs in {work}; pinned: {pinned}", flush=True)
+    setup = bench_setup(args.pin, args.work_dir, "lamina-bench-")
+    pinned, gateway_cpu, client_cpu = setup.pinned, setup.gateway_cpu, setup.client_cpu
+    work, info, load_before = setup.work, setup.info, setup.load_before
     started = time.monotonic()
     cells: dict[tuple[str, int, str], Cell] = {}
     stream_cells: dict[tuple[str, int], StreamCell] = {}

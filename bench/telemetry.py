@@ -27,7 +27,6 @@ import shlex
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from bench.gateway import (
     OPENAI_PATH,
     _child_env,
     _pinned,
+    bench_setup,
     lamina_run_config,
     loadavg,
     stop_servers,
@@ -439,19 +439,12 @@ def measure_round(
 
 
 def main(argv: list[str]) -> int:
-    from bench.gateway_report import machine
-
     args = parse_args(argv)
     command = "hatch run dev:bench telemetry " + shlex.join(argv) if argv else "hatch run dev:bench telemetry"
     wrk_binary()
-    pinned = args.pin if args.pin is not None else len(os.sched_getaffinity(0)) >= 2
-    gateway_cpu, client_cpu = ("1", "0") if pinned else (None, None)
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="lamina-bench-telemetry-"))
-    work.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    load_before = loadavg()
-    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"load average before: {load_before}; logs in {work}; pinned: {pinned}", flush=True)
+    setup = bench_setup(args.pin, args.work_dir, "lamina-bench-telemetry-")
+    pinned, gateway_cpu, client_cpu = setup.pinned, setup.gateway_cpu, setup.client_cpu
+    work, info, load_before = setup.work, setup.info, setup.load_before
     previous = os.sched_getaffinity(0)
     if client_cpu is not None:  # this process hosts the OTLP receiver: keep it off the gateway's CPU
         os.sched_setaffinity(0, {int(client_cpu)})
