@@ -94,11 +94,12 @@ async def test_a_call_that_raises_cancelled_error_itself_stops_the_batch() -> No
     assert max(started) < 10  # the other workers stopped too
 
 
-async def test_while_a_client_request_is_in_flight_one_item_runs_at_a_time() -> None:
+async def test_while_a_client_request_is_in_flight_one_item_runs_at_a_time(monkeypatch) -> None:
     """Clients first: with a request in flight (and for the grace period after it), a batch narrows to
     one item at a time; it widens again when clients are quiet, and it never stops."""
     from lamina.request_context import INTERACTIVE
 
+    monkeypatch.setattr(INTERACTIVE, "LONGEST_WAIT_SECONDS", 0.002)  # each item waits this long: keep it short
     busy = Recorder()
     INTERACTIVE.started()
     try:
@@ -116,3 +117,34 @@ async def test_while_a_client_request_is_in_flight_one_item_runs_at_a_time() -> 
     quiet = Recorder()
     await run_lines([f"i{n}" for n in range(20)], quiet, concurrency=4, yield_to_clients=True)
     assert quiet.peak == 4
+
+
+async def test_under_client_traffic_the_one_item_starts_in_a_lull_between_requests(monkeypatch) -> None:
+    """The one item a batch still runs under client traffic starts when no request has been in flight
+    for LULL_SECONDS, not while one is (it would share the event loop with the client's answer), and at
+    the latest after LONGEST_WAIT_SECONDS (set long here: only the lull can start it)."""
+    from lamina.request_context import INTERACTIVE
+
+    monkeypatch.setattr(INTERACTIVE, "LONGEST_WAIT_SECONDS", 30.0)
+    started: list[tuple[int, int]] = []  # (item, client requests in flight when it started)
+
+    async def call(i: int, item: str) -> str:
+        started.append((i, INTERACTIVE.in_flight))
+        return item
+
+    INTERACTIVE.started()
+    batch = asyncio.create_task(run_lines(["a", "b", "c"], call, concurrency=2, yield_to_clients=True))
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert started == []  # a request is in flight: nothing starts
+        INTERACTIVE.started()  # a second client arrives; the first ends: still one in flight
+        INTERACTIVE.ended()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert started == []
+    finally:
+        INTERACTIVE.ended()
+    assert await asyncio.wait_for(batch, 10) == ["a", "b", "c"]
+    assert [i for i, _ in started] == [0, 1, 2]
+    assert all(in_flight == 0 for _, in_flight in started)

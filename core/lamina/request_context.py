@@ -9,6 +9,7 @@ the request reaches a handler, so a malformed header is a 400; a provider then r
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,15 +51,23 @@ class InteractiveLoad:
     """How many client requests this server is answering now (the core middleware counts every HTTP
     request). Batch work narrows to one line at a time while any is in flight (lamina.routers.batch_lines):
     on one event loop, a batch's many lines in flight would otherwise delay every interactive answer by
-    their CPU (measured: p50 2.5 -> 17 ms with 16 lines in flight, docs/benchmarks.md "Batches")."""
+    their CPU (measured: p50 2.5 -> 17 ms with 16 lines in flight, docs/benchmarks.md "Batches"). That
+    one line starts in a lull between client requests (:meth:`lull`), or after LONGEST_WAIT_SECONDS
+    of waiting for one, so a batch neither competes with every request nor stops under constant traffic."""
 
     # A client sending requests one after another leaves gaps of a fraction of a millisecond between
     # them: the batch widens again only after this long without any client request in flight.
     GRACE_SECONDS = 0.1
+    # The one line still running under client traffic starts when no client request has been in flight
+    # for LULL_SECONDS, or at the latest after LONGEST_WAIT_SECONDS (a batch still makes progress while
+    # clients never pause: one line per such wait at least).
+    LULL_SECONDS = 0.002
+    LONGEST_WAIT_SECONDS = 0.05
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.last_ended = 0.0  # time.monotonic() when the last client request ended
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     def started(self) -> None:
         self.in_flight += 1
@@ -66,10 +75,37 @@ class InteractiveLoad:
     def ended(self) -> None:
         self.in_flight -= 1
         self.last_ended = time.monotonic()
+        if self.in_flight <= 0 and self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def busy(self) -> bool:
         """A client request is in flight, or ended less than GRACE_SECONDS ago."""
         return self.in_flight > 0 or time.monotonic() - self.last_ended < self.GRACE_SECONDS
+
+    async def lull(self) -> None:
+        """Return once no client request has been in flight for LULL_SECONDS, or after
+        LONGEST_WAIT_SECONDS, whichever comes first."""
+        deadline = time.monotonic() + self.LONGEST_WAIT_SECONDS
+        while (now := time.monotonic()) < deadline:
+            if self.in_flight <= 0:
+                quiet_for = now - self.last_ended
+                if quiet_for >= self.LULL_SECONDS:
+                    return
+                await asyncio.sleep(min(self.LULL_SECONDS - quiet_for, deadline - now))
+                continue
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            try:
+                async with asyncio.timeout(deadline - now):
+                    await waiter
+            except TimeoutError:
+                return
+            finally:
+                if waiter in self._idle_waiters:
+                    self._idle_waiters.remove(waiter)
 
 
 INTERACTIVE = InteractiveLoad()

@@ -39,8 +39,8 @@ async def run_lines(
     Items start in input order. Each call runs inside ``batch_work()``. With ``yield_to_clients`` (work
     no client waits on: an OpenAI batch's lines), while client requests are in flight
     (``lamina.request_context.INTERACTIVE``, and for its grace period after) only one item starts at a
-    time: the others wait until none is (the batch goes on, one line at a time, under constant client
-    traffic). A client's own batch request (batch inference) does not yield: it would wait on itself.
+    time, in a lull between client requests (``INTERACTIVE.lull``): the others wait until none is (the
+    batch goes on, one line at a time, under constant client traffic). A client's own batch request (batch inference) does not yield: it would wait on itself.
 
     The first call that raises cancels the calls in flight, the items not started never start, and its
     exception is raised (a caller that must go on past a failed item catches it inside ``call``), a
@@ -55,9 +55,13 @@ async def run_lines(
         nonlocal next_item
         with batch_work():
             while next_item < len(items):
-                if yield_to_clients and number > 0 and INTERACTIVE.busy():
-                    await asyncio.sleep(INTERACTIVE.GRACE_SECONDS / 2)  # clients first: look again soon
-                    continue
+                if yield_to_clients and INTERACTIVE.busy():
+                    if number > 0:
+                        await asyncio.sleep(INTERACTIVE.GRACE_SECONDS / 2)  # clients first: look again soon
+                        continue
+                    await INTERACTIVE.lull()  # the one line still running starts between client requests
+                    if next_item >= len(items):
+                        break
                 i = next_item
                 next_item += 1
                 try:
