@@ -99,7 +99,7 @@ async def test_while_a_client_request_is_in_flight_one_item_runs_at_a_time(monke
     one item at a time; it widens again when clients are quiet, and it never stops."""
     from lamina.request_context import INTERACTIVE
 
-    monkeypatch.setattr(INTERACTIVE, "LONGEST_WAIT_SECONDS", 0.002)  # each item waits this long: keep it short
+    monkeypatch.setattr(INTERACTIVE, "LONGEST_WAIT_SECONDS", 0.002)  # each item may wait this long
     busy = Recorder()
     INTERACTIVE.started()
     try:

@@ -40,7 +40,8 @@ async def run_lines(
     no client waits on: an OpenAI batch's lines), while client requests are in flight
     (``lamina.request_context.INTERACTIVE``, and for its grace period after) only one item starts at a
     time, in a lull between client requests (``INTERACTIVE.lull``): the others wait until none is (the
-    batch goes on, one line at a time, under constant client traffic). A client's own batch request (batch inference) does not yield: it would wait on itself.
+    batch goes on, one line at a time, under constant client traffic). A client's own batch request
+    (batch inference) does not yield: it would wait on itself.
 
     The first call that raises cancels the calls in flight, the items not started never start, and its
     exception is raised (a caller that must go on past a failed item catches it inside ``call``), a
