@@ -103,6 +103,10 @@ def redact(value: Any, key: str = "") -> Any:
         return scrub_text(value)
     if kind in _PLAIN:
         return value
+    if kind is list or kind is tuple:  # before the Mapping check below, an ABC isinstance (Python-level)
+        if key and value and is_secret_key(key):
+            return MASK
+        return kind(redact(v) for v in value)
     if key and isinstance(value, str | bytes | Mapping | list | tuple) and value and is_secret_key(key):
         return MASK
     if isinstance(value, str):

@@ -24,7 +24,7 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from lamina.redaction import redact
+from lamina.telemetry.spans import clean
 from lamina.telemetry import metrics
 
 # Inference provider methods -> gen_ai.operation.name.
@@ -247,7 +247,7 @@ class InferenceCall:
                 attrs["lamina.time_to_first_token"] = self.ttft
             if self.capture and self.text:
                 attrs["gen_ai.output.messages"] = "".join(self.text) if self.stream else self.text[0]
-            span.set_attributes({k: redact(v, k) for k, v in attrs.items() if v is not None})
+            span.set_attributes(clean(attrs))
         metrics.record_inference(
             model=self.model,
             provider_id=self.provider_id,

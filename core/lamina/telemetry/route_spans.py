@@ -66,14 +66,13 @@ def traced(
 ) -> Callable[..., Awaitable[Any]]:
     """``method`` (a router's, called with the parsed request or nothing), naming itself on the
     request's span first."""
-    api = api_of(protocol)
+    named = {"lamina.api": api_of(protocol), "lamina.method": decl.name}  # fixed per route: built once
     field = resource_field(decl, path_params)
 
     async def call(*args: Any) -> Any:
         span = current_span()
         if span.is_recording():
-            span.set_attribute("lamina.api", api)
-            span.set_attribute("lamina.method", decl.name)
+            span.set_attributes(named)
             if field is not None and args:
                 value = getattr(args[0], field, None)
                 if isinstance(value, str):

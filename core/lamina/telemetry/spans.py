@@ -71,7 +71,14 @@ def capture_content() -> bool:
 def clean(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
     """``attributes`` without the None values OpenTelemetry refuses (and warns about per span), and with
     secrets masked (lamina.redaction)."""
-    return {k: redact(v, k) for k, v in attributes.items() if v is not None}
+    return {
+        k: v if type(v) in _NUMBERS else redact(v, k)  # a number holds no secret: no call for it
+        for k, v in attributes.items()
+        if v is not None
+    }
+
+
+_NUMBERS = frozenset((int, float, bool))
 
 
 def start_span(

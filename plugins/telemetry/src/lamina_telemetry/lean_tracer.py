@@ -53,7 +53,8 @@ _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 _current_span = current_span
 _new_tuple = tuple.__new__
-_KIND_VALUES = {kind: kind.value for kind in SpanKind}
+# By the member's id: hashing an Enum member is a Python call (Enum.__hash__), id() is not.
+_KIND_VALUES = {id(kind): kind.value for kind in SpanKind}
 
 
 class Resource(NamedTuple):
@@ -213,7 +214,7 @@ class LeanSpan(trace.Span):
             int(ctx[3]),
             "" if state is _EMPTY_STATE or not state else state.to_header(),
             (parent[1], parent[2]) if parent is not None else None,
-            _KIND_VALUES[self.kind],
+            _KIND_VALUES[id(self.kind)],
             self.start_time,
             self.end_time,
             0 if status is _UNSET else status.status_code.value,
