@@ -24,8 +24,8 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from lamina.telemetry.spans import clean
 from lamina.telemetry import metrics
+from lamina.telemetry.spans import clean
 
 # Inference provider methods -> gen_ai.operation.name.
 OPERATIONS = {
