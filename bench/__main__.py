@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 BENCHMARKS = {
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "jobs": "the job system in-process: submit + complete per job and a progress write, sqlite and postgres",
     "telemetry": "telemetry off vs on (OTLP + sqlite + Prometheus): gateway req/s and CPU per request, c=16",
     "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",
+    "telemetry-calls": "telemetry off vs on: Python calls per chat completion (cProfile; load-independent)",
     "auth": "auth off vs a JWT (JWKS) vs a Lamina API key: gateway req/s and CPU per request, c=16",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
     "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch)",
@@ -47,77 +49,12 @@ def main(argv: list[str]) -> int:
             "                               hatch run dev:bench telemetry --out docs/benchmarks.md (~2 min)"
         )
         print("                               hatch run dev:bench telemetry-instructions (~5 min)")
+        print("                               hatch run dev:bench telemetry-calls (~1 min)")
         print("                               hatch run dev:bench post-training (~2 min; by hand)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    if argv[0] == "post-training":
-        from bench.post_training import main as post_training
-
-        return post_training(argv[1:])
-    if argv[0] == "gateway":
-        from bench.gateway import main as gateway
-
-        return gateway(argv[1:])
-    if argv[0] == "local":
-        from bench.local import main as local
-
-        return local(argv[1:])
-    if argv[0] == "retrieval":
-        from bench.retrieval import main as retrieval
-
-        return retrieval(argv[1:])
-    if argv[0] == "lone":
-        from bench.lone import main as lone
-
-        return lone(argv[1:])
-    if argv[0] == "safety":
-        from bench.safety import main as safety
-
-        return safety(argv[1:])
-    if argv[0] == "agents":
-        from bench.agents import main as agents
-
-        return agents(argv[1:])
-    if argv[0] == "datasets":
-        from bench.datasets import main as datasets
-
-        return datasets(argv[1:])
-    if argv[0] == "tools":
-        from bench.tools import main as tools
-
-        return tools(argv[1:])
-    if argv[0] == "scoring":
-        from bench.scoring import main as scoring
-
-        return scoring(argv[1:])
-    if argv[0] == "batch-agents":
-        from bench.batch_agents import main as batch_agents
-
-        return batch_agents(argv[1:])
-    if argv[0] == "eval":
-        from bench.eval import main as eval_bench
-
-        return eval_bench(argv[1:])
-    if argv[0] == "telemetry":
-        from bench.telemetry import main as telemetry
-
-        return telemetry(argv[1:])
-    if argv[0] == "telemetry-instructions":
-        from bench.telemetry_instructions import main as telemetry_instructions
-
-        return telemetry_instructions(argv[1:])
-    if argv[0] == "auth":
-        from bench.auth import main as auth_bench
-
-        return auth_bench(argv[1:])
-    if argv[0] == "batches":
-        from bench.batches import main as batches
-
-        return batches(argv[1:])
-    if argv[0] == "jobs":
-        from bench.jobs import main as jobs
-
-        return jobs(argv[1:])
-    return 2
+    # Each benchmark is the module of its name (``batch-agents``: bench.batch_agents), run by its main().
+    module = importlib.import_module(f"bench.{argv[0].replace('-', '_')}")
+    return module.main(argv[1:])
 
 
 if __name__ == "__main__":
