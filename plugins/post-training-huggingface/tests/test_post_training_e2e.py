@@ -11,6 +11,9 @@ while still scheduled.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -212,6 +215,23 @@ def test_lora_sft_learns_the_answers_and_reports_steps(
     failed = finished(server, "sft-bad-module")
     assert failed["status"] == "failed" and "ValueError" in failed["error"]
     assert "no module named nope_proj" in failed["error"]
+    # The training process dying (out of memory, say) fails its job saying so.
+    c.post_training.supervised_fine_tune(
+        job_uuid="sft-crash",
+        model=str(tiny_model),
+        training_config=training_config(dataset.identifier, epochs=10_000, batch=3),
+        hyperparam_search_config={},
+        logger_config={},
+    )
+    until(lambda: status(server, "sft-crash")["progress"]["done"] >= 1, "the job to train")
+    [worker] = {
+        json.loads(line)["pid"]
+        for line in server.log_path.read_text().splitlines()
+        if "post_training_worker_started" in line
+    }
+    os.kill(worker, signal.SIGKILL)
+    crashed = finished(server, "sft-crash")
+    assert crashed["status"] == "failed" and "training process exited with code -9" in crashed["error"]
 
     # The adapter answers the training questions with the training answers, greedily.
     assert greedy_answers(last["path"], [q for q, _ in QA]) == [a for _, a in QA]
