@@ -22,7 +22,8 @@ BENCHMARKS = {
     "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",
     "auth": "auth off vs a JWT (JWKS) vs a Lamina API key: gateway req/s and CPU per request, c=16",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
-    "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch)",
+    "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch); "
+    "--latency: request p50/p99 idle vs while a job trains",
 }
 
 
@@ -47,7 +48,8 @@ def main(argv: list[str]) -> int:
             "                               hatch run dev:bench telemetry --out docs/benchmarks.md (~2 min)"
         )
         print("                               hatch run dev:bench telemetry-instructions (~5 min)")
-        print("                               hatch run dev:bench post-training (~2 min; by hand)")
+        print("                               hatch run dev:bench post-training (~10 min; by hand)")
+        print("                               hatch run dev:bench post-training --latency (~2 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] == "post-training":
         from bench.post_training import main as post_training
