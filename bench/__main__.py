@@ -24,7 +24,8 @@ BENCHMARKS = {
     "telemetry-calls": "telemetry off vs on: Python calls per chat completion (cProfile; load-independent)",
     "auth": "auth off vs a JWT (JWKS) vs a Lamina API key: gateway req/s and CPU per request, c=16",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
-    "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch)",
+    "post-training": "training tokens/s on tiny random Llamas: SFT full vs LoRA, and DPO (dev env: torch); "
+    "--latency: request p50/p99 idle vs while a job trains",
 }
 
 
@@ -50,7 +51,8 @@ def main(argv: list[str]) -> int:
         )
         print("                               hatch run dev:bench telemetry-instructions (~5 min)")
         print("                               hatch run dev:bench telemetry-calls (~1 min)")
-        print("                               hatch run dev:bench post-training (~2 min; by hand)")
+        print("                               hatch run dev:bench post-training (~10 min; by hand)")
+        print("                               hatch run dev:bench post-training --latency (~2 min)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     # Each benchmark is the module of its name (``batch-agents``: bench.batch_agents), run by its main().
     module = importlib.import_module(f"bench.{argv[0].replace('-', '_')}")

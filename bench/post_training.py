@@ -124,7 +124,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=sorted(SIZES))
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="instead: interactive latency idle vs while a job trains (bench/post_training_latency.py)",
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="--latency: requests per phase")
+    parser.add_argument(
+        "--runs-in",
+        nargs="+",
+        default=["thread", "subprocess"],
+        choices=["thread", "subprocess"],
+        help="--latency: where the job trains (the provider's runs_in)",
+    )
     args = parser.parse_args(argv)
+    if args.latency:
+        from bench.post_training_latency import latency
+
+        return latency(args.runs_in, args.requests)
     import torch
 
     from lamina_post_training_huggingface.tiny_model import build_tiny_llama

@@ -81,6 +81,12 @@ class JobContext:
         return self._checkpoint
 
     @property
+    def executor_name(self) -> str:
+        """The name of the executor running this job (``inline``, ``ray``, ...): a handler whose heavy step
+        can run on that executor's resources (a Ray actor, say) picks where to run it by this."""
+        return str(getattr(self._executor, "name", None) or "inline")
+
+    @property
     def attempt(self) -> int:
         """1 on the first run, 2 after one resume, ..."""
         return self.job.attempts

@@ -4,11 +4,16 @@ The model is a tiny random Llama built by the test (``build_tiny_llama``: a BPE 
 in-process, ``save_pretrained``; nothing downloaded). Datasets are registered rows (inline::localfs).
 Training is real (transformers, peft, trl on this CPU): LoRA SFT on three question/answer rows until
 the greedy answers are the training answers; DPO until the reward margin has risen; a cancel; a kill -9
-mid-job and a restart that resumes from the last checkpoint.
+mid-job and a restart that resumes from the last checkpoint. Full-parameter SFT (with a validation
+dataset) and full DPO ride along in the same servers, queued behind the LoRA jobs; so does a job cancelled
+while still scheduled.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +48,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", texts)
 
 
-def run_config(state: Path) -> dict[str, Any]:
+def run_config(state: Path, runs_in: str = "subprocess") -> dict[str, Any]:
     def sqlite(name: str) -> dict[str, str]:
         return {"type": "sqlite", "db_path": str(state / name)}
 
@@ -66,7 +71,12 @@ def run_config(state: Path) -> dict[str, Any]:
                 {
                     "provider_id": "huggingface",
                     "provider_type": "inline::huggingface",
-                    "config": {"device": "cpu", "checkpoint_format": "huggingface", "save_total_limit": 2},
+                    "config": {
+                        "device": "cpu",
+                        "checkpoint_format": "huggingface",
+                        "save_total_limit": 2,
+                        "runs_in": runs_in,
+                    },
                 }
             ],
         },
@@ -193,6 +203,35 @@ def test_lora_sft_learns_the_answers_and_reports_steps(
     assert "sft-1" in [j.job_uuid for j in c.post_training.job.list()]
     system_job = httpx.get(f"{server.url}/v1/jobs/{final['lamina_job_id']}").json()
     assert system_job["kind"] == "post_training.sft" and system_job["attempts"] == 1
+    # What the trainer raises in the training process fails the job with its message.
+    c.post_training.supervised_fine_tune(
+        job_uuid="sft-bad-module",
+        model=str(tiny_model),
+        training_config=training_config(dataset.identifier, epochs=1),
+        algorithm_config={**LORA, "lora_attn_modules": ["nope_proj"]},
+        hyperparam_search_config={},
+        logger_config={},
+    )
+    failed = finished(server, "sft-bad-module")
+    assert failed["status"] == "failed" and "ValueError" in failed["error"]
+    assert "no module named nope_proj" in failed["error"]
+    # The training process dying (out of memory, say) fails its job saying so.
+    c.post_training.supervised_fine_tune(
+        job_uuid="sft-crash",
+        model=str(tiny_model),
+        training_config=training_config(dataset.identifier, epochs=10_000, batch=3),
+        hyperparam_search_config={},
+        logger_config={},
+    )
+    until(lambda: status(server, "sft-crash")["progress"]["done"] >= 1, "the job to train")
+    [worker] = {
+        json.loads(line)["pid"]
+        for line in server.log_path.read_text().splitlines()
+        if "post_training_worker_started" in line
+    }
+    os.kill(worker, signal.SIGKILL)
+    crashed = finished(server, "sft-crash")
+    assert crashed["status"] == "failed" and "training process exited with code -9" in crashed["error"]
 
     # The adapter answers the training questions with the training answers, greedily.
     assert greedy_answers(last["path"], [q for q, _ in QA]) == [a for _, a in QA]
@@ -249,7 +288,8 @@ def test_lora_sft_learns_the_answers_and_reports_steps(
 def test_dpo_raises_the_reward_margin_and_cancel_stops_a_job(
     start_lamina: Callable[..., ServerProcess], tiny_model: Path, tmp_path: Path
 ) -> None:
-    server = start_lamina(run_config(tmp_path / "state"))
+    # This server trains in a thread of its own (runs_in: thread); the others in their child process.
+    server = start_lamina(run_config(tmp_path / "state", runs_in="thread"))
     c = LlamaStackClient(base_url=server.url, max_retries=0, timeout=60)
     rows = [{"prompt": q, "chosen": a, "rejected": "I do not know."} for q, a in QA]
     dataset = c.datasets.register(purpose="post-training/messages", source={"type": "rows", "rows": rows})
@@ -278,12 +318,30 @@ def test_dpo_raises_the_reward_margin_and_cancel_stops_a_job(
             logger_config={},
             extra_body={"lora_config": LORA},
         )
+    # Full DPO (no adapter: every weight trains, against a frozen copy of the starting model), queued
+    # behind dpo-1 (one training at a time).
+    c.post_training.preference_optimize(
+        job_uuid="dpo-full",
+        finetuned_model=str(tiny_model),
+        algorithm_config=algorithm,
+        training_config=training_config(dataset.identifier, epochs=3, lr=1e-3),
+        hyperparam_search_config={},
+        logger_config={},
+    )
     final = finished(server, "dpo-1")
     assert final["status"] == "completed", final["error"]
     margins = [m["reward_margin"] for m in final["metrics"]]
     assert len(margins) == 15 and all(m is not None for m in margins)
     assert margins[-1] > margins[0] + 0.5  # chosen answers preferred more and more
     assert final["metrics"][-1]["reward_accuracy"] == 1.0
+    full = finished(server, "dpo-full")
+    assert full["status"] == "completed", full["error"]
+    margins = [m["reward_margin"] for m in full["metrics"]]
+    assert len(margins) == 9 and all(m is not None for m in margins)
+    assert margins[-1] > margins[0] + 0.5 and full["metrics"][-1]["reward_accuracy"] == 1.0
+    [saved] = full["checkpoints"][-1:]
+    assert (Path(saved["path"]) / "model.safetensors").is_file()  # the whole model, not an adapter
+    assert not (Path(saved["path"]) / "adapter_config.json").exists()
 
     # Cancel: a long job stops; the next job runs (one training at a time: the slot was let go).
     sft_rows = [
@@ -330,10 +388,35 @@ def test_a_killed_server_resumes_training_from_its_last_checkpoint(
         hyperparam_search_config={},
         logger_config={},
     )
+    # Queued behind it (one training at a time): a full-parameter SFT with a validation dataset, and a
+    # job cancelled while still scheduled.
+    c.post_training.supervised_fine_tune(
+        job_uuid="queued-full",
+        model=str(tiny_model),
+        training_config={
+            **training_config(dataset.identifier, epochs=3, lr=1e-3),
+            "data_config": {
+                **training_config(dataset.identifier, epochs=3)["data_config"],
+                "validation_dataset_id": dataset.identifier,
+            },
+        },
+        hyperparam_search_config={},
+        logger_config={},
+    )
+    c.post_training.supervised_fine_tune(
+        job_uuid="queued-cancelled",
+        model=str(tiny_model),
+        training_config=training_config(dataset.identifier, epochs=1),
+        hyperparam_search_config={},
+        logger_config={},
+    )
+    assert status(server, "queued-cancelled")["status"] == "scheduled"
+    c.post_training.job.cancel(job_uuid="queued-cancelled")
     saved = until(
         lambda: (s := status(server, "resumed"))["checkpoints"] and s["progress"]["done"] < 40 and s,
         "a first checkpoint",
     )
+    assert status(server, "queued-full")["status"] == "scheduled"
     server.kill()
     server.start()
     final = finished(server, "resumed")
@@ -347,3 +430,22 @@ def test_a_killed_server_resumes_training_from_its_last_checkpoint(
     assert resumed_at % 3 == 0 and resumed_at < 45
     steps = [m["step"] for m in final["metrics"]]
     assert steps == list(range(1, 46))  # each step's record once: the ones after the checkpoint were redone
+
+    # The job cancelled while scheduled stayed cancelled and never ran; the one queued ran after the restart.
+    cancelled = status(server, "queued-cancelled")
+    assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None
+    assert httpx.get(f"{server.url}/v1/jobs/{cancelled['lamina_job_id']}").json()["attempts"] == 0
+    full = finished(server, "queued-full")
+    assert full["status"] == "completed", full["error"]
+    assert full["progress"] == {"done": 9, "total": 9}
+    losses = [m["loss"] for m in full["metrics"]]
+    assert losses[-1] < losses[0]
+    # Full-parameter checkpoints (the whole model, no adapter), each with its validation loss.
+    record = httpx.get(f"{server.url}/v1/jobs/{full['lamina_job_id']}").json()
+    assert record["attempts"] == 1
+    validation = [cp["metrics"]["validation_loss"] for cp in record["checkpoint"]["checkpoints"]]
+    assert len(validation) == 3 and validation[-1] < validation[0]
+    last = full["checkpoints"][-1]
+    assert last["training_metrics"]["validation_loss"] == validation[-1]
+    assert (Path(last["path"]) / "model.safetensors").is_file()
+    assert not (Path(last["path"]) / "adapter_config.json").exists()

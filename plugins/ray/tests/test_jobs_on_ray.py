@@ -1,9 +1,10 @@
-"""Jobs whose work items run on the ray executor, on a real local Ray cluster of two nodes (conftest.py),
+"""Jobs on the ray executor, on a real local Ray cluster of two nodes (conftest.py),
 through real ``lamina run`` processes: OpenAI batches driven by the OpenAI SDK (the same 1,000-line batch
 completes on Ray exactly as on the inline executor; a batch cancelled mid-way ends ``cancelled`` with
 partial output) and an eval run driven by llama-stack-client (its rows answered on the actors, scored as
-inline). The upstream is the fake OpenAI server (its ``gated`` model holds lines in flight on demand,
-its ``guard`` model answers the ``[[guard:...]]`` directive of a prompt)."""
+inline), a batch agent run, and a post-training job whose training runs in a Ray actor. The upstream is the
+fake OpenAI server (its ``gated`` model holds lines in flight on demand, its ``guard`` model answers the
+``[[guard:...]]`` directive of a prompt)."""
 
 from __future__ import annotations
 
@@ -367,3 +368,101 @@ def test_a_batch_agent_run_on_ray_runs_each_row_as_a_turn_on_the_actors(
     )
     assert turn.output_message.content == "answer 7"  # made on an actor, kept in the shared store
     assert "ray_pool_started" in server.log_path.read_text()
+
+
+def test_a_post_training_job_on_ray_trains_in_an_actor_reports_progress_and_cancels(
+    start_lamina: Callable[..., ServerProcess], ray_cluster: Any, tmp_path: Path
+) -> None:
+    """With jobs.executor ray, inline::huggingface trains in a Ray actor: progress, checkpoints and the
+    result come back to the job; a cancel stops the actor's training."""
+    pytest.importorskip("lamina_post_training_huggingface")
+    from lamina_post_training_huggingface.tiny_model import build_tiny_llama
+
+    qa = [("What color is the sky?", "Blue."), ("Capital of France?", "Paris.")]
+    model = build_tiny_llama(tmp_path / "model", [f"{q} {a}" for q, a in qa] * 5)
+    state = tmp_path / "state"
+    sqlite = {"type": "sqlite", "db_path": str(state / "d.db")}
+    config = {
+        "version": 2,
+        "image_name": "post-training-ray",
+        "providers": {
+            "datasetio": [
+                {"provider_id": "localfs", "provider_type": "inline::localfs", "config": {"kvstore": sqlite}}
+            ],
+            "post_training": [
+                {
+                    "provider_id": "huggingface",
+                    "provider_type": "inline::huggingface",
+                    "config": {"device": "cpu"},
+                }
+            ],
+        },
+        "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
+        "jobs": {
+            "executor": "ray",
+            "executor_config": {"address": ray_cluster.address},
+            "progress_interval": 0.1,
+            "poll_seconds": 0.2,
+        },
+    }
+    server = start_lamina(config, name="post-training-ray")
+    rows = [{"input_query": q, "expected_answer": a} for q, a in qa]
+    dataset = httpx.post(
+        f"{server.url}/v1/datasets",
+        json={"purpose": "post-training/messages", "source": {"type": "rows", "rows": rows}},
+    ).json()["identifier"]
+
+    def submit(job_uuid: str, epochs: int) -> None:
+        body = {
+            "job_uuid": job_uuid,
+            "model": str(model),
+            "training_config": {
+                "n_epochs": epochs,
+                "max_steps_per_epoch": 100,
+                "gradient_accumulation_steps": 1,
+                "data_config": {
+                    "dataset_id": dataset,
+                    "batch_size": 1,
+                    "shuffle": False,
+                    "data_format": "instruct",
+                },
+                "optimizer_config": {
+                    "optimizer_type": "adamw",
+                    "lr": 1e-3,
+                    "weight_decay": 0.0,
+                    "num_warmup_steps": 0,
+                },
+            },
+            "hyperparam_search_config": {},
+            "logger_config": {},
+        }
+        response = httpx.post(f"{server.url}/v1/post-training/supervised-fine-tune", json=body)
+        assert response.status_code == 200, response.text
+
+    def status(job_uuid: str) -> dict[str, Any]:
+        return httpx.get(f"{server.url}/v1/post-training/job/status", params={"job_uuid": job_uuid}).json()
+
+    def finished(job_uuid: str) -> dict[str, Any]:
+        return until(
+            lambda: (s := status(job_uuid))["status"] in ("completed", "failed", "cancelled") and s,
+            f"training job {job_uuid} to finish",
+            240,
+        )
+
+    submit("on-ray", 2)
+    final = finished("on-ray")
+    assert final["status"] == "completed", final["error"]
+    assert final["progress"] == {"done": 4, "total": 4}
+    assert [m["step"] for m in final["metrics"]] == [1, 2, 3, 4]
+    assert [cp["epoch"] for cp in final["checkpoints"]] == [1, 2]
+    assert all(Path(cp["path"], "model.safetensors").is_file() for cp in final["checkpoints"])
+    result = httpx.get(f"{server.url}/v1/jobs/{final['lamina_job_id']}").json()["result"]
+    ran_on = result["ran_on"]  # a Ray actor's process, not the server's
+    assert ran_on["ray_node_id"] and ran_on["ray_actor_id"] and ran_on["pid"] != server.pid
+
+    submit("long", 10_000)
+    until(lambda: status("long")["progress"]["done"] >= 2, "the long job to train on the actor")
+    response = httpx.post(f"{server.url}/v1/post-training/job/cancel", json={"job_uuid": "long"})
+    assert response.status_code == 200, response.text
+    cancelled = status("long")
+    assert cancelled["status"] == "cancelled" and cancelled["progress"]["done"] < 20_000

@@ -60,6 +60,17 @@ class HuggingFacePostTrainingConfig(BaseModel):
     torch_threads: int | None = Field(
         default=None, ge=1, description="torch's intra-op threads while training (absent: torch's default)."
     )
+    runs_in: Literal["subprocess", "thread"] = Field(
+        default="subprocess",
+        description="Where a job trains: a child process of the server (its Python loop then never holds "
+        "the server's GIL: docs/benchmarks.md) or a thread of the server process. With jobs.executor ray, "
+        "a job trains in a Ray actor instead.",
+    )
+    ray_num_cpus: float = Field(
+        default=1,
+        gt=0,
+        description="CPUs Ray reserves for a job's training actor when jobs.executor is ray.",
+    )
     kvstore: KVStoreConfig | None = Field(
         default=None, description="Where job_uuid -> job ids are kept (absent: <state_dir>/post_training.db)."
     )

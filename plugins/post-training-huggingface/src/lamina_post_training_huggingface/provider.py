@@ -4,9 +4,12 @@ A request is checked at once (model files, dataset, supported settings: a 400 na
 ``job_uuid`` claimed in the provider's kvstore (``job:<job_uuid>`` -> the job system's id; insert-if-
 missing, so a second use is a 409 on every replica), and a job of kind ``post_training.sft`` or
 ``post_training.dpo`` submitted. The job's handler reads the dataset's rows through DatasetIO, then
-trains in a thread (``lamina_post_training_huggingface.training``): the event loop keeps serving.
+trains (``lamina_post_training_huggingface.training``) off the event loop: in a child process
+(``runs_in: subprocess``, the default: one child per server, reused by its jobs; ``training_process``),
+in a thread of the server (``runs_in: thread``), or in a Ray actor when the job executor is ``ray``
+(``training_on_ray``).
 
-What the thread reports lands in the job record: progress is optimizer steps done / in all; the
+What the trainer reports lands in the job record: progress is optimizer steps done / in all; the
 job's checkpoint holds every logged step's metrics, the checkpoints saved (one per epoch, each a
 servable directory) and the trainer state to resume from. Cancel sets a flag the trainer reads before
 and after every step, so training stops within a step. A server that stops (or dies) mid-job hands the
@@ -46,6 +49,7 @@ from lamina.specs import Api
 from lamina.storage.config import SqliteKVStoreConfig
 from lamina.storage.kvstore import open_kvstore
 from lamina_post_training_huggingface.config import HuggingFacePostTrainingConfig
+from lamina_post_training_huggingface.training_process import TrainingWorker
 
 log = structlog.get_logger(__name__)
 
@@ -61,19 +65,14 @@ async def create_provider(
     return HuggingFacePostTrainingProvider(config, deps, context)
 
 
-class _Events:
-    """The training thread's link to the job: a stop flag, and progress sent to the event loop."""
+class JobReport:
+    """What training reports, kept in the job's checkpoint and sent as its progress (in the event loop)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ctx: Any, state: dict[str, Any]) -> None:
-        self.loop = loop
+    def __init__(self, ctx: Any, state: dict[str, Any]) -> None:
         self.ctx = ctx
         self.state = state
-        self.stop = threading.Event()
 
-    def stop_requested(self) -> bool:
-        return self.stop.is_set()
-
-    def logged(self, step: int, total: int, metrics: dict[str, float]) -> None:
+    async def logged(self, step: int, total: int, metrics: dict[str, float]) -> None:
         if "loss" not in metrics and "rewards/margins" not in metrics:
             return  # an evaluation's record: its loss goes with the checkpoint
         record = {"step": step, "epoch": metrics.get("epoch"), "loss": metrics.get("loss")}
@@ -81,20 +80,39 @@ class _Events:
             record["reward_margin"] = metrics["rewards/margins"]
             record["reward_accuracy"] = metrics.get("rewards/accuracies")
         self.state["metrics"] = (self.state["metrics"] + [record])[-_MAX_METRICS:]
-        self._send(step, total, flush=False)
+        await self._send(step, total, flush=False)
 
-    def saved(self, step: int, total: int, path: str, epoch: int, metrics: dict[str, float]) -> None:
+    async def saved(self, step: int, total: int, path: str, epoch: int, metrics: dict[str, float]) -> None:
         self.state["checkpoints"].append(
             {"step": step, "epoch": epoch, "path": path, "created_at": time.time(), "metrics": metrics}
         )
         self.state["resume_from"] = path
-        self._send(step, total, flush=True)
+        await self._send(step, total, flush=True)
 
-    def _send(self, step: int, total: int, *, flush: bool) -> None:
+    async def _send(self, step: int, total: int, *, flush: bool) -> None:
         snapshot = json.loads(json.dumps(self.state))
-        future = asyncio.run_coroutine_threadsafe(
-            self.ctx.progress(step, total, checkpoint=snapshot, flush=flush), self.loop
-        )
+        await self.ctx.progress(step, total, checkpoint=snapshot, flush=flush)
+
+
+class _ThreadEvents:
+    """``runs_in: thread``: the training thread's link to the job (a stop flag; reports sent to the loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, report: JobReport) -> None:
+        self.loop = loop
+        self.report = report
+        self.stop = threading.Event()
+
+    def stop_requested(self) -> bool:
+        return self.stop.is_set()
+
+    def logged(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        self._wait(self.report.logged(step, total, metrics))
+
+    def saved(self, step: int, total: int, path: str, epoch: int, metrics: dict[str, float]) -> None:
+        self._wait(self.report.saved(step, total, path, epoch, metrics))
+
+    def _wait(self, coroutine: Any) -> None:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             future.result(timeout=60)
         except BaseException:  # JobLost (cancelled, taken over) or the loop going away: stop training
@@ -110,6 +128,7 @@ class HuggingFacePostTrainingProvider(ProviderBase):
         self.datasetio = deps[Api.datasetio]
         self.inference = deps.get(Api.inference)
         self.store: Any = None
+        self.worker = TrainingWorker()  # runs_in: subprocess (the child starts with the first job)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -125,6 +144,7 @@ class HuggingFacePostTrainingProvider(ProviderBase):
             jobs.register(DPO_KIND, self._run_job, resumable=True, max_concurrent=1)
 
     async def shutdown(self) -> None:
+        await self.worker.close()
         if self.store is not None:
             await self.store.close()
 
@@ -349,7 +369,7 @@ class HuggingFacePostTrainingProvider(ProviderBase):
                 return rows
 
     async def _run_job(self, ctx: Any) -> dict[str, Any]:
-        from lamina_post_training_huggingface.training import Plan, train
+        from lamina_post_training_huggingface.training import Plan
 
         params = ctx.params
         dc = params["training_config"]["data_config"]
@@ -382,22 +402,44 @@ class HuggingFacePostTrainingProvider(ProviderBase):
             state["resumed_at_steps"] = [*state.get("resumed_at_steps", []), saved_step]
         _, total = plan.steps(len(rows))
         await ctx.progress(ctx.done if resume_from else 0, total, checkpoint=state, flush=True)
-        events = _Events(asyncio.get_running_loop(), ctx, state)
-        log.info("post_training_started", job_uuid=params["job_uuid"], resume_from=resume_from, steps=total)
-        work = asyncio.ensure_future(
-            asyncio.to_thread(train, plan, rows, validation, self.config, events, resume_from)
+        report = JobReport(ctx, state)
+        log.info(
+            "post_training_started",
+            job_uuid=params["job_uuid"],
+            resume_from=resume_from,
+            steps=total,
+            runs_in="ray" if ctx.executor_name == "ray" else self.config.runs_in,
         )
-        try:
-            summary = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            events.stop.set()  # the trainer stops before its next step; wait for it to let go of the files
-            await asyncio.wait({work}, timeout=120)
-            raise
+        if ctx.executor_name == "ray":
+            from lamina_post_training_huggingface.training_on_ray import train_on_ray
+
+            summary = await train_on_ray(plan, rows, validation, self.config, report, resume_from)
+        elif self.config.runs_in == "subprocess":
+            summary = await self.worker.train(plan, rows, validation, self.config, report, resume_from)
+        else:
+            summary = await self._train_in_thread(plan, rows, validation, report, resume_from)
         if summary.get("stopped"):
             raise asyncio.CancelledError("training stopped: the job was cancelled or taken over")
         await ctx.progress(summary["steps"], total, checkpoint=state, flush=True)
         last = state["checkpoints"][-1]["path"] if state["checkpoints"] else None
-        return {"steps": summary["steps"], "checkpoint": last}
+        result = {"steps": summary["steps"], "checkpoint": last}
+        return result | ({"ran_on": summary["ran_on"]} if "ran_on" in summary else {})
+
+    async def _train_in_thread(
+        self, plan: Any, rows: list[dict], validation: list[dict] | None, report: JobReport, resume_from: Any
+    ) -> dict[str, Any]:
+        from lamina_post_training_huggingface.training import train
+
+        events = _ThreadEvents(asyncio.get_running_loop(), report)
+        work = asyncio.ensure_future(
+            asyncio.to_thread(train, plan, rows, validation, self.config, events, resume_from)
+        )
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            events.stop.set()  # the trainer stops before its next step; wait for it to let go of the files
+            await asyncio.wait({work}, timeout=120)
+            raise
 
 
 def _checkpoint_dir(value: str) -> str | None:
