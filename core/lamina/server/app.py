@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from lamina.access.guard import AccessGuard
+from lamina.access.owners import OwnerStore
+from lamina.access.policy import parse_policy
 from lamina.auth.api_keys import ApiKeyStore, admin_routes
 from lamina.auth.middleware import Authenticator, auth_middleware
 from lamina.config import DEFAULT_HOST
@@ -49,7 +52,9 @@ def create_app(stack: Stack) -> web.Application:
     app[IN_FLIGHT] = set()
     app[CUT_REQUESTS] = set()
     apis = stack.api_impls()
-    add_api_routes(app, apis)
+    # With server.auth, every route is checked against the access policy (Lamina's default without one).
+    guard = AccessGuard(parse_policy(auth_config.access_policy)) if auth_config is not None else None
+    add_api_routes(app, apis, guard)
     openapi = build_openapi(apis)
 
     async def openapi_handler(request: web.Request) -> web.Response:
@@ -65,6 +70,8 @@ def create_app(stack: Stack) -> web.Application:
         if authenticator.api_keys_on:
             app.router.add_routes(admin_routes(_api_keys, auth_config.admin_role))
         app.cleanup_ctx.append(_auth_lifecycle)
+    if guard is not None:
+        app.cleanup_ctx.append(_owners_lifecycle(guard))
     if stack.config.providers.get("telemetry"):  # without a telemetry provider, nothing to count
         install_http_metrics(app, app[ACTIVE_STREAMS])
     app.on_shutdown.append(drain_requests)  # the grace period (server.shutdown_timeout) is spent here
@@ -96,6 +103,16 @@ async def _auth_lifecycle(app: web.Application) -> AsyncIterator[None]:
     authenticator.keys = ApiKeyStore(app[STACK].store)
     yield
     await authenticator.close()
+
+
+def _owners_lifecycle(guard: AccessGuard):
+    """Owner records live in the stack's metadata store, open once the stack has started."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        guard.owners = OwnerStore(app[STACK].store)
+        yield
+
+    return lifecycle
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,251 @@
+"""Access control on every route, from the route's declaration (``lamina.access.declarations``).
+
+``AccessGuard.wrap`` puts the check around a route's router method: the same place for every route, so
+no router or provider needs to know about owners. Without a principal (auth off, or an open path) the
+method is called as it is.
+
+A denied read, update or delete answers exactly as the same request naming a missing resource: the
+route is called once more with an id that cannot exist, and its 404 comes back with the caller's id
+put back in (a generic 404 when the route does not answer one). A denied create is a 403.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+
+from lamina.access.declarations import KINDS, Access
+from lamina.access.owners import OwnerStore
+from lamina.access.policy import AccessRule, Action, Owner, Resource, is_allowed
+from lamina.auth.principal import Principal
+from lamina.errors import ForbiddenError, LaminaError, NotFoundError
+from lamina.request_context import PRINCIPAL
+
+log = structlog.get_logger("lamina.access")
+Method = Callable[..., Awaitable[Any]]
+
+
+class AccessGuard:
+    """The policy (None: the default policy) and the owner records (attached when the store opens)."""
+
+    def __init__(self, policy: list[AccessRule] | None) -> None:
+        self.policy = policy or None
+        self.owners: OwnerStore | None = None
+
+    def allowed(self, action: Action, resource: Resource, user: Principal) -> bool:
+        return is_allowed(self.policy, action, resource, user)
+
+    async def resource(self, kind: str, resource_id: str) -> Resource:
+        assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
+        return Resource(kind, resource_id, await self.owners.get(kind, resource_id))
+
+    def wrap(self, access: Access, method: Method, takes_request: bool) -> Method:
+        if not takes_request:  # no request: nothing names a resource
+            return method
+
+        async def guarded(request: BaseModel) -> Any:
+            user = PRINCIPAL.get()
+            if user is None:
+                return await method(request)
+            for kind, field in access.uses:
+                for value in _ids(getattr(request, field, None)):
+                    if not self.allowed(Action.read, await self.resource(kind, value), user):
+                        raise await self._as_missing(method, request, field, value, kind)
+            if access.kind is None:
+                return await method(request)
+            if access.listing:
+                return await self._list(access, method, request, user)
+            if access.action is Action.create:
+                return await self._create(access, method, request, user)
+            if access.result_id is not None:
+                return await self._read_result(access, method, request, user)
+            resource_id = getattr(request, access.id_field) if access.id_field else access.fixed_id
+            if resource_id is None:  # an optional id left out: the route acts on no one resource
+                return await method(request)
+            assert access.action is not None
+            if not self.allowed(access.action, await self.resource(access.kind, str(resource_id)), user):
+                log.info(
+                    "access_denied", action=access.action.value, resource=f"{access.kind}::{resource_id}"
+                )
+                raise await self._as_missing(method, request, access.id_field, str(resource_id), access.kind)
+            result = await method(request)
+            if access.forget:
+                assert self.owners is not None
+                await self.owners.forget(access.kind, str(resource_id))
+            return result
+
+        return guarded
+
+    async def _create(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        assert access.kind is not None
+        if not self.allowed(Action.create, Resource(access.kind, "*"), user):
+            raise ForbiddenError(
+                f"principal {user.id!r} may not create a {KINDS[access.kind]} (server.auth.access_policy "
+                f"has no rule permitting create on {access.kind}::*); ask an administrator for access",
+            )
+        owner = Owner(user.id, {k: list(v) for k, v in user.attributes.items()})
+        result = await method(request)
+        if hasattr(result, "__anext__"):
+            return self._record_from_stream(access, result, owner)
+        new_id = _first(result, access.created_id)
+        if new_id is None and access.created_from is not None:
+            new_id = getattr(request, access.created_from, None)
+        if new_id is not None:
+            await self._record(access.kind, str(new_id), owner)
+        return result
+
+    async def _record_from_stream(
+        self, access: Access, stream: AsyncIterator[Any], owner: Owner
+    ) -> AsyncIterator[Any]:
+        assert access.kind is not None
+        recorded = False
+        async for item in stream:
+            if not recorded:
+                new_id = _first(item, access.created_id)
+                if new_id is not None:
+                    await self._record(access.kind, str(new_id), owner)
+                    recorded = True
+            yield item
+
+    async def _read_result(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        assert access.kind is not None and access.result_id is not None
+        result = await method(request)
+        value = _dig(result, access.result_id)
+        if value is not None and not self.allowed(
+            Action.read, await self.resource(access.kind, str(value)), user
+        ):
+            field = access.id_field or next(iter(type(request).model_fields), None)
+            raise await self._as_missing(
+                method, request, field, str(getattr(request, field or "", value)), access.kind
+            )
+        return result
+
+    async def _record(self, kind: str, resource_id: str, owner: Owner) -> None:
+        assert self.owners is not None
+        await self.owners.record(kind, resource_id, owner)
+
+    async def _visible(self, kind: str, items: list[Any], item_id: str, user: Principal) -> list[Any]:
+        kept = []
+        for item in items:
+            value = _dig(item, item_id)
+            if value is None or self.allowed(Action.read, await self.resource(kind, str(value)), user):
+                kept.append(item)
+        return kept
+
+    async def _list(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        assert access.kind is not None
+        fields = type(request).model_fields
+        if "after" in fields and "limit" in fields:
+            return await self._list_cursor(access, method, request, user)
+        if "start_index" in fields:  # a start/limit page: filter the whole list, then cut the page
+            result = await method(request.model_copy(update={"start_index": None, "limit": None}))
+            kept = await self._visible(access.kind, _items(result), access.item_id, user)
+            start = getattr(request, "start_index", None) or 0
+            limit = getattr(request, "limit", None)
+            page = kept[start : start + limit] if limit is not None else kept[start:]
+            return _with_items(result, page, has_more=limit is not None and start + limit < len(kept))
+        result = await method(request)
+        return _with_items(result, await self._visible(access.kind, _items(result), access.item_id, user))
+
+    async def _list_cursor(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        """Pages over what the caller may read: hidden items are skipped and the page refilled from the
+        next ones, so ``limit``, ``has_more`` and ``last_id`` stay right for the caller."""
+        assert access.kind is not None
+        limit = request.limit  # type: ignore[attr-defined]
+        result = await method(request)
+        raw = _items(result)
+        kept = await self._visible(access.kind, raw, access.item_id, user)
+        more = bool(_dig(result, "has_more"))
+        while (limit is None or len(kept) < limit) and more and raw:
+            cursor = _dig(raw[-1], access.item_id)
+            result = await method(request.model_copy(update={"after": cursor}))
+            raw = _items(result)
+            kept += await self._visible(access.kind, raw, access.item_id, user)
+            more = bool(_dig(result, "has_more"))
+        if limit is not None and len(kept) > limit:
+            kept, more = kept[:limit], True
+        return _with_items(result, kept, has_more=more, item_id=access.item_id)
+
+    async def _as_missing(
+        self, method: Method, request: BaseModel, field: str | None, value: str, kind: str
+    ) -> LaminaError:
+        """The error the route answers for a missing ``value`` in ``field``."""
+        absent = f"absent-{secrets.token_hex(12)}"
+        if field is not None:
+            current = getattr(request, field, None)
+            if isinstance(current, dict):
+                replaced: Any = {absent if k == value else k: v for k, v in current.items()}
+            elif isinstance(current, list):
+                replaced = [absent if v == value else v for v in current]
+            else:
+                replaced = absent
+            try:
+                outcome = await method(request.model_copy(update={field: replaced}))
+            except NotFoundError as exc:
+                exc.message = exc.message.replace(absent, value)
+                if isinstance(exc.param, str):
+                    exc.param = exc.param.replace(absent, value)
+                return exc
+            except LaminaError:
+                pass
+            else:
+                if hasattr(outcome, "aclose"):
+                    await outcome.aclose()
+        return NotFoundError(f"{KINDS[kind].split(' (')[0]} {value!r} not found", param=field)
+
+
+def _ids(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, dict):  # scoring functions: id -> params
+        return [str(k) for k in value]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+def _first(obj: Any, paths: str) -> Any:
+    for path in paths.split("|"):
+        value = _dig(obj, path)
+        if value is not None:
+            return value
+    return None
+
+
+def _dig(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if obj is None:
+            return None
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+    return obj
+
+
+def _items(result: Any) -> list[Any]:
+    if isinstance(result, list):
+        return result
+    data = _dig(result, "data")
+    return list(data) if data is not None else []
+
+
+def _with_items(result: Any, items: list[Any], *, has_more: bool | None = None, item_id: str = "id") -> Any:
+    if isinstance(result, list):
+        return items
+    update: dict[str, Any] = {"data": items}
+    if has_more is not None:
+        update["has_more"] = has_more
+    if "first_id" in _fields(result):
+        update["first_id"] = _dig(items[0], item_id) if items else None
+        update["last_id"] = _dig(items[-1], item_id) if items else None
+    if isinstance(result, dict):
+        return {**result, **{k: v for k, v in update.items() if k in result or k == "data"}}
+    return result.model_copy(update={k: v for k, v in update.items() if k in _fields(result)})
+
+
+def _fields(result: Any) -> set[str]:
+    if isinstance(result, dict):
+        return set(result)
+    return set(type(result).model_fields) if isinstance(result, BaseModel) else set()

@@ -1,0 +1,54 @@
+"""Who owns each resource: one record per ``kind::id`` (the creator's principal and attributes), kept in
+the server's metadata store so every replica sharing it sees the same owners.
+
+Records are cached in the process: an owner never changes while its resource exists, and a delete on
+this server drops the record at once (another replica may answer from its cache for a deleted id until
+it restarts or the id is deleted there too; ids of new resources are fresh, so no tenant inherits them).
+"""
+
+from __future__ import annotations
+
+import json
+
+from lamina.access.policy import Owner
+from lamina.storage import KVStore
+
+_PREFIX = "access:owner:"
+_CACHE_LIMIT = 100_000
+
+
+class OwnerStore:
+    def __init__(self, store: KVStore) -> None:
+        self.store = store
+        self._cache: dict[str, Owner | None] = {}
+
+    @staticmethod
+    def _key(kind: str, resource_id: str) -> str:
+        return f"{_PREFIX}{kind}::{resource_id}"
+
+    async def get(self, kind: str, resource_id: str) -> Owner | None:
+        key = self._key(kind, resource_id)
+        if key in self._cache:
+            return self._cache[key]
+        raw = await self.store.get(key)
+        owner = None
+        if raw is not None:
+            data = json.loads(raw)
+            owner = Owner(data["principal"], data.get("attributes") or {})
+            self._remember(key, owner)  # only records: an unowned id may gain an owner on another replica
+        return owner
+
+    async def record(self, kind: str, resource_id: str, owner: Owner) -> None:
+        key = self._key(kind, resource_id)
+        await self.store.set(key, json.dumps(owner.to_json()))
+        self._remember(key, owner)
+
+    async def forget(self, kind: str, resource_id: str) -> None:
+        key = self._key(kind, resource_id)
+        self._cache.pop(key, None)
+        await self.store.delete(key)
+
+    def _remember(self, key: str, owner: Owner | None) -> None:
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = owner
