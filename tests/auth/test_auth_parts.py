@@ -55,8 +55,10 @@ def test_bad_oauth_configs_fail_at_start_up(config: dict, says: str) -> None:
     ("policy", "refused"),
     [
         ([{"permit": {"actions": ["read"]}}], None),
-        ([{"permit": {"actions": ["read"]}}, {"permit": {"actions": ["read"]}, "when": "user is boss"}],
-         r"access_policy\[1\].*unknown condition 'user is boss'"),
+        (
+            [{"permit": {"actions": ["read"]}}, {"permit": {"actions": ["read"]}, "when": "user is boss"}],
+            r"access_policy\[1\].*unknown condition 'user is boss'",
+        ),
     ],
 )
 def test_access_policy_is_checked_at_start_up(policy: list, refused: str | None) -> None:
