@@ -4,23 +4,29 @@ the server's metadata store so every replica sharing it sees the same owners.
 Records are cached in the process: an owner never changes while its resource exists, and a delete on
 this server drops the record at once (another replica may answer from its cache for a deleted id until
 it restarts or the id is deleted there too; ids of new resources are fresh, so no tenant inherits them).
+"No owner" is cached for ``UNOWNED_SECONDS`` only (the run config's models are looked up on every
+request naming them; a read of the store per request costs ~200 µs of the server's CPU): another
+replica's new resource is seen as owned within that time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from lamina.access.policy import Owner
 from lamina.storage import KVStore
 
 _PREFIX = "access:owner:"
 _CACHE_LIMIT = 100_000
+UNOWNED_SECONDS = 5.0
 
 
 class OwnerStore:
     def __init__(self, store: KVStore) -> None:
         self.store = store
-        self._cache: dict[str, Owner | None] = {}
+        self._cache: dict[str, Owner] = {}
+        self._unowned: dict[str, float] = {}  # key -> until (time.monotonic())
 
     @staticmethod
     def _key(kind: str, resource_id: str) -> str:
@@ -28,19 +34,26 @@ class OwnerStore:
 
     async def get(self, kind: str, resource_id: str) -> Owner | None:
         key = self._key(kind, resource_id)
-        if key in self._cache:
-            return self._cache[key]
+        owner = self._cache.get(key)
+        if owner is not None:
+            return owner
+        if self._unowned.get(key, 0.0) > time.monotonic():
+            return None
         raw = await self.store.get(key)
-        owner = None
-        if raw is not None:
-            data = json.loads(raw)
-            owner = Owner(data["principal"], data.get("attributes") or {})
-            self._remember(key, owner)  # only records: an unowned id may gain an owner on another replica
+        if raw is None:
+            if len(self._unowned) >= _CACHE_LIMIT:
+                self._unowned.clear()
+            self._unowned[key] = time.monotonic() + UNOWNED_SECONDS
+            return None
+        data = json.loads(raw)
+        owner = Owner(data["principal"], data.get("attributes") or {})
+        self._remember(key, owner)
         return owner
 
     async def record(self, kind: str, resource_id: str, owner: Owner) -> None:
         key = self._key(kind, resource_id)
         await self.store.set(key, json.dumps(owner.to_json()))
+        self._unowned.pop(key, None)
         self._remember(key, owner)
 
     async def forget(self, kind: str, resource_id: str) -> None:
@@ -48,7 +61,7 @@ class OwnerStore:
         self._cache.pop(key, None)
         await self.store.delete(key)
 
-    def _remember(self, key: str, owner: Owner | None) -> None:
+    def _remember(self, key: str, owner: Owner) -> None:
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = owner

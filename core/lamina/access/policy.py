@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from lamina.auth.principal import ATTRIBUTE_NAMES, Principal
+from lamina.errors import field_problems
 
 
 class Action(StrEnum):
@@ -201,8 +202,8 @@ def parse_policy(rules: list[dict[str, Any]], where: str = "server.auth.access_p
             parsed.append(AccessRule.model_validate(raw))
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'rule'}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
+                f"{p.path}: {p.message.removeprefix('Value error, ')}"
+                for p in field_problems(exc, top="rule")
             )
             raise PolicyError(
                 f"{where}[{index}]: {problems}. A rule reads "
