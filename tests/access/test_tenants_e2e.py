@@ -151,6 +151,31 @@ def _make(t: Tenant, tag: str) -> None:
     )
     assert ds.status_code == 200, ds.text
     t.ids["dataset"] = ds.json()["identifier"]
+    model = t.http.post(
+        "/v1/models", json={"model_id": f"{tag}-model", "provider_id": "fake", "provider_model_id": "ok"}
+    )
+    assert model.status_code == 200, model.text
+    t.ids["model"] = model.json()["identifier"]
+    bench = t.http.post(
+        "/v1/eval/benchmarks",
+        json={
+            "benchmark_id": f"{tag}-bench",
+            "dataset_id": t.ids["dataset"],
+            "scoring_functions": ["basic::equality"],
+        },
+    )
+    assert bench.status_code == 200, bench.text
+    t.ids["benchmark"] = f"{tag}-bench"
+    job = t.http.post(
+        f"/v1/eval/benchmarks/{tag}-bench/jobs",
+        json={
+            "benchmark_config": {
+                "eval_candidate": {"type": "model", "model": t.ids["model"], "sampling_params": {}}
+            }
+        },
+    )
+    assert job.status_code == 200, job.text
+    t.ids["eval_job"] = f"{tag}-bench/{job.json()['job_id']}"
     batch_file = t.oa.files.create(
         file=(
             "b.jsonl",
@@ -366,14 +391,29 @@ FILLERS: dict[str, Any] = {
     "chunks": [{"content": "x", "metadata": {"document_id": "d"}}],
     "documents": [{"document_id": "d", "content": "x"}],
 }
+# Further values for the requests that name another resource (a new resource's id, a model to run).
+USE_FILLERS: dict[str, Any] = {
+    "model": "ok",
+    "model_id": "ok",
+    "input": "hi",
+    "content": "hi",
+    "contents": ["hi"],
+    "benchmark_id": "new-bench",
+    "vector_db_id": "new-db",
+    "job_uuid": "new-job",
+    "training_config": {"n_epochs": 1},
+    "endpoint": "/v1/chat/completions",
+    "completion_window": "24h",
+}
 # Path parameters of sub-resources: the owner check is the parent's, these only fill the path.
 SUB_IDS = {"session_id": "session", "turn_id": "turn-x", "step_id": "step-x", "batch_id": "vsfb-x"}
 
 
-def _request(decl: RouteDecl, a: Tenant, b: Tenant) -> tuple[str, dict[str, Any]]:
+def _request(decl: RouteDecl, a: Tenant, b: Tenant, value: str) -> tuple[str, dict[str, Any]]:
+    """The request of ``decl`` naming ``value`` (an id of its resource kind; ``x/y`` for a two-field id)."""
     access = decl.access
     assert access is not None and access.kind is not None and access.id_field is not None
-    values: dict[str, Any] = {access.id_field: a.ids[access.kind]}
+    values: dict[str, Any] = dict(zip(access.id_field.split("/"), value.split("/"), strict=True))
     for name in decl.path_params():
         if name not in values:
             values[name] = a.ids.get(SUB_IDS.get(name, ""), SUB_IDS.get(name, "x"))
@@ -386,6 +426,13 @@ def _request(decl: RouteDecl, a: Tenant, b: Tenant) -> tuple[str, dict[str, Any]
             elif field in ("file_id", "file_ids") and field not in values and decl.method == "POST":
                 body[field] = b.ids["file"] if field == "file_id" else [b.ids["file"]]  # B's own file
     return path, body
+
+
+def _missing(resource_id: str) -> str:
+    """An id like ``resource_id`` that names nothing."""
+    if "/" in resource_id:  # a parent's id and a number within it
+        return resource_id.rsplit("/", 1)[0] + "/9999"
+    return resource_id[:-4] + "zzzz"
 
 
 def _send(t: Tenant, decl: RouteDecl, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -412,27 +459,77 @@ def test_every_resource_route_denies_the_other_tenant(server: ServerProcess, mad
             continue
         if route != decl.openapi_path():  # an alias: the same handler as its main path
             continue
-        path, body = _request(decl, a, b)
+        path, body = _request(decl, a, b, a.ids[access.kind])
         denied = _send(b, decl, path, body)
         assert denied.status_code == 404, (method, route, denied.status_code, denied.text)
-        missing = a.ids[access.kind][:-4] + "zzzz"
-        absent = _send(
-            b,
-            decl,
-            path.replace(a.ids[access.kind], missing),
-            {k: (missing if v == a.ids[access.kind] else v) for k, v in body.items()},
-        )
-        assert denied.json() == _swap(absent.json(), missing, a.ids[access.kind]), (method, route)
+        missing = _missing(a.ids[access.kind])
+        absent = _send(b, decl, *_request(decl, a, b, missing))
+        shown, hidden = a.ids[access.kind].split("/")[-1], missing.split("/")[-1]
+        assert denied.json() == _swap(absent.json(), hidden, shown), (method, route)
         if method == "GET":
             allowed = _send(admin, decl, path, body)
             assert allowed.content != denied.content, (method, route, allowed.text)
         checked.append((method, route))
     kinds = {_declarations()[c].access.kind for c in checked}
-    assert {"file", "vector_db", "agent", "response", "chat_completion", "dataset", "batch"} <= kinds, kinds
-    assert len(checked) >= 35, checked
+    assert {
+        "file",
+        "vector_db",
+        "agent",
+        "response",
+        "chat_completion",
+        "dataset",
+        "batch",
+        "model",
+        "eval_job",
+    } <= kinds
+    assert len(checked) >= 45, checked
     # every denied write left A's resources as they were
     assert a.oa.vector_stores.retrieve(a.ids["vector_db"]).name == "alpha-store"
     assert a.oa.files.retrieve(a.ids["file"]).id == a.ids["file"]
     assert a.http.get(f"/v1/agents/{a.ids['agent']}").json()["agent_id"] == a.ids["agent"]
     assert a.oa.responses.retrieve(a.ids["response"]).id == a.ids["response"]
     assert a.ls.datasets.retrieve(a.ids["dataset"]).identifier == a.ids["dataset"]
+
+
+def test_every_route_naming_another_resource_denies_the_other_tenants(
+    server: ServerProcess, made: dict[str, Tenant]
+) -> None:
+    """Driven by the declarations' ``uses``: B's request naming A's model, file, vector store, dataset,
+    benchmark or response (a chat completion's model, a vector store's file_ids...) answers 404 as for a
+    missing one."""
+    a, b = made["a"], made["b"]
+    served = {(r["method"], r["route"]) for r in made["admin"].http.get("/v1/inspect/routes").json()["data"]}
+    checked = []
+    for (method, route), decl in sorted(_declarations().items()):
+        access = decl.access
+        if (method, route) not in served or access is None or route != decl.openapi_path():
+            continue
+        for kind, field in access.uses:
+            if kind not in a.ids or field in decl.path_params():
+                continue
+            annotation = str(decl.request.model_fields[field].annotation)
+            theirs = [a.ids[kind]] if "list" in annotation else a.ids[kind]
+            missing = _missing(a.ids[kind])
+            body = {
+                f: FILLERS[f]
+                for f, i in decl.request.model_fields.items()
+                if i.is_required() and f in FILLERS
+            }
+            body |= USE_FILLERS
+            if "dict" not in str(decl.request.model_fields.get("scoring_functions", "dict")):
+                body["scoring_functions"] = ["basic::equality"]
+            body = {f: v for f, v in body.items() if f in decl.request.model_fields}
+            values = {name: a.ids.get(name.removesuffix("_id"), "x") for name in decl.path_params()}
+            path = re.sub(r"\{([A-Za-z_]+)(?::[^}]*)?\}", lambda m, v=values: str(v[m.group(1)]), decl.path)
+            path = path.replace(a.ids.get("benchmark", "-"), b.ids.get("benchmark", "-"))  # B's own parent
+            denied = _send(b, decl, path, {**body, field: theirs})
+            absent = _send(b, decl, path, {**body, field: _swap(theirs, a.ids[kind], missing)})
+            if access.action is None or access.action.value == "read":
+                # 404, or what the route answers first for a missing id (a 400 for another field, say)
+                assert denied.status_code in (400, 404), (method, route, field, denied.text)
+                assert denied.json() == _swap(absent.json(), missing, a.ids[kind]), (method, route, field)
+            else:  # a create or update is not run again to see how it answers: a plain 404 naming the field
+                assert denied.status_code == 404, (method, route, field, denied.text)
+                assert denied.json()["error"]["param"] == field
+            checked.append((method, route, field))
+    assert len(checked) >= 15, checked

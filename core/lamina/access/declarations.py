@@ -29,7 +29,8 @@ KINDS = {
     "response": "response",
     "chat_completion": "stored chat completion",
     "batch": "batch",
-    "job": "job (eval, batch-agents, post-training, SDG)",
+    "job": "job (batch-agents, post-training, SDG, /v1/jobs)",
+    "eval_job": "eval job (its id: <benchmark_id>/<job number>)",
     "telemetry": "telemetry (traces, spans, metrics: one resource, telemetry::traces)",
 }
 
@@ -39,7 +40,8 @@ class Access:
     """One route's access declaration.
 
     - ``kind`` and ``action`` with ``id_field``: the request field (path, query or body) naming the
-      resource acted on; a denied read/update/delete answers as a missing resource (404).
+      resource acted on (``a/b``: two fields whose values, joined by ``/``, are its id); a denied
+      read/update/delete answers as a missing resource (404).
     - ``action`` create: the caller needs create on ``kind::*`` (403 otherwise); the new resource's id
       is read from the answer at ``created_id`` (a dotted path; in a stream, the first item having it)
       and the caller is recorded as its owner.
@@ -65,6 +67,7 @@ class Access:
     created_from: str | None = None  # a create answering no id: the request field naming the new one
     fixed_id: str | None = None  # a resource with one fixed id (telemetry::traces)
     result_id: str | None = None  # a read whose resource is named in its answer (a tool: its toolgroup_id)
+    created_under: str | None = None  # a create whose id is unique within a parent (an eval job's benchmark)
 
     def __post_init__(self) -> None:
         assert self.kind is None or self.kind in KINDS, f"unknown resource kind {self.kind!r}"
@@ -78,9 +81,20 @@ def no_resource(reason: str, uses: tuple[tuple[str, str], ...] = ()) -> Access:
 
 
 def creates(
-    kind: str, created_id: str = "id", uses: tuple[tuple[str, str], ...] = (), created_from: str | None = None
+    kind: str,
+    created_id: str = "id",
+    uses: tuple[tuple[str, str], ...] = (),
+    created_from: str | None = None,
+    created_under: str | None = None,
 ) -> Access:
-    return Access(kind, Action.create, created_id=created_id, uses=uses, created_from=created_from)
+    return Access(
+        kind,
+        Action.create,
+        created_id=created_id,
+        uses=uses,
+        created_from=created_from,
+        created_under=created_under,
+    )
 
 
 def lists(kind: str, item_id: str = "id") -> Access:

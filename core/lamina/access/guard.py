@@ -54,7 +54,13 @@ class AccessGuard:
             for kind, field in access.uses:
                 for value in _ids(getattr(request, field, None)):
                     if not self.allowed(Action.read, await self.resource(kind, value), user):
-                        raise await self._as_missing(method, request, field, value, kind)
+                        log.info("access_denied", action="read", resource=f"{kind}::{value}")
+                        # a create or an update is never run again to see how it answers a miss: with
+                        # an invented id it might do its work (a vector store made with a failed file)
+                        probe = access.action in (None, Action.read)
+                        raise await self._as_missing(
+                            method, request, field if probe else None, value, kind, field
+                        )
             if access.kind is None:
                 return await method(request)
             if access.listing:
@@ -63,19 +69,21 @@ class AccessGuard:
                 return await self._create(access, method, request, user)
             if access.result_id is not None:
                 return await self._read_result(access, method, request, user)
-            resource_id = getattr(request, access.id_field) if access.id_field else access.fixed_id
+            resource_id = _resource_id(access.id_field, request) if access.id_field else access.fixed_id
             if resource_id is None:  # an optional id left out: the route acts on no one resource
                 return await method(request)
             assert access.action is not None
-            if not self.allowed(access.action, await self.resource(access.kind, str(resource_id)), user):
+            if not self.allowed(access.action, await self.resource(access.kind, resource_id), user):
                 log.info(
                     "access_denied", action=access.action.value, resource=f"{access.kind}::{resource_id}"
                 )
-                raise await self._as_missing(method, request, access.id_field, str(resource_id), access.kind)
+                field = access.id_field.split("/")[-1] if access.id_field else None
+                shown = str(getattr(request, field)) if field else resource_id
+                raise await self._as_missing(method, request, field, shown, access.kind)
             result = await method(request)
             if access.forget:
                 assert self.owners is not None
-                await self.owners.forget(access.kind, str(resource_id))
+                await self.owners.forget(access.kind, resource_id)
             return result
 
         return guarded
@@ -95,7 +103,8 @@ class AccessGuard:
         if new_id is None and access.created_from is not None:
             new_id = getattr(request, access.created_from, None)
         if new_id is not None:
-            await self._record(access.kind, str(new_id), owner)
+            prefix = f"{_resource_id(access.created_under, request)}/" if access.created_under else ""
+            await self._record(access.kind, f"{prefix}{new_id}", owner)
         return result
 
     async def _record_from_stream(
@@ -171,10 +180,16 @@ class AccessGuard:
         return _with_items(result, kept, has_more=more, item_id=access.item_id)
 
     async def _as_missing(
-        self, method: Method, request: BaseModel, field: str | None, value: str, kind: str
+        self,
+        method: Method,
+        request: BaseModel,
+        field: str | None,
+        value: str,
+        kind: str,
+        param: str | None = None,
     ) -> LaminaError:
         """The error the route answers for a missing ``value`` in ``field``."""
-        absent = f"absent-{secrets.token_hex(12)}"
+        absent = _absent_like(value)
         if field is not None:
             current = getattr(request, field, None)
             if isinstance(current, dict):
@@ -185,17 +200,32 @@ class AccessGuard:
                 replaced = absent
             try:
                 outcome = await method(request.model_copy(update={field: replaced}))
-            except NotFoundError as exc:
+            except LaminaError as exc:  # a miss answers 404, or whatever the route checks first
                 exc.message = exc.message.replace(absent, value)
                 if isinstance(exc.param, str):
                     exc.param = exc.param.replace(absent, value)
                 return exc
-            except LaminaError:
-                pass
+            except Exception as exc:  # a route that cannot take an invented id: the generic 404 below
+                log.debug("access_probe_failed", error=f"{type(exc).__name__}: {exc}")
             else:
                 if hasattr(outcome, "aclose"):
                     await outcome.aclose()
-        return NotFoundError(f"{KINDS[kind].split(' (')[0]} {value!r} not found", param=field)
+        return NotFoundError(f"{KINDS[kind].split(' (')[0]} {value!r} not found", param=field or param)
+
+
+def _absent_like(value: str) -> str:
+    """An id shaped like ``value`` (its prefix, digits for digits) that names nothing, so the route
+    answers it as it answers any unknown id of that form."""
+    if value.isdigit():
+        return str(10**15 + secrets.randbelow(10**15))
+    cut = max(value.rfind("-"), value.rfind("_")) + 1
+    return value[:cut] + secrets.token_hex(max(8, (len(value) - cut + 1) // 2))
+
+
+def _resource_id(fields: str, request: BaseModel) -> str | None:
+    """The id in ``fields`` of the request; ``a/b`` joins two (an eval job: its benchmark and number)."""
+    parts = [getattr(request, f, None) for f in fields.split("/")]
+    return None if any(p is None for p in parts) else "/".join(str(p) for p in parts)
 
 
 def _ids(value: Any) -> list[str]:

@@ -192,7 +192,9 @@ class Eval(Protocol):
         "/v1/eval/benchmarks/{benchmark_id}/jobs",
         request=RunEvalRequest,
         response=EvalJob,
-        access=creates("job", "job_id", uses=(("benchmark", "benchmark_id"),)),
+        access=creates(
+            "eval_job", "job_id", uses=(("benchmark", "benchmark_id"),), created_under="benchmark_id"
+        ),
     )
     async def run_eval(self, request: RunEvalRequest) -> EvalJob:
         """Run a candidate over the benchmark's dataset as a job; answers once the job ends or after the
@@ -211,12 +213,24 @@ class Eval(Protocol):
         """Answer and score the given rows now (no job)."""
         ...
 
-    @webmethod("GET", _JOB_ROUTE, request=EvalJobRequest, response=EvalJob, access=reads("job", "job_id"))
+    @webmethod(
+        "GET",
+        _JOB_ROUTE,
+        request=EvalJobRequest,
+        response=EvalJob,
+        access=reads("eval_job", "benchmark_id/job_id"),
+    )
     async def job_status(self, request: EvalJobRequest) -> EvalJob:
         """An eval job's status."""
         ...
 
-    @webmethod("DELETE", _JOB_ROUTE, request=EvalJobRequest, response=None, access=updates("job", "job_id"))
+    @webmethod(
+        "DELETE",
+        _JOB_ROUTE,
+        request=EvalJobRequest,
+        response=None,
+        access=updates("eval_job", "benchmark_id/job_id"),
+    )
     async def job_cancel(self, request: EvalJobRequest) -> None:
         """Cancel an eval job: its generation stops and its status becomes cancelled."""
         ...
@@ -226,7 +240,7 @@ class Eval(Protocol):
         "/v1/eval/benchmarks/{benchmark_id}/jobs/{job_id}/result",
         request=EvalJobRequest,
         response=EvaluateResponse,
-        access=reads("job", "job_id"),
+        access=reads("eval_job", "benchmark_id/job_id"),
     )
     async def job_result(self, request: EvalJobRequest) -> EvaluateResponse:
         """A completed eval job's generations and scores (a 400 while it is not completed)."""
