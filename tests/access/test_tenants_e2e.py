@@ -176,6 +176,8 @@ def _make(t: Tenant, tag: str) -> None:
     )
     assert job.status_code == 200, job.text
     t.ids["eval_job"] = f"{tag}-bench/{job.json()['job_id']}"
+    (mine,) = t.http.get("/v1/jobs").json()["data"]  # the eval's job: the only job this tenant may see
+    t.ids["job"] = mine["id"]
     batch_file = t.oa.files.create(
         file=(
             "b.jsonl",
@@ -466,7 +468,8 @@ def test_every_resource_route_denies_the_other_tenant(server: ServerProcess, mad
         absent = _send(b, decl, *_request(decl, a, b, missing))
         shown, hidden = a.ids[access.kind].split("/")[-1], missing.split("/")[-1]
         assert denied.json() == _swap(absent.json(), hidden, shown), (method, route)
-        if method == "GET":
+        # (the tenant's job is an eval's: the batch-agents and post-training routes do not know it)
+        if method == "GET" and (access.kind != "job" or route.startswith("/v1/jobs")):
             allowed = _send(admin, decl, path, body)
             assert allowed.content != denied.content, (method, route, allowed.text)
         checked.append((method, route))
@@ -481,6 +484,7 @@ def test_every_resource_route_denies_the_other_tenant(server: ServerProcess, mad
         "batch",
         "model",
         "eval_job",
+        "job",
     } <= kinds
     assert len(checked) >= 45, checked
     # every denied write left A's resources as they were

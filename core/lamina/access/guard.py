@@ -35,13 +35,21 @@ class AccessGuard:
     def __init__(self, policy: list[AccessRule] | None) -> None:
         self.policy = policy or None
         self.owners: OwnerStore | None = None
+        # Where a kind's resources record their owner themselves, for those without an owner record: a
+        # job (lamina.jobs) keeps its submitter, so an eval's or a batch's job in /v1/jobs is its owner's.
+        self.own_records: dict[str, Callable[[str], Awaitable[Owner | None]]] = {}
 
     def allowed(self, action: Action, resource: Resource, user: Principal) -> bool:
         return is_allowed(self.policy, action, resource, user)
 
-    async def resource(self, kind: str, resource_id: str) -> Resource:
+    async def resource(self, kind: str, resource_id: str, item: Any = None) -> Resource:
         assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
-        return Resource(kind, resource_id, await self.owners.get(kind, resource_id))
+        owner = await self.owners.get(kind, resource_id)
+        if owner is None and item is not None:
+            owner = owner_in(_dig(item, "owner"))
+        if owner is None and item is None and kind in self.own_records:
+            owner = await self.own_records[kind](resource_id)
+        return Resource(kind, resource_id, owner)
 
     def wrap(self, access: Access, method: Method, takes_request: bool) -> Method:
         if not takes_request:  # no request: nothing names a resource
@@ -141,7 +149,7 @@ class AccessGuard:
         kept = []
         for item in items:
             value = _dig(item, item_id)
-            if value is None or self.allowed(Action.read, await self.resource(kind, str(value)), user):
+            if value is None or self.allowed(Action.read, await self.resource(kind, str(value), item), user):
                 kept.append(item)
         return kept
 
@@ -211,6 +219,13 @@ class AccessGuard:
                 if hasattr(outcome, "aclose"):
                     await outcome.aclose()
         return NotFoundError(f"{KINDS[kind].split(' (')[0]} {value!r} not found", param=field or param)
+
+
+def owner_in(record: Any) -> Owner | None:
+    """The owner a resource's own record keeps (a job's ``owner``: ``principal`` and ``attributes``)."""
+    if isinstance(record, dict) and isinstance(record.get("principal"), str):
+        return Owner(record["principal"], record.get("attributes") or {})
+    return None
 
 
 def _absent_like(value: str) -> str:

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from lamina.access.guard import AccessGuard
+from lamina.access.guard import AccessGuard, owner_in
 from lamina.access.owners import OwnerStore
-from lamina.access.policy import parse_policy
+from lamina.access.policy import Owner, parse_policy
 from lamina.auth.api_keys import ApiKeyStore, admin_routes
 from lamina.auth.middleware import Authenticator, auth_middleware
 from lamina.config import DEFAULT_HOST
+from lamina.errors import LaminaError
 from lamina.redaction import register_secrets, secrets_in
 from lamina.server.keys import ACTIVE_STREAMS, AUTHENTICATOR, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
 from lamina.server.middlewares import add_request_id_header, request_middleware
@@ -109,10 +110,24 @@ def _owners_lifecycle(guard: AccessGuard):
     """Owner records live in the stack's metadata store, open once the stack has started."""
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        guard.owners = OwnerStore(app[STACK].store)
+        stack = app[STACK]
+        guard.owners = OwnerStore(stack.store)
+        if stack.jobs is not None:
+            guard.own_records["job"] = _job_owner(stack.jobs)
         yield
 
     return lifecycle
+
+
+def _job_owner(jobs):
+    async def owner(job_id: str) -> Owner | None:
+        try:
+            job = await jobs.get(job_id)
+        except LaminaError:  # no such job
+            return None
+        return owner_in(job.owner)
+
+    return owner
 
 
 def is_loopback(host: str) -> bool:
