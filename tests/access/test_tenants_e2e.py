@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -537,3 +538,21 @@ def test_every_route_naming_another_resource_denies_the_other_tenants(
                 assert denied.json()["error"]["param"] == field
             checked.append((method, route, field))
     assert len(checked) >= 15, checked
+
+
+def test_a_streamed_create_records_its_owner(made: dict[str, Tenant]) -> None:
+    """The id of a streamed chat completion or response is in its events: the owner is recorded from them."""
+    a, b = made["a"], made["b"]
+    chunks = list(
+        a.oa.chat.completions.create(model="ok", messages=[{"role": "user", "content": "hi"}], stream=True)
+    )
+    completion_id = chunks[0].id
+    events = list(a.oa.responses.create(model="ok", input="hi", stream=True))
+    response_id = next(e.response.id for e in events if getattr(e, "response", None) is not None)
+    for path in (f"/v1/chat/completions/{completion_id}", f"/v1/responses/{response_id}"):
+        for _ in range(50):  # the store writes a completion in the background: poll until A sees it
+            if a.http.get(path).status_code == 200:
+                break
+            time.sleep(0.1)
+        assert a.http.get(path).status_code == 200, path
+        assert b.http.get(path).status_code == 404, path
