@@ -332,6 +332,14 @@ def test_a_create_the_policy_forbids_is_403_and_naming_a_foreign_resource_is_404
     reader.oa.files.create(
         file=("ok.txt", io.BytesIO(b"fine")), purpose="assistants"
     )  # other kinds: permitted
+    # registering an id that exists is an update of it: nobody takes over A's model or the run config's
+    for model_id in (made["a"].ids["model"], "ok"):
+        again = made["b"].http.post(
+            "/v1/models", json={"model_id": model_id, "provider_id": "fake", "provider_model_id": "ok"}
+        )
+        assert again.status_code == 403 and "registered already" in again.json()["detail"], again.text
+    assert made["a"].http.get(f"/v1/models/{made['a'].ids['model']}").status_code == 200
+    assert made["b"].http.get("/v1/models/ok").status_code == 200
     # B's create naming A's file: A's file is as missing
     resp = made["b"].http.post(
         "/v1/vector_stores",
@@ -457,6 +465,8 @@ def test_every_resource_route_denies_the_other_tenant(server: ServerProcess, mad
             (method, route) not in served
             or access is None
             or access.id_field is None
+            or access.action is None
+            or access.action.value == "create"
             or access.kind not in a.ids
         ):
             continue

@@ -86,10 +86,14 @@ def creates(
     uses: tuple[tuple[str, str], ...] = (),
     created_from: str | None = None,
     created_under: str | None = None,
+    requested: str | None = None,
 ) -> Access:
+    """``requested``: the request field naming the new resource's id, for a registration: registering an
+    id that exists is an update of that resource (its owner stays)."""
     return Access(
         kind,
         Action.create,
+        requested,
         created_id=created_id,
         uses=uses,
         created_from=created_from,

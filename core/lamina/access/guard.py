@@ -38,6 +38,9 @@ class AccessGuard:
         # Where a kind's resources record their owner themselves, for those without an owner record: a
         # job (lamina.jobs) keeps its submitter, so an eval's or a batch's job in /v1/jobs is its owner's.
         self.own_records: dict[str, Callable[[str], Awaitable[Owner | None]]] = {}
+        # Whether a registered resource (model, shield, ...) exists: a registration naming an existing id
+        # is an update of it, so it never takes over another's (or the run config's) resource.
+        self.registered: Callable[[str, str], Awaitable[bool]] | None = None
 
     def allowed(self, action: Action, resource: Resource, user: Principal) -> bool:
         return is_allowed(self.policy, action, resource, user)
@@ -45,7 +48,7 @@ class AccessGuard:
     async def resource(self, kind: str, resource_id: str, item: Any = None) -> Resource:
         assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
         owner = await self.owners.get(kind, resource_id)
-        if owner is None and item is not None:
+        if owner is None and item is not None and kind in self.own_records:
             owner = owner_in(_dig(item, "owner"))
         if owner is None and item is None and kind in self.own_records:
             owner = await self.own_records[kind](resource_id)
@@ -104,6 +107,20 @@ class AccessGuard:
                 f"has no rule permitting create on {access.kind}::*); ask an administrator for access",
             )
         owner = Owner(user.id, {k: list(v) for k, v in user.attributes.items()})
+        requested = getattr(request, access.id_field, None) if access.id_field else None
+        if (
+            requested is not None
+            and self.registered is not None
+            and await self.registered(access.kind, requested)
+        ):
+            existing = await self.resource(access.kind, str(requested))
+            if not self.allowed(Action.update, existing, user):
+                raise ForbiddenError(
+                    f"{KINDS[access.kind]} {requested!r} is registered already and principal {user.id!r} may "
+                    f"not change it; register it under another id",
+                    param=access.id_field,
+                )
+            return await method(request)  # the same resource again: its owner stays
         result = await method(request)
         if hasattr(result, "__anext__"):
             return self._record_from_stream(access, result, owner)

@@ -135,7 +135,7 @@ class Datasets(Protocol):
         "/v1/datasets",
         request=RegisterDatasetRequest,
         response=Dataset,
-        access=creates("dataset", "identifier"),
+        access=creates("dataset", "identifier", requested="dataset_id"),
     )
     async def register_dataset(self, request: RegisterDatasetRequest) -> Dataset:
         """Register a dataset (the provider checks it can read the source)."""

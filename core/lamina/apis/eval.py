@@ -165,7 +165,12 @@ class Benchmarks(Protocol):
         "/v1/eval/benchmarks",
         request=RegisterBenchmarkRequest,
         response=None,
-        access=creates("benchmark", created_from="benchmark_id", uses=(("dataset", "dataset_id"),)),
+        access=creates(
+            "benchmark",
+            created_from="benchmark_id",
+            requested="benchmark_id",
+            uses=(("dataset", "dataset_id"),),
+        ),
     )
     async def register_benchmark(self, request: RegisterBenchmarkRequest) -> None:
         """Register a benchmark: a registered dataset and the registered scoring functions that judge it."""

@@ -106,7 +106,7 @@ class Models(Protocol):
         "/v1/models",
         request=RegisterModelRequest,
         response=ModelEntry,
-        access=creates("model", "identifier"),
+        access=creates("model", "identifier", requested="model_id"),
     )
     async def register_model(self, request: RegisterModelRequest) -> ModelEntry:
         """Register a model with a provider."""

@@ -179,7 +179,7 @@ class Shields(Protocol):
         "/v1/shields",
         request=RegisterShieldRequest,
         response=Shield,
-        access=creates("shield", "identifier"),
+        access=creates("shield", "identifier", requested="shield_id"),
     )
     async def register_shield(self, request: RegisterShieldRequest) -> Shield:
         """Register a shield with a safety provider (the provider checks it can serve it)."""

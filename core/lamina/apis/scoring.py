@@ -212,7 +212,7 @@ class ScoringFunctions(Protocol):
         "/v1/scoring-functions",
         request=RegisterScoringFunctionRequest,
         response=None,
-        access=creates("scoring_function", created_from="scoring_fn_id"),
+        access=creates("scoring_function", created_from="scoring_fn_id", requested="scoring_fn_id"),
     )
     async def register_scoring_function(self, request: RegisterScoringFunctionRequest) -> None:
         """Register a scoring function with a scoring provider (the provider checks it can serve it)."""

@@ -262,7 +262,7 @@ class ToolGroups(Protocol):
         "/v1/toolgroups",
         request=RegisterToolGroupRequest,
         response=ToolGroup,
-        access=creates("tool_group", "identifier"),
+        access=creates("tool_group", "identifier", requested="toolgroup_id"),
     )
     async def register_tool_group(self, request: RegisterToolGroupRequest) -> ToolGroup:
         """Register a tool group with a tool_runtime provider."""

@@ -169,7 +169,9 @@ class VectorDBs(Protocol):
         "/v1/vector-dbs",
         request=RegisterVectorDBRequest,
         response=VectorDB,
-        access=creates("vector_db", "identifier", uses=(("model", "embedding_model"),)),
+        access=creates(
+            "vector_db", "identifier", uses=(("model", "embedding_model"),), requested="vector_db_id"
+        ),
     )
     async def register_vector_db(self, request: RegisterVectorDBRequest) -> VectorDB:
         """Register a vector database (its embedding model must be a registered embedding model)."""

@@ -22,7 +22,7 @@ from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
 from lamina.server.routes import add_api_routes
 from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
-from lamina.specs import import_object
+from lamina.specs import ResourceType, import_object
 from lamina.stack import Stack
 from lamina.telemetry.http_metrics import METRICS_PATH, metrics_handler
 from lamina.telemetry.http_metrics import install as install_http_metrics
@@ -114,9 +114,17 @@ def _owners_lifecycle(guard: AccessGuard):
         guard.owners = OwnerStore(stack.store)
         if stack.jobs is not None:
             guard.own_records["job"] = _job_owner(stack.jobs)
+
+        async def registered(kind: str, resource_id: str) -> bool:
+            return kind in REGISTERED_KINDS and await stack.registry.get(kind, resource_id) is not None
+
+        guard.registered = registered
         yield
 
     return lifecycle
+
+
+REGISTERED_KINDS = frozenset(t.value for t in ResourceType)
 
 
 def _job_owner(jobs):
