@@ -1,6 +1,7 @@
-"""Authentication's cost: gateway throughput with auth off, a JWT checked against a JWKS, and a Lamina
-API key (issue 18's target: auth + access control cost at most 10% at c=16; access control is not built
-yet, so this measures authentication alone).
+"""The cost of authentication and access control: gateway throughput with auth off, a JWT checked against
+a JWKS, and a Lamina API key (issue 18's target: auth + access control cost at most 10% at c=16). With
+``server.auth`` every request also goes through access control (Lamina's default policy): the chat
+route checks read on its model (unowned: cached) and records the caller as the stored completion's owner.
 
 ``python -m bench auth`` starts the bench upstream (canned OpenAI answers), a real identity provider
 (lamina.testing.auth_servers: JWKS on loopback) and three ``lamina run`` processes: no auth ("off"),

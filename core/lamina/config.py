@@ -16,6 +16,7 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lamina.access.policy import PolicyError, parse_policy
 from lamina.auth.config import AuthConfig
 from lamina.envsubst import substitute_env
 from lamina.errors import ConfigError, field_problems, format_path
@@ -336,11 +337,10 @@ def check_settings_are_enforced(
     server = config.server
     problems = []
     if server.auth and server.auth.access_policy:
-        problems.append(
-            "server.auth.access_policy: access rules are not enforced by Lamina yet (authentication is), so "
-            "every authenticated caller could still read and change every resource; remove access_policy "
-            "until Lamina enforces it"
-        )
+        try:
+            parse_policy(server.auth.access_policy)
+        except PolicyError as exc:
+            problems.append(str(exc))
     if server.quota:
         problems.append(
             "server.quota: request quotas are not implemented in Lamina yet, so no request would be "

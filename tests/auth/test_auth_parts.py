@@ -51,7 +51,17 @@ def test_bad_oauth_configs_fail_at_start_up(config: dict, says: str) -> None:
         _oauth(**config)
 
 
-def test_access_policy_is_refused_until_enforced() -> None:
+@pytest.mark.parametrize(
+    ("policy", "refused"),
+    [
+        ([{"permit": {"actions": ["read"]}}], None),
+        (
+            [{"permit": {"actions": ["read"]}}, {"permit": {"actions": ["read"]}, "when": "user is boss"}],
+            r"access_policy\[1\].*unknown condition 'user is boss'",
+        ),
+    ],
+)
+def test_access_policy_is_checked_at_start_up(policy: list, refused: str | None) -> None:
     from lamina.config import RunConfig, check_settings_are_enforced
     from lamina.errors import ConfigError
 
@@ -63,12 +73,15 @@ def test_access_policy_is_refused_until_enforced() -> None:
                 "auth": {
                     "provider_type": "custom",
                     "config": {"endpoint": "http://127.0.0.1:9/auth"},
-                    "access_policy": [{"permit": {"actions": ["read"]}}],
+                    "access_policy": policy,
                 }
             },
         }
     )
-    with pytest.raises(ConfigError, match=r"server\.auth\.access_policy"):
+    if refused is None:
+        check_settings_are_enforced(config, served_apis=[])
+        return
+    with pytest.raises(ConfigError, match=refused):
         check_settings_are_enforced(config, served_apis=[])
 
 

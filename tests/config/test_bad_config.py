@@ -121,12 +121,12 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     ),
     "unsupported-version": (f"version: 3\nproviders:\n{VLLM}", "version", ["version 2"]),
     # Parsed but not acted on: a security setting that is silently ignored must stop start-up.
-    "server-auth-access-policy-not-enforced": (
+    "server-auth-access-policy-bad-rule": (
         f"version: 2\nproviders:\n{VLLM}server:\n  auth:\n    provider_type: oauth2_token\n"
         "    config: {jwks: {uri: 'http://127.0.0.1:9/jwks'}}\n"
-        "    access_policy: [{permit: {actions: [read]}}]\n",
-        "server.auth.access_policy",
-        ["not enforced", "remove access_policy"],
+        "    access_policy: [{permit: {actions: [read], resource: model}}]\n",
+        "server.auth.access_policy[0]",
+        ["must read <type>::<id>", "model::llama3"],
     ),
     "server-auth-bad-algorithm": (
         f"version: 2\nproviders:\n{VLLM}server:\n  auth:\n    provider_type: oauth2_token\n"

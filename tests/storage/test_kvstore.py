@@ -42,6 +42,17 @@ async def test_set_get_replace_delete(store_config: dict) -> None:
         await store.close()
 
 
+async def test_set_many_inserts_and_replaces(store_config: dict) -> None:
+    store = await _open(store_config)
+    try:
+        await store.set("a", "old", expiration=datetime.now(UTC) + timedelta(seconds=60))
+        await store.set_many([("a", "1"), ("b", "2")])
+        await store.set_many([])
+        assert [await store.get("a"), await store.get("b")] == ["1", "2"]
+    finally:
+        await store.close()
+
+
 async def test_ranges_and_prefixes_follow_code_point_order(store_config: dict) -> None:
     store = await _open(store_config)
     keys = ["model:a", "model:b/c", "model:B", "model:é", "model;", "modek:z", "model:"]

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lamina.access.declarations import creates, deletes, lists, reads, updates
 from lamina.apis.common import URL, InterleavedContent
 from lamina.apis.inference import (
     CompletionMessage,
@@ -416,22 +417,46 @@ _TURN = f"{_SESSION}/turn/{{turn_id}}"
 
 
 class Agents(Protocol):
-    @webmethod("POST", "/v1/agents", request=CreateAgentRequest, response=AgentCreateResponse)
+    @webmethod(
+        "POST",
+        "/v1/agents",
+        request=CreateAgentRequest,
+        response=AgentCreateResponse,
+        access=creates("agent", "agent_id"),
+    )
     async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse:
         """Create an agent from its configuration."""
         ...
 
-    @webmethod("GET", "/v1/agents", request=PageRequest, response=PaginatedResponse)
+    @webmethod(
+        "GET",
+        "/v1/agents",
+        request=PageRequest,
+        response=PaginatedResponse,
+        access=lists("agent", "agent_id"),
+    )
     async def list_agents(self, request: PageRequest) -> PaginatedResponse:
         """List agents, oldest first, a page at a time."""
         ...
 
-    @webmethod("GET", "/v1/agents/{agent_id}", request=AgentRequest, response=Agent)
+    @webmethod(
+        "GET",
+        "/v1/agents/{agent_id}",
+        request=AgentRequest,
+        response=Agent,
+        access=reads("agent", "agent_id"),
+    )
     async def get_agent(self, request: AgentRequest) -> Agent:
         """An agent and its configuration."""
         ...
 
-    @webmethod("DELETE", "/v1/agents/{agent_id}", request=AgentRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/agents/{agent_id}",
+        request=AgentRequest,
+        response=None,
+        access=deletes("agent", "agent_id"),
+    )
     async def delete_agent(self, request: AgentRequest) -> None:
         """Delete an agent with its sessions and turns."""
         ...
@@ -441,24 +466,31 @@ class Agents(Protocol):
         "/v1/agents/{agent_id}/session",
         request=CreateAgentSessionRequest,
         response=AgentSessionCreateResponse,
+        access=updates("agent", "agent_id"),
     )
     async def create_agent_session(self, request: CreateAgentSessionRequest) -> AgentSessionCreateResponse:
         """Start a session (a conversation) with an agent."""
         ...
 
     @webmethod(
-        "GET", "/v1/agents/{agent_id}/sessions", request=ListAgentSessionsRequest, response=PaginatedResponse
+        "GET",
+        "/v1/agents/{agent_id}/sessions",
+        request=ListAgentSessionsRequest,
+        response=PaginatedResponse,
+        access=reads("agent", "agent_id"),
     )
     async def list_agent_sessions(self, request: ListAgentSessionsRequest) -> PaginatedResponse:
         """List an agent's sessions, oldest first, a page at a time."""
         ...
 
-    @webmethod("GET", _SESSION, request=GetAgentSessionRequest, response=Session)
+    @webmethod(
+        "GET", _SESSION, request=GetAgentSessionRequest, response=Session, access=reads("agent", "agent_id")
+    )
     async def get_agents_session(self, request: GetAgentSessionRequest) -> Session:
         """A session with its turns (or only the turns asked for)."""
         ...
 
-    @webmethod("DELETE", _SESSION, request=SessionRequest, response=None)
+    @webmethod("DELETE", _SESSION, request=SessionRequest, response=None, access=updates("agent", "agent_id"))
     async def delete_agents_session(self, request: SessionRequest) -> None:
         """Delete a session and its turns."""
         ...
@@ -469,6 +501,7 @@ class Agents(Protocol):
         request=AgentTurnCreateRequest,
         response=Turn,
         stream_item=AgentTurnResponseStreamChunk,
+        access=updates("agent", "agent_id"),
     )
     async def create_agent_turn(
         self, request: AgentTurnCreateRequest
@@ -482,6 +515,7 @@ class Agents(Protocol):
         request=AgentTurnResumeRequest,
         response=Turn,
         stream_item=AgentTurnResponseStreamChunk,
+        access=updates("agent", "agent_id"),
     )
     async def resume_agent_turn(
         self, request: AgentTurnResumeRequest
@@ -489,12 +523,18 @@ class Agents(Protocol):
         """Continue a turn that awaits client tools' results, with those results."""
         ...
 
-    @webmethod("GET", _TURN, request=TurnRequest, response=Turn)
+    @webmethod("GET", _TURN, request=TurnRequest, response=Turn, access=reads("agent", "agent_id"))
     async def get_agents_turn(self, request: TurnRequest) -> Turn:
         """A turn with its steps."""
         ...
 
-    @webmethod("GET", f"{_TURN}/step/{{step_id}}", request=StepRequest, response=AgentStepResponse)
+    @webmethod(
+        "GET",
+        f"{_TURN}/step/{{step_id}}",
+        request=StepRequest,
+        response=AgentStepResponse,
+        access=reads("agent", "agent_id"),
+    )
     async def get_agents_step(self, request: StepRequest) -> AgentStepResponse:
         """One step of a turn."""
         ...
@@ -506,22 +546,48 @@ _BATCH = "/v1/batch-agents/jobs"
 class BatchAgents(Protocol):
     """Batch agents: an agent over the rows of a dataset or a JSONL file, as a job (docs/batch-agents.md)."""
 
-    @webmethod("POST", _BATCH, request=CreateBatchAgentJobRequest, response=BatchAgentJob)
+    @webmethod(
+        "POST",
+        _BATCH,
+        request=CreateBatchAgentJobRequest,
+        response=BatchAgentJob,
+        access=creates(
+            "job", uses=(("agent", "agent_id"), ("dataset", "dataset_id"), ("file", "input_file_id"))
+        ),
+    )
     async def create_batch_agent_job(self, request: CreateBatchAgentJobRequest) -> BatchAgentJob:
         """Start a batch agent run: each row's turn in a session of its own; results to a dataset."""
         ...
 
-    @webmethod("GET", _BATCH, request=ListBatchAgentJobsRequest, response=ListBatchAgentJobsResponse)
+    @webmethod(
+        "GET",
+        _BATCH,
+        request=ListBatchAgentJobsRequest,
+        response=ListBatchAgentJobsResponse,
+        access=lists("job"),
+    )
     async def list_batch_agent_jobs(self, request: ListBatchAgentJobsRequest) -> ListBatchAgentJobsResponse:
         """List batch agent runs, newest first, a page at a time."""
         ...
 
-    @webmethod("GET", f"{_BATCH}/{{job_id}}", request=BatchAgentJobRequest, response=BatchAgentJob)
+    @webmethod(
+        "GET",
+        f"{_BATCH}/{{job_id}}",
+        request=BatchAgentJobRequest,
+        response=BatchAgentJob,
+        access=reads("job", "job_id"),
+    )
     async def get_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
         """A batch agent run: its status and row counts."""
         ...
 
-    @webmethod("POST", f"{_BATCH}/{{job_id}}/cancel", request=BatchAgentJobRequest, response=BatchAgentJob)
+    @webmethod(
+        "POST",
+        f"{_BATCH}/{{job_id}}/cancel",
+        request=BatchAgentJobRequest,
+        response=BatchAgentJob,
+        access=updates("job", "job_id"),
+    )
     async def cancel_batch_agent_job(self, request: BatchAgentJobRequest) -> BatchAgentJob:
         """Cancel a batch agent run: rows in flight stop; finished rows stay in its results dataset."""
         ...

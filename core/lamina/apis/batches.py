@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, field_validator
 
+from lamina.access.declarations import creates, lists, reads, updates
 from lamina.apis.webmethod import webmethod
 
 BatchStatus = Literal[
@@ -179,13 +180,25 @@ _BATCHES = "/v1/openai/v1/batches"
 class Batches(Protocol):
     """OpenAI Batches: run a JSONL file of requests in the background; read the answers from files."""
 
-    @webmethod("POST", _BATCHES, aliases=("/v1/batches",), request=CreateBatchRequest, response=BatchObject)
+    @webmethod(
+        "POST",
+        _BATCHES,
+        aliases=("/v1/batches",),
+        request=CreateBatchRequest,
+        response=BatchObject,
+        access=creates("batch", uses=(("file", "input_file_id"),)),
+    )
     async def create_batch(self, request: CreateBatchRequest) -> BatchObject:
         """Create a batch from an uploaded JSONL file; it is validated and run in the background."""
         ...
 
     @webmethod(
-        "GET", _BATCHES, aliases=("/v1/batches",), request=ListBatchesRequest, response=ListBatchesResponse
+        "GET",
+        _BATCHES,
+        aliases=("/v1/batches",),
+        request=ListBatchesRequest,
+        response=ListBatchesResponse,
+        access=lists("batch"),
     )
     async def list_batches(self, request: ListBatchesRequest) -> ListBatchesResponse:
         """List batches, newest first; page with ``after`` (the previous page's ``last_id``)."""
@@ -197,6 +210,7 @@ class Batches(Protocol):
         aliases=("/v1/batches/{batch_id}",),
         request=BatchIdRequest,
         response=BatchObject,
+        access=reads("batch", "batch_id"),
     )
     async def retrieve_batch(self, request: BatchIdRequest) -> BatchObject:
         """Get a batch: its status, request counts and, once it ended, its output and error files."""
@@ -208,6 +222,7 @@ class Batches(Protocol):
         aliases=("/v1/batches/{batch_id}/cancel",),
         request=BatchIdRequest,
         response=BatchObject,
+        access=updates("batch", "batch_id"),
     )
     async def cancel_batch(self, request: BatchIdRequest) -> BatchObject:
         """Cancel a batch: the lines in flight stop, the finished ones go to a partial output file."""

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.access.declarations import creates, deletes, lists, reads, updates
 from lamina.apis.common import Empty, Resource
 from lamina.apis.webmethod import webmethod
 
@@ -129,22 +130,46 @@ class AppendRowsRequest(BaseModel):
 
 
 class Datasets(Protocol):
-    @webmethod("POST", "/v1/datasets", request=RegisterDatasetRequest, response=Dataset)
+    @webmethod(
+        "POST",
+        "/v1/datasets",
+        request=RegisterDatasetRequest,
+        response=Dataset,
+        access=creates("dataset", "identifier", requested="dataset_id"),
+    )
     async def register_dataset(self, request: RegisterDatasetRequest) -> Dataset:
         """Register a dataset (the provider checks it can read the source)."""
         ...
 
-    @webmethod("GET", "/v1/datasets", request=Empty, response=ListDatasetsResponse)
+    @webmethod(
+        "GET",
+        "/v1/datasets",
+        request=Empty,
+        response=ListDatasetsResponse,
+        access=lists("dataset", "identifier"),
+    )
     async def list_datasets(self, request: Empty) -> ListDatasetsResponse:
         """List registered datasets."""
         ...
 
-    @webmethod("GET", "/v1/datasets/{dataset_id:.+}", request=GetDatasetRequest, response=Dataset)
+    @webmethod(
+        "GET",
+        "/v1/datasets/{dataset_id:.+}",
+        request=GetDatasetRequest,
+        response=Dataset,
+        access=reads("dataset", "dataset_id"),
+    )
     async def get_dataset(self, request: GetDatasetRequest) -> Dataset:
         """Get a dataset by its id."""
         ...
 
-    @webmethod("DELETE", "/v1/datasets/{dataset_id:.+}", request=GetDatasetRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/datasets/{dataset_id:.+}",
+        request=GetDatasetRequest,
+        response=None,
+        access=deletes("dataset", "dataset_id"),
+    )
     async def unregister_dataset(self, request: GetDatasetRequest) -> None:
         """Unregister a dataset (its appended rows are dropped; its source file is left alone)."""
         ...
@@ -152,13 +177,23 @@ class Datasets(Protocol):
 
 class DatasetIO(Protocol):
     @webmethod(
-        "GET", "/v1/datasetio/iterrows/{dataset_id:.+}", request=IterRowsRequest, response=IterRowsResponse
+        "GET",
+        "/v1/datasetio/iterrows/{dataset_id:.+}",
+        request=IterRowsRequest,
+        response=IterRowsResponse,
+        access=reads("dataset", "dataset_id"),
     )
     async def iterrows(self, request: IterRowsRequest) -> IterRowsResponse:
         """A page of a dataset's rows: [start_index, start_index + limit), and whether more follow."""
         ...
 
-    @webmethod("POST", "/v1/datasetio/append-rows/{dataset_id:.+}", request=AppendRowsRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/datasetio/append-rows/{dataset_id:.+}",
+        request=AppendRowsRequest,
+        response=None,
+        access=updates("dataset", "dataset_id"),
+    )
     async def append_rows(self, request: AppendRowsRequest) -> None:
         """Append rows to a dataset (persisted: they survive a restart)."""
         ...

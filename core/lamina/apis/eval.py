@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.access.declarations import creates, deletes, lists, reads, updates, uses
 from lamina.apis.agents import AgentConfig
 from lamina.apis.common import Empty, Resource
 from lamina.apis.inference import SamplingParams, SystemMessage
@@ -137,22 +138,51 @@ class EvalJobRequest(BaseModel):
 
 
 class Benchmarks(Protocol):
-    @webmethod("GET", "/v1/eval/benchmarks", request=Empty, response=ListBenchmarksResponse)
+    @webmethod(
+        "GET",
+        "/v1/eval/benchmarks",
+        request=Empty,
+        response=ListBenchmarksResponse,
+        access=lists("benchmark", "identifier"),
+    )
     async def list_benchmarks(self, request: Empty) -> ListBenchmarksResponse:
         """List registered benchmarks."""
         ...
 
-    @webmethod("GET", "/v1/eval/benchmarks/{benchmark_id}", request=GetBenchmarkRequest, response=Benchmark)
+    @webmethod(
+        "GET",
+        "/v1/eval/benchmarks/{benchmark_id}",
+        request=GetBenchmarkRequest,
+        response=Benchmark,
+        access=reads("benchmark", "benchmark_id"),
+    )
     async def get_benchmark(self, request: GetBenchmarkRequest) -> Benchmark:
         """Get a benchmark by its id."""
         ...
 
-    @webmethod("POST", "/v1/eval/benchmarks", request=RegisterBenchmarkRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/eval/benchmarks",
+        request=RegisterBenchmarkRequest,
+        response=None,
+        access=creates(
+            "benchmark",
+            created_from="benchmark_id",
+            requested="benchmark_id",
+            uses=(("dataset", "dataset_id"),),
+        ),
+    )
     async def register_benchmark(self, request: RegisterBenchmarkRequest) -> None:
         """Register a benchmark: a registered dataset and the registered scoring functions that judge it."""
         ...
 
-    @webmethod("DELETE", "/v1/eval/benchmarks/{benchmark_id}", request=GetBenchmarkRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/eval/benchmarks/{benchmark_id}",
+        request=GetBenchmarkRequest,
+        response=None,
+        access=deletes("benchmark", "benchmark_id"),
+    )
     async def unregister_benchmark(self, request: GetBenchmarkRequest) -> None:
         """Unregister a benchmark (its eval jobs and their results stay listed in /v1/jobs)."""
         ...
@@ -162,7 +192,15 @@ _JOB_ROUTE = "/v1/eval/benchmarks/{benchmark_id}/jobs/{job_id}"
 
 
 class Eval(Protocol):
-    @webmethod("POST", "/v1/eval/benchmarks/{benchmark_id}/jobs", request=RunEvalRequest, response=EvalJob)
+    @webmethod(
+        "POST",
+        "/v1/eval/benchmarks/{benchmark_id}/jobs",
+        request=RunEvalRequest,
+        response=EvalJob,
+        access=creates(
+            "eval_job", "job_id", uses=(("benchmark", "benchmark_id"),), created_under="benchmark_id"
+        ),
+    )
     async def run_eval(self, request: RunEvalRequest) -> EvalJob:
         """Run a candidate over the benchmark's dataset as a job; answers once the job ends or after the
         provider's run_eval_wait_seconds, whichever comes first (poll the job's status after that)."""
@@ -174,17 +212,30 @@ class Eval(Protocol):
         request=EvaluateRowsRequest,
         response=EvaluateResponse,
         cancel_on_disconnect=True,
+        access=uses(("benchmark", "benchmark_id")),
     )
     async def evaluate_rows(self, request: EvaluateRowsRequest) -> EvaluateResponse:
         """Answer and score the given rows now (no job)."""
         ...
 
-    @webmethod("GET", _JOB_ROUTE, request=EvalJobRequest, response=EvalJob)
+    @webmethod(
+        "GET",
+        _JOB_ROUTE,
+        request=EvalJobRequest,
+        response=EvalJob,
+        access=reads("eval_job", "benchmark_id/job_id"),
+    )
     async def job_status(self, request: EvalJobRequest) -> EvalJob:
         """An eval job's status."""
         ...
 
-    @webmethod("DELETE", _JOB_ROUTE, request=EvalJobRequest, response=None)
+    @webmethod(
+        "DELETE",
+        _JOB_ROUTE,
+        request=EvalJobRequest,
+        response=None,
+        access=updates("eval_job", "benchmark_id/job_id"),
+    )
     async def job_cancel(self, request: EvalJobRequest) -> None:
         """Cancel an eval job: its generation stops and its status becomes cancelled."""
         ...
@@ -194,6 +245,7 @@ class Eval(Protocol):
         "/v1/eval/benchmarks/{benchmark_id}/jobs/{job_id}/result",
         request=EvalJobRequest,
         response=EvaluateResponse,
+        access=reads("eval_job", "benchmark_id/job_id"),
     )
     async def job_result(self, request: EvalJobRequest) -> EvaluateResponse:
         """A completed eval job's generations and scores (a 400 while it is not completed)."""

@@ -13,6 +13,7 @@ from typing import Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.access.declarations import creates, deletes, lists, reads
 from lamina.apis.binary import BinaryResponse, UploadFile
 from lamina.apis.webmethod import webmethod
 
@@ -105,6 +106,7 @@ class Files(Protocol):
         request=UploadFileRequest,
         response=OpenAIFileObject,
         multipart=True,
+        access=creates("file"),
     )
     async def openai_upload_file(self, request: UploadFileRequest) -> OpenAIFileObject:
         """Upload a file (multipart: `purpose`, then the `file` part, streamed to storage)."""
@@ -116,6 +118,7 @@ class Files(Protocol):
         aliases=("/v1/files",),
         request=ListFilesRequest,
         response=ListOpenAIFileResponse,
+        access=lists("file"),
     )
     async def openai_list_files(self, request: ListFilesRequest) -> ListOpenAIFileResponse:
         """List files, newest first by default; page with `after` (the previous page's `last_id`)."""
@@ -127,6 +130,7 @@ class Files(Protocol):
         aliases=("/v1/files/{file_id}",),
         request=FileIdRequest,
         response=OpenAIFileObject,
+        access=reads("file", "file_id"),
     )
     async def openai_retrieve_file(self, request: FileIdRequest) -> OpenAIFileObject:
         """Get a file's metadata."""
@@ -138,6 +142,7 @@ class Files(Protocol):
         aliases=("/v1/files/{file_id}",),
         request=FileIdRequest,
         response=OpenAIFileDeleteResponse,
+        access=deletes("file", "file_id"),
     )
     async def openai_delete_file(self, request: FileIdRequest) -> OpenAIFileDeleteResponse:
         """Delete a file (its bytes and metadata); every route then answers 404 for it."""
@@ -149,6 +154,7 @@ class Files(Protocol):
         aliases=("/v1/files/{file_id}/content",),
         request=FileIdRequest,
         binary=True,
+        access=reads("file", "file_id"),
     )
     async def openai_retrieve_file_content(self, request: FileIdRequest) -> BinaryResponse:
         """Download a file's bytes (its Content-Type, as an attachment named after the file)."""

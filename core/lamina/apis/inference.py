@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lamina.access.declarations import creates, lists, reads, uses
 from lamina.apis.common import InterleavedContent, InterleavedContentItem
 from lamina.apis.models import Model
 from lamina.apis.webmethod import webmethod
@@ -439,6 +440,7 @@ class Inference(Protocol):
         request=ChatCompletionRequest,
         response=ChatCompletionResponse,
         stream_item=ChatCompletionResponseStreamChunk,
+        access=uses(("model", "model_id")),
     )
     async def chat_completion(
         self, request: ChatCompletionRequest
@@ -453,6 +455,7 @@ class Inference(Protocol):
         request=CompletionRequest,
         response=CompletionResponse,
         stream_item=CompletionResponseStreamChunk,
+        access=uses(("model", "model_id")),
     )
     async def completion(
         self, request: CompletionRequest
@@ -466,6 +469,7 @@ class Inference(Protocol):
         cancel_on_disconnect=True,
         request=BatchChatCompletionRequest,
         response=BatchChatCompletionResponse,
+        access=uses(("model", "model_id")),
     )
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """Generate chat completions for a batch of conversations (results in input order)."""
@@ -477,6 +481,7 @@ class Inference(Protocol):
         cancel_on_disconnect=True,
         request=BatchCompletionRequest,
         response=BatchCompletionResponse,
+        access=uses(("model", "model_id")),
     )
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         """Generate text completions for a batch of contents (results in input order)."""
@@ -488,6 +493,7 @@ class Inference(Protocol):
         request=EmbeddingsRequest,
         response=EmbeddingsResponse,
         cancel_on_disconnect=True,
+        access=uses(("model", "model_id")),
     )
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Generate embeddings for the given contents."""
@@ -502,6 +508,7 @@ class Inference(Protocol):
         response=OpenAIResponse,
         stream_item=OpenAIResponse,
         openai=True,
+        access=creates("chat_completion", uses=(("model", "model"),)),
     )
     async def openai_chat_completion(
         self, request: OpenAIChatCompletionRequest
@@ -515,6 +522,7 @@ class Inference(Protocol):
         aliases=("/v1/chat/completions",),
         request=ListChatCompletionsRequest,
         response=ListOpenAIChatCompletionResponse,
+        access=lists("chat_completion"),
     )
     async def list_chat_completions(
         self, request: ListChatCompletionsRequest
@@ -528,6 +536,7 @@ class Inference(Protocol):
         aliases=("/v1/chat/completions/{completion_id}",),
         request=GetChatCompletionRequest,
         response=OpenAICompletionWithInputMessages,
+        access=reads("chat_completion", "completion_id"),
     )
     async def get_chat_completion(
         self, request: GetChatCompletionRequest
@@ -541,6 +550,7 @@ class Inference(Protocol):
         aliases=("/v1/chat/completions/{completion_id}/messages",),
         request=ListChatCompletionMessagesRequest,
         response=ListChatCompletionMessagesResponse,
+        access=reads("chat_completion", "completion_id"),
     )
     async def list_chat_completion_messages(
         self, request: ListChatCompletionMessagesRequest
@@ -558,6 +568,7 @@ class Inference(Protocol):
         response=OpenAIResponse,
         stream_item=OpenAIResponse,
         openai=True,
+        access=uses(("model", "model")),
     )
     async def openai_completion(
         self, request: OpenAICompletionRequest
@@ -573,6 +584,7 @@ class Inference(Protocol):
         request=OpenAIEmbeddingsRequest,
         response=OpenAIResponse,
         openai=True,
+        access=uses(("model", "model")),
     )
     async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> dict[str, Any]:
         """Create embeddings (OpenAI-compatible)."""

@@ -6,6 +6,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from lamina.access.declarations import no_resource
 from lamina.apis.common import Empty
 from lamina.apis.webmethod import webmethod
 
@@ -54,34 +55,62 @@ class GetProviderRequest(BaseModel):
 
 
 class Inspect(Protocol):
-    @webmethod("GET", "/v1/health", request=Empty, response=HealthInfo)
+    @webmethod(
+        "GET", "/v1/health", request=Empty, response=HealthInfo, access=no_resource("the server's health")
+    )
     async def health(self, request: Empty) -> HealthInfo:
         """Report that the server is up (always 200), listing the providers that are down."""
         ...
 
-    @webmethod("GET", "/v1/health/ready", request=Empty, response=HealthInfo)
+    @webmethod(
+        "GET",
+        "/v1/health/ready",
+        request=Empty,
+        response=HealthInfo,
+        access=no_resource("the server's readiness"),
+    )
     async def ready(self, request: Empty) -> HealthInfo:
         """Readiness: 200 when every provider is up, 503 naming the providers that are down."""
         ...
 
-    @webmethod("GET", "/v1/version", request=Empty, response=VersionInfo)
+    @webmethod(
+        "GET", "/v1/version", request=Empty, response=VersionInfo, access=no_resource("the server's version")
+    )
     async def version(self, request: Empty) -> VersionInfo:
         """Report the server's version."""
         ...
 
-    @webmethod("GET", "/v1/inspect/routes", request=Empty, response=ListRoutesResponse)
+    @webmethod(
+        "GET",
+        "/v1/inspect/routes",
+        request=Empty,
+        response=ListRoutesResponse,
+        access=no_resource("the routes this server serves"),
+    )
     async def list_routes(self, request: Empty) -> ListRoutesResponse:
         """List every served route with the provider types behind it."""
         ...
 
 
 class Providers(Protocol):
-    @webmethod("GET", "/v1/providers", request=Empty, response=ListProvidersResponse)
+    @webmethod(
+        "GET",
+        "/v1/providers",
+        request=Empty,
+        response=ListProvidersResponse,
+        access=no_resource("the configured providers"),
+    )
     async def list_providers(self, request: Empty) -> ListProvidersResponse:
         """List configured providers with their (redacted) config and health."""
         ...
 
-    @webmethod("GET", "/v1/providers/{provider_id}", request=GetProviderRequest, response=ProviderInfo)
+    @webmethod(
+        "GET",
+        "/v1/providers/{provider_id}",
+        request=GetProviderRequest,
+        response=ProviderInfo,
+        access=no_resource("a configured provider"),
+    )
     async def inspect_provider(self, request: GetProviderRequest) -> ProviderInfo:
         """Get one configured provider."""
         ...

@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from lamina.access.declarations import lists, reads, updates
 from lamina.apis.webmethod import webmethod
 
 
@@ -75,17 +76,23 @@ class JobIdRequest(BaseModel):
 class Jobs(Protocol):
     """Jobs, newest first; the server answers these itself from the job manager."""
 
-    @webmethod("GET", "/v1/jobs", request=ListJobsRequest, response=ListJobsResponse)
+    @webmethod("GET", "/v1/jobs", request=ListJobsRequest, response=ListJobsResponse, access=lists("job"))
     async def list_jobs(self, request: ListJobsRequest) -> ListJobsResponse:
         """List jobs newest first, optionally of one kind and status, a page at a time."""
         ...
 
-    @webmethod("GET", "/v1/jobs/{job_id}", request=JobIdRequest, response=Job)
+    @webmethod("GET", "/v1/jobs/{job_id}", request=JobIdRequest, response=Job, access=reads("job", "job_id"))
     async def get_job(self, request: JobIdRequest) -> Job:
         """Get one job: its status, progress, times, error and result."""
         ...
 
-    @webmethod("POST", "/v1/jobs/{job_id}/cancel", request=JobIdRequest, response=Job)
+    @webmethod(
+        "POST",
+        "/v1/jobs/{job_id}/cancel",
+        request=JobIdRequest,
+        response=Job,
+        access=updates("job", "job_id"),
+    )
     async def cancel_job(self, request: JobIdRequest) -> Job:
         """Cancel a scheduled or running job: its work stops and its status becomes cancelled."""
         ...

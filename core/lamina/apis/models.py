@@ -6,6 +6,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lamina.access.declarations import creates, deletes, lists, reads
 from lamina.apis.common import Empty, Resource
 from lamina.apis.webmethod import webmethod
 
@@ -82,32 +83,60 @@ class RegisterModelRequest(BaseModel):
 
 
 class Models(Protocol):
-    @webmethod("GET", "/v1/models", request=Empty, response=ListModelsResponse)
+    @webmethod(
+        "GET", "/v1/models", request=Empty, response=ListModelsResponse, access=lists("model", "identifier")
+    )
     async def list_models(self, request: Empty) -> ListModelsResponse:
         """List registered models."""
         ...
 
-    @webmethod("GET", "/v1/models/{model_id:.+}", request=GetModelRequest, response=ModelEntry)
+    @webmethod(
+        "GET",
+        "/v1/models/{model_id:.+}",
+        request=GetModelRequest,
+        response=ModelEntry,
+        access=reads("model", "model_id"),
+    )
     async def get_model(self, request: GetModelRequest) -> ModelEntry:
         """Get a model by its identifier (identifiers may contain '/')."""
         ...
 
-    @webmethod("POST", "/v1/models", request=RegisterModelRequest, response=ModelEntry)
+    @webmethod(
+        "POST",
+        "/v1/models",
+        request=RegisterModelRequest,
+        response=ModelEntry,
+        access=creates("model", "identifier", requested="model_id"),
+    )
     async def register_model(self, request: RegisterModelRequest) -> ModelEntry:
         """Register a model with a provider."""
         ...
 
-    @webmethod("DELETE", "/v1/models/{model_id:.+}", request=GetModelRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/models/{model_id:.+}",
+        request=GetModelRequest,
+        response=None,
+        access=deletes("model", "model_id"),
+    )
     async def unregister_model(self, request: GetModelRequest) -> None:
         """Unregister a model."""
         ...
 
-    @webmethod("GET", "/v1/openai/v1/models", request=Empty, response=OpenAIListModelsResponse)
+    @webmethod(
+        "GET", "/v1/openai/v1/models", request=Empty, response=OpenAIListModelsResponse, access=lists("model")
+    )
     async def openai_list_models(self, request: Empty) -> OpenAIListModelsResponse:
         """List models in the OpenAI shape."""
         ...
 
-    @webmethod("GET", "/v1/openai/v1/models/{model_id:.+}", request=GetModelRequest, response=OpenAIModel)
+    @webmethod(
+        "GET",
+        "/v1/openai/v1/models/{model_id:.+}",
+        request=GetModelRequest,
+        response=OpenAIModel,
+        access=reads("model", "model_id"),
+    )
     async def openai_get_model(self, request: GetModelRequest) -> OpenAIModel:
         """Get a model in the OpenAI shape."""
         ...

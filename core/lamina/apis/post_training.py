@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.access.declarations import creates, lists, reads, updates
 from lamina.apis.common import Empty
 from lamina.apis.jobs import JobProgress, JobStatus
 from lamina.apis.webmethod import webmethod
@@ -291,6 +292,7 @@ class PostTraining(Protocol):
         "/v1/post-training/supervised-fine-tune",
         request=SupervisedFineTuneRequest,
         response=PostTrainingJob,
+        access=creates("job", "job_uuid", uses=(("model", "model"),)),
     )
     async def supervised_fine_tune(self, request: SupervisedFineTuneRequest) -> PostTrainingJob:
         """Fine-tune a model on a dataset (full or LoRA) as a job; answers at once with the job's id."""
@@ -301,24 +303,41 @@ class PostTraining(Protocol):
         "/v1/post-training/preference-optimize",
         request=PreferenceOptimizeRequest,
         response=PostTrainingJob,
+        access=creates("job", "job_uuid", uses=(("model", "finetuned_model"),)),
     )
     async def preference_optimize(self, request: PreferenceOptimizeRequest) -> PostTrainingJob:
         """Align a model with DPO on a preference dataset (prompt, chosen, rejected) as a job."""
         ...
 
-    @webmethod("GET", "/v1/post-training/jobs", request=Empty, response=ListPostTrainingJobsResponse)
+    @webmethod(
+        "GET",
+        "/v1/post-training/jobs",
+        request=Empty,
+        response=ListPostTrainingJobsResponse,
+        access=lists("job", "job_uuid"),
+    )
     async def get_training_jobs(self, request: Empty) -> ListPostTrainingJobsResponse:
         """List training jobs, newest first."""
         ...
 
     @webmethod(
-        "GET", "/v1/post-training/job/status", request=JobUuidRequest, response=PostTrainingJobStatusResponse
+        "GET",
+        "/v1/post-training/job/status",
+        request=JobUuidRequest,
+        response=PostTrainingJobStatusResponse,
+        access=reads("job", "job_uuid"),
     )
     async def get_training_job_status(self, request: JobUuidRequest) -> PostTrainingJobStatusResponse:
         """A training job's status, progress, per-step metrics and checkpoints."""
         ...
 
-    @webmethod("POST", "/v1/post-training/job/cancel", request=JobUuidRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/post-training/job/cancel",
+        request=JobUuidRequest,
+        response=None,
+        access=updates("job", "job_uuid"),
+    )
     async def cancel_training_job(self, request: JobUuidRequest) -> None:
         """Cancel a training job: training stops at the next step; saved checkpoints stay."""
         ...
@@ -328,6 +347,7 @@ class PostTraining(Protocol):
         "/v1/post-training/job/artifacts",
         request=JobUuidRequest,
         response=PostTrainingJobArtifactsResponse,
+        access=reads("job", "job_uuid"),
     )
     async def get_training_job_artifacts(self, request: JobUuidRequest) -> PostTrainingJobArtifactsResponse:
         """A training job's checkpoints: their paths, epochs and metrics."""

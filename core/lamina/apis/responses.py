@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
 
+from lamina.access.declarations import creates, deletes, lists, reads
 from lamina.apis.webmethod import webmethod
 
 Status = Literal["in_progress", "completed", "incomplete", "failed"]
@@ -560,6 +561,9 @@ class Responses(Protocol):
         response=ResponseObject,
         stream_item=ResponseStreamChunk,
         openai=True,
+        access=creates(
+            "response", "id|response.id", uses=(("response", "previous_response_id"), ("model", "model"))
+        ),
     )
     async def create_openai_response(
         self, request: CreateResponseRequest
@@ -568,7 +572,12 @@ class Responses(Protocol):
         ...
 
     @webmethod(
-        "GET", _RESPONSES, aliases=(_ALIAS,), request=ListResponsesRequest, response=ListResponsesResponse
+        "GET",
+        _RESPONSES,
+        aliases=(_ALIAS,),
+        request=ListResponsesRequest,
+        response=ListResponsesResponse,
+        access=lists("response"),
     )
     async def list_openai_responses(self, request: ListResponsesRequest) -> ListResponsesResponse:
         """Stored responses, newest first by default; page with ``after``."""
@@ -580,6 +589,7 @@ class Responses(Protocol):
         aliases=(_ALIAS + "/{response_id}",),
         request=ResponseIdRequest,
         response=ResponseObject,
+        access=reads("response", "response_id"),
     )
     async def get_openai_response(self, request: ResponseIdRequest) -> ResponseObject:
         """A stored response."""
@@ -591,6 +601,7 @@ class Responses(Protocol):
         aliases=(_ALIAS + "/{response_id}",),
         request=ResponseIdRequest,
         response=ResponseDeleted,
+        access=deletes("response", "response_id"),
     )
     async def delete_openai_response(self, request: ResponseIdRequest) -> ResponseDeleted:
         """Delete a stored response (later responses that continue it keep their own copies)."""
@@ -602,6 +613,7 @@ class Responses(Protocol):
         aliases=(_ALIAS + "/{response_id}/input_items",),
         request=ListInputItemsRequest,
         response=InputItemList,
+        access=reads("response", "response_id"),
     )
     async def list_openai_response_input_items(self, request: ListInputItemsRequest) -> InputItemList:
         """The items a stored response was given (its own input, after what it continued), paged."""

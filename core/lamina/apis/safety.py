@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.access.declarations import creates, deletes, lists, reads, uses
 from lamina.apis.common import Empty, Resource
 from lamina.apis.inference import Message
 from lamina.apis.webmethod import webmethod
@@ -151,22 +152,46 @@ class ModerationObject(BaseModel):
 
 
 class Shields(Protocol):
-    @webmethod("GET", "/v1/shields", request=Empty, response=ListShieldsResponse)
+    @webmethod(
+        "GET",
+        "/v1/shields",
+        request=Empty,
+        response=ListShieldsResponse,
+        access=lists("shield", "identifier"),
+    )
     async def list_shields(self, request: Empty) -> ListShieldsResponse:
         """List registered shields."""
         ...
 
-    @webmethod("GET", "/v1/shields/{identifier:.+}", request=GetShieldRequest, response=Shield)
+    @webmethod(
+        "GET",
+        "/v1/shields/{identifier:.+}",
+        request=GetShieldRequest,
+        response=Shield,
+        access=reads("shield", "identifier"),
+    )
     async def get_shield(self, request: GetShieldRequest) -> Shield:
         """Get a shield by its identifier."""
         ...
 
-    @webmethod("POST", "/v1/shields", request=RegisterShieldRequest, response=Shield)
+    @webmethod(
+        "POST",
+        "/v1/shields",
+        request=RegisterShieldRequest,
+        response=Shield,
+        access=creates("shield", "identifier", requested="shield_id"),
+    )
     async def register_shield(self, request: RegisterShieldRequest) -> Shield:
         """Register a shield with a safety provider (the provider checks it can serve it)."""
         ...
 
-    @webmethod("DELETE", "/v1/shields/{identifier:.+}", request=GetShieldRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/shields/{identifier:.+}",
+        request=GetShieldRequest,
+        response=None,
+        access=deletes("shield", "identifier"),
+    )
     async def unregister_shield(self, request: GetShieldRequest) -> None:
         """Unregister a shield."""
         ...
@@ -179,6 +204,7 @@ class Safety(Protocol):
         request=RunShieldRequest,
         response=RunShieldResponse,
         cancel_on_disconnect=True,
+        access=uses(("shield", "shield_id")),
     )
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
         """Run a shield over messages: a violation, or none."""
@@ -192,6 +218,7 @@ class Safety(Protocol):
         request=ModerationRequest,
         response=ModerationObject,
         openai=True,
+        access=uses(("model", "model")),
     )
     async def run_moderation(self, request: ModerationRequest) -> ModerationObject:
         """Classify texts with a shield, in OpenAI's moderation shape (one result per input)."""

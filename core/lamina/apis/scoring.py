@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lamina.access.declarations import creates, lists, reads, uses
 from lamina.apis.common import Empty, Resource
 from lamina.apis.webmethod import webmethod
 
@@ -184,7 +185,13 @@ class ScoreBatchResponse(BaseModel):
 
 
 class ScoringFunctions(Protocol):
-    @webmethod("GET", "/v1/scoring-functions", request=Empty, response=ListScoringFunctionsResponse)
+    @webmethod(
+        "GET",
+        "/v1/scoring-functions",
+        request=Empty,
+        response=ListScoringFunctionsResponse,
+        access=lists("scoring_function", "identifier"),
+    )
     async def list_scoring_functions(self, request: Empty) -> ListScoringFunctionsResponse:
         """List registered scoring functions."""
         ...
@@ -194,12 +201,19 @@ class ScoringFunctions(Protocol):
         "/v1/scoring-functions/{scoring_fn_id:.+}",
         request=GetScoringFunctionRequest,
         response=ScoringFn,
+        access=reads("scoring_function", "scoring_fn_id"),
     )
     async def get_scoring_function(self, request: GetScoringFunctionRequest) -> ScoringFn:
         """Get a scoring function by its identifier."""
         ...
 
-    @webmethod("POST", "/v1/scoring-functions", request=RegisterScoringFunctionRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/scoring-functions",
+        request=RegisterScoringFunctionRequest,
+        response=None,
+        access=creates("scoring_function", created_from="scoring_fn_id", requested="scoring_fn_id"),
+    )
     async def register_scoring_function(self, request: RegisterScoringFunctionRequest) -> None:
         """Register a scoring function with a scoring provider (the provider checks it can serve it)."""
         ...
@@ -212,6 +226,7 @@ class Scoring(Protocol):
         request=ScoreRequest,
         response=ScoreResponse,
         cancel_on_disconnect=True,
+        access=uses(("scoring_function", "scoring_functions")),
     )
     async def score(self, request: ScoreRequest) -> ScoreResponse:
         """Score rows with scoring functions; each function's rows and aggregated results."""
@@ -222,6 +237,7 @@ class Scoring(Protocol):
         "/v1/scoring/score-batch",
         request=ScoreBatchRequest,
         response=ScoreBatchResponse,
+        access=reads("dataset", "dataset_id", uses=(("scoring_function", "scoring_functions"),)),
     )
     async def score_batch(self, request: ScoreBatchRequest) -> ScoreBatchResponse:
         """Score every row of a dataset (read in pages), optionally saving the scored rows as a dataset."""

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from lamina.access.declarations import creates, uses
 from lamina.apis.inference import Message
 from lamina.apis.jobs import Job
 from lamina.apis.webmethod import webmethod
@@ -82,6 +83,7 @@ class SyntheticDataGeneration(Protocol):
         "/v1/synthetic-data-generation/generate",
         request=SyntheticDataGenerationRequest,
         response=SyntheticDataGenerationResponse,
+        access=uses(("model", "model")),
     )
     async def synthetic_data_generate(
         self, request: SyntheticDataGenerationRequest
@@ -95,6 +97,7 @@ class SyntheticDataGeneration(Protocol):
         "/v1/synthetic-data-generation/jobs",
         request=SyntheticDataGenerationJobRequest,
         response=Job,
+        access=creates("job", uses=(("model", "model"),)),
     )
     async def synthetic_data_generate_job(self, request: SyntheticDataGenerationJobRequest) -> Job:
         """The same as a job (any size): it registers ``dataset_id`` and appends kept rows as prompts

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from lamina.access.declarations import Access, no_resource, reads_fixed
+from lamina.access.policy import Action
 from lamina.apis.webmethod import webmethod
 
 #: Llama Stack's default time to live of a logged event: 7 days.
@@ -262,7 +264,13 @@ class QueryMetricsResponse(BaseModel):
 
 
 class Telemetry(Protocol):
-    @webmethod("POST", "/v1/telemetry/events", request=LogEventRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/telemetry/events",
+        request=LogEventRequest,
+        response=None,
+        access=no_resource("adds an event to the caller's own trace"),
+    )
     async def log_event(self, request: LogEventRequest) -> None:
         """Log an event: an unstructured log, a metric point, or a span's start or end."""
         ...
@@ -273,18 +281,29 @@ class Telemetry(Protocol):
         request=QueryTracesRequest,
         response=QueryTracesResponse,
         cancel_on_disconnect=True,
+        access=reads_fixed("telemetry", "traces"),
     )
     async def query_traces(self, request: QueryTracesRequest) -> QueryTracesResponse:
         """Query traces by their spans' attributes."""
         ...
 
-    @webmethod("GET", "/v1/telemetry/traces/{trace_id}", request=GetTraceRequest, response=Trace)
+    @webmethod(
+        "GET",
+        "/v1/telemetry/traces/{trace_id}",
+        request=GetTraceRequest,
+        response=Trace,
+        access=reads_fixed("telemetry", "traces"),
+    )
     async def get_trace(self, request: GetTraceRequest) -> Trace:
         """Get a trace by its id."""
         ...
 
     @webmethod(
-        "GET", "/v1/telemetry/traces/{trace_id}/spans/{span_id}", request=GetSpanRequest, response=Span
+        "GET",
+        "/v1/telemetry/traces/{trace_id}/spans/{span_id}",
+        request=GetSpanRequest,
+        response=Span,
+        access=reads_fixed("telemetry", "traces"),
     )
     async def get_span(self, request: GetSpanRequest) -> Span:
         """Get a span by its trace's id and its own."""
@@ -296,6 +315,7 @@ class Telemetry(Protocol):
         request=GetSpanTreeRequest,
         response=QuerySpanTreeResponse,
         cancel_on_disconnect=True,
+        access=reads_fixed("telemetry", "traces"),
     )
     async def get_span_tree(self, request: GetSpanTreeRequest) -> QuerySpanTreeResponse:
         """Get a span and its descendants, keyed by span id."""
@@ -307,12 +327,19 @@ class Telemetry(Protocol):
         request=QuerySpansRequest,
         response=QuerySpansResponse,
         cancel_on_disconnect=True,
+        access=reads_fixed("telemetry", "traces"),
     )
     async def query_spans(self, request: QuerySpansRequest) -> QuerySpansResponse:
         """Query spans: those of the matching traces that carry the attributes asked for."""
         ...
 
-    @webmethod("POST", "/v1/telemetry/spans/export", request=SaveSpansToDatasetRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/telemetry/spans/export",
+        request=SaveSpansToDatasetRequest,
+        response=None,
+        access=Access("telemetry", Action.read, fixed_id="traces", uses=(("dataset", "dataset_id"),)),
+    )
     async def save_spans_to_dataset(self, request: SaveSpansToDatasetRequest) -> None:
         """Append the spans query_spans would answer to a dataset, one row per span."""
         ...
@@ -323,6 +350,7 @@ class Telemetry(Protocol):
         request=QueryMetricsRequest,
         response=QueryMetricsResponse,
         cancel_on_disconnect=True,
+        access=reads_fixed("telemetry", "traces"),
     )
     async def query_metrics(self, request: QueryMetricsRequest) -> QueryMetricsResponse:
         """Query a metric's series between start_time and end_time (epoch seconds)."""

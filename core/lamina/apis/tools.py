@@ -13,6 +13,16 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lamina.access.declarations import (
+    creates,
+    deletes,
+    lists,
+    no_resource,
+    reads,
+    reads_result,
+    updates,
+    uses,
+)
 from lamina.apis.common import URL, Empty, InterleavedContent, Resource
 from lamina.apis.vector_io import RRFRanker, WeightedRanker
 from lamina.apis.webmethod import webmethod
@@ -225,32 +235,68 @@ class RAGQueryResult(BaseModel):
 
 
 class ToolGroups(Protocol):
-    @webmethod("GET", "/v1/toolgroups", request=Empty, response=ListToolGroupsResponse)
+    @webmethod(
+        "GET",
+        "/v1/toolgroups",
+        request=Empty,
+        response=ListToolGroupsResponse,
+        access=lists("tool_group", "identifier"),
+    )
     async def list_tool_groups(self, request: Empty) -> ListToolGroupsResponse:
         """List registered tool groups."""
         ...
 
-    @webmethod("GET", "/v1/toolgroups/{toolgroup_id:.+}", request=GetToolGroupRequest, response=ToolGroup)
+    @webmethod(
+        "GET",
+        "/v1/toolgroups/{toolgroup_id:.+}",
+        request=GetToolGroupRequest,
+        response=ToolGroup,
+        access=reads("tool_group", "toolgroup_id"),
+    )
     async def get_tool_group(self, request: GetToolGroupRequest) -> ToolGroup:
         """Get a tool group by its identifier."""
         ...
 
-    @webmethod("POST", "/v1/toolgroups", request=RegisterToolGroupRequest, response=ToolGroup)
+    @webmethod(
+        "POST",
+        "/v1/toolgroups",
+        request=RegisterToolGroupRequest,
+        response=ToolGroup,
+        access=creates("tool_group", "identifier", requested="toolgroup_id"),
+    )
     async def register_tool_group(self, request: RegisterToolGroupRequest) -> ToolGroup:
         """Register a tool group with a tool_runtime provider."""
         ...
 
-    @webmethod("DELETE", "/v1/toolgroups/{toolgroup_id:.+}", request=GetToolGroupRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/toolgroups/{toolgroup_id:.+}",
+        request=GetToolGroupRequest,
+        response=None,
+        access=deletes("tool_group", "toolgroup_id"),
+    )
     async def unregister_toolgroup(self, request: GetToolGroupRequest) -> None:
         """Unregister a tool group."""
         ...
 
-    @webmethod("GET", "/v1/tools", request=ListToolsRequest, response=ListToolsResponse)
+    @webmethod(
+        "GET",
+        "/v1/tools",
+        request=ListToolsRequest,
+        response=ListToolsResponse,
+        access=lists("tool_group", "toolgroup_id"),
+    )
     async def list_tools(self, request: ListToolsRequest) -> ListToolsResponse:
         """List the tools of every tool group, or of one (`toolgroup_id`)."""
         ...
 
-    @webmethod("GET", "/v1/tools/{tool_name:.+}", request=GetToolRequest, response=Tool)
+    @webmethod(
+        "GET",
+        "/v1/tools/{tool_name:.+}",
+        request=GetToolRequest,
+        response=Tool,
+        access=reads_result("tool_group", "toolgroup_id"),
+    )
     async def get_tool(self, request: GetToolRequest) -> Tool:
         """Get a tool by its name."""
         ...
@@ -262,19 +308,32 @@ class ToolRuntime(Protocol):
         "/v1/tool-runtime/list-tools",
         request=ListRuntimeToolsRequest,
         response=ListRuntimeToolsResponse,
+        access=uses(("tool_group", "tool_group_id")),
     )
     async def list_runtime_tools(self, request: ListRuntimeToolsRequest) -> ListRuntimeToolsResponse:
         """List tool definitions (name, description, parameters) of every tool group, or of one."""
         ...
 
-    @webmethod("POST", "/v1/tool-runtime/invoke", request=InvokeToolRequest, response=ToolInvocationResult)
+    @webmethod(
+        "POST",
+        "/v1/tool-runtime/invoke",
+        request=InvokeToolRequest,
+        response=ToolInvocationResult,
+        access=no_resource("a tool is called by name; its tool group is not checked yet (docs/security.md)"),
+    )
     async def invoke_tool(self, request: InvokeToolRequest) -> ToolInvocationResult:
         """Run a tool by name with its arguments (`kwargs`)."""
         ...
 
 
 class RAGToolRuntime(Protocol):
-    @webmethod("POST", "/v1/tool-runtime/rag-tool/insert", request=InsertDocumentsRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/tool-runtime/rag-tool/insert",
+        request=InsertDocumentsRequest,
+        response=None,
+        access=updates("vector_db", "vector_db_id"),
+    )
     async def insert(self, request: InsertDocumentsRequest) -> None:
         """Index documents into a vector DB: load, convert to text, chunk by tokens and insert."""
         ...
@@ -285,6 +344,7 @@ class RAGToolRuntime(Protocol):
         request=RAGQueryRequest,
         response=RAGQueryResult,
         cancel_on_disconnect=True,
+        access=uses(("vector_db", "vector_db_ids")),
     )
     async def query(self, request: RAGQueryRequest) -> RAGQueryResult:
         """Retrieve context for a query from vector DBs, formatted for a model's prompt."""

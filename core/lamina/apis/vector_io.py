@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lamina.access.declarations import creates, deletes, lists, reads, updates
 from lamina.apis.common import Empty, InterleavedContent, Resource
 from lamina.apis.webmethod import webmethod
 
@@ -141,29 +142,61 @@ class QueryChunksResponse(BaseModel):
 
 
 class VectorDBs(Protocol):
-    @webmethod("GET", "/v1/vector-dbs", request=Empty, response=ListVectorDBsResponse)
+    @webmethod(
+        "GET",
+        "/v1/vector-dbs",
+        request=Empty,
+        response=ListVectorDBsResponse,
+        access=lists("vector_db", "identifier"),
+    )
     async def list_vector_dbs(self, request: Empty) -> ListVectorDBsResponse:
         """List registered vector databases."""
         ...
 
-    @webmethod("GET", "/v1/vector-dbs/{vector_db_id:.+}", request=GetVectorDBRequest, response=VectorDB)
+    @webmethod(
+        "GET",
+        "/v1/vector-dbs/{vector_db_id:.+}",
+        request=GetVectorDBRequest,
+        response=VectorDB,
+        access=reads("vector_db", "vector_db_id"),
+    )
     async def get_vector_db(self, request: GetVectorDBRequest) -> VectorDB:
         """Get a vector database by its identifier."""
         ...
 
-    @webmethod("POST", "/v1/vector-dbs", request=RegisterVectorDBRequest, response=VectorDB)
+    @webmethod(
+        "POST",
+        "/v1/vector-dbs",
+        request=RegisterVectorDBRequest,
+        response=VectorDB,
+        access=creates(
+            "vector_db", "identifier", uses=(("model", "embedding_model"),), requested="vector_db_id"
+        ),
+    )
     async def register_vector_db(self, request: RegisterVectorDBRequest) -> VectorDB:
         """Register a vector database (its embedding model must be a registered embedding model)."""
         ...
 
-    @webmethod("DELETE", "/v1/vector-dbs/{vector_db_id:.+}", request=GetVectorDBRequest, response=None)
+    @webmethod(
+        "DELETE",
+        "/v1/vector-dbs/{vector_db_id:.+}",
+        request=GetVectorDBRequest,
+        response=None,
+        access=deletes("vector_db", "vector_db_id"),
+    )
     async def unregister_vector_db(self, request: GetVectorDBRequest) -> None:
         """Unregister a vector database and drop its chunks."""
         ...
 
 
 class VectorIO(Protocol):
-    @webmethod("POST", "/v1/vector-io/insert", request=InsertChunksRequest, response=None)
+    @webmethod(
+        "POST",
+        "/v1/vector-io/insert",
+        request=InsertChunksRequest,
+        response=None,
+        access=updates("vector_db", "vector_db_id"),
+    )
     async def insert_chunks(self, request: InsertChunksRequest) -> None:
         """Insert chunks; missing embeddings are computed with the vector DB's embedding model."""
         ...
@@ -174,6 +207,7 @@ class VectorIO(Protocol):
         request=QueryChunksRequest,
         response=QueryChunksResponse,
         cancel_on_disconnect=True,
+        access=reads("vector_db", "vector_db_id"),
     )
     async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
         """Query chunks by vector, keyword or hybrid search; scores are finite, higher is better."""

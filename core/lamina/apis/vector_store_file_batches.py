@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from lamina.access.declarations import reads, updates
 from lamina.apis.vector_stores import (
     ChunkingStrategyAuto,
     ChunkingStrategyStatic,
@@ -124,7 +125,12 @@ class VectorStoreFileBatches(Protocol):
     """OpenAI vector store file batches: create, retrieve, cancel, list files."""
 
     @webmethod(
-        "POST", _VS, aliases=(_ALIAS,), request=CreateFileBatchRequest, response=VectorStoreFileBatchObject
+        "POST",
+        _VS,
+        aliases=(_ALIAS,),
+        request=CreateFileBatchRequest,
+        response=VectorStoreFileBatchObject,
+        access=updates("vector_db", "vector_store_id", uses=(("file", "file_ids"),)),
     )
     async def openai_create_vector_store_file_batch(
         self, request: CreateFileBatchRequest
@@ -138,6 +144,7 @@ class VectorStoreFileBatches(Protocol):
         aliases=(_ALIAS + "/{batch_id}",),
         request=FileBatchRequest,
         response=VectorStoreFileBatchObject,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_retrieve_vector_store_file_batch(
         self, request: FileBatchRequest
@@ -151,6 +158,7 @@ class VectorStoreFileBatches(Protocol):
         aliases=(_ALIAS + "/{batch_id}/cancel",),
         request=FileBatchRequest,
         response=VectorStoreFileBatchObject,
+        access=updates("vector_db", "vector_store_id"),
     )
     async def openai_cancel_vector_store_file_batch(
         self, request: FileBatchRequest
@@ -164,6 +172,7 @@ class VectorStoreFileBatches(Protocol):
         aliases=(_ALIAS + "/{batch_id}/files",),
         request=ListFilesInBatchRequest,
         response=VectorStoreListFilesResponse,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_list_files_in_vector_store_file_batch(
         self, request: ListFilesInBatchRequest

@@ -53,6 +53,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lamina.access.declarations import creates, deletes, lists, reads, updates
 from lamina.apis.webmethod import webmethod
 
 DEFAULT_CHUNK_TOKENS = 800  # OpenAI's "auto" (and static default): 800-token windows...
@@ -452,13 +453,25 @@ _ALIAS = "/v1/vector_stores"
 class VectorStores(Protocol):
     """OpenAI vector stores: create, list, retrieve, update, delete, search; attach and manage files."""
 
-    @webmethod("POST", _VS, aliases=(_ALIAS,), request=CreateVectorStoreRequest, response=VectorStoreObject)
+    @webmethod(
+        "POST",
+        _VS,
+        aliases=(_ALIAS,),
+        request=CreateVectorStoreRequest,
+        response=VectorStoreObject,
+        access=creates("vector_db", uses=(("file", "file_ids"), ("model", "embedding_model"))),
+    )
     async def openai_create_vector_store(self, request: CreateVectorStoreRequest) -> VectorStoreObject:
         """Create a vector store (a new vector DB); `file_ids` are attached and ingested in the background."""
         ...
 
     @webmethod(
-        "GET", _VS, aliases=(_ALIAS,), request=ListVectorStoresRequest, response=VectorStoreListResponse
+        "GET",
+        _VS,
+        aliases=(_ALIAS,),
+        request=ListVectorStoresRequest,
+        response=VectorStoreListResponse,
+        access=lists("vector_db"),
     )
     async def openai_list_vector_stores(self, request: ListVectorStoresRequest) -> VectorStoreListResponse:
         """List vector stores, newest first by default; page with `after` / `before`."""
@@ -470,6 +483,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}",),
         request=VectorStoreIdRequest,
         response=VectorStoreObject,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_retrieve_vector_store(self, request: VectorStoreIdRequest) -> VectorStoreObject:
         """Get a vector store (its file counts and status are current)."""
@@ -481,6 +495,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}",),
         request=UpdateVectorStoreRequest,
         response=VectorStoreObject,
+        access=updates("vector_db", "vector_store_id"),
     )
     async def openai_update_vector_store(self, request: UpdateVectorStoreRequest) -> VectorStoreObject:
         """Update a vector store's name, expires_after or metadata (fields sent are changed)."""
@@ -492,6 +507,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}",),
         request=VectorStoreIdRequest,
         response=VectorStoreDeleteResponse,
+        access=deletes("vector_db", "vector_store_id"),
     )
     async def openai_delete_vector_store(self, request: VectorStoreIdRequest) -> VectorStoreDeleteResponse:
         """Delete a vector store, its files' records and its vector DB (with every chunk)."""
@@ -504,6 +520,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/search",),
         request=SearchVectorStoreRequest,
         response=VectorStoreSearchResponsePage,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_search_vector_store(
         self, request: SearchVectorStoreRequest
@@ -517,6 +534,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/files",),
         request=AttachFileRequest,
         response=VectorStoreFileObject,
+        access=updates("vector_db", "vector_store_id", uses=(("file", "file_id"),)),
     )
     async def openai_attach_file_to_vector_store(self, request: AttachFileRequest) -> VectorStoreFileObject:
         """Attach a file: answers `in_progress` at once; poll until `completed` or `failed`."""
@@ -528,6 +546,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/files",),
         request=ListVectorStoreFilesRequest,
         response=VectorStoreListFilesResponse,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_list_files_in_vector_store(
         self, request: ListVectorStoreFilesRequest
@@ -541,6 +560,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/files/{file_id}",),
         request=VectorStoreFileRequest,
         response=VectorStoreFileObject,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_retrieve_vector_store_file(
         self, request: VectorStoreFileRequest
@@ -554,6 +574,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/files/{file_id}/content",),
         request=VectorStoreFileRequest,
         response=VectorStoreFileContentsResponse,
+        access=reads("vector_db", "vector_store_id"),
     )
     async def openai_retrieve_vector_store_file_contents(
         self, request: VectorStoreFileRequest
@@ -567,6 +588,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/files/{file_id}",),
         request=UpdateVectorStoreFileRequest,
         response=VectorStoreFileObject,
+        access=updates("vector_db", "vector_store_id"),
     )
     async def openai_update_vector_store_file(
         self, request: UpdateVectorStoreFileRequest
@@ -580,6 +602,7 @@ class VectorStores(Protocol):
         aliases=(_ALIAS + "/{vector_store_id}/files/{file_id}",),
         request=VectorStoreFileRequest,
         response=VectorStoreFileDeleteResponse,
+        access=updates("vector_db", "vector_store_id"),
     )
     async def openai_delete_vector_store_file(
         self, request: VectorStoreFileRequest

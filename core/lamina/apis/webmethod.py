@@ -12,9 +12,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from lamina.access.declarations import Access
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +43,8 @@ class RouteDecl:
     binary: bool = False  # the method returns a BinaryResponse, written as bytes
     # Whether a client that goes away cancels the call (see ``cancellable``); None: by method.
     cancel_on_disconnect: bool | None = None
+    # What the route does to which owned resource (lamina.access.declarations); every route has one.
+    access: Access | None = None
 
     @property
     def cancellable(self) -> bool:
@@ -78,6 +83,7 @@ def webmethod(
     multipart: bool = False,
     binary: bool = False,
     cancel_on_disconnect: bool | None = None,
+    access: Access | None = None,
 ) -> Callable[[F], F]:
     """Declare the HTTP route of an API method."""
 
@@ -97,6 +103,7 @@ def webmethod(
             multipart=multipart,
             binary=binary,
             cancel_on_disconnect=cancel_on_disconnect,
+            access=access,
         )
         return fn
 

@@ -39,6 +39,7 @@ from lamina.jobs.context import JobContext, JobHandler, JobLost
 from lamina.jobs.executor import InlineExecutor, JobExecutor
 from lamina.jobs.store import JobsStore
 from lamina.jobs.work import WorkApis, WorkEnvironment
+from lamina.request_context import PRINCIPAL
 from lamina.storage.kvstore import StorageError
 from lamina.telemetry import job_spans, metrics
 
@@ -74,6 +75,13 @@ def new_instance_id() -> str:
 
 def _not_found(job_id: str) -> NotFoundError:
     return NotFoundError(f"there is no job with id {job_id!r}; list jobs with GET /v1/jobs", param="job_id")
+
+
+def _submitting_principal() -> dict[str, Any]:
+    principal = PRINCIPAL.get()
+    if principal is None:
+        return {}
+    return {"principal": principal.id, "attributes": {k: list(v) for k, v in principal.attributes.items()}}
 
 
 class JobManager:
@@ -156,8 +164,9 @@ class JobManager:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{name} of a {kind} job must be JSON: {exc}") from None
-        # The submitting request's trace context (telemetry on): the job's own trace links back to it.
-        owner = {**(owner or {}), **job_spans.submitter()}
+        # The submitting request's trace context (telemetry on): the job's own trace links back to it;
+        # and its caller (auth on), so access control knows whose job it is (lamina.access.guard).
+        owner = {**(owner or {}), **job_spans.submitter(), **_submitting_principal()}
         job = Job(
             id=f"job-{uuid.uuid4().hex}",
             kind=kind,

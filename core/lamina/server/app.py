@@ -9,16 +9,20 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from lamina.access.guard import AccessGuard, owner_in
+from lamina.access.owners import OwnerStore
+from lamina.access.policy import Owner, parse_policy
 from lamina.auth.api_keys import ApiKeyStore, admin_routes
 from lamina.auth.middleware import Authenticator, auth_middleware
 from lamina.config import DEFAULT_HOST
+from lamina.errors import LaminaError
 from lamina.redaction import register_secrets, secrets_in
 from lamina.server.keys import ACTIVE_STREAMS, AUTHENTICATOR, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
 from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
 from lamina.server.routes import add_api_routes
 from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
-from lamina.specs import import_object
+from lamina.specs import ResourceType, import_object
 from lamina.stack import Stack
 from lamina.telemetry.http_metrics import METRICS_PATH, metrics_handler
 from lamina.telemetry.http_metrics import install as install_http_metrics
@@ -49,7 +53,9 @@ def create_app(stack: Stack) -> web.Application:
     app[IN_FLIGHT] = set()
     app[CUT_REQUESTS] = set()
     apis = stack.api_impls()
-    add_api_routes(app, apis)
+    # With server.auth, every route is checked against the access policy (Lamina's default without one).
+    guard = AccessGuard(parse_policy(auth_config.access_policy)) if auth_config is not None else None
+    add_api_routes(app, apis, guard)
     openapi = build_openapi(apis)
 
     async def openapi_handler(request: web.Request) -> web.Response:
@@ -65,6 +71,8 @@ def create_app(stack: Stack) -> web.Application:
         if authenticator.api_keys_on:
             app.router.add_routes(admin_routes(_api_keys, auth_config.admin_role))
         app.cleanup_ctx.append(_auth_lifecycle)
+    if guard is not None:
+        app.cleanup_ctx.append(_owners_lifecycle(guard))
     if stack.config.providers.get("telemetry"):  # without a telemetry provider, nothing to count
         install_http_metrics(app, app[ACTIVE_STREAMS])
     app.on_shutdown.append(drain_requests)  # the grace period (server.shutdown_timeout) is spent here
@@ -96,6 +104,38 @@ async def _auth_lifecycle(app: web.Application) -> AsyncIterator[None]:
     authenticator.keys = ApiKeyStore(app[STACK].store)
     yield
     await authenticator.close()
+
+
+def _owners_lifecycle(guard: AccessGuard):
+    """Owner records live in the stack's metadata store, open once the stack has started."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        stack = app[STACK]
+        guard.owners = OwnerStore(stack.store)
+        if stack.jobs is not None:
+            guard.own_records["job"] = _job_owner(stack.jobs)
+
+        async def registered(kind: str, resource_id: str) -> bool:
+            return kind in REGISTERED_KINDS and await stack.registry.get(kind, resource_id) is not None
+
+        guard.registered = registered
+        yield
+
+    return lifecycle
+
+
+REGISTERED_KINDS = frozenset(t.value for t in ResourceType)
+
+
+def _job_owner(jobs):
+    async def owner(job_id: str) -> Owner | None:
+        try:
+            job = await jobs.get(job_id)
+        except LaminaError:  # no such job
+            return None
+        return owner_in(job.owner)
+
+    return owner
 
 
 def is_loopback(host: str) -> bool:

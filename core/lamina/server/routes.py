@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from lamina import fast_json
+from lamina.access.guard import AccessGuard
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.errors import BadRequestError, PayloadTooLargeError, validation_error
@@ -70,8 +71,18 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
 
 
 def make_handler(
-    decl: RouteDecl, method: Callable[..., Awaitable[Any]], protocol: type | None = None
+    decl: RouteDecl,
+    method: Callable[..., Awaitable[Any]],
+    protocol: type | None = None,
+    guard: AccessGuard | None = None,
 ) -> Handler:
+    if guard is not None:
+        if decl.access is None:
+            raise RuntimeError(
+                f"route {decl.method} {decl.path} ({decl.name}) declares no access (webmethod access=...): "
+                "access control cannot check it; declare what it does (lamina.access.declarations)"
+            )
+        method = guard.wrap(decl.access, method, takes_request=decl.request is not None)
     path_params = decl.path_params()
     has_body = decl.method in _BODY_METHODS
     model = decl.request
@@ -147,14 +158,17 @@ def _query(request: web.Request) -> dict[str, Any]:
     return out
 
 
-def add_api_routes(app: web.Application, apis: list[tuple[type, Any, list[str]]]) -> list[RouteDecl]:
-    """Register every declared route of every served API; returns the declarations."""
+def add_api_routes(
+    app: web.Application, apis: list[tuple[type, Any, list[str]]], guard: AccessGuard | None = None
+) -> list[RouteDecl]:
+    """Register every declared route of every served API (checked by ``guard`` when access control is
+    on); returns the declarations."""
     seen: dict[tuple[str, str], str] = {}
     decls = []
     for protocol, impl, _types in apis:
         for decl in routes_of(protocol):
             method = getattr(impl, decl.name)
-            handler = make_handler(decl, method, protocol)
+            handler = make_handler(decl, method, protocol, guard)
             for path in decl.paths:
                 key = (decl.method, path)
                 if key in seen:

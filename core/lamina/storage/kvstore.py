@@ -57,6 +57,11 @@ class KVStore(ABC):
     async def set(self, key: str, value: str, expiration: datetime | None = None) -> None:
         """Insert or replace; ``expiration`` (aware datetime) makes the key vanish after it."""
 
+    async def set_many(self, items: list[tuple[str, str]]) -> None:
+        """Insert or replace several keys (no expiration); a store may write them in one transaction."""
+        for key, value in items:
+            await self.set(key, value)
+
     @abstractmethod
     async def add(self, key: str, value: str) -> bool:
         """Insert ``key`` unless it holds a value (an expired one does not count); True when this call

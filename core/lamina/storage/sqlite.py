@@ -69,6 +69,18 @@ class SqliteKVStore(KVStore):
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
 
+    async def set_many(self, items: list[tuple[str, str]]) -> None:
+        # one statement and one commit for the lot: two hand-offs to aiosqlite's thread, not two per key
+        try:
+            await self.conn.executemany(
+                "INSERT INTO kvstore (key, value, expiration) VALUES (?, ?, NULL) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = NULL",
+                [(self._k(key), value) for key, value in items],
+            )
+            await self.conn.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+
     async def add(self, key: str, value: str) -> bool:
         try:
             # An expired row is replaced; a live one is left alone (the WHERE of the upsert fails).

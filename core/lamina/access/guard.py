@@ -1,0 +1,313 @@
+"""Access control on every route, from the route's declaration (``lamina.access.declarations``).
+
+``AccessGuard.wrap`` puts the check around a route's router method: the same place for every route, so
+no router or provider needs to know about owners. Without a principal (auth off, or an open path) the
+method is called as it is.
+
+A denied read, update or delete answers exactly as the same request naming a missing resource: the
+route is called once more with an id that cannot exist, and its 404 comes back with the caller's id
+put back in (a generic 404 when the route does not answer one). A denied create is a 403.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+
+from lamina.access.declarations import KINDS, Access
+from lamina.access.owners import OwnerStore
+from lamina.access.policy import AccessRule, Action, Owner, Resource, is_allowed
+from lamina.auth.principal import Principal
+from lamina.errors import ForbiddenError, LaminaError, NotFoundError
+from lamina.request_context import PRINCIPAL
+
+log = structlog.get_logger("lamina.access")
+Method = Callable[..., Awaitable[Any]]
+
+
+class AccessGuard:
+    """The policy (None: the default policy) and the owner records (attached when the store opens)."""
+
+    def __init__(self, policy: list[AccessRule] | None) -> None:
+        self.policy = policy or None
+        self.owners: OwnerStore | None = None
+        # Where a kind's resources record their owner themselves, for those without an owner record: a
+        # job (lamina.jobs) keeps its submitter, so an eval's or a batch's job in /v1/jobs is its owner's.
+        self.own_records: dict[str, Callable[[str], Awaitable[Owner | None]]] = {}
+        # Whether a registered resource (model, shield, ...) exists: a registration naming an existing id
+        # is an update of it, so it never takes over another's (or the run config's) resource.
+        self.registered: Callable[[str, str], Awaitable[bool]] | None = None
+
+    def allowed(self, action: Action, resource: Resource, user: Principal) -> bool:
+        return is_allowed(self.policy, action, resource, user)
+
+    async def resource(self, kind: str, resource_id: str, item: Any = None) -> Resource:
+        assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
+        owner = await self.owners.get(kind, resource_id)
+        if owner is None and item is not None and kind in self.own_records:
+            owner = owner_in(_dig(item, "owner"))
+        if owner is None and item is None and kind in self.own_records:
+            owner = await self.own_records[kind](resource_id)
+        return Resource(kind, resource_id, owner)
+
+    def wrap(self, access: Access, method: Method, takes_request: bool) -> Method:
+        if not takes_request:  # no request: nothing names a resource
+            return method
+
+        async def guarded(request: BaseModel) -> Any:
+            user = PRINCIPAL.get()
+            if user is None:
+                return await method(request)
+            for kind, field in access.uses:
+                for value in _ids(getattr(request, field, None)):
+                    if not self.allowed(Action.read, await self.resource(kind, value), user):
+                        log.info("access_denied", action="read", resource=f"{kind}::{value}")
+                        # a create or an update is never run again to see how it answers a miss: with
+                        # an invented id it might do its work (a vector store made with a failed file)
+                        probe = access.action in (None, Action.read)
+                        raise await self._as_missing(
+                            method, request, field if probe else None, value, kind, field
+                        )
+            if access.kind is None:
+                return await method(request)
+            if access.listing:
+                return await self._list(access, method, request, user)
+            if access.action is Action.create:
+                return await self._create(access, method, request, user)
+            if access.result_id is not None:
+                return await self._read_result(access, method, request, user)
+            resource_id = _resource_id(access.id_field, request) if access.id_field else access.fixed_id
+            if resource_id is None:  # an optional id left out: the route acts on no one resource
+                return await method(request)
+            assert access.action is not None
+            if not self.allowed(access.action, await self.resource(access.kind, resource_id), user):
+                log.info(
+                    "access_denied", action=access.action.value, resource=f"{access.kind}::{resource_id}"
+                )
+                field = access.id_field.split("/")[-1] if access.id_field else None
+                shown = str(getattr(request, field)) if field else resource_id
+                raise await self._as_missing(method, request, field, shown, access.kind)
+            result = await method(request)
+            if access.forget:
+                assert self.owners is not None
+                await self.owners.forget(access.kind, resource_id)
+            return result
+
+        return guarded
+
+    async def _create(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        assert access.kind is not None
+        if not self.allowed(Action.create, Resource(access.kind, "*"), user):
+            raise ForbiddenError(
+                f"principal {user.id!r} may not create a {KINDS[access.kind]} (server.auth.access_policy "
+                f"has no rule permitting create on {access.kind}::*); ask an administrator for access",
+            )
+        owner = Owner(user.id, {k: list(v) for k, v in user.attributes.items()})
+        requested = getattr(request, access.id_field, None) if access.id_field else None
+        if (
+            requested is not None
+            and self.registered is not None
+            and await self.registered(access.kind, requested)
+        ):
+            existing = await self.resource(access.kind, str(requested))
+            if not self.allowed(Action.update, existing, user):
+                raise ForbiddenError(
+                    f"{KINDS[access.kind]} {requested!r} is registered already and principal {user.id!r} may "
+                    f"not change it; register it under another id",
+                    param=access.id_field,
+                )
+            return await method(request)  # the same resource again: its owner stays
+        result = await method(request)
+        if hasattr(result, "__anext__"):
+            return self._record_from_stream(access, result, owner)
+        new_id = _first(result, access.created_id)
+        if new_id is None and access.created_from is not None:
+            new_id = getattr(request, access.created_from, None)
+        if new_id is not None:
+            prefix = f"{_resource_id(access.created_under, request)}/" if access.created_under else ""
+            await self._record(access.kind, f"{prefix}{new_id}", owner)
+        return result
+
+    async def _record_from_stream(
+        self, access: Access, stream: AsyncIterator[Any], owner: Owner
+    ) -> AsyncIterator[Any]:
+        assert access.kind is not None
+        recorded = False
+        async for item in stream:
+            if not recorded:
+                new_id = _first(item, access.created_id)
+                if new_id is not None:
+                    await self._record(access.kind, str(new_id), owner)
+                    recorded = True
+            yield item
+
+    async def _read_result(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        assert access.kind is not None and access.result_id is not None
+        result = await method(request)
+        value = _dig(result, access.result_id)
+        if value is not None and not self.allowed(
+            Action.read, await self.resource(access.kind, str(value)), user
+        ):
+            field = access.id_field or next(iter(type(request).model_fields), None)
+            raise await self._as_missing(
+                method, request, field, str(getattr(request, field or "", value)), access.kind
+            )
+        return result
+
+    async def _record(self, kind: str, resource_id: str, owner: Owner) -> None:
+        assert self.owners is not None
+        await self.owners.record(kind, resource_id, owner)
+
+    async def _visible(self, kind: str, items: list[Any], item_id: str, user: Principal) -> list[Any]:
+        kept = []
+        for item in items:
+            value = _dig(item, item_id)
+            if value is None or self.allowed(Action.read, await self.resource(kind, str(value), item), user):
+                kept.append(item)
+        return kept
+
+    async def _list(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        assert access.kind is not None
+        fields = type(request).model_fields
+        if "after" in fields and "limit" in fields:
+            return await self._list_cursor(access, method, request, user)
+        if "start_index" in fields:  # a start/limit page: filter the whole list, then cut the page
+            result = await method(request.model_copy(update={"start_index": None, "limit": None}))
+            kept = await self._visible(access.kind, _items(result), access.item_id, user)
+            start = getattr(request, "start_index", None) or 0
+            limit = getattr(request, "limit", None)
+            page = kept[start : start + limit] if limit is not None else kept[start:]
+            return _with_items(result, page, has_more=limit is not None and start + limit < len(kept))
+        result = await method(request)
+        return _with_items(result, await self._visible(access.kind, _items(result), access.item_id, user))
+
+    async def _list_cursor(self, access: Access, method: Method, request: BaseModel, user: Principal) -> Any:
+        """Pages over what the caller may read: hidden items are skipped and the page refilled from the
+        next ones, so ``limit``, ``has_more`` and ``last_id`` stay right for the caller."""
+        assert access.kind is not None
+        limit = request.limit  # type: ignore[attr-defined]
+        result = await method(request)
+        raw = _items(result)
+        kept = await self._visible(access.kind, raw, access.item_id, user)
+        more = bool(_dig(result, "has_more"))
+        while (limit is None or len(kept) < limit) and more and raw:
+            cursor = _dig(raw[-1], access.item_id)
+            result = await method(request.model_copy(update={"after": cursor}))
+            raw = _items(result)
+            kept += await self._visible(access.kind, raw, access.item_id, user)
+            more = bool(_dig(result, "has_more"))
+        if limit is not None and len(kept) > limit:
+            kept, more = kept[:limit], True
+        return _with_items(result, kept, has_more=more, item_id=access.item_id)
+
+    async def _as_missing(
+        self,
+        method: Method,
+        request: BaseModel,
+        field: str | None,
+        value: str,
+        kind: str,
+        param: str | None = None,
+    ) -> LaminaError:
+        """The error the route answers for a missing ``value`` in ``field``."""
+        absent = _absent_like(value)
+        if field is not None:
+            current = getattr(request, field, None)
+            if isinstance(current, dict):
+                replaced: Any = {absent if k == value else k: v for k, v in current.items()}
+            elif isinstance(current, list):
+                replaced = [absent if v == value else v for v in current]
+            else:
+                replaced = absent
+            try:
+                outcome = await method(request.model_copy(update={field: replaced}))
+            except LaminaError as exc:  # a miss answers 404, or whatever the route checks first
+                exc.message = exc.message.replace(absent, value)
+                if isinstance(exc.param, str):
+                    exc.param = exc.param.replace(absent, value)
+                return exc
+            except Exception as exc:  # a route that cannot take an invented id: the generic 404 below
+                log.debug("access_probe_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                if hasattr(outcome, "aclose"):
+                    await outcome.aclose()
+        return NotFoundError(f"{KINDS[kind].split(' (')[0]} {value!r} not found", param=field or param)
+
+
+def owner_in(record: Any) -> Owner | None:
+    """The owner a resource's own record keeps (a job's ``owner``: ``principal`` and ``attributes``)."""
+    if isinstance(record, dict) and isinstance(record.get("principal"), str):
+        return Owner(record["principal"], record.get("attributes") or {})
+    return None
+
+
+def _absent_like(value: str) -> str:
+    """An id shaped like ``value`` (its prefix, digits for digits) that names nothing, so the route
+    answers it as it answers any unknown id of that form."""
+    if value.isdigit():
+        return str(10**15 + secrets.randbelow(10**15))
+    cut = max(value.rfind("-"), value.rfind("_")) + 1
+    return value[:cut] + secrets.token_hex(max(8, (len(value) - cut + 1) // 2))
+
+
+def _resource_id(fields: str, request: BaseModel) -> str | None:
+    """The id in ``fields`` of the request; ``a/b`` joins two (an eval job: its benchmark and number)."""
+    parts = [getattr(request, f, None) for f in fields.split("/")]
+    return None if any(p is None for p in parts) else "/".join(str(p) for p in parts)
+
+
+def _ids(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, dict):  # scoring functions: id -> params
+        return [str(k) for k in value]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+def _first(obj: Any, paths: str) -> Any:
+    for path in paths.split("|"):
+        value = _dig(obj, path)
+        if value is not None:
+            return value
+    return None
+
+
+def _dig(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if obj is None:
+            return None
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+    return obj
+
+
+def _items(result: Any) -> list[Any]:
+    if isinstance(result, list):
+        return result
+    data = _dig(result, "data")
+    return list(data) if data is not None else []
+
+
+def _with_items(result: Any, items: list[Any], *, has_more: bool | None = None, item_id: str = "id") -> Any:
+    if isinstance(result, list):
+        return items
+    update: dict[str, Any] = {"data": items}
+    if has_more is not None:
+        update["has_more"] = has_more
+    if "first_id" in _fields(result):
+        update["first_id"] = _dig(items[0], item_id) if items else None
+        update["last_id"] = _dig(items[-1], item_id) if items else None
+    if isinstance(result, dict):
+        return {**result, **{k: v for k, v in update.items() if k in result or k == "data"}}
+    return result.model_copy(update={k: v for k, v in update.items() if k in _fields(result)})
+
+
+def _fields(result: Any) -> set[str]:
+    if isinstance(result, dict):
+        return set(result)
+    return set(type(result).model_fields) if isinstance(result, BaseModel) else set()
