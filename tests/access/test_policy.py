@@ -100,13 +100,16 @@ def test_without_a_principal_everything_is_allowed() -> None:
 
 
 def test_default_policy() -> None:
-    """Llama Stack's default (the caller shares each attribute the owner has), and an owner without
-    attributes keeps its resources to itself."""
+    """Llama Stack's default (the caller shares each attribute the owner has), an owner without
+    attributes keeps its resources to itself, and unowned resources are read-only."""
     red_colleague = Principal("carol", {"roles": ["user"], "teams": ["red", "green"]})
     assert is_allowed(None, Action.delete, ALICE_FILE, ALICE)
     assert is_allowed(None, Action.read, ALICE_FILE, red_colleague)
     assert not is_allowed(None, Action.read, ALICE_FILE, BOB)
-    assert is_allowed(None, Action.read, UNOWNED_MODEL, BOB)  # the run config's models: everyone's
+    assert is_allowed(None, Action.read, UNOWNED_MODEL, BOB)  # the run config's models: everyone's to use
+    assert not is_allowed(None, Action.update, UNOWNED_MODEL, BOB)  # ... and nobody's to change
+    assert not is_allowed(None, Action.delete, UNOWNED_MODEL, ALICE)
+    assert is_allowed(None, Action.create, Resource("file", "*", None), BOB)  # a create names no owner yet
     bare = Resource("file", "f", Owner("dave", {}))
     assert is_allowed(None, Action.read, bare, Principal("dave"))
     assert not is_allowed(None, Action.read, bare, Principal("erin"))

@@ -25,7 +25,7 @@ from openai import OpenAI
 from lamina.api_table import API_TABLE, SERVER_PROTOCOLS
 from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.testing.auth_servers import AUDIENCE, ISSUER, IdentityProvider
-from lamina.testing.processes import ServerProcess, lamina_server
+from lamina.testing.processes import ServerProcess, lamina_server, until
 
 pytestmark = pytest.mark.e2e
 
@@ -281,6 +281,24 @@ def test_neither_tenant_reaches_the_others_resources_through_the_clients(made: d
         a.ls.agents.session.retrieve(a.ids["session"], agent_id=a.ids["agent"]).session_id == a.ids["session"]
     )
     assert a.oa.vector_stores.search(a.ids["vector_db"], query="bees").data
+
+
+def test_what_a_job_writes_belongs_to_its_submitter(made: dict[str, Tenant]) -> None:
+    """A batch's output file is written by the batch job, not by a route: the job runs as the tenant
+    that created the batch, so the file is that tenant's (the policy lets everyone read unowned
+    resources: an unowned output file would be every tenant's to read)."""
+    a, b = made["a"], made["b"]
+    batch = until(
+        lambda: (found := a.oa.batches.retrieve(a.ids["batch"])).status == "completed" and found,
+        "tenant A's batch to complete",
+        interval=0.2,
+    )
+    assert batch.output_file_id is not None
+    assert b"custom_id" in a.oa.files.content(batch.output_file_id).read()
+    with pytest.raises(openai.NotFoundError):
+        b.oa.files.content(batch.output_file_id)
+    assert batch.output_file_id not in {f.id for f in b.oa.files.list()}
+    assert batch.output_file_id in {f.id for f in a.oa.files.list()}
 
 
 def test_a_denied_read_answers_exactly_as_a_missing_resource(made: dict[str, Tenant]) -> None:

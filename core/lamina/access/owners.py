@@ -21,6 +21,7 @@ import json
 import time
 
 from lamina.access.policy import Owner
+from lamina.request_context import PRINCIPAL
 from lamina.storage import KVStore
 
 _PREFIX = "access:owner:"
@@ -90,7 +91,33 @@ class OwnerStore:
         self._cache.pop(key, None)
         await self.store.delete(key)
 
+    def cached(self, kind: str, resource_id: str) -> Owner | None:
+        return self._cache.get(self._key(kind, resource_id))
+
     def _remember(self, key: str, owner: Owner) -> None:
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = owner
+
+
+# The owner records of this server while access control is on (set by the app's lifecycle), for the
+# resources made inside the server on behalf of a caller rather than by a route: see record_for_caller.
+_ACTIVE: OwnerStore | None = None
+
+
+def activate(store: OwnerStore | None) -> None:
+    global _ACTIVE
+    _ACTIVE = store
+
+
+async def record_for_caller(kind: str, resource_id: str) -> None:
+    """Record the current principal as the owner of ``kind::resource_id``, a resource the server made on
+    its behalf outside a route's create (a batch's output file, a job's results dataset: a job runs as
+    its submitter). Nothing without access control or a principal (the run config's resources stay
+    unowned); nothing when that owner is recorded already (the route's own create)."""
+    store, principal = _ACTIVE, PRINCIPAL.get()
+    if store is None or principal is None:
+        return
+    owner = Owner(principal.id, {k: list(v) for k, v in principal.attributes.items()})
+    if store.cached(kind, resource_id) != owner:
+        await store.record(kind, resource_id, owner)

@@ -213,12 +213,16 @@ def parse_policy(rules: list[dict[str, Any]], where: str = "server.auth.access_p
     return parsed
 
 
-def default_allows(resource: Resource, user: Principal) -> bool:
+def default_allows(action: Action, resource: Resource, user: Principal) -> bool:
     """Lamina's default policy: Llama Stack's (every action when the caller shares each attribute the
-    owner has) tightened so that a resource whose owner has none of the attributes is its owner's alone
-    (in Llama Stack everyone may use it: a principal without roles would share everything it makes)."""
+    owner has) tightened twice: a resource whose owner has none of the attributes is its owner's alone
+    (in Llama Stack everyone may use it: a principal without roles would share everything it makes), and
+    an unowned resource (the run config's models, shields, ...) is everyone's to read and use but
+    nobody's to update or delete (in Llama Stack any caller may unregister the server's models)."""
     owner = resource.owner
-    if owner is None or owner.principal == user.id:
+    if owner is None:
+        return action not in (Action.update, Action.delete)
+    if owner.principal == user.id:
         return True
     if not any(owner.attributes.get(name) for name in ATTRIBUTE_NAMES):
         return False
@@ -233,7 +237,7 @@ def is_allowed(
     if user is None:
         return True
     if not policy:
-        return default_allows(resource, user)
+        return default_allows(action, resource, user)
     for rule in policy:
         if rule.applies(action, resource, user):
             return rule.permit is not None

@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from lamina.apis.jobs import Job, JobProgress, JobStatus
+from lamina.auth.principal import Principal
 from lamina.errors import ConflictError, NotFoundError
 from lamina.jobs.context import JobContext, JobHandler, JobLost
 from lamina.jobs.executor import InlineExecutor, JobExecutor
@@ -82,6 +83,14 @@ def _submitting_principal() -> dict[str, Any]:
     if principal is None:
         return {}
     return {"principal": principal.id, "attributes": {k: list(v) for k, v in principal.attributes.items()}}
+
+
+def _submitter(owner: dict[str, Any] | None) -> Principal | None:
+    """The principal that submitted a job, from its ``owner`` record (None: submitted without auth)."""
+    if not owner or not isinstance(owner.get("principal"), str):
+        return None
+    attributes = owner.get("attributes") or {}
+    return Principal(owner["principal"], {k: list(v) for k, v in attributes.items()}, via="job")
 
 
 class JobManager:
@@ -373,6 +382,9 @@ class JobManager:
     async def _run(self, running: _Running) -> None:
         ctx, kind = running.context, running.kind
         span = job_spans.start(ctx.job)  # None when telemetry is off
+        # A job runs as its submitter (auth on): what it creates (a batch's output file, a results dataset)
+        # is that caller's (lamina.access.owners.record_for_caller), after a restart too.
+        as_submitter = PRINCIPAL.set(_submitter(ctx.job.owner))
         try:
             try:
                 with job_spans.current(span):
@@ -390,6 +402,7 @@ class JobManager:
         except StorageError as exc:  # the job's lease runs out and the next scan settles it
             log.warning("job_state_not_saved", job_id=ctx.job_id, error=str(exc))
         finally:
+            PRINCIPAL.reset(as_submitter)
             self._running.pop(ctx.job_id, None)
             self._wake.set()
             async with self._finished:

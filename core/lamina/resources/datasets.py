@@ -14,6 +14,7 @@ import uuid
 
 import structlog
 
+from lamina.access.owners import record_for_caller
 from lamina.apis.common import Empty
 from lamina.apis.datasets import (
     Dataset,
@@ -114,7 +115,9 @@ class DatasetsRoutingTable(RoutingTable[Dataset]):
                     param="dataset_id",
                 )
             await self.remove(dataset_id)  # the provider drops what it kept for the old definition
-        return await self.add(dataset)
+        added = await self.add(dataset)
+        await record_for_caller("dataset", dataset_id)  # a job's results dataset is its submitter's
+        return added
 
     async def unregister_dataset(self, request: GetDatasetRequest) -> None:
         await self.remove(request.dataset_id)

@@ -7,6 +7,7 @@ warning says so at start-up): file ids carry no provider, and one listing must p
 
 from __future__ import annotations
 
+from lamina.access.owners import record_for_caller
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.files import (
     FileIdRequest,
@@ -23,7 +24,9 @@ class FilesRouter(SingleProviderRouter):
     api_name = "files"
 
     async def openai_upload_file(self, request: UploadFileRequest) -> OpenAIFileObject:
-        return await self.provider.openai_upload_file(request)
+        stored = await self.provider.openai_upload_file(request)
+        await record_for_caller("file", stored.id)  # a job's file (a batch's output): its submitter's
+        return stored
 
     async def openai_list_files(self, request: ListFilesRequest) -> ListOpenAIFileResponse:
         return await self.provider.openai_list_files(request)

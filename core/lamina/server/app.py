@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from lamina.access import owners
 from lamina.access.guard import AccessGuard, owner_in
 from lamina.access.owners import OwnerStore
 from lamina.access.policy import Owner, parse_policy
@@ -119,7 +120,11 @@ def _owners_lifecycle(guard: AccessGuard):
             return kind in REGISTERED_KINDS and await stack.registry.get(kind, resource_id) is not None
 
         guard.registered = registered
-        yield
+        owners.activate(guard.owners)
+        try:
+            yield
+        finally:
+            owners.activate(None)
 
     return lifecycle
 
