@@ -66,6 +66,9 @@ def run_config(fake: ServerProcess, idp: IdentityProvider, state: Path) -> dict[
             "agents": [{**meta, "config": {"persistence_store": sqlite("agents.db")}}],
             "eval": [{**meta, "config": {"kvstore": sqlite("eval.db")}}],
             "batches": [{"provider_id": "reference", "provider_type": "inline::reference", "config": {}}],
+            "tool_runtime": [
+                {"provider_id": "rag-runtime", "provider_type": "inline::rag-runtime", "config": {}}
+            ],
         },
         "metadata_store": sqlite("registry.db"),
         "models": [
@@ -299,6 +302,29 @@ def test_what_a_job_writes_belongs_to_its_submitter(made: dict[str, Tenant]) -> 
         b.oa.files.content(batch.output_file_id)
     assert batch.output_file_id not in {f.id for f in b.oa.files.list()}
     assert batch.output_file_id in {f.id for f in a.oa.files.list()}
+
+
+def test_a_tool_is_called_only_by_those_who_may_read_its_group(made: dict[str, Tenant]) -> None:
+    """A tool is invoked by name (`<toolgroup_id>/<tool>`): the caller needs read on its tool group, and
+    a denied call answers as an unknown tool does. The run config's group (unowned) is everyone's."""
+    a, b = made["a"], made["b"]
+    group = {"toolgroup_id": "alpha-rag", "provider_id": "rag-runtime"}
+    registered = a.http.post("/v1/toolgroups", json=group)
+    assert registered.status_code == 200, registered.text
+    call = {"kwargs": {"query": "bees", "vector_db_ids": [a.ids["vector_db"]]}}
+    mine = a.http.post("/v1/tool-runtime/invoke", json={"tool_name": "alpha-rag/knowledge_search", **call})
+    assert mine.status_code == 200, mine.text
+    assert "bees" in str(mine.json()["content"])
+    denied = b.http.post("/v1/tool-runtime/invoke", json={"tool_name": "alpha-rag/knowledge_search", **call})
+    missing = b.http.post("/v1/tool-runtime/invoke", json={"tool_name": "gamma-rag/knowledge_search", **call})
+    assert denied.status_code == missing.status_code == 404, (denied.text, missing.text)
+    assert denied.json()["error"]["type"] == missing.json()["error"]["type"]
+    assert denied.json()["error"]["message"] == missing.json()["error"]["message"].replace("gamma", "alpha")
+    public = b.http.post(
+        "/v1/tool-runtime/invoke",
+        json={"tool_name": "builtin::rag/knowledge_search", "kwargs": {"query": "x", "vector_db_ids": []}},
+    )
+    assert public.status_code != 404, public.text
 
 
 def test_a_denied_read_answers_exactly_as_a_missing_resource(made: dict[str, Tenant]) -> None:

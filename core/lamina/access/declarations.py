@@ -68,6 +68,7 @@ class Access:
     fixed_id: str | None = None  # a resource with one fixed id (telemetry::traces)
     result_id: str | None = None  # a read whose resource is named in its answer (a tool: its toolgroup_id)
     created_under: str | None = None  # a create whose id is unique within a parent (an eval job's benchmark)
+    tool_field: str | None = None  # a request naming a tool (by name): its tool group needs read
 
     def __post_init__(self) -> None:
         assert self.kind is None or self.kind in KINDS, f"unknown resource kind {self.kind!r}"
@@ -129,3 +130,8 @@ def reads_result(kind: str, result_id: str) -> Access:
 def uses(*pairs: tuple[str, str]) -> Access:
     """A computation over resources the request names (a chat completion uses its model): each needs read."""
     return Access(None, uses=pairs, reason="uses the resources it names")
+
+
+def uses_tool(field: str) -> Access:
+    """A call of the tool ``field`` names (bare or ``<toolgroup_id>/<name>``): its tool group needs read."""
+    return Access(None, tool_field=field, reason="calls a tool: its tool group needs read")

@@ -41,6 +41,8 @@ class AccessGuard:
         # Whether a registered resource (model, shield, ...) exists: a registration naming an existing id
         # is an update of it, so it never takes over another's (or the run config's) resource.
         self.registered: Callable[[str, str], Awaitable[bool]] | None = None
+        # The tool group of a tool named in a request (None: no such tool); set with the stack's tables.
+        self.tool_group_of: Callable[[str], Awaitable[str | None]] | None = None
 
     def allowed(self, action: Action, resource: Resource, user: Principal) -> bool:
         return is_allowed(self.policy, action, resource, user)
@@ -72,6 +74,15 @@ class AccessGuard:
                         raise await self._as_missing(
                             method, request, field if probe else None, value, kind, field
                         )
+            if access.tool_field is not None and self.tool_group_of is not None:
+                name = getattr(request, access.tool_field, None)
+                group = await self.tool_group_of(name) if isinstance(name, str) else None
+                if group is not None and not self.allowed(
+                    Action.read, await self.resource("tool_group", group), user
+                ):
+                    log.info("access_denied", action="read", resource=f"tool_group::{group}")
+                    # an unknown tool fails before any work: the probe answers as for a missing tool
+                    raise await self._as_missing(method, request, access.tool_field, name, "tool_group")
             if access.kind is None:
                 return await method(request)
             if access.listing:

@@ -17,11 +17,11 @@ from lamina.access.declarations import (
     creates,
     deletes,
     lists,
-    no_resource,
     reads,
     reads_result,
     updates,
     uses,
+    uses_tool,
 )
 from lamina.apis.common import URL, Empty, InterleavedContent, Resource
 from lamina.apis.vector_io import RRFRanker, WeightedRanker
@@ -319,7 +319,7 @@ class ToolRuntime(Protocol):
         "/v1/tool-runtime/invoke",
         request=InvokeToolRequest,
         response=ToolInvocationResult,
-        access=no_resource("a tool is called by name; its tool group is not checked yet (docs/security.md)"),
+        access=uses_tool("tool_name"),
     )
     async def invoke_tool(self, request: InvokeToolRequest) -> ToolInvocationResult:
         """Run a tool by name with its arguments (`kwargs`)."""

@@ -120,6 +120,16 @@ def _owners_lifecycle(guard: AccessGuard):
             return kind in REGISTERED_KINDS and await stack.registry.get(kind, resource_id) is not None
 
         guard.registered = registered
+        if ResourceType.tool_group in stack.tables:
+
+            async def tool_group_of(name: str) -> str | None:
+                try:
+                    _, group = await stack.tool_groups.resolve_tool(name)
+                except LaminaError:  # no such tool: the route answers that itself
+                    return None
+                return group.identifier
+
+            guard.tool_group_of = tool_group_of
         owners.activate(guard.owners)
         try:
             yield
