@@ -84,6 +84,25 @@ class SqliteKVStore(KVStore):
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
         return added
 
+    async def increment(self, key: str, amount: int, expiration: datetime) -> int:
+        now = time.time()
+        try:
+            # A live row adds to its value and keeps its expiration; an expired one starts again.
+            rows = await self.conn.execute_fetchall(
+                "INSERT INTO kvstore (key, value, expiration) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN kvstore.expiration IS NOT NULL AND kvstore.expiration <= ? "
+                "THEN excluded.value ELSE CAST(CAST(kvstore.value AS INTEGER) + ? AS TEXT) END, "
+                "expiration = CASE WHEN kvstore.expiration IS NOT NULL AND kvstore.expiration <= ? "
+                "THEN excluded.expiration ELSE kvstore.expiration END "
+                "RETURNING value",
+                (self._k(key), str(amount), expiration.timestamp(), now, amount, now),
+            )
+            await self.conn.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+        return int(next(iter(rows))[0])
+
     async def delete(self, key: str) -> None:
         try:
             await self.conn.execute("DELETE FROM kvstore WHERE key = ?", (self._k(key),))
