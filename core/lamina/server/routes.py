@@ -15,6 +15,7 @@ from lamina import fast_json
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.errors import BadRequestError, PayloadTooLargeError, validation_error
+from lamina.quotas.bounds import RequestBounds, request_check
 from lamina.server.multipart import call_multipart, send_binary
 from lamina.server.sse import stream_response
 from lamina.telemetry import route_spans
@@ -70,11 +71,15 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
 
 
 def make_handler(
-    decl: RouteDecl, method: Callable[..., Awaitable[Any]], protocol: type | None = None
+    decl: RouteDecl,
+    method: Callable[..., Awaitable[Any]],
+    protocol: type | None = None,
+    bounds: RequestBounds | None = None,
 ) -> Handler:
     path_params = decl.path_params()
     has_body = decl.method in _BODY_METHODS
     model = decl.request
+    check_bounds = request_check(model, bounds)  # server.request_bounds on the fields that multiply work
     # The router call, named on the request's span while telemetry is on (lamina.telemetry.route_spans).
     traced_method = route_spans.traced(decl, protocol, path_params, method)
 
@@ -101,6 +106,8 @@ def make_handler(
             parsed = model.model_validate(data)
         except ValidationError as exc:
             raise validation_error(exc, "request body" if has_body else "request") from None
+        if check_bounds is not None:
+            check_bounds(parsed)
         if decl.cancellable:
             return await method(parsed)
         return await finish_despite_disconnect(method(parsed), decl.name)
@@ -147,14 +154,17 @@ def _query(request: web.Request) -> dict[str, Any]:
     return out
 
 
-def add_api_routes(app: web.Application, apis: list[tuple[type, Any, list[str]]]) -> list[RouteDecl]:
-    """Register every declared route of every served API; returns the declarations."""
+def add_api_routes(
+    app: web.Application, apis: list[tuple[type, Any, list[str]]], bounds: RequestBounds | None = None
+) -> list[RouteDecl]:
+    """Register every declared route of every served API; returns the declarations. ``bounds``
+    (``server.request_bounds``) limits the fields that multiply a request's work."""
     seen: dict[tuple[str, str], str] = {}
     decls = []
     for protocol, impl, _types in apis:
         for decl in routes_of(protocol):
             method = getattr(impl, decl.name)
-            handler = make_handler(decl, method, protocol)
+            handler = make_handler(decl, method, protocol, bounds)
             for path in decl.paths:
                 key = (decl.method, path)
                 if key in seen:
