@@ -1,11 +1,13 @@
 """The cost of authentication and access control: gateway throughput with auth off, a JWT checked against
-a JWKS, and a Lamina API key (issue 18's target: auth + access control cost at most 10% at c=16). With
-``server.auth`` every request also goes through access control (Lamina's default policy): the chat
-route checks read on its model (unowned: cached) and records the caller as the stored completion's owner.
+a JWKS, a Lamina API key, and a JWT with ``server.quota`` counting every request (issue 18's target: auth +
+access control cost at most 10% at c=16). With ``server.auth`` every request also goes through access
+control (Lamina's default policy): the chat route checks read on its model (unowned: cached) and records
+the caller as the stored completion's owner.
 
 ``python -m bench auth`` starts the bench upstream (canned OpenAI answers), a real identity provider
-(lamina.testing.auth_servers: JWKS on loopback) and three ``lamina run`` processes: no auth ("off"),
-``oauth2_token`` with the JWKS ("jwt", RS256 2048-bit), ``api_keys`` ("apikey"). wrk at concurrency 16
+(lamina.testing.auth_servers: JWKS on loopback) and four ``lamina run`` processes: no auth ("off"),
+``oauth2_token`` with the JWKS ("jwt", RS256 2048-bit), ``api_keys`` ("apikey"), the JWT with a request
+quota in a SQLite kvstore ("quota"). wrk at concurrency 16
 runs against each in turn, the order alternating every round; the report gives the medians: requests/s,
 the cost against "off", and the gateway's CPU time per request (from /proc). With ``--pin`` (the default
 on 2+ cores) the gateways have CPU 1, everything else CPU 0.
@@ -41,6 +43,7 @@ TARGETS = {
     "off": "auth off",
     "jwt": "oauth2_token, JWT RS256 against a JWKS",
     "apikey": "a Lamina API key (sqlite metadata store; an accepted key reused 5 s)",
+    "quota": "JWT and server.quota (SQLite kvstore: one increment a request)",
 }
 BOOTSTRAP = "bench-bootstrap-admin-key-0123456789"
 
@@ -82,8 +85,16 @@ def start(work: Path, idp: Any, gateway_cpu: str | None, client_cpu: str | None)
             },
             "apikey": {"provider_type": "api_keys", "config": {"bootstrap_admin_key": BOOTSTRAP}},
         }
+        auths["quota"] = auths["jwt"]
+        quota = {
+            "kvstore": {"type": "sqlite", "db_path": str(work / "quota.db")},
+            "authenticated_max_requests": 10**12,  # counted, never reached
+            "period": "day",
+        }
         for name, auth in auths.items():
             config = {**base, "server": {"auth": auth}} if auth else base
+            if name == "quota":
+                config = {**base, "server": {"auth": auth, "quota": quota}}
             env = _child_env({"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json"})
             server = lamina_server(config, work / name, env=env, name=name)
             server.argv = _pinned(server.argv, gateway_cpu)
@@ -115,7 +126,8 @@ def main(argv: list[str]) -> int:
                 json={"principal": "bench"},
                 headers={"Authorization": f"Bearer {BOOTSTRAP}"},
             ).json()["key"]
-            tokens = {"off": None, "jwt": idp.token(exp=2**31 - 1), "apikey": key}
+            jwt = idp.token(exp=2**31 - 1)
+            tokens = {"off": None, "jwt": jwt, "apikey": key, "quota": jwt}
             for repeat in range(args.repeat):
                 order = list(TARGETS) if repeat % 2 == 0 else list(TARGETS)[::-1]
                 for target in order:

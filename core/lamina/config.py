@@ -21,6 +21,8 @@ from lamina.auth.config import AuthConfig
 from lamina.envsubst import substitute_env
 from lamina.errors import ConfigError, field_problems, format_path
 from lamina.limits.settings import ProviderLimits
+from lamina.quotas.bounds import RequestBounds
+from lamina.quotas.config import QuotaConfig
 
 log = structlog.get_logger(__name__)
 
@@ -136,8 +138,23 @@ class ServerConfig(_Section):
         description="Authentication (docs/security.md): provider_type oauth2_token, custom or api_keys, with "
         "its config; without it every route is open (keep the server on loopback).",
     )
-    quota: dict[str, Any] | None = None
+    quota: QuotaConfig | None = Field(
+        default=None,
+        description="Per-client quotas (docs/security.md): Llama Stack's kvstore, anonymous_max_requests, "
+        "authenticated_max_requests and period, with Lamina's max_concurrent_requests and token_budgets.",
+    )
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    request_bounds: RequestBounds = Field(
+        default_factory=RequestBounds,
+        description="Bounds on the request fields that multiply work (n, max_tokens, batch items, dataset "
+        "rows): a request over one is a 400 naming it (docs/security.md).",
+    )
+
+    @field_validator("quota", mode="before")
+    @classmethod
+    def _empty_quota(cls, value: Any) -> Any:
+        return None if value == {} else value  # `quota: {}` is "not set", as in Llama Stack's templates
+
     shutdown_timeout: float = Field(default=5.0, ge=0)
 
 
@@ -328,8 +345,8 @@ def check_settings_are_enforced(
 ) -> None:
     """Stop start-up on a setting Lamina parses but does not act on (null and empty mean "not set").
 
-    A section that is accepted and then ignored promises what the server does not do (``server.quota``
-    would limit nothing), so each one fails, naming the key and what to do instead. Keys
+    A section that is accepted and then ignored promises what the server does not do (an
+    ``access_policy`` nothing enforces), so each one fails, naming the key and what to do instead. Keys
     that only matter to Llama Stack's tooling (``container_image``) or that shipped templates carry
     harmlessly (``apis``) are logged instead. ``provider_configs`` are (key path, validated config)
     pairs, checked for fields marked with ``not_acted_on``.
@@ -341,11 +358,6 @@ def check_settings_are_enforced(
             parse_policy(server.auth.access_policy)
         except PolicyError as exc:
             problems.append(str(exc))
-    if server.quota:
-        problems.append(
-            "server.quota: request quotas are not implemented in Lamina yet, so no request would be "
-            "limited; remove the section and enforce quotas in a reverse proxy"
-        )
     if bool(server.tls_certfile) != bool(server.tls_keyfile):
         have, missing = (
             ("tls_certfile", "tls_keyfile") if server.tls_certfile else ("tls_keyfile", "tls_certfile")

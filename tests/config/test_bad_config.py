@@ -134,11 +134,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "server.auth",
         ["only asymmetric", "RS256"],
     ),
-    "server-quota-not-enforced": (
+    "server-quota-unknown-period": (
         f"version: 2\nproviders:\n{VLLM}server:\n  quota:\n    kvstore: {{type: sqlite, db_path: q.db}}\n"
-        "    anonymous_max_requests: 1\n    period: day\n",
-        "server.quota",
-        ["not implemented", "remove the section"],
+        "    anonymous_max_requests: 1\n    period: week\n",
+        "server.quota.period",
+        ["minute", "hour", "day"],
     ),
     "tls-cert-without-key": (
         f"version: 2\nproviders:\n{VLLM}server:\n  tls_certfile: /tmp/cert.pem\n",

@@ -112,6 +112,21 @@ async def test_add_of_one_key_from_two_stores_has_one_winner(store_config: dict)
         await two.close()
 
 
+async def test_increment_from_two_stores_loses_no_count(store_config: dict) -> None:
+    # Two stores on one database stand for two replicas counting one client's requests.
+    one, two = await _open(store_config), await _open(store_config)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    try:
+        counts = await asyncio.gather(*(s.increment("n", 1, later) for _ in range(20) for s in (one, two)))
+        assert sorted(counts) == list(range(1, 41))
+        assert await one.increment("n", 5, later) == 45 and await two.get("n") == "45"
+        await one.set("old", "7", expiration=datetime.now(UTC) - timedelta(seconds=1))
+        assert await two.increment("old", 3, later) == 3  # an expired count starts again
+    finally:
+        await one.close()
+        await two.close()
+
+
 async def test_namespaces_share_one_database(store_config: dict) -> None:
     one = await _open(store_config, namespace="one")
     two = await _open(store_config, namespace="two")

@@ -9,6 +9,7 @@ connection and its cursors goes to the thread.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ async def test_a_read_is_one_hand_off_to_the_sqlite_thread(tmp_path: Path) -> No
         assert len(handoffs) == 2, handoffs
         handoffs.clear()
         assert await store.items_in_range("a:", "a:\xff") == [("a:1", "A:1"), ("a:2", "A:2")]
+        assert len(handoffs) == 1, handoffs
+        # A write is one statement on an autocommit connection: one hand-off, no commit() after it
+        # (a request quota increments once per request).
+        handoffs.clear()
+        await store.set("c:1", "C")
+        assert len(handoffs) == 1, handoffs
+        handoffs.clear()
+        assert await store.increment("n", 2, datetime.now(UTC) + timedelta(hours=1)) == 2
         assert len(handoffs) == 1, handoffs
     finally:
         await store.close()

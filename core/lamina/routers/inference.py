@@ -15,6 +15,10 @@ stream's usage chunk only when the request asked for it), and serves the batch r
   (provider limits serve interactive calls first); results come back in input order. The first item
   to fail fails the whole batch (the others are cancelled), with the item's index in the message and
   the item's own HTTP status.
+
+Every provider is called through ``lamina.quotas.token_budgets.budgeted``: with token budgets
+configured (``server.quota.token_budgets``), a call is refused once its caller's budget for the model
+is spent, and its answer's usage is charged to it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from lamina.apis.inference import (
 from lamina.errors import BadRequestError, LaminaError, NotFoundError, ServiceUnavailableError
 from lamina.providers import openai_wire
 from lamina.providers.openai_stream_assembly import StreamAssembler
+from lamina.quotas.token_budgets import budgeted
 from lamina.resources.models import ModelsRoutingTable
 from lamina.routers.batch_lines import run_lines
 from lamina.storage.inference_store import CompletionWriter, record_from_completion
@@ -61,14 +66,17 @@ class InferenceRouter:
 
     async def chat_completion(self, request: ChatCompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model_id, "llm")
+        provider = budgeted(provider, model.identifier)
         return await provider.chat_completion(model, request)
 
     async def completion(self, request: CompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model_id, "llm")
+        provider = budgeted(provider, model.identifier)
         return await provider.completion(model, request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model_id, "embedding")
+        provider = budgeted(provider, model.identifier)
         return await provider.embeddings(model, request)
 
     async def openai_chat_completion(self, request: OpenAIChatCompletionRequest) -> Any:
@@ -82,6 +90,7 @@ class InferenceRouter:
                 param="store",
             )
         model, provider = await self.models.resolve_typed(request.model, "llm")
+        provider = budgeted(provider, model.identifier)
         result = await provider.openai_chat_completion(model, request)
         writer = self.completions if store is not False else None
         if hasattr(result, "__anext__"):
@@ -98,6 +107,7 @@ class InferenceRouter:
 
     async def openai_completion(self, request: OpenAICompletionRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "llm")
+        provider = budgeted(provider, model.identifier)
         result = await provider.openai_completion(model, request)
         if hasattr(result, "__anext__"):
             return openai_wire.openai_stream(result, include_usage=openai_wire.include_usage(request))
@@ -107,6 +117,7 @@ class InferenceRouter:
 
     async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> Any:
         model, provider = await self.models.resolve_typed(request.model, "embedding")
+        provider = budgeted(provider, model.identifier)
         return await provider.openai_embeddings(model, request)
 
     # -- stored chat completions ---------------------------------------------------------------
@@ -175,6 +186,7 @@ class InferenceRouter:
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         model, provider = await self.models.resolve_typed(request.model_id, "llm")
+        provider = budgeted(provider, model.identifier)
         common = _shared_fields(request, "messages_batch")
 
         async def one(messages: list[Any]) -> Any:
@@ -186,6 +198,7 @@ class InferenceRouter:
 
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         model, provider = await self.models.resolve_typed(request.model_id, "llm")
+        provider = budgeted(provider, model.identifier)
         common = _shared_fields(request, "content_batch")
 
         async def one(content: Any) -> Any:

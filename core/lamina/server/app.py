@@ -17,10 +17,12 @@ from lamina.auth.api_keys import ApiKeyStore, admin_routes
 from lamina.auth.middleware import Authenticator, auth_middleware
 from lamina.config import DEFAULT_HOST
 from lamina.errors import LaminaError
+from lamina.quotas.middleware import quota_lifecycle, quota_middleware
 from lamina.redaction import register_secrets, secrets_in
 from lamina.server.keys import ACTIVE_STREAMS, AUTHENTICATOR, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
 from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
+from lamina.server.protocol_log import ProtocolLogger
 from lamina.server.routes import add_api_routes
 from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
 from lamina.specs import ResourceType, import_object
@@ -38,15 +40,18 @@ def create_app(stack: Stack) -> web.Application:
     register_secrets(secrets_in(stack.config.model_dump(mode="json", include={"providers", "server"})))
     auth_config = stack.config.server.auth
     authenticator = Authenticator(auth_config) if auth_config is not None else None
+    quota = stack.config.server.quota
     app = web.Application(
         client_max_size=stack.config.server.max_request_body_bytes,
         middlewares=[
             request_middleware,
             drain_middleware,
             *([auth_middleware(authenticator)] if authenticator is not None else []),
+            *([quota_middleware(quota)] if quota is not None else []),  # after auth: counts per principal
             *plugin_middlewares,
         ],
-        handler_args={"max_field_size": 65536},
+        # A request the HTTP parser refuses is logged in one line, without its raw bytes (protocol_log).
+        handler_args={"max_field_size": 65536, "logger": ProtocolLogger()},
     )
     app[STACK] = stack
     app[ACTIVE_STREAMS] = set()
@@ -56,7 +61,7 @@ def create_app(stack: Stack) -> web.Application:
     apis = stack.api_impls()
     # With server.auth, every route is checked against the access policy (Lamina's default without one).
     guard = AccessGuard(parse_policy(auth_config.access_policy)) if auth_config is not None else None
-    add_api_routes(app, apis, guard)
+    add_api_routes(app, apis, guard, stack.config.server.request_bounds)
     openapi = build_openapi(apis)
 
     async def openapi_handler(request: web.Request) -> web.Response:
@@ -67,6 +72,8 @@ def create_app(stack: Stack) -> web.Application:
     for route in stack.pm.routes():
         app.router.add_route(route.method, route.path, import_object(route.handler))
     app.cleanup_ctx.append(_stack_lifecycle)
+    if quota is not None:
+        app.cleanup_ctx.append(quota_lifecycle(quota))
     if authenticator is not None:
         app[AUTHENTICATOR] = authenticator
         if authenticator.api_keys_on:

@@ -112,7 +112,11 @@ def build_openapi(apis: list[tuple[type, Any, list[str]]]) -> dict[str, Any]:
                 "The body is larger than server.max_request_body_bytes, or an upload larger than the "
                 "provider's limit; `detail` names the limit.",
             ),
-            ("RateLimited", "The provider's upstream is rate limiting; retry after a while."),
+            (
+                "RateLimited",
+                "A quota of the caller's is spent (server.quota: `error.quota` names it), or a provider is "
+                "at its limit or its upstream rate limiting; retry after `Retry-After` seconds when given.",
+            ),
             ("NotImplemented", "The provider does not implement this operation."),
             ("UpstreamError", "The provider's upstream failed or answered something unusable."),
             (

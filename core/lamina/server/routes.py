@@ -16,6 +16,7 @@ from lamina.access.guard import AccessGuard
 from lamina.apis.binary import BinaryResponse
 from lamina.apis.webmethod import RouteDecl, routes_of
 from lamina.errors import BadRequestError, PayloadTooLargeError, validation_error
+from lamina.quotas.bounds import RequestBounds, request_check
 from lamina.server.multipart import call_multipart, send_binary
 from lamina.server.sse import stream_response
 from lamina.telemetry import route_spans
@@ -75,6 +76,7 @@ def make_handler(
     method: Callable[..., Awaitable[Any]],
     protocol: type | None = None,
     guard: AccessGuard | None = None,
+    bounds: RequestBounds | None = None,
 ) -> Handler:
     if guard is not None:
         if decl.access is None:
@@ -86,6 +88,7 @@ def make_handler(
     path_params = decl.path_params()
     has_body = decl.method in _BODY_METHODS
     model = decl.request
+    check_bounds = request_check(model, bounds)  # server.request_bounds on the fields that multiply work
     # The router call, named on the request's span while telemetry is on (lamina.telemetry.route_spans).
     traced_method = route_spans.traced(decl, protocol, path_params, method)
 
@@ -112,6 +115,8 @@ def make_handler(
             parsed = model.model_validate(data)
         except ValidationError as exc:
             raise validation_error(exc, "request body" if has_body else "request") from None
+        if check_bounds is not None:
+            check_bounds(parsed)
         if decl.cancellable:
             return await method(parsed)
         return await finish_despite_disconnect(method(parsed), decl.name)
@@ -159,16 +164,20 @@ def _query(request: web.Request) -> dict[str, Any]:
 
 
 def add_api_routes(
-    app: web.Application, apis: list[tuple[type, Any, list[str]]], guard: AccessGuard | None = None
+    app: web.Application,
+    apis: list[tuple[type, Any, list[str]]],
+    guard: AccessGuard | None = None,
+    bounds: RequestBounds | None = None,
 ) -> list[RouteDecl]:
     """Register every declared route of every served API (checked by ``guard`` when access control is
-    on); returns the declarations."""
+    on; ``bounds``, ``server.request_bounds``, limits the fields that multiply a request's work);
+    returns the declarations."""
     seen: dict[tuple[str, str], str] = {}
     decls = []
     for protocol, impl, _types in apis:
         for decl in routes_of(protocol):
             method = getattr(impl, decl.name)
-            handler = make_handler(decl, method, protocol, guard)
+            handler = make_handler(decl, method, protocol, guard, bounds)
             for path in decl.paths:
                 key = (decl.method, path)
                 if key in seen:

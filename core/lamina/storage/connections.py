@@ -20,16 +20,21 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_MS = 5000
 
 
-async def open_sqlite(path: Path, *, synchronous: str | None = "NORMAL") -> aiosqlite.Connection:
+async def open_sqlite(
+    path: Path, *, synchronous: str | None = "NORMAL", autocommit: bool = False
+) -> aiosqlite.Connection:
     """Connect to ``path`` (parent directories created) with a WAL journal and a busy timeout.
 
-    ``synchronous`` sets ``PRAGMA synchronous`` (None: leave SQLite's default). Raises OSError or
-    sqlite3.Error; the caller turns them into its own StorageError.
+    ``synchronous`` sets ``PRAGMA synchronous`` (None: leave SQLite's default). ``autocommit``: every
+    statement is its own transaction (no ``commit()``, one hand-off to aiosqlite's thread less per
+    write), for a caller whose every write is one statement. Raises OSError or sqlite3.Error; the
+    caller turns them into its own StorageError.
     """
     import aiosqlite
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    extra = {"isolation_level": None} if autocommit else {}
+    conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, **extra)
     try:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -69,6 +69,12 @@ class KVStore(ABC):
         shared database exactly one wins (a counter's next number, without a lock per process)."""
 
     @abstractmethod
+    async def increment(self, key: str, amount: int, expiration: datetime) -> int:
+        """Add ``amount`` to the integer at ``key`` (a missing or expired key counts from 0, and takes
+        ``expiration``) and return the new value. One statement, so processes sharing the database
+        all count: none of their increments is lost (a request quota shared by replicas)."""
+
+    @abstractmethod
     async def delete(self, key: str) -> None:
         """Remove the key; missing keys are not an error."""
 

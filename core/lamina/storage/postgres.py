@@ -89,6 +89,26 @@ class PostgresKVStore(KVStore):
             raise StorageError(f"{self.where}: {exc}") from exc
         return status == "INSERT 0 1"
 
+    async def increment(self, key: str, amount: int, expiration: datetime) -> int:
+        try:
+            # A live row adds to its value and keeps its expiration; an expired one starts again. A
+            # concurrent increment of the same key waits for the first to commit, then adds to it.
+            value = await self.pool.fetchval(
+                f"INSERT INTO {self.table} AS kv (key, value, expiration) VALUES ($1, $2::bigint::text, $3) "
+                f"ON CONFLICT (key) DO UPDATE SET "
+                f"value = CASE WHEN kv.expiration IS NOT NULL AND kv.expiration <= now() "
+                f"THEN EXCLUDED.value ELSE (kv.value::bigint + $2::bigint)::text END, "
+                f"expiration = CASE WHEN kv.expiration IS NOT NULL AND kv.expiration <= now() "
+                f"THEN EXCLUDED.expiration ELSE kv.expiration END "
+                f"RETURNING value",
+                self._k(key),
+                amount,
+                expiration,
+            )
+        except _ERRORS as exc:
+            raise StorageError(f"{self.where}: {exc}") from exc
+        return int(value)
+
     async def delete(self, key: str) -> None:
         try:
             await self.pool.execute(f"DELETE FROM {self.table} WHERE key = $1", self._k(key))

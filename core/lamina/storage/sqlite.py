@@ -1,7 +1,8 @@
-"""SQLite key-value store (aiosqlite): one connection, WAL journal, busy timeout.
+"""SQLite key-value store (aiosqlite): one connection, WAL journal, busy timeout, autocommit.
 
 WAL lets readers proceed while one writer commits, and the busy timeout makes a second process on
-the same file wait for the lock instead of failing at once.
+the same file wait for the lock instead of failing at once. Every write is one statement, so the
+connection autocommits: a write is one hand-off to aiosqlite's thread, not two (with ``commit()``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ class SqliteKVStore(KVStore):
 
     async def initialize(self) -> None:
         try:
-            self._conn = await open_sqlite(self.path)
+            self._conn = await open_sqlite(self.path, autocommit=True)
             await self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT, expiration REAL)"
             )
-            await self._conn.commit()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the sqlite store {self.path}: {exc}") from exc
 
@@ -65,7 +65,6 @@ class SqliteKVStore(KVStore):
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = excluded.expiration",
                 (self._k(key), value, expiration.timestamp() if expiration else None),
             )
-            await self.conn.commit()
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
 
@@ -91,15 +90,31 @@ class SqliteKVStore(KVStore):
                 (self._k(key), value, time.time()),
             ) as cursor:
                 added = cursor.rowcount == 1
-            await self.conn.commit()
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
         return added
 
+    async def increment(self, key: str, amount: int, expiration: datetime) -> int:
+        now = time.time()
+        try:
+            # A live row adds to its value and keeps its expiration; an expired one starts again.
+            rows = await self.conn.execute_fetchall(
+                "INSERT INTO kvstore (key, value, expiration) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN kvstore.expiration IS NOT NULL AND kvstore.expiration <= ? "
+                "THEN excluded.value ELSE CAST(CAST(kvstore.value AS INTEGER) + ? AS TEXT) END, "
+                "expiration = CASE WHEN kvstore.expiration IS NOT NULL AND kvstore.expiration <= ? "
+                "THEN excluded.expiration ELSE kvstore.expiration END "
+                "RETURNING value",
+                (self._k(key), str(amount), expiration.timestamp(), now, amount, now),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path}: {exc}") from exc
+        return int(next(iter(rows))[0])
+
     async def delete(self, key: str) -> None:
         try:
             await self.conn.execute("DELETE FROM kvstore WHERE key = ?", (self._k(key),))
-            await self.conn.commit()
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
 
