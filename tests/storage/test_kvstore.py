@@ -49,6 +49,9 @@ async def test_set_many_inserts_and_replaces(store_config: dict) -> None:
         await store.set_many([("a", "1"), ("b", "2")])
         await store.set_many([])
         assert [await store.get("a"), await store.get("b")] == ["1", "2"]
+        many = [(f"k{n:04}", str(n)) for n in range(1201)]  # more than one statement's worth on SQLite
+        await store.set_many(many)
+        assert await store.items_with_prefix("k") == many
     finally:
         await store.close()
 

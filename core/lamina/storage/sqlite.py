@@ -19,6 +19,8 @@ from lamina.storage.connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # re-
 from lamina.storage.connections import open_sqlite
 from lamina.storage.kvstore import KVStore, StorageError
 
+_MANY = 500  # rows per statement of set_many (two variables a row; SQLite allows 32,766)
+
 
 class SqliteKVStore(KVStore):
     def __init__(self, config: SqliteKVStoreConfig) -> None:
@@ -69,14 +71,17 @@ class SqliteKVStore(KVStore):
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
 
     async def set_many(self, items: list[tuple[str, str]]) -> None:
-        # one statement and one commit for the lot: two hand-offs to aiosqlite's thread, not two per key
+        # One multi-row statement per chunk: the connection autocommits, so executemany would commit each
+        # row apart; this is one hand-off to aiosqlite's thread and one commit for up to _MANY rows.
         try:
-            await self.conn.executemany(
-                "INSERT INTO kvstore (key, value, expiration) VALUES (?, ?, NULL) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = NULL",
-                [(self._k(key), value) for key, value in items],
-            )
-            await self.conn.commit()
+            for start in range(0, len(items), _MANY):
+                chunk = items[start : start + _MANY]
+                await self.conn.execute(
+                    "INSERT INTO kvstore (key, value, expiration) VALUES "
+                    + ", ".join(["(?, ?, NULL)"] * len(chunk))
+                    + " ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = NULL",
+                    [part for key, value in chunk for part in (self._k(key), value)],
+                )
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path}: {exc}") from exc
 
