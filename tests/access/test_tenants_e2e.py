@@ -228,6 +228,26 @@ def test_lists_show_only_what_the_caller_may_read(made: dict[str, Tenant]) -> No
     assert {"ok", "embed"} <= {m.identifier for m in b.ls.models.list()}
 
 
+def test_a_page_the_policy_empties_keeps_its_declared_shape(
+    made: dict[str, Tenant], server: ServerProcess, idp: IdentityProvider
+) -> None:
+    """A caller who may read none of the listed items gets an empty page of the route's declared shape
+    (first_id and last_id '' as for any empty page: schemathesis checks every answer against it)."""
+    from lamina.apis.files import ListOpenAIFileResponse
+    from lamina.apis.inference import ListOpenAIChatCompletionResponse
+
+    carol = Tenant(server, idp.token(sub="carol", roles=["user"], groups=["green"]))
+    for path, model in (
+        ("/v1/files", ListOpenAIFileResponse),
+        ("/v1/openai/v1/files", ListOpenAIFileResponse),
+        ("/v1/chat/completions", ListOpenAIChatCompletionResponse),
+    ):
+        answer = carol.http.get(path)
+        assert answer.status_code == 200, answer.text
+        page = model.model_validate(answer.json())
+        assert (page.data, page.first_id, page.last_id, page.has_more) == ([], "", "", False), path
+
+
 def test_a_cursor_page_is_refilled_past_hidden_items(made: dict[str, Tenant]) -> None:
     """limit=1 pages over B's files only, however A's files sit between them."""
     b = made["b"]

@@ -311,8 +311,10 @@ def _with_items(result: Any, items: list[Any], *, has_more: bool | None = None, 
     if has_more is not None:
         update["has_more"] = has_more
     if "first_id" in _fields(result):
-        update["first_id"] = _dig(items[0], item_id) if items else None
-        update["last_id"] = _dig(items[-1], item_id) if items else None
+        # An emptied page keeps the type the route answers an empty one with ('' where ids are strings).
+        empty = "" if isinstance(_dig(result, "first_id"), str) else None
+        update["first_id"] = _dig(items[0], item_id) if items else empty
+        update["last_id"] = _dig(items[-1], item_id) if items else empty
     if isinstance(result, dict):
         return {**result, **{k: v for k, v in update.items() if k in result or k == "data"}}
     return result.model_copy(update={k: v for k, v in update.items() if k in _fields(result)})
