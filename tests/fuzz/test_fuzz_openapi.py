@@ -136,15 +136,13 @@ def _python_ast_bug(exc: BaseException) -> bool:
     return any(e is not None and e is not exc and _python_ast_bug(e) for e in nested)
 
 
-def test_every_operation_survives_fuzzing(stack: ServerProcess) -> None:
-    KNOWN.update(_create_known(stack.url))
-    schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json", config=_config(stack.url))
-    operations = {op.ok().label for op in schema.get_all_operations()}
+def run_fuzz(schema: Any) -> tuple[set[str], list[str]]:
+    """Run every phase of ``schema`` (deletes last: the registered models and shields must outlive the
+    calls that use them), with ``_steer`` on every case; the operations tested and the problems found."""
     tested: set[str] = set()
     problems: list[str] = []
     schemathesis.hook("before_call")(_steer)  # global only; unregistered below
     try:
-        # Deletes last: the registered models and shields must outlive the calls that use them.
         stream = [
             *engine.from_schema(schema.exclude(method="DELETE")).execute(),
             *engine.from_schema(schema.include(method="DELETE")).execute(),
@@ -163,6 +161,14 @@ def test_every_operation_survives_fuzzing(stack: ServerProcess) -> None:
             problems.append(f"{event.label} ({event.phase}): {type(event.value).__name__}: {event.value}")
         elif isinstance(event, events.FatalError):
             raise event.exception
+    return tested, problems
+
+
+def test_every_operation_survives_fuzzing(stack: ServerProcess) -> None:
+    KNOWN.update(_create_known(stack.url))
+    schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json", config=_config(stack.url))
+    operations = {op.ok().label for op in schema.get_all_operations()}
+    tested, problems = run_fuzz(schema)
     assert not problems, "\n".join(problems)
     assert len(operations) >= 80
     assert sorted(operations - tested) == []

@@ -15,15 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from schemathesis import engine
 from schemathesis.config import SchemathesisConfig
-from schemathesis.engine import Status, events
-from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
 from lamina.testing.auth_servers import AUDIENCE, ISSUER, IdentityProvider
 from lamina.testing.processes import ServerProcess, lamina_server
 
-from .test_fuzz_openapi import CHECKS, SEED, _describe, _python_ast_bug, _steer
+from .test_fuzz_openapi import CHECKS, SEED, run_fuzz
 
 pytestmark = pytest.mark.e2e
 
@@ -96,28 +93,7 @@ def test_every_operation_survives_fuzzing_with_a_token(authed: dict[str, Any]) -
     document = httpx.get(f"{server.url}/openapi.json", headers=headers, timeout=30).json()
     schema = schemathesis.openapi.from_dict(document, config=_config(server.url, authed["token"]))
     operations = {op.ok().label for op in schema.get_all_operations()}
-    tested: set[str] = set()
-    problems: list[str] = []
-    schemathesis.hook("before_call")(_steer)
-    try:
-        stream = [
-            *engine.from_schema(schema.exclude(method="DELETE")).execute(),
-            *engine.from_schema(schema.include(method="DELETE")).execute(),
-        ]
-    finally:
-        GLOBAL_HOOK_DISPATCHER.unregister(_steer)
-    for event in stream:
-        if isinstance(event, events.ScenarioFinished) and event.label:
-            if event.status is not Status.SKIP:
-                tested.add(event.label)
-            for case_id, checks in event.recorder.checks.items():
-                for check in checks:
-                    if check.status is Status.FAILURE and check.failure_info is not None:
-                        problems.append(_describe(event.recorder, case_id, check.failure_info.failure))
-        elif isinstance(event, events.NonFatalError) and not _python_ast_bug(event.value):
-            problems.append(f"{event.label} ({event.phase}): {type(event.value).__name__}: {event.value}")
-        elif isinstance(event, events.FatalError):
-            raise event.exception
+    tested, problems = run_fuzz(schema)
     assert not problems, "\n".join(problems)
     assert len(operations) >= 30
     assert sorted(operations - tested) == []
