@@ -171,6 +171,8 @@ class AccessGuard:
 
     async def _record(self, kind: str, resource_id: str, owner: Owner) -> None:
         assert self.owners is not None
+        if self.owners.cached(kind, resource_id) == owner:
+            return  # recorded in the store already, by the router the route called (record_for_caller)
         await self.owners.record(kind, resource_id, owner)
 
     async def _visible(self, kind: str, items: list[Any], item_id: str, user: Principal) -> list[Any]:

@@ -70,7 +70,11 @@ class OwnerStore:
         written = self._next
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write())
-        await asyncio.shield(written)
+        try:
+            await asyncio.shield(written)
+        except Exception:
+            self._cache.pop(key, None)  # not in the store: this process must not act as if it were
+            raise
 
     async def _write(self) -> None:
         while self._pending:
