@@ -153,8 +153,13 @@ def test_n_and_max_tokens_are_bounded_by_config(server: ServerProcess) -> None:
             timeout=30,
         )
         assert huge.status_code == 400, huge.text
-        error = huge.json()["error"]
-        assert error["param"] == "max_tokens" and "context_length" in error["message"]
+        error = huge.json()["error"]  # the server's bound on any request comes first
+        assert error["param"] == "max_tokens" and "server.request_bounds.max_tokens" in error["message"]
+    # Under the server's bound, over the model's context: the provider's own bound names its setting.
+    over_context = httpx.post(url, json={**chat, "max_tokens": 20_000}, timeout=30)
+    assert over_context.status_code == 400, over_context.text
+    error = over_context.json()["error"]
+    assert error["param"] == "max_tokens" and "context_length" in error["message"]
 
     # A completion of several prompts is one llama.cpp task per prompt: each takes a slot.
     completions = f"{server.url}/v1/openai/v1/completions"
