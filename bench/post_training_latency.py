@@ -11,7 +11,6 @@ machine's cores, as they would in a deployment).
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from bench.batches import pct
 from bench.gateway import loadavg
 
 QA = [(f"What is item {i} called?", f"Item {i} is called thing {i}.") for i in range(24)]
@@ -59,10 +59,6 @@ def _timed(client: httpx.Client, url: str, n: int) -> list[float]:
         client.get(f"{url}/v1/models").raise_for_status()
         out.append((time.perf_counter() - started) * 1000)
     return out
-
-
-def _pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1]
 
 
 def _one(runs_in: str, model: Path, work: Path, n: int) -> dict[str, Any]:
@@ -139,10 +135,10 @@ def latency(runs_in: list[str], n: int) -> int:
             idle, busy = got["idle"], got["busy"]
             cells = [
                 where,
-                f"{_pct(idle, 50):.2f} / {_pct(idle, 99):.2f}",
-                f"{_pct(busy, 50):.2f} / {_pct(busy, 99):.2f}",
-                f"{_pct(busy, 50) / _pct(idle, 50):.1f}x",
-                f"{_pct(busy, 99) / _pct(idle, 99):.1f}x",
+                f"{pct(idle, 50):.2f} / {pct(idle, 99):.2f}",
+                f"{pct(busy, 50):.2f} / {pct(busy, 99):.2f}",
+                f"{pct(busy, 50) / pct(idle, 50):.1f}x",
+                f"{pct(busy, 99) / pct(idle, 99):.1f}x",
                 f"{got['steps_per_s']:.1f}",
             ]
             print("| " + " | ".join(cells) + " |", flush=True)
