@@ -64,19 +64,22 @@ class InferenceRouter:
         # Set by the stack once the inference store is open; None: nothing is recorded.
         self.completions: CompletionWriter | None = None
 
+    async def _resolve(self, model_id: str, kind: str) -> tuple[Any, Any]:
+        """The model and its provider, the provider charging the caller's token budget for the model
+        (lamina.quotas.token_budgets; itself when no budget applies)."""
+        model, provider = await self.models.resolve_typed(model_id, kind)
+        return model, budgeted(provider, model.identifier)
+
     async def chat_completion(self, request: ChatCompletionRequest) -> Any:
-        model, provider = await self.models.resolve_typed(request.model_id, "llm")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model_id, "llm")
         return await provider.chat_completion(model, request)
 
     async def completion(self, request: CompletionRequest) -> Any:
-        model, provider = await self.models.resolve_typed(request.model_id, "llm")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model_id, "llm")
         return await provider.completion(model, request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> Any:
-        model, provider = await self.models.resolve_typed(request.model_id, "embedding")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model_id, "embedding")
         return await provider.embeddings(model, request)
 
     async def openai_chat_completion(self, request: OpenAIChatCompletionRequest) -> Any:
@@ -89,8 +92,7 @@ class InferenceRouter:
                 "GET /v1/openai/v1/chat/completions",
                 param="store",
             )
-        model, provider = await self.models.resolve_typed(request.model, "llm")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model, "llm")
         result = await provider.openai_chat_completion(model, request)
         writer = self.completions if store is not False else None
         if hasattr(result, "__anext__"):
@@ -106,8 +108,7 @@ class InferenceRouter:
         return result
 
     async def openai_completion(self, request: OpenAICompletionRequest) -> Any:
-        model, provider = await self.models.resolve_typed(request.model, "llm")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model, "llm")
         result = await provider.openai_completion(model, request)
         if hasattr(result, "__anext__"):
             return openai_wire.openai_stream(result, include_usage=openai_wire.include_usage(request))
@@ -116,8 +117,7 @@ class InferenceRouter:
         return result
 
     async def openai_embeddings(self, request: OpenAIEmbeddingsRequest) -> Any:
-        model, provider = await self.models.resolve_typed(request.model, "embedding")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model, "embedding")
         return await provider.openai_embeddings(model, request)
 
     # -- stored chat completions ---------------------------------------------------------------
@@ -185,8 +185,7 @@ class InferenceRouter:
     # -- batches -------------------------------------------------------------------------------
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
-        model, provider = await self.models.resolve_typed(request.model_id, "llm")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model_id, "llm")
         common = _shared_fields(request, "messages_batch")
 
         async def one(messages: list[Any]) -> Any:
@@ -197,8 +196,7 @@ class InferenceRouter:
         return BatchChatCompletionResponse(batch=results)
 
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
-        model, provider = await self.models.resolve_typed(request.model_id, "llm")
-        provider = budgeted(provider, model.identifier)
+        model, provider = await self._resolve(request.model_id, "llm")
         common = _shared_fields(request, "content_batch")
 
         async def one(content: Any) -> Any:
