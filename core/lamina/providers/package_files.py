@@ -27,6 +27,15 @@ def package_file(package: str, relative: str, dist: str, *, no_deps: bool = True
         path = Path(location) / relative
         if path.is_file():
             return path
+    locations = list(spec.submodule_search_locations)
+    if not any(part in ("site-packages", "dist-packages") for loc in locations for part in Path(loc).parts):
+        # An editable install reads its source tree, where a build hook may have to put the file
+        # (and a fresh clone or a clean has removed it).
+        raise PackageFileError(
+            f"{relative} is missing from package {package!r}, installed editable from {locations[0]}: "
+            "rebuild that project so its build puts the file there (pip install -e <its directory>; "
+            "in Lamina's repository: hatch run model-file)"
+        )
     raise PackageFileError(
         f"{relative} is missing from package {package!r}; reinstall it with: "
         f"pip install --force-reinstall {flags}{dist}"
