@@ -9,9 +9,12 @@ One server serves the module (CI time).
 from __future__ import annotations
 
 import io
+import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -612,6 +615,22 @@ def test_every_route_naming_another_resource_denies_the_other_tenants(
                 assert denied.json()["error"]["param"] == field
             checked.append((method, route, field))
     assert len(checked) >= 15, checked
+
+
+def test_a_stored_completion_keeps_its_owner_in_its_row(server: ServerProcess, made: dict[str, Tenant]):
+    """A chat completion's owner is written with it, in its inference store row (one write, no crash
+    window between the two); the metadata store gets owner records for the other kinds only."""
+    state = server.log_path.parent
+    with closing(sqlite3.connect(state / "registry.db")) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM kvstore WHERE key LIKE 'access:owner:%'")]
+    assert any(k.startswith("access:owner:file::") for k in keys), keys
+    assert not [k for k in keys if k.startswith("access:owner:chat_completion::")]
+    (store,) = state.glob("home/**/inference_store.db")
+    with closing(sqlite3.connect(store)) as db:
+        rows = db.execute("SELECT id, owner FROM chat_completions").fetchall()
+    owners = {cid: json.loads(owner)["principal"] for cid, owner in rows if owner is not None}
+    assert owners[made["a"].ids["chat_completion"]] == "alice"
+    assert owners[made["b"].ids["chat_completion"]] == "bob"
 
 
 def test_a_streamed_create_records_its_owner(made: dict[str, Tenant]) -> None:

@@ -150,6 +150,53 @@ async def test_the_table_survives_reopening(store_section: dict, tmp_path: Path)
         await second.close()
 
 
+async def test_the_owner_is_kept_in_the_completions_row(store: InferenceStore) -> None:
+    """Access control reads a stored completion's owner from its row (no separate owner record); the
+    completion as the API returns it does not show it."""
+    alice = {"principal": "alice", "attributes": {"roles": ["user"]}}
+    record = completion("own", 5)
+    record.owner = alice
+    await store.insert([record, completion("nobody", 6)])
+    assert await store.owner_of("own") == alice
+    assert await store.owner_of("nobody") is None  # made with auth off
+    assert await store.owner_of("missing") is None
+    assert "owner" not in await store.get("own")
+    assert all("owner" not in row for row in (await store.list()).rows)
+    replaced = completion("own", 7)
+    replaced.owner = {"principal": "bob", "attributes": {}}
+    await store.insert([replaced])  # an upstream reusing an id: the new record, with its owner
+    assert (await store.owner_of("own"))["principal"] == "bob"
+
+
+async def test_a_table_made_before_the_owner_column_gets_it_on_opening(
+    store_section: dict, tmp_path: Path
+) -> None:
+    """A store written by an older Lamina (no owner column) opens, keeps its rows (without an owner)
+    and stores owners from then on; opening again changes nothing."""
+    config = inference_store_config(store_section, tmp_path)
+    old = await open_inference_store(config)
+    try:
+        await old._execute(f"ALTER TABLE {old.table} DROP COLUMN owner", [])
+        await old._execute(
+            f"INSERT INTO {old.table} (id, created, model, completion, input_messages) "
+            f"VALUES ({', '.join(old._p(i) for i in range(1, 6))})",
+            ["old", 1, "m1", '{"id": "old"}', "[]"],
+        )
+    finally:
+        await old.close()
+    for _ in range(2):
+        reopened = await open_inference_store(config)
+        try:
+            assert (await reopened.get("old"))["id"] == "old"
+            assert await reopened.owner_of("old") is None
+            record = completion("new", 2)
+            record.owner = {"principal": "alice", "attributes": {}}
+            await reopened.insert([record])
+            assert (await reopened.owner_of("new"))["principal"] == "alice"
+        finally:
+            await reopened.close()
+
+
 # -- config ------------------------------------------------------------------------------------
 
 

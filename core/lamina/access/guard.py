@@ -38,6 +38,10 @@ class AccessGuard:
         # Where a kind's resources record their owner themselves, for those without an owner record: a
         # job (lamina.jobs) keeps its submitter, so an eval's or a batch's job in /v1/jobs is its owner's.
         self.own_records: dict[str, Callable[[str], Awaitable[Owner | None]]] = {}
+        # The kinds among those whose resources keep their owner from the moment they are made (in the
+        # same write: a stored chat completion's row): their creates write no owner record, and their
+        # own record is read first.
+        self.owned_in_row: set[str] = set()
         # Whether a registered resource (model, shield, ...) exists: a registration naming an existing id
         # is an update of it, so it never takes over another's (or the run config's) resource.
         self.registered: Callable[[str, str], Awaitable[bool]] | None = None
@@ -49,7 +53,9 @@ class AccessGuard:
 
     async def resource(self, kind: str, resource_id: str, item: Any = None) -> Resource:
         assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
-        owner = await self.owners.get(kind, resource_id)
+        owner = await self.own_records[kind](resource_id) if kind in self.owned_in_row else None
+        if owner is None:  # (for owned_in_row kinds: one made before they kept their owner in the row)
+            owner = await self.owners.get(kind, resource_id)
         if owner is None and item is not None and kind in self.own_records:
             owner = owner_in(_dig(item, "owner"))
         if owner is None and item is None and kind in self.own_records:
@@ -117,7 +123,7 @@ class AccessGuard:
                 f"principal {user.id!r} may not create a {KINDS[access.kind]} (server.auth.access_policy "
                 f"has no rule permitting create on {access.kind}::*); ask an administrator for access",
             )
-        owner = Owner(user.id, {k: list(v) for k, v in user.attributes.items()})
+        owner = Owner.of(user)
         requested = getattr(request, access.id_field, None) if access.id_field else None
         if (
             requested is not None
@@ -133,6 +139,8 @@ class AccessGuard:
                 )
             return await method(request)  # the same resource again: its owner stays
         result = await method(request)
+        if access.kind in self.owned_in_row:
+            return result  # the resource's row has its owner (the router wrote it from PRINCIPAL)
         if hasattr(result, "__anext__"):
             return self._record_from_stream(access, result, owner)
         new_id = _first(result, access.created_id)

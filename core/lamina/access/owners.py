@@ -119,9 +119,16 @@ async def record_for_caller(kind: str, resource_id: str) -> None:
     its behalf outside a route's create (a batch's output file, a job's results dataset: a job runs as
     its submitter). Nothing without access control or a principal (the run config's resources stay
     unowned); nothing when that owner is recorded already (the route's own create)."""
-    store, principal = _ACTIVE, PRINCIPAL.get()
-    if store is None or principal is None:
+    store, owner = _ACTIVE, caller()
+    if store is None or owner is None:
         return
-    owner = Owner(principal.id, {k: list(v) for k, v in principal.attributes.items()})
     if store.cached(kind, resource_id) != owner:
         await store.record(kind, resource_id, owner)
+
+
+def caller() -> Owner | None:
+    """The owner a resource made now records: the request's principal (None: auth off or an open path;
+    such resources stay unowned). For resources that keep their owner in their own rows (a stored chat
+    completion: lamina.storage.inference_store)."""
+    principal = PRINCIPAL.get()
+    return None if principal is None else Owner.of(principal)

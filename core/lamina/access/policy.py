@@ -45,6 +45,11 @@ class Owner:
     def to_json(self) -> dict[str, Any]:
         return {"principal": self.principal, "attributes": self.attributes}
 
+    @classmethod
+    def of(cls, user: Principal) -> Owner:
+        """The owner a resource created by ``user`` records."""
+        return cls(user.id, {k: list(v) for k, v in user.attributes.items()})
+
 
 @dataclass(frozen=True)
 class Resource:

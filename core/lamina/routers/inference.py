@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from lamina.access.owners import caller
 from lamina.apis.inference import (
     BatchChatCompletionRequest,
     BatchChatCompletionResponse,
@@ -95,14 +96,16 @@ class InferenceRouter:
         model, provider = await self._resolve(request.model, "llm")
         result = await provider.openai_chat_completion(model, request)
         writer = self.completions if store is not False else None
+        owner = caller() if writer is not None else None  # access control reads it from the row
+        owner_json = owner.to_json() if owner is not None else None
         if hasattr(result, "__anext__"):
             if writer is None:
                 return openai_wire.openai_stream(result, include_usage=openai_wire.include_usage(request))
-            return _recorded_stream(result, request, writer, model.identifier)
+            return _recorded_stream(result, request, writer, model.identifier, owner_json)
         if isinstance(result, dict):
             openai_wire.clean_answer(result)
         if writer is not None:
-            record = record_from_completion(result, model.identifier, request.messages)
+            record = record_from_completion(result, model.identifier, request.messages, owner_json)
             if record is not None:
                 writer.submit(record)
         return result
@@ -128,6 +131,17 @@ class InferenceRouter:
                 "the inference store is not open (the server is starting or stopping)"
             )
         return self.completions
+
+    async def completion_owner(self, completion_id: str) -> dict[str, Any] | None:
+        """The owner kept in a stored completion's row (None: no such completion, stored without one,
+        or the store is not open)."""
+        writer = self.completions
+        if writer is None:
+            return None
+        pending = writer.pending.get(completion_id)
+        if pending is not None:
+            return pending.owner
+        return await writer.store.owner_of(completion_id)
 
     async def list_chat_completions(
         self, request: ListChatCompletionsRequest
@@ -240,7 +254,11 @@ def _at_index(exc: LaminaError, field: str, index: int) -> LaminaError:
 
 
 async def _recorded_stream(
-    chunks: AsyncIterator[Any], request: OpenAIChatCompletionRequest, writer: CompletionWriter, model: str
+    chunks: AsyncIterator[Any],
+    request: OpenAIChatCompletionRequest,
+    writer: CompletionWriter,
+    model: str,
+    owner: dict[str, Any] | None,
 ) -> AsyncIterator[Any]:
     """Relay the chunks as OpenAI sends them; once the upstream stream has ended, hand the completion
     (with the provider's usage, asked for or not) to the writer."""
@@ -254,6 +272,7 @@ async def _recorded_stream(
     finally:
         await out.aclose()
     completion = assembler.completion()
-    record = record_from_completion(completion, model, request.messages) if completion is not None else None
-    if record is not None:
+    if completion is not None and (
+        record := record_from_completion(completion, model, request.messages, owner)
+    ):
         writer.submit(record)

@@ -25,7 +25,7 @@ from lamina.server.openapi import build_openapi
 from lamina.server.protocol_log import ProtocolLogger
 from lamina.server.routes import add_api_routes
 from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
-from lamina.specs import ResourceType, import_object
+from lamina.specs import Api, ResourceType, import_object
 from lamina.stack import Stack
 from lamina.telemetry.http_metrics import METRICS_PATH, metrics_handler
 from lamina.telemetry.http_metrics import install as install_http_metrics
@@ -122,6 +122,9 @@ def _owners_lifecycle(guard: AccessGuard):
         guard.owners = OwnerStore(stack.store)
         if stack.jobs is not None:
             guard.own_records["job"] = _job_owner(stack.jobs)
+        if (inference := stack.routers.get(Api.inference)) is not None:
+            guard.own_records["chat_completion"] = _completion_owner(inference)
+            guard.owned_in_row.add("chat_completion")
 
         async def registered(kind: str, resource_id: str) -> bool:
             return kind in REGISTERED_KINDS and await stack.registry.get(kind, resource_id) is not None
@@ -156,6 +159,13 @@ def _job_owner(jobs):
         except LaminaError:  # no such job
             return None
         return owner_in(job.owner)
+
+    return owner
+
+
+def _completion_owner(inference):
+    async def owner(completion_id: str) -> Owner | None:
+        return owner_in(await inference.completion_owner(completion_id))
 
     return owner
 

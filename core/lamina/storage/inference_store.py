@@ -7,7 +7,8 @@ as Llama Stack's own templates configure it.
 
 One table (``chat_completions`` unless ``table_name`` says otherwise), no ORM::
 
-    id TEXT PRIMARY KEY, created INTEGER, model TEXT, completion TEXT (JSON), input_messages TEXT (JSON)
+    id TEXT PRIMARY KEY, created INTEGER, model TEXT, completion TEXT (JSON), input_messages TEXT (JSON),
+    owner TEXT (JSON: the creator's principal and attributes when server.auth is on; else NULL)
     index (created, id)          -- listing all completions in either order
     index (model, created, id)   -- listing one model's completions
 
@@ -17,6 +18,10 @@ OFFSET, so a page costs the same however deep it is. The ``id`` breaks ties betw
 the same second, so no row is skipped or repeated across pages.
 
 A completion id seen twice (an upstream that reuses ids) replaces the earlier record.
+
+The owner lives in the completion's own row, written in the same statement (access control reads it
+through ``owner_of``): a stored completion costs no separate owner record, and none is ever stored
+without its owner. Tables made before the column existed get it on opening (their rows: no owner).
 
 ``CompletionWriter`` moves every write off the request path; see its docstring.
 """
@@ -85,6 +90,7 @@ class CompletionRecord:
     model: str
     completion: Any  # the OpenAI chat.completion object (dict or pydantic model)
     input_messages: list[Any]
+    owner: dict[str, Any] | None = None  # the creator (lamina.access: principal and attributes)
 
     def stored(self) -> dict[str, Any]:
         """The completion as the list and get routes return it."""
@@ -109,15 +115,17 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-def record_from_completion(completion: Any, model: str, input_messages: list[Any]) -> CompletionRecord | None:
-    """The record of a non-streamed chat completion; None when it has no id (nothing to key it by)."""
+def record_from_completion(
+    completion: Any, model: str, input_messages: list[Any], owner: dict[str, Any] | None = None
+) -> CompletionRecord | None:
+    """The record of a chat completion; None when it has no id (nothing to key it by)."""
     doc = _as_dict(completion)
     completion_id = doc.get("id")
     if not isinstance(completion_id, str) or not completion_id:
         return None
     created = doc.get("created")
     created = created if isinstance(created, int) and created > 0 else int(time.time())
-    return CompletionRecord(completion_id, created, model, completion, list(input_messages))
+    return CompletionRecord(completion_id, created, model, completion, list(input_messages), owner)
 
 
 # -- the stores --------------------------------------------------------------------------------
@@ -150,12 +158,12 @@ class InferenceStore(SqlTable):
 
     async def insert(self, records: list[CompletionRecord]) -> None:
         """Insert (or replace, by id) the records, all in one transaction."""
-        p = [self._p(i) for i in range(1, 6)]
+        p = [self._p(i) for i in range(1, 7)]
         await self._execute_many(
-            f"INSERT INTO {self.table} (id, created, model, completion, input_messages) "
+            f"INSERT INTO {self.table} (id, created, model, completion, input_messages, owner) "
             f"VALUES ({', '.join(p)}) ON CONFLICT (id) DO UPDATE SET "
             f"created = excluded.created, model = excluded.model, completion = excluded.completion, "
-            f"input_messages = excluded.input_messages",
+            f"input_messages = excluded.input_messages, owner = excluded.owner",
             [self._values(r) for r in records],
         )
 
@@ -165,6 +173,11 @@ class InferenceStore(SqlTable):
             f"SELECT completion, input_messages FROM {self.table} WHERE id = {self._p(1)}", [completion_id]
         )
         return _row(*rows[0]) if rows else None
+
+    async def owner_of(self, completion_id: str) -> dict[str, Any] | None:
+        """The stored completion's owner (None: no such completion, or stored without one)."""
+        rows = await self._fetch(f"SELECT owner FROM {self.table} WHERE id = {self._p(1)}", [completion_id])
+        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def list(
         self, *, after: str | None = None, limit: int = 20, order: Order = "desc", model: str | None = None
@@ -201,19 +214,23 @@ class InferenceStore(SqlTable):
         t = self.table
         return [
             f"CREATE TABLE IF NOT EXISTS {t} (id {id_type} PRIMARY KEY, created {int_type} NOT NULL, "
-            f"model TEXT NOT NULL, completion TEXT NOT NULL, input_messages TEXT NOT NULL)",
+            f"model TEXT NOT NULL, completion TEXT NOT NULL, input_messages TEXT NOT NULL, owner TEXT)",
+            # tables made before the owner column (SQLite has no IF NOT EXISTS here: sql_table skips
+            # an ALTER whose column exists)
+            f"ALTER TABLE {t} ADD COLUMN {'IF NOT EXISTS ' if backend == 'postgres' else ''}owner TEXT",
             f"CREATE INDEX IF NOT EXISTS {t}_created_id ON {t} (created, id)",
             f"CREATE INDEX IF NOT EXISTS {t}_model_created_id ON {t} (model, created, id)",
         ]
 
     @staticmethod
-    def _values(record: CompletionRecord) -> tuple[str, int, str, str, str]:
+    def _values(record: CompletionRecord) -> tuple[str, int, str, str, str, str | None]:
         return (
             record.id,
             record.created,
             record.model,
             _dumps(record.completion),
             _dumps(record.input_messages),
+            _dumps(record.owner) if record.owner is not None else None,
         )
 
 

@@ -73,7 +73,9 @@ class SqlTable(ABC):
 
     @abstractmethod
     def _schema_for(self, backend: Backend) -> list[str]:
-        """The statements that create the table and its indexes (``IF NOT EXISTS``) on ``backend``."""
+        """The statements that create the table and its indexes (``IF NOT EXISTS``) on ``backend``, and
+        the ``ALTER TABLE ... ADD COLUMN`` of columns added since (on SQLite one whose column exists is
+        skipped; PostgreSQL says ``ADD COLUMN IF NOT EXISTS``)."""
 
 
 class SqliteTable(SqlTable):
@@ -110,7 +112,12 @@ class SqliteTable(SqlTable):
                 self._conn = await open_sqlite(self.path, synchronous=self.synchronous)
                 await self._conn.execute("BEGIN IMMEDIATE")
                 for statement in self._schema_for("sqlite"):
-                    await self._conn.execute(statement)
+                    try:
+                        await self._conn.execute(statement)
+                    except sqlite3.OperationalError as exc:
+                        # SQLite's ADD COLUMN has no IF NOT EXISTS: a column already there is migrated
+                        if not (" ADD COLUMN " in statement and "duplicate column" in str(exc)):
+                            raise
                 await self._conn.commit()
                 return
             except (OSError, sqlite3.Error) as exc:
