@@ -85,3 +85,61 @@ def test_bounds_check_only_the_fields_that_multiply_work() -> None:
     assert caught.value.param == "sampling_params.max_tokens"
     with pytest.raises(BadRequestError, match="rows: 2 rows asked"):
         request_check(AppendRowsRequest, bounds)(AppendRowsRequest(dataset_id="d", rows=[{}, {}]))
+
+
+class _CountingKV:
+    """The real SQLite kvstore, counting the increments that reach it."""
+
+    def __init__(self, kv) -> None:
+        self.kv, self.increments = kv, 0
+
+    async def increment(self, key, amount, expiration):
+        self.increments += 1
+        return await self.kv.increment(key, amount, expiration)
+
+    async def get(self, key):
+        return await self.kv.get(key)
+
+
+async def test_concurrent_additions_are_coalesced_and_each_sees_its_own_count(tmp_path) -> None:
+    """64 requests of one client at once: every count from 1 to 64 is handed out once (as if counted
+    one by one), the store holds 64, and it was written far fewer than 64 times."""
+    import asyncio
+
+    from lamina.quotas.counting import Client, QuotaCounter
+    from lamina.storage import open_kvstore
+
+    config = QuotaConfig.model_validate({"kvstore": {"type": "sqlite", "db_path": str(tmp_path / "q.db")}})
+    kv = await open_kvstore(config.kvstore)
+    try:
+        counting = _CountingKV(kv)
+        counter = QuotaCounter(config, counting)  # type: ignore[arg-type]
+        client, window = Client("user:alice", True), current_window(config)
+        counts = await asyncio.gather(*(counter.add("requests", client, 1, window) for _ in range(64)))
+        assert sorted(counts) == list(range(1, 65))
+        assert counting.increments < 64
+        assert await counter.get("requests", client, window) == 64
+        assert await counter.add("requests", client, 3, window) == 67  # a lone addition: its own write
+        assert await counter.add("requests", Client("user:bob", True), 1, window) == 1  # keys apart
+    finally:
+        await kv.close()
+
+
+async def test_a_failed_increment_fails_every_addition_of_its_batch(tmp_path) -> None:
+    import asyncio
+
+    from lamina.quotas.counting import Client, QuotaCounter
+    from lamina.storage.kvstore import StorageError
+
+    class Down:
+        async def increment(self, key, amount, expiration):
+            raise StorageError("sqlite store q.db: disk I/O error")
+
+    config = QuotaConfig.model_validate({"kvstore": {"type": "sqlite", "db_path": str(tmp_path / "q.db")}})
+    counter = QuotaCounter(config, Down())  # type: ignore[arg-type]
+    window = current_window(config)
+    alice = Client("user:a", True)
+    adds = [counter.add("requests", alice, 1, window) for _ in range(5)]
+    results = await asyncio.gather(*adds, return_exceptions=True)
+    assert all(isinstance(r, StorageError) and "disk I/O" in str(r) for r in results)
+    assert counter._writers == {} and counter._batches == {}  # nothing left waiting

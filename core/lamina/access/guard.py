@@ -123,7 +123,6 @@ class AccessGuard:
                 f"principal {user.id!r} may not create a {KINDS[access.kind]} (server.auth.access_policy "
                 f"has no rule permitting create on {access.kind}::*); ask an administrator for access",
             )
-        owner = Owner.of(user)
         requested = getattr(request, access.id_field, None) if access.id_field else None
         if (
             requested is not None
@@ -141,6 +140,7 @@ class AccessGuard:
         result = await method(request)
         if access.kind in self.owned_in_row:
             return result  # the resource's row has its owner (the router wrote it from PRINCIPAL)
+        owner = Owner.of(user)
         if hasattr(result, "__anext__"):
             return self._record_from_stream(access, result, owner)
         new_id = _first(result, access.created_id)

@@ -47,8 +47,9 @@ class Owner:
 
     @classmethod
     def of(cls, user: Principal) -> Owner:
-        """The owner a resource created by ``user`` records."""
-        return cls(user.id, {k: list(v) for k, v in user.attributes.items()})
+        """The owner a resource created by ``user`` records (its attributes are the principal's own
+        lists: a principal is never changed once authenticated)."""
+        return cls(user.id, user.attributes)
 
 
 @dataclass(frozen=True)
