@@ -548,6 +548,10 @@ def lamina_routes() -> list[RouteSpec]:
       /v1/inspect/routes`` or ``docs/api.md``.
     - Do not reuse a method and path the core or another plugin serves; use a path of your own
       (``/v1/<plugin>/...``).
+    - With ``server.auth``, ``access`` says who may call the route: ``caller`` (the default: any
+      authenticated caller), ``admin`` (the role ``server.auth.admin_role``) or ``open`` (no token). A handler
+      acting on resources checks them with ``lamina.access.checks`` (``authorize``, ``record_owner``,
+      ``visible``), so the server's ``access_policy`` decides for it as for the API routes.
 
     Example::
 

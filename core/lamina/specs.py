@@ -123,6 +123,15 @@ class RouteSpec(BaseModel):
     path: str
     handler: str = Field(description="Import path of an aiohttp handler `async def (request) -> Response`.")
     description: str = ""
+    access: Literal["caller", "admin", "open"] = Field(
+        default="caller",
+        description=(
+            "Who may call it when the server has `server.auth`: `caller`, any authenticated caller (a "
+            "handler acting on resources checks them with `lamina.access.checks`); `admin`, callers with "
+            "the role `server.auth.admin_role`; `open`, anyone, without a token (a webhook that checks "
+            "its own signature)."
+        ),
+    )
 
 
 class MiddlewareSpec(BaseModel):

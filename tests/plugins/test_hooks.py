@@ -459,14 +459,16 @@ async def test_hook_lamina_validate_resource(load, tmp_path: Path) -> None:
 
 async def test_hook_lamina_routes(load, tmp_path: Path) -> None:
     pm = load("alpha")
-    assert pm.routes() == [
-        RouteSpec(
-            method="GET",
-            path="/alpha/ping",
-            handler="lamina_test_alpha.web:ping",
-            description="Answers {'pong': 'alpha'}.",
-        )
+    assert [(r.path, r.method, r.access) for r in pm.routes()] == [
+        ("/alpha/admin", "GET", "admin"),
+        ("/alpha/hook/{name}", "POST", "open"),
+        ("/alpha/notes", "GET", "caller"),
+        ("/alpha/notes", "POST", "caller"),
+        ("/alpha/notes/{note_id}", "GET", "caller"),
+        ("/alpha/ping", "GET", "caller"),
     ]
+    ping = RouteSpec(method="GET", path="/alpha/ping", handler="lamina_test_alpha.web:ping")
+    assert pm.routes()[-1] == ping.model_copy(update={"description": "Answers {'pong': 'alpha'}."})
     stack = Stack.build(run_config(tmp_path, {"inference": [alpha_entry()]}), pm)
     async with TestClient(TestServer(create_app(stack))) as client:
         resp = await client.get("/alpha/ping")
@@ -474,6 +476,50 @@ async def test_hook_lamina_routes(load, tmp_path: Path) -> None:
         assert "X-Request-ID" in resp.headers, "the core's middleware wraps plugin routes"
         assert (await client.post("/alpha/ping")).status == 405
         assert "/alpha/ping" not in (await (await client.get("/openapi.json")).json())["paths"]
+
+
+async def test_plugin_routes_under_auth_follow_their_access_and_the_policy(load, tmp_path: Path) -> None:
+    """With server.auth: a plugin's `caller` routes need a token and their handlers' checks
+    (lamina.access.checks) keep each caller's notes apart, a denied read answering as a missing note;
+    an `admin` route refuses a caller without the admin role; an `open` route needs no token."""
+    pm = load("alpha")
+    admin_key = "plugin-routes-bootstrap-admin-key-0123"
+    policy = [  # Llama Stack's access_policy: admins everything, others their own notes
+        {"permit": {"actions": ["create", "read", "update", "delete"]}, "when": "user with admin in roles"},
+        {"permit": {"actions": ["create"]}},
+        {"permit": {"actions": ["read", "update", "delete"]}, "when": "user is owner"},
+    ]
+    config = {"bootstrap_admin_key": admin_key}
+    auth = {"auth": {"provider_type": "api_keys", "config": config, "access_policy": policy}}
+    stack = Stack.build(run_config(tmp_path, {"inference": [alpha_entry()]}, server=auth), pm)
+    async with TestClient(TestServer(create_app(stack))) as client:
+        admin = {"Authorization": f"Bearer {admin_key}"}
+
+        async def key_of(principal: str) -> dict[str, str]:
+            made = await client.post("/v1/admin/api-keys", json={"principal": principal}, headers=admin)
+            assert made.status == 201, await made.text()
+            return {"Authorization": f"Bearer {(await made.json())['key']}"}
+
+        alice, bob = await key_of("alice"), await key_of("bob")
+        assert (await client.get("/alpha/ping")).status == 401  # `caller` needs a token
+        made = await client.post("/alpha/notes", json={"text": "alice's"}, headers=alice)
+        note_id = (await made.json())["id"]
+        got = await client.get(f"/alpha/notes/{note_id}", headers=alice)
+        assert got.status == 200 and (await got.json())["text"] == "alice's"
+        denied = await client.get(f"/alpha/notes/{note_id}", headers=bob)
+        missing = await client.get("/alpha/notes/note-000000000000", headers=bob)
+        assert denied.status == missing.status == 404
+        said = (await missing.json())["error"]["message"]
+        assert (await denied.json())["error"]["message"] == said.replace("note-000000000000", note_id)
+        assert note_id in (await (await client.get("/alpha/notes", headers=alice)).json())["data"]
+        assert note_id not in (await (await client.get("/alpha/notes", headers=bob)).json())["data"]
+        assert (await client.get(f"/alpha/notes/{note_id}", headers=admin)).status == 200  # the admin rule
+        refused = await client.get("/alpha/admin", headers=bob)
+        assert refused.status == 403 and "'admin' role" in (await refused.json())["error"]["message"]
+        assert (await client.get("/alpha/admin", headers=admin)).status == 200
+        hook = await client.post("/alpha/hook/github")  # `open`: no token
+        assert hook.status == 200 and await hook.json() == {"anonymous": True}
+        assert (await client.post("/alpha/hook/github", headers=bob)).status == 200
 
 
 async def test_hook_lamina_middlewares(load, tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ class Authenticator:
             self._bootstrap = hashlib.sha256(provider_config.bootstrap_admin_key.encode()).digest()
         self.api_keys_on = config.api_keys or config.provider_type is AuthProviderType.api_keys
         self.open_paths = frozenset(config.open_paths)
+        # (method, path template) of the plugin routes declared ``access: open`` (lamina_routes)
+        self.open_routes: set[tuple[str, str]] = set()
         self.keys: ApiKeyStore | None = None
 
     async def close(self) -> None:
@@ -78,7 +80,9 @@ class Authenticator:
 def auth_middleware(authenticator: Authenticator):
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if request.path in authenticator.open_paths:
+        if request.path in authenticator.open_paths or (
+            authenticator.open_routes and _route_of(request) in authenticator.open_routes
+        ):
             PRINCIPAL.set(None)
             return await handler(request)
         principal = await authenticator.authenticate(request)
@@ -90,3 +94,9 @@ def auth_middleware(authenticator: Authenticator):
         return await handler(request)
 
     return middleware
+
+
+def _route_of(request: web.Request) -> tuple[str, str] | None:
+    """The request's (method, path template), as a plugin's RouteSpec declares it."""
+    resource = request.match_info.route.resource
+    return None if resource is None else (request.method, resource.canonical)

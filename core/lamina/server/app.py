@@ -14,18 +14,28 @@ from lamina.access.guard import AccessGuard, owner_in
 from lamina.access.owners import OwnerStore
 from lamina.access.policy import Owner, parse_policy
 from lamina.auth.api_keys import ApiKeyStore, admin_routes
+from lamina.auth.config import AuthConfig
 from lamina.auth.middleware import Authenticator, auth_middleware
 from lamina.config import DEFAULT_HOST
-from lamina.errors import LaminaError
+from lamina.errors import ForbiddenError, LaminaError
 from lamina.quotas.middleware import quota_lifecycle, quota_middleware
 from lamina.redaction import register_secrets, secrets_in
-from lamina.server.keys import ACTIVE_STREAMS, AUTHENTICATOR, CUT_REQUESTS, IN_FLIGHT, SHUTTING_DOWN, STACK
+from lamina.request_context import PRINCIPAL
+from lamina.server.keys import (
+    ACCESS_GUARD,
+    ACTIVE_STREAMS,
+    AUTHENTICATOR,
+    CUT_REQUESTS,
+    IN_FLIGHT,
+    SHUTTING_DOWN,
+    STACK,
+)
 from lamina.server.middlewares import add_request_id_header, request_middleware
 from lamina.server.openapi import build_openapi
 from lamina.server.protocol_log import ProtocolLogger
 from lamina.server.routes import add_api_routes
 from lamina.server.shutdown import AIOHTTP_BACKSTOP_SECONDS, drain_middleware, drain_requests, exit_promptly
-from lamina.specs import Api, ResourceType, import_object
+from lamina.specs import Api, ResourceType, RouteSpec, import_object
 from lamina.stack import Stack
 from lamina.telemetry.http_metrics import METRICS_PATH, metrics_handler
 from lamina.telemetry.http_metrics import install as install_http_metrics
@@ -70,7 +80,9 @@ def create_app(stack: Stack) -> web.Application:
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get(METRICS_PATH, metrics_handler)  # 404 naming the config field while telemetry is off
     for route in stack.pm.routes():
-        app.router.add_route(route.method, route.path, import_object(route.handler))
+        app.router.add_route(route.method, route.path, _plugin_handler(route, auth_config))
+        if route.access == "open" and authenticator is not None:
+            authenticator.open_routes.add((route.method, route.path))
     app.cleanup_ctx.append(_stack_lifecycle)
     if quota is not None:
         app.cleanup_ctx.append(quota_lifecycle(quota))
@@ -80,6 +92,7 @@ def create_app(stack: Stack) -> web.Application:
             app.router.add_routes(admin_routes(_api_keys, auth_config.admin_role))
         app.cleanup_ctx.append(_auth_lifecycle)
     if guard is not None:
+        app[ACCESS_GUARD] = guard  # for plugin routes' handlers (lamina.access.checks)
         app.cleanup_ctx.append(_owners_lifecycle(guard))
     if stack.config.providers.get("telemetry"):  # without a telemetry provider, nothing to count
         install_http_metrics(app, app[ACTIVE_STREAMS])
@@ -161,6 +174,25 @@ def _job_owner(jobs):
         return owner_in(job.owner)
 
     return owner
+
+
+def _plugin_handler(route: RouteSpec, auth: AuthConfig | None):
+    """A plugin route's handler; an ``admin`` one refuses callers without the admin role (with auth)."""
+    handler = import_object(route.handler)
+    if route.access != "admin" or auth is None:
+        return handler
+    role = auth.admin_role
+
+    async def admin_only(request: web.Request) -> web.StreamResponse:
+        principal = PRINCIPAL.get()
+        if principal is None or not principal.has_role(role):
+            raise ForbiddenError(
+                f"{route.method} {route.path} needs the {role!r} role (server.auth.admin_role); the caller "
+                f"{principal.id if principal else '(anonymous)'!r} does not have it"
+            )
+        return await handler(request)
+
+    return admin_only
 
 
 def _completion_owner(inference):

@@ -48,6 +48,9 @@ def lamina_models() -> list[DefaultResource]:
     ]
 
 
+WEB = "lamina_test_alpha.web"
+
+
 @hookimpl
 def lamina_routes() -> list[RouteSpec]:
     return [
@@ -56,7 +59,12 @@ def lamina_routes() -> list[RouteSpec]:
             path="/alpha/ping",
             handler="lamina_test_alpha.web:ping",
             description="Answers {'pong': 'alpha'}.",
-        )
+        ),
+        RouteSpec(method="POST", path="/alpha/notes", handler="lamina_test_alpha.web:create_note"),
+        RouteSpec(method="GET", path="/alpha/notes", handler="lamina_test_alpha.web:list_notes"),
+        RouteSpec(method="GET", path="/alpha/notes/{note_id}", handler="lamina_test_alpha.web:get_note"),
+        RouteSpec(method="GET", path="/alpha/admin", handler=f"{WEB}:admin_status", access="admin"),
+        RouteSpec(method="POST", path="/alpha/hook/{name}", handler=f"{WEB}:webhook", access="open"),
     ]
 
 
