@@ -587,8 +587,8 @@ def test_every_route_naming_another_resource_denies_the_other_tenants(
         if (method, route) not in served or access is None or route != decl.openapi_path():
             continue
         for kind, field in access.uses:
-            if kind not in a.ids or field in decl.path_params():
-                continue
+            if kind not in a.ids or field in decl.path_params() or not field.isidentifier():
+                continue  # (a path into the request: test_what_the_server_uses_for_a_caller_is_checked)
             annotation = str(decl.request.model_fields[field].annotation)
             theirs = [a.ids[kind]] if "list" in annotation else a.ids[kind]
             missing = _missing(a.ids[kind])
@@ -615,6 +615,48 @@ def test_every_route_naming_another_resource_denies_the_other_tenants(
                 assert denied.json()["error"]["param"] == field
             checked.append((method, route, field))
     assert len(checked) >= 15, checked
+
+
+def test_what_the_server_uses_for_a_caller_is_checked(made: dict[str, Tenant]) -> None:
+    """Resources the server uses on the caller's behalf, named deep inside a request: an agent's model,
+    shields, tool groups and the vector DBs bound to RAG, a turn's tool groups, a response's file_search
+    vector stores, knowledge_search's vector_db_ids, a tool group's args. B naming A's vector store in
+    any of them is a 404 naming the path; naming B's own works."""
+    a, b = made["a"], made["b"]
+    theirs, mine = a.ids["vector_db"], b.ids["vector_db"]
+
+    def rag(vector_db: str) -> list[dict[str, Any]]:
+        return [{"name": "builtin::rag/knowledge_search", "args": {"vector_db_ids": [vector_db]}}]
+
+    path = "agent_config.toolgroups[].args.vector_db_ids"
+    with pytest.raises(LSNotFound, match=re.escape(theirs)) as denied:
+        b.ls.agents.create(agent_config={"model": "ok", "instructions": "x", "toolgroups": rag(theirs)})
+    assert denied.value.body["error"]["param"] == path
+    assert b.ls.agents.create(agent_config={"model": "ok", "instructions": "x", "toolgroups": rag(mine)})
+    session = {"agent_id": b.ids["agent"], "session_id": b.ids["session"]}
+    with pytest.raises(LSNotFound, match=re.escape(theirs)):
+        b.ls.agents.turn.create(
+            **session, messages=[{"role": "user", "content": "bees?"}], toolgroups=rag(theirs), stream=False
+        )
+    with pytest.raises(openai.NotFoundError, match=re.escape(theirs)):
+        b.oa.responses.create(
+            model="ok", input="bees?", tools=[{"type": "file_search", "vector_store_ids": [theirs]}]
+        )
+    # A's tool group alpha-rag also provides knowledge_search and sorts first: for B, only the groups B may
+    # use count, so the bare name is builtin::rag's, and a miss lists no tool of A's
+    invoke = {"tool_name": "knowledge_search"}
+    stolen = {**invoke, "kwargs": {"query": "bees", "vector_db_ids": [theirs]}}
+    answer = b.http.post("/v1/tool-runtime/invoke", json=stolen)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"]["param"] == "kwargs.vector_db_ids"
+    own = {**invoke, "kwargs": {"query": "bees", "vector_db_ids": [mine]}}
+    answer = b.http.post("/v1/tool-runtime/invoke", json=own)
+    assert answer.status_code == 200 and "bees" in answer.text, answer.text
+    miss = b.http.post("/v1/tool-runtime/invoke", json={"tool_name": "no_such_tool", "kwargs": {}})
+    assert miss.status_code == 404 and "builtin::rag" in miss.text and "alpha-rag" not in miss.text
+    group = {"toolgroup_id": "b-rag", "provider_id": "rag-runtime", "args": {"vector_db_ids": [theirs]}}
+    registered = b.http.post("/v1/toolgroups", json=group)
+    assert registered.status_code == 404 and registered.json()["error"]["param"] == "args.vector_db_ids"
 
 
 def test_a_stored_completion_keeps_its_owner_in_its_row(server: ServerProcess, made: dict[str, Tenant]):

@@ -48,7 +48,10 @@ class Access:
     - ``listing``: the answer's items (``data``, or the list itself) are filtered to those the caller
       may read, each named by its ``item_id`` field; cursor pages (``after``/``limit``) are refilled.
     - ``uses``: other resources the request names ((kind, field) pairs, a field may hold one id or a
-      list): each needs read, as a missing one otherwise.
+      list, or be a dotted path with ``name[]`` stepping into a list's items:
+      ``agent_config.toolgroups[].args.vector_db_ids``): each needs read, as a missing one otherwise.
+      Resources the server uses on the caller's behalf (an agent's tool groups, a RAG tool's vector DBs)
+      are named here, since the server calls them without a route.
     - ``created_id`` may list alternatives (``id|response.id``: an answer, or a stream's event);
       ``created_from`` names the request field holding the id when the answer has none.
     - ``result_id``: a read checked on the resource its answer names (``get_tool``: its tool group).
@@ -132,6 +135,7 @@ def uses(*pairs: tuple[str, str]) -> Access:
     return Access(None, uses=pairs, reason="uses the resources it names")
 
 
-def uses_tool(field: str) -> Access:
-    """A call of the tool ``field`` names (bare or ``<toolgroup_id>/<name>``): its tool group needs read."""
-    return Access(None, tool_field=field, reason="calls a tool: its tool group needs read")
+def uses_tool(field: str, uses: tuple[tuple[str, str], ...] = ()) -> Access:
+    """A call of the tool ``field`` names (bare or ``<toolgroup_id>/<name>``): its tool group needs read,
+    and so does each resource ``uses`` names (its arguments may name some)."""
+    return Access(None, tool_field=field, uses=uses, reason="calls a tool: its tool group needs read")

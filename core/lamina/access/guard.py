@@ -71,12 +71,13 @@ class AccessGuard:
             if user is None:
                 return await method(request)
             for kind, field in access.uses:
-                for value in _ids(getattr(request, field, None)):
+                for value in _ids_at(request, field, kind):
                     if not self.allowed(Action.read, await self.resource(kind, value), user):
                         log.info("access_denied", action="read", resource=f"{kind}::{value}")
                         # a create or an update is never run again to see how it answers a miss: with
-                        # an invented id it might do its work (a vector store made with a failed file)
-                        probe = access.action in (None, Action.read)
+                        # an invented id it might do its work (a vector store made with a failed file);
+                        # nor is a request whose id lies deeper than a top-level field
+                        probe = access.action in (None, Action.read) and field.isidentifier()
                         raise await self._as_missing(
                             method, request, field if probe else None, value, kind, field
                         )
@@ -289,6 +290,29 @@ def _ids(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v) for v in value if v is not None]
     return [str(value)]
+
+
+def _ids_at(request: BaseModel, path: str, kind: str) -> list[str]:
+    """The ids of ``kind`` a request names at ``path``: a field, or a dotted path into the request where
+    ``name[]`` steps into each item of a list (``agent_config.toolgroups[].args.vector_db_ids``); strings
+    (or lists of them) found there are ids, anything else is skipped. A tool group named with one of its
+    tools (``builtin::rag/knowledge_search``) is that group."""
+    if path.isidentifier():
+        found = _ids(getattr(request, path, None))
+    else:
+        values: list[Any] = [request]
+        for part in path.split("."):
+            many = part.endswith("[]")
+            name = part[:-2] if many else part
+            stepped = [_dig(v, name) for v in values]
+            values = [x for v in stepped if isinstance(v, list | tuple) for x in v] if many else stepped
+        found = []
+        for value in values:
+            if isinstance(value, str):
+                found.append(value)
+            elif isinstance(value, list | tuple):
+                found.extend(x for x in value if isinstance(x, str))
+    return [v.split("/", 1)[0] for v in found] if kind == "tool_group" else found
 
 
 def _first(obj: Any, paths: str) -> Any:

@@ -412,6 +412,27 @@ class BatchAgentJobRequest(BaseModel):
 
 # -- the API -------------------------------------------------------------------------------------
 
+
+def _toolgroup_uses(prefix: str) -> tuple[tuple[str, str], ...]:
+    """The tool groups (by name, or with args) and the vector DBs bound to them (RAG's vector_db_ids)
+    that ``{prefix}toolgroups`` names: the agent calls them inside the server, so they are checked here."""
+    return (
+        ("tool_group", f"{prefix}toolgroups[]"),
+        ("tool_group", f"{prefix}toolgroups[].name"),
+        ("vector_db", f"{prefix}toolgroups[].args.vector_db_ids"),
+    )
+
+
+def _config_uses(prefix: str) -> tuple[tuple[str, str], ...]:
+    """What an agent configuration names: its model, shields and tool groups each need read."""
+    return (
+        ("model", f"{prefix}model"),
+        ("shield", f"{prefix}input_shields"),
+        ("shield", f"{prefix}output_shields"),
+        *_toolgroup_uses(prefix),
+    )
+
+
 _SESSION = "/v1/agents/{agent_id}/session/{session_id}"
 _TURN = f"{_SESSION}/turn/{{turn_id}}"
 
@@ -422,7 +443,7 @@ class Agents(Protocol):
         "/v1/agents",
         request=CreateAgentRequest,
         response=AgentCreateResponse,
-        access=creates("agent", "agent_id"),
+        access=creates("agent", "agent_id", uses=_config_uses("agent_config.")),
     )
     async def create_agent(self, request: CreateAgentRequest) -> AgentCreateResponse:
         """Create an agent from its configuration."""
@@ -501,7 +522,7 @@ class Agents(Protocol):
         request=AgentTurnCreateRequest,
         response=Turn,
         stream_item=AgentTurnResponseStreamChunk,
-        access=updates("agent", "agent_id"),
+        access=updates("agent", "agent_id", uses=_toolgroup_uses("")),
     )
     async def create_agent_turn(
         self, request: AgentTurnCreateRequest
@@ -552,7 +573,13 @@ class BatchAgents(Protocol):
         request=CreateBatchAgentJobRequest,
         response=BatchAgentJob,
         access=creates(
-            "job", uses=(("agent", "agent_id"), ("dataset", "dataset_id"), ("file", "input_file_id"))
+            "job",
+            uses=(
+                ("agent", "agent_id"),
+                ("dataset", "dataset_id"),
+                ("file", "input_file_id"),
+                *_config_uses("agent_config."),  # an inline agent
+            ),
         ),
     )
     async def create_batch_agent_job(self, request: CreateBatchAgentJobRequest) -> BatchAgentJob:

@@ -562,7 +562,13 @@ class Responses(Protocol):
         stream_item=ResponseStreamChunk,
         openai=True,
         access=creates(
-            "response", "id|response.id", uses=(("response", "previous_response_id"), ("model", "model"))
+            "response",
+            "id|response.id",
+            uses=(
+                ("response", "previous_response_id"),
+                ("model", "model"),
+                ("vector_db", "tools[].vector_store_ids"),  # file_search runs inside the server
+            ),
         ),
     )
     async def create_openai_response(

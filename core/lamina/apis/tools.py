@@ -262,7 +262,9 @@ class ToolGroups(Protocol):
         "/v1/toolgroups",
         request=RegisterToolGroupRequest,
         response=ToolGroup,
-        access=creates("tool_group", "identifier", requested="toolgroup_id"),
+        access=creates(
+            "tool_group", "identifier", requested="toolgroup_id", uses=(("vector_db", "args.vector_db_ids"),)
+        ),
     )
     async def register_tool_group(self, request: RegisterToolGroupRequest) -> ToolGroup:
         """Register a tool group with a tool_runtime provider."""
@@ -319,7 +321,8 @@ class ToolRuntime(Protocol):
         "/v1/tool-runtime/invoke",
         request=InvokeToolRequest,
         response=ToolInvocationResult,
-        access=uses_tool("tool_name"),
+        # RAG's knowledge_search may name its vector DBs in its arguments
+        access=uses_tool("tool_name", uses=(("vector_db", "kwargs.vector_db_ids"),)),
     )
     async def invoke_tool(self, request: InvokeToolRequest) -> ToolInvocationResult:
         """Run a tool by name with its arguments (`kwargs`)."""

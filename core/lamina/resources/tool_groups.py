@@ -17,11 +17,14 @@ named by URL without registering it (list-tools' ``mcp_endpoint``).
 
 A tool is named by its bare name (``knowledge_search``) or as ``<toolgroup_id>/<tool name>``
 (``builtin::rag/knowledge_search``, as Llama Stack also accepts). When two groups define one bare
-name, the group whose identifier sorts first owns it; the qualified form reaches the other.
+name, the group whose identifier sorts first owns it; the qualified form reaches the other. With
+``server.auth``, only the groups the caller may use count (another tenant's group never takes a name
+from the caller's, nor shows in a miss's list of tools).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -56,6 +59,9 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tools: dict[str, list[Tool]] = {}  # toolgroup_id -> its tools (cache)
+        # Whether the current caller may use a tool group (set by access control with server.auth): a
+        # bare tool name resolves among those only, and a miss lists only their tools.
+        self.usable: Callable[[str], Awaitable[bool]] | None = None
 
     async def provider_register(self, provider: Any, resource: ToolGroup) -> ToolGroup:
         register = getattr(provider, "register_toolgroup", None)
@@ -211,6 +217,8 @@ class ToolGroupsRoutingTable(RoutingTable[ToolGroup]):
                     if tool.identifier == bare:
                         return tool, group
         groups = await self.list(HOT_LIST_MAX_AGE)
+        if self.usable is not None:
+            groups = [g for g in groups if await self.usable(g.identifier)]
         refused: LaminaError | None = None
         for group in groups:  # sorted by identifier: the first group defining the name owns it
             try:
