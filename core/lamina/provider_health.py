@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from lamina.providers.upstream_retry import no_retries
+from lamina.tasks import cancel_until_done
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,8 @@ async def _provider_health(impl: Any, limit: float = CHECK_SECONDS) -> dict[str,
         return {"status": "Not Implemented"}
     try:
         with no_retries():  # a check answers within its bound: upstream backoffs would outlast it
-            result = await asyncio.wait_for(impl.health(), limit)
+            async with asyncio.timeout(limit):  # not wait_for: it can lose a cancel (lamina.tasks)
+                result = await impl.health()
     except TimeoutError:
         return {"status": "Error", "message": f"health check did not answer within {limit:g}s"}
     except Exception as exc:
@@ -170,9 +172,7 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         tasks, self.retries = list(self.retries.values()), {}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_until_done(tasks)
 
     # -- the retry loop ------------------------------------------------------------------------
 

@@ -551,7 +551,8 @@ async def _listed_models(provider_id: str, impl: Any) -> list[Model] | None:
     """``impl.list_models()`` validated; None when it lists nothing (None), fails or takes longer than
     LISTING_SECONDS (logged)."""
     try:
-        listed = await asyncio.wait_for(impl.list_models(), LISTING_SECONDS)
+        async with asyncio.timeout(LISTING_SECONDS):  # not wait_for: it can lose a cancel (lamina.tasks)
+            listed = await impl.list_models()
         if listed is None:
             return None
         return [m if isinstance(m, Model) else Model.model_validate(m) for m in listed]

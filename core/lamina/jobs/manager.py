@@ -42,6 +42,7 @@ from lamina.jobs.store import JobsStore
 from lamina.jobs.work import WorkApis, WorkEnvironment
 from lamina.request_context import PRINCIPAL
 from lamina.storage.kvstore import StorageError
+from lamina.tasks import cancel_until_done
 from lamina.telemetry import job_spans, metrics
 
 log = structlog.get_logger(__name__)
@@ -265,11 +266,11 @@ class JobManager:
         self._closing = True
         if self._stop_observing is not None:
             self._stop_observing()
-        await _cancel_until_done(self._tasks)
+        await cancel_until_done(self._tasks)
         running = [r for r in self._running.values() if r.task is not None]
         for r in running:
             r.stop = r.stop or "shutdown"
-        await _cancel_until_done([r.task for r in running if r.task is not None])
+        await cancel_until_done([r.task for r in running if r.task is not None])
         try:
             await self.executor.shutdown()
         except Exception as exc:  # keep shutting down
@@ -476,17 +477,6 @@ class JobManager:
                     if r.task is not None:
                         r.stop = r.stop or "lost"
                         r.task.cancel()
-
-
-async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
-    """Cancel ``tasks`` and wait for them, cancelling again any still running a second later: on Python
-    3.11 ``asyncio.wait_for`` (which asyncpg uses for every query) loses a cancel that lands as its
-    awaited call completes, and a manager's shutdown once waited forever on such a task."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 async def _wait_at_most(awaitable: Any, seconds: float) -> None:

@@ -50,7 +50,8 @@ class UpstreamProbe(Generic[T]):
         """Ask the upstream, bounded by ``timeout``; record whether it is down and raise if it failed."""
         try:
             with no_retries():  # a probe says "down" within its bound; backoffs would outlast it
-                answer = await asyncio.wait_for(self.ask(), self.timeout)
+                async with asyncio.timeout(self.timeout):  # not wait_for: it can lose a cancel (lamina.tasks)
+                    answer = await self.ask()
         except TimeoutError:
             self.down = UpstreamError(
                 self.provider_id,

@@ -511,6 +511,9 @@ def main() -> None:
         port=args.port,
         access_log=None,
         print=lambda *_: None,
+        # A test double drains nothing: aiohttp's default 60 s wait for slow handlers (--slow-seconds)
+        # outlasted a test's stop and cost a SIGKILL 10 s later.
+        shutdown_timeout=0.1,
     )
 
 

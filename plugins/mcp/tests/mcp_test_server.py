@@ -148,7 +148,9 @@ def main() -> None:
         else:
             app = server.streamable_http_app(host="127.0.0.1")
     app = with_health_and_token(app, args.token, args.sse_path)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    # An open SSE stream (a client's session) would hold uvicorn's graceful shutdown until the test's
+    # stop gave up and killed it 10 s later; the tests stop it to restart it, not to drain it.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":
