@@ -295,24 +295,27 @@ def _ids(value: Any) -> list[str]:
 def _ids_at(request: BaseModel, path: str, kind: str) -> list[str]:
     """The ids of ``kind`` a request names at ``path``: a field, or a dotted path into the request where
     ``name[]`` steps into each item of a list (``agent_config.toolgroups[].args.vector_db_ids``); strings
-    (or lists of them) found there are ids, anything else is skipped. A tool group named with one of its
-    tools (``builtin::rag/knowledge_search``) is that group."""
+    (or lists of them) found there are ids, anything else is skipped. An agent's tool group may be named
+    with one of its tools (``builtin::rag/knowledge_search``): both the whole name and the part before
+    its last ``/`` are checked, so neither a group whose id has a ``/`` nor one named with a tool slips
+    through."""
     if path.isidentifier():
-        found = _ids(getattr(request, path, None))
-    else:
-        values: list[Any] = [request]
-        for part in path.split("."):
-            many = part.endswith("[]")
-            name = part[:-2] if many else part
-            stepped = [_dig(v, name) for v in values]
-            values = [x for v in stepped if isinstance(v, list | tuple) for x in v] if many else stepped
-        found = []
-        for value in values:
-            if isinstance(value, str):
-                found.append(value)
-            elif isinstance(value, list | tuple):
-                found.extend(x for x in value if isinstance(x, str))
-    return [v.split("/", 1)[0] for v in found] if kind == "tool_group" else found
+        return _ids(getattr(request, path, None))
+    values: list[Any] = [request]
+    for part in path.split("."):
+        many = part.endswith("[]")
+        name = part[:-2] if many else part
+        stepped = [_dig(v, name) for v in values]
+        values = [x for v in stepped if isinstance(v, list | tuple) for x in v] if many else stepped
+    found: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, list | tuple):
+            found.extend(x for x in value if isinstance(x, str))
+    if kind == "tool_group":
+        found += [v.rpartition("/")[0] for v in found if "/" in v]
+    return found
 
 
 def _first(obj: Any, paths: str) -> Any:
