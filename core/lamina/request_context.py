@@ -40,6 +40,14 @@ def current_principal() -> Principal | None:
     return PRINCIPAL.get()
 
 
+# The principal whose traces a telemetry query may answer with (None: every trace). Access control sets
+# it for a caller the policy does not let read all traces (telemetry::traces): such a caller sees the
+# traces of its own requests, those with a span whose ``enduser.id`` is its id (the auth middleware puts
+# it on each request's SERVER span). A telemetry provider's trace queries honour it.
+TRACES_OF: ContextVar[str | None] = ContextVar("lamina_traces_of", default=None)
+TRACE_OWNER_ATTRIBUTE = "enduser.id"
+
+
 # Whose work a provider call is: "interactive" (a client waits on it: every HTTP request) or "batch"
 # (background work: a batch's lines, batch agents, eval rows). Provider limits serve interactive calls
 # first, so a batch never starves the clients waiting on the same provider or model.

@@ -31,7 +31,7 @@ KINDS = {
     "batch": "batch",
     "job": "job (batch-agents, post-training, SDG, /v1/jobs)",
     "eval_job": "eval job (its id: <benchmark_id>/<job number>)",
-    "telemetry": "telemetry (traces, spans, metrics: one resource, telemetry::traces)",
+    "telemetry": "telemetry (telemetry::traces: every trace and span; telemetry::metrics)",
 }
 
 
@@ -69,6 +69,8 @@ class Access:
     forget: bool = False  # a delete: the owner record goes with the resource
     created_from: str | None = None  # a create answering no id: the request field naming the new one
     fixed_id: str | None = None  # a resource with one fixed id (telemetry::traces)
+    # a denied read answers from the caller's own traces (lamina.request_context.TRACES_OF), not a 404
+    own_traces: bool = False
     result_id: str | None = None  # a read whose resource is named in its answer (a tool: its toolgroup_id)
     created_under: str | None = None  # a create whose id is unique within a parent (an eval job's benchmark)
     tool_field: str | None = None  # a request naming a tool (by name): its tool group needs read
@@ -124,6 +126,13 @@ def deletes(kind: str, id_field: str, *, forget: bool = True) -> Access:
 def reads_fixed(kind: str, fixed_id: str) -> Access:
     """A read of the one resource ``kind::fixed_id`` (unowned: the policy decides who may read it)."""
     return Access(kind, Action.read, fixed_id=fixed_id)
+
+
+def reads_traces(uses: tuple[tuple[str, str], ...] = ()) -> Access:
+    """A query of the trace store: every trace for a caller that may read ``telemetry::traces`` (the
+    server's own resource: a rule must permit it, e.g. for admins); the traces of its own requests for
+    any other caller."""
+    return Access("telemetry", Action.read, fixed_id="traces", uses=uses, own_traces=True)
 
 
 def reads_result(kind: str, result_id: str) -> Access:

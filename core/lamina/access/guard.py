@@ -23,10 +23,15 @@ from lamina.access.owners import OwnerStore
 from lamina.access.policy import AccessRule, Action, Owner, Resource, is_allowed
 from lamina.auth.principal import Principal
 from lamina.errors import ForbiddenError, LaminaError, NotFoundError
-from lamina.request_context import PRINCIPAL
+from lamina.request_context import PRINCIPAL, TRACES_OF
 
 log = structlog.get_logger("lamina.access")
 Method = Callable[..., Awaitable[Any]]
+
+# Resources that belong to the server itself: the trace store holds every caller's requests, so reading
+# all of it needs a rule that permits it (nobody holds the owner's role); other callers read their own.
+SERVER_OWNER = Owner("lamina:server", {"roles": ["lamina:server"]})
+_SERVER_OWNED = {("telemetry", "traces")}
 
 
 class AccessGuard:
@@ -53,6 +58,8 @@ class AccessGuard:
 
     async def resource(self, kind: str, resource_id: str, item: Any = None) -> Resource:
         assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
+        if (kind, resource_id) in _SERVER_OWNED:
+            return Resource(kind, resource_id, SERVER_OWNER)
         owner = await self.own_records[kind](resource_id) if kind in self.owned_in_row else None
         if owner is None:  # (for owned_in_row kinds: one made before they kept their owner in the row)
             owner = await self.owners.get(kind, resource_id)
@@ -103,6 +110,12 @@ class AccessGuard:
                 return await method(request)
             assert access.action is not None
             if not self.allowed(access.action, await self.resource(access.kind, resource_id), user):
+                if access.own_traces:  # the traces of the caller's own requests only
+                    token = TRACES_OF.set(user.id)
+                    try:
+                        return await method(request)
+                    finally:
+                        TRACES_OF.reset(token)
                 log.info(
                     "access_denied", action=access.action.value, resource=f"{access.kind}::{resource_id}"
                 )

@@ -22,8 +22,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from lamina.access.declarations import Access, no_resource, reads_fixed
-from lamina.access.policy import Action
+from lamina.access.declarations import no_resource, reads_fixed, reads_traces
 from lamina.apis.webmethod import webmethod
 
 #: Llama Stack's default time to live of a logged event: 7 days.
@@ -281,7 +280,7 @@ class Telemetry(Protocol):
         request=QueryTracesRequest,
         response=QueryTracesResponse,
         cancel_on_disconnect=True,
-        access=reads_fixed("telemetry", "traces"),
+        access=reads_traces(),
     )
     async def query_traces(self, request: QueryTracesRequest) -> QueryTracesResponse:
         """Query traces by their spans' attributes."""
@@ -292,7 +291,7 @@ class Telemetry(Protocol):
         "/v1/telemetry/traces/{trace_id}",
         request=GetTraceRequest,
         response=Trace,
-        access=reads_fixed("telemetry", "traces"),
+        access=reads_traces(),
     )
     async def get_trace(self, request: GetTraceRequest) -> Trace:
         """Get a trace by its id."""
@@ -303,7 +302,7 @@ class Telemetry(Protocol):
         "/v1/telemetry/traces/{trace_id}/spans/{span_id}",
         request=GetSpanRequest,
         response=Span,
-        access=reads_fixed("telemetry", "traces"),
+        access=reads_traces(),
     )
     async def get_span(self, request: GetSpanRequest) -> Span:
         """Get a span by its trace's id and its own."""
@@ -315,7 +314,7 @@ class Telemetry(Protocol):
         request=GetSpanTreeRequest,
         response=QuerySpanTreeResponse,
         cancel_on_disconnect=True,
-        access=reads_fixed("telemetry", "traces"),
+        access=reads_traces(),
     )
     async def get_span_tree(self, request: GetSpanTreeRequest) -> QuerySpanTreeResponse:
         """Get a span and its descendants, keyed by span id."""
@@ -327,7 +326,7 @@ class Telemetry(Protocol):
         request=QuerySpansRequest,
         response=QuerySpansResponse,
         cancel_on_disconnect=True,
-        access=reads_fixed("telemetry", "traces"),
+        access=reads_traces(),
     )
     async def query_spans(self, request: QuerySpansRequest) -> QuerySpansResponse:
         """Query spans: those of the matching traces that carry the attributes asked for."""
@@ -338,7 +337,7 @@ class Telemetry(Protocol):
         "/v1/telemetry/spans/export",
         request=SaveSpansToDatasetRequest,
         response=None,
-        access=Access("telemetry", Action.read, fixed_id="traces", uses=(("dataset", "dataset_id"),)),
+        access=reads_traces(uses=(("dataset", "dataset_id"),)),
     )
     async def save_spans_to_dataset(self, request: SaveSpansToDatasetRequest) -> None:
         """Append the spans query_spans would answer to a dataset, one row per span."""
@@ -350,7 +349,7 @@ class Telemetry(Protocol):
         request=QueryMetricsRequest,
         response=QueryMetricsResponse,
         cancel_on_disconnect=True,
-        access=reads_fixed("telemetry", "traces"),
+        access=reads_fixed("telemetry", "metrics"),
     )
     async def query_metrics(self, request: QueryMetricsRequest) -> QueryMetricsResponse:
         """Query a metric's series between start_time and end_time (epoch seconds)."""

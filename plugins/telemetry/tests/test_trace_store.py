@@ -24,6 +24,7 @@ from lamina.apis.telemetry import (
     QueryMetricsRequest,
 )
 from lamina.errors import BadRequestError, NotFoundError
+from lamina.request_context import TRACES_OF
 from lamina.testing.postgres import PostgresServer
 from lamina_telemetry import queries
 from lamina_telemetry.store import TraceStore, open_trace_store, trace_store_config
@@ -159,6 +160,43 @@ async def test_a_requests_spans_answer_every_trace_query(store: TraceStore, writ
     )
     every = await queries.query_spans(store, [], ["gen_ai.request.model"], None)
     assert {s.span_id for s in every} == {a["inference"], b["inference"]}
+
+
+async def test_a_caller_limited_to_its_own_traces_sees_nothing_of_anothers(
+    store: TraceStore, writer: StoreWriter
+) -> None:
+    """TRACES_OF (set by access control for a caller that may not read every trace): each query answers
+    with the traces having a span whose enduser.id is the caller's; another's trace, span or tree is a
+    404, as a missing one."""
+    tracer = _tracer(writer)
+    recorded = {}
+    for who in ("alice", "bob"):
+        with tracer.start_as_current_span("POST /v1/chat", attributes={"enduser.id": who}) as root:
+            with tracer.start_as_current_span("chat m", attributes={"gen_ai.request.model": "m"}) as child:
+                pass
+        recorded[who] = (_ids(root)[0], _ids(root)[1], _ids(child)[1])
+        await asyncio.sleep(0.002)
+    await writer.flush()
+    (a_trace, a_root, a_child), (b_trace, b_root, b_child) = recorded["alice"], recorded["bob"]
+    model = [QueryCondition(key="gen_ai.request.model", op="eq", value="m")]
+    assert {t.trace_id for t in await queries.query_traces(store, None, 10, 0, None)} == {a_trace, b_trace}
+    token = TRACES_OF.set("alice")
+    try:
+        assert [t.trace_id for t in await queries.query_traces(store, None, 10, 0, None)] == [a_trace]
+        assert [t.trace_id for t in await queries.query_traces(store, model, 10, 0, None)] == [a_trace]
+        assert (await queries.get_trace(store, a_trace)).root_span_id == a_root
+        assert (await queries.get_span(store, a_trace, a_child)).name == "chat m"
+        assert list(await queries.get_span_tree(store, a_root, None, None)) == [a_root, a_child]
+        spans = await queries.query_spans(store, model, ["gen_ai.request.model"], None)
+        assert [s.span_id for s in spans] == [a_child]
+        with pytest.raises(NotFoundError, match=f"trace '{b_trace}' is not in the trace store"):
+            await queries.get_trace(store, b_trace)
+        with pytest.raises(NotFoundError, match=f"span '{b_child}'"):
+            await queries.get_span(store, b_trace, b_child)
+        with pytest.raises(NotFoundError, match=f"span '{b_root}'"):
+            await queries.get_span_tree(store, b_root, None, None)
+    finally:
+        TRACES_OF.reset(token)
 
 
 async def test_a_span_continuing_a_callers_trace_is_its_root_here(

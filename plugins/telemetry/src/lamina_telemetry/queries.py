@@ -31,6 +31,7 @@ from lamina.apis.telemetry import (
     Trace,
 )
 from lamina.errors import BadRequestError, NotFoundError
+from lamina.request_context import TRACE_OWNER_ATTRIBUTE, TRACES_OF
 from lamina_telemetry.store import TraceStore
 
 _OPS = {"eq": "=", "ne": "<>", "gt": ">", "lt": "<"}
@@ -109,6 +110,20 @@ def _conditions(
     return out
 
 
+def _visible(store: TraceStore, params: _Params, alias: str) -> str:
+    """SQL true for the spans of traces the caller may read: every trace, or (``TRACES_OF`` set by access
+    control) those with a span whose ``enduser.id`` is the caller's."""
+    principal = TRACES_OF.get()
+    if principal is None:
+        return "1 = 1"
+    owner = _attribute(store, params, "v", TRACE_OWNER_ATTRIBUTE)
+    if store.backend == "postgres":
+        value = params.add(json.dumps(principal), "::jsonb")
+    else:
+        value = params.add(principal)
+    return f"EXISTS (SELECT 1 FROM {store.spans} v WHERE v.trace_id = {alias}.trace_id AND {owner} = {value})"
+
+
 def _order(order_by: list[str] | None) -> str:
     if not order_by:
         return "r.start_ns DESC"
@@ -161,6 +176,7 @@ def traces_sql(
         conds = _conditions(store, params, "s", attribute_filters, "attribute_filters")
         matching = " AND ".join(conds)
         where += f" AND EXISTS (SELECT 1 FROM {store.spans} s WHERE s.trace_id = r.trace_id AND {matching})"
+    where += f" AND {_visible(store, params, 'r')}"
     sql = (
         f"SELECT r.trace_id, r.span_id, r.start_ns, r.end_ns FROM {store.spans} r WHERE {where} "
         f"ORDER BY {_order(order_by)}, r.span_id LIMIT {params.add(limit)} OFFSET {params.add(offset)}"
@@ -169,10 +185,12 @@ def traces_sql(
 
 
 async def get_trace(store: TraceStore, trace_id: str) -> Trace:
+    params = _Params(store)
     rows = await store._fetch(
-        f"SELECT span_id, start_ns, end_ns FROM {store.spans} WHERE trace_id = {store._p(1)} AND root = 1 "
-        f"ORDER BY start_ns, span_id LIMIT 1",
-        [trace_id],
+        f"SELECT t.span_id, t.start_ns, t.end_ns FROM {store.spans} t "
+        f"WHERE t.trace_id = {params.add(trace_id)} AND t.root = 1 AND {_visible(store, params, 't')} "
+        f"ORDER BY t.start_ns, t.span_id LIMIT 1",
+        params.values,
     )
     if not rows:
         raise NotFoundError(
@@ -207,10 +225,11 @@ def _span(row: tuple[Any, ...], keep: list[str] | None, with_status: bool = Fals
 
 
 async def get_span(store: TraceStore, trace_id: str, span_id: str) -> Span:
+    params = _Params(store)
     rows = await store._fetch(
-        f"SELECT {_SPAN_SELECT} FROM {store.spans} s "
-        f"WHERE s.trace_id = {store._p(1)} AND s.span_id = {store._p(2)}",
-        [trace_id, span_id],
+        f"SELECT {_SPAN_SELECT} FROM {store.spans} s WHERE s.trace_id = {params.add(trace_id)} "
+        f"AND s.span_id = {params.add(span_id)} AND {_visible(store, params, 's')}",
+        params.values,
     )
     if not rows:
         raise NotFoundError(
@@ -226,10 +245,11 @@ async def get_span_tree(
 ) -> dict[str, SpanWithStatus]:
     params = _Params(store)
     start = params.add(span_id)
+    visible = _visible(store, params, "f")
     depth = params.add(max_depth or UNBOUNDED_DEPTH)
     sql = (
         f"WITH RECURSIVE tree(trace_id, span_id, depth) AS ("
-        f"SELECT trace_id, span_id, 1 FROM {store.spans} WHERE span_id = {start} "
+        f"SELECT f.trace_id, f.span_id, 1 FROM {store.spans} f WHERE f.span_id = {start} AND {visible} "
         f"UNION ALL SELECT c.trace_id, c.span_id, t.depth + 1 FROM {store.spans} c "
         f"JOIN tree t ON c.trace_id = t.trace_id AND c.parent_span_id = t.span_id WHERE t.depth < {depth}) "
         f"SELECT {_SPAN_SELECT} FROM tree t JOIN {store.spans} s ON s.trace_id = t.trace_id "
@@ -256,9 +276,8 @@ async def query_spans(
 ) -> list[Span]:
     params = _Params(store)
     conds = _conditions(store, params, "m", attribute_filters, "attribute_filters")
-    matched = f"SELECT DISTINCT m.trace_id FROM {store.spans} m"
-    if conds:
-        matched += f" WHERE {' AND '.join(conds)}"
+    conds.append(_visible(store, params, "m"))
+    matched = f"SELECT DISTINCT m.trace_id FROM {store.spans} m WHERE {' AND '.join(conds)}"
     depth = params.add(max_depth or UNBOUNDED_DEPTH)
     present = []
     for key in attributes_to_return:
