@@ -112,6 +112,20 @@ def test_anonymous_clients_are_counted_by_address(stack: dict[str, Any]) -> None
     assert "no credentials sent" in refused.json()["detail"] and "Retry-After" in refused.headers
 
 
+def test_failed_authentications_are_bounded_per_address(stack: dict[str, Any]) -> None:
+    """Bad credentials are 401s until the address has failed anonymous_max_requests times (counted in
+    the shared store, apart from its anonymous requests), then 429s with Retry-After; valid credentials
+    from the same address still pass."""
+    one, two = stack["servers"]
+    answers = [_get((one, two)[i % 2], f"not-a-token-{i}").status_code for i in range(ANONYMOUS + 1)]
+    assert answers == [401] * ANONYMOUS + [429]
+    refused = _get(one, "still-not-a-token")
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert "too many failed authentications" in refused.json()["error"]["message"]
+    assert _get(two, None).status_code == 429  # no credentials at all fails authentication too
+    assert _get(one, stack["idp"].token(sub="quota-carol")).status_code == 200
+
+
 def test_requests_in_flight_per_client_are_bounded(stack: dict[str, Any]) -> None:
     one, _ = stack["servers"]
     fake: ServerProcess = stack["fake"]

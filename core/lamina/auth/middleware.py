@@ -17,6 +17,8 @@ from lamina.auth.custom import CustomAuth
 from lamina.auth.errors import unauthorized
 from lamina.auth.oauth2_token import OAuth2TokenAuth
 from lamina.auth.principal import Principal
+from lamina.errors import UnauthorizedError
+from lamina.quotas.middleware import count_failed_authentication
 from lamina.redaction import add_request_secrets
 from lamina.request_context import PRINCIPAL
 from lamina.telemetry.context import current_span
@@ -85,7 +87,11 @@ def auth_middleware(authenticator: Authenticator):
         ):
             PRINCIPAL.set(None)
             return await handler(request)
-        principal = await authenticator.authenticate(request)
+        try:
+            principal = await authenticator.authenticate(request)
+        except UnauthorizedError:
+            await count_failed_authentication(request)  # a 429 once the address has failed too often
+            raise
         PRINCIPAL.set(principal)
         structlog.contextvars.bind_contextvars(principal=principal.id)
         span = current_span()

@@ -93,6 +93,33 @@ async def _count_request(counter: QuotaCounter, client: Client) -> None:
         )
 
 
+async def count_failed_authentication(request: web.Request) -> None:
+    """Count a request that failed authentication against its address, when the server has a quota:
+    past ``anonymous_max_requests`` failures in a period the client gets 429s instead of 401s (guessing
+    credentials, or making a ``custom`` auth endpoint answer one call per bad token, stays bounded).
+    Failures have a count of their own, apart from the address's anonymous requests."""
+    counter = request.app.get(QUOTA_COUNTER)
+    if counter is None:
+        return
+    config, now = counter.config, time.time()
+    window = current_window(config, now)
+    client = Client(f"anon:{request.remote or 'unknown'}", False)
+    count = await counter.add("failed_auth", client, 1, window)
+    limit = config.anonymous_max_requests
+    if count > limit:
+        retry_after = window.retry_after(now)
+        log.warning("failed_authentications_exceeded", client=client.key, count=count, limit=limit)
+        raise QuotaExceeded(
+            f"too many failed authentications from this client address: {limit} per "
+            f"{config.period.value} (server.quota.anonymous_max_requests); send valid credentials after "
+            f"{retry_after} s (Retry-After)",
+            quota="anonymous_max_requests",
+            retry_after=retry_after,
+            limit=limit,
+            period=config.period.value,
+        )
+
+
 def quota_lifecycle(config: QuotaConfig):
     """The app's cleanup context: the quota kvstore opens before requests are served and closes after."""
 
