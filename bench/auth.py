@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.cpu import CpuMeter
 from bench.gateway import (
     MESSAGES,
     MODEL,
@@ -40,7 +38,8 @@ from bench.gateway import (
     loadavg,
     stop_servers,
 )
-from bench.wrk import run_wrk, wrk_binary
+from bench.paired import pct, run_pairs
+from bench.wrk import wrk_binary
 
 TARGETS = {
     "off": "auth off",
@@ -118,11 +117,6 @@ def main(argv: list[str]) -> int:
     pinned, gateway_cpu, client_cpu = setup.pinned, setup.gateway_cpu, setup.client_cpu
     work, info, load_before = setup.work, setup.info, setup.load_before
     body = {"model": MODEL, "messages": MESSAGES}
-    rps: dict[str, list[float]] = {t: [] for t in TARGETS}
-    cpu_us: dict[str, list[float]] = {t: [] for t in TARGETS}
-    p50: dict[str, list[float]] = {t: [] for t in TARGETS}
-    # per pair: (target's req/s cost, target's CPU/req cost) against the "off" run beside it
-    costs: dict[str, list[tuple[float, float]]] = {t: [] for t in TARGETS if t != "off"}
     with IdentityProvider() as idp:
         servers = start(work, idp, gateway_cpu, client_cpu)
         try:
@@ -133,40 +127,12 @@ def main(argv: list[str]) -> int:
             ).json()["key"]
             jwt = idp.token(exp=2**31 - 1)
             tokens = {"off": None, "jwt": jwt, "apikey": key, "quota": jwt}
-
-            def measure(target: str, repeat: int) -> None:
-                url = servers[target].url + OPENAI_PATH
-                headers = {"Authorization": f"Bearer {tokens[target]}"} if tokens[target] else None
-                if repeat == 0 and args.warmup > 0 and not rps[target]:
-                    run_wrk(
-                        url, body, connections=args.connections, duration=args.warmup, cpus=client_cpu,
-                        headers=headers,
-                    )  # fmt: skip
-                with CpuMeter({"gateway": servers[target].proc.pid}) as meter:
-                    result = run_wrk(
-                        url, body, connections=args.connections, duration=args.duration, cpus=client_cpu,
-                        headers=headers,
-                    )  # fmt: skip
-                if result.errors:
-                    raise SystemExit(f"{target}: {result.errors} errors; see {work}")
-                assert meter.usage is not None
-                rps[target].append(result.rps)
-                p50[target].append(result.p50_ms)
-                cpu_us[target].append(1e6 * meter.usage.ours.get("gateway", 0) / max(result.requests, 1))
-                print(
-                    f"  [{repeat + 1}/{args.repeat}] {target:6} {result.rps:8,.0f} req/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  gateway CPU {cpu_us[target][-1]:6.0f} µs/req",
-                    flush=True,
-                )
-
-            for repeat in range(args.repeat):
-                for target in costs:
-                    pair = ["off", target] if repeat % 2 == 0 else [target, "off"]
-                    for name in pair:
-                        measure(name, repeat)
-                    costs[target].append(
-                        (1 - rps[target][-1] / rps["off"][-1], cpu_us[target][-1] / cpu_us["off"][-1] - 1)
-                    )
+            runs = run_pairs(
+                servers, list(TARGETS), "off", body, OPENAI_PATH,
+                repeat=args.repeat, duration=args.duration, warmup=args.warmup,
+                connections=args.connections, client_cpu=client_cpu, work=work,
+                headers=lambda t: {"Authorization": f"Bearer {tokens[t]}"} if tokens[t] else None,
+            )  # fmt: skip
         finally:
             stop_servers(servers)
     lines = [
@@ -183,13 +149,12 @@ def main(argv: list[str]) -> int:
     for target, label in TARGETS.items():
         cells = ["", "", ""]
         if target != "off":
-            tput = statistics.median(c[0] for c in costs[target])
-            cpu = statistics.median(c[1] for c in costs[target])
+            tput, cpu = runs.cost(target)
             met = "met" if min(tput, cpu) <= 0.10 else "missed"
-            cells = [_pct(tput), _pct(cpu), met if target != "quota" else "(not in it)"]
+            cells = [pct(tput), pct(cpu), met if target != "quota" else "(not in it)"]
         lines.append(
-            f"| {label} | {statistics.median(rps[target]):,.0f} | {' | '.join(cells)} | "
-            f"{statistics.median(p50[target]):.2f} | {statistics.median(cpu_us[target]):.0f} |"
+            f"| {label} | {runs.median('rps', target):,.0f} | {' | '.join(cells)} | "
+            f"{runs.median('p50_ms', target):.2f} | {runs.median('cpu_us', target):.0f} |"
         )
     text = "\n".join(lines)
     print()
@@ -198,7 +163,3 @@ def main(argv: list[str]) -> int:
         report.update_doc(args.out, text, section="auth")
         print(f"\nwrote {args.out}")
     return 0
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:+.1f}%"

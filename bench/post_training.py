@@ -1,12 +1,14 @@
 """Training throughput on this CPU: tokens/s of LoRA vs full fine-tuning, and DPO, on tiny random Llamas.
 
-``hatch run dev:bench post-training [--epochs N] [--runs N] [--sizes tiny small]``. In-process: the
-provider's own training function (``lamina_post_training_huggingface.training.train``, what a job's
-thread runs) on a model built by ``build_tiny_llama`` (random weights, an in-process BPE tokenizer),
-24 instruct rows, batch 4, AdamW; checkpoints are saved every epoch as in a job. Each case runs
-``--runs`` times after an unrecorded warm-up; the median is shown. Tokens are the rows' tokens (prompt
-and answer, no padding) times the epochs; DPO counts prompt + chosen + rejected. Wall time includes
-the model load and the checkpoints, so it is what a job takes.
+``hatch run dev:bench post-training [--epochs N] [--runs N] [--sizes tiny small medium]
+[--rows-times N]``. In-process: the provider's own training function
+(``lamina_post_training_huggingface.training.train``, what a job's training process runs) on a model
+built by ``build_tiny_llama`` (random weights, an in-process BPE tokenizer), 24 instruct rows
+(``--rows-times N``: repeated N times, so an epoch, and its checkpoint, comes every 6 x N steps), batch
+4, AdamW; checkpoints are saved every epoch as in a job. Each case runs ``--runs`` times after an
+unrecorded warm-up; the median is shown. Tokens are the rows' tokens (prompt and answer, no padding)
+times the epochs; DPO counts prompt + chosen + rejected. Wall time includes the model load and the
+checkpoints, so it is what a job takes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 SIZES = {
     "tiny": {"hidden_size": 64, "layers": 2, "heads": 4},
     "small": {"hidden_size": 256, "layers": 4, "heads": 8},
+    "medium": {"hidden_size": 512, "layers": 8, "heads": 8},
 }
 QA = [
     (f"What is item {i} called?", f"Item {i} is called {name}.")
@@ -56,7 +59,9 @@ class _Quiet:
         return None
 
 
-def _run(method: str, lora: bool, model: Path, out: Path, epochs: int) -> tuple[float, int, int]:
+def _run(
+    method: str, lora: bool, model: Path, out: Path, epochs: int, rows_times: int = 1
+) -> tuple[float, int, int]:
     from transformers import AutoTokenizer
 
     from lamina_post_training_huggingface.config import HuggingFacePostTrainingConfig
@@ -65,22 +70,23 @@ def _run(method: str, lora: bool, model: Path, out: Path, epochs: int) -> tuple[
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     config = HuggingFacePostTrainingConfig()
+    qa = QA * rows_times
     if method == "sft":
-        rows = [{"input_query": q, "expected_answer": a} for q, a in QA]
+        rows = [{"input_query": q, "expected_answer": a} for q, a in qa]
         tokens = sum(
             len(tokenizer(format_prompt(tokenizer, [{"role": "user", "content": q}], "")).input_ids)
             + len(tokenizer(a).input_ids)
             + 1
-            for q, a in QA
+            for q, a in qa
         )
     else:
-        rows = [{"prompt": q, "chosen": a, "rejected": "I do not know."} for q, a in QA]
+        rows = [{"prompt": q, "chosen": a, "rejected": "I do not know."} for q, a in qa]
         tokens = sum(
             len(tokenizer(format_prompt(tokenizer, [{"role": "user", "content": q}], "")).input_ids)
             + len(tokenizer(a).input_ids)
             + len(tokenizer("I do not know.").input_ids)
             + 2
-            for q, a in QA
+            for q, a in qa
         )
     plan = Plan(
         method=method,
@@ -125,6 +131,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=sorted(SIZES))
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
     parser.add_argument(
+        "--rows-times",
+        type=int,
+        default=1,
+        help="the 24 rows repeated N times (an epoch, and so a checkpoint, every 6 x N steps)",
+    )
+    parser.add_argument(
         "--latency",
         action="store_true",
         help="instead: interactive latency idle vs while a job trains (bench/post_training_latency.py)",
@@ -167,7 +179,7 @@ def main(argv: list[str]) -> int:
                 walls = []
                 for run in range(args.runs):
                     wall, tokens, steps = _run(
-                        method, lora, model, Path(tmp) / f"{size}-{label}-{run}", args.epochs
+                        method, lora, model, Path(tmp) / f"{size}-{label}-{run}", args.epochs, args.rows_times
                     )
                     walls.append(wall)
                 wall = statistics.median(walls)

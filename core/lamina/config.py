@@ -23,6 +23,7 @@ from lamina.errors import ConfigError, field_problems, format_path
 from lamina.limits.settings import ProviderLimits
 from lamina.quotas.bounds import RequestBounds
 from lamina.quotas.config import QuotaConfig
+from lamina.server.gc_tuning import GcConfig
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +157,11 @@ class ServerConfig(_Section):
         return None if value == {} else value  # `quota: {}` is "not set", as in Llama Stack's templates
 
     shutdown_timeout: float = Field(default=5.0, ge=0)
+    gc: GcConfig = Field(
+        default_factory=GcConfig,
+        description="Garbage collector settings of `lamina run` (lamina.server.gc_tuning): the start-up heap "
+        "frozen, fewer generation-0 passes.",
+    )
 
 
 class VectorStoresConfig(_Section):

@@ -21,6 +21,7 @@ from lamina.errors import ForbiddenError, LaminaError
 from lamina.quotas.middleware import quota_lifecycle, quota_middleware
 from lamina.redaction import register_secrets, secrets_in
 from lamina.request_context import PRINCIPAL
+from lamina.server import gc_tuning
 from lamina.server.keys import (
     ACCESS_GUARD,
     ACTIVE_STREAMS,
@@ -254,6 +255,10 @@ def run_server(stack: Stack, *, host: str | None, port: int) -> None:
             distribution=stack.config.image_name,
         )
 
+    async def tune_gc(app: web.Application) -> None:  # after the stack's start (the first on_startup)
+        gc_tuning.apply(server.gc)
+
+    app.on_startup.append(tune_gc)
     web.run_app(
         app,
         host=host,
