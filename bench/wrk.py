@@ -17,6 +17,7 @@ wrk.method = "POST"
 wrk.body = [==[%(body)s]==]
 wrk.headers["Content-Type"] = "application/json"
 %(headers)s
+%(delay)s
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -64,11 +65,14 @@ def run_wrk(
     cpus: str | None = None,
     timeout_s: float = 10.0,
     headers: dict[str, str] | None = None,
+    delay_ms: int = 0,
 ) -> WrkResult:
     """Run wrk against ``url`` POSTing ``body`` and return its parsed summary.
 
     Any connect/read/write/timeout error or non-2xx status is counted in ``errors``; the caller
-    decides whether a run with errors is usable.
+    decides whether a run with errors is usable. ``delay_ms``: each connection waits that long after
+    each answer before its next request (wrk's ``delay()``): a paced load of about
+    ``connections / (delay + latency)`` requests a second instead of as many as the server can take.
     """
     text = json.dumps(body, separators=(",", ":"))
     if "]==]" in text:
@@ -76,7 +80,8 @@ def run_wrk(
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
         extra = "\n".join(f'wrk.headers["{k}"] = [==[{v}]==]' for k, v in (headers or {}).items())
-        script.write_text(_LUA % {"body": text, "headers": extra})
+        delay = f"delay = function() return {int(delay_ms)} end" if delay_ms > 0 else ""
+        script.write_text(_LUA % {"body": text, "headers": extra, "delay": delay})
         argv = [
             wrk_binary(),
             f"-t{threads}",

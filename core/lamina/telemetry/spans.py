@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from lamina.redaction import redact
+from lamina.redaction import MASK, is_secret_key, redact, scrub_text
 from lamina.telemetry.context import attach_span, current_span, detach
 from lamina.telemetry.state import TelemetrySettings, active
 
@@ -71,11 +71,16 @@ def capture_content() -> bool:
 def clean(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
     """``attributes`` without the None values OpenTelemetry refuses (and warns about per span), and with
     secrets masked (lamina.redaction)."""
-    return {
-        k: v if type(v) in _NUMBERS else redact(v, k)  # a number holds no secret: no call for it
-        for k, v in attributes.items()
-        if v is not None
-    }
+    out: dict[str, AttributeValue] = {}
+    for k, v in attributes.items():
+        kind = type(v)
+        if kind is str:  # most values: redact()'s string case, without its call
+            out[k] = MASK if v and is_secret_key(k) else scrub_text(v)
+        elif kind in _NUMBERS:  # a number holds no secret
+            out[k] = v
+        elif v is not None:
+            out[k] = redact(v, k)
+    return out
 
 
 _NUMBERS = frozenset((int, float, bool))
