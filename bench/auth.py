@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,11 @@ from bench.gateway import (
     MESSAGES,
     MODEL,
     OPENAI_PATH,
-    _child_env,
-    _pinned,
     bench_setup,
     lamina_run_config,
     loadavg,
+    start_gateway,
+    start_upstream,
     stop_servers,
 )
 from bench.paired import pct, run_pairs
@@ -64,19 +63,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def start(work: Path, idp: Any, gateway_cpu: str | None, client_cpu: str | None) -> dict[str, Any]:
     from lamina.testing.auth_servers import AUDIENCE, ISSUER
-    from lamina.testing.processes import ServerProcess, free_port, lamina_server
 
     servers: dict[str, Any] = {}
     try:
-        port = free_port()
-        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", "fast"]
-        servers["upstream"] = ServerProcess(
-            _pinned(argv, client_cpu),
-            port,
-            log_path=work / "upstream.log",
-            env=_child_env(),
-            ready_path="/v1/models",
-        ).start()
+        servers["upstream"] = start_upstream(work, client_cpu)
         base = lamina_run_config(servers["upstream"].url)
         jwks = {"uri": f"{idp.url}/jwks"}
         auths = {
@@ -97,10 +87,7 @@ def start(work: Path, idp: Any, gateway_cpu: str | None, client_cpu: str | None)
             config = {**base, "server": {"auth": auth}} if auth else base
             if name == "quota":
                 config = {**base, "server": {"auth": auth, "quota": quota}}
-            env = _child_env({"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json"})
-            server = lamina_server(config, work / name, env=env, name=name)
-            server.argv = _pinned(server.argv, gateway_cpu)
-            servers[name] = server.start()
+            servers[name] = start_gateway(config, work, name, gateway_cpu)
     except BaseException:
         stop_servers(servers)
         raise

@@ -164,6 +164,30 @@ def _pinned(argv: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *argv] if cpus is not None else argv
 
 
+def start_upstream(work: Path, cpus: str | None, impl: str = "fast") -> Any:
+    """The bench upstream (``bench.upstream``: canned OpenAI answers) on ``cpus``, started and ready."""
+    from lamina.testing.processes import ServerProcess, free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", impl]
+    return ServerProcess(
+        _pinned(argv, cpus), port, log_path=work / "upstream.log", env=_child_env(), ready_path="/v1/models"
+    ).start()
+
+
+def start_gateway(
+    config: dict[str, Any], work: Path, name: str, cpus: str | None, env: dict[str, str] | None = None
+) -> Any:
+    """``lamina run`` on ``config`` (in ``work/name``, logging as ``env`` says: json at warning by
+    default, as in production) on ``cpus``, started and ready."""
+    from lamina.testing.processes import lamina_server
+
+    log_env = {"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json", **(env or {})}
+    server = lamina_server(config, work / name, env=_child_env(log_env), name=name)
+    server.argv = _pinned(server.argv, cpus)  # `python -m lamina.cli run <config>`
+    return server.start()
+
+
 def lamina_run_config(upstream_url: str) -> dict[str, Any]:
     """A run config serving model ``ok`` through remote::vllm (an OpenAI-compatible upstream)."""
     return {
@@ -186,19 +210,11 @@ def start_servers(
     work: Path, upstream_impl: str, targets: list[str], gateway_cpu: str | None, client_cpu: str | None
 ) -> dict[str, Any]:
     """Start the upstream and every gateway in ``targets``; each is ready when this returns."""
-    from lamina.testing.processes import ServerProcess, free_port, lamina_server
+    from lamina.testing.processes import ServerProcess, free_port
 
     servers: dict[str, Any] = {}
     try:
-        port = free_port()
-        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", upstream_impl]
-        servers["upstream"] = ServerProcess(
-            _pinned(argv, client_cpu),
-            port,
-            log_path=work / "upstream.log",
-            env=_child_env(),
-            ready_path="/v1/models",
-        ).start()
+        servers["upstream"] = start_upstream(work, client_cpu, upstream_impl)
         upstream_url = servers["upstream"].url
         if "proxy" in targets:
             port = free_port()
@@ -207,17 +223,9 @@ def start_servers(
                 _pinned(argv, gateway_cpu), port, log_path=work / "proxy.log", env=_child_env()
             ).start()
         for name, level in (("lamina", "warning"), ("lamina-log", "info")):
-            if name not in targets:
-                continue
-            server = lamina_server(
-                lamina_run_config(upstream_url),
-                work / name,
-                # json, as in production (the hatch env sets console); info logs every request
-                env={"LAMINA_LOG_LEVEL": level, "LAMINA_LOG_FORMAT": "json"},
-                name=name,
-            )
-            server.argv = _pinned(server.argv, gateway_cpu)  # `python -m lamina.cli run <config>`
-            servers[name] = server.start()
+            if name in targets:  # info logs every request
+                config = lamina_run_config(upstream_url)
+                servers[name] = start_gateway(config, work, name, gateway_cpu, {"LAMINA_LOG_LEVEL": level})
     except BaseException:
         stop_servers(servers)
         raise

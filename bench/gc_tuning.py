@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ from bench.gateway import (
     MESSAGES,
     MODEL,
     OPENAI_PATH,
-    _child_env,
-    _pinned,
     bench_setup,
     lamina_run_config,
     loadavg,
+    start_gateway,
+    start_upstream,
     stop_servers,
 )
 from bench.paired import pct, run_pairs
@@ -53,26 +52,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def start(work: Path, gateway_cpu: str | None, client_cpu: str | None) -> dict[str, Any]:
-    from lamina.testing.processes import ServerProcess, free_port, lamina_server
-
     servers: dict[str, Any] = {}
     try:
-        port = free_port()
-        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", "fast"]
-        servers["upstream"] = ServerProcess(
-            _pinned(argv, client_cpu),
-            port,
-            log_path=work / "upstream.log",
-            env=_child_env(),
-            ready_path="/v1/models",
-        ).start()
+        servers["upstream"] = start_upstream(work, client_cpu)
         base = lamina_run_config(servers["upstream"].url)
         for name, (_label, gc) in TARGETS.items():
-            config = {**base, "server": {"gc": gc}}
-            env = _child_env({"LAMINA_LOG_LEVEL": "warning", "LAMINA_LOG_FORMAT": "json"})
-            server = lamina_server(config, work / name, env=env, name=name)
-            server.argv = _pinned(server.argv, gateway_cpu)
-            servers[name] = server.start()
+            servers[name] = start_gateway({**base, "server": {"gc": gc}}, work, name, gateway_cpu)
     except BaseException:
         stop_servers(servers)
         raise

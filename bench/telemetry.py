@@ -26,7 +26,6 @@ import os
 import shlex
 import shutil
 import statistics
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,11 +38,12 @@ from bench.gateway import (
     MESSAGES,
     MODEL,
     OPENAI_PATH,
-    _child_env,
     _pinned,
     bench_setup,
     lamina_run_config,
     loadavg,
+    start_gateway,
+    start_upstream,
     stop_servers,
 )
 from bench.wrk import WrkResult, run_wrk, wrk_binary
@@ -269,19 +269,9 @@ def start_servers(
     parts: list[str],
     gc: dict[str, Any] | None = None,
 ):
-    from lamina.testing.processes import ServerProcess, free_port, lamina_server
-
     servers: dict[str, Any] = {}
     try:
-        port = free_port()
-        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", "fast"]
-        servers["upstream"] = ServerProcess(
-            _pinned(argv, client_cpu),
-            port,
-            log_path=work / "upstream.log",
-            env=_child_env(),
-            ready_path="/v1/models",
-        ).start()
+        servers["upstream"] = start_upstream(work, client_cpu)
         url = servers["upstream"].url
         configs = {"off": lamina_run_config(url), "on": telemetry_run_config(url, receiver, work)}
         for part in parts:
@@ -292,14 +282,8 @@ def start_servers(
             if gc is not None:
                 config["server"] = {"gc": gc}
             # Metrics exported every 10 s rather than OpenTelemetry's default minute: several exports per run.
-            env = {
-                "LAMINA_LOG_LEVEL": "warning",
-                "LAMINA_LOG_FORMAT": "json",
-                "OTEL_METRIC_EXPORT_INTERVAL": "10000",
-            }
-            server = lamina_server(config, work / name, env=env, name=name)
-            server.argv = _pinned(server.argv, gateway_cpu)
-            servers[name] = server.start()
+            env = {"OTEL_METRIC_EXPORT_INTERVAL": "10000"}
+            servers[name] = start_gateway(config, work, name, gateway_cpu, env)
     except BaseException:
         stop_servers(servers)
         raise
