@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
         stop_servers(servers)
     info = setup.info
     lines = [
-        "### Garbage collection settings (`server.gc`)",
+        "## Garbage collection (`server.gc`)",
         "",
         f"`{command}`: {info['date']}; {info['CPU']}, {info['Python']}, git {info['git']}; pinned "
         f"{setup.pinned}; load {setup.load_before} / {loadavg()}. OpenAI chat non-streaming through Lamina "

@@ -517,6 +517,9 @@ def main(argv: list[str]) -> int:
     print()
     print(text)
     if args.out:
-        report.update_doc(args.out, text, section="telemetry-paced" if args.paced else "telemetry")
+        if args.paced:
+            report.update_doc(args.out, text, section="telemetry-paced", command="telemetry --paced")
+        else:
+            report.update_doc(args.out, text, section="telemetry")
         print(f"\nwrote {args.out}")
     return 0
