@@ -13,6 +13,11 @@ then runs wrk at concurrency 16 against each, alternating off/on (and which goes
 and reports the medians: requests/s, the throughput cost, and the gateway's CPU time per request
 (from /proc, so the machine's other load does not enter it). Target: at most 10% throughput cost.
 With ``--pin`` (the default on 2+ cores) the gateway under test has CPU 1; everything else CPU 0.
+With ``--paced MS`` each wrk connection waits MS ms after each answer, so off and on serve about the same
+request rate and their CPU per request compares like for like: flat out on two cores, the "on" gateway's
+export worker takes CPU from wrk and the upstream, the gateway gets fewer requests per event-loop turn,
+and its CPU per request rises for reasons that are not its own work (docs/benchmarks.md, "Telemetry
+cost", step 4).
 
 The OTLP receiver only counts what arrives (requests and bytes; decoding would cost CPU 0 the time
 it takes, and the cost measured here is the gateway's).
