@@ -73,7 +73,7 @@ async def record_owner(kind: str, resource_id: str) -> None:
 
 async def visible(request: web.Request, kind: str, ids: Iterable[str]) -> list[str]:
     """The ids among ``ids`` the caller may read, in their order: what a listing shows."""
-    guard, user = request.app.get(ACCESS_GUARD), PRINCIPAL.get()
-    if guard is None or user is None:
+    guard = request.app.get(ACCESS_GUARD)
+    if guard is None:
         return list(ids)
-    return [i for i in ids if guard.allowed(Action.read, await guard.resource(kind, i), user)]
+    return [i for i in ids if await guard.caller_may_read(kind, i)]

@@ -56,6 +56,11 @@ class AccessGuard:
     def allowed(self, action: Action, resource: Resource, user: Principal) -> bool:
         return is_allowed(self.policy, action, resource, user)
 
+    async def caller_may_read(self, kind: str, resource_id: str) -> bool:
+        """Whether the current caller (``PRINCIPAL``) may read ``kind::resource_id``; True without one."""
+        user = PRINCIPAL.get()
+        return user is None or self.allowed(Action.read, await self.resource(kind, resource_id), user)
+
     async def resource(self, kind: str, resource_id: str, item: Any = None) -> Resource:
         assert self.owners is not None, "the stack (and its metadata store) starts before requests are served"
         if (kind, resource_id) in _SERVER_OWNED:

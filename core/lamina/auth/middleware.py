@@ -22,6 +22,7 @@ from lamina.quotas.middleware import count_failed_authentication
 from lamina.redaction import add_request_secrets
 from lamina.request_context import PRINCIPAL
 from lamina.telemetry.context import current_span
+from lamina.telemetry.http_spans import route_template
 
 log = structlog.get_logger("lamina.auth")
 MAX_TOKEN_CHARS = 16384
@@ -82,8 +83,9 @@ class Authenticator:
 def auth_middleware(authenticator: Authenticator):
     @web.middleware
     async def middleware(request: web.Request, handler):
+        open_routes = authenticator.open_routes
         if request.path in authenticator.open_paths or (
-            authenticator.open_routes and _route_of(request) in authenticator.open_routes
+            open_routes and (request.method, route_template(request)) in open_routes
         ):
             PRINCIPAL.set(None)
             return await handler(request)
@@ -100,9 +102,3 @@ def auth_middleware(authenticator: Authenticator):
         return await handler(request)
 
     return middleware
-
-
-def _route_of(request: web.Request) -> tuple[str, str] | None:
-    """The request's (method, path template), as a plugin's RouteSpec declares it."""
-    resource = request.match_info.route.resource
-    return None if resource is None else (request.method, resource.canonical)

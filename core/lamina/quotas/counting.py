@@ -29,8 +29,13 @@ def client_of(request: web.Request) -> Client:
     principal = current_principal()
     if principal is not None:
         return Client(f"user:{principal.id}", True)
-    # As Llama Stack: the peer's address (a proxy in front should authenticate, or every client behind
-    # it shares one count: X-Forwarded-For is not trusted, any client could send it).
+    return anonymous_client(request)
+
+
+def anonymous_client(request: web.Request) -> Client:
+    """A caller without credentials, counted by its address. As Llama Stack: the peer's address (a proxy
+    in front should authenticate, or every client behind it shares one count: X-Forwarded-For is not
+    trusted, any client could send it)."""
     return Client(f"anon:{request.remote or 'unknown'}", False)
 
 

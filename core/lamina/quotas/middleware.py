@@ -6,13 +6,20 @@ address (Llama Stack's keys). A refused request is a 429 with ``Retry-After`` na
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
 
 from lamina.quotas.config import QuotaConfig
-from lamina.quotas.counting import Client, QuotaCounter, QuotaExceeded, client_of, current_window
+from lamina.quotas.counting import (
+    Client,
+    QuotaCounter,
+    QuotaExceeded,
+    anonymous_client,
+    client_of,
+    current_window,
+)
 from lamina.quotas.token_budgets import BUDGET_CONTEXT, TokenBudgets
 from lamina.storage import open_kvstore
 
@@ -73,24 +80,19 @@ def quota_middleware(config: QuotaConfig):
 
 
 async def _count_request(counter: QuotaCounter, client: Client) -> None:
-    config = counter.config
-    now = time.time()
-    window = current_window(config, now)
-    count = await counter.add("requests", client, 1, window)
     setting = "authenticated_max_requests" if client.authenticated else "anonymous_max_requests"
-    limit = getattr(config, setting)
-    if count > limit:
-        retry_after = window.retry_after(now)
-        log.warning("quota_exceeded", quota=setting, client=client.key, count=count, limit=limit)
-        who = "this principal" if client.authenticated else "this client address (no credentials sent)"
-        raise QuotaExceeded(
-            f"request quota exceeded: {limit} requests per {config.period.value} for {who} "
-            f"(server.quota.{setting}); the quota refills in {retry_after} s (Retry-After)",
-            quota=setting,
-            retry_after=retry_after,
-            limit=limit,
-            period=config.period.value,
-        )
+    who = "this principal" if client.authenticated else "this client address (no credentials sent)"
+    await _count(
+        counter,
+        "requests",
+        client,
+        setting,
+        "quota_exceeded",
+        lambda limit, period, retry_after: (
+            f"request quota exceeded: {limit} requests per {period} for {who} "
+            f"(server.quota.{setting}); the quota refills in {retry_after} s (Retry-After)"
+        ),
+    )
 
 
 async def count_failed_authentication(request: web.Request) -> None:
@@ -101,19 +103,40 @@ async def count_failed_authentication(request: web.Request) -> None:
     counter = request.app.get(QUOTA_COUNTER)
     if counter is None:
         return
+    await _count(
+        counter,
+        "failed_auth",
+        anonymous_client(request),
+        "anonymous_max_requests",
+        "failed_authentications_exceeded",
+        lambda limit, period, retry_after: (
+            f"too many failed authentications from this client address: {limit} per {period} "
+            f"(server.quota.anonymous_max_requests); send valid credentials after {retry_after} s "
+            "(Retry-After)"
+        ),
+    )
+
+
+async def _count(
+    counter: QuotaCounter,
+    what: str,
+    client: Client,
+    setting: str,
+    event: str,
+    message: Callable[[int, str, int], str],
+) -> None:
+    """One more ``what`` for ``client`` in the current window; past ``server.quota.<setting>`` a 429 whose
+    text is ``message(limit, period, retry_after)``."""
     config, now = counter.config, time.time()
     window = current_window(config, now)
-    client = Client(f"anon:{request.remote or 'unknown'}", False)
-    count = await counter.add("failed_auth", client, 1, window)
-    limit = config.anonymous_max_requests
+    count = await counter.add(what, client, 1, window)
+    limit = getattr(config, setting)
     if count > limit:
         retry_after = window.retry_after(now)
-        log.warning("failed_authentications_exceeded", client=client.key, count=count, limit=limit)
+        log.warning(event, quota=setting, client=client.key, count=count, limit=limit)
         raise QuotaExceeded(
-            f"too many failed authentications from this client address: {limit} per "
-            f"{config.period.value} (server.quota.anonymous_max_requests); send valid credentials after "
-            f"{retry_after} s (Retry-After)",
-            quota="anonymous_max_requests",
+            message(limit, config.period.value, retry_after),
+            quota=setting,
             retry_after=retry_after,
             limit=limit,
             period=config.period.value,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from lamina.access import owners
 from lamina.access.guard import AccessGuard, owner_in
 from lamina.access.owners import OwnerStore
-from lamina.access.policy import Action, Owner, parse_policy
+from lamina.access.policy import Owner, parse_policy
 from lamina.auth.api_keys import ApiKeyStore, admin_routes
 from lamina.auth.config import AuthConfig
 from lamina.auth.middleware import Authenticator, auth_middleware
@@ -154,14 +155,7 @@ def _owners_lifecycle(guard: AccessGuard):
                 return group.identifier
 
             guard.tool_group_of = tool_group_of
-
-            async def usable(group_id: str) -> bool:
-                user = PRINCIPAL.get()
-                if user is None:
-                    return True
-                return guard.allowed(Action.read, await guard.resource("tool_group", group_id), user)
-
-            stack.tool_groups.usable = usable
+            stack.tool_groups.usable = functools.partial(guard.caller_may_read, "tool_group")
         owners.activate(guard.owners)
         try:
             yield
