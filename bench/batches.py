@@ -158,8 +158,9 @@ def measure(executor: str, upstream_url: str, args: argparse.Namespace) -> dict[
 
     from lamina.testing.processes import lamina_server
 
-    work = Path(tempfile.mkdtemp(prefix="lamina-bench-batches-"))
     with ExitStack() as stack:
+        # Each run's server state (its databases: ~13 MB) goes with the run.
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lamina-bench-batches-run-")))
         ray = None
         if executor.startswith("ray"):
             from lamina_ray.local_cluster import LocalRayCluster

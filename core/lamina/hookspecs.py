@@ -616,6 +616,9 @@ def lamina_job_executors() -> list[JobExecutorSpec]:
     - The manager, not the executor, owns each job's state, lease, concurrency limits and order; an
       executor may run parts of a job in parallel elsewhere (fanning a batch out to a cluster) as long as
       ``run`` returns only when the job's work is done.
+    - Optionally ``async prepare(work)``: called once after ``start`` with the server's
+      ``lamina.jobs.WorkEnvironment``, before any job runs; return soon (start slow things, such as a pool of
+      remote workers, in a task of your own, and log rather than raise when they fail: a job then finds out).
     - Optionally ``async map(function, items, *, work, concurrency, on_result, yield_to_clients)``: run the
       work function (an import path, ``async def f(apis, item) -> JSON``) on every item, at most
       ``concurrency`` at once, awaiting ``on_result(index, result)`` in the server as each finishes, and

@@ -550,12 +550,13 @@ async def test_hook_lamina_job_executors(load, tmp_path: Path) -> None:
     async with started(Stack.build(run_config(tmp_path, providers, jobs=jobs), pm)) as stack:
         assert stack.jobs is not None
         executor = stack.jobs.executor
-        assert executor.label == "hooks" and executor.events == ["start"]
+        assert executor.label == "hooks" and executor.events == ["start", "prepare"]
+        assert executor.work.run_config is stack.config, "prepare gets the server's work environment"
         job = await stack.jobs.submit("test.count", {"items": 2})
         done = await stack.jobs.wait(job.id, within=30)
         assert done.status == "completed" and done.result["items"] == 2
         assert executor.runs == [job.id], "the configured executor ran the handler"
-    assert executor.events == ["start", "shutdown"]
+    assert executor.events == ["start", "prepare", "shutdown"]
     # A name nobody offers fails the build, listing what is there; so does a bad executor_config.
     with pytest.raises(ConfigError, match=r"jobs.executor: no installed plugin offers job executor 'ray' "):
         Stack.build(run_config(tmp_path, providers, jobs={"executor": "ray"}), pm)

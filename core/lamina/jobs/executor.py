@@ -20,7 +20,8 @@ INLINE = "inline"
 
 @runtime_checkable
 class JobExecutor(Protocol):
-    """Runs job handlers; see ``lamina.hookspecs.lamina_job_executors`` for the contract."""
+    """Runs job handlers; see ``lamina.hookspecs.lamina_job_executors`` for the contract (and the optional
+    ``prepare(work)`` and ``map(...)``)."""
 
     async def start(self) -> None: ...
 

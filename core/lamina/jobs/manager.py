@@ -250,6 +250,9 @@ class JobManager:
             return
         self._started = True
         await self.executor.start()
+        prepare = getattr(self.executor, "prepare", None)  # optional: warm up with the work environment
+        if prepare is not None:
+            await prepare(self.work)
         await self._scan_expired()
         self._stop_observing = metrics.observe_jobs(self.job_counts)
         self._tasks = [

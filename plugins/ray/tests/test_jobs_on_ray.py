@@ -370,58 +370,64 @@ def test_a_batch_agent_run_on_ray_runs_each_row_as_a_turn_on_the_actors(
     assert "ray_pool_started" in server.log_path.read_text()
 
 
-def test_a_post_training_job_on_ray_trains_in_an_actor_reports_progress_and_cancels(
-    start_lamina: Callable[..., ServerProcess], ray_cluster: Any, tmp_path: Path
-) -> None:
-    """With jobs.executor ray, inline::huggingface trains in a Ray actor: progress, checkpoints and the
-    result come back to the job; a cancel stops the actor's training."""
-    pytest.importorskip("lamina_post_training_huggingface")
-    from lamina_post_training_huggingface.tiny_model import build_tiny_llama
+class TrainingServer:
+    """A server whose inline::huggingface provider (``provider_config``) trains on the test cluster, with a
+    two-row dataset and a tiny model."""
 
-    qa = [("What color is the sky?", "Blue."), ("Capital of France?", "Paris.")]
-    model = build_tiny_llama(tmp_path / "model", [f"{q} {a}" for q, a in qa] * 5)
-    state = tmp_path / "state"
-    sqlite = {"type": "sqlite", "db_path": str(state / "d.db")}
-    config = {
-        "version": 2,
-        "image_name": "post-training-ray",
-        "providers": {
-            "datasetio": [
-                {"provider_id": "localfs", "provider_type": "inline::localfs", "config": {"kvstore": sqlite}}
-            ],
-            "post_training": [
-                {
-                    "provider_id": "huggingface",
-                    "provider_type": "inline::huggingface",
-                    "config": {"device": "cpu"},
-                }
-            ],
-        },
-        "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
-        "jobs": {
-            "executor": "ray",
-            "executor_config": {"address": ray_cluster.address},
-            "progress_interval": 0.1,
-            "poll_seconds": 0.2,
-        },
-    }
-    server = start_lamina(config, name="post-training-ray")
-    rows = [{"input_query": q, "expected_answer": a} for q, a in qa]
-    dataset = httpx.post(
-        f"{server.url}/v1/datasets",
-        json={"purpose": "post-training/messages", "source": {"type": "rows", "rows": rows}},
-    ).json()["identifier"]
+    def __init__(
+        self,
+        start_lamina: Callable[..., ServerProcess],
+        ray_cluster: Any,
+        tmp_path: Path,
+        **provider_config: Any,
+    ) -> None:
+        pytest.importorskip("lamina_post_training_huggingface")
+        from lamina_post_training_huggingface.tiny_model import build_tiny_llama
 
-    def submit(job_uuid: str, epochs: int) -> None:
+        qa = [("What color is the sky?", "Blue."), ("Capital of France?", "Paris.")]
+        self.model = build_tiny_llama(tmp_path / "model", [f"{q} {a}" for q, a in qa] * 5)
+        state = tmp_path / "state"
+        sqlite = {"type": "sqlite", "db_path": str(state / "d.db")}
+        localfs = {"provider_id": "localfs", "provider_type": "inline::localfs"}
+        localfs["config"] = {"kvstore": sqlite}
+        config = {
+            "version": 2,
+            "image_name": "post-training-ray",
+            "providers": {
+                "datasetio": [localfs],
+                "post_training": [
+                    {
+                        "provider_id": "huggingface",
+                        "provider_type": "inline::huggingface",
+                        "config": {"device": "cpu", **provider_config},
+                    }
+                ],
+            },
+            "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
+            "jobs": {
+                "executor": "ray",
+                "executor_config": {"address": ray_cluster.address},
+                "progress_interval": 0.1,
+                "poll_seconds": 0.2,
+            },
+        }
+        self.server = start_lamina(config, name="post-training-ray")
+        rows = [{"input_query": q, "expected_answer": a} for q, a in qa]
+        self.dataset = httpx.post(
+            f"{self.server.url}/v1/datasets",
+            json={"purpose": "post-training/messages", "source": {"type": "rows", "rows": rows}},
+        ).json()["identifier"]
+
+    def submit(self, job_uuid: str, epochs: int) -> None:
         body = {
             "job_uuid": job_uuid,
-            "model": str(model),
+            "model": str(self.model),
             "training_config": {
                 "n_epochs": epochs,
                 "max_steps_per_epoch": 100,
                 "gradient_accumulation_steps": 1,
                 "data_config": {
-                    "dataset_id": dataset,
+                    "dataset_id": self.dataset,
                     "batch_size": 1,
                     "shuffle": False,
                     "data_format": "instruct",
@@ -436,21 +442,30 @@ def test_a_post_training_job_on_ray_trains_in_an_actor_reports_progress_and_canc
             "hyperparam_search_config": {},
             "logger_config": {},
         }
-        response = httpx.post(f"{server.url}/v1/post-training/supervised-fine-tune", json=body)
+        response = httpx.post(f"{self.server.url}/v1/post-training/supervised-fine-tune", json=body)
         assert response.status_code == 200, response.text
 
-    def status(job_uuid: str) -> dict[str, Any]:
-        return httpx.get(f"{server.url}/v1/post-training/job/status", params={"job_uuid": job_uuid}).json()
+    def status(self, job_uuid: str) -> dict[str, Any]:
+        url = f"{self.server.url}/v1/post-training/job/status"
+        return httpx.get(url, params={"job_uuid": job_uuid}).json()
 
-    def finished(job_uuid: str) -> dict[str, Any]:
+    def finished(self, job_uuid: str, within: float = 240) -> dict[str, Any]:
         return until(
-            lambda: (s := status(job_uuid))["status"] in ("completed", "failed", "cancelled") and s,
+            lambda: (s := self.status(job_uuid))["status"] in ("completed", "failed", "cancelled") and s,
             f"training job {job_uuid} to finish",
-            240,
+            within,
         )
 
+
+def test_a_post_training_job_on_ray_trains_in_an_actor_reports_progress_and_cancels(
+    start_lamina: Callable[..., ServerProcess], ray_cluster: Any, tmp_path: Path
+) -> None:
+    """With jobs.executor ray, inline::huggingface trains in a Ray actor: progress, checkpoints and the
+    result come back to the job; a cancel stops the actor's training."""
+    training = TrainingServer(start_lamina, ray_cluster, tmp_path)
+    server, submit, status = training.server, training.submit, training.status
     submit("on-ray", 2)
-    final = finished("on-ray")
+    final = training.finished("on-ray")
     assert final["status"] == "completed", final["error"]
     assert final["progress"] == {"done": 4, "total": 4}
     assert [m["step"] for m in final["metrics"]] == [1, 2, 3, 4]
@@ -466,3 +481,17 @@ def test_a_post_training_job_on_ray_trains_in_an_actor_reports_progress_and_canc
     assert response.status_code == 200, response.text
     cancelled = status("long")
     assert cancelled["status"] == "cancelled" and cancelled["progress"]["done"] < 20_000
+
+
+def test_a_training_actor_no_node_can_place_fails_the_job_saying_why(
+    start_lamina: Callable[..., ServerProcess], ray_cluster: Any, tmp_path: Path
+) -> None:
+    """More CPUs than any node has (each has 1): the job fails after ray_start_timeout, naming the setting
+    and the cluster's free CPUs, instead of waiting forever for a placement."""
+    training = TrainingServer(start_lamina, ray_cluster, tmp_path, ray_num_cpus=4, ray_start_timeout=3)
+    training.submit("unplaceable", 1)
+    final = training.finished("unplaceable", within=120)
+    assert final["status"] == "failed"
+    expected = r"did not start within 3 s \(ray_start_timeout\); it needs a node with 4 free CPU\(s\)"
+    assert re.search(expected, final["error"]), final["error"]
+    assert "(ray_num_cpus)" in final["error"]

@@ -108,7 +108,12 @@ async def train_on_ray(
     actor = actor_class.remote()
     last: dict[str, Any] | None = None
     try:
-        where = await actor.start.remote(job_spec(plan, rows, validation, config, resume_from))
+        where = await _started(actor, job_spec(plan, rows, validation, config, resume_from), config)
+    except BaseException:  # never placed or not started: nothing trains yet, nothing to stop first
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+        raise
+    try:
         log.info("post_training_on_ray", **where)
         while last is None:
             for message in await actor.poll.remote(1.0):
@@ -126,6 +131,28 @@ async def train_on_ray(
     if last["event"] == "error":
         raise rebuilt(last)
     return {**last["summary"], "ran_on": where}
+
+
+async def _started(actor: Any, spec: Any, config: HuggingFacePostTrainingConfig) -> dict[str, Any]:
+    """The actor's start answer, within ``ray_start_timeout`` seconds: an actor no node can place (too few
+    free CPUs) would otherwise keep the job waiting for as long as the CPUs stay taken."""
+    import ray
+
+    try:
+        async with asyncio.timeout(config.ray_start_timeout):
+            return await actor.start.remote(spec)
+    except TimeoutError:
+        free, total = await asyncio.to_thread(
+            lambda: (ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0))
+        )
+        timeout, cpus = config.ray_start_timeout, config.ray_num_cpus
+        raise RuntimeError(
+            f"post training on Ray: the training actor did not start within {timeout:g} s "
+            f"(ray_start_timeout); it needs a node with {cpus:g} free CPU(s) (ray_num_cpus) and the "
+            f"cluster has {free:g} of {total:g} free (the ray executor's actor pool keeps its actors' "
+            f"CPUs): lower ray_num_cpus, add a node, or give the pool fewer (jobs.executor_config "
+            f"num_actors, num_cpus)"
+        ) from None
 
 
 async def _stopped(actor: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -46,6 +46,14 @@ class RayExecutorConfig(BaseModel):
     )
     runtime_env: dict[str, Any] | None = Field(
         default=None, description="A Ray runtime_env for the actors (env_vars, working_dir, ...)."
+    )
+    start_actors: Literal["first_batch", "with_server"] = Field(
+        default="first_batch",
+        description="When the actor pool starts: 'first_batch' (by the first job that fans work out; no "
+        "actors, and no CPUs held in the cluster, until then) or 'with_server' (in the background once the "
+        "server has started: the actors' start-up, seconds of CPU each, is paid before any batch, and actors "
+        "that cannot start are logged then). Either way the pool then holds num_actors x num_cpus CPUs for "
+        "the server's life, which other Ray work (a post-training actor) cannot use.",
     )
     start_timeout: float = Field(
         default=120.0, gt=0, description="Seconds an actor may take to build and start its worker stack."

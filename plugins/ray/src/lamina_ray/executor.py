@@ -40,6 +40,7 @@ class RayExecutor:
         self._pool_lock = asyncio.Lock()
         self._connected_here = False  # this executor called ray.init (so it calls ray.shutdown)
         self._pool_config: Any = None  # the run config object the pool was built from
+        self._warming: asyncio.Task[None] | None = None  # the pool's start with the server (prepare)
 
     # -- JobExecutor ---------------------------------------------------------------------------
 
@@ -68,10 +69,28 @@ class RayExecutor:
         self._connected_here = True
         log.info("ray_connected", address=self.settings.address, namespace=self.settings.namespace)
 
+    async def prepare(self, work: WorkEnvironment) -> None:
+        """With ``start_actors: with_server``, start the actor pool now, in the background: the server
+        does not wait for it, the first map does (it takes the pool's lock). A pool that cannot start is
+        logged; the first map then tries again and fails naming why."""
+        if self.settings.start_actors != "with_server" or work.run_config is None:
+            return
+        self._warming = asyncio.create_task(self._start_pool(work), name="ray-pool-start")
+
+    async def _start_pool(self, work: WorkEnvironment) -> None:
+        try:
+            await self._pool_for(work)
+        except Exception as exc:
+            log.warning("ray_pool_start_failed", error=str(exc), when="with_server")
+
     async def run(self, handler: JobHandler, context: JobContext) -> Any:
         return await handler(context)
 
     async def shutdown(self) -> None:
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

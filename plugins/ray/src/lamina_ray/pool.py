@@ -58,7 +58,12 @@ class ActorPool:
     async def start(self) -> None:
         """Start ``num_actors`` actors and wait for every worker stack (RayWorkError naming a failure)."""
         fresh = [self._spawn() for _ in range(self.settings.num_actors)]
-        results = await asyncio.gather(*(self._started(a) for a in fresh), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(self._started(a) for a in fresh), return_exceptions=True)
+        except asyncio.CancelledError:  # the server stopped while they started: none is left behind
+            for actor in fresh:
+                self._kill(actor)
+            raise
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             for actor in fresh:

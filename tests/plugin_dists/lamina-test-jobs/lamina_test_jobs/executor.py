@@ -1,4 +1,4 @@
-"""``test-counting``: the inline executor plus a record of what it ran, and its start/stop calls."""
+"""``test-counting``: the inline executor plus a record of what it ran, and its start/prepare/stop calls."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ class CountingExecutor:
         self.label = label
         self.runs: list[str] = []
         self.events: list[str] = []
+        self.work: Any = None  # the WorkEnvironment prepare() was given
 
     async def start(self) -> None:
         self.events.append("start")
+
+    async def prepare(self, work: Any) -> None:
+        self.events.append("prepare")
+        self.work = work
 
     async def run(self, handler: JobHandler, context: JobContext) -> Any:
         self.runs.append(context.job_id)
