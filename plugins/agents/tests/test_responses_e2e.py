@@ -327,6 +327,33 @@ def test_web_search_runs_the_tool_runtimes_web_search(web_oa: OpenAI, search_api
     assert seen[-1]["api"] == "brave" and seen[-1]["query"] == "Paris"
 
 
+def test_an_agents_builtin_websearch_is_brave_search_to_the_model_and_in_its_steps(
+    web_oa: OpenAI, search_api: ServerProcess
+) -> None:
+    """As in Llama Stack 0.2.12 (its test_builtin_tool_web_search): an agent's builtin::websearch tool
+    ``web_search`` is offered to the model as ``brave_search`` and the turn's step names the call so; the
+    Tool Runtime runs ``web_search``."""
+    ls = LlamaStackClient(base_url=str(web_oa.base_url).split("/v1/openai")[0], max_retries=0, timeout=60)
+    config = {
+        "model": "fake/echo",
+        "instructions": "Search the web.",
+        "toolgroups": ["builtin::websearch"],
+        "tool_config": {"tool_choice": "required"},
+    }
+    agent_id = ls.agents.create(agent_config=config).agent_id
+    session_id = ls.agents.session.create(agent_id, session_name="s").session_id
+    ask = [{"role": "user", "content": "News about Paris?"}]
+    turn = ls.agents.turn.create(session_id, agent_id=agent_id, messages=ask, stream=False)
+    step = next(s for s in turn.steps if s.step_type == "tool_execution")
+    assert step.tool_calls[0].tool_name == "brave_search"
+    [answer] = step.tool_responses
+    assert answer.tool_name == "brave_search" and "About Paris" in str(answer.content)
+    first_call = turn.steps[0].api_model_response.tool_calls[0]
+    assert first_call.tool_name == "brave_search"  # what the model was offered and called
+    seen = httpx.get(f"{search_api.url}/_seen").json()
+    assert seen[-1]["api"] == "brave" and seen[-1]["query"] == "Paris"
+
+
 # -- mcp: a real MCP server (the mcp plugin's test server), both transports --------------------------
 
 MCP_TOKEN = "s3cret-token"

@@ -175,6 +175,20 @@ def response_format(fmt: ResponseFormat | None) -> dict[str, Any] | None:
     )
 
 
+# Llama Stack offers the built-in tool groups' tools to the model under the Llama models' built-in tool
+# names, and its turn steps name the call so: builtin::websearch's ``web_search`` is ``brave_search``
+# (Llama Stack 0.2.12's agent_instance; its test_builtin_tool_web_search checks the step's tool_name).
+# The Tool Runtime still runs ``web_search``: the tool's runtime_name.
+BUILTIN_MODEL_NAMES = {"web_search": "brave_search"}
+
+
+def model_tool_name(group_id: str, tool: str) -> str:
+    """The name the model (and the turn's steps) see for ``tool`` of ``group_id``."""
+    if group_id.startswith("builtin::") and group_id != "builtin::rag":
+        return BUILTIN_MODEL_NAMES.get(tool, tool)
+    return tool
+
+
 async def resolve_tools(
     config: AgentConfig, turn_groups: list[Any] | None, tool_runtime: Any
 ) -> list[EngineTool]:
@@ -217,14 +231,14 @@ async def resolve_tools(
                 param=f"{field}[{i}]",
             )
         for tool in offered:
-            if tool.identifier in tools:
+            model_name = model_tool_name(group_id, tool.identifier)
+            if model_name in tools:
                 raise BadRequestError(
-                    f"{field}[{i}]: tool '{tool.identifier}' is offered twice (by a client tool or another "
-                    "group)",
+                    f"{field}[{i}]: tool '{model_name}' is offered twice (by a client tool or another group)",
                     param=f"{field}[{i}]",
                 )
-            tools[tool.identifier] = EngineTool(
-                tool.identifier,
+            tools[model_name] = EngineTool(
+                model_name,
                 tool.description,
                 parameters_schema(tool.parameters),
                 bound_args=args.get(group_id, {}),
