@@ -330,6 +330,40 @@ async def test_shutdown_while_the_pool_starts_leaves_no_actor(
     await until(all_cpus_free, "the starting actors to be killed", within=60)
 
 
+async def test_an_idle_pool_is_stopped_freeing_its_cpus_and_the_next_map_starts_another(
+    stack: Stack, executor: Callable[..., Any], fake: ServerProcess
+) -> None:
+    """idle_timeout: no map for that long stops the actors (their CPUs free for other Ray work); a map in
+    flight, even a long one, keeps them; the next map starts a new pool."""
+    import ray
+
+    ex = await executor(idle_timeout=1)
+    gate(fake, False)
+    held = asyncio.create_task(
+        ex.map("ray_work:chat", items("i", 2, model="gated"), work=work(stack), concurrency=2)
+    )
+    await until(lambda: gate(fake)["waiting"] == 2, "two items held on the actors")
+    first = ex._pool
+    await asyncio.sleep(2)  # longer than idle_timeout, but a map is in flight
+    assert ex._pool is first and len(first.live()) == 2
+    gate(fake, True)
+    await held
+
+    def all_cpus_free() -> bool:
+        return ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU")
+
+    await until(lambda: ex._pool is None, "the idle pool to be stopped", within=30)
+    await until(all_cpus_free, "the idle pool's actors to free their CPUs", within=60)
+    seen: list[Any] = []
+
+    async def keep(index: int, result: Any) -> None:
+        seen.append(result)
+
+    await ex.map("ray_work:chat", items("j", 2), work=work(stack), concurrency=2, on_result=keep)
+    assert len(seen) == 2 and {r["content"] for r in seen} == {ANSWER}
+    assert ex._pool is not None and ex._pool is not first
+
+
 async def test_an_item_on_a_node_that_dies_is_retried_on_the_other_node(
     stack: Stack, executor: Callable[..., Any], fake: ServerProcess, ray_cluster: Any
 ) -> None:

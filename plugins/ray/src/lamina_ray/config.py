@@ -52,8 +52,15 @@ class RayExecutorConfig(BaseModel):
         description="When the actor pool starts: 'first_batch' (by the first job that fans work out; no "
         "actors, and no CPUs held in the cluster, until then) or 'with_server' (in the background once the "
         "server has started: the actors' start-up, seconds of CPU each, is paid before any batch, and actors "
-        "that cannot start are logged then). Either way the pool then holds num_actors x num_cpus CPUs for "
-        "the server's life, which other Ray work (a post-training actor) cannot use.",
+        "that cannot start are logged then). Either way the pool then holds num_actors x num_cpus CPUs, "
+        "which other Ray work (a post-training actor) cannot use, until idle_timeout.",
+    )
+    idle_timeout: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds without any work fanned out after which the pool's actors are stopped, freeing "
+        "their cluster CPUs (and the models they loaded) for other Ray work; the next job starts a new "
+        "pool. null: keep the actors for the server's life.",
     )
     start_timeout: float = Field(
         default=120.0, gt=0, description="Seconds an actor may take to build and start its worker stack."

@@ -8,6 +8,9 @@ with a call that sends the item to an actor: at most ``concurrency`` items in fl
 own type and message) is raised here; cancelling the awaiting task cancels the Ray tasks in flight
 (``ray.cancel``) and raises CancelledError; an item whose actor or node died is tried again on another
 actor, at most ``max_attempts`` times, then the map fails naming the failures.
+
+The pool starts with the first map (or at start-up: ``start_actors``) and is stopped after
+``idle_timeout`` seconds without a map, freeing its cluster CPUs; the next map starts a new one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class RayExecutor:
         self._connected_here = False  # this executor called ray.init (so it calls ray.shutdown)
         self._pool_config: Any = None  # the run config object the pool was built from
         self._warming: asyncio.Task[None] | None = None  # the pool's start with the server (prepare)
+        self._maps = 0  # maps in flight: the pool is idle when none is
+        self._idle_timer: asyncio.TimerHandle | None = None  # stops the pool after idle_timeout
+        self._idle_stop: asyncio.Task[None] | None = None
 
     # -- JobExecutor ---------------------------------------------------------------------------
 
@@ -87,10 +93,13 @@ class RayExecutor:
         return await handler(context)
 
     async def shutdown(self) -> None:
-        warming, self._warming = self._warming, None
+        self._cancel_idle_timer()
+        warming, stopping = self._warming, self._idle_stop
+        self._warming = self._idle_stop = None
         if warming is not None and not warming.done():
             warming.cancel()
-            await asyncio.gather(warming, return_exceptions=True)
+        # an idle pool being stopped finishes stopping (its actors are killed either way)
+        await asyncio.gather(*(t for t in (warming, stopping) if t is not None), return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -112,13 +121,33 @@ class RayExecutor:
         on_result: OnResult | None = None,
         yield_to_clients: bool = False,
     ) -> None:
+        if not items:
+            return
+        self._maps += 1
+        self._cancel_idle_timer()
+        try:
+            await self._map(function, items, work, concurrency, on_result, yield_to_clients)
+        finally:
+            self._maps -= 1
+            if self._maps == 0 and self.settings.idle_timeout is not None:
+                self._idle_timer = asyncio.get_running_loop().call_later(
+                    self.settings.idle_timeout, self._on_idle
+                )
+
+    async def _map(
+        self,
+        function: str,
+        items: Sequence[dict[str, Any]],
+        work: WorkEnvironment,
+        concurrency: int,
+        on_result: OnResult | None,
+        yield_to_clients: bool,
+    ) -> None:
         import ray
         from ray.exceptions import RayTaskError
 
         from lamina_ray.pool import RayWorkError
 
-        if not items:
-            return
         pool = await self._pool_for(work)
         provider_data = PROVIDER_DATA.get() or None
         trace = carrier() or None
@@ -154,6 +183,28 @@ class RayExecutor:
                 await on_result(index, result)
 
         await run_lines(items, one, concurrency=concurrency, yield_to_clients=yield_to_clients)
+
+    # -- the idle pool ---------------------------------------------------------------------------
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _on_idle(self) -> None:
+        self._idle_timer = None
+        if self._maps == 0 and self._pool is not None:
+            self._idle_stop = asyncio.create_task(self._stop_idle_pool(), name="ray-pool-idle-stop")
+
+    async def _stop_idle_pool(self) -> None:
+        """Stop the actors of a pool no map used for idle_timeout seconds (a map that started meanwhile
+        keeps it)."""
+        async with self._pool_lock:
+            if self._maps or self._pool is None:
+                return
+            pool, self._pool, self._pool_key, self._pool_config = self._pool, None, None, None
+        log.info("ray_pool_stopped_idle", idle_seconds=self.settings.idle_timeout, actors=len(pool.actors))
+        await pool.close()
 
     async def _pool_for(self, work: WorkEnvironment) -> Any:
         """The actor pool for this run config (started once, kept for the next maps)."""
