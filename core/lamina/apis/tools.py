@@ -33,6 +33,23 @@ MAX_CHUNK_SIZE_IN_TOKENS = 8_192
 
 # -- resources and definitions ----------------------------------------------------------------------
 
+# A tool parameter's type as Llama Stack's clients give it (Python's names, or JSON Schema's) -> the JSON
+# Schema type an OpenAI-compatible tool definition needs.
+JSON_SCHEMA_TYPES = {
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
+}
+
 
 class ToolParameter(BaseModel):
     name: str

@@ -41,22 +41,8 @@ from lamina.apis.inference import (
     TopPSamplingStrategy,
     UserMessage,
 )
+from lamina.apis.tools import JSON_SCHEMA_TYPES
 from lamina.errors import BadRequestError, UpstreamError
-
-_PARAM_TYPES = {
-    "str": "string",
-    "string": "string",
-    "int": "integer",
-    "integer": "integer",
-    "float": "number",
-    "number": "number",
-    "bool": "boolean",
-    "boolean": "boolean",
-    "list": "array",
-    "array": "array",
-    "dict": "object",
-    "object": "object",
-}
 
 FINISH_TO_STOP: dict[str | None, StopReason] = {
     "stop": "end_of_turn",
@@ -152,7 +138,7 @@ def tool_to_openai(tool: ToolDefinition) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required: list[str] = []
     for name, param in (tool.parameters or {}).items():
-        prop: dict[str, Any] = {"type": _PARAM_TYPES.get(param.param_type.lower(), param.param_type)}
+        prop: dict[str, Any] = {"type": JSON_SCHEMA_TYPES.get(param.param_type.lower(), param.param_type)}
         if param.description:
             prop["description"] = param.description
         if param.default is not None:

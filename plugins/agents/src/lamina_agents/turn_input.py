@@ -28,32 +28,17 @@ from lamina.apis.agents import (
 )
 from lamina.apis.common import URL, content_to_text
 from lamina.apis.inference import ResponseFormat, SamplingParams, ToolResponseMessage, UserMessage
-from lamina.apis.tools import ListToolsRequest, ToolParameter
+from lamina.apis.tools import JSON_SCHEMA_TYPES, ListToolsRequest, ToolParameter
 from lamina.errors import BadRequestError, LaminaError
 from lamina_agents.engine import EngineRequest, EngineTool
 from lamina_agents.store import TurnRecord
-
-_JSON_TYPE = {
-    "string": "string",
-    "str": "string",
-    "integer": "integer",
-    "int": "integer",
-    "number": "number",
-    "float": "number",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "array": "array",
-    "list": "array",
-    "object": "object",
-    "dict": "object",
-}
 
 
 def parameters_schema(params: list[ToolParameter] | None) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required: list[str] = []
     for param in params or []:
-        prop: dict[str, Any] = {"type": _JSON_TYPE.get(param.parameter_type.lower(), "string")}
+        prop: dict[str, Any] = {"type": JSON_SCHEMA_TYPES.get(param.parameter_type.lower(), "string")}
         if param.description:
             prop["description"] = param.description
         if param.default is not None:

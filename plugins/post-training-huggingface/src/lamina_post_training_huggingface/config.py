@@ -76,7 +76,7 @@ class HuggingFacePostTrainingConfig(BaseModel):
         gt=0,
         description="Seconds a job's training actor may take to be placed on a Ray node (one with "
         "ray_num_cpus free CPUs) and start; past it the job fails saying so, instead of waiting for CPUs "
-        "that may never free (the ray executor's actor pool holds its CPUs for the server's life).",
+        "that may not free soon (the ray executor's actor pool holds its CPUs until its idle_timeout).",
     )
     kvstore: KVStoreConfig | None = Field(
         default=None, description="Where job_uuid -> job ids are kept (absent: <state_dir>/post_training.db)."
