@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -412,7 +413,7 @@ def render(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], info: d
         "",
         report.markdown_table(headers, rows),
         "",
-        f"Exported during the run: {info['exported']}; {info['scraped']}.",
+        f"Exported during the run: {info['exported']}; {info['scraped']}. {info['kept']}",
     ]
     return "\n".join(lines)
 
@@ -431,14 +432,36 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def kept_spans(store: Path, requests: int) -> str:
+    """How many of the "on" gateway's requests have their SERVER span in its trace store (after its
+    shutdown flushed): spans a full export queue dropped are missing (the export worker runs at a lower
+    priority than the gateway and may fall behind on a saturated machine)."""
+    import sqlite3
+
+    if not store.exists() or requests <= 0:
+        return ""
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        listed = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%spans'")
+        roots = sum(
+            db.execute(f"SELECT count(*) FROM {table} WHERE root = 1 AND name LIKE 'POST %'").fetchone()[0]
+            for (table,) in listed.fetchall()
+        )
+    return (
+        f"Trace store of the on gateway: {roots:,} request spans for {requests:,} requests answered "
+        f"({100 * roots / requests:.1f}%: spans a full export queue dropped are missing)."
+    )
+
+
 def measure_round(
     servers: dict[str, Any],
     args: argparse.Namespace,
     repeat: int,
     client_cpu: str | None,
     cells: dict[tuple[str, str], Cell],
+    served: dict[str, int],
 ) -> None:
-    """Every scenario off and on once; who goes first alternates between rounds (drift cancels out)."""
+    """Every scenario off and on once; who goes first alternates between rounds (drift cancels out).
+    ``served`` counts the requests each target answered, warm-ups included."""
     targets = ["off", "on", *args.parts]
     order = targets if repeat % 2 == 0 else targets[::-1]
     for scenario in args.scenarios:
@@ -446,10 +469,11 @@ def measure_round(
         for target in order:
             url = servers[target].url + OPENAI_PATH
             if repeat == 0 and args.warmup > 0:
-                run_wrk(
+                warm = run_wrk(
                     url, body, connections=args.connections, duration=args.warmup, cpus=client_cpu,
                     delay_ms=args.paced,
                 )  # fmt: skip
+                served[target] = served.get(target, 0) + warm.requests
             pid = servers[target].proc.pid
             ours = {"gateway": pid, **{f"worker{i}": child for i, child in enumerate(_children(pid))}}
             with CpuMeter(ours) as meter:
@@ -460,6 +484,7 @@ def measure_round(
             assert meter.usage is not None
             cell = cells.setdefault((scenario, target), Cell(scenario, target))
             cell.runs.append(result)
+            served[target] = served.get(target, 0) + result.requests
             cell.cpu.append(meter.usage)
             cpu_us = 1e6 * meter.usage.ours.get("gateway", 0) / max(result.requests, 1)
             print(
@@ -481,6 +506,7 @@ def main(argv: list[str]) -> int:
     if client_cpu is not None:  # this process hosts the OTLP receiver: keep it off the gateway's CPU
         os.sched_setaffinity(0, {int(client_cpu)})
     cells: dict[tuple[str, str], Cell] = {}
+    served: dict[str, int] = {}
     with CountingReceiver() as receiver:
         servers = start_servers(work, receiver, gateway_cpu, client_cpu, args.parts, GC_SETTINGS[args.gc])
         if args.worker_cpu == "client" and client_cpu is not None:
@@ -494,7 +520,7 @@ def main(argv: list[str]) -> int:
             scraper.start()
             time.sleep(1.0)
             for repeat in range(args.repeat):
-                measure_round(servers, args, repeat, client_cpu, cells)
+                measure_round(servers, args, repeat, client_cpu, cells, served)
             time.sleep(2.0)  # a last scrape
             scraped = scraper.samples_scraped()
             scraper_kind = scraper.kind
@@ -517,6 +543,7 @@ def main(argv: list[str]) -> int:
         "scraper": scraper_kind,
         "exported": exported,
         "scraped": scraped,
+        "kept": kept_spans(work / "trace_store.db", served.get("on", 0)),
     }
     text = render(args, cells, summary)
     print()

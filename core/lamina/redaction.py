@@ -44,6 +44,11 @@ def register_secrets(values: Iterable[Any]) -> None:
     _scrub_short.cache_clear()
 
 
+def known_secrets() -> list[str]:
+    """The secrets registered for the life of the process (for a child process that redacts too)."""
+    return sorted(_KNOWN)
+
+
 def secrets_in(config: Any) -> list[str]:
     """The string values under secret-looking keys anywhere in ``config`` (a run config section)."""
     found: list[str] = []

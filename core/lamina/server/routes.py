@@ -89,27 +89,34 @@ def make_handler(
     has_body = decl.method in _BODY_METHODS
     model = decl.request
     check_bounds = request_check(model, bounds)  # server.request_bounds on the fields that multiply work
-    # The router call, named on the request's span while telemetry is on (lamina.telemetry.route_spans).
-    traced_method = route_spans.traced(decl, protocol, path_params, method)
+    # The router call, named for the request's span while telemetry is on (lamina.telemetry.route_spans).
+    route_call = route_spans.RouteCall(decl, protocol, path_params)
+
+    async def named(*args: Any) -> Any:
+        """``method``, naming the call first (a multipart upload's way; a JSON request's is in _call)."""
+        route_call.note(args[0] if args else None)
+        return await method(*args)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        call = method if active() is None else traced_method
+        naming = active() is not None
         if decl.multipart and model is not None:
             path_data = {name: request.match_info[name] for name in path_params}
-            result = await call_multipart(request, model, call, path_data)
+            result = await call_multipart(request, model, named if naming else method, path_data)
         else:
-            result = await _call(request, call)
+            result = await _call(request, naming)
         if isinstance(result, BinaryResponse):
             return await send_binary(request, result, decl.status)
         if hasattr(result, "__anext__"):
             return await stream_response(request, result, openai=decl.openai)
         return json_response(result, decl.status)
 
-    async def _call(request: web.Request, method: Callable[..., Awaitable[Any]]) -> Any:
+    async def _call(request: web.Request, naming: bool) -> Any:
         data: dict[str, Any] = await read_json_body(request) if has_body else _query(request)
         for name in path_params:
             data[name] = request.match_info[name]
         if model is None:
+            if naming:
+                route_call.note(None)
             return await method()
         try:
             parsed = model.model_validate(data)
@@ -117,6 +124,8 @@ def make_handler(
             raise validation_error(exc, "request body" if has_body else "request") from None
         if check_bounds is not None:
             check_bounds(parsed)
+        if naming:
+            route_call.note(parsed)
         if decl.cancellable:
             return await method(parsed)
         return await finish_despite_disconnect(method(parsed), decl.name)

@@ -23,7 +23,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.context import Context
-from opentelemetry.trace import INVALID_SPAN, Span
+from opentelemetry.trace import INVALID_SPAN, Span, TraceState
 
 
 def _fast_var() -> Any:
@@ -80,3 +80,6 @@ else:  # pragma: no cover - a non-default OTEL_PYTHON_CONTEXT
 
 
 FAST = _VAR is not None
+# The trace state of a trace this process starts (the lean tracer's): one object, so a check for it is an
+# identity test rather than TraceState's __len__ (a Python call).
+EMPTY_TRACE_STATE = TraceState()

@@ -18,6 +18,7 @@ Answers come in two families, read here without importing either: OpenAI's (dict
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from lamina.telemetry import metrics
-from lamina.telemetry.spans import clean
+from lamina.telemetry.derived import derive
 
 # Inference provider methods -> gen_ai.operation.name.
 OPERATIONS = {
@@ -75,37 +76,93 @@ def _fields(obj: Any) -> dict[str, Any]:
     return {**fields, **extra} if extra else fields
 
 
-def request_attributes(operation: str, model: Any, request: Any, capture: bool) -> dict[str, Any]:
-    """The span's attributes known before the call."""
-    described = _fields(model)
-    identifier = described.get("identifier")
-    provider_model = described.get("provider_resource_id")
+def request_facts(model: Any, request: Any) -> tuple[Any, ...]:
+    """What the span says of a request before the call, as plain values (the arguments of
+    :func:`request_facts_attributes` after the operation): the model's id and the provider's id for it,
+    whether it streams, max tokens, temperature, top_p."""
+    if type(model) is dict:
+        identifier, provider_model = model.get("identifier"), model.get("provider_resource_id")
+    else:  # a Model: two plain attribute reads (its fields are always there)
+        identifier = getattr(model, "identifier", None)
+        provider_model = getattr(model, "provider_resource_id", None)
     fields = _fields(request)
-    attrs: dict[str, Any] = {
+    sampling = fields.get("sampling_params")
+    if sampling is not None:  # Llama Stack's request
+        strategy = _get(sampling, "strategy")
+        max_tokens = _get(sampling, "max_tokens") or None
+        temperature, top_p = _get(strategy, "temperature"), _get(strategy, "top_p")
+    else:
+        max_tokens = fields.get("max_completion_tokens") or fields.get("max_tokens")
+        temperature, top_p = fields.get("temperature"), fields.get("top_p")
+    return identifier, provider_model, bool(fields.get("stream")), max_tokens, temperature, top_p
+
+
+def request_facts_attributes(
+    fixed: dict[str, Any] | None,
+    operation: str,
+    identifier: Any,
+    provider_model: Any,
+    stream: bool,
+    max_tokens: Any,
+    temperature: Any,
+    top_p: Any,
+) -> dict[str, Any]:
+    """The span's attributes known before the call, from :func:`request_facts`, after ``fixed`` (the
+    provider's, the same for every call of a method) (lamina.telemetry.derived: maybe built in the export
+    worker)."""
+    return {
+        **(fixed or {}),
         "gen_ai.operation.name": operation,
         "gen_ai.request.model": identifier,
         # The provider's id for the model, when it is not the same (each attribute costs per span).
         "lamina.provider.model": provider_model if provider_model != identifier else None,
-        "lamina.stream": bool(fields.get("stream")),
+        "lamina.stream": stream,
+        "gen_ai.request.max_tokens": max_tokens,
+        "gen_ai.request.temperature": temperature,
+        "gen_ai.request.top_p": top_p,
     }
-    sampling = fields.get("sampling_params")
-    if sampling is not None:  # Llama Stack's request
-        attrs["gen_ai.request.max_tokens"] = _get(sampling, "max_tokens") or None
-        strategy = _get(sampling, "strategy")
-        attrs["gen_ai.request.temperature"] = _get(strategy, "temperature")
-        attrs["gen_ai.request.top_p"] = _get(strategy, "top_p")
-    else:
-        attrs["gen_ai.request.max_tokens"] = fields.get("max_completion_tokens") or fields.get("max_tokens")
-        attrs["gen_ai.request.temperature"] = fields.get("temperature")
-        attrs["gen_ai.request.top_p"] = fields.get("top_p")
-    if capture:
-        messages = _get(request, "messages")
-        if messages is None:
-            messages = _get(request, "prompt") or _get(request, "content") or _get(request, "input")
-            messages = _get(request, "contents") if messages is None else messages
-        if messages is not None:
-            attrs["gen_ai.input.messages"] = json.dumps(_dump(messages), default=str)
+
+
+def input_messages(request: Any) -> str | None:
+    """The request's prompt as JSON (``gen_ai.input.messages``: only with capture_content on)."""
+    messages = _get(request, "messages")
+    if messages is None:
+        messages = _get(request, "prompt") or _get(request, "content") or _get(request, "input")
+        messages = _get(request, "contents") if messages is None else messages
+    return json.dumps(_dump(messages), default=str) if messages is not None else None
+
+
+def answer_attributes(
+    response_model: Any,
+    response_id: Any,
+    input_tokens: Any,
+    output_tokens: Any,
+    finish_reasons: list[str] | tuple[str, ...],
+    ttft: float | None,
+    output: str | None,
+) -> dict[str, Any]:
+    """The span's attributes from an answer's facts (lamina.telemetry.derived: maybe in the export worker)."""
+    attrs: dict[str, Any] = {
+        "gen_ai.response.model": response_model,
+        "gen_ai.response.id": response_id,
+        "gen_ai.usage.input_tokens": input_tokens,
+        "gen_ai.usage.output_tokens": output_tokens,
+    }
+    if finish_reasons:
+        attrs["gen_ai.response.finish_reasons"] = list(finish_reasons)
+    if ttft is not None:
+        attrs["lamina.time_to_first_token"] = ttft
+    if output is not None:
+        attrs["gen_ai.output.messages"] = output
     return attrs
+
+
+def call_attributes(
+    fixed: dict[str, Any] | None, operation: str, request: tuple[Any, ...], answer: tuple[Any, ...]
+) -> dict[str, Any]:
+    """An inference span's attributes: the request's (:func:`request_facts_attributes`) and the answer's
+    (:func:`answer_attributes`), built together at the call's end (lamina.telemetry.derived)."""
+    return {**request_facts_attributes(fixed, operation, *request), **answer_attributes(*answer)}
 
 
 class InferenceCall:
@@ -120,6 +177,8 @@ class InferenceCall:
         "operation",
         "output_tokens",
         "provider_id",
+        "request",
+        "request_fixed",
         "response_id",
         "response_model",
         "span",
@@ -129,12 +188,23 @@ class InferenceCall:
         "ttft",
     )
 
-    def __init__(self, span: Span, operation: str, model: Any, provider_id: str, stream: bool, capture: bool):
+    def __init__(
+        self,
+        span: Span,
+        operation: str,
+        request: tuple[Any, ...],
+        fixed: dict[str, Any] | None,
+        provider_id: str,
+        capture: bool,
+    ) -> None:
+        # request: request_facts(); fixed: the provider's attributes, the same for every call
         self.span = span
         self.operation = operation
-        self.model = str(_get(model, "identifier") or "")
+        self.request = request
+        self.request_fixed = fixed
+        self.model = str(request[0] or "")  # the model's identifier
         self.provider_id = provider_id
-        self.stream = stream
+        self.stream = request[2]
         self.started = time.perf_counter()
         self.ttft: float | None = None
         self.input_tokens: int | None = None
@@ -148,14 +218,24 @@ class InferenceCall:
     # -- non-streamed answers -------------------------------------------------------------------
     def answer(self, result: Any) -> None:
         fields = _fields(result)
-        self._usage(fields)
+        usage = fields.get("usage")
+        if usage is not None:  # OpenAI's (the usual case, read without _usage's calls)
+            counts = usage if type(usage) is dict else _fields(usage)
+            if self.input_tokens is None:
+                self.input_tokens = counts.get("prompt_tokens")
+            self.output_tokens = counts.get("completion_tokens")
+        else:
+            self._usage(fields)
         self.response_model = fields.get("model")
         self.response_id = fields.get("id")
         choices = fields.get("choices")
         if isinstance(choices, list):  # OpenAI's
             outputs = []
             for choice in choices:
-                reason = _get(choice, "finish_reason")
+                if type(choice) is dict:
+                    reason = choice.get("finish_reason")
+                else:
+                    reason = _get(choice, "finish_reason")
                 if reason:
                     self.finish_reasons.append(str(reason))
                 if self.capture:
@@ -190,32 +270,49 @@ class InferenceCall:
     # -- streams --------------------------------------------------------------------------------
     def chunk(self, chunk: Any) -> None:
         """One streamed chunk: the first that carries output sets the time to first token."""
-        event = _get(chunk, "event")
-        if event is not None:  # Llama Stack's chunk
-            delta = _get(event, "delta")
-            text = _get(delta, "text") if delta is not None else None
-            if text is None:
-                text = _get(delta, "tool_call") if delta is not None else None
-            reason = _get(event, "stop_reason")
+        if type(chunk) is dict and "event" not in chunk:  # OpenAI's as parsed JSON: the usual case
+            get = chunk.get
+        else:
+            event = _get(chunk, "event")
+            if event is not None:  # Llama Stack's chunk
+                self._llama_stack_chunk(chunk, event)
+                return
+            get = functools.partial(_get, chunk)  # OpenAI's, as a model
+        if self.response_id is None:
+            self.response_id = get("id")
+            self.response_model = get("model")
+        if get("usage"):
+            self._usage(chunk)
+        text = None
+        for choice in get("choices") or ():
+            pick = choice.get if type(choice) is dict else functools.partial(_get, choice)
+            delta = pick("delta")
+            if delta is None:
+                piece, tool_call = pick("text"), False
+            else:
+                read = delta.get if type(delta) is dict else functools.partial(_get, delta)
+                piece = read("content")
+                tool_call = not piece and bool(read("tool_calls"))
+            if piece or tool_call:
+                text = piece if piece else ""
+            reason = pick("finish_reason")
             if reason:
                 self.finish_reasons.append(str(reason))
-            if _get(chunk, "metrics"):
-                self._usage(chunk)
-        else:  # OpenAI's
-            if self.response_id is None:
-                self.response_id = _get(chunk, "id")
-                self.response_model = _get(chunk, "model")
-            if _get(chunk, "usage"):
-                self._usage(chunk)
-            text = None
-            for choice in _get(chunk, "choices") or ():
-                delta = _get(choice, "delta")
-                piece = _get(delta, "content") if delta is not None else _get(choice, "text")
-                if piece or (delta is not None and _get(delta, "tool_calls")):
-                    text = piece if piece else ""
-                reason = _get(choice, "finish_reason")
-                if reason:
-                    self.finish_reasons.append(str(reason))
+        self._output(text)
+
+    def _llama_stack_chunk(self, chunk: Any, event: Any) -> None:
+        delta = _get(event, "delta")
+        text = _get(delta, "text") if delta is not None else None
+        if text is None:
+            text = _get(delta, "tool_call") if delta is not None else None
+        reason = _get(event, "stop_reason")
+        if reason:
+            self.finish_reasons.append(str(reason))
+        if _get(chunk, "metrics"):
+            self._usage(chunk)
+        self._output(text)
+
+    def _output(self, text: Any) -> None:
         if text is not None:
             if self.ttft is None:
                 self.ttft = time.perf_counter() - self.started
@@ -233,21 +330,25 @@ class InferenceCall:
             from lamina.telemetry.spans import error_type as type_of
 
             error_type = type_of(error)
-        span = self.span
-        if span.is_recording():
-            attrs: dict[str, Any] = {
-                "gen_ai.response.model": self.response_model,
-                "gen_ai.response.id": self.response_id,
-                "gen_ai.usage.input_tokens": self.input_tokens,
-                "gen_ai.usage.output_tokens": self.output_tokens,
-            }
-            if self.finish_reasons:
-                attrs["gen_ai.response.finish_reasons"] = self.finish_reasons
-            if self.ttft is not None:
-                attrs["lamina.time_to_first_token"] = self.ttft
-            if self.capture and self.text:
-                attrs["gen_ai.output.messages"] = "".join(self.text) if self.stream else self.text[0]
-            span.set_attributes(clean(attrs))
+        output = None
+        if self.capture and self.text:
+            output = "".join(self.text) if self.stream else self.text[0]
+        derive(  # nothing when the span does not record (a trace not sampled)
+            self.span,
+            "genai.call",
+            self.request_fixed,
+            self.operation,
+            self.request,
+            (
+                self.response_model,
+                self.response_id,
+                self.input_tokens,
+                self.output_tokens,
+                self.finish_reasons,
+                self.ttft,
+                output,
+            ),
+        )
         metrics.record_inference(
             model=self.model,
             provider_id=self.provider_id,

@@ -14,8 +14,9 @@ from typing import Any
 from aiohttp import web
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from lamina.telemetry import propagation
+from lamina.telemetry import propagation, route_spans
 from lamina.telemetry.context import attach_span, detach
+from lamina.telemetry.derived import derive
 from lamina.telemetry.spans import tracer
 
 # A load balancer's health probe and Prometheus' scrape arrive every few seconds: a trace each would bury
@@ -25,43 +26,75 @@ UNTRACED_PATHS = frozenset({"/v1/health", "/metrics"})
 
 def route_template(request: web.Request) -> str | None:
     """The matched route's template (``/v1/files/{file_id}``), or None when no route matched."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else None
+    route = request.match_info.route
+    try:
+        return _templates[route]  # two aiohttp property calls fewer a request
+    except KeyError:
+        resource = route.resource
+        if resource is None:  # no route matched (a 404, a 405): a new system route each time, not kept
+            return None
+        template = _templates[route] = resource.canonical
+        return template
 
 
-def start(request: web.Request, route: str | None) -> tuple[Span, Any] | None:
+# Route -> its template: the app's routes are made once at start-up (a few hundred): a bounded cache.
+_templates: dict[Any, str | None] = {}
+
+
+def start(request: web.Request, route: str | None) -> tuple[Span, Any, str, str, str | None] | None:
     """The request's SERVER span (``route``: its route template), made current; None when telemetry is
-    off."""
+    off. Its attributes are given at :func:`end`, with the outcome (:func:`server_attributes`)."""
     tr = tracer()
     if tr is None or request.path in UNTRACED_PATHS:
         return None
     method = request.method
-    attributes: dict[str, Any] = {"http.request.method": method, "url.path": request.path}
-    if route is not None:
-        attributes["http.route"] = route
+    headers = request.headers
+    route_spans.CURRENT.set(None)  # the route's handler names its router call here (route_spans)
     span = tr.start_span(
         f"{method} {route}" if route is not None else method,
-        context=propagation.extract(request.headers),
+        context=propagation.extract(headers) if propagation.TRACEPARENT in headers else None,
         kind=SpanKind.SERVER,
-        attributes=attributes,
     )
-    return span, attach_span(span)
+    return span, attach_span(span), method, request.path, route
+
+
+def server_attributes(
+    method: str,
+    path: str,
+    route: str | None,
+    status: int,
+    request_id: str | None,
+    call: tuple[str, str, str | None] | None = None,
+) -> dict[str, Any]:
+    """The SERVER span's attributes (lamina.telemetry.derived: maybe built in the export worker); ``call``:
+    the router call, ``(api, method, resource id)`` (lamina.telemetry.route_spans)."""
+    attrs: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": path,
+        "http.route": route,
+        "http.response.status_code": status,
+        "lamina.request_id": request_id or None,
+    }
+    if status == 499:
+        attrs["lamina.client_gone"] = True
+    elif status >= 500:
+        # 4xx stays unset on a SERVER span (the client's error, not the server's: HTTP semconv).
+        attrs["error.type"] = str(status)
+    if call is not None:
+        attrs["lamina.api"], attrs["lamina.method"], attrs["lamina.resource.id"] = call
+    return attrs
 
 
 def end(
-    handle: tuple[Span, Any], status: int, request_id: str | None = None, error: str | None = None
+    handle: tuple[Span, Any, str, str, str | None],
+    status: int,
+    request_id: str | None = None,
+    error: str | None = None,
 ) -> None:
     """End the request's span with the status the client got (499: it went away first)."""
-    span, token = handle
+    span, token, method, path, route = handle
     detach(token)
-    if span.is_recording():
-        span.set_attribute("http.response.status_code", status)
-        if request_id:
-            span.set_attribute("lamina.request_id", request_id)
-        if status == 499:
-            span.set_attribute("lamina.client_gone", True)
-        elif status >= 500:
-            # 4xx stays unset on a SERVER span (the client's error, not the server's: HTTP semconv).
-            span.set_attribute("error.type", str(status))
-            span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status}"))
+    derive(span, "http.server", method, path, route, status, request_id, route_spans.CURRENT.get())
+    if status >= 500 and span.is_recording():
+        span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status}"))
     span.end()

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lamina.telemetry import state as _state
 from lamina.telemetry.aggregates import Histogram, Snapshot, Sum
 from lamina.telemetry.state import TelemetrySettings, active
 
@@ -183,7 +184,7 @@ _stream_sources: list[Callable[[], int]] = []
 
 def instruments() -> Instruments | None:
     """The active instruments, or None when telemetry (or its metrics) is off."""
-    settings = active()
+    settings = _state._active  # active(), without its call: several times a request
     if settings is None:
         return None
     cached = _cache

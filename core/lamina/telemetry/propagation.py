@@ -15,7 +15,8 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from lamina.telemetry.context import current_span
+from lamina.telemetry import state as _state
+from lamina.telemetry.context import EMPTY_TRACE_STATE, current_span
 from lamina.telemetry.state import active
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -34,7 +35,7 @@ def extract(headers: Mapping[str, str]) -> otel_context.Context | None:
 def inject(headers: dict[str, str] | None = None) -> dict[str, str] | None:
     """``headers`` plus the current span's ``traceparent`` (and ``tracestate``), as a new dict; the
     same object unchanged when telemetry is off or no span is current."""
-    if active() is None:
+    if _state._active is None:  # active(), without its call
         return headers
     current = current_span().get_span_context()
     # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid); its
@@ -45,9 +46,10 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str] | None:
     # What TraceContextTextMapPropagator.inject writes, formatted here (its getter/setter machinery cost
     # ~8 µs a call on every upstream request); tests/telemetry check the two agree.
     out[TRACEPARENT] = f"00-{current[0]:032x}-{current[1]:016x}-{current[3]:02x}"
-    state = current[4]
-    if state:
-        out[TRACESTATE] = state.to_header()
+    trace_state = current[4]
+    # EMPTY_TRACE_STATE first: a TraceState's truth is its __len__, a Python call
+    if trace_state is not EMPTY_TRACE_STATE and trace_state:
+        out[TRACESTATE] = trace_state.to_header()
     return out
 
 

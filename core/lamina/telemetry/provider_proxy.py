@@ -35,8 +35,8 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from lamina.providers.method_proxy import MethodProxy
 from lamina.telemetry import genai, metrics, spans
+from lamina.telemetry import state as _state
 from lamina.telemetry.context import attach_span, current_span, detach
-from lamina.telemetry.state import active
 
 # Lifecycle and health calls: not a request's work (the health monitor calls the raw provider anyway).
 UNTRACED = frozenset({"initialize", "shutdown", "health", "should_refresh_models", "close"})
@@ -166,6 +166,7 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
     special = SPECIAL.get((api, name))
     default_name = f"{api}.{name}"
     base: dict[str, Any] = {**where, "lamina.method": name}  # fixed per method: built once
+    inference_base = {**base, "gen_ai.system": where["lamina.provider.type"]}
 
     in_request_only = name in IN_REQUEST_ONLY
 
@@ -173,29 +174,23 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
         tr = spans.tracer()
         if tr is None or (in_request_only and not current_span().get_span_context().is_valid):
             return await method(*args, **kwargs)
-        settings = active()
+        settings = _state._active
         capture = settings is not None and settings.capture_content
-        attrs = base
         inference: genai.InferenceCall | None = None
-        span_name = default_name
         if operation is not None and len(args) >= 2:
-            model, request = args[0], args[1]
-            attrs = {**base, "gen_ai.system": where["lamina.provider.type"]}
-            attrs.update(spans.clean(genai.request_attributes(operation, model, request, capture)))
-            span_name = f"{operation} {attrs.get('gen_ai.request.model')}"
+            facts = genai.request_facts(args[0], args[1])
+            span = tr.start_span(f"{operation} {facts[0]}")
+            if capture:
+                spans.set_attributes(span, {"gen_ai.input.messages": genai.input_messages(args[1])})
+            # its request's attributes are given with the answer's, when it ends (one derive a call)
+            inference = genai.InferenceCall(
+                span, operation, facts, inference_base, where["lamina.provider.id"], capture
+            )
         elif special is not None:
             span_name, extra = special[0](args, kwargs, capture)
-            attrs = {**base, **spans.clean(extra)}
-        span = tr.start_span(span_name, attributes=attrs)
-        if operation is not None and len(args) >= 2:
-            inference = genai.InferenceCall(
-                span,
-                operation,
-                args[0],
-                where["lamina.provider.id"],
-                bool(attrs.get("lamina.stream")),
-                capture,
-            )
+            span = tr.start_span(span_name, attributes={**base, **spans.clean(extra)})
+        else:
+            span = tr.start_span(default_name, attributes=base)
         token = attach_span(span)
         try:
             result = await method(*args, **kwargs)

@@ -1,9 +1,11 @@
 """The router call, on the request's span: which API, method and resource each request is about.
 
-Set where every API request passes (the route dispatch, lamina.server.routes) on the request's SERVER
-span (lamina.telemetry.http_spans): ``lamina.api`` (the API of the table: inference, vector_io, ...),
-``lamina.method`` (the API method: ``openai_chat_completion``) and, when the request names one,
-``lamina.resource.id`` (the model, vector DB, shield, tool, dataset, ...).
+Named where every API request passes (the route dispatch, lamina.server.routes: :meth:`RouteCall.note`)
+and put on the request's SERVER span when it ends (lamina.telemetry.http_spans): ``lamina.api`` (the API
+of the table: inference, vector_io, ...), ``lamina.method`` (the API method: ``openai_chat_completion``)
+and, when the request names one, ``lamina.resource.id`` (the model, vector DB, shield, tool, dataset,
+...). The handler only sets a context variable: the attributes are built with the span's others, maybe in
+the export worker (lamina.telemetry.derived).
 
 Attributes rather than a span of its own: an API route and its router call are one to one, so a second
 span would repeat the first's timing and double what each request costs to record and export (about
@@ -13,11 +15,10 @@ makes are the request span's children.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from lamina.apis.webmethod import RouteDecl
-from lamina.telemetry.context import current_span
 
 # Request fields that name the resource a call is about, most specific first: the first one the
 # route's path or request model has is its lamina.resource.id.
@@ -61,23 +62,25 @@ def resource_field(decl: RouteDecl, path_params: list[str]) -> str | None:
     return next((name for name in RESOURCE_FIELDS if name in names), None)
 
 
-def traced(
-    decl: RouteDecl, protocol: type | None, path_params: list[str], method: Callable[..., Awaitable[Any]]
-) -> Callable[..., Awaitable[Any]]:
-    """``method`` (a router's, called with the parsed request or nothing), naming itself on the
-    request's span first."""
-    named = {"lamina.api": api_of(protocol), "lamina.method": decl.name}  # fixed per route: built once
-    field = resource_field(decl, path_params)
+class RouteCall:
+    """What a route's handler tells the request's span about its router call (while telemetry is on)."""
 
-    async def call(*args: Any) -> Any:
-        span = current_span()
-        if span.is_recording():
-            span.set_attributes(named)
-            if field is not None and args:
-                value = getattr(args[0], field, None)
-                if isinstance(value, str):
-                    span.set_attribute("lamina.resource.id", value)
-        return await method(*args)
+    __slots__ = ("api", "field", "method")
 
-    call.__name__ = decl.name
-    return call
+    def __init__(self, decl: RouteDecl, protocol: type | None, path_params: list[str]) -> None:
+        self.api = api_of(protocol)
+        self.method = decl.name
+        self.field = resource_field(decl, path_params)
+
+    def note(self, request: Any) -> None:
+        """Name the call (``request``: the parsed request, or None) for the request's span: its end reads
+        it (lamina.telemetry.http_spans), so no attribute is set here."""
+        field = self.field
+        resource = getattr(request, field, None) if field is not None and request is not None else None
+        CURRENT.set((self.api, self.method, resource if isinstance(resource, str) else None))
+
+
+# The router call of the request being served: (api, method, resource id or None), or None. Set by the route's
+# handler, read when the request's span ends; reset by the HTTP middleware for each request (requests of one
+# keep-alive connection share a context).
+CURRENT: ContextVar[tuple[str, str, str | None] | None] = ContextVar("lamina_route_call", default=None)

@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from lamina.redaction import MASK, is_secret_key, redact, scrub_text
+from lamina.telemetry import state as _state
 from lamina.telemetry.context import attach_span, current_span, detach
 from lamina.telemetry.state import TelemetrySettings, active
 
@@ -43,7 +44,7 @@ AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] 
 def tracer() -> trace.Tracer | None:
     """The active provider's tracer, or None when telemetry is off."""
     global _tracers
-    settings = active()
+    settings = _state._active  # active() without its call: this runs several times a request
     if settings is None:
         return None
     cached = _tracers

@@ -12,6 +12,10 @@ span rows (sqlite or postgres, the ``sqlite`` sink): building and inserting them
 the store's other writes (log_event, metric points: rare) and every query; a query first asks the worker
 to write what it was sent (``flush_store``: one round trip), so it sees the requests before it.
 
+A lean span's record may carry raw values instead of attributes (lamina.telemetry.derived: the worker
+builds and redacts them, so it is sent the server's known secrets) and the records of the spans that
+ended inside it (``riders``, lean_tracer.DeferringLeanSpan): one record a request.
+
 Never in a request's way: a full queue drops new spans and counts them (``dropped``); a worker that
 died is started again by the sending thread (``restarts``; the batch in flight is lost and counted in
 ``lost``); a slow collector only holds up the sending thread. ``force_flush`` and ``shutdown`` wait
@@ -41,9 +45,12 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
+from lamina.redaction import known_secrets, register_secrets
+
 log = structlog.get_logger("lamina.telemetry")
 
 _HEADER = struct.Struct("!I")
+WORKER_NICE = 10
 
 
 def record(span: ReadableSpan) -> tuple[Any, ...]:
@@ -81,6 +88,8 @@ def record(span: ReadableSpan) -> tuple[Any, ...]:
 class PipeSpanProcessor(SpanProcessor):
     """Queues finished, sampled spans as records for the export worker (see the module's docstring)."""
 
+    builds_derived = True  # lamina.telemetry.derived: the worker builds a lean span's deferred attributes
+
     def __init__(
         self,
         endpoint: str | None,
@@ -113,6 +122,7 @@ class PipeSpanProcessor(SpanProcessor):
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
         self._logged_drops = 0
+        self._secrets_sent = 0
         self._start_worker()
         self._thread = threading.Thread(target=self._run, name="otlp-export-pipe", daemon=True)
         self._thread.start()
@@ -141,7 +151,11 @@ class PipeSpanProcessor(SpanProcessor):
             return
         # Bytes at once, not the tuple: queued tuples and dicts are objects Python's garbage collector
         # walks until they are sent (measured: +10 µs a request with a 300,000-object heap).
-        queue.append(marshal.dumps(made))
+        try:
+            data = marshal.dumps(made)
+        except ValueError:  # a deferred raw value marshal refuses: build those attributes here instead
+            data = marshal.dumps(_built_here(made))
+        queue.append(data)
         if len(queue) == self.batch:
             with self._cond:
                 self._cond.notify()
@@ -189,7 +203,9 @@ class PipeSpanProcessor(SpanProcessor):
             stdout=subprocess.PIPE,  # acknowledgements of flushes; the worker logs on stderr
             env=os.environ.copy(),
         )
-        self._write(("init", self.endpoint, self.resource, self.timeout, self.store, self.ttl_ns))
+        secrets = known_secrets()
+        self._write(("init", self.endpoint, self.resource, self.timeout, self.store, self.ttl_ns, secrets))
+        self._secrets_sent = len(secrets)
 
     def _write(self, message: Any) -> None:
         data = marshal.dumps(message)
@@ -252,6 +268,9 @@ class PipeSpanProcessor(SpanProcessor):
                     lambda: self._stopping or self._flushes or len(self._queue) >= self.batch, self.interval
                 )
                 stopping, flushes, self._flushes = self._stopping, self._flushes, []
+            secrets = known_secrets()  # the worker redacts derived attributes: it needs any new ones first
+            if len(secrets) != self._secrets_sent and self._send(("secrets", secrets)):
+                self._secrets_sent = len(secrets)
             queue = self._queue
             while queue:
                 spans = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
@@ -294,24 +313,31 @@ def main() -> None:
     from lamina_telemetry.tracing_setup import _EXPORTER_LOGGERS
 
     configure_logging()
+    with contextlib.suppress(OSError):
+        # Below the server's priority: on a busy machine the export waits (its queue bounded, spans dropped
+        # and counted past it) rather than taking CPU from requests.
+        os.nice(WORKER_NICE)
     for name in _EXPORTER_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     init = _read(stdin)
     if init is None:
         return
-    _, endpoint, resource_attributes, timeout, store_config, ttl_ns = init
+    _, endpoint, resource_attributes, timeout, store_config, ttl_ns, secrets = init
+    register_secrets(secrets)  # the server's own (run config): derived attributes are redacted here
     rebuild = _Rebuilder(Resource(resource_attributes))
     exporter = _ExportThread(endpoint, timeout) if endpoint else None
     store = _StoreWriter(store_config, ttl_ns) if store_config is not None else None
     try:
         while (message := _read(stdin)) is not None:
             if message[0] == "spans":
-                spans = [rebuild(marshal.loads(r)) for r in message[1]]
+                spans = [span for data in message[1] for span in rebuild.each(marshal.loads(data))]
                 if exporter is not None:
                     exporter.put(spans)
                 if store is not None:
                     store.write(spans)
+            elif message[0] == "secrets":  # registered in the server after this worker started
+                register_secrets(message[1])
             elif message[0] == "flush":
                 if message[1] and exporter is not None:
                     exporter.join()
@@ -323,6 +349,30 @@ def main() -> None:
             store.close()
 
 
+def _built_here(made: tuple[Any, ...], secrets: Any = None) -> tuple[Any, ...]:
+    """A lean span's record (its riders' too) with its deferred attributes built now, on the request path,
+    instead of by the worker: for a raw value marshal refuses. ``secrets``: the host's, for a rider."""
+    riders = made[16] if len(made) > 16 else None
+    derived = made[15] if len(made) > 15 else None
+    if secrets is None:
+        secrets = made[17] if len(made) > 17 else ()
+    head = made[:15]
+    if derived:
+        head = (*made[:11], _derived_attributes(derived, made[11], secrets), *made[12:15])
+    return (*head, None, [_built_here(rider, secrets) for rider in riders] if riders else None, ())
+
+
+def _derived_attributes(derived: Any, attributes: Mapping[str, Any] | None, secrets: Any) -> dict[str, Any]:
+    """A span's attributes: those built from its deferred entries (lamina.telemetry.derived) with its
+    request's ``secrets``, then those set directly (which win)."""
+    from lamina.telemetry.derived import build
+
+    built = build(derived, secrets)
+    if attributes:
+        built.update(attributes)
+    return built
+
+
 class _Rebuilder:
     """Records (``record``) back into the SDK's ReadableSpan, which the exporter and the store rows read."""
 
@@ -330,9 +380,20 @@ class _Rebuilder:
         self.resource = resource
         self.scopes: dict[Any, Any] = {}
 
-    def __call__(self, r: tuple[Any, ...]) -> ReadableSpan:
+    def each(self, r: tuple[Any, ...]) -> list[ReadableSpan]:
+        """The span of record ``r`` and those riding in it (lean_tracer.DeferringLeanSpan)."""
+        riders = r[16] if len(r) > 16 else None
+        secrets = r[17] if len(r) > 17 else ()
+        if not riders:
+            return [self(r, secrets)]
+        return [self(r, secrets), *(self(rider, secrets) for rider in riders)]
+
+    def __call__(self, r: tuple[Any, ...], secrets: Any = ()) -> ReadableSpan:
+        """The span of record ``r``; ``secrets``: its request's, for its deferred attributes."""
         (name, trace_id, span_id, flags, state, parent, kind, start, end, code, description) = r[:11]
-        attributes, events, links, scope = r[11:]
+        attributes, events, links, scope = r[11:15]
+        if len(r) > 15 and r[15]:
+            attributes = _derived_attributes(r[15], attributes, secrets)
         trace_state = TraceState.from_header([state]) if state else None
         if scope is not None and scope not in self.scopes:
             self.scopes[scope] = InstrumentationScope(*scope)

@@ -15,6 +15,10 @@ followed (remote or local); a new trace is sampled when the low 64 bits of its t
 propagation (which goes through the API's ``get_current_span``) keeps working. The parent is read with
 ``lamina.telemetry.context.current_span`` (OpenTelemetry's context, fewer Python calls).
 
+When every processor is the export worker's, spans are :class:`DeferringLeanSpan`: attributes handed
+over as raw values (lamina.telemetry.derived) are built in the worker, and a request's spans travel in
+one record.
+
 Span limits are the SDK's defaults (128 attributes, events and links a span; fixed, not read from the
 environment). Not supported: the console sink (it needs the SDK's ``ReadableSpan.to_json``:
 build_tracer_provider keeps the SDK when it is configured), ``Span.to_json``, SDK-style attribute
@@ -33,15 +37,16 @@ from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from lamina.telemetry.context import current_span
+from lamina.redaction import REQUEST_SECRETS
+from lamina.telemetry.context import EMPTY_TRACE_STATE, current_span
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_EMPTY_STATE = TraceState()
+_EMPTY_STATE = EMPTY_TRACE_STATE
 _PRIMITIVES = (str, bool, int, float)
 # The SDK's default span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ..._EVENT_..., ..._LINK_...): past
 # them, new attributes, events and links are dropped (an attribute already set can still change).
@@ -52,6 +57,7 @@ _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 _current_span = current_span
+_request_secrets = REQUEST_SECRETS.get
 _new_tuple = tuple.__new__
 # By the member's id: hashing an Enum member is a Python call (Enum.__hash__), id() is not.
 _KIND_VALUES = {id(kind): kind.value for kind in SpanKind}
@@ -88,14 +94,17 @@ class LeanSpan(trace.Span):
         "_processors",
         "attributes",
         "context",
+        "derived",
         "end_time",
         "events",
+        "host",
         "instrumentation_scope",
         "kind",
         "links",
         "name",
         "parent",
         "resource",
+        "riders",
         "start_time",
         "status",
     )
@@ -126,6 +135,10 @@ class LeanSpan(trace.Span):
         self.instrumentation_scope = scope
         self.resource = resource
         self._processors = processors
+        # Used by DeferringLeanSpan only (slots here: one __init__ call a span, not two).
+        self.derived: list[tuple[str, tuple[Any, ...]]] | None = None
+        self.host: LeanSpan | None = None
+        self.riders: list[LeanSpan] | None = None
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -235,10 +248,59 @@ class LeanSpan(trace.Span):
             if self.links
             else None,
             (scope.name, scope.version, scope.schema_url),
+            self.derived,
+            [rider.export_record() for rider in self.riders] if self.riders else None,
+            # The request's own secrets, for the worker's redaction of deferred attributes (the riders'
+            # too: they are the same request's, and its secrets only grow).
+            _request_secrets() if self.derived or self.riders else (),
         )
 
     def __repr__(self) -> str:
         return f"LeanSpan({self.name!r}, trace_id={self.context.trace_id:032x})"
+
+
+class DeferringLeanSpan(LeanSpan):
+    """A lean span whose processors are all the export worker's (their ``builds_derived`` is true), which
+    saves the request path two things:
+
+    - ``lamina.telemetry.derived.derive`` hands it raw values, kept as they are and sent in its export
+      record with the request's own secrets; the worker builds and redacts the attributes;
+    - a span that ends while the request's SERVER span (its ``host``: the local root, when that is a
+      SERVER span) is open, recent and has room rides in the host's record instead of being handed to the
+      processors alone: one record and one marshal a request. A host older than ``RIDE_SECONDS`` (a long
+      stream, an agent turn) no longer takes riders, so its children are exported as they end.
+    """
+
+    __slots__ = ()
+
+    def defer(self, name: str, raw: tuple[Any, ...]) -> None:
+        if self.end_time is None:
+            if self.derived is None:
+                self.derived = []
+            self.derived.append((name, raw))
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.end_time is not None:
+            return
+        self.end_time = end = end_time or _time_ns()
+        host = self.host
+        if host is not None:
+            self.host = None  # no reference cycle with the host: both are freed without the collector
+            if host.end_time is None and end - host.start_time < _RIDE_NS:
+                riders = host.riders
+                if riders is None:
+                    host.riders = [self]
+                    return
+                if len(riders) < MAX_RIDERS:
+                    riders.append(self)
+                    return
+        for processor in self._processors:
+            processor.on_end(self)
+
+
+RIDE_SECONDS = 5
+_RIDE_NS = RIDE_SECONDS * 1_000_000_000
+MAX_RIDERS = 64
 
 
 class LeanTracer(trace.Tracer):
@@ -262,7 +324,8 @@ class LeanTracer(trace.Tracer):
         provider = self._provider
         # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): read
         # by index and built without its validating __new__ (the ids made here are valid by construction).
-        parent = _current_span(context).get_span_context()
+        parent_span = _current_span(context)
+        parent = parent_span.get_span_context()
         if parent[5]:
             trace_id = parent[0]
             sampled = parent[3] & 1
@@ -288,7 +351,7 @@ class LeanTracer(trace.Tracer):
                 attrs = dict(list(attrs.items())[:MAX_ATTRIBUTES])
         else:
             attrs = {}
-        return LeanSpan(
+        span = provider._span_class(
             name,
             span_context,
             parent,
@@ -300,6 +363,10 @@ class LeanTracer(trace.Tracer):
             provider.resource,
             provider._processors,
         )
+        if parent is not None and type(parent_span) is DeferringLeanSpan and type(span) is DeferringLeanSpan:
+            # The host is the local root when that is the request's SERVER span (see DeferringLeanSpan).
+            span.host = parent_span.host or (parent_span if parent_span.kind is SpanKind.SERVER else None)
+        return span
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -337,6 +404,7 @@ class LeanTracerProvider(trace.TracerProvider):
         # The SDK's TraceIdRatioBased bound: the low 64 bits of a sampled trace id are below it.
         self._bound = round(sampling_ratio * (1 << 64))
         self._processors: tuple[Any, ...] = ()
+        self._span_class: type[LeanSpan] = DeferringLeanSpan  # no processor yet: nothing reads attributes
         self._tracers: dict[tuple[str, str | None, str | None], LeanTracer] = {}
         self._lock = threading.Lock()
         self._stopped = False
@@ -357,6 +425,9 @@ class LeanTracerProvider(trace.TracerProvider):
     def add_span_processor(self, processor: Any) -> None:
         with self._lock:
             self._processors = (*self._processors, processor)  # spans keep the tuple they started with
+            # Derived attributes wait for the export worker only when every processor builds them there.
+            deferring = all(getattr(p, "builds_derived", False) for p in self._processors)
+            self._span_class = DeferringLeanSpan if deferring else LeanSpan
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return all(p.force_flush(timeout_millis) for p in self._processors)
