@@ -250,6 +250,27 @@ def test_spans_ride_in_an_open_recent_request_span_and_go_alone_otherwise() -> N
     assert by_name["child"].parent.span_id == by_name["server"].context.span_id
 
 
+def test_a_span_ending_on_another_thread_goes_alone() -> None:
+    """A rider is added to its host's record only on the host's thread: from another thread the host could
+    end (and be exported) between the check and the append, and the rider would be lost."""
+    import threading
+
+    records = Records()
+    _, tracer = _lean(records)
+    server = tracer.start_span("server", kind=SpanKind.SERVER)
+    with spans.current(server):
+        elsewhere = tracer.start_span("in a thread")
+        here = tracer.start_span("on the loop")
+    ender = threading.Thread(target=elsewhere.end)
+    ender.start()
+    ender.join()
+    assert len(records.data) == 1, "the span ended on another thread was handed over alone"
+    here.end()
+    server.end()
+    assert len(records.data) == 2
+    assert [s.name for s in records.spans()] == ["in a thread", "server", "on the loop"]
+
+
 def test_a_request_span_takes_a_bounded_number_of_riders() -> None:
     records = Records()
     _, tracer = _lean(records)

@@ -58,6 +58,7 @@ _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 _current_span = current_span
 _request_secrets = REQUEST_SECRETS.get
+_get_ident = threading.get_ident
 _new_tuple = tuple.__new__
 # By the member's id: hashing an Enum member is a Python call (Enum.__hash__), id() is not.
 _KIND_VALUES = {id(kind): kind.value for kind in SpanKind}
@@ -107,6 +108,7 @@ class LeanSpan(trace.Span):
         "riders",
         "start_time",
         "status",
+        "thread",
     )
 
     def __init__(
@@ -139,6 +141,7 @@ class LeanSpan(trace.Span):
         self.derived: list[tuple[str, tuple[Any, ...]]] | None = None
         self.host: LeanSpan | None = None
         self.riders: list[LeanSpan] | None = None
+        self.thread = 0  # a request span's: the thread it ends on, the only one its riders may end on
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -268,7 +271,8 @@ class DeferringLeanSpan(LeanSpan):
     - a span that ends while the request's SERVER span (its ``host``: the local root, when that is a
       SERVER span) is open, recent and has room rides in the host's record instead of being handed to the
       processors alone: one record and one marshal a request. A host older than ``RIDE_SECONDS`` (a long
-      stream, an agent turn) no longer takes riders, so its children are exported as they end.
+      stream, an agent turn) no longer takes riders, so its children are exported as they end; a span
+      ending on another thread than its host's never rides (the host could end meanwhile).
     """
 
     __slots__ = ()
@@ -286,7 +290,9 @@ class DeferringLeanSpan(LeanSpan):
         host = self.host
         if host is not None:
             self.host = None  # no reference cycle with the host: both are freed without the collector
-            if host.end_time is None and end - host.start_time < _RIDE_NS:
+            # Only on the host's thread: one ending elsewhere (asyncio.to_thread) could be added after the
+            # host's record was made, and be lost.
+            if host.end_time is None and end - host.start_time < _RIDE_NS and host.thread == _get_ident():
                 riders = host.riders
                 if riders is None:
                     host.riders = [self]
@@ -363,9 +369,12 @@ class LeanTracer(trace.Tracer):
             provider.resource,
             provider._processors,
         )
-        if parent is not None and type(parent_span) is DeferringLeanSpan and type(span) is DeferringLeanSpan:
-            # The host is the local root when that is the request's SERVER span (see DeferringLeanSpan).
-            span.host = parent_span.host or (parent_span if parent_span.kind is SpanKind.SERVER else None)
+        if type(span) is DeferringLeanSpan:
+            if parent is not None and type(parent_span) is DeferringLeanSpan:
+                # The host is the local root when that is the request's SERVER span (see DeferringLeanSpan).
+                span.host = parent_span.host or (parent_span if parent_span.kind is SpanKind.SERVER else None)
+            if kind is SpanKind.SERVER:
+                span.thread = _get_ident()
         return span
 
     @contextmanager
