@@ -18,7 +18,6 @@ Answers come in two families, read here without importing either: OpenAI's (dict
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 from typing import Any
@@ -218,24 +217,14 @@ class InferenceCall:
     # -- non-streamed answers -------------------------------------------------------------------
     def answer(self, result: Any) -> None:
         fields = _fields(result)
-        usage = fields.get("usage")
-        if usage is not None:  # OpenAI's (the usual case, read without _usage's calls)
-            counts = usage if type(usage) is dict else _fields(usage)
-            if self.input_tokens is None:
-                self.input_tokens = counts.get("prompt_tokens")
-            self.output_tokens = counts.get("completion_tokens")
-        else:
-            self._usage(fields)
+        self._usage(fields)
         self.response_model = fields.get("model")
         self.response_id = fields.get("id")
         choices = fields.get("choices")
         if isinstance(choices, list):  # OpenAI's
             outputs = []
             for choice in choices:
-                if type(choice) is dict:
-                    reason = choice.get("finish_reason")
-                else:
-                    reason = _get(choice, "finish_reason")
+                reason = _get(choice, "finish_reason")
                 if reason:
                     self.finish_reasons.append(str(reason))
                 if self.capture:
@@ -254,11 +243,11 @@ class InferenceCall:
 
     def _usage(self, result: Any) -> None:
         usage = _get(result, "usage")
-        if usage is not None:
-            self.input_tokens = (
-                _get(usage, "prompt_tokens") if self.input_tokens is None else self.input_tokens
-            )
-            self.output_tokens = _get(usage, "completion_tokens")
+        if usage is not None:  # OpenAI's: its counts read from one dict
+            counts = _fields(usage)
+            if self.input_tokens is None:
+                self.input_tokens = counts.get("prompt_tokens")
+            self.output_tokens = counts.get("completion_tokens")
             return
         for metric in _get(result, "metrics") or ():  # Llama Stack's [{metric: prompt_tokens, value}]
             kind = _TOKEN_METRICS.get(_get(metric, "metric"))
@@ -270,32 +259,29 @@ class InferenceCall:
     # -- streams --------------------------------------------------------------------------------
     def chunk(self, chunk: Any) -> None:
         """One streamed chunk: the first that carries output sets the time to first token."""
-        if type(chunk) is dict and "event" not in chunk:  # OpenAI's as parsed JSON: the usual case
-            get = chunk.get
-        else:
-            event = _get(chunk, "event")
-            if event is not None:  # Llama Stack's chunk
-                self._llama_stack_chunk(chunk, event)
-                return
-            get = functools.partial(_get, chunk)  # OpenAI's, as a model
-        if self.response_id is None:
-            self.response_id = get("id")
-            self.response_model = get("model")
-        if get("usage"):
-            self._usage(chunk)
+        fields = _fields(chunk)  # a dict (relayed JSON, the usual case) or a model's fields: read as one dict
+        event = fields.get("event")
+        if event is not None:  # Llama Stack's chunk
+            self._llama_stack_chunk(chunk, event)
+            return
+        if self.response_id is None:  # OpenAI's
+            self.response_id = fields.get("id")
+            self.response_model = fields.get("model")
+        if fields.get("usage"):
+            self._usage(fields)
         text = None
-        for choice in get("choices") or ():
-            pick = choice.get if type(choice) is dict else functools.partial(_get, choice)
-            delta = pick("delta")
+        for choice in fields.get("choices") or ():
+            picked = _fields(choice)
+            delta = picked.get("delta")
             if delta is None:
-                piece, tool_call = pick("text"), False
+                piece, tool_call = picked.get("text"), False
             else:
-                read = delta.get if type(delta) is dict else functools.partial(_get, delta)
-                piece = read("content")
-                tool_call = not piece and bool(read("tool_calls"))
+                said = _fields(delta)
+                piece = said.get("content")
+                tool_call = not piece and bool(said.get("tool_calls"))
             if piece or tool_call:
                 text = piece if piece else ""
-            reason = pick("finish_reason")
+            reason = picked.get("finish_reason")
             if reason:
                 self.finish_reasons.append(str(reason))
         self._output(text)

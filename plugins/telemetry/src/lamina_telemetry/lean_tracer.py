@@ -42,18 +42,17 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from lamina.redaction import REQUEST_SECRETS
 from lamina.telemetry.context import EMPTY_TRACE_STATE, current_span
+from lamina.telemetry.derived import attribute_value
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_EMPTY_STATE = EMPTY_TRACE_STATE
-_PRIMITIVES = (str, bool, int, float)
 # The SDK's default span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ..._EVENT_..., ..._LINK_...): past
 # them, new attributes, events and links are dropped (an attribute already set can still change).
 MAX_ATTRIBUTES = 128
 MAX_EVENTS = 128
 MAX_LINKS = 128
-_PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
+_PRIMITIVE_TYPES = frozenset((str, bool, int, float))
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 _current_span = current_span
@@ -78,16 +77,6 @@ class Event(NamedTuple):
     name: str
     timestamp: int
     attributes: Mapping[str, Any] | None
-
-
-def _value(value: Any) -> Any:
-    """An attribute value OpenTelemetry accepts (the SDK would drop the others with a warning; here
-    they are kept as text so nothing is lost silently)."""
-    if isinstance(value, _PRIMITIVES):
-        return value
-    if isinstance(value, (list, tuple)):
-        return tuple(v if isinstance(v, _PRIMITIVES) else str(v) for v in value)
-    return str(value)
 
 
 class LeanSpan(trace.Span):
@@ -152,14 +141,14 @@ class LeanSpan(trace.Span):
     def set_attribute(self, key: str, value: Any) -> None:
         own = self.attributes
         if self.end_time is None and value is not None and (len(own) < MAX_ATTRIBUTES or key in own):
-            own[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
+            own[key] = value if type(value) in _PRIMITIVE_TYPES else attribute_value(value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if self.end_time is None:
             own = self.attributes
             for key, value in attributes.items():
                 if value is not None and (len(own) < MAX_ATTRIBUTES or key in own):
-                    own[key] = value if type(value) in _PRIMITIVE_TYPES else _value(value)
+                    own[key] = value if type(value) in _PRIMITIVE_TYPES else attribute_value(value)
 
     def add_event(
         self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
@@ -170,7 +159,9 @@ class LeanSpan(trace.Span):
             self.events = []
         elif len(self.events) >= MAX_EVENTS:
             return
-        attrs = {k: _value(v) for k, v in attributes.items() if v is not None} if attributes else None
+        attrs = None
+        if attributes:
+            attrs = {k: attribute_value(v) for k, v in attributes.items() if v is not None}
         self.events.append(Event(name, timestamp or _time_ns(), attrs))  # type: ignore[union-attr]
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
@@ -228,7 +219,7 @@ class LeanSpan(trace.Span):
             ctx[0],
             ctx[1],
             int(ctx[3]),
-            "" if state is _EMPTY_STATE or not state else state.to_header(),
+            "" if state is EMPTY_TRACE_STATE or not state else state.to_header(),
             (parent[1], parent[2]) if parent is not None else None,
             _KIND_VALUES[id(self.kind)],
             self.start_time,
@@ -340,7 +331,7 @@ class LeanTracer(trace.Tracer):
             parent = None
             trace_id = _getrandbits(128) or 1
             sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < provider._bound
-            state = _EMPTY_STATE
+            state = EMPTY_TRACE_STATE
         span_context = _new_tuple(
             SpanContext,
             (trace_id, _getrandbits(64) or 1, False, _SAMPLED if sampled else _NOT_SAMPLED, state, True),
@@ -349,7 +340,7 @@ class LeanTracer(trace.Tracer):
             return NonRecordingSpan(span_context)
         if attributes:
             attrs = {
-                k: (v if type(v) in _PRIMITIVE_TYPES else _value(v))
+                k: (v if type(v) in _PRIMITIVE_TYPES else attribute_value(v))
                 for k, v in attributes.items()
                 if v is not None
             }
