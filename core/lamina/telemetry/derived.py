@@ -50,16 +50,19 @@ def derive(span: Any, name: str, *raw: Any) -> None:
 def attribute_value(value: Any) -> Any:
     """``value`` as a span attribute holds it: str, bool, int, float, or a tuple of them; anything else as
     its text (made before redaction, so a secret in that text is masked too)."""
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, _SCALARS):
         return value
     if isinstance(value, list | tuple):
-        return tuple(v if isinstance(v, str | bool | int | float) else str(v) for v in value)
+        return tuple(v if isinstance(v, _SCALARS) else str(v) for v in value)
     return str(value)
+
+
+_SCALARS = (str, bool, int, float)
 
 
 def build(deferred: Iterable[tuple[str, tuple[Any, ...]]], secrets: Iterable[str] = ()) -> dict[str, Any]:
     """The attributes of a span's deferred ``(name, raw values)`` entries, as span attributes
-    (:func:`attribute_value`), redacted as the request path would have: with that request's own
+    (``spans.clean``: None dropped, other values by :func:`attribute_value`), redacted as the request path would have: with that request's own
     ``secrets`` (its token, its provider data: ``lamina.redaction.REQUEST_SECRETS`` where the span ended)
     and the process's known ones."""
     from lamina.telemetry.spans import clean
@@ -69,8 +72,7 @@ def build(deferred: Iterable[tuple[str, tuple[Any, ...]]], secrets: Iterable[str
     token = REQUEST_SECRETS.set(tuple(secrets))
     try:
         for name, raw in deferred:
-            attributes = {k: attribute_value(v) for k, v in table[name](*raw).items() if v is not None}
-            out.update(clean(attributes))
+            out.update(clean(table[name](*raw)))
     finally:
         REQUEST_SECRETS.reset(token)
     return out

@@ -29,6 +29,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from lamina.redaction import MASK, is_secret_key, redact, scrub_text
 from lamina.telemetry import state as _state
 from lamina.telemetry.context import attach_span, current_span, detach
+from lamina.telemetry.derived import attribute_value
 from lamina.telemetry.state import TelemetrySettings, active
 
 TRACER_NAME = "lamina"
@@ -70,8 +71,9 @@ def capture_content() -> bool:
 
 
 def clean(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    """``attributes`` without the None values OpenTelemetry refuses (and warns about per span), and with
-    secrets masked (lamina.redaction)."""
+    """``attributes`` without the None values OpenTelemetry refuses (and warns about per span), values of
+    other types as attributes hold them (lamina.telemetry.derived.attribute_value: a dict as its text, a
+    list as a tuple), and with secrets masked (lamina.redaction)."""
     out: dict[str, AttributeValue] = {}
     for k, v in attributes.items():
         kind = type(v)
@@ -80,7 +82,7 @@ def clean(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
         elif kind in _NUMBERS:  # a number holds no secret
             out[k] = v
         elif v is not None:
-            out[k] = redact(v, k)
+            out[k] = redact(attribute_value(v), k)
     return out
 
 

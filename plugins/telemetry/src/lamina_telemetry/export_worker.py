@@ -4,11 +4,14 @@ Encoding spans to OTLP protobuf and posting them cost the gateway about 50 µs o
 BatchSpanProcessor thread (the GIL is the request path's too): a third of what telemetry cost a chat
 completion (docs/benchmarks.md, "Telemetry cost"). Here the gateway only turns each finished span into a
 tuple of plain values (``record``, a few µs), marshals it and appends it to a bounded queue; a thread
-sends batches of them down a pipe to ``python -m lamina_telemetry.export_worker``, which rebuilds the
-spans and runs the stock OTLP/HTTP exporter (behind tracing_setup.ExportLog: a failing collector is
-logged once, by the worker, on the telemetry provider's stderr). The same worker writes the trace store's
-span rows (sqlite or postgres, the ``sqlite`` sink): building and inserting them cost the gateway another
-~50 µs a request (the row, aiosqlite's thread, SQLite's own CPU on the gateway's core). The gateway keeps
+sends batches of them down a pipe to ``python -m lamina_telemetry.export_worker``, which encodes them
+as OTLP straight from the records (otlp_records: no SDK span objects; the stock exporter's HTTP client
+posts them) behind tracing_setup.ExportLog (a failing collector is logged once, by the worker, on the
+telemetry provider's stderr). The same worker writes the trace store's span rows from the same records
+(sqlite or postgres, the ``sqlite`` sink): building and inserting them cost the gateway another ~50 µs a
+request (the row, aiosqlite's thread, SQLite's own CPU on the gateway's core). The worker's own cost
+matters too: on a machine where it shares a core with other work, what it cannot keep up with is
+dropped (see below); docs/benchmarks.md, "Telemetry cost", step 7. The gateway keeps
 the store's other writes (log_event, metric points: rare) and every query; a query first asks the worker
 to write what it was sent (``flush_store``: one round trip), so it sees the requests before it.
 
@@ -50,6 +53,7 @@ from lamina.redaction import known_secrets, register_secrets
 log = structlog.get_logger("lamina.telemetry")
 
 _HEADER = struct.Struct("!I")
+_ERROR = StatusCode.ERROR.value
 WORKER_NICE = 10
 
 
@@ -326,16 +330,17 @@ def main() -> None:
     _, endpoint, resource_attributes, timeout, store_config, ttl_ns, secrets = init
     register_secrets(secrets)  # the server's own (run config): derived attributes are redacted here
     rebuild = _Rebuilder(Resource(resource_attributes))
-    exporter = _ExportThread(endpoint, timeout) if endpoint else None
-    store = _StoreWriter(store_config, ttl_ns) if store_config is not None else None
+    exporter = _ExportThread(endpoint, timeout, resource_attributes, rebuild) if endpoint else None
+    service = str(resource_attributes.get("service.name", ""))
+    store = _StoreWriter(store_config, ttl_ns, service) if store_config is not None else None
     try:
         while (message := _read(stdin)) is not None:
             if message[0] == "spans":
-                spans = [span for data in message[1] for span in rebuild.each(marshal.loads(data))]
+                records = [span for data in message[1] for span in flat_records(marshal.loads(data))]
                 if exporter is not None:
-                    exporter.put(spans)
+                    exporter.put(records)
                 if store is not None:
-                    store.write(spans)
+                    store.write(records)
             elif message[0] == "secrets":  # registered in the server after this worker started
                 register_secrets(message[1])
             elif message[0] == "flush":
@@ -373,27 +378,60 @@ def _derived_attributes(derived: Any, attributes: Mapping[str, Any] | None, secr
     return built
 
 
+def flat_records(r: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The spans of record ``r`` (``record``; its riders too, lean_tracer.DeferringLeanSpan), each as a
+    record of ``record``'s 15 fields with its deferred attributes built (and redacted with its request's
+    secrets): what the OTLP encoder (otlp_records) and the store rows read."""
+    riders = r[16] if len(r) > 16 else None
+    secrets = r[17] if len(r) > 17 else ()
+    if not riders:
+        return [_flat(r, secrets)]
+    return [_flat(r, secrets), *(_flat(rider, secrets) for rider in riders)]
+
+
+def _flat(r: tuple[Any, ...], secrets: Any) -> tuple[Any, ...]:
+    if len(r) > 15 and r[15]:
+        return (*r[:11], _derived_attributes(r[15], r[11], secrets), *r[12:15])
+    return r[:15] if len(r) > 15 else r
+
+
+def record_rows(
+    records: list[tuple[Any, ...]], service: str, ttl_ns: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The trace store's span rows and event rows for ``records`` (flat_records), but the spans it does
+    not keep (store_writer.stored_attributes): the rows store_writer.span_row makes from the same spans."""
+    from lamina_telemetry.store_writer import event_rows, make_row, stored_attributes
+
+    rows: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    for r in records:
+        attributes = r[11]
+        if not stored_attributes(attributes):
+            continue
+        # trace_id, span_id, parent, name, start, end, error, attributes (``record``'s fields)
+        error = r[9] == _ERROR
+        row = make_row(r[1], r[2], r[5], r[0], r[7], r[8], error, attributes or {}, service, ttl_ns)
+        rows.append(row)
+        if r[12]:
+            events.extend(event_rows(r[12], row))
+    return rows, events
+
+
 class _Rebuilder:
-    """Records (``record``) back into the SDK's ReadableSpan, which the exporter and the store rows read."""
+    """A flat record (``flat_records``) back into the SDK's ReadableSpan: for the stock OTLP exporter where
+    otlp_records cannot post its own encoding, and for tests comparing the two."""
 
     def __init__(self, resource: Any) -> None:
         self.resource = resource
         self.scopes: dict[Any, Any] = {}
 
     def each(self, r: tuple[Any, ...]) -> list[ReadableSpan]:
-        """The span of record ``r`` and those riding in it (lean_tracer.DeferringLeanSpan)."""
-        riders = r[16] if len(r) > 16 else None
-        secrets = r[17] if len(r) > 17 else ()
-        if not riders:
-            return [self(r, secrets)]
-        return [self(r, secrets), *(self(rider, secrets) for rider in riders)]
+        """The spans of record ``r``, as ReadableSpan."""
+        return [self(flat) for flat in flat_records(r)]
 
-    def __call__(self, r: tuple[Any, ...], secrets: Any = ()) -> ReadableSpan:
-        """The span of record ``r``; ``secrets``: its request's, for its deferred attributes."""
+    def __call__(self, r: tuple[Any, ...]) -> ReadableSpan:
         (name, trace_id, span_id, flags, state, parent, kind, start, end, code, description) = r[:11]
         attributes, events, links, scope = r[11:15]
-        if len(r) > 15 and r[15]:
-            attributes = _derived_attributes(r[15], attributes, secrets)
         trace_state = TraceState.from_header([state]) if state else None
         if scope is not None and scope not in self.scopes:
             self.scopes[scope] = InstrumentationScope(*scope)
@@ -414,23 +452,29 @@ class _Rebuilder:
 
 
 class _ExportThread:
-    """The stock OTLP/HTTP exporter on its own thread of the worker: a slow collector holds up only the
-    export, never the trace store's writes. A full queue (the collector far behind) drops batches,
-    logged once each time it starts dropping."""
+    """OTLP/HTTP export (otlp_records.RecordExporter) on its own thread of the worker: a slow collector
+    holds up only the export, never the trace store's writes. A full queue (the collector far behind)
+    drops batches, logged once each time it starts dropping."""
 
-    def __init__(self, endpoint: str, timeout: float, max_batches: int = 16) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float,
+        resource_attributes: Mapping[str, Any],
+        rebuild: _Rebuilder,
+        max_batches: int = 16,
+    ) -> None:
+        from lamina_telemetry.otlp_records import RecordExporter
         from lamina_telemetry.tracing_setup import ExportLog
 
-        otlp = OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
-        self.exporter = ExportLog(otlp, "otel_trace", endpoint)
-        self.queue: queue.Queue[list[ReadableSpan] | None] = queue.Queue(max_batches)
+        otlp = RecordExporter(endpoint, timeout, resource_attributes, rebuild)
+        self.exporter = ExportLog(otlp, "otel_trace", endpoint)  # type: ignore[arg-type]  # records, not spans
+        self.queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(max_batches)
         self.dropping = False
         self.thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
         self.thread.start()
 
-    def put(self, spans: list[ReadableSpan]) -> None:
+    def put(self, spans: list[tuple[Any, ...]]) -> None:
         try:
             self.queue.put_nowait(spans)
             self.dropping = False
@@ -463,7 +507,7 @@ class _StoreWriter:
     A failing database is logged when writes start failing and when they recover; its error is
     reported to the gateway with each flush (the provider's health says it)."""
 
-    def __init__(self, config: Mapping[str, Any], ttl_ns: int) -> None:
+    def __init__(self, config: Mapping[str, Any], ttl_ns: int, service: str) -> None:
         import asyncio
         from pathlib import Path
 
@@ -471,22 +515,16 @@ class _StoreWriter:
 
         self.loop = asyncio.new_event_loop()
         self.ttl_ns = ttl_ns
+        self.service = service
         self.last_error: str | None = None
         resolved = trace_store_config(dict(config), Path(str(config.get("db_path", "trace_store.db"))))
         self.store = self.loop.run_until_complete(open_trace_store(resolved))
 
-    def write(self, spans: list[ReadableSpan]) -> None:
+    def write(self, records: list[tuple[Any, ...]]) -> None:
+        """Rows for ``records`` (flat_records) but the spans the store does not keep, in one transaction."""
         from lamina.storage.kvstore import StorageError
-        from lamina_telemetry.store_writer import event_rows, span_row, stored
 
-        rows, events = [], []
-        for span in spans:
-            if not stored(span):
-                continue
-            row = span_row(span, self.ttl_ns)
-            rows.append(row)
-            if span.events:
-                events.extend(event_rows(span, row))
+        rows, events = record_rows(records, self.service, self.ttl_ns)
         try:
             if rows:
                 self.loop.run_until_complete(self.store.add_spans(rows))

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -83,7 +83,7 @@ class StoreWriter:
         row = span_row(span, self.ttl_ns)
         self.spans.append(row)
         if span.events:  # an exception a span recorded, or any other span event: kept in the events table
-            self.events.extend(event_rows(span, row))
+            self.events.extend(event_rows([(e.name, e.timestamp, e.attributes) for e in span.events], row))
 
     def put_points(self, points: Sequence[MetricPoint]) -> None:
         room = self.max_queue - len(self.points)
@@ -161,32 +161,63 @@ def span_row(span: ReadableSpan, ttl_ns: int) -> tuple[Any, ...]:
     """The span's row in SPAN_COLUMNS order (a tuple, not a SpanRow: this runs for every span)."""
     ctx = span.context
     parent = span.parent
-    end = span.end_time or time.time_ns()
     # .copy() of the attributes' read-only view is a plain dict at once; iterating the view locks
-    # per item (4 µs a span). Tuples (sequence attributes) are written as JSON arrays.
-    attributes = span.attributes.copy() if span.attributes else {}
+    # per item (4 µs a span).
+    return make_row(
+        ctx.trace_id,
+        ctx.span_id,
+        (parent.span_id, parent.is_remote) if parent is not None else None,
+        span.name,
+        span.start_time,
+        span.end_time,
+        span.status.status_code == StatusCode.ERROR,
+        span.attributes.copy() if span.attributes else {},
+        str(span.resource.attributes.get("service.name", "")),
+        ttl_ns,
+    )
+
+
+def make_row(
+    trace_id: int,
+    span_id: int,
+    parent: tuple[int, bool] | None,
+    name: str,
+    start: int | None,
+    end: int | None,
+    error: bool,
+    attributes: dict[str, Any],
+    service: str,
+    ttl_ns: int,
+) -> tuple[Any, ...]:
+    """A span's row from its parts (``parent``: its id and whether it is remote); the export worker makes
+    rows from its records with this, the in-process processor from SDK spans (``span_row``)."""
+    end = end or time.time_ns()
     return (
-        format(ctx.trace_id, "032x"),
-        format(ctx.span_id, "016x"),
-        format(parent.span_id, "016x") if parent is not None else None,
+        format(trace_id, "032x"),
+        format(span_id, "016x"),
+        format(parent[0], "016x") if parent is not None else None,
         # A parent in another process (a caller's traceparent) is not in this store: the span
         # is where this server's part of the trace starts.
-        1 if parent is None or parent.is_remote else 0,
-        span.name,
-        span.start_time or end,
+        1 if parent is None or parent[1] else 0,
+        name,
+        start or end,
         end,
-        "error" if span.status.status_code == StatusCode.ERROR else "ok",
-        dumps_json(attributes),
-        str(span.resource.attributes.get("service.name", "")),
+        "error" if error else "ok",
+        dumps_json(attributes),  # tuples (sequence attributes) are written as JSON arrays
+        service,
         end + ttl_ns,
     )
 
 
 def stored(span: ReadableSpan) -> bool:
-    """Whether the trace store keeps ``span``: not the spans of the telemetry API's own requests (a
-    dashboard polling ``query_traces`` would otherwise fill the store with traces of its polling, the
-    newest first; the OTLP and console sinks still get them)."""
-    attributes = span.attributes
+    """Whether the trace store keeps ``span`` (``stored_attributes``)."""
+    return stored_attributes(span.attributes)
+
+
+def stored_attributes(attributes: Mapping[str, Any] | None) -> bool:
+    """Whether the trace store keeps a span with these attributes: not the spans of the telemetry API's
+    own requests (a dashboard polling ``query_traces`` would otherwise fill the store with traces of its
+    polling, the newest first; the OTLP and console sinks still get them)."""
     return not (
         attributes
         and (
@@ -196,22 +227,25 @@ def stored(span: ReadableSpan) -> bool:
     )
 
 
-def event_rows(span: ReadableSpan, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """A span's events as events-table rows: an ``exception`` event is an error whose message is the
-    exception's; any other is ``info`` with the event's name as its message."""
+def event_rows(
+    events: Iterable[tuple[str, int, Mapping[str, Any] | None]], row: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """A span's events ((name, timestamp, attributes) each) as events-table rows for the span of ``row``:
+    an ``exception`` event is an error whose message is the exception's; any other is ``info`` with the
+    event's name as its message."""
     trace_id, span_id, expires = row[0], row[1], row[-1]
     out = []
-    for event in span.events:
-        attributes = dict(event.attributes or {})
-        attributes["event.name"] = event.name
-        if event.name == "exception":
+    for name, timestamp, event_attributes in events:
+        attributes = dict(event_attributes or {})
+        attributes["event.name"] = name
+        if name == "exception":
             severity = "error"
             message = str(
                 attributes.get("exception.message") or attributes.get("exception.type") or "exception"
             )
         else:
-            severity, message = "info", event.name
-        out.append((trace_id, span_id, event.timestamp, severity, message, dumps_json(attributes), expires))
+            severity, message = "info", name
+        out.append((trace_id, span_id, timestamp, severity, message, dumps_json(attributes), expires))
     return out
 
 
