@@ -61,10 +61,10 @@ _SCALARS = (str, bool, int, float)
 
 
 def build(deferred: Iterable[tuple[str, tuple[Any, ...]]], secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """The attributes of a span's deferred ``(name, raw values)`` entries, as span attributes
-    (``spans.clean``: None dropped, other values by :func:`attribute_value`), redacted as the request path would have: with that request's own
-    ``secrets`` (its token, its provider data: ``lamina.redaction.REQUEST_SECRETS`` where the span ended)
-    and the process's known ones."""
+    """The attributes of a span's deferred ``(name, raw values)`` entries, made span attributes and
+    redacted by ``spans.clean`` as on the request path (None dropped, other values by
+    :func:`attribute_value`), with that request's own ``secrets`` (its token, its provider data:
+    ``lamina.redaction.REQUEST_SECRETS`` where the span ended) and the process's known ones."""
     from lamina.telemetry.spans import clean
 
     out: dict[str, Any] = {}
