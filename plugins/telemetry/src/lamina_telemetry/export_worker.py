@@ -311,8 +311,6 @@ def _write_to(stream: IO[bytes], message: Any) -> None:
 
 
 def main() -> None:
-    from opentelemetry.sdk.resources import Resource
-
     from lamina.logging import configure_logging
     from lamina_telemetry.tracing_setup import _EXPORTER_LOGGERS
 
@@ -329,8 +327,7 @@ def main() -> None:
         return
     _, endpoint, resource_attributes, timeout, store_config, ttl_ns, secrets = init
     register_secrets(secrets)  # the server's own (run config): derived attributes are redacted here
-    rebuild = _Rebuilder(Resource(resource_attributes))
-    exporter = _ExportThread(endpoint, timeout, resource_attributes, rebuild) if endpoint else None
+    exporter = _ExportThread(endpoint, timeout, resource_attributes) if endpoint else None
     service = str(resource_attributes.get("service.name", ""))
     store = _StoreWriter(store_config, ttl_ns, service) if store_config is not None else None
     try:
@@ -461,12 +458,14 @@ class _ExportThread:
         endpoint: str,
         timeout: float,
         resource_attributes: Mapping[str, Any],
-        rebuild: _Rebuilder,
         max_batches: int = 16,
     ) -> None:
+        from opentelemetry.sdk.resources import Resource
+
         from lamina_telemetry.otlp_records import RecordExporter
         from lamina_telemetry.tracing_setup import ExportLog
 
+        rebuild = _Rebuilder(Resource(resource_attributes))  # the stock path's (RecordExporter)
         otlp = RecordExporter(endpoint, timeout, resource_attributes, rebuild)
         self.exporter = ExportLog(otlp, "otel_trace", endpoint)  # type: ignore[arg-type]  # records, not spans
         self.queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(max_batches)

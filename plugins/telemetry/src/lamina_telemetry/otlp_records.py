@@ -19,8 +19,9 @@ to what the stock encoder makes from the rebuilt spans.
 ``RecordExporter`` posts the encoded request through the stock ``OTLPSpanExporter``'s HTTP client, so
 its endpoint, headers, compression, TLS settings (arguments and ``OTEL_EXPORTER_OTLP_*`` variables),
 retries and backoff are the stock exporter's. That client is the exporter's private ``_client``
-(opentelemetry-exporter-otlp-proto-http 1.45): where it is missing, the records are rebuilt as
-``ReadableSpan`` and go through the stock ``export`` instead (slower, same bytes).
+(opentelemetry-exporter-otlp-proto-http 1.45), and attribute values are encoded by the stock encoder's
+``_encode_attributes``: where either is missing, the records are rebuilt as ``ReadableSpan`` and go
+through the stock ``export`` instead (slower, same bytes).
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, SpanFlags, Status
 from opentelemetry.sdk.trace.export import SpanExportResult
+
+try:  # the stock encoder's own attribute encoding (logs and skips a value of a type OTLP has not)
+    from opentelemetry.exporter.otlp.proto.common._internal import _encode_attributes
+except ImportError:  # pragma: no cover - a release without it: RecordExporter takes the stock path
+    _encode_attributes = None
 
 # Span.flags: whether the parent is remote is always known here (the SDK's encoder sets the same bits)
 _LOCAL_PARENT = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
@@ -40,37 +45,11 @@ CACHE_ENTRIES = 20_000  # distinct (key, value) encodings kept; cleared when ful
 CACHE_MAX_TEXT = 256  # longer string values are encoded each time, not kept
 
 
-def any_value(value: Any) -> AnyValue:
-    """An attribute value as OTLP's AnyValue (the types the OpenTelemetry API allows; anything else as
-    its text, where the stock encoder would drop the attribute with an error logged)."""
-    if value is None:
-        return AnyValue()
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, Sequence):
-        return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
-    if isinstance(value, Mapping):
-        return AnyValue(kvlist_value=KeyValueList(values=key_values({str(k): v for k, v in value.items()})))
-    return AnyValue(string_value=str(value))
-
-
-def key_values(attributes: Mapping[str, Any] | None) -> list[KeyValue]:
-    return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()] if attributes else []
-
-
 class RecordEncoder:
     """Export records (export_worker.record, attributes built) as one OTLP ExportTraceServiceRequest."""
 
     def __init__(self, resource_attributes: Mapping[str, Any]) -> None:
-        self.resource = key_values(resource_attributes)
+        self.resource = _encode_attributes(resource_attributes)
         self._attributes: dict[Any, bytes] = {}  # (key, value, its type) -> a Span with only that attribute
 
     def encode(self, records: Sequence[tuple[Any, ...]]) -> bytes:
@@ -127,20 +106,20 @@ class RecordEncoder:
             span.MergeFromString(b"".join(parts))
         for event_name, timestamp, event_attributes in events or ():
             span.events.add(
-                name=event_name, time_unix_nano=timestamp, attributes=key_values(event_attributes)
+                name=event_name, time_unix_nano=timestamp, attributes=_encode_attributes(event_attributes)
             )
         for link_trace, link_span, _link_flags, link_attributes in links or ():
             # A link's context is rebuilt as remote (export_worker._Rebuilder): the same flags as there.
             span.links.add(
                 trace_id=link_trace.to_bytes(16, "big"),
                 span_id=link_span.to_bytes(8, "big"),
-                attributes=key_values(link_attributes),
+                attributes=_encode_attributes(link_attributes),
                 flags=_REMOTE_PARENT,
             )
 
     def _attribute(self, key: Any, name: str, value: Any) -> bytes:
         """A Span holding only this attribute, serialized (and kept, for ``key``: see the module)."""
-        part = Span(attributes=[KeyValue(key=name, value=any_value(value))]).SerializeToString()
+        part = Span(attributes=_encode_attributes({name: value})).SerializeToString()
         if key is not None and not (type(value) is str and len(value) > CACHE_MAX_TEXT):
             if len(self._attributes) >= CACHE_ENTRIES:
                 self._attributes.clear()
@@ -165,7 +144,8 @@ class RecordExporter:
         self.encoder = RecordEncoder(resource_attributes)
         self.rebuild = rebuild
         client = getattr(self.stock, "_client", None)
-        self.post = getattr(client, "export", None)  # bytes -> a result with .success
+        # bytes -> a result with .success; None: the stock path
+        self.post = getattr(client, "export", None) if _encode_attributes is not None else None
 
     def export(self, records: Sequence[tuple[Any, ...]]) -> SpanExportResult:
         if self.post is None:
