@@ -23,6 +23,7 @@ BENCHMARKS = {
     "telemetry-instructions": "telemetry off vs on: the gateway's instructions per request under callgrind",
     "telemetry-calls": "telemetry off vs on: Python calls per chat completion (cProfile; load-independent)",
     "telemetry-worker": "the telemetry export worker's CPU per chat completion: records path vs SDK spans",
+    "trace-store": "the trace store's insert CPU per request as it grows: its layout now vs before step 8",
     "gc-tuning": "server.gc: CPython's collector settings vs a frozen heap vs Lamina's default, c=16",
     "auth": "auth off vs a JWT (JWKS) vs a Lamina API key: gateway req/s and CPU per request, c=16",
     "datasets": "datasetio: iterrows rows/s on a generated CSV, deep pages, peak RSS over a 1 GB CSV",
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
         print("                               hatch run dev:bench telemetry-instructions (~5 min)")
         print("                               hatch run dev:bench telemetry-calls (~1 min)")
         print("                               hatch run dev:bench telemetry-worker (~1 min)")
+        print("                               hatch run dev:bench trace-store (~2 min)")
         print("                               hatch run dev:bench gc-tuning --out docs/benchmarks.md")
         print("                               hatch run dev:bench post-training (~10 min; by hand)")
         print("                               hatch run dev:bench post-training --latency (~2 min)")

@@ -60,9 +60,13 @@ class SqlTable(ABC):
     async def _execute(self, sql: str, params: list[Any]) -> int:
         """Run one write statement and commit it; the number of rows it changed."""
 
-    @abstractmethod
     async def _execute_many(self, sql: str, rows: list[Any]) -> None:
         """Run one write statement once per row of parameters, all in one transaction."""
+        await self._execute_batches([(sql, rows)])
+
+    @abstractmethod
+    async def _execute_batches(self, batches: list[tuple[str, list[Any]]]) -> None:
+        """Run each (write statement, rows of parameters) of ``batches``, all in one transaction."""
 
     @abstractmethod
     async def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
@@ -85,6 +89,8 @@ class SqliteTable(SqlTable):
     #: deferred write that finds another connection's commit newer than its read snapshot fails at once
     #: with "database is locked" (SQLITE_BUSY_SNAPSHOT), without waiting out the busy timeout.
     immediate_writes: ClassVar[bool] = False
+    #: further ``PRAGMA``s of this store's connection (e.g. ``cache_size=-65536``)
+    pragmas: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: SqliteSqlStoreConfig) -> None:
         super().__init__(config.table_name)
@@ -110,7 +116,10 @@ class SqliteTable(SqlTable):
         while True:
             try:
                 self._conn = await open_sqlite(self.path, synchronous=self.synchronous)
+                for pragma in self.pragmas:
+                    await self._conn.execute(f"PRAGMA {pragma}")
                 await self._conn.execute("BEGIN IMMEDIATE")
+                await self._migrate_sqlite(self._conn)
                 for statement in self._schema_for("sqlite"):
                     try:
                         await self._conn.execute(statement)
@@ -126,6 +135,10 @@ class SqliteTable(SqlTable):
                 if not locked or time.monotonic() > deadline:
                     raise StorageError(f"cannot open the {self.where}: {exc}") from exc
                 await asyncio.sleep(0.05)
+
+    async def _migrate_sqlite(self, conn: Any) -> None:
+        """Change an existing table that its schema statements (``IF NOT EXISTS``) cannot, before they
+        run, in their transaction (BEGIN IMMEDIATE: one process at a time). None by default."""
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -162,12 +175,13 @@ class SqliteTable(SqlTable):
         except sqlite3.Error:
             pass
 
-    async def _execute_many(self, sql: str, rows: list[Any]) -> None:
+    async def _execute_batches(self, batches: list[tuple[str, list[Any]]]) -> None:
         async with self._write_lock:
             try:
                 if self.immediate_writes:
                     await self.conn.execute("BEGIN IMMEDIATE")
-                await self.conn.executemany(sql, rows)
+                for sql, rows in batches:
+                    await self.conn.executemany(sql, rows)
                 await self.conn.commit()
             except sqlite3.Error as exc:
                 await self._rollback()
@@ -229,10 +243,11 @@ class PostgresTable(SqlTable):
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
-    async def _execute_many(self, sql: str, rows: list[Any]) -> None:
+    async def _execute_batches(self, batches: list[tuple[str, list[Any]]]) -> None:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.executemany(sql, rows)
+                for sql, rows in batches:
+                    await conn.executemany(sql, rows)
         except postgres_errors() as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 

@@ -5,8 +5,11 @@ Real parts: a real child process, the stock OTLP/HTTP exporter in it, a real OTL
 
 from __future__ import annotations
 
+import io
+import marshal
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -159,3 +162,117 @@ def test_a_send_after_shutdown_closed_the_pipe_is_dropped_quietly(otlp_receiver:
     worker._proc.poll = lambda: None  # the window in which the worker has not exited yet
     assert worker._send(("spans", [b"x"]), spans=1) is False
     assert (worker.lost, worker.restarts) == (1, 0)
+
+
+def _spans_message(count: int) -> tuple[str, list[bytes]]:
+    """A "spans" message as the gateway's sending thread makes it: ``count`` marshalled span records."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lamina_telemetry.export_worker import record
+
+    finished = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    for i in range(count):
+        provider.get_tracer("test").start_span(f"POST /v1/x{i}").end()
+    return ("spans", [marshal.dumps(record(span)) for span in finished.get_finished_spans()])
+
+
+def _counted_store_writer(tmp_path: Any) -> tuple[Any, list[int]]:
+    """The worker's trace store writer on a real SQLite file, counting its transactions' span rows."""
+    from lamina_telemetry.export_worker import _StoreWriter
+
+    writer = _StoreWriter({"type": "sqlite", "db_path": str(tmp_path / "traces.db")}, 3600 * 10**9, "svc")
+    transactions: list[int] = []
+    add_spans = writer.store.add_spans
+
+    async def counted(rows: Any, events: Any = None) -> None:
+        transactions.append(len(rows))
+        await add_spans(rows, events)
+
+    writer.store.add_spans = counted
+    return writer, transactions
+
+
+@pytest.mark.parametrize(("most_rows", "transactions"), [(8192, [15]), (4, [6, 6, 3])])
+def test_batches_that_wait_together_are_stored_in_one_transaction(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, most_rows: int, transactions: list[int]
+) -> None:
+    """A worker that is behind finds several batches waiting: their rows go to the store in one
+    transaction (a random index page that many rows dirty is written once), up to STORE_ROWS, and a
+    flush writes what is gathered before it answers."""
+    from lamina_telemetry import export_worker
+
+    monkeypatch.setattr(export_worker, "STORE_ROWS", most_rows)
+    writer, counted = _counted_store_writer(tmp_path)
+    read_end, write_end = os.pipe()
+    with open(write_end, "wb") as pipe:
+        for _ in range(5):
+            export_worker._write_to(pipe, _spans_message(3))
+        export_worker._write_to(pipe, ("flush", False))
+    answers = io.BytesIO()
+    try:
+        with open(read_end, "rb", buffering=0) as pipe:
+            export_worker.serve(pipe, answers, None, writer)
+        assert counted == transactions
+        assert marshal.loads(answers.getvalue()[4:]) == ("done", None)
+        select = f"SELECT name FROM {writer.store.spans}"
+        rows = writer.loop.run_until_complete(writer.store._fetch(select, []))
+        assert sorted(r[0] for r in rows) == sorted(f"POST /v1/x{i}" for _ in range(5) for i in range(3))
+    finally:
+        writer.close()
+
+
+def test_a_batch_that_comes_alone_is_stored_without_waiting_for_more(tmp_path: Any) -> None:
+    """Gathering never waits for a batch that has not come: a worker that keeps up writes each one as it
+    reads it (a query's flush aside, what a reader of the store sees stays current)."""
+    import sqlite3
+
+    from lamina_telemetry import export_worker
+
+    writer, counted = _counted_store_writer(tmp_path)
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb", buffering=0) as inbound, open(write_end, "wb") as outbound:
+        loop = threading.Thread(target=export_worker.serve, args=(inbound, io.BytesIO(), None, writer))
+        loop.start()
+        try:
+            export_worker._write_to(outbound, _spans_message(3))
+            deadline = time.monotonic() + 30
+            while not counted and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert counted == [3]
+            with sqlite3.connect(tmp_path / "traces.db") as db:
+                assert db.execute(f"SELECT count(*) FROM {writer.store.spans}").fetchone() == (3,)
+        finally:
+            outbound.close()
+            loop.join(30)
+    assert not loop.is_alive() and counted == [3]
+    writer.close()
+
+
+def test_a_message_that_arrives_in_pieces_is_read_whole() -> None:
+    """The worker reads its pipe unbuffered (so that select() tells whether a batch waits): a message
+    whose bytes arrive in several writes is still read as one."""
+    from lamina_telemetry import export_worker
+
+    message = _spans_message(40)
+    data = marshal.dumps(message)
+    framed = export_worker._HEADER.pack(len(data)) + data
+    read_end, write_end = os.pipe()
+
+    half = len(framed) // 2
+
+    def trickle() -> None:
+        with open(write_end, "wb", buffering=0) as pipe:
+            for piece in (framed[:2], framed[2:7], framed[7:half], framed[half:]):  # header split too
+                pipe.write(piece)
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    with open(read_end, "rb", buffering=0) as pipe:
+        assert export_worker._read(pipe) == message
+        assert export_worker._read(pipe) is None  # the pipe's end
+    sender.join(10)

@@ -232,6 +232,71 @@ async def test_listing_traces_reads_each_traces_own_spans_not_every_root(store: 
     assert inner and all("(trace_id=?)" in step for step in inner), plan
 
 
+async def test_every_lookup_of_a_span_by_its_ids_uses_an_index(store: TraceStore) -> None:
+    """With two random-id indexes instead of three (no primary key), a span is still found by its ids, by
+    its id alone (get_span_tree's start) and a tree's children by their parent, without a scan."""
+    if store.backend != "sqlite":
+        pytest.skip("the query plan checked is SQLite's")
+    s = store.spans
+    lookups = {
+        f"SELECT name FROM {s} WHERE trace_id = ? AND span_id = ?": ["a" * 32, "b" * 16],
+        f"SELECT name FROM {s} WHERE span_id = ?": ["b" * 16],
+        f"SELECT name FROM {s} WHERE trace_id = ? AND parent_span_id = ?": ["a" * 32, "b" * 16],
+        f"SELECT name FROM {s} WHERE trace_id = ?": ["a" * 32],
+    }
+    for sql, params in lookups.items():
+        plan = " ".join(row[-1] for row in await store._fetch("EXPLAIN QUERY PLAN " + sql, params))
+        assert plan.startswith("SEARCH") and "USING INDEX" in plan, (sql, plan)
+
+
+_OLD_SPANS = (
+    "CREATE TABLE {s} (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, root SMALLINT NOT "
+    "NULL, name TEXT NOT NULL, start_ns BIGINT NOT NULL, end_ns BIGINT, status TEXT, attributes {json} NOT "
+    "NULL, service TEXT NOT NULL, expires_ns BIGINT NOT NULL, PRIMARY KEY (trace_id, span_id))"
+)
+
+
+async def test_a_store_made_with_the_old_primary_key_is_migrated_with_its_spans(
+    store_section: dict, tmp_path: Path
+) -> None:
+    """Stores made before kept spans under a primary key (trace_id, span_id) plus an index on span_id: one
+    random-id index more for every row. Opening one rebuilds (SQLite) or alters (PostgreSQL) it: its spans
+    kept, the primary key and the old index gone, a repeated span still ignored."""
+    config = trace_store_config(store_section, tmp_path / "default.db")
+    store = await open_trace_store(config)
+    s, t = store.spans, store.table
+    json_type = "JSONB" if store.backend == "postgres" else "TEXT"
+    await store._execute(f"DROP TABLE {s}", [])
+    await store._execute(_OLD_SPANS.format(s=s, json=json_type), [])
+    await store._execute(f"CREATE INDEX {t}_spans_span ON {s} (span_id)", [])
+    old = ("a" * 32, "b" * 16, None, 1, "POST /v1/old", 1, 2, "ok", '{"k": "old"}', "svc", 2**62)
+    await store.add_spans([old])
+    await store.close()
+
+    store = await open_trace_store(config)
+    try:
+        if store.backend == "sqlite":
+            indexes = {row[1]: row[3] for row in await store._fetch(f"PRAGMA index_list({s})", [])}
+            assert "pk" not in indexes.values() and f"{t}_spans_span" not in indexes, indexes
+            assert indexes[f"{t}_spans_ids"] == "c", indexes
+        else:
+            keys = await store._fetch(
+                "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'", [s]
+            )
+            indexes = await store._fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1", [s])
+            names = [r[0] for r in indexes]
+            assert not keys and f"{t}_spans_span" not in names and f"{t}_spans_ids" in names, (keys, names)
+        new = ("a" * 32, "c" * 16, "b" * 16, 0, "chat m", 1, 2, "ok", '{"k": "new"}', "svc", 2**62)
+        await store.add_spans([old, new, new])
+        tree = await queries.get_span_tree(store, "b" * 16, None, None)
+        assert [(span.name, span.attributes) for span in tree.values()] == [
+            ("POST /v1/old", {"k": "old"}),
+            ("chat m", {"k": "new"}),
+        ]
+    finally:
+        await store.close()
+
+
 async def test_a_recorded_exception_is_kept_as_an_error_event_of_its_span(
     store: TraceStore, writer: StoreWriter
 ) -> None:

@@ -55,6 +55,8 @@ log = structlog.get_logger("lamina.telemetry")
 _HEADER = struct.Struct("!I")
 _ERROR = StatusCode.ERROR.value
 WORKER_NICE = 10
+#: most span rows the worker gathers for one trace store transaction while more batches wait
+STORE_ROWS = 8192
 
 
 def record(span: ReadableSpan) -> tuple[Any, ...]:
@@ -297,11 +299,32 @@ class PipeSpanProcessor(SpanProcessor):
 
 
 def _read(stream: IO[bytes]) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+    header = _read_exactly(stream, _HEADER.size)
+    if header is None:
         return None
     (size,) = _HEADER.unpack(header)
-    return marshal.loads(stream.read(size))
+    data = _read_exactly(stream, size)
+    return None if data is None else marshal.loads(data)
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    """``size`` bytes of ``stream`` (a pipe's raw reads may be short); None at its end."""
+    data = stream.read(size)
+    if data is None or len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        if not (more := stream.read(size - got)):
+            return None
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _waiting(stream: IO[bytes]) -> bool:
+    """Whether a message is already waiting on ``stream`` (unbuffered)."""
+    return bool(select.select([stream], [], [], 0)[0])
 
 
 def _write_to(stream: IO[bytes], message: Any) -> None:
@@ -321,7 +344,7 @@ def main() -> None:
         os.nice(WORKER_NICE)
     for name in _EXPORTER_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer  # unbuffered: select() sees what waits
     init = _read(stdin)
     if init is None:
         return
@@ -331,24 +354,41 @@ def main() -> None:
     service = str(resource_attributes.get("service.name", ""))
     store = _StoreWriter(store_config, ttl_ns, service) if store_config is not None else None
     try:
-        while (message := _read(stdin)) is not None:
-            if message[0] == "spans":
-                records = [span for data in message[1] for span in flat_records(marshal.loads(data))]
-                if exporter is not None:
-                    exporter.put(records)
-                if store is not None:
-                    store.write(records)
-            elif message[0] == "secrets":  # registered in the server after this worker started
-                register_secrets(message[1])
-            elif message[0] == "flush":
-                if message[1] and exporter is not None:
-                    exporter.join()
-                _write_to(stdout, ("done", store.last_error if store is not None else None))
+        serve(stdin, stdout, exporter, store)
     finally:
         if exporter is not None:
             exporter.close()
         if store is not None:
             store.close()
+
+
+def serve(
+    stdin: IO[bytes], stdout: IO[bytes], exporter: _ExportThread | None, store: _StoreWriter | None
+) -> None:
+    """The worker's loop over the gateway's messages until its pipe closes (``stdin`` unbuffered)."""
+    while True:
+        # The store's rows wait while more batches do (one transaction for several: a random index
+        # page dirtied by many rows is written once), never past STORE_ROWS nor a flush.
+        if store is not None and store.rows and (len(store.rows) >= STORE_ROWS or not _waiting(stdin)):
+            store.write()
+        if (message := _read(stdin)) is None:
+            break
+        if message[0] == "spans":
+            records = [span for data in message[1] for span in flat_records(marshal.loads(data))]
+            if exporter is not None:
+                exporter.put(records)
+            if store is not None:
+                store.add(records)
+        elif message[0] == "secrets":  # registered in the server after this worker started
+            register_secrets(message[1])
+        elif message[0] == "flush":
+            if store is not None:
+                store.write()
+            if message[1] and exporter is not None:
+                exporter.join()
+            _write_to(stdout, ("done", store.last_error if store is not None else None))
+    if store is not None:
+        store.write()
 
 
 def _built_here(made: tuple[Any, ...], secrets: Any = None) -> tuple[Any, ...]:
@@ -502,9 +542,9 @@ class _ExportThread:
 
 
 class _StoreWriter:
-    """The trace store's span and span-event rows, written by the worker in one transaction per batch.
-    A failing database is logged when writes start failing and when they recover; its error is
-    reported to the gateway with each flush (the provider's health says it)."""
+    """The trace store's span and span-event rows, gathered (``add``) and written in one transaction
+    (``write``). A failing database is logged when writes start failing and when they recover; its error
+    is reported to the gateway with each flush (the provider's health says it)."""
 
     def __init__(self, config: Mapping[str, Any], ttl_ns: int, service: str) -> None:
         import asyncio
@@ -516,19 +556,26 @@ class _StoreWriter:
         self.ttl_ns = ttl_ns
         self.service = service
         self.last_error: str | None = None
+        self.rows: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
         resolved = trace_store_config(dict(config), Path(str(config.get("db_path", "trace_store.db"))))
         self.store = self.loop.run_until_complete(open_trace_store(resolved))
 
-    def write(self, records: list[tuple[Any, ...]]) -> None:
-        """Rows for ``records`` (flat_records) but the spans the store does not keep, in one transaction."""
+    def add(self, records: list[tuple[Any, ...]]) -> None:
+        """The rows of ``records`` (flat_records) but the spans the store does not keep, to ``write``."""
+        rows, events = record_rows(records, self.service, self.ttl_ns)
+        self.rows += rows
+        self.events += events
+
+    def write(self) -> None:
+        """Write the rows gathered, in one transaction."""
         from lamina.storage.kvstore import StorageError
 
-        rows, events = record_rows(records, self.service, self.ttl_ns)
+        rows, events, self.rows, self.events = self.rows, self.events, [], []
+        if not rows and not events:
+            return
         try:
-            if rows:
-                self.loop.run_until_complete(self.store.add_spans(rows))
-            if events:
-                self.loop.run_until_complete(self.store.add_events(events))
+            self.loop.run_until_complete(self.store.add_spans(rows, events))
         except StorageError as exc:
             if self.last_error is None:
                 log.warning("trace_store_write_failed", error=str(exc), lost_spans=len(rows))

@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import structlog
 from pydantic import Field
 
 from lamina import fast_json
 from lamina.storage.config import PostgresSqlStoreConfig, SqliteSqlStoreConfig, sql_store_config
 from lamina.storage.sql_table import Backend, PostgresTable, SqliteTable, SqlTable, open_table
+
+log = structlog.get_logger("lamina.telemetry")
 
 DEFAULT_TABLE = "telemetry"
 DEFAULT_DB_NAME = "trace_store.db"
@@ -133,21 +136,38 @@ class TraceStore(SqlTable):
         """The i-th placeholder for a JSON value (jsonb on PostgreSQL)."""
         return f"{self._p(i)}::jsonb" if self.backend == "postgres" else self._p(i)
 
+    def _spans_table(self, name: str, backend: Backend) -> str:
+        json_type = "JSONB" if backend == "postgres" else "TEXT"
+        return (
+            f"CREATE TABLE IF NOT EXISTS {name} (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, "
+            f"parent_span_id TEXT, root SMALLINT NOT NULL, name TEXT NOT NULL, start_ns BIGINT NOT NULL, "
+            f"end_ns BIGINT, status TEXT, attributes {json_type} NOT NULL, service TEXT NOT NULL, "
+            f"expires_ns BIGINT NOT NULL)"
+        )
+
     def _schema_for(self, backend: Backend) -> list[str]:
         t, s, e, m = self.table, self.spans, self.events, self.points
         json_type = "JSONB" if backend == "postgres" else "TEXT"
         real = "DOUBLE PRECISION" if backend == "postgres" else "REAL"
-        return [
-            f"CREATE TABLE IF NOT EXISTS {s} (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, "
-            f"parent_span_id TEXT, root SMALLINT NOT NULL, name TEXT NOT NULL, start_ns BIGINT NOT NULL, "
-            f"end_ns BIGINT, status TEXT, attributes {json_type} NOT NULL, service TEXT NOT NULL, "
-            f"expires_ns BIGINT NOT NULL, PRIMARY KEY (trace_id, span_id))",
-            # get_span_tree starts from a span id alone; trees walk parent -> children within a trace.
-            f"CREATE INDEX IF NOT EXISTS {t}_spans_span ON {s} (span_id)",
+        # Span and trace ids are random, so each index keyed by them takes every new row on a random page:
+        # two such indexes, not three. (span_id, trace_id) is both the uniqueness of a span and
+        # get_span_tree's lookup by span id alone; (trace_id, parent_span_id) a trace's spans (its
+        # trace_id prefix) and a tree's children. A rowid table: rows themselves are appended.
+        spans = [
+            self._spans_table(s, backend),
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_spans_ids ON {s} (span_id, trace_id)",
             f"CREATE INDEX IF NOT EXISTS {t}_spans_parent ON {s} (trace_id, parent_span_id)",
             # query_traces lists root spans by time.
             f"CREATE INDEX IF NOT EXISTS {t}_spans_root_start ON {s} (root, start_ns)",
             f"CREATE INDEX IF NOT EXISTS {t}_spans_expires ON {s} (expires_ns)",
+        ]
+        if backend == "postgres":  # a store made before: primary key (trace_id, span_id), index span_id
+            spans += [
+                f"ALTER TABLE {s} DROP CONSTRAINT IF EXISTS {s}_pkey",
+                f"DROP INDEX IF EXISTS {t}_spans_span",
+            ]
+        return [
+            *spans,
             f"CREATE TABLE IF NOT EXISTS {e} (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, "
             f"ts_ns BIGINT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, "
             f"attributes {json_type} NOT NULL, expires_ns BIGINT NOT NULL)",
@@ -162,20 +182,28 @@ class TraceStore(SqlTable):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    async def add_spans(self, rows: Sequence[SpanRow | tuple[Any, ...]]) -> None:
-        """Insert spans (one transaction): SpanRows or their ``params()`` tuples; a span already there
-        (same ids) is kept as it is."""
-        if not rows:
-            return
-        p = self._p
-        values = ", ".join(
-            self._json(i) if c == "attributes" else p(i) for i, c in enumerate(SPAN_COLUMNS, 1)
-        )
-        await self._execute_many(
-            f"INSERT INTO {self.spans} ({', '.join(SPAN_COLUMNS)}) VALUES ({values}) "
-            f"ON CONFLICT (trace_id, span_id) DO NOTHING",
-            [row.params() if isinstance(row, SpanRow) else row for row in rows],
-        )
+    async def add_spans(
+        self, rows: Sequence[SpanRow | tuple[Any, ...]], events: list[tuple[Any, ...]] | None = None
+    ) -> None:
+        """Insert spans: SpanRows or their ``params()`` tuples (a span already there, same ids, is kept as
+        it is), and ``events`` (``add_events``' rows), in one transaction."""
+        batches = []
+        if rows:
+            p = self._p
+            values = ", ".join(
+                self._json(i) if c == "attributes" else p(i) for i, c in enumerate(SPAN_COLUMNS, 1)
+            )
+            batches.append(
+                (
+                    f"INSERT INTO {self.spans} ({', '.join(SPAN_COLUMNS)}) VALUES ({values}) "
+                    f"ON CONFLICT (trace_id, span_id) DO NOTHING",
+                    [row.params() if isinstance(row, SpanRow) else row for row in rows],
+                )
+            )
+        if events:
+            batches.append((self._events_insert(), events))
+        if batches:
+            await self._execute_batches(batches)
 
     async def end_span(
         self, trace_id: str, span_id: str, end_ns: int, status: str, attributes: dict[str, Any]
@@ -214,14 +242,15 @@ class TraceStore(SqlTable):
 
     async def add_events(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert events: (trace_id, span_id, ts_ns, severity, message, attributes JSON, expires_ns)."""
-        if not rows:
-            return
+        if rows:
+            await self._execute_many(self._events_insert(), rows)
+
+    def _events_insert(self) -> str:
         p = self._p
-        await self._execute_many(
+        return (
             f"INSERT INTO {self.events} "
             f"(trace_id, span_id, ts_ns, severity, message, attributes, expires_ns) "
-            f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}, {p(5)}, {self._json(6)}, {p(7)})",
-            rows,
+            f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}, {p(5)}, {self._json(6)}, {p(7)})"
         )
 
     async def add_points(self, points: list[MetricPoint]) -> None:
@@ -267,6 +296,26 @@ def _loads(value: Any) -> dict[str, Any]:
 class SqliteTraceStore(SqliteTable, TraceStore):
     # Several servers may write one file (replicas): see SqliteTable.immediate_writes.
     immediate_writes: ClassVar[bool] = True
+    # The span indexes take rows on random pages (random ids): a page cache that holds them (64 MiB, filled
+    # only as the store grows) and fewer checkpoints (the WAL up to ~40 MB: a page rewritten by several
+    # commits is copied back once) made a request's rows ~2x cheaper to insert in a store of 200,000
+    # requests (docs/benchmarks.md, "Telemetry cost", step 8).
+    pragmas: ClassVar[tuple[str, ...]] = ("cache_size=-65536", "wal_autocheckpoint=10000")
+
+    async def _migrate_sqlite(self, conn: Any) -> None:
+        """A spans table made before (primary key (trace_id, span_id), a third random index) rebuilt as
+        today's: SQLite cannot drop a primary key. Its indexes go with it; the schema makes them again."""
+        indexes = await conn.execute_fetchall(f"PRAGMA index_list({self.spans})")
+        if not any(row[3] == "pk" for row in indexes):  # (seq, name, unique, origin, partial)
+            return
+        moving = f"{self.spans}_migrating"
+        columns = ", ".join(SPAN_COLUMNS)
+        log.info("trace_store_migrating", table=self.spans, path=str(self.path))
+        await conn.execute(f"DROP TABLE IF EXISTS {moving}")
+        await conn.execute(self._spans_table(moving, "sqlite"))
+        await conn.execute(f"INSERT INTO {moving} ({columns}) SELECT {columns} FROM {self.spans}")
+        await conn.execute(f"DROP TABLE {self.spans}")
+        await conn.execute(f"ALTER TABLE {moving} RENAME TO {self.spans}")
 
 
 class PostgresTraceStore(PostgresTable, TraceStore):
