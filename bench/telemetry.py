@@ -514,7 +514,10 @@ def main(argv: list[str]) -> int:
             for name, server in servers.items():
                 if name != "upstream":
                     for child in _children(server.proc.pid):
-                        os.sched_setaffinity(child, {int(client_cpu)})
+                        # Every thread: a pid's affinity is its main thread's only, and the worker's
+                        # export and store threads, started with it on the gateway's CPU, stay there.
+                        for thread in Path(f"/proc/{child}/task").iterdir():
+                            os.sched_setaffinity(int(thread.name), {int(client_cpu)})
         scraper = Scraper(servers["on"].port, work, client_cpu)
         try:
             scraper.start()
