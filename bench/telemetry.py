@@ -418,6 +418,17 @@ def render(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], info: d
     return "\n".join(lines)
 
 
+def move_children(pid: int, cpu: int) -> None:
+    """Every thread of every process ``pid`` started onto ``cpu``. Every thread: a pid's affinity is its
+    main thread's only, and the export worker's export and store threads, started with it on the
+    gateway's CPU, stayed there (until session 18 they did, which the flat-out tables before its step 8
+    measured)."""
+    for child in _children(pid):
+        for thread in Path(f"/proc/{child}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(thread.name), {cpu})
+
+
 def _children(pid: int) -> list[int]:
     """The processes ``pid`` started (the telemetry export worker), from /proc."""
     found = []
@@ -513,11 +524,7 @@ def main(argv: list[str]) -> int:
             time.sleep(1.0)  # the workers start with their telemetry provider
             for name, server in servers.items():
                 if name != "upstream":
-                    for child in _children(server.proc.pid):
-                        # Every thread: a pid's affinity is its main thread's only, and the worker's
-                        # export and store threads, started with it on the gateway's CPU, stay there.
-                        for thread in Path(f"/proc/{child}/task").iterdir():
-                            os.sched_setaffinity(int(thread.name), {int(client_cpu)})
+                    move_children(server.proc.pid, int(client_cpu))
         scraper = Scraper(servers["on"].port, work, client_cpu)
         try:
             scraper.start()
