@@ -310,12 +310,15 @@ class SqliteTraceStore(SqliteTable, TraceStore):
             return
         moving = f"{self.spans}_migrating"
         columns = ", ".join(SPAN_COLUMNS)
+        # Other processes opening the file meanwhile wait (BEGIN IMMEDIATE), for up to the busy timeout.
         log.info("trace_store_migrating", table=self.spans, path=str(self.path))
+        started = time.monotonic()
         await conn.execute(f"DROP TABLE IF EXISTS {moving}")
         await conn.execute(self._spans_table(moving, "sqlite"))
         await conn.execute(f"INSERT INTO {moving} ({columns}) SELECT {columns} FROM {self.spans}")
         await conn.execute(f"DROP TABLE {self.spans}")
         await conn.execute(f"ALTER TABLE {moving} RENAME TO {self.spans}")
+        log.info("trace_store_migrated", table=self.spans, seconds=round(time.monotonic() - started, 3))
 
 
 class PostgresTraceStore(PostgresTable, TraceStore):
