@@ -189,8 +189,8 @@ def _counted_store_writer(tmp_path: Any) -> tuple[Any, list[int]]:
     add_spans = writer.store.add_spans
 
     async def counted(rows: Any, events: Any = None) -> None:
-        transactions.append(len(rows))
         await add_spans(rows, events)
+        transactions.append(len(rows))  # once committed
 
     writer.store.add_spans = counted
     return writer, transactions
@@ -276,3 +276,35 @@ def test_a_message_that_arrives_in_pieces_is_read_whole() -> None:
         assert export_worker._read(pipe) == message
         assert export_worker._read(pipe) is None  # the pipe's end
     sender.join(10)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's SCHED_IDLE")
+def test_every_thread_of_the_worker_runs_on_idle_cpu_time_only(otlp_receiver: OtlpReceiver) -> None:
+    """The worker yields its core at once to any ordinary process that wakes (a niced one held it for a
+    slice, delaying a co-located upstream or client): SCHED_IDLE, inherited by its export and store
+    threads."""
+    from pathlib import Path
+
+    provider = build_tracer_provider(_config(otlp_receiver))
+    worker = _worker(provider)
+    try:
+        provider.get_tracer("test").start_span("one").end()
+        assert worker.force_flush(30_000)
+        threads = [int(t.name) for t in Path(f"/proc/{worker.pid}/task").iterdir()]
+        assert len(threads) >= 2  # the main one and the OTLP export thread
+        assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
+    finally:
+        provider.shutdown()
+
+
+def test_without_sched_idle_the_worker_is_niced_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lamina_telemetry import export_worker
+
+    niced: list[int] = []
+
+    def refuse(*args: Any) -> None:
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(os, "nice", niced.append)
+    assert export_worker.lower_priority() == "nice" and niced == [export_worker.WORKER_NICE]

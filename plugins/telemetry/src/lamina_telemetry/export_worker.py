@@ -333,15 +333,28 @@ def _write_to(stream: IO[bytes], message: Any) -> None:
     stream.flush()
 
 
+def lower_priority() -> str:
+    """Put this process (its threads started after: they inherit it) below every ordinary one: Linux's
+    SCHED_IDLE, which runs only on CPU time nothing else wants and yields at once to any ordinary process
+    that wakes, else ``nice`` +10. On a busy machine the export waits (its queue bounded, spans dropped and
+    counted past it) rather than taking CPU from requests, or delaying a process that serves them (a
+    niced worker still holds its core for a slice before a woken upstream or client gets it). Which one
+    it got."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "idle"
+    except (AttributeError, OSError):  # not Linux, or refused
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICE)
+        return "nice"
+
+
 def main() -> None:
     from lamina.logging import configure_logging
     from lamina_telemetry.tracing_setup import _EXPORTER_LOGGERS
 
     configure_logging()
-    with contextlib.suppress(OSError):
-        # Below the server's priority: on a busy machine the export waits (its queue bounded, spans dropped
-        # and counted past it) rather than taking CPU from requests.
-        os.nice(WORKER_NICE)
+    lower_priority()
     for name in _EXPORTER_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer  # unbuffered: select() sees what waits
