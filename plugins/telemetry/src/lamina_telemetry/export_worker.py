@@ -309,11 +309,8 @@ def _read(stream: IO[bytes]) -> Any:
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     """``size`` bytes of ``stream`` (a pipe's raw reads may be short); None at its end."""
-    data = stream.read(size)
-    if data is None or len(data) == size:
-        return data
-    parts = [data]
-    got = len(data)
+    parts: list[bytes] = []
+    got = 0
     while got < size:
         if not (more := stream.read(size - got)):
             return None
