@@ -38,6 +38,8 @@ OPERATIONS = {
 }
 _TOKEN_METRICS = {"prompt_tokens": "input", "completion_tokens": "output"}
 _NOT_A_MODEL = object()
+# A provider method's fixed span attributes: (key, value) pairs (a dict is taken too).
+Fixed = tuple[tuple[str, Any], ...] | dict[str, Any] | None
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -97,7 +99,7 @@ def request_facts(model: Any, request: Any) -> tuple[Any, ...]:
 
 
 def request_facts_attributes(
-    fixed: dict[str, Any] | None,
+    fixed: Fixed,
     operation: str,
     identifier: Any,
     provider_model: Any,
@@ -107,10 +109,10 @@ def request_facts_attributes(
     top_p: Any,
 ) -> dict[str, Any]:
     """The span's attributes known before the call, from :func:`request_facts`, after ``fixed`` (the
-    provider's, the same for every call of a method) (lamina.telemetry.derived: maybe built in the export
-    worker)."""
+    provider's, the same for every call of a method: ``(key, value)`` pairs, so that a record holding them
+    is only tuples) (lamina.telemetry.derived: maybe built in the export worker)."""
     return {
-        **(fixed or {}),
+        **dict(fixed or ()),
         "gen_ai.operation.name": operation,
         "gen_ai.request.model": identifier,
         # The provider's id for the model, when it is not the same (each attribute costs per span).
@@ -157,7 +159,7 @@ def answer_attributes(
 
 
 def call_attributes(
-    fixed: dict[str, Any] | None, operation: str, request: tuple[Any, ...], answer: tuple[Any, ...]
+    fixed: Fixed, operation: str, request: tuple[Any, ...], answer: tuple[Any, ...]
 ) -> dict[str, Any]:
     """An inference span's attributes: the request's (:func:`request_facts_attributes`) and the answer's
     (:func:`answer_attributes`), built together at the call's end (lamina.telemetry.derived)."""
@@ -192,7 +194,7 @@ class InferenceCall:
         span: Span,
         operation: str,
         request: tuple[Any, ...],
-        fixed: dict[str, Any] | None,
+        fixed: tuple[tuple[str, Any], ...] | None,
         provider_id: str,
         capture: bool,
     ) -> None:
@@ -330,7 +332,7 @@ class InferenceCall:
                 self.response_id,
                 self.input_tokens,
                 self.output_tokens,
-                self.finish_reasons,
+                tuple(self.finish_reasons),
                 self.ttft,
                 output,
             ),

@@ -22,6 +22,8 @@ from lamina.telemetry.state import active
 _PROPAGATOR = TraceContextTextMapPropagator()
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+# A trace-flags byte as traceparent's last field, with its dash.
+_FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
 
 
 def extract(headers: Mapping[str, str]) -> otel_context.Context | None:
@@ -44,8 +46,12 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str] | None:
         return headers
     out: dict[str, str] = dict(headers) if headers else {}
     # What TraceContextTextMapPropagator.inject writes, formatted here (its getter/setter machinery cost
-    # ~8 µs a call on every upstream request); tests/telemetry check the two agree.
-    out[TRACEPARENT] = f"00-{current[0]:032x}-{current[1]:016x}-{current[3]:02x}"
+    # ~8 µs a call on every upstream request); tests/telemetry check the two agree. bytes.hex rather
+    # than a "032x" format: 0.25 µs against 0.55.
+    out[TRACEPARENT] = (
+        f"00-{current[0].to_bytes(16, 'big').hex()}-{current[1].to_bytes(8, 'big').hex()}"
+        f"{_FLAGS[current[3] & 0xFF]}"
+    )
     trace_state = current[4]
     # EMPTY_TRACE_STATE first: a TraceState's truth is its __len__, a Python call
     if trace_state is not EMPTY_TRACE_STATE and trace_state:

@@ -166,7 +166,8 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
     special = SPECIAL.get((api, name))
     default_name = f"{api}.{name}"
     base: dict[str, Any] = {**where, "lamina.method": name}  # fixed per method: built once
-    inference_base = {**base, "gen_ai.system": where["lamina.provider.type"]}
+    # as pairs: a span's export record holds them (lamina.telemetry.genai.request_facts_attributes)
+    inference_base = tuple({**base, "gen_ai.system": where["lamina.provider.type"]}.items())
 
     in_request_only = name in IN_REQUEST_ONLY
 

@@ -164,8 +164,8 @@ def test_a_send_after_shutdown_closed_the_pipe_is_dropped_quietly(otlp_receiver:
     assert (worker.lost, worker.restarts) == (1, 0)
 
 
-def _spans_message(count: int) -> tuple[str, list[bytes]]:
-    """A "spans" message as the gateway's sending thread makes it: ``count`` marshalled span records."""
+def _spans_message(count: int) -> tuple[str, list[tuple[Any, ...]]]:
+    """A "spans" message as the gateway's sending thread makes it: ``count`` span records."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -177,7 +177,7 @@ def _spans_message(count: int) -> tuple[str, list[bytes]]:
     provider.add_span_processor(SimpleSpanProcessor(finished))
     for i in range(count):
         provider.get_tracer("test").start_span(f"POST /v1/x{i}").end()
-    return ("spans", [marshal.dumps(record(span)) for span in finished.get_finished_spans()])
+    return ("spans", [record(span) for span in finished.get_finished_spans()])
 
 
 def _counted_store_writer(tmp_path: Any) -> tuple[Any, list[int]]:

@@ -2,18 +2,18 @@
 
 Encoding spans to OTLP protobuf and posting them cost the gateway about 50 µs of CPU a span in the SDK's
 BatchSpanProcessor thread (the GIL is the request path's too): a third of what telemetry cost a chat
-completion (docs/benchmarks.md, "Telemetry cost"). Here the gateway only turns each finished span into a
-tuple of plain values (``record``, a few µs), marshals it and appends it to a bounded queue; a thread
-sends batches of them down a pipe to ``python -m lamina_telemetry.export_worker``, which encodes them
-as OTLP straight from the records (otlp_records: no SDK span objects; the stock exporter's HTTP client
-posts them) behind tracing_setup.ExportLog (a failing collector is logged once, by the worker, on the
-telemetry provider's stderr). The same worker writes the trace store's span rows from the same records
-(sqlite or postgres, the ``sqlite`` sink): building and inserting them cost the gateway another ~50 µs a
-request (the row, aiosqlite's thread, SQLite's own CPU on the gateway's core). The worker's own cost
-matters too: on a machine where it shares a core with other work, what it cannot keep up with is
-dropped (see below); docs/benchmarks.md, "Telemetry cost", step 7. The gateway keeps
-the store's other writes (log_event, metric points: rare) and every query; a query first asks the worker
-to write what it was sent (``flush_store``: one round trip), so it sees the requests before it.
+completion (docs/benchmarks.md, "Telemetry cost"). Here the gateway only turns each finished span into a tuple
+of plain values (``record``, a few µs) and appends it to a bounded queue; a thread marshals batches of them
+(``marshal_batch``: one call a batch) and sends them down a pipe to ``python -m
+lamina_telemetry.export_worker``, which encodes them as OTLP straight from the records (otlp_records: no SDK
+span objects; the stock exporter's HTTP client posts them) behind tracing_setup.ExportLog (a failing collector
+is logged once, by the worker, on the telemetry provider's stderr). The same worker writes the trace store's
+span rows from the same records (sqlite or postgres, the ``sqlite`` sink): building and inserting them cost
+the gateway another ~50 µs a request (the row, aiosqlite's thread, SQLite's own CPU on the gateway's core).
+The worker's own cost matters too: on a machine where it shares a core with other work, what it cannot keep up
+with is dropped (see below); docs/benchmarks.md, "Telemetry cost", step 7. The gateway keeps the store's other
+writes (log_event, metric points: rare) and every query; a query first asks the worker to write what it was
+sent (``flush_store``: one round trip), so it sees the requests before it.
 
 A lean span's record may carry raw values instead of attributes (lamina.telemetry.derived: the worker
 builds and redacts them, so it is sent the server's known secrets) and the records of the spans that
@@ -60,7 +60,10 @@ STORE_ROWS = 8192
 
 
 def record(span: ReadableSpan) -> tuple[Any, ...]:
-    """A finished span as plain values (what the worker's ``rebuild`` turns back into a span)."""
+    """A finished span as plain values (what the worker's ``rebuild`` turns back into a span). Only
+    tuples and atoms (attributes as ``(key, value)`` pairs, flat_records makes them dicts again): the
+    garbage collector untracks such tuples, so records waiting in the queue are not walked by every
+    collection."""
     ctx = span.context
     parent = span.parent
     status = span.status
@@ -77,18 +80,45 @@ def record(span: ReadableSpan) -> tuple[Any, ...]:
         span.end_time,
         status.status_code.value,
         status.description,
-        span.attributes.copy() if span.attributes else None,  # the view's copy is a plain dict
-        [(e.name, e.timestamp, dict(e.attributes) if e.attributes else None) for e in span.events]
-        if span.events
-        else None,
-        [
-            (lk.context.trace_id, lk.context.span_id, int(lk.context.trace_flags), dict(lk.attributes or {}))
-            for lk in span.links
-        ]
+        tuple(span.attributes.items()) if span.attributes else None,
+        tuple([(e.name, e.timestamp, _pairs(e.attributes)) for e in span.events]) if span.events else None,
+        tuple(
+            [
+                (
+                    lk.context.trace_id,
+                    lk.context.span_id,
+                    int(lk.context.trace_flags),
+                    tuple(lk.attributes.items()) if lk.attributes else (),
+                )
+                for lk in span.links
+            ]
+        )
         if span.links
         else None,
         (scope.name, scope.version, scope.schema_url) if scope is not None else None,
     )
+
+
+def _pairs(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:
+    return tuple(attributes.items()) if attributes else None
+
+
+def marshal_batch(records: list[tuple[Any, ...]]) -> bytes:
+    """The "spans" message for ``records``, marshalled as one: one call and shared strings written once
+    (0.7 µs a chat completion's record against 1.6 one by one). A record holding a raw value marshal
+    refuses (lamina.telemetry.derived) has its deferred attributes built here instead."""
+    try:
+        return marshal.dumps(("spans", records))
+    except ValueError:
+        pass
+    sendable = []
+    for made in records:
+        try:
+            marshal.dumps(made)
+        except ValueError:
+            made = _built_here(made)
+        sendable.append(made)
+    return marshal.dumps(("spans", sendable))
 
 
 class PipeSpanProcessor(SpanProcessor):
@@ -121,7 +151,11 @@ class PipeSpanProcessor(SpanProcessor):
         self.dropped = 0  # spans refused by a full queue
         self.lost = 0  # spans in batches a dying worker did not take
         self.restarts = 0
-        self._queue: deque[bytes] = deque()  # marshalled records
+        # Records (tuples and atoms only, marshalled a batch at a time by the sending thread): the collector
+        # untracks such tuples as it passes over them (a level of nesting a pass). Measured in-process with
+        # a 300,000-object live heap and Lamina's gc settings: 0.9-1.7 µs a request cheaper than marshalling
+        # each record at once, collections included.
+        self._queue: deque[tuple[Any, ...]] = deque()
         self._cond = threading.Condition()
         self._flushes: list[tuple[threading.Event, bool]] = []  # (done, wait for the OTLP export too)
         self._stopping = False
@@ -150,18 +184,11 @@ class PipeSpanProcessor(SpanProcessor):
             return
         fast = getattr(span, "export_record", None)  # a lean span (only sampled ones are ever ended)
         if fast is not None:
-            made = fast()
+            queue.append(fast())
         elif span.context.trace_flags.sampled:
-            made = record(span)
+            queue.append(record(span))
         else:
             return
-        # Bytes at once, not the tuple: queued tuples and dicts are objects Python's garbage collector
-        # walks until they are sent (measured: +10 µs a request with a 300,000-object heap).
-        try:
-            data = marshal.dumps(made)
-        except ValueError:  # a deferred raw value marshal refuses: build those attributes here instead
-            data = marshal.dumps(_built_here(made))
-        queue.append(data)
         if len(queue) == self.batch:
             with self._cond:
                 self._cond.notify()
@@ -214,13 +241,14 @@ class PipeSpanProcessor(SpanProcessor):
         self._secrets_sent = len(secrets)
 
     def _write(self, message: Any) -> None:
-        data = marshal.dumps(message)
+        data = message if type(message) is bytes else marshal.dumps(message)
         stdin = self._proc.stdin  # type: ignore[union-attr]
         stdin.write(_HEADER.pack(len(data)) + data)  # type: ignore[union-attr]
         stdin.flush()  # type: ignore[union-attr]
 
     def _send(self, message: Any, spans: int = 0) -> bool:
-        """Write ``message`` to the worker; a dead worker is replaced (its message is lost)."""
+        """Write ``message`` (or its marshalled bytes) to the worker; a dead worker is replaced (its message
+        is lost)."""
         try:
             if self._proc is not None and self._proc.poll() is None:
                 self._write(message)
@@ -280,7 +308,7 @@ class PipeSpanProcessor(SpanProcessor):
             queue = self._queue
             while queue:
                 spans = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
-                self._send(("spans", spans), len(spans))
+                self._send(marshal_batch(spans), len(spans))
             if flushes or stopping:
                 if self._send(("flush", stopping or any(export for _, export in flushes))):
                     self._await_ack()
@@ -384,7 +412,7 @@ def serve(
         if (message := _read(stdin)) is None:
             break
         if message[0] == "spans":
-            records = [span for data in message[1] for span in flat_records(marshal.loads(data))]
+            records = [span for made in message[1] for span in flat_records(made)]
             if exporter is not None:
                 exporter.put(records)
             if store is not None:
@@ -402,8 +430,9 @@ def serve(
 
 
 def _built_here(made: tuple[Any, ...], secrets: Any = None) -> tuple[Any, ...]:
-    """A lean span's record (its riders' too) with its deferred attributes built now, on the request path,
-    instead of by the worker: for a raw value marshal refuses. ``secrets``: the host's, for a rider."""
+    """A lean span's record (its riders' too) with its deferred attributes built now, in the gateway,
+    instead of by the worker: for a raw value marshal refuses (marshal_batch, in the gateway's sending
+    thread). ``secrets``: the host's, for a rider."""
     riders = made[16] if len(made) > 16 else None
     derived = made[15] if len(made) > 15 else None
     if secrets is None:
@@ -437,9 +466,20 @@ def flat_records(r: tuple[Any, ...]) -> list[tuple[Any, ...]]:
 
 
 def _flat(r: tuple[Any, ...], secrets: Any) -> tuple[Any, ...]:
+    """``r``'s first 15 fields, its attributes (built from its deferred ones, if any), events' and links'
+    as dicts again."""
+    attributes = r[11]
     if len(r) > 15 and r[15]:
-        return (*r[:11], _derived_attributes(r[15], r[11], secrets), *r[12:15])
-    return r[:15] if len(r) > 15 else r
+        attributes = _derived_attributes(r[15], attributes, secrets)
+    elif attributes is not None:
+        attributes = dict(attributes)
+    events = r[12]
+    if events:
+        events = [(name, at, dict(attrs) if attrs else None) for name, at, attrs in events]
+    links = r[13]
+    if links:
+        links = [(trace_id, span_id, flags, dict(attrs)) for trace_id, span_id, flags, attrs in links]
+    return (*r[:11], attributes, events, links, r[14])
 
 
 def record_rows(

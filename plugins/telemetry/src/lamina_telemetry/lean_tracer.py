@@ -214,11 +214,14 @@ class LeanSpan(trace.Span):
         state = ctx[4]
         status = self.status
         scope = self.instrumentation_scope
+        attributes = self.attributes
+        derived = self.derived
+        riders = self.riders
         return (
             self.name,
             ctx[0],
             ctx[1],
-            int(ctx[3]),
+            ctx[3] & 0xFF,
             "" if state is EMPTY_TRACE_STATE or not state else state.to_header(),
             (parent[1], parent[2]) if parent is not None else None,
             _KIND_VALUES[id(self.kind)],
@@ -226,27 +229,29 @@ class LeanSpan(trace.Span):
             self.end_time,
             0 if status is _UNSET else status.status_code.value,
             None if status is _UNSET else status.description,
-            self.attributes or None,  # marshalled at once by the caller: no copy needed
-            [(e.name, e.timestamp, dict(e.attributes) if e.attributes else None) for e in self.events]
+            tuple(attributes.items()) if attributes else None,
+            tuple([(e.name, e.timestamp, e.attributes and tuple(e.attributes.items())) for e in self.events])
             if self.events
             else None,
-            [
-                (
-                    lk.context.trace_id,
-                    lk.context.span_id,
-                    int(lk.context.trace_flags),
-                    dict(lk.attributes or {}),
-                )
-                for lk in self.links
-            ]
+            tuple(
+                [
+                    (
+                        lk.context.trace_id,
+                        lk.context.span_id,
+                        int(lk.context.trace_flags),
+                        tuple(lk.attributes.items()) if lk.attributes else (),
+                    )
+                    for lk in self.links
+                ]
+            )
             if self.links
             else None,
             (scope.name, scope.version, scope.schema_url),
-            self.derived,
-            [rider.export_record() for rider in self.riders] if self.riders else None,
+            tuple(derived) if derived else None,
+            tuple([rider.export_record() for rider in riders]) if riders else None,
             # The request's own secrets, for the worker's redaction of deferred attributes (the riders'
             # too: they are the same request's, and its secrets only grow).
-            _request_secrets() if self.derived or self.riders else (),
+            _request_secrets() if derived or riders else (),
         )
 
     def __repr__(self) -> str:
@@ -261,7 +266,7 @@ class DeferringLeanSpan(LeanSpan):
       record with the request's own secrets; the worker builds and redacts the attributes;
     - a span that ends while the request's SERVER span (its ``host``: the local root, when that is a
       SERVER span) is open, recent and has room rides in the host's record instead of being handed to the
-      processors alone: one record and one marshal a request. A host older than ``RIDE_SECONDS`` (a long
+      processors alone: one record a request. A host older than ``RIDE_SECONDS`` (a long
       stream, an agent turn) no longer takes riders, so its children are exported as they end; a span
       ending on another thread than its host's never rides (the host could end meanwhile).
     """
