@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from lamina.telemetry.aggregates import Histogram, Sum
+from lamina.telemetry import metrics
+from lamina.telemetry.aggregates import Histogram, Sum, observe
+from lamina.telemetry.state import TelemetrySettings, activate, deactivate
 
 
 def test_histogram_buckets_are_le_and_count_sum_min_max_follow() -> None:
@@ -18,6 +20,49 @@ def test_histogram_buckets_are_le_and_count_sum_min_max_follow() -> None:
     assert a.bucket_counts == (2, 2, 1)  # 0.1 is in the <= 0.1 bucket, 1.0 in the <= 1.0 one
     assert (a.count, a.sum, a.min, a.max) == (5, 8.65, 0.05, 7.0)
     assert points["/b"].bucket_counts == (0, 0, 1) and points["/b"].count == 1
+
+
+def test_a_series_kept_at_hand_is_reported_once_observed() -> None:
+    """Histogram.series + observe (an inference call's four series): the same state record() keeps; a
+    series made but never observed (a non-streamed call's time to first token) is not reported."""
+    h = Histogram("d", "s", "duration", ("route",), (0.1, 1.0))
+    state = h.series(("/a",))
+    assert h.snapshot().points == []
+    for value in (0.05, 3):
+        observe(state, h.bounds, value)
+    h.record(0.5, ("/a",))
+    ((attrs, point),) = h.snapshot().points
+    assert attrs == {"route": "/a"} and point.bucket_counts == (1, 1, 1)
+    assert (point.count, point.sum, point.min, point.max) == (3, 3.55, 0.05, 3.0)
+    assert all(type(v) is float for v in (point.sum, point.min, point.max))
+
+
+def test_record_inference_reports_what_a_call_measured() -> None:
+    class Collecting:  # a meter provider that reads the aggregates (lamina_telemetry's does)
+        collects_lamina_aggregates = True
+
+    provider = Collecting()
+    activate(TelemetrySettings(tracer_provider=None, meter_provider=provider))
+    try:
+        for _ in range(2):
+            metrics.record_inference(
+                model="m", provider_id="p", operation="chat", stream=False, input_tokens=12,
+                output_tokens=None, seconds=0.25, ttft_seconds=None,
+            )  # fmt: skip
+        by_name = {snap.name: snap.points for snap in metrics.snapshot(provider)}
+    finally:
+        deactivate()
+    ((tokens, used),) = by_name["gen_ai.client.token.usage"]  # no output tokens reported: no series
+    assert tokens["gen_ai.token.type"] == "input" and (used.count, used.sum) == (2, 24.0)
+    assert by_name["gen_ai.server.time_to_first_token"] == []
+    ((call, took),) = by_name["gen_ai.client.operation.duration"]
+    assert call == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "m",
+        "lamina.provider.id": "p",
+        "lamina.stream": False,
+    }
+    assert (took.count, took.sum, took.max) == (2, 0.5, 0.25)
 
 
 def test_none_attributes_are_left_out() -> None:

@@ -80,7 +80,7 @@ class Histogram(_Instrument):
             self.forward.record(value, self._attrs(key))
         state = self._series.get(key)
         if state is None:
-            state = self._series.setdefault(key, [[0] * (len(self.bounds) + 1), 0.0, value, value])
+            state = self.series(key)
         # bisect_left: a value equal to a bound belongs to that bound's bucket (le, "<=")
         state[0][bisect_left(self.bounds, value)] += 1
         state[1] += value
@@ -89,13 +89,36 @@ class Histogram(_Instrument):
         if value > state[3]:
             state[3] = value
 
+    def series(self, key: Key) -> list[Any]:
+        """The state of ``key``'s series (``[bucket counts, sum, min, max]``, made when new), for a caller
+        that records into it with :func:`observe` (not forwarded: only where ``forward`` is None). A series
+        made but never observed is not reported."""
+        return self._series.setdefault(key, [[0] * (len(self.bounds) + 1), 0, _INF, -_INF])
+
     def snapshot(self) -> Snapshot:
         with self._lock:  # collections from two exporter threads take turns; recording never waits
             points = []
             for key, s in list(self._series.items()):
                 buckets = tuple(s[0])  # one C-level copy: no measurement lands inside it
-                points.append((self._attrs(key), HistogramState(buckets, sum(buckets), s[1], s[2], s[3])))
+                count = sum(buckets)
+                if count:
+                    state = HistogramState(buckets, count, float(s[1]), float(s[2]), float(s[3]))
+                    points.append((self._attrs(key), state))
         return Snapshot(self.name, self.unit, self.description, self.kind, self.bounds, points)
+
+
+_INF = float("inf")
+
+
+def observe(state: list[Any], bounds: tuple[float, ...], value: float) -> None:
+    """Record ``value`` into a histogram series' state (``Histogram.series``; ``bounds``: its
+    histogram's): what ``Histogram.record`` does, for a caller that keeps the series at hand."""
+    state[0][bisect_left(bounds, value)] += 1
+    state[1] += value
+    if value < state[2]:
+        state[2] = value
+    if value > state[3]:
+        state[3] = value
 
 
 class Sum(_Instrument):

@@ -55,9 +55,7 @@ if _VAR is not None:
 
     def attach_span(span: Span) -> Token[Context]:
         """Make ``span`` current until :func:`detach`: ``attach(set_span_in_context(span))``."""
-        values = dict(_get())
-        values[_SPAN_KEY] = span
-        return _set(Context(values))
+        return _set(Context({**_get(), _SPAN_KEY: span}))
 
     def detach(token: Token[Context]) -> None:
         """Undo :func:`attach_span`. A token from another task's context (an async generator closed

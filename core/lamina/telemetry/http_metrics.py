@@ -17,11 +17,13 @@ from aiohttp import web
 
 from lamina.server.errors import plain_error
 from lamina.telemetry import metrics
+from lamina.telemetry.aggregates import observe
 from lamina.telemetry.state import active
 
 METRICS_PATH = "/metrics"
 # HTTP semconv: any other method is recorded as _OTHER (clients can send any token as a method).
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+HTTP_DURATION_BOUNDS = tuple(float(b) for b in metrics.HTTP_DURATION_BUCKETS)
 
 
 def request_started(method: str) -> tuple[Any, str] | None:
@@ -38,7 +40,12 @@ def request_ended(handle: tuple[Any, str], route: str | None, status: int, secon
     """The request is answered with ``status`` (the one the client got; 499: it went away first)."""
     inst, name = handle
     inst.http_active.add(-1, (name,))
-    inst.http_duration.record(seconds, (name, route, status, str(status) if status >= 500 else None))
+    key = (name, route, status)
+    series = inst._http.get(key) or inst.http_series(key)
+    if series is None:  # forwarded to an OpenTelemetry instrument
+        inst.http_duration.record(seconds, (name, route, status, str(status) if status >= 500 else None))
+    else:
+        observe(series, HTTP_DURATION_BOUNDS, seconds)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

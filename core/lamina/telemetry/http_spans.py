@@ -22,6 +22,7 @@ from lamina.telemetry.spans import tracer
 # A load balancer's health probe and Prometheus' scrape arrive every few seconds: a trace each would bury
 # the requests (they still count in the HTTP metrics and the access log).
 UNTRACED_PATHS = frozenset({"/v1/health", "/metrics"})
+_SERVER = SpanKind.SERVER
 
 
 def route_template(request: web.Request) -> str | None:
@@ -52,8 +53,8 @@ def start(request: web.Request, route: str | None) -> tuple[Span, Any, str, str,
     route_spans.CURRENT.set(None)  # the route's handler names its router call here (route_spans)
     span = tr.start_span(
         f"{method} {route}" if route is not None else method,
-        context=propagation.extract(headers) if propagation.TRACEPARENT in headers else None,
-        kind=SpanKind.SERVER,
+        propagation.extract(headers) if propagation.TRACEPARENT in headers else None,
+        _SERVER,  # positional, and not read through the Enum class (a Python-level hook): ~0.1 µs
     )
     return span, attach_span(span), method, request.path, route
 

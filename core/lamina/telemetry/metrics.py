@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lamina.telemetry import state as _state
-from lamina.telemetry.aggregates import Histogram, Snapshot, Sum
+from lamina.telemetry.aggregates import Histogram, Snapshot, Sum, observe
 from lamina.telemetry.state import TelemetrySettings, active
 
 # OpenTelemetry's advisory boundaries for each histogram (semconv's, where it gives them).
@@ -41,6 +41,10 @@ TTFT_BUCKETS = (
 TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
+# The boundaries as the histograms hold them (aggregates.Histogram.bounds), for aggregates.observe.
+TOKEN_BOUNDS = tuple(float(b) for b in TOKEN_BUCKETS)
+TTFT_BOUNDS = tuple(float(b) for b in TTFT_BUCKETS)
+OPERATION_DURATION_BOUNDS = tuple(float(b) for b in OPERATION_DURATION_BUCKETS)
 
 
 class Instruments:
@@ -100,8 +104,45 @@ class Instruments:
             self.ttft,
             self.provider_errors,
         )
-        if not getattr(settings.meter_provider, "collects_lamina_aggregates", False):
+        # (operation, model, provider id, stream, error type) -> that call's four series (inference_series);
+        # (method, route, status) -> the request duration's series (http_series)
+        self._inference: dict[tuple[Any, ...], tuple[list[Any], ...] | None] = {}
+        self._http: dict[tuple[Any, ...], list[Any] | None] = {}
+        self.forwarding = not getattr(settings.meter_provider, "collects_lamina_aggregates", False)
+        if self.forwarding:
             self._forward_to(settings.meter_provider)
+
+    def inference_series(self, key: tuple[Any, ...]) -> tuple[list[Any], ...] | None:
+        """The series an inference call of ``key`` (operation, model, provider id, stream, error type)
+        records into: input tokens, output tokens, time to first token, duration; None while measurements
+        are forwarded to OpenTelemetry instruments (they then go through ``record``)."""
+        found = self._inference.get(key, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        series = None
+        if not self.forwarding:
+            operation, model, provider_id = key[:3]
+            series = (
+                self.token_usage.series((operation, model, provider_id, "input")),
+                self.token_usage.series((operation, model, provider_id, "output")),
+                self.ttft.series((operation, model, provider_id)),
+                self.operation_duration.series(key),
+            )
+        # Bounded like the series themselves: by the models, providers and error types callers name.
+        self._inference[key] = series
+        return series
+
+    def http_series(self, key: tuple[Any, ...]) -> list[Any] | None:
+        """The request duration series of ``key`` (method, route template, status); None while
+        forwarded (see inference_series)."""
+        found = self._http.get(key, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        method, route, status = key
+        error = str(status) if status >= 500 else None
+        series = None if self.forwarding else self.http_duration.series((method, route, status, error))
+        self._http[key] = series
+        return series
 
     def _forward_to(self, meter_provider: Any) -> None:
         """A meter provider that does not read :func:`snapshot`: its own instruments get every measurement,
@@ -230,13 +271,25 @@ def record_inference(
     inst = instruments()
     if inst is None:
         return
+    key = (operation, model, provider_id, stream, error)
+    series = inst._inference.get(key) or inst.inference_series(key)
+    if series is None:  # forwarded: each measurement through its instrument
+        if input_tokens is not None:
+            inst.token_usage.record(input_tokens, (operation, model, provider_id, "input"))
+        if output_tokens is not None:
+            inst.token_usage.record(output_tokens, (operation, model, provider_id, "output"))
+        if ttft_seconds is not None:
+            inst.ttft.record(ttft_seconds, (operation, model, provider_id))
+        inst.operation_duration.record(seconds, key)
+        return
+    # The call's four series at hand: no key tuple, lookup or method call each (a third of the cost).
     if input_tokens is not None:
-        inst.token_usage.record(input_tokens, (operation, model, provider_id, "input"))
+        observe(series[0], TOKEN_BOUNDS, input_tokens)
     if output_tokens is not None:
-        inst.token_usage.record(output_tokens, (operation, model, provider_id, "output"))
+        observe(series[1], TOKEN_BOUNDS, output_tokens)
     if ttft_seconds is not None:
-        inst.ttft.record(ttft_seconds, (operation, model, provider_id))
-    inst.operation_duration.record(seconds, (operation, model, provider_id, stream, error))
+        observe(series[2], TTFT_BOUNDS, ttft_seconds)
+    observe(series[3], OPERATION_DURATION_BOUNDS, seconds)
 
 
 def record_provider_error(*, provider_id: str, provider_type: str, api: str, status: int) -> None:

@@ -45,6 +45,7 @@ from lamina.telemetry.context import EMPTY_TRACE_STATE, current_span
 from lamina.telemetry.derived import attribute_value
 
 _UNSET = Status(StatusCode.UNSET)
+_OK = StatusCode.OK
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 # The SDK's default span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ..._EVENT_..., ..._LINK_...): past
@@ -59,6 +60,9 @@ _current_span = current_span
 _request_secrets = REQUEST_SECRETS.get
 _get_ident = threading.get_ident
 _new_tuple = tuple.__new__
+_new_object = object.__new__
+# Module constants: an Enum member read through its class is a Python-level __getattr__ hook (70 ns).
+_SERVER = SpanKind.SERVER
 # By the member's id: hashing an Enum member is a Python call (Enum.__hash__), id() is not.
 _KIND_VALUES = {id(kind): kind.value for kind in SpanKind}
 
@@ -100,37 +104,26 @@ class LeanSpan(trace.Span):
         "thread",
     )
 
-    def __init__(
-        self,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
-        attributes: dict[str, Any],
-        links: tuple[Link, ...],
-        start_time: int,
-        scope: InstrumentationScope,
-        resource: Resource,
-        processors: tuple[Any, ...],
-    ) -> None:
-        self.name = name
-        self.context = context
-        self.parent = parent
-        self.kind = kind
-        self.start_time = start_time
-        self.end_time: int | None = None
-        self.status = _UNSET
-        self.attributes = attributes
-        self.events: list[Event] | tuple[()] = ()
-        self.links = links
-        self.instrumentation_scope = scope
-        self.resource = resource
-        self._processors = processors
-        # Used by DeferringLeanSpan only (slots here: one __init__ call a span, not two).
-        self.derived: list[tuple[str, tuple[Any, ...]]] | None = None
-        self.host: LeanSpan | None = None
-        self.riders: list[LeanSpan] | None = None
-        self.thread = 0  # a request span's: the thread it ends on, the only one its riders may end on
+    # Made by LeanTracer.start_span only, which sets every slot itself (no __init__: a Python __init__ call
+    # with ten arguments cost a tenth of the span).
+    name: str
+    context: SpanContext
+    parent: SpanContext | None
+    kind: SpanKind
+    start_time: int
+    end_time: int | None
+    status: Status
+    attributes: dict[str, Any]
+    events: list[Event] | tuple[()]
+    links: tuple[Link, ...]
+    instrumentation_scope: InstrumentationScope
+    resource: Resource
+    _processors: tuple[Any, ...]
+    # Used by DeferringLeanSpan only (slots here: one set of slots for both).
+    derived: list[tuple[str, tuple[Any, ...]]] | None
+    host: LeanSpan | None
+    riders: list[LeanSpan] | None
+    thread: int  # a request span's: the thread it ends on, the only one its riders may end on
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -173,7 +166,7 @@ class LeanSpan(trace.Span):
             self.name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self.end_time is not None or self.status.status_code is StatusCode.OK:
+        if self.end_time is not None or self.status.status_code is _OK:
             return  # the SDK's rule: OK is final
         if isinstance(status, Status):
             self.status = status
@@ -327,7 +320,8 @@ class LeanTracer(trace.Tracer):
         # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): read
         # by index and built without its validating __new__ (the ids made here are valid by construction).
         parent_span = _current_span(context)
-        parent = parent_span.get_span_context()
+        parent_type = type(parent_span)
+        parent = parent_span.context if parent_type is DeferringLeanSpan else parent_span.get_span_context()
         if parent[5]:
             trace_id = parent[0]
             sampled = parent[3] & 1
@@ -353,23 +347,30 @@ class LeanTracer(trace.Tracer):
                 attrs = dict(list(attrs.items())[:MAX_ATTRIBUTES])
         else:
             attrs = {}
-        span = provider._span_class(
-            name,
-            span_context,
-            parent,
-            kind,
-            attrs,
-            tuple(lk for lk in links if lk.context.is_valid)[:MAX_LINKS] if links else (),
-            start_time or _time_ns(),
-            self._scope,
-            provider.resource,
-            provider._processors,
-        )
-        if type(span) is DeferringLeanSpan:
-            if parent is not None and type(parent_span) is DeferringLeanSpan:
+        cls = provider._span_class
+        span = _new_object(cls)
+        span.name = name
+        span.context = span_context
+        span.parent = parent
+        span.kind = kind
+        span.start_time = start_time or _time_ns()
+        span.end_time = None
+        span.status = _UNSET
+        span.attributes = attrs
+        span.events = ()
+        span.links = tuple(lk for lk in links if lk.context.is_valid)[:MAX_LINKS] if links else ()
+        span.instrumentation_scope = self._scope
+        span.resource = provider.resource
+        span._processors = provider._processors
+        span.derived = None
+        span.riders = None
+        span.host = None
+        span.thread = 0
+        if cls is DeferringLeanSpan:
+            if parent is not None and parent_type is DeferringLeanSpan:
                 # The host is the local root when that is the request's SERVER span (see DeferringLeanSpan).
-                span.host = parent_span.host or (parent_span if parent_span.kind is SpanKind.SERVER else None)
-            if kind is SpanKind.SERVER:
+                span.host = parent_span.host or (parent_span if parent_span.kind is _SERVER else None)
+            if kind is _SERVER:
                 span.thread = _get_ident()
         return span
 
