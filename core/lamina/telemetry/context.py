@@ -78,6 +78,11 @@ else:  # pragma: no cover - a non-default OTEL_PYTHON_CONTEXT
 
 
 FAST = _VAR is not None
+# For the few hottest callers (the lean tracer, traceparent): the current Context in one C call, and the key
+# its span is under (``current_context().get(SPAN_KEY)`` is :func:`current_span` without its Python call,
+# None for no span); None with a non-default runtime context: use current_span.
+current_context = _VAR.get if _VAR is not None else None
+SPAN_KEY = _SPAN_KEY if _VAR is not None else None
 # The trace state of a trace this process starts (the lean tracer's): one object, so a check for it is an
 # identity test rather than TraceState's __len__ (a Python call).
 EMPTY_TRACE_STATE = TraceState()

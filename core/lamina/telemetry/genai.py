@@ -218,15 +218,22 @@ class InferenceCall:
 
     # -- non-streamed answers -------------------------------------------------------------------
     def answer(self, result: Any) -> None:
-        fields = _fields(result)
-        self._usage(fields)
+        fields = result if type(result) is dict else _fields(result)  # a relayed OpenAI answer: a dict
+        usage = fields.get("usage")
+        if type(usage) is dict:  # OpenAI's counts, read here (_usage's first case, without its calls)
+            if self.input_tokens is None:
+                self.input_tokens = usage.get("prompt_tokens")
+            self.output_tokens = usage.get("completion_tokens")
+        else:
+            self._usage(fields)
         self.response_model = fields.get("model")
         self.response_id = fields.get("id")
         choices = fields.get("choices")
         if isinstance(choices, list):  # OpenAI's
             outputs = []
             for choice in choices:
-                reason = _get(choice, "finish_reason")
+                is_dict = type(choice) is dict
+                reason = choice.get("finish_reason") if is_dict else _get(choice, "finish_reason")
                 if reason:
                     self.finish_reasons.append(str(reason))
                 if self.capture:
@@ -321,9 +328,7 @@ class InferenceCall:
         output = None
         if self.capture and self.text:
             output = "".join(self.text) if self.stream else self.text[0]
-        derive(  # nothing when the span does not record (a trace not sampled)
-            self.span,
-            "genai.call",
+        raw = (
             self.request_fixed,
             self.operation,
             self.request,
@@ -337,6 +342,12 @@ class InferenceCall:
                 output,
             ),
         )
+        span = self.span
+        defer = getattr(span, "defer", None)  # derive()'s first step, without its call
+        if defer is not None:
+            defer("genai.call", raw)
+        else:
+            derive(span, "genai.call", *raw)  # nothing when the span does not record (a trace not sampled)
         metrics.record_inference(
             model=self.model,
             provider_id=self.provider_id,

@@ -23,11 +23,12 @@ storm. Registering costs nothing when telemetry is off, and stays in place if it
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 from lamina.telemetry import state as _state
-from lamina.telemetry.aggregates import Histogram, Snapshot, Sum, observe
+from lamina.telemetry.aggregates import Histogram, Snapshot, Sum
 from lamina.telemetry.state import TelemetrySettings, active
 
 # OpenTelemetry's advisory boundaries for each histogram (semconv's, where it gives them).
@@ -268,7 +269,11 @@ def record_inference(
 ) -> None:
     """One inference call (``operation``: chat, text_completion, embeddings): its duration, tokens in and
     out (when the provider reported them), time to first token (streams), and its error type if any."""
-    inst = instruments()
+    settings = _state._active
+    if settings is None:
+        return
+    cached = _cache  # instruments() without its call when they are made for these settings
+    inst = cached[1] if cached is not None and cached[0] is settings else instruments()
     if inst is None:
         return
     key = (operation, model, provider_id, stream, error)
@@ -282,14 +287,21 @@ def record_inference(
             inst.ttft.record(ttft_seconds, (operation, model, provider_id))
         inst.operation_duration.record(seconds, key)
         return
-    # The call's four series at hand: no key tuple, lookup or method call each (a third of the cost).
-    if input_tokens is not None:
-        observe(series[0], TOKEN_BOUNDS, input_tokens)
-    if output_tokens is not None:
-        observe(series[1], TOKEN_BOUNDS, output_tokens)
-    if ttft_seconds is not None:
-        observe(series[2], TTFT_BOUNDS, ttft_seconds)
-    observe(series[3], OPERATION_DURATION_BOUNDS, seconds)
+    # The call's four series at hand, each measurement recorded here (aggregates.observe's lines): no key
+    # tuple, lookup or Python call a measurement (two thirds of what four record() calls cost).
+    for state, bounds, value in (
+        (series[0], TOKEN_BOUNDS, input_tokens),
+        (series[1], TOKEN_BOUNDS, output_tokens),
+        (series[2], TTFT_BOUNDS, ttft_seconds),
+        (series[3], OPERATION_DURATION_BOUNDS, seconds),
+    ):
+        if value is not None:
+            state[0][bisect_left(bounds, value)] += 1
+            state[1] += value
+            if value < state[2]:
+                state[2] = value
+            if value > state[3]:
+                state[3] = value
 
 
 def record_provider_error(*, provider_id: str, provider_type: str, api: str, status: int) -> None:

@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from lamina.telemetry import state as _state
-from lamina.telemetry.context import EMPTY_TRACE_STATE, current_span
+from lamina.telemetry.context import EMPTY_TRACE_STATE, SPAN_KEY, current_context, current_span
 from lamina.telemetry.state import active
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -39,7 +39,10 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str] | None:
     same object unchanged when telemetry is off or no span is current."""
     if _state._active is None:  # active(), without its call
         return headers
-    current = current_span().get_span_context()
+    span = current_context().get(SPAN_KEY) if current_context is not None else current_span()
+    if span is None:
+        return headers
+    current = span.get_span_context()
     # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid); its
     # properties are Python calls, a request's upstream call reads six.
     if not current[5]:

@@ -170,13 +170,15 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
     inference_base = tuple({**base, "gen_ai.system": where["lamina.provider.type"]}.items())
 
     in_request_only = name in IN_REQUEST_ONLY
+    provider_id = where["lamina.provider.id"]
 
     async def call(*args: Any, **kwargs: Any) -> Any:
-        tr = spans.tracer()
-        if tr is None or (in_request_only and not current_span().get_span_context().is_valid):
-            return await method(*args, **kwargs)
         settings = _state._active
-        capture = settings is not None and settings.capture_content
+        if settings is None or (in_request_only and not current_span().get_span_context().is_valid):
+            return await method(*args, **kwargs)
+        cached = spans._tracers  # spans.tracer() without its call when it is made for these settings
+        tr = cached[1] if cached is not None and cached[0] is settings else spans.tracer()
+        capture = settings.capture_content
         inference: genai.InferenceCall | None = None
         if operation is not None and len(args) >= 2:
             facts = genai.request_facts(args[0], args[1])
@@ -184,9 +186,7 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
             if capture:
                 spans.set_attributes(span, {"gen_ai.input.messages": genai.input_messages(args[1])})
             # its request's attributes are given with the answer's, when it ends (one derive a call)
-            inference = genai.InferenceCall(
-                span, operation, facts, inference_base, where["lamina.provider.id"], capture
-            )
+            inference = genai.InferenceCall(span, operation, facts, inference_base, provider_id, capture)
         elif special is not None:
             span_name, extra = special[0](args, kwargs, capture)
             span = tr.start_span(span_name, attributes={**base, **spans.clean(extra)})

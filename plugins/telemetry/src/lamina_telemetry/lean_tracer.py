@@ -37,11 +37,19 @@ from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    INVALID_SPAN_CONTEXT,
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+)
 from opentelemetry.trace.status import Status, StatusCode
 
 from lamina.redaction import REQUEST_SECRETS
-from lamina.telemetry.context import EMPTY_TRACE_STATE, current_span
+from lamina.telemetry.context import EMPTY_TRACE_STATE, SPAN_KEY, current_context, current_span
 from lamina.telemetry.derived import attribute_value
 
 _UNSET = Status(StatusCode.UNSET)
@@ -319,9 +327,17 @@ class LeanTracer(trace.Tracer):
         provider = self._provider
         # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): read
         # by index and built without its validating __new__ (the ids made here are valid by construction).
-        parent_span = _current_span(context)
+        if context is None and current_context is not None:
+            parent_span = current_context().get(SPAN_KEY)  # current_span() without its call
+        else:
+            parent_span = _current_span(context)
         parent_type = type(parent_span)
-        parent = parent_span.context if parent_type is DeferringLeanSpan else parent_span.get_span_context()
+        if parent_type is DeferringLeanSpan:
+            parent = parent_span.context
+        elif parent_span is None or parent_span is INVALID_SPAN:  # a new trace (the request's SERVER span)
+            parent = INVALID_SPAN_CONTEXT
+        else:
+            parent = parent_span.get_span_context()
         if parent[5]:
             trace_id = parent[0]
             sampled = parent[3] & 1
