@@ -51,7 +51,7 @@ async def request_middleware(request: web.Request, handler):
     gone: dict[str, bool] = {}  # the access log's client_gone, only when it is true
     failure: str | None = None  # a 5xx's message, for the request's span
     # Telemetry (traced, counted: None when off): the request's span and its HTTP metrics.
-    route = http_spans.route_template(request) if state.active() is not None else None
+    route = http_spans.route_template(request) if state._active is not None else None  # active(), inline
     traced = http_spans.start(request, route)
     counted = http_metrics.request_started(request.method)
     INTERACTIVE.started()

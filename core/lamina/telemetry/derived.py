@@ -11,7 +11,10 @@ same redaction. So the attributes are identical either way; only where their dic
 marshalled changes (docs/benchmarks.md, "Telemetry cost").
 
 Raw values should be what ``marshal`` takes (str, int, float, bool, None, and tuples, lists and dicts of
-them): a record holding another value is built on the request path instead (slower, same attributes).
+them): a record holding another value is built in the gateway instead (slower, same attributes). Tuples
+rather than lists and dicts: a record of tuples and atoms only is untracked by the garbage collector while
+it waits for its batch. They must not change once handed over: the export processor reads them when it
+marshals the record's batch (up to a second after the span ended).
 """
 
 from __future__ import annotations

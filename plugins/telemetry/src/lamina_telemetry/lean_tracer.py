@@ -249,7 +249,8 @@ class LeanSpan(trace.Span):
             else None,
             (scope.name, scope.version, scope.schema_url),
             tuple(derived) if derived else None,
-            tuple([rider.export_record() for rider in riders]) if riders else None,
+            # One rider (a request's provider call) without a list comprehension's own call
+            (riders[0].export_record(),) if riders and len(riders) == 1 else _ridden(riders),
             # The request's own secrets, for the worker's redaction of deferred attributes (the riders'
             # too: they are the same request's, and its secrets only grow).
             _request_secrets() if derived or riders else (),
@@ -299,6 +300,10 @@ class DeferringLeanSpan(LeanSpan):
                     return
         for processor in self._processors:
             processor.on_end(self)
+
+
+def _ridden(riders: list[LeanSpan] | None) -> tuple[tuple[Any, ...], ...] | None:
+    return tuple([rider.export_record() for rider in riders]) if riders else None
 
 
 RIDE_SECONDS = 5
