@@ -28,8 +28,7 @@ def test_a_series_kept_at_hand_is_reported_once_observed() -> None:
     h = Histogram("d", "s", "duration", ("route",), (0.1, 1.0))
     state = h.series(("/a",))
     assert h.snapshot().points == []
-    for value in (0.05, 3):
-        observe(state, h.bounds, value)
+    observe(((state, h.bounds, 0.05), (state, h.bounds, None), (state, h.bounds, 3)))
     h.record(0.5, ("/a",))
     ((attrs, point),) = h.snapshot().points
     assert attrs == {"route": "/a"} and point.bucket_counts == (1, 1, 1)

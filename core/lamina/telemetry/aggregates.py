@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,15 +110,18 @@ class Histogram(_Instrument):
 _INF = float("inf")
 
 
-def observe(state: list[Any], bounds: tuple[float, ...], value: float) -> None:
-    """Record ``value`` into a histogram series' state (``Histogram.series``; ``bounds``: its
-    histogram's): what ``Histogram.record`` does, for a caller that keeps the series at hand."""
-    state[0][bisect_left(bounds, value)] += 1
-    state[1] += value
-    if value < state[2]:
-        state[2] = value
-    if value > state[3]:
-        state[3] = value
+def observe(measurements: Iterable[tuple[list[Any], tuple[float, ...], float | None]]) -> None:
+    """Record each ``(state, bounds, value)``: ``value`` into a histogram series' state
+    (``Histogram.series``; ``bounds``: its histogram's), None skipped. What ``Histogram.record`` does, for a
+    caller that keeps its series at hand: several measurements in one call, without a key or lookup each."""
+    for state, bounds, value in measurements:
+        if value is not None:
+            state[0][bisect_left(bounds, value)] += 1
+            state[1] += value
+            if value < state[2]:
+                state[2] = value
+            if value > state[3]:
+                state[3] = value
 
 
 class Sum(_Instrument):

@@ -16,8 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from lamina.server.errors import plain_error
-from lamina.telemetry import metrics, state
-from lamina.telemetry.aggregates import observe
+from lamina.telemetry import aggregates, metrics, state
 from lamina.telemetry.state import active
 
 METRICS_PATH = "/metrics"
@@ -57,7 +56,7 @@ def request_ended(handle: tuple[Any, tuple[str]], route: str | None, status: int
         inst.http_duration.record(seconds, (name, route, status, str(status) if status >= 500 else None))
         return
     inst.http_active.values[method_key] -= 1
-    observe(series, HTTP_DURATION_BOUNDS, seconds)
+    aggregates.observe(((series, HTTP_DURATION_BOUNDS, seconds),))
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -23,10 +23,10 @@ storm. Registering costs nothing when telemetry is off, and stays in place if it
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
+from lamina.telemetry import aggregates
 from lamina.telemetry import state as _state
 from lamina.telemetry.aggregates import Histogram, Snapshot, Sum
 from lamina.telemetry.state import TelemetrySettings, active
@@ -287,21 +287,16 @@ def record_inference(
             inst.ttft.record(ttft_seconds, (operation, model, provider_id))
         inst.operation_duration.record(seconds, key)
         return
-    # The call's four series at hand, each measurement recorded here (aggregates.observe's lines): no key
-    # tuple, lookup or Python call a measurement (two thirds of what four record() calls cost).
-    for state, bounds, value in (
-        (series[0], TOKEN_BOUNDS, input_tokens),
-        (series[1], TOKEN_BOUNDS, output_tokens),
-        (series[2], TTFT_BOUNDS, ttft_seconds),
-        (series[3], OPERATION_DURATION_BOUNDS, seconds),
-    ):
-        if value is not None:
-            state[0][bisect_left(bounds, value)] += 1
-            state[1] += value
-            if value < state[2]:
-                state[2] = value
-            if value > state[3]:
-                state[3] = value
+    # The call's four series at hand, recorded in one call: no key tuple, lookup or Python call a
+    # measurement (two thirds of what four record() calls cost).
+    aggregates.observe(
+        (
+            (series[0], TOKEN_BOUNDS, input_tokens),
+            (series[1], TOKEN_BOUNDS, output_tokens),
+            (series[2], TTFT_BOUNDS, ttft_seconds),
+            (series[3], OPERATION_DURATION_BOUNDS, seconds),
+        )
+    )
 
 
 def record_provider_error(*, provider_id: str, provider_type: str, api: str, status: int) -> None:

@@ -49,6 +49,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from lamina.redaction import known_secrets, register_secrets
+from lamina_telemetry.lean_tracer import event_records, link_records
 
 log = structlog.get_logger("lamina.telemetry")
 
@@ -81,26 +82,10 @@ def record(span: ReadableSpan) -> tuple[Any, ...]:
         status.status_code.value,
         status.description,
         tuple(span.attributes.items()) if span.attributes else None,
-        tuple([(e.name, e.timestamp, _pairs(e.attributes)) for e in span.events]) if span.events else None,
-        tuple(
-            [
-                (
-                    lk.context.trace_id,
-                    lk.context.span_id,
-                    int(lk.context.trace_flags),
-                    tuple(lk.attributes.items()) if lk.attributes else (),
-                )
-                for lk in span.links
-            ]
-        )
-        if span.links
-        else None,
+        event_records(span.events) if span.events else None,
+        link_records(span.links) if span.links else None,
         (scope.name, scope.version, scope.schema_url) if scope is not None else None,
     )
-
-
-def _pairs(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:
-    return tuple(attributes.items()) if attributes else None
 
 
 def marshal_batch(records: list[tuple[Any, ...]]) -> bytes:

@@ -231,22 +231,8 @@ class LeanSpan(trace.Span):
             0 if status is _UNSET else status.status_code.value,
             None if status is _UNSET else status.description,
             tuple(attributes.items()) if attributes else None,
-            tuple([(e.name, e.timestamp, e.attributes and tuple(e.attributes.items())) for e in self.events])
-            if self.events
-            else None,
-            tuple(
-                [
-                    (
-                        lk.context.trace_id,
-                        lk.context.span_id,
-                        int(lk.context.trace_flags),
-                        tuple(lk.attributes.items()) if lk.attributes else (),
-                    )
-                    for lk in self.links
-                ]
-            )
-            if self.links
-            else None,
+            event_records(self.events) if self.events else None,
+            link_records(self.links) if self.links else None,
             (scope.name, scope.version, scope.schema_url),
             tuple(derived) if derived else None,
             # One rider (a request's provider call) without a list comprehension's own call
@@ -300,6 +286,30 @@ class DeferringLeanSpan(LeanSpan):
                     return
         for processor in self._processors:
             processor.on_end(self)
+
+
+def event_records(events: Sequence[Any]) -> tuple[tuple[Any, ...], ...]:
+    """A span's events as an export record holds them (``(name, timestamp, (key, value) pairs or None)``)."""
+    return tuple([(e.name, e.timestamp, _pairs(e.attributes)) for e in events])
+
+
+def _pairs(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:
+    return tuple(attributes.items()) if attributes else None
+
+
+def link_records(links: Sequence[Link]) -> tuple[tuple[Any, ...], ...]:
+    """A span's links as an export record holds them (``(trace id, span id, flags, (key, value) pairs)``)."""
+    return tuple(
+        [
+            (
+                lk.context.trace_id,
+                lk.context.span_id,
+                int(lk.context.trace_flags),
+                tuple(lk.attributes.items()) if lk.attributes else (),
+            )
+            for lk in links
+        ]
+    )
 
 
 def _ridden(riders: list[LeanSpan] | None) -> tuple[tuple[Any, ...], ...] | None:
