@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
-from lamina.telemetry import TelemetrySettings, activate, deactivate, metrics
+from lamina.telemetry import TelemetrySettings, activate, deactivate, http_metrics, metrics
 from lamina_telemetry.config import TelemetryConfig
 from lamina_telemetry.metrics_setup import LaminaMeterProvider
 from lamina_telemetry.prometheus import PrometheusSetup, build_prometheus, metric_name
@@ -233,6 +233,9 @@ def test_a_plain_sdk_meter_provider_gets_the_metrics_through_sdk_instruments() -
             model="m", provider_id="p", operation="chat", stream=True, input_tokens=3, output_tokens=2,
             seconds=0.2, ttft_seconds=0.05,
         )  # fmt: skip
+        handle = http_metrics.request_started("POST")
+        assert handle is not None
+        http_metrics.request_ended(handle, "/v1/chat/completions", 502, 0.3)
         found = {
             m.name: m.data.data_points
             for rm in reader.get_metrics_data().resource_metrics
@@ -250,3 +253,14 @@ def test_a_plain_sdk_meter_provider_gets_the_metrics_through_sdk_instruments() -
     assert [(dict(p.attributes), p.value) for p in found["lamina.jobs"]] == [
         ({"lamina.job.state": "scheduled"}, 4)
     ]
+    (request,) = found["http.server.request.duration"]
+    assert (request.count, dict(request.attributes)) == (
+        1,
+        {
+            "http.request.method": "POST",
+            "http.route": "/v1/chat/completions",
+            "http.response.status_code": 502,
+            "error.type": "502",
+        },
+    )
+    assert [p.value for p in found["http.server.active_requests"]] == [0]
