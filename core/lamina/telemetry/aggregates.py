@@ -132,17 +132,15 @@ class Sum(_Instrument):
     ) -> None:
         super().__init__(name, unit, description, attributes)
         self.kind = "counter" if monotonic else "updown"
-        # key -> value; a caller on the request path may update it directly where ``forward`` is None (the
-        # HTTP requests in flight: lamina.telemetry.http_metrics), as ``add`` does
-        self.values: dict[Key, float] = {}
+        self._values: dict[Key, float] = {}
 
     def add(self, value: float, key: Key) -> None:
         if self.forward is not None:
             self.forward.add(value, self._attrs(key))
-        values = self.values
+        values = self._values
         values[key] = values.get(key, 0) + value
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            points = [(self._attrs(key), value) for key, value in list(self.values.items())]
+            points = [(self._attrs(key), value) for key, value in list(self._values.items())]
         return Snapshot(self.name, self.unit, self.description, self.kind, (), points)

@@ -328,7 +328,9 @@ class InferenceCall:
         output = None
         if self.capture and self.text:
             output = "".join(self.text) if self.stream else self.text[0]
-        raw = (
+        derive(  # nothing when the span does not record (a trace not sampled)
+            self.span,
+            "genai.call",
             self.request_fixed,
             self.operation,
             self.request,
@@ -342,12 +344,6 @@ class InferenceCall:
                 output,
             ),
         )
-        span = self.span
-        defer = getattr(span, "defer", None)  # derive()'s first step, without its call
-        if defer is not None:
-            defer("genai.call", raw)
-        else:
-            derive(span, "genai.call", *raw)  # nothing when the span does not record (a trace not sampled)
         metrics.record_inference(
             model=self.model,
             provider_id=self.provider_id,

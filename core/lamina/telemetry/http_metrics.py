@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from lamina.server.errors import plain_error
-from lamina.telemetry import aggregates, metrics, state
+from lamina.telemetry import aggregates, metrics
 from lamina.telemetry.state import active
 
 METRICS_PATH = "/metrics"
@@ -29,34 +29,25 @@ _OTHER = ("_OTHER",)
 
 def request_started(method: str) -> tuple[Any, tuple[str]] | None:
     """Count a request in flight (the core middleware calls this first); None when metrics are off."""
-    settings = state._active
-    if settings is None:
-        return None
-    cached = metrics._cache  # metrics.instruments() without its call when made for these settings
-    inst = cached[1] if cached is not None and cached[0] is settings else metrics.instruments()
+    inst = metrics.instruments()
     if inst is None:
         return None
     key = _METHOD_KEYS.get(method, _OTHER)  # the in-flight series' key: (method,)
-    if inst.forwarding:
-        inst.http_active.add(1, key)
-    else:  # Sum.add's update without its call
-        in_flight = inst.http_active.values
-        in_flight[key] = in_flight.get(key, 0) + 1
+    inst.http_active.add(1, key)
     return inst, key
 
 
 def request_ended(handle: tuple[Any, tuple[str]], route: str | None, status: int, seconds: float) -> None:
     """The request is answered with ``status`` (the one the client got; 499: it went away first)."""
     inst, method_key = handle
+    inst.http_active.add(-1, method_key)
     name = method_key[0]
     key = (name, route, status)
     series = inst._http.get(key) or inst.http_series(key)
     if series is None:  # forwarded to OpenTelemetry instruments
-        inst.http_active.add(-1, method_key)
         inst.http_duration.record(seconds, (name, route, status, str(status) if status >= 500 else None))
-        return
-    inst.http_active.values[method_key] -= 1
-    aggregates.observe(((series, HTTP_DURATION_BOUNDS, seconds),))
+    else:
+        aggregates.observe(((series, HTTP_DURATION_BOUNDS, seconds),))
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -14,9 +14,10 @@ from typing import Any
 from aiohttp import web
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from lamina.telemetry import propagation, route_spans, spans, state
+from lamina.telemetry import propagation, route_spans
 from lamina.telemetry.context import attach_span, detach
 from lamina.telemetry.derived import derive
+from lamina.telemetry.spans import tracer
 
 # A load balancer's health probe and Prometheus' scrape arrive every few seconds: a trace each would bury
 # the requests (they still count in the HTTP metrics and the access log).
@@ -44,11 +45,9 @@ _templates: dict[Any, str | None] = {}
 def start(request: web.Request, route: str | None) -> tuple[Span, Any, str, str, str | None] | None:
     """The request's SERVER span (``route``: its route template), made current; None when telemetry is
     off. Its attributes are given at :func:`end`, with the outcome (:func:`server_attributes`)."""
-    settings = state._active
-    if settings is None or request.path in UNTRACED_PATHS:
+    tr = tracer()
+    if tr is None or request.path in UNTRACED_PATHS:
         return None
-    cached = spans._tracers  # spans.tracer() without its call when it is made for these settings
-    tr = cached[1] if cached is not None and cached[0] is settings else spans.tracer()
     method = request.method
     headers = request.headers
     route_spans.CURRENT.set(None)  # the route's handler names its router call here (route_spans)
@@ -96,12 +95,7 @@ def end(
     """End the request's span with the status the client got (499: it went away first)."""
     span, token, method, path, route = handle
     detach(token)
-    raw = (method, path, route, status, request_id, route_spans.CURRENT.get())
-    defer = getattr(span, "defer", None)  # derive()'s first step, without its call
-    if defer is not None:
-        defer("http.server", raw)
-    else:
-        derive(span, "http.server", *raw)
+    derive(span, "http.server", method, path, route, status, request_id, route_spans.CURRENT.get())
     if status >= 500 and span.is_recording():
         span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status}"))
     span.end()

@@ -173,12 +173,11 @@ def _wrap_coroutine(name: str, method: Callable[..., Any], where: dict[str, str]
     provider_id = where["lamina.provider.id"]
 
     async def call(*args: Any, **kwargs: Any) -> Any:
-        settings = _state._active
-        if settings is None or (in_request_only and not current_span().get_span_context().is_valid):
+        tr = spans.tracer()
+        if tr is None or (in_request_only and not current_span().get_span_context().is_valid):
             return await method(*args, **kwargs)
-        cached = spans._tracers  # spans.tracer() without its call when it is made for these settings
-        tr = cached[1] if cached is not None and cached[0] is settings else spans.tracer()
-        capture = settings.capture_content
+        settings = _state._active
+        capture = settings is not None and settings.capture_content
         inference: genai.InferenceCall | None = None
         if operation is not None and len(args) >= 2:
             facts = genai.request_facts(args[0], args[1])

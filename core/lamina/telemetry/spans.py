@@ -43,8 +43,7 @@ AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] 
 
 
 def tracer() -> trace.Tracer | None:
-    """The active provider's tracer, or None when telemetry is off. (The request path's two spans read
-    ``_tracers`` themselves when it matches ``state._active``: one Python call fewer each.)"""
+    """The active provider's tracer, or None when telemetry is off."""
     global _tracers
     settings = _state._active  # active() without its call: this runs several times a request
     if settings is None:

@@ -235,8 +235,7 @@ class LeanSpan(trace.Span):
             link_records(self.links) if self.links else None,
             (scope.name, scope.version, scope.schema_url),
             tuple(derived) if derived else None,
-            # One rider (a request's provider call) without a list comprehension's own call
-            (riders[0].export_record(),) if riders and len(riders) == 1 else _ridden(riders),
+            tuple([rider.export_record() for rider in riders]) if riders else None,
             # The request's own secrets, for the worker's redaction of deferred attributes (the riders'
             # too: they are the same request's, and its secrets only grow).
             _request_secrets() if derived or riders else (),
@@ -310,10 +309,6 @@ def link_records(links: Sequence[Link]) -> tuple[tuple[Any, ...], ...]:
             for lk in links
         ]
     )
-
-
-def _ridden(riders: list[LeanSpan] | None) -> tuple[tuple[Any, ...], ...] | None:
-    return tuple([rider.export_record() for rider in riders]) if riders else None
 
 
 RIDE_SECONDS = 5
